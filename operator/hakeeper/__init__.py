@@ -1,0 +1,1 @@
+"""hakeeper: a Kubernetes operator that keeps services highly available."""
