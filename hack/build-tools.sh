@@ -11,11 +11,12 @@ modver() { # version of module $2 required by the wrapper module in $1
   awk -v m="$2" '$1==m && $2 ~ /^v/ {print $2; exit} $1=="require" && $2==m {print $3; exit}' "$here/$1/go.mod"
 }
 
-build() { # $1 wrapper dir, $2 version, $3 ldflags, rest: packages
+build() { # $1 wrapper dir, $2 version, $3 ldflags, rest: packages (binaries named as go build names them)
   local dir=$1 ver=$2 ldflags=$3; shift 3
   local out="$cache/$dir-$ver"
   local names=() p
-  for p in "$@"; do names+=("$out/$(basename "$p")"); done
+  # go build names a binary after its package path, skipping a major-version suffix (/v3)
+  for p in "$@"; do p=${p%/v[0-9]*}; names+=("$out/$(basename "$p")"); done
   local missing=0
   for p in "${names[@]}"; do [ -x "$p" ] || missing=1; done
   if [ $missing = 1 ]; then
@@ -34,8 +35,8 @@ build k8s "$k8s" "-s -w -X k8s.io/component-base/version.gitVersion=$k8s -X k8s.
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
 etcd=$(modver etcd go.etcd.io/etcd/server/v3)
 build etcd "$etcd" "-s -w" go.etcd.io/etcd/server/v3
-# the etcd server's main package is named after its module directory
-[ -e "$cache/bin/etcd" ] || ln -sf "$cache/etcd-$etcd/v3" "$cache/bin/etcd"
+# the etcd server's main package is go.etcd.io/etcd/server, so its binary is named "server"
+mv -f "$cache/bin/server" "$cache/bin/etcd"
 helm=$(modver helm helm.sh/helm/v3)
 build helm "$helm" "-s -w -X helm.sh/helm/v3/internal/version.version=$helm" helm.sh/helm/v3/cmd/helm
 echo "$cache/bin"
