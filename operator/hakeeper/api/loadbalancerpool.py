@@ -1,0 +1,262 @@
+"""LoadBalancerPool: balancer pods (HAProxy, or keepalived/LVS) in front of backend pods."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field
+
+from .common import (
+    BaseStatus,
+    Duration,
+    LabelSelector,
+    Model,
+    ObjectName,
+    ResourceRequirements,
+    SecretKeyRef,
+    StatusModel,
+    cel,
+)
+
+HAPROXY_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "random", "source", "uri", "hdr")
+LVS_ALGORITHMS = ("rr", "wrr", "lc", "wlc", "sh", "dh", "mh", "sed", "nq")
+HASH_ALGORITHMS = ("source", "uri", "hdr")
+DEFAULT_ALGORITHM = {"haproxy": "roundrobin", "lvs": "wlc"}
+RETRY_ON = (
+    "none", "conn-failure", "empty-response", "junk-response", "response-timeout",
+    "0rtt-rejected", "404", "408", "425", "500", "501", "502", "503", "504",
+    "all-retryable-errors",
+)
+WEIGHT_ANNOTATION = "hakeeper.io/weight"
+
+IPv4 = Annotated[str, Field(pattern=r"^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+PortName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=15)]
+
+
+class WeightRule(Model):
+    """Backends whose pods match the selector get this weight (first matching rule wins)."""
+
+    selector: LabelSelector
+    weight: int = Field(ge=0, le=256)
+
+
+class Backends(Model):
+    """Which pods the pool balances to: pods by label selector, or a Service's endpoints."""
+
+    selector: LabelSelector | None = None
+    """Pods in the pool's namespace with these labels."""
+    service: ObjectName | None = None
+    """A Service in the pool's namespace; its EndpointSlices give the backends."""
+    port: Port | PortName = Field(json_schema_extra={"x-kubernetes-int-or-string": True})
+    """The backends' port: a number, or the name of a container port."""
+    weight_rules: list[WeightRule] = Field(default_factory=list, max_length=32)
+    """Weights by pod labels; the pod annotation hakeeper.io/weight overrides them."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.selector) != has(self.service)",
+                    "backends need exactly one of selector (pods by label) or service (a Service's endpoints)",
+                )
+            ]
+        }
+    )
+
+
+class HealthCheck(Model):
+    """How the balancer decides a backend is up."""
+
+    type: Literal["tcp", "http", "mysql", "none"] = "tcp"
+    path: str | None = Field(default=None, pattern=r"^/", max_length=1024)
+    """HTTP path for type http (default /)."""
+    expect_status: int | None = Field(default=None, ge=100, le=599)
+    """Expected HTTP status for type http (default 200)."""
+    mysql_user: str | None = Field(default=None, max_length=32)
+    """User for HAProxy's mysql-check (type mysql); it needs no password and no grants."""
+    interval: Duration = "2s"
+    timeout: Duration = "1s"
+    rise: int = Field(default=2, ge=1, le=100)
+    """Consecutive successes before a backend is up."""
+    fall: int = Field(default=3, ge=1, le=100)
+    """Consecutive failures before a backend is down."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.type == 'http' || (!has(self.path) && !has(self.expectStatus))",
+                    "path and expectStatus apply to http health checks only"),
+                cel("self.type == 'mysql' || !has(self.mysqlUser)",
+                    "mysqlUser applies to mysql health checks only"),
+                cel("duration(self.timeout) <= duration(self.interval)",
+                    "health check timeout must not be longer than its interval"),
+            ]
+        }
+    )
+
+
+class CookieAffinity(Model):
+    name: str = Field(default="SERVERID", pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)
+    mode: Literal["insert", "prefix"] = "insert"
+    """insert: the balancer adds its own cookie; prefix: it prefixes the application's cookie."""
+    max_idle: Duration | None = None
+    """Forget the affinity after this long without a request."""
+
+
+class SessionAffinity(Model):
+    """Keep a client on one backend: by source IP, or by a cookie naming the server."""
+
+    type: Literal["None", "SourceIP", "Cookie"] = "None"
+    cookie: CookieAffinity | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.type == 'Cookie' || !has(self.cookie)", "cookie settings apply to type Cookie only")
+            ]
+        }
+    )
+
+
+class Timeouts(Model):
+    connect: Duration = "5s"
+    client: Duration = "50s"
+    server: Duration = "50s"
+    queue: Duration = "30s"
+
+
+class ServerOptions(Model):
+    """Options applied to every backend server."""
+
+    maxconn: int | None = Field(default=None, ge=1, le=1_000_000)
+    slowstart: Duration | None = None
+    """Ramp a recovered server's weight up over this time."""
+
+
+class Balancer(Model):
+    """The balancer pods themselves."""
+
+    replicas: int = Field(default=2, ge=1, le=16)
+    image: str | None = Field(default=None, max_length=512)
+    """Balancer image (default: the distribution's haproxy or keepalived image)."""
+    agent_image: str | None = Field(default=None, max_length=512)
+    """Image of the hakeeper agent sidecar (default: the operator's own image)."""
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    metrics_port: Port = 8404
+    """HAProxy's built-in Prometheus exporter."""
+
+
+class PoolService(Model):
+    """The Service clients use to reach the balancers (HAProxy engine)."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    port: Port = 80
+
+
+class Vrrp(Model):
+    """VRRP between balancer nodes; the master holds the virtual IP."""
+
+    virtual_router_id: int = Field(ge=1, le=255)
+    priority: int = Field(default=100, ge=1, le=254)
+    """Base priority; each further node gets one less, in node-name order."""
+    advert_interval: int = Field(default=1, ge=1, le=255)
+    """Seconds between advertisements; a backup takes over after about 3 missed ones."""
+    interface: str = Field(default="eth0", pattern=r"^[a-zA-Z0-9_.:-]+$", max_length=15)
+    unicast_peers: list[IPv4] = Field(default_factory=list, max_length=16)
+    """Peers' addresses, for networks that drop multicast."""
+    auth_secret_ref: SecretKeyRef | None = None
+    """VRRP PASS authentication; the password (max 8 characters) comes from this Secret."""
+    preempt: bool = False
+    """False: a recovered node does not take the virtual IP back."""
+
+
+class Lvs(Model):
+    """Settings of engine lvs: an IPVS virtual server managed by keepalived."""
+
+    virtual_ip: IPv4
+    port: Port
+    protocol: Literal["TCP", "UDP"] = "TCP"
+    forwarding: Literal["NAT", "DR", "TUN"] = "NAT"
+    persistence_timeout: int | None = Field(default=None, ge=1, le=86400)
+    """Seconds a client stays on its real server (source affinity)."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Nodes that run the balancers."""
+    vrrp: Vrrp
+
+
+class LoadBalancerPoolSpec(Model):
+    engine: Literal["haproxy", "lvs"] = "haproxy"
+    backends: Backends
+    mode: Literal["http", "tcp", "redirect"] | None = None
+    """HAProxy only: http (default), tcp, or redirect (answer 302 to the chosen server)."""
+    algorithm: str | None = None
+    """HAProxy: roundrobin (default), static-rr, leastconn, random, source, uri, hdr.
+    LVS: rr, wrr, lc, wlc (default), sh, dh, mh, sed, nq."""
+    hash_header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]+$", max_length=64)
+    """The header hashed by algorithm hdr."""
+    hash_type: Literal["map-based", "consistent"] | None = None
+    """consistent: adding or removing a server moves few clients (hash algorithms only)."""
+    health_check: HealthCheck = Field(default_factory=HealthCheck)
+    session_affinity: SessionAffinity = Field(default_factory=SessionAffinity)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    retries: int = Field(default=3, ge=0, le=100)
+    redispatch: bool = True
+    """Retry a failed connection on another server."""
+    retry_on: list[Literal[RETRY_ON]] = Field(default_factory=list, max_length=16)  # type: ignore[valid-type]
+    server: ServerOptions = Field(default_factory=ServerOptions)
+    balancer: Balancer = Field(default_factory=Balancer)
+    service: PoolService = Field(default_factory=PoolService)
+    lvs: Lvs | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("(self.engine == 'lvs') == has(self.lvs)",
+                    "engine lvs needs spec.lvs (virtualIP, port, vrrp), and spec.lvs is valid with engine lvs only"),
+                cel("!has(self.algorithm) || (self.engine == 'haproxy' ? self.algorithm in "
+                    + repr(list(HAPROXY_ALGORITHMS)) + " : self.algorithm in " + repr(list(LVS_ALGORITHMS)) + ")",
+                    "algorithm must be one of " + ", ".join(HAPROXY_ALGORITHMS) + " for engine haproxy, or one of "
+                    + ", ".join(LVS_ALGORITHMS) + " for engine lvs"),
+                cel("has(self.hashHeader) == (has(self.algorithm) && self.algorithm == 'hdr')",
+                    "hashHeader is required with algorithm hdr and valid with it only"),
+                cel("!has(self.hashType) || (has(self.algorithm) && self.algorithm in ['source', 'uri', 'hdr'])",
+                    "hashType applies to the hash algorithms source, uri and hdr only"),
+                cel("self.engine == 'haproxy' || !has(self.mode)",
+                    "mode applies to engine haproxy; engine lvs balances at layer 4 (set lvs.protocol)"),
+                cel("!(has(self.mode) && self.mode == 'tcp') || !has(self.algorithm) || !(self.algorithm in ['uri', 'hdr'])",
+                    "algorithms uri and hdr read HTTP requests: use mode http or redirect"),
+                cel("self.sessionAffinity.type != 'Cookie' || (self.engine == 'haproxy' && (!has(self.mode) || self.mode == 'http'))",
+                    "Cookie session affinity needs engine haproxy with mode http"),
+                cel("self.engine == 'haproxy' || self.healthCheck.type != 'mysql'",
+                    "mysql health checks need engine haproxy; use tcp with engine lvs"),
+                cel("self.engine == 'haproxy' || size(self.retryOn) == 0",
+                    "retryOn applies to engine haproxy only"),
+                cel("!has(self.lvs) || self.lvs.forwarding == 'NAT' || self.backends.port == self.lvs.port",
+                    "DR and TUN forwarding cannot map ports: backends.port must equal lvs.port"),
+                cel("!has(self.lvs) || self.lvs.protocol == 'TCP' || !(self.healthCheck.type in ['http', 'mysql'])",
+                    "a UDP virtual server cannot use an http or mysql health check"),
+            ]
+        }
+    )
+
+
+class BackendCount(StatusModel):
+    total: int = 0
+    ready: int = 0
+
+
+class BalancerPodStatus(StatusModel):
+    pod: str
+    applied_hash: str | None = None
+    vrrp_state: str | None = None
+
+
+class LoadBalancerPoolStatus(BaseStatus):
+    algorithm: str | None = None
+    """The algorithm in effect (the spec's, or the engine's default)."""
+    config_hash: str | None = None
+    backends: BackendCount = Field(default_factory=BackendCount)
+    balancers: list[BalancerPodStatus] = Field(default_factory=list)
+    virtual_ip_holder: str | None = None

@@ -1,0 +1,88 @@
+"""The `hakeeper` command: run the operator, print the CRDs."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+from collections.abc import Sequence
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from . import controllers  # noqa: F401  (registers the handlers)
+
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    if args.namespace and args.all_namespaces:
+        raise SystemExit("hakeeper run: give --namespace or --all-namespaces, not both")
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        standalone=args.standalone,
+        peering_name=None if args.standalone else args.peering,
+        priority=args.priority,
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from .api.crdgen import all_crds
+
+    files = all_crds()
+    if args.check:
+        target = pathlib.Path(args.check)
+        stale = [name for name, text in files.items()
+                 if not (target / name).exists() or (target / name).read_text() != text]
+        extra = sorted(p.name for p in target.glob("*.yaml") if p.name not in files)
+        for name in stale:
+            print(f"{target / name}: differs from the models (run `make crds`)", file=sys.stderr)
+        for name in extra:
+            print(f"{target / name}: no model generates this file", file=sys.stderr)
+        return 1 if stale or extra else 0
+    if args.output_dir:
+        target = pathlib.Path(args.output_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (target / name).write_text(text)
+        return 0
+    sys.stdout.write("---\n".join(files.values()))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="hakeeper", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=[],
+                       help="watch this namespace (repeatable; glob patterns allowed)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch the whole cluster (default)")
+    peering = run.add_mutually_exclusive_group()
+    peering.add_argument("--peering", default="hakeeper",
+                         help="kopf peering object shared by replicas; only the highest-priority one acts")
+    peering.add_argument("--standalone", action="store_true", help="no peering: the only replica")
+    run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    run.add_argument("--liveness", default=None, metavar="URL",
+                     help="serve liveness probes, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.add_argument("--log-format", default="full", choices=["plain", "full", "json"])
+    run.set_defaults(func=_run)
+
+    crds = sub.add_parser("crds", help="print the CustomResourceDefinitions generated from the models")
+    out = crds.add_mutually_exclusive_group()
+    out.add_argument("--output-dir", metavar="DIR", help="write one file per CRD into DIR")
+    out.add_argument("--check", metavar="DIR", help="exit 1 when DIR differs from the models")
+    crds.set_defaults(func=_crds)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
