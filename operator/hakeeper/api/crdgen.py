@@ -31,8 +31,9 @@ _KEPT = {
 class _Schema(GenerateJsonSchema):
     """Gives fields with a default_factory a default the API server can apply.
 
-    A nested object defaults to {} so that the API server fills in its own defaults
-    even when the user leaves the whole object out.
+    A nested object defaults to its fully defaulted form, so that the API server fills
+    it in when the user leaves it out (and its CEL rules see every field: the API server
+    checks a default against the schema without applying the defaults inside it).
     """
 
     def default_schema(self, schema):  # noqa: ANN001 - pydantic-core's schema dicts
@@ -42,7 +43,7 @@ class _Schema(GenerateJsonSchema):
         inner = self.generate_inner(schema["schema"])
         value = factory()
         if isinstance(value, BaseModel):
-            inner["default"] = {}
+            inner["default"] = value.model_dump(by_alias=True, exclude_none=True, mode="json")
         elif value in ([], {}):
             inner["default"] = value
         return inner

@@ -103,7 +103,7 @@ class DegradationPolicySpec(Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel("self.tiers.all(a, self.tiers.exists_one(b, b.priority == a.priority))",
-                    "each tier needs a priority of its own", "spec.tiers"),
+                    "each tier needs a priority of its own", ".tiers"),
                 cel("duration(self.interval) >= duration('1s')", "interval must be at least 1s"),
             ]
         }

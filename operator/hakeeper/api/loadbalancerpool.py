@@ -158,7 +158,7 @@ class PoolService(Model):
 class Vrrp(Model):
     """VRRP between balancer nodes; the master holds the virtual IP."""
 
-    virtual_router_id: int = Field(ge=1, le=255)
+    virtual_router_id: int = Field(alias="virtualRouterID", ge=1, le=255)
     priority: int = Field(default=100, ge=1, le=254)
     """Base priority; each further node gets one less, in node-name order."""
     advert_interval: int = Field(default=1, ge=1, le=255)
@@ -175,7 +175,7 @@ class Vrrp(Model):
 class Lvs(Model):
     """Settings of engine lvs: an IPVS virtual server managed by keepalived."""
 
-    virtual_ip: IPv4
+    virtual_ip: IPv4 = Field(alias="virtualIP")
     port: Port
     protocol: Literal["TCP", "UDP"] = "TCP"
     forwarding: Literal["NAT", "DR", "TUN"] = "NAT"
@@ -259,4 +259,4 @@ class LoadBalancerPoolStatus(BaseStatus):
     config_hash: str | None = None
     backends: BackendCount = Field(default_factory=BackendCount)
     balancers: list[BalancerPodStatus] = Field(default_factory=list)
-    virtual_ip_holder: str | None = None
+    virtual_ip_holder: str | None = Field(default=None, alias="virtualIPHolder")

@@ -56,9 +56,9 @@ def register_acceptance(kind: Any, status_of: Any = None) -> None:
 
     group, version = kind.api_version.split("/")
 
-    @kopf.on.resume(group, version, kind.plural)
-    @kopf.on.create(group, version, kind.plural)
-    @kopf.on.update(group, version, kind.plural)
+    @kopf.on.resume(group, version, kind.plural, id="accept")
+    @kopf.on.create(group, version, kind.plural, id="accept")
+    @kopf.on.update(group, version, kind.plural, id="accept")
     def accept(body: kopf.Body, patch: kopf.Patch, **_: object) -> None:
         spec = parse_spec(kind.spec, body, patch)
         if spec is None:
