@@ -1,0 +1,62 @@
+"""Pod IPs: addresses from a private range put on the loopback device.
+
+Kubernetes refuses loopback addresses (127.0.0.0/8) in EndpointSlices, so pods cannot use
+them. An address of any range added to `lo` is local to this machine just the same:
+traffic to it never leaves the host. Adding one needs root (CAP_NET_ADMIN).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+import threading
+
+POD_CIDR = ipaddress.ip_network(os.environ.get("HAKEEPER_POD_CIDR", "10.244.0.0/16"))
+
+
+class AddressError(RuntimeError):
+    pass
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True)
+
+
+def present() -> set[str]:
+    out = _ip("-4", "-o", "addr", "show", "dev", "lo").stdout
+    return {line.split()[3].split("/")[0] for line in out.splitlines() if len(line.split()) > 3}
+
+
+class Pool:
+    """Hands out addresses no other process on this host has put on lo."""
+
+    def __init__(self, network: ipaddress.IPv4Network = POD_CIDR):
+        self._hosts = network.hosts()
+        self._freed: list[str] = []
+        self._lock = threading.Lock()
+        self.claimed: set[str] = set()
+
+    def claim(self) -> str:
+        with self._lock:
+            taken = present()
+            while True:
+                ip = self._freed.pop(0) if self._freed else str(next(self._hosts))
+                if ip not in taken:
+                    break
+            result = _ip("addr", "add", f"{ip}/32", "dev", "lo")
+            if result.returncode != 0:
+                raise AddressError(f"cannot add pod address {ip} to lo (the node agent needs root): "
+                                   f"{result.stderr.strip()}")
+            self.claimed.add(ip)
+            return ip
+
+    def release(self, ip: str) -> None:
+        with self._lock:
+            _ip("addr", "del", f"{ip}/32", "dev", "lo")
+            self.claimed.discard(ip)
+            self._freed.append(ip)
+
+    def release_all(self) -> None:
+        for ip in list(self.claimed):
+            self.release(ip)

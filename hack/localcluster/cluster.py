@@ -1,0 +1,40 @@
+"""A control plane plus the node agent: what `make cluster-up` and the e2e fixture start."""
+
+from __future__ import annotations
+
+import pathlib
+
+from .api import Api
+from .controlplane import ControlPlane
+from .nodeagent import NodeAgent
+
+
+class LocalCluster:
+    def __init__(self, state_dir: pathlib.Path, bin_dir: pathlib.Path, *, nodes: int = 1):
+        self.state_dir = pathlib.Path(state_dir).resolve()
+        self.control_plane = ControlPlane(self.state_dir, bin_dir)
+        self.node_names = ("hakeeper-local",) if nodes == 1 else tuple(f"hakeeper-local-{i}" for i in range(nodes))
+        self.agent: NodeAgent | None = None
+        self.startup_seconds = 0.0
+
+    @property
+    def kubeconfig(self) -> pathlib.Path:
+        return self.control_plane.kubeconfig
+
+    def start(self) -> None:
+        try:
+            self.control_plane.start()
+            pki = self.state_dir / "pki"
+            api = Api(self.control_plane.server, pki / "ca.crt", pki / "admin.crt", pki / "admin.key")
+            self.agent = NodeAgent(api, self.state_dir / "pods", nodes=self.node_names,
+                                   api_port=self.control_plane.api_port)
+            self.agent.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.agent is not None:
+            self.agent.stop()
+            self.agent = None
+        self.control_plane.stop()

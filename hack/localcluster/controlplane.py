@@ -1,0 +1,224 @@
+"""etcd, kube-apiserver and kube-controller-manager as local processes, started the way envtest does.
+
+There is no scheduler and no kubelet: the node agent (nodeagent.py) binds pods and runs them.
+The controller manager runs for real, so Deployments get ReplicaSets and pods, StatefulSets get
+pods, Services get EndpointSlices, namespaces get their default ServiceAccount, and deleting an
+owner garbage-collects what it owns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+
+import yaml
+
+from . import certs
+
+SERVICE_CIDR = "10.0.0.0/24"
+API_SERVICE_IP = "10.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kubeconfig(server: str, ca: pathlib.Path, *, user: str, cert: pathlib.Path | None = None,
+               key: pathlib.Path | None = None, token: str | None = None) -> str:
+    credentials: dict = {"token": token} if token else {
+        "client-certificate": str(cert), "client-key": str(key)}
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "hakeeper-local", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": user, "user": credentials}],
+        "contexts": [{"name": "hakeeper-local", "context": {"cluster": "hakeeper-local", "user": user}}],
+        "current-context": "hakeeper-local",
+    })
+
+
+@dataclasses.dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen
+    log: pathlib.Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.popen.poll() is not None:
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+class ControlPlane:
+    """Starts in a state directory; everything it writes (PKI, etcd data, logs) stays there."""
+
+    def __init__(self, state_dir: pathlib.Path, bin_dir: pathlib.Path):
+        self.dir = pathlib.Path(state_dir).resolve()
+        self.bin = pathlib.Path(bin_dir)
+        self.processes: list[Process] = []
+        self.api_port = free_port()
+        self.server = f"https://127.0.0.1:{self.api_port}"
+
+    @property
+    def kubeconfig(self) -> pathlib.Path:
+        return self.dir / "kubeconfig"
+
+    @property
+    def ca_file(self) -> pathlib.Path:
+        return self.dir / "pki" / "ca.crt"
+
+    def _spawn(self, name: str, args: list[str]) -> Process:
+        log = self.dir / "logs" / f"{name}.log"
+        out = open(log, "ab")
+        popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True)
+        out.close()
+        process = Process(name, popen, log)
+        self.processes.append(process)
+        return process
+
+    def _pki(self) -> dict[str, pathlib.Path]:
+        pki = self.dir / "pki"
+        pki.mkdir(parents=True, exist_ok=True)
+        ca = certs.Authority.create()
+        files = {"ca": certs.write(pki / "ca.crt", ca.cert_pem()),
+                 "ca_key": certs.write(pki / "ca.key", certs.pem_key(ca.key))}
+        names = ("127.0.0.1", "localhost", API_SERVICE_IP, "kubernetes", "kubernetes.default",
+                 "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
+        for name, cn, org, server in (
+            ("apiserver", "kube-apiserver", None, names),
+            ("admin", "hakeeper-admin", "system:masters", ()),
+            ("controller-manager", "system:kube-controller-manager", None, ()),
+        ):
+            cert, key = ca.issue(cn, org, server_names=server, client=not server)
+            files[name] = certs.write(pki / f"{name}.crt", cert)
+            files[f"{name}_key"] = certs.write(pki / f"{name}.key", key)
+        private, public = certs.service_account_keys()
+        files["sa_key"] = certs.write(pki / "sa.key", private)
+        files["sa_pub"] = certs.write(pki / "sa.pub", public)
+        return files
+
+    def start(self, timeout: float = 90) -> None:
+        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
+        pki = self._pki()
+        etcd_port, peer_port = free_port(), free_port()
+        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        self._spawn("etcd", [
+            str(self.bin / "etcd"), "--name", "local", "--data-dir", str(self.dir / "etcd"),
+            "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
+            "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
+            "--initial-cluster", f"local=http://127.0.0.1:{peer_port}",
+            # a test cluster's data is thrown away: durability costs time and buys nothing
+            "--unsafe-no-fsync=true", "--quota-backend-bytes", str(2 * 1024**3),
+            "--log-level", "warn",
+        ])
+        self._wait(lambda: _http_ok(f"{etcd_url}/health"), timeout, "etcd /health")
+        self._spawn("kube-apiserver", [
+            str(self.bin / "kube-apiserver"),
+            "--etcd-servers", etcd_url, "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+            "--secure-port", str(self.api_port),
+            "--tls-cert-file", str(pki["apiserver"]), "--tls-private-key-file", str(pki["apiserver_key"]),
+            "--client-ca-file", str(pki["ca"]),
+            "--authorization-mode", "RBAC", "--allow-privileged=true",
+            "--service-cluster-ip-range", SERVICE_CIDR,
+            "--service-account-issuer", f"{self.server}/",
+            "--service-account-key-file", str(pki["sa_pub"]),
+            "--service-account-signing-key-file", str(pki["sa_key"]),
+            "--profiling=false", "-v", "0",
+        ])
+        self.kubeconfig.write_text(kubeconfig(self.server, pki["ca"], user="admin", cert=pki["admin"],
+                                              key=pki["admin_key"]))
+        self.kubeconfig.chmod(0o600)
+        self._wait(self._ready, timeout, "kube-apiserver /readyz")
+        kcm_config = self.dir / "controller-manager.kubeconfig"
+        kcm_config.write_text(kubeconfig(self.server, pki["ca"], user="kcm", cert=pki["controller-manager"],
+                                         key=pki["controller-manager_key"]))
+        self._spawn("kube-controller-manager", [
+            str(self.bin / "kube-controller-manager"),
+            "--kubeconfig", str(kcm_config), "--authentication-kubeconfig", str(kcm_config),
+            "--authorization-kubeconfig", str(kcm_config),
+            "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
+            "--leader-elect=false", "--use-service-account-credentials=true",
+            "--service-account-private-key-file", str(pki["sa_key"]), "--root-ca-file", str(pki["ca"]),
+            "--service-cluster-ip-range", SERVICE_CIDR,
+            # no cloud, no node IPAM, no CSI: controllers that would only log errors here
+            "--controllers", "*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller,"
+                             "-persistentvolume-attach-detach-controller",
+            "--concurrent-deployment-syncs", "5", "-v", "0",
+        ])
+        self._wait(lambda: self._has_default_service_account(), timeout,
+                   "kube-controller-manager to create the default ServiceAccount")
+
+    def _wait(self, predicate, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for process in self.processes:
+                if not process.alive():
+                    raise StartupError(f"{process.name} exited while waiting for {what}:\n{process.tail()}")
+            if predicate():
+                return
+            time.sleep(0.2)
+        raise StartupError(f"timed out after {timeout}s waiting for {what}")
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        pki = self.dir / "pki"
+        context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        return context
+
+    def _ready(self) -> bool:
+        return _http_ok(f"{self.server}/readyz", self.ssl_context())
+
+    def _has_default_service_account(self) -> bool:
+        return _http_ok(f"{self.server}/api/v1/namespaces/default/serviceaccounts/default", self.ssl_context())
+
+    def stop(self) -> None:
+        # reverse order: the controller manager first, etcd last
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

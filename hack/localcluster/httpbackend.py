@@ -1,0 +1,74 @@
+"""A tiny HTTP backend: the workload of test pods (`image: .../test-http-backend`).
+
+Every answer names the backend (body and X-Backend header), so a test can see which pod
+a balancer chose. GET /healthz answers 200 while the file named by --unhealthy-file
+does not exist, so a test can fail a health check without killing the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import os
+import signal
+import socketserver
+import sys
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    server_version = "hakeeper-test-backend"
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self, status: int, body: str) -> None:
+        data = (body + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Backend", self.server.name)  # type: ignore[attr-defined]
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        name = self.server.name  # type: ignore[attr-defined]
+        unhealthy = self.server.unhealthy_file  # type: ignore[attr-defined]
+        if self.path == "/healthz":
+            if unhealthy and os.path.exists(unhealthy):
+                self._answer(503, f"{name} unhealthy")
+            else:
+                self._answer(200, f"{name} ok")
+        elif self.path.startswith("/status/") and self.path[8:].isdigit():
+            self._answer(int(self.path[8:]), name)
+        else:
+            self._answer(200, name)
+
+    do_HEAD = do_GET
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass  # request logs would drown the node agent's log
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--address", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--name", default=os.environ.get("POD_NAME", "backend"))
+    parser.add_argument("--unhealthy-file", default=None)
+    args = parser.parse_args(argv)
+    server = Server((args.address, args.port), Handler)
+    server.name = args.name  # type: ignore[attr-defined]
+    server.unhealthy_file = args.unhealthy_file  # type: ignore[attr-defined]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
