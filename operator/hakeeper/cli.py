@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
+import zlib
 import sys
 from collections.abc import Sequence
+
+
+def peering_priority(given: int | None, pod_name: str | None) -> int:
+    """kopf pauses every replica when two share a priority, so each pod takes its own.
+
+    The CRC-32 of the pod name differs between the live pods of a Deployment; the highest
+    acts, the others stand by and take over when it leaves the peering.
+    """
+    if given is not None:
+        return given
+    return zlib.crc32(pod_name.encode()) if pod_name else 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -21,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
         namespaces=args.namespace or (),
         standalone=args.standalone,
         peering_name=None if args.standalone else args.peering,
-        priority=args.priority,
+        priority=peering_priority(args.priority, os.environ.get("POD_NAME")),
         liveness_endpoint=args.liveness,
     )
     return 0
@@ -64,7 +77,8 @@ def parser() -> argparse.ArgumentParser:
     peering.add_argument("--peering", default="hakeeper",
                          help="kopf peering object shared by replicas; only the highest-priority one acts")
     peering.add_argument("--standalone", action="store_true", help="no peering: the only replica")
-    run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    run.add_argument("--priority", type=int, default=None,
+                     help="peering priority of this replica (default: derived from $POD_NAME, else 0)")
     run.add_argument("--liveness", default=None, metavar="URL",
                      help="serve liveness probes, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("-v", "--verbose", action="store_true")

@@ -1,4 +1,4 @@
-from hakeeper.controllers.conditions import get_condition, set_condition
+from hakeeper.conditions import get_condition, set_condition
 
 
 def test_new_condition_is_appended():

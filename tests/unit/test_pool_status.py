@@ -1,4 +1,4 @@
-from hakeeper.controllers.conditions import get_condition
+from hakeeper.conditions import get_condition
 from hakeeper.pool.backends import Backend
 from hakeeper.pool.status import BalancerPod, pool_status
 

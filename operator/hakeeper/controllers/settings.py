@@ -15,6 +15,5 @@ def configure(settings: kopf.OperatorSettings, **_: object) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.posting.level = 20  # INFO and above become Events
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60

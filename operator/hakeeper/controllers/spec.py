@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 import kopf
 from pydantic import BaseModel, ValidationError
 
-from .conditions import set_condition
+from ..conditions import set_condition
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..controllers.conditions import set_condition
+from ..conditions import set_condition
 from .backends import Backend, count
 
 

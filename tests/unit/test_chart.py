@@ -1,0 +1,312 @@
+"""The Helm chart, rendered by the real helm: lint, least-privilege RBAC, a hardened pod,
+the two watch scopes, and the values schema.
+
+`helm template` is given the Kubernetes version the e2e tier runs (hack/k8s/go.mod), so
+the chart's kubeVersion constraint is checked against it and not against helm's default.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from hakeeper.cli import parser as cli_parser
+from hakeeper.cli import peering_priority
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts/hakeeper"
+RELEASE_NAMESPACE = "hakeeper-system"
+
+
+def _helm() -> pathlib.Path:
+    bin_dir = os.environ.get("HAKEEPER_TOOLS_BIN") or pathlib.Path.home() / ".cache/hakeeper/tools/bin"
+    helm = pathlib.Path(bin_dir) / "helm"
+    assert helm.exists(), f"no helm at {helm}: run `make tools` (hack/build-tools.sh) first"
+    return helm
+
+
+def _kube_version() -> str:
+    match = re.search(r"^require k8s\.io/kubernetes (v\S+)", (ROOT / "hack/k8s/go.mod").read_text(), re.M)
+    assert match, "hack/k8s/go.mod pins no k8s.io/kubernetes version"
+    return match.group(1)
+
+
+def helm(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(_helm()), *args], capture_output=True, text=True, timeout=120)
+
+
+def render(*values: str, release: str = "hakeeper", kube_version: str | None = None) -> list[dict]:
+    sets = [arg for value in values for arg in ("--set", value)]
+    result = helm("template", release, str(CHART), "--namespace", RELEASE_NAMESPACE,
+                  "--kube-version", kube_version or _kube_version(), *sets)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def objects(docs: list[dict], kind: str) -> list[dict]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def one(docs: list[dict], kind: str) -> dict:
+    found = objects(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def container(docs: list[dict]) -> dict:
+    (operator,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return operator
+
+
+def grants(rules: list[dict]) -> dict[tuple[str, str], set[str]]:
+    """(apiGroup, resource) -> verbs, however the rules happen to be grouped."""
+    table: dict[tuple[str, str], set[str]] = {}
+    for rule in rules:
+        assert set(rule) <= {"apiGroups", "resources", "verbs"}, f"unexpected rule fields: {rule}"
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                table.setdefault((group, resource), set()).update(rule["verbs"])
+    return table
+
+
+WRITE = {"get", "list", "watch", "create", "patch", "update", "delete"}
+
+# Everything the operator may do in a namespace it serves. A change here is a change of the
+# operator's privileges: make it together with the rule and its reason in _helpers.tpl.
+NAMESPACED = {
+    ("hakeeper.io", "loadbalancerpools"): {"get", "list", "watch", "patch", "update"},
+    ("hakeeper.io", "replicateddatabases"): {"get", "list", "watch", "patch", "update"},
+    ("hakeeper.io", "degradationpolicies"): {"get", "list", "watch", "patch", "update"},
+    ("hakeeper.io", "loadbalancerpools/status"): {"get", "patch", "update"},
+    ("hakeeper.io", "replicateddatabases/status"): {"get", "patch", "update"},
+    ("hakeeper.io", "degradationpolicies/status"): {"get", "patch", "update"},
+    ("hakeeper.io", "loadbalancerpools/finalizers"): {"update"},
+    ("hakeeper.io", "replicateddatabases/finalizers"): {"update"},
+    ("hakeeper.io", "degradationpolicies/finalizers"): {"update"},
+    ("", "events"): {"create", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+    ("", "pods"): {"get", "list", "watch", "patch"},
+    ("", "services"): WRITE,
+    ("", "configmaps"): WRITE,
+    ("", "serviceaccounts"): WRITE,
+    ("", "secrets"): {"get", "list", "watch", "create", "patch"},
+    ("discovery.k8s.io", "endpointslices"): {"get", "list", "watch"},
+    ("apps", "deployments"): WRITE,
+    ("apps", "daemonsets"): WRITE,
+    ("apps", "statefulsets"): WRITE,
+    ("apps", "deployments/scale"): {"get", "patch", "update"},
+    ("policy", "poddisruptionbudgets"): WRITE,
+    ("rbac.authorization.k8s.io", "roles"): WRITE,
+    ("rbac.authorization.k8s.io", "rolebindings"): WRITE,
+    ("coordination.k8s.io", "leases"): {"get", "list", "watch", "create", "update", "patch"},
+}
+CRDS = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+CLUSTER_WIDE = {**NAMESPACED, **CRDS, ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"}}
+PER_NAMESPACE = {**NAMESPACED, ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"}}
+CLUSTER_READS_WHEN_NAMESPACED = {**CRDS, ("", "namespaces"): {"list", "watch"}}
+
+
+def test_lint_strict_is_clean():
+    result = helm("lint", "--strict", str(CHART), "--kube-version", _kube_version())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
+
+
+def test_chart_refuses_a_kubernetes_older_than_it_supports():
+    result = helm("template", "hakeeper", str(CHART), "--kube-version", "v1.29.0")
+    assert result.returncode != 0
+    assert "incompatible with Kubernetes v1.29.0" in result.stderr
+
+
+def test_cluster_role_grants_exactly_the_least_privilege_table():
+    docs = render()
+    role = one(docs, "ClusterRole")
+    assert grants(role["rules"]) == CLUSTER_WIDE
+    assert not objects(docs, "Role") and not objects(docs, "RoleBinding")
+
+
+def test_no_rule_uses_wildcards_or_privilege_verbs():
+    for values in ((), ("watchNamespaces={a,b}",)):
+        docs = render(*values)
+        for role in objects(docs, "ClusterRole") + objects(docs, "Role"):
+            for rule in role["rules"]:
+                assert "*" not in rule["apiGroups"] + rule["resources"] + rule["verbs"], rule
+                assert not {"bind", "escalate", "impersonate"} & set(rule["verbs"]), rule
+
+
+def test_cluster_role_is_bound_to_the_operator_service_account():
+    docs = render()
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": one(docs, "ClusterRole")["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "hakeeper", "namespace": RELEASE_NAMESPACE}]
+
+
+def test_service_account_is_named_after_the_release():
+    docs = render()
+    account = one(docs, "ServiceAccount")["metadata"]
+    assert (account["name"], account["namespace"]) == ("hakeeper", RELEASE_NAMESPACE)
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "hakeeper"
+
+    other = render(release="edge")
+    assert one(other, "ServiceAccount")["metadata"]["name"] == "edge-hakeeper"
+
+    named = render("serviceAccount.name=robot")
+    assert one(named, "ServiceAccount")["metadata"]["name"] == "robot"
+    assert one(named, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "robot"
+    assert one(named, "ClusterRoleBinding")["subjects"][0]["name"] == "robot"
+
+
+def test_pod_runs_non_root_on_a_read_only_root_filesystem():
+    docs = render()
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["fsGroup"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    security = container(docs)["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["runAsNonRoot"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    # the one writable place is an emptyDir at /tmp
+    mounts = {m["mountPath"]: m["name"] for m in container(docs)["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert container(docs)["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                            "limits": {"cpu": "500m", "memory": "256Mi"}}
+
+
+def test_probes_hit_the_liveness_endpoint_the_operator_serves():
+    docs = render()
+    operator = container(docs)
+    ports = {p["name"]: p["containerPort"] for p in operator["ports"]}
+    args = cli_parser().parse_args(operator["args"])
+    for probe in ("livenessProbe", "readinessProbe"):
+        get = operator[probe]["httpGet"]
+        port = ports.get(get["port"], get["port"])
+        assert (port, get["path"]) == (8080, "/healthz")
+        assert args.liveness == f"http://0.0.0.0:{port}{get['path']}"
+
+
+def test_cluster_wide_by_default():
+    docs = render()
+    args = cli_parser().parse_args(container(docs)["args"])
+    assert args.command == "run"
+    assert args.all_namespaces and not args.namespace
+    peering = one(docs, "ClusterKopfPeering")
+    assert peering["apiVersion"] == "kopf.dev/v1"
+    assert args.peering == peering["metadata"]["name"] == "hakeeper"
+    assert not objects(docs, "KopfPeering")
+
+
+def test_watch_namespaces_gives_a_role_in_each_and_no_cluster_wide_pod_access():
+    docs = render("watchNamespaces={a,b}")
+    operator_args = container(docs)["args"]
+    assert " ".join(operator_args).count("-n ") == 2 and "-n a -n b" in " ".join(operator_args)
+    args = cli_parser().parse_args(operator_args)
+    assert args.namespace == ["a", "b"] and not args.all_namespaces
+
+    roles = {r["metadata"]["namespace"]: r for r in objects(docs, "Role")}
+    assert set(roles) == {"a", "b"}
+    for role in roles.values():
+        assert grants(role["rules"]) == PER_NAMESPACE
+    bindings = {b["metadata"]["namespace"]: b for b in objects(docs, "RoleBinding")}
+    assert set(bindings) == {"a", "b"}
+    for namespace, binding in bindings.items():
+        assert binding["roleRef"]["name"] == roles[namespace]["metadata"]["name"]
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "hakeeper",
+                                        "namespace": RELEASE_NAMESPACE}]
+
+    cluster_roles = objects(docs, "ClusterRole")
+    for role in cluster_roles:
+        assert ("", "pods") not in grants(role["rules"])
+    assert [grants(r["rules"]) for r in cluster_roles] == [CLUSTER_READS_WHEN_NAMESPACED]
+
+    peerings = objects(docs, "KopfPeering")
+    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["a", "b"]
+    assert {p["metadata"]["name"] for p in peerings} == {args.peering}
+    assert not objects(docs, "ClusterKopfPeering")
+
+
+def test_log_format_and_verbose_reach_the_command_line():
+    args = cli_parser().parse_args(container(render("logFormat=json", "verbose=true"))["args"])
+    assert args.log_format == "json" and args.verbose
+    args = cli_parser().parse_args(container(render())["args"])
+    assert args.log_format == "full" and not args.verbose
+
+
+def test_agent_image_is_the_operator_image():
+    for values, image in (((), "ghcr.io/hakeeper/hakeeper:0.1.0"),
+                          (("image.repository=hakeeper", "image.tag=e2e"), "hakeeper:e2e")):
+        operator = container(render(*values))
+        env = {e["name"]: e for e in operator["env"]}
+        assert operator["image"] == env["HAKEEPER_AGENT_IMAGE"]["value"] == image
+        assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+        assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+
+
+def test_each_replica_takes_its_own_peering_priority():
+    # kopf pauses every replica that shares a priority with another, so two pods of the
+    # Deployment must never pass the same one: the CLI derives it from POD_NAME.
+    operator = container(render())
+    env = {e["name"]: e for e in operator["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert "--priority" not in operator["args"] and "command" not in operator
+    first = peering_priority(None, "hakeeper-6d5f7b9c4d-x2x8k")
+    second = peering_priority(None, "hakeeper-6d5f7b9c4d-q7wzn")
+    assert first != second and first == peering_priority(None, "hakeeper-6d5f7b9c4d-x2x8k")
+    assert peering_priority(7, "hakeeper-6d5f7b9c4d-x2x8k") == 7  # an explicit --priority wins
+    assert peering_priority(None, None) == 0
+
+
+def test_disruption_budget_only_with_a_standby():
+    docs = render()
+    assert one(docs, "Deployment")["spec"]["replicas"] == 2
+    budget = one(docs, "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= \
+        one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"].items()
+    assert not objects(render("replicaCount=1"), "PodDisruptionBudget")
+
+
+def test_default_anti_affinity_spreads_replicas_over_nodes():
+    pod = one(render(), "Deployment")["spec"]["template"]["spec"]
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    selector = one(render(), "Deployment")["spec"]["selector"]["matchLabels"]
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == selector
+
+
+def test_scheduling_values_reach_the_pod():
+    pod = one(render("priorityClassName=system-cluster-critical", "nodeSelector.role=ops",
+                     "tolerations[0].key=ops", "tolerations[0].operator=Exists",
+                     "imagePullSecrets[0].name=registry", "podAnnotations.team=sre"),
+              "Deployment")["spec"]["template"]
+    assert pod["spec"]["priorityClassName"] == "system-cluster-critical"
+    assert pod["spec"]["nodeSelector"] == {"role": "ops"}
+    assert pod["spec"]["tolerations"] == [{"key": "ops", "operator": "Exists"}]
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "registry"}]
+    assert pod["metadata"]["annotations"] == {"team": "sre"}
+
+
+@pytest.mark.parametrize(("value", "complaint"), [
+    ("replicaCount=-1", "at '/replicaCount': minimum"),
+    ("unknownKey=1", "additional properties 'unknownKey' not allowed"),
+    ("image.pullPolicy=Sometimes", "at '/image/pullPolicy': value must be one of"),
+    ("logFormat=xml", "at '/logFormat': value must be one of"),
+    ("watchNamespaces={Bad_NS}", "at '/watchNamespaces/0'"),
+    ("serviceAccount.extra=1", "additional properties 'extra' not allowed"),
+    ("verbose=maybe", "at '/verbose'"),
+])
+def test_values_schema_refuses_bad_values(value, complaint):
+    result = helm("template", "hakeeper", str(CHART), "--kube-version", _kube_version(), "--set", value)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert complaint in result.stderr, result.stderr
