@@ -367,6 +367,14 @@ class NodeAgent:
                 return runner.container(container).process
         return None
 
+    def volume_path(self, namespace: str, pod: str, volume: str) -> pathlib.Path:
+        """Where a pod's volume lives on this machine (e.g. an emptyDir holding a unix socket)."""
+        for runner in list(self.runners.values()):
+            meta = runner.pod["metadata"]
+            if (meta["namespace"], meta["name"]) == (namespace, pod):
+                return runner.sandbox.volumes[volume]
+        raise KeyError(f"no pod {namespace}/{pod} runs here")
+
     def node_labels(self, node: str) -> dict[str, str]:
         return {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
                 "hakeeper.io/local-node": "true"}

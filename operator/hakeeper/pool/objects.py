@@ -129,6 +129,8 @@ def deployment(pool: str, namespace: str, spec: LoadBalancerPoolSpec, agent_imag
         "readinessProbe": {"tcpSocket": {"port": "frontend"}, "periodSeconds": 2, "failureThreshold": 2},
         "livenessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 10,
                           "failureThreshold": 3},
+        # the configuration binds "${POD_IP}:8080": the pod's own address, nothing else
+        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
         "volumeMounts": [run_mount],
         "securityContext": {**restricted, "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}},
     }
