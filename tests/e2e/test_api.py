@@ -13,6 +13,7 @@ from .invalid_specs import INVALID
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 QUICKSTART = sorted((ROOT / "examples/quickstart").glob("*.yaml"))
+EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
 pytestmark = pytest.mark.e2e
 
 
@@ -33,6 +34,13 @@ def test_crds_are_established_with_short_names_and_category(crds):
 def test_valid_samples_are_accepted(crds, namespace, sample):
     out = crds.kubectl("apply", "-n", namespace, "-f", str(sample)).stdout
     assert "created" in out
+
+
+def test_every_example_is_accepted_by_the_api_server(crds, namespace):
+    # tests/unit/test_offline_validation.py passes the same files through `hakeeper render`'s check
+    for example in EXAMPLES:
+        result = crds.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(example), check=False)
+        assert result.returncode == 0, f"{example}: {result.stderr}"
 
 
 @pytest.mark.parametrize("case", INVALID, ids=lambda c: c[0])

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 import kopf
 from pydantic import BaseModel, ValidationError
 
+from ..api import offline
 from ..conditions import set_condition
 
 M = TypeVar("M", bound=BaseModel)
@@ -24,16 +25,20 @@ def explain(error: ValidationError) -> str:
 def parse_spec(model: type[M], body: kopf.Body, patch: kopf.Patch) -> M | None:
     """The spec as a model, or None after setting Ready=False/InvalidSpec and posting an Event.
 
-    The CRD schema refuses most bad input at `kubectl apply`; this catches what slips
-    past it (objects stored under an older schema, rules the schema cannot state).
+    The CRD schema refuses bad input at `kubectl apply`; this catches what slips past it
+    (objects stored under an older schema), with the API server's own wording.
     """
     try:
+        offline.check({"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+                       "metadata": {"name": body.metadata.name}, "spec": dict(body.get("spec") or {})})
         return model.model_validate(dict(body.get("spec") or {}))
+    except offline.InvalidManifest as error:
+        message = "; ".join(error.errors)
     except ValidationError as error:
         message = explain(error)
-        mark(body, patch, ready=False, reason="InvalidSpec", message=message)
-        kopf.warn(body, reason="InvalidSpec", message=message)
-        return None
+    mark(body, patch, ready=False, reason="InvalidSpec", message=message)
+    kopf.warn(body, reason="InvalidSpec", message=message)
+    return None
 
 
 def mark(body: kopf.Body, patch: kopf.Patch, *, ready: bool, reason: str, message: str,

@@ -1,0 +1,183 @@
+"""What the API server would say about a manifest, without an API server.
+
+`hakeeper render` and the operator itself check a manifest against the very CRD schema
+that `make crds` generates: the structural checks (required, enum, pattern, ranges,
+lengths, unknown fields), then the schema's defaults, then its CEL rules
+(x-kubernetes-validations) evaluated with cel-python. Messages follow the API server's
+wording, so a refusal reads the same offline as at `kubectl apply`.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import celpy
+
+from .crdgen import crd
+from .kinds import KINDS, Kind
+
+
+class InvalidManifest(ValueError):
+    def __init__(self, kind: str, name: str, errors: list[str]):
+        self.errors = errors
+        super().__init__(f'The {kind} "{name}" is invalid: \n* ' + "\n* ".join(errors))
+
+
+def kind_of(doc: Mapping[str, Any]) -> Kind:
+    for kind in KINDS:
+        if doc.get("kind") == kind.kind and doc.get("apiVersion") == kind.api_version:
+            return kind
+    raise InvalidManifest(str(doc.get("kind")), str((doc.get("metadata") or {}).get("name")), [
+        f"apiVersion {doc.get('apiVersion')!r} kind {doc.get('kind')!r} is not a hakeeper kind"])
+
+
+_schemas: dict[str, dict[str, Any]] = {}
+
+
+def _spec_schema(kind: Kind) -> dict[str, Any]:
+    if kind.kind not in _schemas:
+        _schemas[kind.kind] = crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return _schemas[kind.kind]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return '"object"' if isinstance(value, dict) else '"array"'
+    return json.dumps(value)
+
+
+_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool}
+
+
+def _type_ok(schema: Mapping[str, Any], value: Any) -> bool:
+    if schema.get("x-kubernetes-int-or-string"):
+        return isinstance(value, (int, str)) and not isinstance(value, bool)
+    kind = schema.get("type")
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return kind is None or isinstance(value, _TYPES[kind])
+
+
+def _structural(schema: Mapping[str, Any], value: Any, path: str, errors: list[str]) -> None:
+    if not _type_ok(schema, value):
+        errors.append(f'{path}: Invalid value: {_show(value)}: {path} in body must be of type {schema.get("type")}: '
+                      f'{_show(type(value).__name__)}')
+        return
+    if "enum" in schema and value not in schema["enum"]:
+        supported = ", ".join(json.dumps(v) for v in schema["enum"])
+        errors.append(f"{path}: Unsupported value: {_show(value)}: supported values: {supported}")
+    if isinstance(value, str):
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            errors.append(f"{path}: Invalid value: {_show(value)}: {path} in body should match '{schema['pattern']}'")
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            errors.append(f"{path}: Too long: may not be more than {schema['maxLength']} bytes")
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            errors.append(f"{path}: Invalid value: {_show(value)}: {path} in body should be at least "
+                          f"{schema['minLength']} chars long")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            errors.append(f"{path}: Invalid value: {value}: {path} in body should be greater than or equal to "
+                          f"{schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            errors.append(f"{path}: Invalid value: {value}: {path} in body should be less than or equal to "
+                          f"{schema['maximum']}")
+    if isinstance(value, list):
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            errors.append(f"{path}: Too many: {len(value)}: must have at most {schema['maxItems']} items")
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            errors.append(f"{path}: Invalid value: {len(value)}: {path} in body should have at least "
+                          f"{schema['minItems']} items")
+        keys = schema.get("x-kubernetes-list-map-keys") or []
+        seen: set[tuple] = set()
+        for i, item in enumerate(value):
+            if keys and isinstance(item, dict):
+                key = tuple(item.get(k) for k in keys)
+                if key in seen:
+                    shown = ", ".join(f"{k}={item.get(k)!r}" for k in keys)
+                    errors.append(f"{path}[{i}]: Duplicate value: {{{shown}}}")
+                seen.add(key)
+        for i, item in enumerate(value):
+            _structural(schema.get("items") or {}, item, f"{path}[{i}]", errors)
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        for name in schema.get("required") or []:
+            if name not in value:
+                errors.append(f"{path}.{name}: Required value")
+        for name, item in value.items():
+            if props is not None and name in props:
+                _structural(props[name], item, f"{path}.{name}", errors)
+            elif isinstance(schema.get("additionalProperties"), dict):
+                _structural(schema["additionalProperties"], item, f"{path}[{name}]", errors)
+            elif props is not None:
+                errors.append(f'{path}: unknown field "{name}"')
+
+
+def _defaulted(schema: Mapping[str, Any], value: Any) -> Any:
+    """The API server's defaulting: a missing property with a default gets it, recursively."""
+    if isinstance(value, dict):
+        out = dict(value)
+        for name, prop in (schema.get("properties") or {}).items():
+            if name not in out and "default" in prop:
+                out[name] = copy.deepcopy(prop["default"])
+            if name in out:
+                out[name] = _defaulted(prop, out[name])
+        return out
+    if isinstance(value, list):
+        return [_defaulted(schema.get("items") or {}, item) for item in value]
+    return value
+
+
+_cel = celpy.Environment()
+
+
+@functools.cache
+def _program(rule: str) -> Any:
+    return _cel.program(_cel.compile(rule))
+
+
+def _rules(schema: Mapping[str, Any], value: Any, path: str, errors: list[str]) -> None:
+    for validation in schema.get("x-kubernetes-validations") or []:
+        try:
+            ok = bool(_program(validation["rule"]).evaluate({"self": celpy.json_to_cel(value)}))
+        except celpy.CELEvalError:
+            ok = False  # e.g. an int compared with a string: the API server refuses as well
+        if not ok:
+            errors.append(f'{path}: Invalid value: {_show(value)}: {validation.get("message", validation["rule"])}')
+    if isinstance(value, dict):
+        for name, prop in (schema.get("properties") or {}).items():
+            if name in value:
+                _rules(prop, value[name], f"{path}.{name}", errors)
+        if isinstance(schema.get("additionalProperties"), dict):
+            for name, item in value.items():
+                _rules(schema["additionalProperties"], item, f"{path}[{name}]", errors)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _rules(schema.get("items") or {}, item, f"{path}[{i}]", errors)
+
+
+def check(doc: Mapping[str, Any]) -> tuple[Kind, dict[str, Any]]:
+    """(kind, the spec with the API server's defaults), or InvalidManifest with every error."""
+    kind = kind_of(doc)
+    name = str((doc.get("metadata") or {}).get("name") or "")
+    errors: list[str] = []
+    if not name:
+        errors.append("metadata.name: Required value: name or generateName is required")
+    if "spec" not in doc:
+        errors.append("spec: Required value")
+        raise InvalidManifest(kind.kind, name, errors)
+    schema = _spec_schema(kind)
+    _structural(schema, doc["spec"], "spec", errors)
+    if errors:
+        raise InvalidManifest(kind.kind, name, errors)
+    spec = _defaulted(schema, doc["spec"])
+    _rules(schema, spec, "spec", errors)
+    if errors:
+        raise InvalidManifest(kind.kind, name, errors)
+    return kind, spec
