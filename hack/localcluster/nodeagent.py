@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import addresses, podstatus, probes, runtimes
+from .storage import Provisioner
 from .api import Api, ApiError
 from .sandbox import Sandbox, VolumeError, field_value, kill_group
 
@@ -354,6 +355,7 @@ class NodeAgent:
         self.api_host, self.api_port = api_host, api_port
         self.runners: dict[str, PodRunner] = {}
         self.addresses = addresses.Pool()
+        self.storage = Provisioner(api, self.root.parent / "volumes")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="node-agent", daemon=True)
         self._next_heartbeat = 0.0
@@ -383,6 +385,7 @@ class NodeAgent:
     def start(self) -> None:
         for node in self.nodes:
             self._register(node)
+        self.storage.install()
         self._heartbeat()
         self._thread.start()
 
@@ -437,6 +440,7 @@ class NodeAgent:
         while not self._stop.is_set():
             try:
                 self._sync()
+                self.storage.sync()
                 if time.monotonic() >= self._next_heartbeat:
                     self._heartbeat()
             except Exception:  # the API server may be briefly away; keep going

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .api import Api, ApiError
+from .storage import claim_path
 
 TOKEN_SECONDS = 24 * 3600
 
@@ -50,6 +51,11 @@ class Sandbox:
             elif "projected" in volume:
                 for source in volume["projected"].get("sources") or []:
                     self._project(target, source)
+            elif "persistentVolumeClaim" in volume:
+                try:
+                    target = claim_path(self.api, self.namespace, volume["persistentVolumeClaim"]["claimName"])
+                except LookupError as error:
+                    raise VolumeError(str(error)) from error
             else:
                 kinds = sorted(set(volume) - {"name"})
                 raise VolumeError(f"volume {volume['name']}: kind {kinds} does not run locally")

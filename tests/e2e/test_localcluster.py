@@ -147,3 +147,25 @@ def test_an_image_with_no_local_program_says_so(cluster, namespace):
         return statuses and statuses[0]["state"].get("waiting", {}).get("reason")
 
     assert wait_for(waiting_reason, 60, "a waiting reason") == "ImageNotRunnableLocally"
+
+
+def test_statefulset_volume_claims_are_provisioned_and_outlive_the_pod(cluster, namespace):
+    template = _deployment("data", 1)["spec"]["template"]
+    template["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/var/lib/data"}]
+    sts = {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "data"},
+        "spec": {"serviceName": "data", "replicas": 1, "selector": {"matchLabels": {"app": "data"}},
+                 "template": template,
+                 "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                     "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]},
+    }
+    cluster.apply(sts, "-n", namespace)
+    pod = wait_for(lambda: next((p for p in _pods(cluster, namespace, "data") if _ready(p)), None), 60, "data-0 ready")
+    claim = cluster.get("pvc", "data-data-0", "-n", namespace)
+    assert claim["status"]["phase"] == "Bound" and claim["spec"]["storageClassName"] == "hakeeper-local"
+    (cluster.agent.volume_path(namespace, "data-0", "data") / "marker").write_text("kept")
+    cluster.kubectl("delete", "pod", "data-0", "-n", namespace, "--wait=true", "--timeout=30s")
+    wait_for(lambda: next((p for p in _pods(cluster, namespace, "data")
+                           if _ready(p) and p["metadata"]["uid"] != pod["metadata"]["uid"]), None), 60,
+             "data-0 back")
+    assert (cluster.agent.volume_path(namespace, "data-0", "data") / "marker").read_text() == "kept"
