@@ -97,7 +97,9 @@ class Container:
                                   f"(known: {', '.join(sorted(runtimes.RUNTIMES))})")
             return
         argv, runtime_env = command
-        full_env = {**runtime_env, **env}
+        # the image's own environment (e.g. its PATH) beats the node's, the container's env beats both
+        declared = {item["name"] for item in self.spec.get("env") or []}
+        full_env = {**env, **{k: v for k, v in runtime_env.items() if k not in declared}}
         argv = [runtimes.expand(a, full_env) for a in argv]
         self.process = sandbox.spawn(argv, self.spec, full_env)
         now = self.started_mono = time.monotonic()

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 HACK_DIR = pathlib.Path(__file__).resolve().parents[1]
+IMAGES_DIR = pathlib.Path(__file__).resolve().parent / "images"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,10 @@ RUNTIMES: dict[str, Runtime] = {
     ),
     "haproxy": Runtime(entrypoint=("/usr/sbin/haproxy",), cmd=("-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"),
                        binaries={"haproxy": ("/usr/sbin/haproxy",)}),
+    # Debian's MariaDB; the image's PATH puts wrappers first that add --user=root, which
+    # mariadbd and mariadb-install-db want when run as root (pods here run as root)
+    "mariadb": Runtime(entrypoint=("mariadbd",), binaries={"mariadbd": (str(IMAGES_DIR / "mariadb/mariadbd"),)},
+                       env={"PATH": f"{IMAGES_DIR / 'mariadb'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}),
     # the operator's own image: the operator, and the balancer agent sidecar
     "hakeeper": Runtime(entrypoint=_python_module("hakeeper"), cmd=("run", "--all-namespaces"),
                         binaries={"hakeeper": _python_module("hakeeper")}),

@@ -82,6 +82,8 @@ class ReplicatedDatabaseSpec(Model):
             "x-kubernetes-validations": [
                 cel("!self.semiSync.enabled || self.replicas == 1 || self.semiSync.waitForReplicaCount < self.replicas",
                     "semiSync.waitForReplicaCount must be smaller than replicas: only replicas acknowledge writes"),
+                cel("self.flavor != 'mariadb' || !self.semiSync.enabled || self.semiSync.waitForReplicaCount == 1",
+                    "with flavor mariadb semi-sync waits for one replica: waitForReplicaCount must be 1"),
                 cel("!has(self.switchover.targetMember) || self.switchover.targetMember < self.replicas",
                     "switchover.targetMember must name an existing member (0 to replicas-1)"),
                 cel("!self.config.exists(k, k in " + repr(list(OPERATOR_OWNED_SETTINGS)) + ")",

@@ -1,0 +1,1 @@
+"""ReplicatedDatabase on Kubernetes: the objects that run the members and the controller glue."""
