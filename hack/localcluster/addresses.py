@@ -60,3 +60,20 @@ class Pool:
     def release_all(self) -> None:
         for ip in list(self.claimed):
             self.release(ip)
+
+
+def fence(network: ipaddress.IPv4Network) -> None:
+    """Traffic to an address of the range that is not (or no longer) on lo fails at once.
+
+    Without this, a packet to a released pod IP follows the default route off the machine,
+    where something may even answer it.
+    """
+    result = _ip("route", "replace", "unreachable", str(network))
+    if result.returncode != 0:
+        raise AddressError(f"cannot fence {network} (the node agent needs root): {result.stderr.strip()}")
+
+
+def unfence(network: ipaddress.IPv4Network) -> None:
+    """Removes the fence when no address of the range is left on lo (another cluster may use it)."""
+    if not any(ipaddress.ip_address(ip) in network for ip in present()):
+        _ip("route", "del", "unreachable", str(network))

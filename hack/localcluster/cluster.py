@@ -1,12 +1,14 @@
-"""A control plane plus the node agent: what `make cluster-up` and the e2e fixture start."""
+"""A control plane, the node agent and the service proxy: what `make cluster-up` and the e2e fixture start."""
 
 from __future__ import annotations
 
 import pathlib
 
+from . import addresses
 from .api import Api
 from .controlplane import ControlPlane
 from .nodeagent import NodeAgent
+from .serviceproxy import ServiceProxy
 
 
 class LocalCluster:
@@ -15,7 +17,9 @@ class LocalCluster:
         self.control_plane = ControlPlane(self.state_dir, bin_dir)
         self.node_names = ("hakeeper-local",) if nodes == 1 else tuple(f"hakeeper-local-{i}" for i in range(nodes))
         self.agent: NodeAgent | None = None
+        self.proxy: ServiceProxy | None = None
         self.startup_seconds = 0.0
+        self.networks = (addresses.POD_CIDR, self.control_plane.service_network)
 
     @property
     def kubeconfig(self) -> pathlib.Path:
@@ -24,17 +28,26 @@ class LocalCluster:
     def start(self) -> None:
         try:
             self.control_plane.start()
+            for network in self.networks:
+                addresses.fence(network)
             pki = self.state_dir / "pki"
             api = Api(self.control_plane.server, pki / "ca.crt", pki / "admin.crt", pki / "admin.key")
             self.agent = NodeAgent(api, self.state_dir / "pods", nodes=self.node_names,
                                    api_port=self.control_plane.api_port)
             self.agent.start()
+            self.proxy = ServiceProxy(api)
+            self.proxy.start()
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
+        if self.proxy is not None:
+            self.proxy.stop()  # before the pods it forwards to go away
+            self.proxy = None
         if self.agent is not None:
             self.agent.stop()
             self.agent = None
         self.control_plane.stop()
+        for network in self.networks:
+            addresses.unfence(network)

@@ -9,7 +9,9 @@ owner garbage-collects what it owns.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import secrets
 import pathlib
 import signal
 import socket
@@ -22,8 +24,9 @@ import yaml
 
 from . import certs
 
-SERVICE_CIDR = "10.0.0.0/24"
-API_SERVICE_IP = "10.0.0.1"
+def service_network() -> ipaddress.IPv4Network:
+    """A /24 of its own for each cluster, so two local clusters' ClusterIPs never meet."""
+    return ipaddress.ip_network(f"10.96.{secrets.randbelow(256)}.0/24")
 
 
 def free_port() -> int:
@@ -83,6 +86,7 @@ class ControlPlane:
         self.bin = pathlib.Path(bin_dir)
         self.processes: list[Process] = []
         self.api_port = free_port()
+        self.service_network = service_network()
         self.server = f"https://127.0.0.1:{self.api_port}"
 
     @property
@@ -109,7 +113,7 @@ class ControlPlane:
         ca = certs.Authority.create()
         files = {"ca": certs.write(pki / "ca.crt", ca.cert_pem()),
                  "ca_key": certs.write(pki / "ca.key", certs.pem_key(ca.key))}
-        names = ("127.0.0.1", "localhost", API_SERVICE_IP, "kubernetes", "kubernetes.default",
+        names = ("127.0.0.1", "localhost", str(next(self.service_network.hosts())), "kubernetes", "kubernetes.default",
                  "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
         for name, cn, org, server in (
             ("apiserver", "kube-apiserver", None, names),
@@ -147,7 +151,7 @@ class ControlPlane:
             "--tls-cert-file", str(pki["apiserver"]), "--tls-private-key-file", str(pki["apiserver_key"]),
             "--client-ca-file", str(pki["ca"]),
             "--authorization-mode", "RBAC", "--allow-privileged=true",
-            "--service-cluster-ip-range", SERVICE_CIDR,
+            "--service-cluster-ip-range", str(self.service_network),
             "--service-account-issuer", f"{self.server}/",
             "--service-account-key-file", str(pki["sa_pub"]),
             "--service-account-signing-key-file", str(pki["sa_key"]),
@@ -167,7 +171,7 @@ class ControlPlane:
             "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
             "--leader-elect=false", "--use-service-account-credentials=true",
             "--service-account-private-key-file", str(pki["sa_key"]), "--root-ca-file", str(pki["ca"]),
-            "--service-cluster-ip-range", SERVICE_CIDR,
+            "--service-cluster-ip-range", str(self.service_network),
             # no cloud, no node IPAM, no CSI: controllers that would only log errors here
             "--controllers", "*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller,"
                              "-persistentvolume-attach-detach-controller",
