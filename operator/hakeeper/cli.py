@@ -64,6 +64,32 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .api.offline import InvalidManifest
+    from .haproxy.config import ConfigError
+    from .render import RenderError, parse_backend, render_documents
+
+    try:
+        text = sys.stdin.read() if args.filename == "-" else pathlib.Path(args.filename).read_text()
+        backends = [parse_backend(b) for b in args.backend]
+        sys.stdout.write(render_documents(text, backends, as_configmap=args.configmap))
+    except InvalidManifest as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (RenderError, ConfigError, OSError, yaml.YAMLError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from .haproxy import agent
+
+    return agent.main(args.agent_args)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="hakeeper", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -90,6 +116,18 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--output-dir", metavar="DIR", help="write one file per CRD into DIR")
     out.add_argument("--check", metavar="DIR", help="exit 1 when DIR differs from the models")
     crds.set_defaults(func=_crds)
+
+    render = sub.add_parser("render", help="print the balancer configuration of a pool manifest, offline")
+    render.add_argument("-f", "--filename", required=True, help="manifest file (- for stdin)")
+    render.add_argument("-b", "--backend", action="append", default=[], metavar="[NAME=]ADDR:PORT[@WEIGHT]",
+                        help="a backend server (repeatable), standing in for the EndpointSlices")
+    render.add_argument("--configmap", action="store_true", help="print the ConfigMap the balancers read")
+    render.set_defaults(func=_render)
+
+    agent = sub.add_parser("agent", help="the balancer pods' sidecar (`hakeeper agent haproxy --help`)")
+    agent.add_argument("engine", choices=["haproxy"])
+    agent.add_argument("agent_args", nargs=argparse.REMAINDER)
+    agent.set_defaults(func=_agent)
     return top
 
 

@@ -22,6 +22,7 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "hakeeper-system"
+AGENT_IMAGE = os.environ.get("HAKEEPER_E2E_AGENT_IMAGE", "registry.local/hakeeper/hakeeper:e2e")
 pytestmark = pytest.mark.e2e
 
 
@@ -136,7 +137,9 @@ def operator(installed: Cluster, tmp_path_factory) -> Iterator[Cluster]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "hakeeper", "run", "--all-namespaces", "--peering", "hakeeper",
          "--liveness", f"http://127.0.0.1:{port}/healthz"],
-        env={**installed.env, "KUBECONFIG": str(kubeconfig)}, stdout=log, stderr=subprocess.STDOUT)
+        # the balancer pods' agent sidecar runs this package: the local node agent knows the image by its name
+        env={**installed.env, "KUBECONFIG": str(kubeconfig), "HAKEEPER_AGENT_IMAGE": AGENT_IMAGE},
+        stdout=log, stderr=subprocess.STDOUT)
     try:
         import urllib.request
 

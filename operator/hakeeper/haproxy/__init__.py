@@ -1,0 +1,1 @@
+"""HAProxy balancers: the configuration (config, slots), the runtime API (runtime) and the agent sidecar (agent)."""

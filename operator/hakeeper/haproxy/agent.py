@@ -1,0 +1,424 @@
+"""The balancer agent: `hakeeper agent haproxy`, a sidecar next to HAProxy in every balancer pod.
+
+It follows the pool's ConfigMap through the API (a watch on that one object; a volume
+mount would lag by up to a minute) and keeps the local HAProxy in step with it:
+
+1. the file on disk is the ConfigMap's haproxy.cfg with servers.json filled into its slots
+   (config.on_disk), so a HAProxy that starts or restarts serves the right backends at once;
+2. when the structure changed, a hitless reload through the master CLI, after saving the
+   servers' state (health verdicts) for the new worker;
+3. servers.json through the runtime API (runtime.plan): add, remove, drain, weight — no reload;
+4. the ConfigMap's config hash into the pod's annotation hakeeper.io/applied-hash, so the
+   operator can tell which balancers run which configuration.
+
+`decide` is pure (what to do, given the ConfigMap and what is on disk and in HAProxy);
+`Agent` observes and acts; the sources (Kubernetes watch, or a directory for tests and
+offline use) only deliver ConfigMap snapshots into a `Latest` box, newest wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import pathlib
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ..pool.objects import APPLIED_HASH_ANNOTATION
+from . import config, runtime
+from .config import ConfigError, SlotEntry
+from .runtime import RuntimeApiError, ServerState
+
+CONFIG_HASH_ANNOTATION = "hakeeper.io/config-hash"
+log = logging.getLogger("hakeeper.agent")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigMapView:
+    """The parts of the ConfigMap the agent reads."""
+
+    data: Mapping[str, str]
+    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Desired:
+    cfg: str
+    servers: tuple[SlotEntry, ...]
+    structure_hash: str
+    config_hash: str
+    disk_text: str
+    state_file: str | None
+
+    @classmethod
+    def from_configmap(cls, cm: ConfigMapView) -> Desired:
+        cfg = cm.data.get(config.CONFIG_FILE)
+        if not cfg:
+            raise ConfigError(f"the ConfigMap has no {config.CONFIG_FILE} yet")
+        servers = tuple(config.parse_servers(cm.data.get(config.SERVERS_FILE, "[]")))
+        return cls(
+            cfg=cfg, servers=servers, structure_hash=config.structure_hash(cfg),
+            # the operator annotates the hash it computed; the same function gives it otherwise
+            config_hash=cm.annotations.get(CONFIG_HASH_ANNOTATION) or config.config_hash(cm.data),
+            disk_text=config.on_disk(cfg, servers), state_file=config.state_file_path(cfg),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    disk_text: str | None
+    """The configuration file as it is on disk (None: not written yet)."""
+    running: bool
+    """The runtime API answers."""
+    structure: str | None = None
+    """The structure hash the running worker loaded."""
+    servers: tuple[ServerState, ...] = ()
+    master: bool = False
+    """The master CLI answers (needed to reload)."""
+    reported: str | None = None
+    """The config hash this agent last reported."""
+    refused: str | None = None
+    """A structure hash HAProxy refused to load (not retried until the structure changes)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    write: str | None = None
+    """New content for the configuration file."""
+    reload: bool = False
+    commands: tuple[str, ...] = ()
+    report: str | None = None
+    waiting: str | None = None
+    """Why the configuration cannot be fully applied yet."""
+
+    @property
+    def idle(self) -> bool:
+        return self.write is None and not self.reload and not self.commands and self.report is None
+
+
+def decide(desired: Desired, observed: Observed) -> Decision:
+    write = desired.disk_text if observed.disk_text != desired.disk_text else None
+    if not observed.running:
+        # first start: HAProxy's container starts once the file exists and reads the
+        # servers from it; the runtime API is used once it answers
+        return Decision(write=write, waiting="HAProxy is not running")
+    if observed.structure != desired.structure_hash:
+        if observed.refused == desired.structure_hash:
+            return Decision(write=write, waiting=f"HAProxy refused structure {desired.structure_hash}; "
+                            "the previous one keeps serving")
+        if not observed.master:
+            return Decision(write=write, waiting="the structure changed but the master CLI does not answer")
+        # servers are applied by the next pass, against the new worker
+        return Decision(write=write, reload=True)
+    commands = tuple(runtime.plan(observed.servers, desired.servers))
+    report = desired.config_hash if observed.reported != desired.config_hash else None
+    return Decision(write=write, commands=commands, report=report)
+
+
+def atomic_write(path: str, text: str) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class Agent:
+    """Observes the file and HAProxy, decides, acts. Not thread-safe: one loop drives it."""
+
+    def __init__(self, config_path: str, admin_socket: str, master_socket: str,
+                 report: Callable[[str], None]) -> None:
+        self.config_path = config_path
+        self.admin_socket = admin_socket
+        self.master_socket = master_socket
+        self.report = report
+        self.reported: str | None = None
+        self.refused: str | None = None
+        self.reloads = 0
+
+    def observe(self, desired: Desired) -> Observed:
+        try:
+            disk_text: str | None = pathlib.Path(self.config_path).read_text()
+        except FileNotFoundError:
+            disk_text = None
+        if not runtime.alive(self.admin_socket):
+            return Observed(disk_text=disk_text, running=False, reported=self.reported, refused=self.refused)
+        structure = runtime.running_structure(self.admin_socket)
+        servers, _ = runtime.show_servers_state(self.admin_socket)
+        master = structure != desired.structure_hash and self._master_answers()
+        return Observed(disk_text=disk_text, running=True, structure=structure, servers=tuple(servers),
+                        master=master, reported=self.reported, refused=self.refused)
+
+    def _master_answers(self) -> bool:
+        try:
+            runtime.show_proc(self.master_socket)
+        except RuntimeApiError:
+            return False
+        return True
+
+    def act(self, decision: Decision, desired: Desired) -> None:
+        if decision.write is not None:
+            if desired.state_file and not os.path.exists(desired.state_file):
+                atomic_write(desired.state_file, "1\n")  # an empty state, so HAProxy has nothing to warn about
+            atomic_write(self.config_path, decision.write)
+            log.info("wrote %s (structure %s, %d backends)", self.config_path, desired.structure_hash,
+                     len(desired.servers))
+        if decision.reload:
+            self._save_state(desired)
+            try:
+                pid = runtime.reload(self.master_socket, self.admin_socket)
+            except runtime.ReloadFailed:
+                self.refused = desired.structure_hash
+                raise
+            self.reloads += 1
+            log.info("reloaded HAProxy for structure %s: worker %d", desired.structure_hash, pid)
+        if decision.commands:
+            runtime.apply(self.admin_socket, decision.commands)
+            log.info("applied %d runtime commands: %s", len(decision.commands), "; ".join(decision.commands))
+            self._save_state(desired)  # a restarting HAProxy picks up from here
+        if decision.report is not None:
+            self.report(decision.report)
+            self.reported = decision.report
+            log.info("applied config %s", decision.report)
+
+    def _save_state(self, desired: Desired) -> None:
+        if desired.state_file:
+            _, raw = runtime.show_servers_state(self.admin_socket)
+            atomic_write(desired.state_file, runtime.state_file(raw, desired.servers))
+
+    def step(self, cm: ConfigMapView) -> Decision:
+        desired = Desired.from_configmap(cm)
+        decision = decide(desired, self.observe(desired))
+        self.act(decision, desired)
+        return decision
+
+    def converge(self, cm: ConfigMapView, max_steps: int = 6) -> Decision:
+        """Step until nothing is left to do (or only waiting); the last decision."""
+        decision = Decision()
+        for _ in range(max_steps):
+            decision = self.step(cm)
+            if decision.idle or (decision.waiting and decision.write is None):
+                return decision
+        return decision
+
+
+class Latest:
+    """The newest ConfigMap snapshot; sources put, the agent loop takes."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._value: ConfigMapView | None = None
+        self._version = 0
+
+    def put(self, value: ConfigMapView) -> None:
+        with self._cond:
+            self._value = value
+            self._version += 1
+            self._cond.notify_all()
+
+    def wait_newer(self, seen: int, timeout: float) -> tuple[int, ConfigMapView | None]:
+        with self._cond:
+            self._cond.wait_for(lambda: self._version != seen, timeout=timeout)
+            return self._version, self._value
+
+
+def run(agent: Agent, latest: Latest, stop: threading.Event, *, resync: float = 5.0,
+        retry: float = 0.25, max_backoff: float = 5.0) -> None:
+    """Apply each new snapshot at once; re-check every `resync` seconds (HAProxy may have
+    restarted), every `retry` seconds while waiting for HAProxy, with backoff after errors."""
+    seen = 0
+    delay = retry
+    failures = 0
+    last = float("-inf")
+    while not stop.is_set():
+        # wake at least twice a second, so that a stop request is noticed quickly
+        version, cm = latest.wait_newer(seen, timeout=min(delay, 0.5))
+        due = version != seen or time.monotonic() - last >= delay
+        seen = version
+        if cm is None or not due or stop.is_set():
+            continue
+        last = time.monotonic()
+        try:
+            decision = agent.converge(cm)
+        except (ConfigError, RuntimeApiError, OSError) as exc:
+            failures += 1
+            delay = min(retry * 2 ** failures, max_backoff)
+            log.warning("could not apply the configuration (retry in %.1fs): %s", delay, exc)
+            continue
+        failures = 0
+        if decision.waiting:
+            log.debug("waiting: %s", decision.waiting)
+        delay = retry if decision.waiting else resync
+
+
+# -- sources ------------------------------------------------------------------------------
+
+def read_dir(path: str) -> ConfigMapView:
+    """A directory holding the ConfigMap's files (offline use and tests)."""
+    data = {}
+    for name in (config.CONFIG_FILE, config.SERVERS_FILE):
+        file = pathlib.Path(path, name)
+        if file.exists():
+            data[name] = file.read_text()
+    return ConfigMapView(data=data)
+
+
+def follow_dir(path: str, latest: Latest, stop: threading.Event, poll: float = 0.1) -> None:
+    last: dict[str, str] | None = None
+    while not stop.is_set():
+        try:
+            cm = read_dir(path)
+        except OSError as exc:
+            log.warning("cannot read %s: %s", path, exc)
+        else:
+            if dict(cm.data) != last:
+                last = dict(cm.data)
+                latest.put(cm)
+        stop.wait(poll)
+
+
+def _view(obj: Any) -> ConfigMapView:
+    return ConfigMapView(data=dict(obj.data or {}), annotations=dict(obj.metadata.annotations or {}))
+
+
+def follow_configmap(api: Any, namespace: str, name: str, latest: Latest, stop: threading.Event) -> None:
+    """List, then watch the one ConfigMap from the listed version on; relist only when the
+    version is gone (410) or the connection broke."""
+    from kubernetes import watch
+    from kubernetes.client.exceptions import ApiException
+
+    selector = f"metadata.name={name}"
+    version: str | None = None
+    backoff = 0.5
+    while not stop.is_set():
+        try:
+            if version is None:
+                listing = api.list_namespaced_config_map(namespace, field_selector=selector)
+                for item in listing.items:
+                    latest.put(_view(item))
+                version = listing.metadata.resource_version
+            stream = watch.Watch()
+            for event in stream.stream(api.list_namespaced_config_map, namespace, field_selector=selector,
+                                       resource_version=version, timeout_seconds=240,
+                                       allow_watch_bookmarks=True):
+                if stop.is_set():
+                    stream.stop()
+                    break
+                if event["type"] == "ERROR":
+                    version = None
+                    break
+                version = event["object"].metadata.resource_version
+                if event["type"] in ("ADDED", "MODIFIED"):
+                    latest.put(_view(event["object"]))
+                # DELETED: keep serving the last configuration; the operator recreates it
+            backoff = 0.5
+        except ApiException as exc:
+            version = None
+            if exc.status != 410:  # 410 Gone: our version is too old, relist at once
+                log.warning("watching configmap %s/%s: %s %s", namespace, name, exc.status, exc.reason)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+        except Exception as exc:  # noqa: BLE001 (network errors of every kind: retry)
+            version = None
+            log.warning("watching configmap %s/%s: %s", namespace, name, exc)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+
+def pod_annotator(api: Any, namespace: str, pod: str) -> Callable[[str], None]:
+    def report(config_hash: str) -> None:
+        api.patch_namespaced_pod(pod, namespace, {"metadata": {"annotations": {APPLIED_HASH_ANNOTATION: config_hash}}})
+    return report
+
+
+def _core_api(kubeconfig: str | None) -> Any:
+    from kubernetes import client
+    from kubernetes import config as kubeconfig_loader
+
+    if kubeconfig:
+        kubeconfig_loader.load_kube_config(config_file=kubeconfig)
+    else:
+        try:
+            kubeconfig_loader.load_incluster_config()
+        except kubeconfig_loader.ConfigException:
+            kubeconfig_loader.load_kube_config()  # KUBECONFIG or ~/.kube/config
+    return client.CoreV1Api()
+
+
+# -- command line -------------------------------------------------------------------------
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hakeeper agent haproxy", description="Keep the local HAProxy in step "
+                                "with the pool's ConfigMap: runtime API for servers, hitless reload for structure.")
+    p.add_argument("--configmap", help="the pool's ConfigMap")
+    p.add_argument("--namespace", help="its namespace (and the pod's)")
+    p.add_argument("--pod", help="this pod's name: the applied config hash goes into its annotations")
+    p.add_argument("--config", required=True, help="where HAProxy reads its configuration")
+    p.add_argument("--socket", required=True, help="HAProxy's runtime API (stats socket, level admin)")
+    p.add_argument("--master-socket", required=True, help="HAProxy's master CLI (for reloads)")
+    p.add_argument("--kubeconfig", help="default: in-cluster, else KUBECONFIG")
+    p.add_argument("--source-dir", help="read the ConfigMap's files from this directory instead of the API "
+                   "(offline use and tests; the applied hash is printed, not annotated)")
+    p.add_argument("--once", action="store_true", help="apply the current configuration and exit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    latest = Latest()
+    if args.source_dir:
+        def report(config_hash: str) -> None:
+            print(f"applied-hash {config_hash}", flush=True)
+        source: Callable[[], None] = lambda: follow_dir(args.source_dir, latest, stop)  # noqa: E731
+        fetch_once: Callable[[], ConfigMapView] = lambda: read_dir(args.source_dir)  # noqa: E731
+    else:
+        missing = [flag for flag, value in (("--configmap", args.configmap), ("--namespace", args.namespace),
+                                            ("--pod", args.pod)) if not value]
+        if missing:
+            parser().error(f"{', '.join(missing)} required (or --source-dir)")
+        api = _core_api(args.kubeconfig)
+        report = pod_annotator(api, args.namespace, args.pod)
+        source = lambda: follow_configmap(api, args.namespace, args.configmap, latest, stop)  # noqa: E731
+        fetch_once = lambda: _view(api.read_namespaced_config_map(args.configmap, args.namespace))  # noqa: E731
+    agent = Agent(args.config, args.socket, args.master_socket, report)
+
+    if args.once:
+        try:
+            decision = agent.converge(fetch_once())
+        except (ConfigError, RuntimeApiError, OSError) as exc:
+            log.error("%s", exc)
+            return 1
+        if decision.waiting:
+            log.info("not fully applied: %s", decision.waiting)
+            return 3
+        return 0
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    threading.Thread(target=source, name="configmap-source", daemon=True).start()
+    run(agent, latest, stop)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,190 @@
+"""LoadBalancerPool with engine haproxy: real HAProxy pods in front of real backend pods.
+
+The operator renders the configuration, the agent sidecar in each balancer pod applies it
+(server changes through the runtime API, structural ones by a hitless reload), and traffic
+sent to the balancer pods' addresses reaches the backends the pool selects.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import socket
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+
+from .conftest import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.localcluster]
+BACKEND_IMAGE = "registry.local/hakeeper/test-http-backend:1"
+
+
+def _backends(name: str, replicas: int) -> dict:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"terminationGracePeriodSeconds": 5, "containers": [{
+                "name": "web", "image": BACKEND_IMAGE, "ports": [{"name": "http", "containerPort": 8080}],
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1,
+                                   "failureThreshold": 1},
+            }]}}},
+    }
+
+
+def _pool(name: str, app: str, **spec) -> dict:
+    return {"apiVersion": "hakeeper.io/v1alpha1", "kind": "LoadBalancerPool", "metadata": {"name": name},
+            "spec": {"backends": {"selector": {"matchLabels": {"app": app}}, "port": "http"},
+                     "healthCheck": {"type": "http", "path": "/healthz", "interval": "1s", "timeout": "500ms",
+                                     "rise": 1, "fall": 2},
+                     # what a user sets for zero failed requests: a request whose backend goes away
+                     # mid-flight is sent again, to another server
+                     "retries": 3, "redispatch": True,
+                     "retryOn": ["conn-failure", "empty-response", "response-timeout"],
+                     "balancer": {"replicas": 2}, **spec}}
+
+
+def _ready(pod: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+
+
+def _balancers(cluster, namespace: str, pool: str) -> list[dict]:
+    pods = cluster.get("pods", "-n", namespace, "-l", f"hakeeper.io/pool={pool},app.kubernetes.io/component=balancer")
+    return [p for p in pods["items"] if _ready(p) and not p["metadata"].get("deletionTimestamp")]
+
+
+def _backend_names(cluster, namespace: str, app: str) -> set[str]:
+    pods = cluster.get("pods", "-n", namespace, "-l", f"app={app}")["items"]
+    return {p["metadata"]["name"] for p in pods if _ready(p) and not p["metadata"].get("deletionTimestamp")}
+
+
+def _get(ip: str, path: str = "/", headers: dict | None = None) -> str:
+    request = urllib.request.Request(f"http://{ip}:8080{path}", headers=headers or {})
+    with urllib.request.urlopen(request, timeout=3) as answer:
+        return answer.headers["X-Backend"]
+
+
+def _spread(ip: str, n: int) -> collections.Counter:
+    return collections.Counter(_get(ip) for _ in range(n))
+
+
+def _worker_pid(cluster, namespace: str, pod: str) -> str:
+    """HAProxy's own answer to `show info` on the pod's admin socket: a reload changes the worker."""
+    sock_path = cluster.agent.volume_path(namespace, pod, "run") / "admin.sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(3)
+        s.connect(str(sock_path))
+        s.sendall(b"show info\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return next(line.split(":", 1)[1].strip() for line in data.decode().splitlines() if line.startswith("Pid:"))
+
+
+class Client(threading.Thread):
+    """Sends requests in a loop until stopped; counts answers by backend and every failure."""
+
+    def __init__(self, ip: str):
+        super().__init__(daemon=True)
+        self.ip = ip
+        self.stop = threading.Event()
+        self.seen: collections.Counter = collections.Counter()
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.seen[_get(self.ip)] += 1
+            except (OSError, urllib.error.URLError) as error:
+                self.failures.append(repr(error))
+
+    def __enter__(self) -> Client:
+        self.start()
+        wait_for(lambda: sum(self.seen.values()) > 20 or self.failures, 20, "the client's first answers")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.join(10)
+
+
+@pytest.fixture
+def pool(operator, namespace):
+    operator.apply(_backends("web", 3), "-n", namespace)
+    operator.apply(_pool("web", "web"), "-n", namespace)
+    operator.kubectl("wait", "--for=condition=Ready", "--timeout=120s", "-n", namespace, "lbp/web")
+    wait_for(lambda: len(_balancers(operator, namespace, "web")) == 2, 60, "two ready balancer pods")
+    return operator
+
+
+def test_pool_spreads_traffic_over_every_backend_and_reports_it(pool, namespace):
+    backends = _backend_names(pool, namespace, "web")
+    assert len(backends) == 3
+    lbp = pool.get("lbp", "web", "-n", namespace)
+    assert lbp["status"]["backends"] == {"total": 3, "ready": 3}
+    for balancer in _balancers(pool, namespace, "web"):
+        assert balancer["metadata"]["annotations"]["hakeeper.io/applied-hash"] == lbp["status"]["configHash"]
+        seen = _spread(balancer["status"]["podIP"], 90)
+        assert set(seen) == backends
+        assert max(seen.values()) - min(seen.values()) <= 2, seen  # roundrobin: even
+    table = pool.kubectl("get", "lbp", "web", "-n", namespace).stdout
+    assert "haproxy" in table and "roundrobin" in table and "True" in table
+
+
+def test_backends_follow_scaling_without_reload_or_failed_requests(pool, namespace):
+    balancer = _balancers(pool, namespace, "web")[0]
+    ip, name = balancer["status"]["podIP"], balancer["metadata"]["name"]
+    pid = _worker_pid(pool, namespace, name)
+    with Client(ip) as client:
+        pool.kubectl("scale", "deployment", "web", "-n", namespace, "--replicas=5")
+        wait_for(lambda: len(_backend_names(pool, namespace, "web")) == 5, 60, "5 ready backends")
+        backends = _backend_names(pool, namespace, "web")
+        wait_for(lambda: set(_spread(ip, 50)) == backends, 30, "traffic on all 5 backends")
+        pool.kubectl("scale", "deployment", "web", "-n", namespace, "--replicas=2")
+        wait_for(lambda: len(_backend_names(pool, namespace, "web")) == 2, 60, "2 ready backends")
+        wait_for(lambda: pool.get("lbp", "web", "-n", namespace)["status"]["backends"]["total"] == 2, 30,
+                 "status with 2 backends")
+        remaining = _backend_names(pool, namespace, "web")
+        wait_for(lambda: set(_spread(ip, 30)) == remaining, 30, "traffic on the 2 remaining backends")
+    assert client.failures == [], client.failures[:5]
+    assert sum(client.seen.values()) > 100
+    assert _worker_pid(pool, namespace, name) == pid, "server changes must not reload HAProxy"
+
+
+def test_weight_annotation_shifts_traffic(pool, namespace):
+    heavy = sorted(_backend_names(pool, namespace, "web"))[0]
+    pool.kubectl("annotate", "pod", heavy, "-n", namespace, "hakeeper.io/weight=4")
+    ip = _balancers(pool, namespace, "web")[0]["status"]["podIP"]
+
+    def heavy_share():
+        seen = _spread(ip, 60)
+        return seen[heavy] == 40 or None  # weights 4:1:1 under roundrobin: exactly 40 of 60
+
+    wait_for(heavy_share, 30, f"{heavy} to take 4/6 of the traffic")
+
+
+def test_algorithm_change_is_a_hitless_reload(pool, namespace):
+    balancer = _balancers(pool, namespace, "web")[0]
+    ip, name = balancer["status"]["podIP"], balancer["metadata"]["name"]
+    pid = _worker_pid(pool, namespace, name)
+    before = pool.get("lbp", "web", "-n", namespace)["status"]["configHash"]
+    with Client(ip) as client:
+        pool.kubectl("patch", "lbp", "web", "-n", namespace, "--type=merge",
+                     "-p", json.dumps({"spec": {"algorithm": "uri", "hashType": "consistent"}}))
+        wait_for(lambda: _worker_pid(pool, namespace, name) != pid, 60, "a new HAProxy worker")
+        wait_for(lambda: (lambda s: s["configHash"] != before and all(
+            c["status"] == "True" for c in s["conditions"] if c["type"] in ("Ready", "ConfigApplied")))(
+            pool.get("lbp", "web", "-n", namespace)["status"]), 60, "the new config applied everywhere")
+    assert client.failures == [], client.failures[:5]
+    # uri hashing: one path always lands on one backend
+    assert len({_get(ip, "/cart/42") for _ in range(20)}) == 1
+
+
+def test_deleting_the_pool_removes_what_it_created(pool, namespace):
+    pool.kubectl("delete", "lbp", "web", "-n", namespace, "--wait=true", "--timeout=60s")
+    wait_for(lambda: not pool.get("deployments,configmaps,services", "-n", namespace, "-l",
+                                  "hakeeper.io/pool=web")["items"], 60, "the pool's objects to be collected")
