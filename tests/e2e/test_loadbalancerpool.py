@@ -62,14 +62,14 @@ def _backend_names(cluster, namespace: str, app: str) -> set[str]:
     return {p["metadata"]["name"] for p in pods if _ready(p) and not p["metadata"].get("deletionTimestamp")}
 
 
-def _get(ip: str, path: str = "/", headers: dict | None = None) -> str:
-    request = urllib.request.Request(f"http://{ip}:8080{path}", headers=headers or {})
+def _get(ip: str, path: str = "/", headers: dict | None = None, port: int = 8080) -> str:
+    request = urllib.request.Request(f"http://{ip}:{port}{path}", headers=headers or {})
     with urllib.request.urlopen(request, timeout=3) as answer:
         return answer.headers["X-Backend"]
 
 
-def _spread(ip: str, n: int) -> collections.Counter:
-    return collections.Counter(_get(ip) for _ in range(n))
+def _spread(ip: str, n: int, port: int = 8080) -> collections.Counter:
+    return collections.Counter(_get(ip, port=port) for _ in range(n))
 
 
 def _worker_pid(cluster, namespace: str, pod: str) -> str:
@@ -88,9 +88,9 @@ def _worker_pid(cluster, namespace: str, pod: str) -> str:
 class Client(threading.Thread):
     """Sends requests in a loop until stopped; counts answers by backend and every failure."""
 
-    def __init__(self, ip: str):
+    def __init__(self, ip: str, port: int = 8080):
         super().__init__(daemon=True)
-        self.ip = ip
+        self.ip, self.port = ip, port
         self.stop = threading.Event()
         self.seen: collections.Counter = collections.Counter()
         self.failures: list[str] = []
@@ -98,7 +98,7 @@ class Client(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                self.seen[_get(self.ip)] += 1
+                self.seen[_get(self.ip, port=self.port)] += 1
             except (OSError, urllib.error.URLError) as error:
                 self.failures.append(repr(error))
 
@@ -135,24 +135,38 @@ def test_pool_spreads_traffic_over_every_backend_and_reports_it(pool, namespace)
     assert "haproxy" in table and "roundrobin" in table and "True" in table
 
 
-def test_backends_follow_scaling_without_reload_or_failed_requests(pool, namespace):
+def test_traffic_through_the_pool_service_follows_scaling_and_pod_deletion(pool, namespace):
+    """2 → 4 → 1 backends and a deleted pod, with a client on the pool's Service IP all along."""
+    service_ip = pool.get("service", "web", "-n", namespace)["spec"]["clusterIP"]
     balancer = _balancers(pool, namespace, "web")[0]
-    ip, name = balancer["status"]["podIP"], balancer["metadata"]["name"]
-    pid = _worker_pid(pool, namespace, name)
-    with Client(ip) as client:
-        pool.kubectl("scale", "deployment", "web", "-n", namespace, "--replicas=5")
-        wait_for(lambda: len(_backend_names(pool, namespace, "web")) == 5, 60, "5 ready backends")
+    pids = {b["metadata"]["name"]: _worker_pid(pool, namespace, b["metadata"]["name"])
+            for b in _balancers(pool, namespace, "web")}
+
+    def follows(replicas: int) -> None:
+        wait_for(lambda: len(_backend_names(pool, namespace, "web")) == replicas, 60, f"{replicas} ready backends")
+        wait_for(lambda: pool.get("lbp", "web", "-n", namespace)["status"]["backends"] == {
+            "total": replicas, "ready": replicas}, 30, f"the pool's status to count {replicas} backends")
         backends = _backend_names(pool, namespace, "web")
-        wait_for(lambda: set(_spread(ip, 50)) == backends, 30, "traffic on all 5 backends")
-        pool.kubectl("scale", "deployment", "web", "-n", namespace, "--replicas=2")
-        wait_for(lambda: len(_backend_names(pool, namespace, "web")) == 2, 60, "2 ready backends")
-        wait_for(lambda: pool.get("lbp", "web", "-n", namespace)["status"]["backends"]["total"] == 2, 30,
-                 "status with 2 backends")
-        remaining = _backend_names(pool, namespace, "web")
-        wait_for(lambda: set(_spread(ip, 30)) == remaining, 30, "traffic on the 2 remaining backends")
+        wait_for(lambda: set(_spread(service_ip, 12 * replicas, port=80)) == backends, 30,
+                 f"traffic through the Service on exactly {sorted(backends)}")
+
+    with Client(service_ip, port=80) as client:
+        for replicas in (2, 4):
+            pool.kubectl("scale", "deployment", "web", "-n", namespace, f"--replicas={replicas}")
+            follows(replicas)
+        deleted = sorted(_backend_names(pool, namespace, "web"))[0]
+        pool.kubectl("delete", "pod", deleted, "-n", namespace, "--wait=false")
+        wait_for(lambda: deleted not in _backend_names(pool, namespace, "web"), 30, f"{deleted} gone")
+        follows(4)  # with its replacement
+        pool.kubectl("scale", "deployment", "web", "-n", namespace, "--replicas=1")
+        follows(1)
+        pool.kubectl("wait", "--for=condition=Ready", "--timeout=5s", "-n", namespace, "lbp/web")
     assert client.failures == [], client.failures[:5]
     assert sum(client.seen.values()) > 100
-    assert _worker_pid(pool, namespace, name) == pid, "server changes must not reload HAProxy"
+    assert deleted in client.seen and len(client.seen) >= 5  # every backend that lived served the client
+    for name, pid in pids.items():
+        assert _worker_pid(pool, namespace, name) == pid, f"{name}: server changes must not reload HAProxy"
+    assert balancer["metadata"]["name"] in pids
 
 
 def test_weight_annotation_shifts_traffic(pool, namespace):
