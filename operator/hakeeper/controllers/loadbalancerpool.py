@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from typing import Any
 
 import kopf
@@ -29,6 +30,7 @@ PLURAL = LOAD_BALANCER_POOL.plural
 RESYNC_SECONDS = 30.0
 DEBOUNCE_SECONDS = 0.1
 RETRY_SECONDS = 2.0
+STOP_POLL_SECONDS = 0.5
 
 
 @dataclasses.dataclass
@@ -121,11 +123,20 @@ def run_pool(body: kopf.Body, namespace: str, name: str, stopped: kopf.DaemonSto
                 kopf.warn(body, reason="InvalidWeight", message=warning)
             custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
                                                          {"status": outcome.status})
-            if watched.wake.wait(RESYNC_SECONDS):
+            if _wait_for_wake(watched.wake, stopped, RESYNC_SECONDS):
                 stopped.wait(DEBOUNCE_SECONDS)  # let a burst of events land: one pass for all of them
     finally:
         with _lock:
             _watched.pop(key, None)
+
+
+def _wait_for_wake(wake: threading.Event, stopped: kopf.DaemonStopped, timeout: float) -> bool:
+    """Waits for a wake-up, but returns early when the operator stops (a sync daemon is not cancelled)."""
+    deadline = time.monotonic() + timeout
+    while not stopped and time.monotonic() < deadline:
+        if wake.wait(min(STOP_POLL_SECONDS, max(0.0, deadline - time.monotonic()))):
+            return True
+    return False
 
 
 @kopf.on.event("discovery.k8s.io", "v1", "endpointslices")
