@@ -113,7 +113,9 @@ class SessionAffinity(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("self.type == 'Cookie' || !has(self.cookie)", "cookie settings apply to type Cookie only")
+                cel("self.type == 'Cookie' || !has(self.cookie)", "cookie settings apply to type Cookie only"),
+                cel("!has(self.cookie) || self.cookie.mode == 'insert' || !has(self.cookie.maxIdle)",
+                    "cookie.maxIdle applies to mode insert: HAProxy cannot expire a prefixed application cookie"),
             ]
         }
     )

@@ -111,7 +111,8 @@ def decide(desired: Desired, observed: Observed) -> Decision:
         return Decision(write=write, waiting="HAProxy is not running")
     if observed.structure != desired.structure_hash:
         if observed.refused == desired.structure_hash:
-            return Decision(write=write, waiting=f"HAProxy refused structure {desired.structure_hash}; "
+            # the agent put the last working file back; leave it there
+            return Decision(waiting=f"HAProxy refused structure {desired.structure_hash}; "
                             "the previous one keeps serving")
         if not observed.master:
             return Decision(write=write, waiting="the structure changed but the master CLI does not answer")
@@ -150,6 +151,8 @@ class Agent:
         self.report = report
         self.reported: str | None = None
         self.refused: str | None = None
+        self.last_good: str | None = None
+        """A file on disk that the running worker was loaded from."""
         self.reloads = 0
 
     def observe(self, desired: Desired) -> Observed:
@@ -160,6 +163,8 @@ class Agent:
         if not runtime.alive(self.admin_socket):
             return Observed(disk_text=disk_text, running=False, reported=self.reported, refused=self.refused)
         structure = runtime.running_structure(self.admin_socket)
+        if disk_text is not None and structure is not None and config.disk_structure(disk_text) == structure:
+            self.last_good = disk_text
         servers, _ = runtime.show_servers_state(self.admin_socket)
         master = structure != desired.structure_hash and self._master_answers()
         return Observed(disk_text=disk_text, running=True, structure=structure, servers=tuple(servers),
@@ -184,6 +189,9 @@ class Agent:
             try:
                 pid = runtime.reload(self.master_socket, self.admin_socket)
             except runtime.ReloadFailed:
+                if self.last_good is not None:
+                    # so that a restarting HAProxy comes back with what works, not with this
+                    atomic_write(self.config_path, self.last_good)
                 self.refused = desired.structure_hash
                 raise
             self.reloads += 1
@@ -256,7 +264,7 @@ def run(agent: Agent, latest: Latest, stop: threading.Event, *, resync: float = 
         last = time.monotonic()
         try:
             decision = agent.converge(cm)
-        except (ConfigError, RuntimeApiError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 (socket, file, API errors: the loop must go on)
             failures += 1
             delay = min(retry * 2 ** failures, max_backoff)
             log.warning("could not apply the configuration (retry in %.1fs): %s", delay, exc)
@@ -405,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.once:
         try:
             decision = agent.converge(fetch_once())
-        except (ConfigError, RuntimeApiError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 (reported as the exit status)
             log.error("%s", exc)
             return 1
         if decision.waiting:

@@ -16,6 +16,11 @@ rendered into the structure (a change of them means a reload):
 - weights under a static algorithm (static-rr, or a hash with map-based hash-type):
   HAProxy refuses runtime weights other than 0% and 100% of the configured one there.
 
+The slots are written as one ``server sK`` line each, not as one ``server-template`` line:
+to HAProxy they are the same servers, but each line can carry its own ``cookie sK`` (the
+persistence cookie names the slot) and, in the two cases above, its own redir prefix or
+weight, where server-template gives every server the same parameters.
+
 ``fill`` writes servers.json into the slot lines of haproxy.cfg. The agent puts the filled
 text on disk, so that a starting (or restarting) HAProxy serves the right backends from
 its first request, before any runtime command arrives.
@@ -30,7 +35,6 @@ import json
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from ..api.common import parse_duration
 from ..api.loadbalancerpool import HAPROXY_ALGORITHMS, HASH_ALGORITHMS, CookieAffinity, LoadBalancerPoolSpec

@@ -287,12 +287,12 @@ def reload(master: str, admin: str, timeout: float = 15.0) -> int:
     HAProxy 2.6 does not report the outcome on the CLI connection, so it is read from
     `show proc`: a new worker, or one more failed reload.
     """
-    before = show_proc(master)
+    deadline = time.monotonic() + timeout
+    before = _retrying(lambda: show_proc(master), deadline)
     try:
         command(master, "reload")
     except RuntimeApiError:
         pass  # the master may drop the connection as it re-executes itself
-    deadline = time.monotonic() + timeout
     new_pid = None
     while time.monotonic() < deadline:
         try:
@@ -311,3 +311,15 @@ def reload(master: str, admin: str, timeout: float = 15.0) -> int:
             pass  # sockets come back while the master re-executes and the worker starts
         time.sleep(0.02)
     raise RuntimeApiError(f"no new HAProxy worker answered within {timeout:.0f}s of the reload")
+
+
+def _retrying(call, deadline: float):  # noqa: ANN001, ANN202
+    """call() until it answers: the master CLI refuses connections for a few milliseconds
+    after a worker starts (seen on 2.6 right after startup)."""
+    while True:
+        try:
+            return call()
+        except RuntimeApiError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)

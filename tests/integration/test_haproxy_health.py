@@ -1,0 +1,83 @@
+"""Health checks as rendered: a failing backend leaves within fall x interval and returns after rise."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from .haproxy_support import ClientLoop, Lab, lab, poll, spec, spread  # noqa: F401 (lab is a fixture)
+
+pytestmark = pytest.mark.integration
+
+INTERVAL = 0.2
+
+
+def check(**extra):
+    return {"type": "http", "path": "/healthz", "interval": "200ms", "timeout": "100ms", "fall": 3, "rise": 2,
+            **extra}
+
+
+def test_http_check_takes_a_backend_out_and_back(lab: Lab) -> None:
+    a, b = lab.backends("a", "b")
+    balancer = lab.balancer()
+    rendered = balancer.render(spec(healthCheck=check()), [a.backend(), b.backend()])
+    balancer.start(rendered)
+    slot_b = f"s{rendered.slots['b']}"
+    # a fresh server starts barely up (health = rise) and would fall at its first failure;
+    # wait for full health (rise + fall - 1) so that fall is measured
+    poll(lambda: balancer.servers()[slot_b].check_health == 2 + 3 - 1, timeout=5, what="b fully healthy")
+
+    b.set_healthy(False)
+    failed = time.monotonic()
+    poll(lambda: not balancer.servers()[slot_b].up, timeout=5, interval=0.01, what="b down")
+    took_down = time.monotonic() - failed
+    assert set(spread(balancer.address, 20)) == {"a"}
+
+    b.set_healthy(True)
+    healed = time.monotonic()
+    poll(lambda: balancer.servers()[slot_b].up, timeout=5, interval=0.01, what="b back up")
+    took_up = time.monotonic() - healed
+    assert set(spread(balancer.address, 20)) == {"a", "b"}
+    print(f"\nhttp check (interval 200ms, fall 3, rise 2): out after {took_down * 1000:.0f} ms, "
+          f"back after {took_up * 1000:.0f} ms")
+    # one interval of slack: the failure can land just after a check
+    assert 2 * INTERVAL <= took_down <= (3 + 1) * INTERVAL + 0.15
+    assert took_up <= (2 + 1) * INTERVAL + 0.15
+
+
+@pytest.mark.parametrize("expect,up", [(503, True), (None, False)])
+def test_http_check_expects_the_configured_status(lab: Lab, expect: int | None, up: bool) -> None:
+    (a,) = lab.backends("a")
+    balancer = lab.balancer()
+    health = check(path="/status/503", **({"expectStatus": expect} if expect else {}))
+    rendered = balancer.render(spec(healthCheck=health), [a.backend()])
+    balancer.start(rendered)
+    slot = f"s{rendered.slots['a']}"
+    # three intervals decide either way (fall 3, rise 2 from the initial "up")
+    poll(lambda: balancer.servers()[slot].check_health in ((0,) if not up else (3, 4)), timeout=5,
+         what="the check verdict")
+    assert balancer.servers()[slot].up is up
+
+
+def test_killed_backend_costs_no_request_with_retries_and_redispatch(lab: Lab) -> None:
+    a, b, c = lab.backends("a", "b", "c")
+    balancer = lab.balancer()
+    pool_spec = spec(healthCheck=check(type="tcp", path=None), retries=3, redispatch=True,
+                     retryOn=["conn-failure", "empty-response"])
+    rendered = balancer.render(pool_spec, [a.backend(), b.backend(), c.backend()])
+    balancer.start(rendered)
+    slot_b = f"s{rendered.slots['b']}"
+    poll(lambda: balancer.servers()[slot_b].check_health == 2 + 3 - 1, timeout=5, what="b fully healthy")
+    with ClientLoop(balancer.address, threads=3) as loop:
+        loop.wait_requests(100)
+        killed = time.monotonic()
+        b.kill()
+        poll(lambda: not balancer.servers()[slot_b].up, timeout=5, interval=0.01, what="b down")
+        took_down = time.monotonic() - killed
+        loop.wait_requests(200)
+    print(f"\nkilled backend under load: {loop.total} requests, {len(loop.failures)} failed; "
+          f"marked down after {took_down * 1000:.0f} ms")
+    assert loop.failures == [], loop.failures[:5]
+    assert took_down <= (3 + 1) * INTERVAL + 0.15
+    assert loop.since(killed + took_down + 0.05)["b"] == 0
