@@ -79,6 +79,10 @@ export KUBECONFIG="$work/kubeconfig"
 
 docker build -t "$image" -f operator/Dockerfile .
 kind load docker-image "$image" --name "$cluster"
+# the tests' backend pods (tests/e2e use this name; the local node agent runs it as a process)
+backend_image=registry.local/hakeeper/test-http-backend:1
+docker build -t "$backend_image" -f hack/localcluster/Dockerfile.test-http-backend hack/localcluster
+kind load docker-image "$backend_image" --name "$cluster"
 # A rebuilt image keeps its tag; its ID in a pod annotation makes `helm upgrade` roll the pods.
 image_id=$(docker image inspect --format '{{.Id}}' "$image")
 

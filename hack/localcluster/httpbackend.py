@@ -1,7 +1,7 @@
 """A tiny HTTP backend: the workload of test pods (`image: .../test-http-backend`).
 
 Every answer names the backend (body and X-Backend header), so a test can see which pod
-a balancer chose. GET /healthz answers 200 while the file named by --unhealthy-file
+a balancer chose. GET /healthz (and /health, as traefik/whoami) answers 200 while the file named by --unhealthy-file
 does not exist, so a test can fail a health check without killing the process.
 """
 
@@ -37,7 +37,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _get(self) -> None:
         name = self.server.name  # type: ignore[attr-defined]
         unhealthy = self.server.unhealthy_file  # type: ignore[attr-defined]
-        if self.path == "/healthz":
+        if self.path in ("/healthz", "/health"):
             if unhealthy and os.path.exists(unhealthy):
                 self._answer(503, f"{name} unhealthy")
             else:
@@ -82,9 +82,10 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--address", default="127.0.0.1")
+    # in a pod of its own network namespace 0.0.0.0 is right; on the local node POD_IP is set
+    parser.add_argument("--address", default=os.environ.get("POD_IP", "0.0.0.0"))
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--name", default=os.environ.get("POD_NAME", "backend"))
+    parser.add_argument("--name", default=os.environ.get("POD_NAME") or os.environ.get("HOSTNAME", "backend"))
     parser.add_argument("--unhealthy-file", default=None)
     args = parser.parse_args(argv)
     server = Server((args.address, args.port), Handler)

@@ -41,6 +41,10 @@ RUNTIMES: dict[str, Runtime] = {
         cmd=("--address", "$(POD_IP)", "--port", "$(PORT)", "--name", "$(POD_NAME)"),
         env={"PYTHONPATH": str(HACK_DIR)},
     ),
+    # traefik/whoami, the quickstart's backend on a real cluster: the same server stands in
+    # (it takes whoami's --port flag and answers /health)
+    "whoami": Runtime(entrypoint=_python_module("localcluster.httpbackend"), cmd=("--port", "80"),
+                      env={"PYTHONPATH": str(HACK_DIR)}),
     "haproxy": Runtime(entrypoint=("/usr/sbin/haproxy",), cmd=("-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"),
                        binaries={"haproxy": ("/usr/sbin/haproxy",)}),
     # Debian's MariaDB; the image's PATH puts wrappers first that add --user=root, which

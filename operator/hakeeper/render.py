@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from .api import GROUP
 from .api.loadbalancerpool import LoadBalancerPoolSpec
 from .api.offline import InvalidManifest, check
 from .haproxy.config import SlotEntry, on_disk, parse_servers, render
@@ -41,6 +42,8 @@ def pools(documents: Iterable[Any]) -> Iterator[tuple[str, str, LoadBalancerPool
             continue
         if not isinstance(doc, dict):
             raise RenderError(f"expected a Kubernetes object, found {type(doc).__name__}")
+        if not str(doc.get("apiVersion", "")).startswith(GROUP + "/"):
+            continue  # a manifest may carry the backends' Deployment and such next to the pool
         kind, spec = check(doc)
         if kind.kind == "LoadBalancerPool":
             meta = doc.get("metadata") or {}

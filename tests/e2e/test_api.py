@@ -6,7 +6,6 @@ import json
 import pathlib
 
 import pytest
-import yaml
 
 from .conftest import wait_for
 from .invalid_specs import INVALID
@@ -98,9 +97,3 @@ def test_operator_follows_a_spec_change(operator, namespace):
 def test_kubectl_explain_shows_field_docs(crds):
     out = crds.kubectl("explain", "loadbalancerpool.spec.sessionAffinity.cookie.mode").stdout
     assert "insert" in out and "prefix" in out
-
-
-def test_sample_documents_parse_as_yaml_lists():
-    for sample in QUICKSTART:
-        docs = [d for d in yaml.safe_load_all(sample.read_text()) if d]
-        assert len(docs) == 1 and docs[0]["apiVersion"] == "hakeeper.io/v1alpha1"
