@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import pathlib
@@ -301,48 +302,48 @@ def follow_dir(path: str, latest: Latest, stop: threading.Event, poll: float = 0
         stop.wait(poll)
 
 
-def _view(obj: Any) -> ConfigMapView:
-    return ConfigMapView(data=dict(obj.data or {}), annotations=dict(obj.metadata.annotations or {}))
+# The agent's only Kubernetes client is pykube-ng: a sidecar in every balancer pod should be
+# small, and it needs three calls (get, watch one ConfigMap, patch its own pod).
+
+def _view(obj: Mapping[str, Any]) -> ConfigMapView:
+    return ConfigMapView(data=dict(obj.get("data") or {}),
+                         annotations=dict((obj.get("metadata") or {}).get("annotations") or {}))
 
 
 def follow_configmap(api: Any, namespace: str, name: str, latest: Latest, stop: threading.Event) -> None:
-    """List, then watch the one ConfigMap from the listed version on; relist only when the
+    """Get, then watch the one ConfigMap from that version on; get again only when the
     version is gone (410) or the connection broke."""
-    from kubernetes import watch
-    from kubernetes.client.exceptions import ApiException
+    import pykube
+    import requests
 
-    selector = f"metadata.name={name}"
+    query = pykube.ConfigMap.objects(api, namespace=namespace).filter(field_selector={"metadata.name": name})
     version: str | None = None
     backoff = 0.5
     while not stop.is_set():
         try:
             if version is None:
-                listing = api.list_namespaced_config_map(namespace, field_selector=selector)
-                for item in listing.items:
-                    latest.put(_view(item))
-                version = listing.metadata.resource_version
-            stream = watch.Watch()
-            for event in stream.stream(api.list_namespaced_config_map, namespace, field_selector=selector,
-                                       resource_version=version, timeout_seconds=240,
-                                       allow_watch_bookmarks=True):
+                found = pykube.ConfigMap.objects(api, namespace=namespace).get_or_none(name=name)
+                if found is not None:
+                    latest.put(_view(found.obj))
+                    version = found.obj["metadata"]["resourceVersion"]
+                else:
+                    stop.wait(backoff)  # not created yet: the operator writes it first, soon
+                    continue
+            for event in query.watch(since=version, params={"timeoutSeconds": 240, "allowWatchBookmarks": "true"}):
                 if stop.is_set():
-                    stream.stop()
-                    break
-                if event["type"] == "ERROR":
-                    version = None
-                    break
-                version = event["object"].metadata.resource_version
-                if event["type"] in ("ADDED", "MODIFIED"):
-                    latest.put(_view(event["object"]))
+                    return
+                version = event.object.obj["metadata"]["resourceVersion"]
+                if event.type in ("ADDED", "MODIFIED"):
+                    latest.put(_view(event.object.obj))
                 # DELETED: keep serving the last configuration; the operator recreates it
             backoff = 0.5
-        except ApiException as exc:
+        except pykube.exceptions.HTTPError as exc:
             version = None
-            if exc.status != 410:  # 410 Gone: our version is too old, relist at once
-                log.warning("watching configmap %s/%s: %s %s", namespace, name, exc.status, exc.reason)
+            if exc.code != 410:  # 410 Gone: our version is too old, get again at once
+                log.warning("watching configmap %s/%s: %s", namespace, name, exc)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
-        except Exception as exc:  # noqa: BLE001 (network errors of every kind: retry)
+        except (requests.RequestException, OSError, ValueError) as exc:
             version = None
             log.warning("watching configmap %s/%s: %s", namespace, name, exc)
             stop.wait(backoff)
@@ -351,22 +352,25 @@ def follow_configmap(api: Any, namespace: str, name: str, latest: Latest, stop: 
 
 def pod_annotator(api: Any, namespace: str, pod: str) -> Callable[[str], None]:
     def report(config_hash: str) -> None:
-        api.patch_namespaced_pod(pod, namespace, {"metadata": {"annotations": {APPLIED_HASH_ANNOTATION: config_hash}}})
+        body = {"metadata": {"annotations": {APPLIED_HASH_ANNOTATION: config_hash}}}
+        response = api.patch(url=f"pods/{pod}", namespace=namespace, data=json.dumps(body),
+                             headers={"Content-Type": "application/merge-patch+json"})
+        api.raise_for_status(response)
     return report
 
 
-def _core_api(kubeconfig: str | None) -> Any:
-    from kubernetes import client
-    from kubernetes import config as kubeconfig_loader
+def read_configmap(api: Any, namespace: str, name: str) -> ConfigMapView:
+    import pykube
 
-    if kubeconfig:
-        kubeconfig_loader.load_kube_config(config_file=kubeconfig)
-    else:
-        try:
-            kubeconfig_loader.load_incluster_config()
-        except kubeconfig_loader.ConfigException:
-            kubeconfig_loader.load_kube_config()  # KUBECONFIG or ~/.kube/config
-    return client.CoreV1Api()
+    return _view(pykube.ConfigMap.objects(api, namespace=namespace).get(name=name).obj)
+
+
+def _client(kubeconfig: str | None) -> Any:
+    """In the pod: its ServiceAccount; elsewhere KUBECONFIG or ~/.kube/config."""
+    import pykube
+
+    config = pykube.KubeConfig.from_file(kubeconfig) if kubeconfig else pykube.KubeConfig.from_env()
+    return pykube.HTTPClient(config)
 
 
 # -- command line -------------------------------------------------------------------------
@@ -404,10 +408,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             ("--pod", args.pod)) if not value]
         if missing:
             parser().error(f"{', '.join(missing)} required (or --source-dir)")
-        api = _core_api(args.kubeconfig)
+        api = _client(args.kubeconfig)
         report = pod_annotator(api, args.namespace, args.pod)
         source = lambda: follow_configmap(api, args.namespace, args.configmap, latest, stop)  # noqa: E731
-        fetch_once = lambda: _view(api.read_namespaced_config_map(args.configmap, args.namespace))  # noqa: E731
+        fetch_once = lambda: read_configmap(api, args.namespace, args.configmap)  # noqa: E731
     agent = Agent(args.config, args.socket, args.master_socket, report)
 
     if args.once:
