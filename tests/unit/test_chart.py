@@ -104,8 +104,10 @@ NAMESPACED = {
     ("rbac.authorization.k8s.io", "roles"): WRITE,
     ("rbac.authorization.k8s.io", "rolebindings"): WRITE,
     ("coordination.k8s.io", "leases"): {"get", "list", "watch", "create", "update", "patch"},
+    ("autoscaling", "horizontalpodautoscalers"): {"list"},  # DegradationPolicy names a shed Deployment's HPA
 }
-CRDS = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+CRDS = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+        ("scheduling.k8s.io", "priorityclasses"): {"list"}}  # DegradationPolicy tiers by pod priority
 CLUSTER_WIDE = {**NAMESPACED, **CRDS, ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"}}
 PER_NAMESPACE = {**NAMESPACED, ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"}}
 CLUSTER_READS_WHEN_NAMESPACED = {**CRDS, ("", "namespaces"): {"list", "watch"}}

@@ -14,11 +14,23 @@ FIELD_MANAGER = "hakeeper"
 
 class Prometheus(Model):
     url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2048)
+    """Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring.svc:9090."""
     timeout: Duration = "5s"
+    """How long one query may take; a slower answer counts as metrics unavailable."""
     bearer_token_secret_ref: SecretKeyRef | None = None
+    """A Secret key holding a bearer token sent as `Authorization: Bearer <token>`."""
     ca_secret_ref: SecretKeyRef | None = None
     """PEM CA bundle that signed Prometheus' serving certificate."""
     insecure_skip_verify: bool = False
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("!(has(self.caSecretRef) && self.insecureSkipVerify)",
+                    "caSecretRef and insecureSkipVerify exclude each other"),
+            ]
+        }
+    )
 
 
 class Trigger(Model):
@@ -26,13 +38,14 @@ class Trigger(Model):
 
     name: ObjectName
     query: str = Field(min_length=1, max_length=4096)
-    """PromQL returning one sample (e.g. wrapped in max() or sum()); an empty result is no data."""
+    """PromQL returning one sample (e.g. wrapped in max() or sum()); an empty result or NaN is no data."""
     operator: Literal[">", ">=", "<", "<="] = ">"
     threshold: float
     for_: Duration = Field(default="1m", alias="for")
     """How long the comparison must hold before the trigger fires."""
     recover_threshold: float | None = None
-    """The value must cross back past this (not just the threshold) to count as recovered."""
+    """The value must cross back past this (not just the threshold) to count as recovered;
+    between the two nothing changes."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -47,14 +60,18 @@ class Trigger(Model):
 
 
 class Tier(Model):
-    """Deployments shed together; tiers with lower priority are shed first."""
+    """Deployments shed together; tiers with lower priority are shed first.
+
+    A Deployment that several tiers select belongs to the one with the lowest priority.
+    """
 
     name: ObjectName
     priority: int = Field(ge=-1_000_000_000, le=1_000_000_000)
     selector: LabelSelector | None = None
     """Deployments with these labels."""
     max_pod_priority: int | None = Field(default=None, ge=-2_147_483_648, le=1_000_000_000)
-    """Deployments whose pods' PriorityClass value is at most this (reusing the cluster's priorities)."""
+    """Deployments whose pods' PriorityClass value is at most this (reusing the cluster's priorities).
+    Pods without a priorityClassName get the globalDefault class's value, or 0."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -82,22 +99,28 @@ class DegradationPolicySpec(Model):
         "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]})
     tiers: list[Tier] = Field(min_length=1, max_length=16, json_schema_extra={
         "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]})
-    namespaces: list[ObjectName] = Field(default_factory=list, max_length=64)
+    namespaces: list[ObjectName] = Field(default_factory=list, max_length=64,
+                                         json_schema_extra={"x-kubernetes-list-type": "set"})
     """Namespaces whose Deployments may be shed (default: the policy's own)."""
     mode: Literal["staged", "all"] = "staged"
     """staged: one more tier per interval while a trigger still fires; all: every tier at once."""
     restore: Restore = Field(default_factory=Restore)
     on_metrics_unavailable: Literal["Hold", "Restore"] = "Hold"
-    """Prometheus down or erroring: Hold keeps things as they are (never sheds)."""
+    """Prometheus down or the query failing: Hold keeps things as they are, Restore counts the
+    trigger as recovered. Neither ever sheds."""
     on_no_data: Literal["Hold", "Restore"] = "Hold"
-    """An empty or stale result is no data, never zero."""
+    """An empty result, NaN or a stale series is no data, never zero: Hold or Restore as above."""
     protect: list[LabelSelector] = Field(default_factory=list, max_length=16)
-    """Deployments matching any of these are never touched."""
+    """Deployments matching any of these are never touched. Deployments labelled
+    hakeeper.io/protected=true, those hakeeper itself runs, and those whose pods run at a
+    system priority (2000000000 and up) are never touched either."""
     dry_run: bool = False
-    """Report what would be shed without scaling anything."""
+    """Report what would be shed or restored (status and Events) without scaling anything."""
     max_shed_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
-    """Never shed more than this fraction of the selectable Deployments."""
+    """Never shed more than this fraction (rounded down) of the Deployments running in the
+    policy's namespaces, counting those it has shed."""
     max_targets_per_step: int = Field(default=10, ge=1, le=1000)
+    """At most this many Deployments are scaled per evaluation, shedding or restoring."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -105,17 +128,25 @@ class DegradationPolicySpec(Model):
                 cel("self.tiers.all(a, self.tiers.exists_one(b, b.priority == a.priority))",
                     "each tier needs a priority of its own", ".tiers"),
                 cel("duration(self.interval) >= duration('1s')", "interval must be at least 1s"),
+                cel("duration(self.prometheus.timeout) <= duration(self.interval)",
+                    "prometheus.timeout must not be longer than interval"),
             ]
         }
     )
 
 
+TriggerCondition = Literal["Breaching", "Between", "Recovered", "NoData", "Unavailable"]
+
+
 class TriggerStatus(StatusModel):
     name: str
     value: float | None = None
+    condition: TriggerCondition | None = None
+    """Breaching the threshold, Between the two thresholds, Recovered, NoData or Unavailable."""
     firing: bool = False
+    """Breached for `for` and not yet recovered."""
     since: str | None = None
-    """When the comparison started to hold (or to fail, while recovering)."""
+    """When the current condition began."""
     message: str | None = None
 
 
@@ -125,12 +156,24 @@ class ShedTarget(StatusModel):
     tier: str
     original_replicas: int
     since: str
+    dry_run: bool = False
+    """Only reported: dryRun is on and nothing was scaled."""
+    hpa: str | None = None
+    """The HorizontalPodAutoscaler of this Deployment; it pauses while replicas are 0."""
+    conflict: str | None = None
+    """Something else scaled the Deployment back up; the policy leaves it alone."""
 
 
 class DegradationPolicyStatus(BaseStatus):
     state: Literal["Normal", "Pending", "Degraded", "Recovering"] | None = None
+    message: str | None = None
+    """What the policy does or waits for, in one line."""
     shed_tiers: int = 0
     shed_count: int = 0
     triggers: list[TriggerStatus] = Field(default_factory=list)
     shed: list[ShedTarget] = Field(default_factory=list)
+    last_evaluated: str | None = None
+    last_shed_time: str | None = None
+    last_restore_time: str | None = None
     last_transition_time: str | None = None
+    """When state last changed."""

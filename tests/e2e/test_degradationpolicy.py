@@ -1,0 +1,343 @@
+"""DegradationPolicy end to end: real Deployments (the node agent runs their pods), a real
+Prometheus (a local process scraping an exporter the test sets), the operator as the chart's
+ServiceAccount.
+
+Which operator acts. These tests kill and restart the operator mid-degradation, so they run
+their own `hakeeper run` process (restartable) instead of the session's. Two operators must
+never act on one policy; kopf peering already guarantees that: ours joins the same cluster
+peering ("hakeeper") with a higher priority (1000; the session operator runs at 0), so the
+session operator, if one is running, pauses its handlers and daemons while ours is alive. Ours
+keeps one peering identity (POD_ID) across restarts: a killed instance's entry stays in the
+peering until it expires (keeping the session operator paused meanwhile), and the restarted
+instance recognises it as itself instead of pausing for it. At the end ours leaves the
+peering (and the entry is removed in any case), and the session operator resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from ..integration.prometheus_support import Exporter, PrometheusServer
+from .conftest import _service_account_kubeconfig, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.localcluster]
+BACKEND_IMAGE = "registry.local/hakeeper/test-http-backend:1"
+PROMETHEUS_IP, EXPORTER_IP = "127.0.31.1", "127.0.31.2"
+PEER_ID = "degradationpolicy-e2e-operator"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PEER_PRIORITY = "1000"
+
+
+class OperatorProcess:
+    """`hakeeper run` as the chart's ServiceAccount, that a test may kill and start again."""
+
+    def __init__(self, cluster, workdir):
+        self.cluster = cluster
+        self.workdir = workdir
+        self.kubeconfig = _service_account_kubeconfig(cluster, workdir / "kubeconfig")
+        self.log_path = workdir / "operator.log"
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        self.port = 19080 + secrets.randbelow(900)
+        log = open(self.log_path, "a")
+        log.write(f"\n==== start {time.strftime('%H:%M:%S')}\n")
+        log.flush()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hakeeper", "run", "--all-namespaces", "--peering", "hakeeper",
+             "--priority", PEER_PRIORITY, "--liveness", f"http://127.0.0.1:{self.port}/healthz"],
+            env={**self.cluster.env, "KUBECONFIG": str(self.kubeconfig), "POD_ID": PEER_ID},
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+        def alive() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"operator exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status == 200
+            except OSError:
+                return False
+
+        wait_for(alive, 60, "our operator's liveness endpoint")
+
+    def kill(self) -> None:
+        """A crash: no cleanup, no goodbye to the peering."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def dp_operator(installed, tmp_path_factory):
+    installed.apply({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "hakeeper"}})
+    operator = OperatorProcess(installed, tmp_path_factory.mktemp("dp-operator"))
+    operator.start()
+    session_log = getattr(installed, "operator_log", None)
+    if session_log is not None:  # the session's operator runs: it must have stepped aside
+        wait_for(lambda: "Pausing operations in favour of" in session_log.read_text(), 30,
+                 "the session operator to pause for ours")
+    try:
+        yield operator
+    finally:
+        operator.stop()
+        installed.kubectl("patch", "clusterkopfpeering", "hakeeper", "--type=merge",
+                          "-p", json.dumps({"status": {PEER_ID: None}}), check=False)
+        sys.stderr.write(f"\ndegradationpolicy operator log: {operator.log_path}\n")
+
+
+@pytest.fixture(scope="module")
+def exporter():
+    exp = Exporter(EXPORTER_IP)
+    yield exp
+    exp.close()
+
+
+@pytest.fixture(scope="module")
+def prometheus(exporter):
+    server = PrometheusServer(PROMETHEUS_IP, exporter).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def shop(dp_operator, namespace):
+    """The test's namespace; its policies are deleted (and so restored) while our operator still runs."""
+    yield namespace
+    dp_operator.cluster.kubectl("delete", "dp", "--all", "-n", namespace, "--timeout=60s", check=False)
+
+
+def _deployment(name: str, replicas: int, labels: dict, priority_class: str | None = None) -> dict:
+    pod_spec = {"terminationGracePeriodSeconds": 1, "containers": [{
+        "name": "web", "image": BACKEND_IMAGE, "ports": [{"name": "http", "containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1,
+                           "failureThreshold": 1}}]}
+    if priority_class:
+        pod_spec["priorityClassName"] = priority_class
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec}}}
+
+
+def _policy(name: str, metric: str, url: str, tiers: list, **spec) -> dict:
+    return {"apiVersion": "hakeeper.io/v1alpha1", "kind": "DegradationPolicy", "metadata": {"name": name},
+            "spec": {"prometheus": {"url": url, "timeout": "1s"}, "interval": "1s",
+                     "triggers": [{"name": "load", "query": f"max({metric})", "threshold": 10,
+                                   "recoverThreshold": 6, "for": "2s"}],
+                     "tiers": tiers, "restore": {"cooldown": "2s", "interval": "1s"}, "maxShedFraction": 1.0,
+                     **spec}}
+
+
+BY_LABEL = [{"name": "batch", "priority": 10, "selector": {"matchLabels": {"tier": "batch"}}},
+            {"name": "reports", "priority": 20, "selector": {"matchLabels": {"tier": "reports"}}}]
+
+
+def _deploy(cluster, namespace: str) -> dict:
+    return {d["metadata"]["name"]: d for d in cluster.get("deploy", "-n", namespace)["items"]}
+
+
+def _counts(cluster, namespace: str) -> dict[str, tuple[int, int]]:
+    """name -> (spec.replicas, ready replicas), what `kubectl get deploy` shows as READY."""
+    return {n: (d["spec"]["replicas"], d["status"].get("readyReplicas", 0)) for n, d in _deploy(cluster, namespace).items()}
+
+
+def _wait_counts(cluster, namespace: str, expected: dict[str, tuple[int, int]], timeout: float, what: str) -> None:
+    wait_for(lambda: {n: c for n, c in _counts(cluster, namespace).items() if n in expected} == expected,
+             timeout, what, interval=0.3)
+
+
+def _set(prometheus: PrometheusServer, exporter: Exporter, metric: str, value: float) -> None:
+    exporter.set(metric, value)
+    prometheus.wait_value(f"max({metric})", lambda v: v == value)
+
+
+def _dp(cluster, namespace: str, name: str) -> dict:
+    return cluster.get("dp", name, "-n", namespace)
+
+
+def _condition(dp: dict, type_: str) -> dict:
+    return next((c for c in dp.get("status", {}).get("conditions", []) if c["type"] == type_), {})
+
+
+def _events(cluster, namespace: str, name: str) -> list[str]:
+    items = cluster.get("events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")["items"]
+    return [e["reason"] for e in items]
+
+
+def test_shedding_and_restore_show_in_kubectl_get_deploy(cluster, dp_operator, shop, prometheus, exporter):
+    ns = shop
+    # pods without a class run at priority 0, which a maxPodPriority tier would select too: the
+    # others get a class above the tier's limit
+    low_class, standard_class = f"e2e-low-{ns}", f"e2e-standard-{ns}"
+    for name, value in ((low_class, 100), (standard_class, 1000)):
+        cluster.apply({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+                       "value": value, "description": "e2e"})
+    try:
+        _set(prometheus, exporter, "e2e_shop_load", 1)
+        for d in (_deployment("batch", 2, {"tier": "batch"}, standard_class), _deployment("crawler", 1, {}, low_class),
+                  _deployment("reports", 1, {"tier": "reports"}, standard_class),
+                  _deployment("checkout", 1, {"tier": "core"}, standard_class),
+                  _deployment("guarded", 1, {"tier": "batch", "hakeeper.io/protected": "true"}, standard_class)):
+            cluster.apply(d, "-n", ns)
+        cluster.apply({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                       "metadata": {"name": "batch"},
+                       "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "batch"},
+                                "minReplicas": 1, "maxReplicas": 4,
+                                "metrics": [{"type": "Resource", "resource": {
+                                    "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]}},
+                      "-n", ns)
+        running = {"batch": (2, 2), "crawler": (1, 1), "reports": (1, 1), "checkout": (1, 1), "guarded": (1, 1)}
+        _wait_counts(cluster, ns, running, 90, "every pod ready")
+        # the lowest tier by pod PriorityClass (value 100), then the labelled tiers
+        tiers = [{"name": "low-priority-pods", "priority": 5, "maxPodPriority": 100}, *BY_LABEL]
+        cluster.apply(_policy("peak", "e2e_shop_load", prometheus.url, tiers), "-n", ns)
+        cluster.kubectl("wait", "--for=condition=Ready", "--timeout=30s", "-n", ns, "dp/peak")
+        wait_for(lambda: _condition(_dp(cluster, ns, "peak"), "MetricsAvailable").get("status") == "True", 20,
+                 "MetricsAvailable")
+
+        _set(prometheus, exporter, "e2e_shop_load", 12)
+        _wait_counts(cluster, ns, {"crawler": (0, 0)}, 20, "the PriorityClass tier shed first")
+        _wait_counts(cluster, ns, {"batch": (0, 0)}, 20, "the batch tier next")
+        _wait_counts(cluster, ns, {"reports": (0, 0)}, 20, "the reports tier last")
+        table = cluster.kubectl("get", "deploy", "-n", ns).stdout
+        rows = {line.split()[0]: line.split()[1] for line in table.splitlines()[1:]}
+        assert rows == {"batch": "0/0", "crawler": "0/0", "reports": "0/0", "checkout": "1/1", "guarded": "1/1"}
+        wait_for(lambda: not cluster.get("pods", "-n", ns, "-l", "app=batch")["items"], 30, "batch's pods gone")
+
+        dp = _dp(cluster, ns, "peak")
+        assert dp["status"]["state"] == "Degraded" and dp["status"]["shedCount"] == 3
+        entries = {e["name"]: e for e in dp["status"]["shed"]}
+        assert entries["batch"]["originalReplicas"] == 2 and entries["batch"]["hpa"] == "batch"
+        assert entries["crawler"]["tier"] == "low-priority-pods"
+        batch = _deploy(cluster, ns)["batch"]
+        assert batch["metadata"]["annotations"]["hakeeper.io/original-replicas"] == "2"
+        fields = cluster.get("deploy", "batch", "-n", ns, "--show-managed-fields")["metadata"]["managedFields"]
+        assert any(f["manager"] == "hakeeper" and "f:replicas" in f["fieldsV1"].get("f:spec", {}) for f in fields)
+        row = cluster.kubectl("get", "dp", "peak", "-n", ns).stdout.splitlines()[1].split()
+        assert row[1:6] == ["staged", "Degraded", "3", "True", "True"]  # MODE STATE SHED METRICS READY
+        assert "Shed" in _events(cluster, ns, "batch") and "Shed" in _events(cluster, ns, "peak")
+
+        _set(prometheus, exporter, "e2e_shop_load", 2)
+        _wait_counts(cluster, ns, {"reports": (1, 1)}, 30, "reports back first")
+        _wait_counts(cluster, ns, running, 60, "every Deployment back at its replicas, pods ready")
+        deployments = _deploy(cluster, ns)
+        assert "hakeeper.io/original-replicas" not in (deployments["batch"]["metadata"].get("annotations") or {})
+        # never touched: no write ever reached them
+        assert deployments["checkout"]["metadata"]["generation"] == 1
+        assert deployments["guarded"]["metadata"]["generation"] == 1
+        wait_for(lambda: _dp(cluster, ns, "peak")["status"]["state"] == "Normal", 10, "state Normal")
+        assert "Restored" in _events(cluster, ns, "batch")
+    finally:
+        cluster.kubectl("delete", "priorityclass", low_class, standard_class, "--wait=false", check=False)
+
+
+def test_the_operator_restarted_mid_degradation_restores_correctly(cluster, dp_operator, shop, prometheus, exporter):
+    ns = shop
+    _set(prometheus, exporter, "e2e_restart_load", 1)
+    cluster.apply(_deployment("batch", 2, {"tier": "batch"}), "-n", ns)
+    cluster.apply(_deployment("reports", 3, {"tier": "reports"}), "-n", ns)
+    _wait_counts(cluster, ns, {"batch": (2, 2), "reports": (3, 3)}, 90, "pods ready")
+    # a 3 s interval: the kill lands between the first tier and the next
+    cluster.apply(_policy("peak", "e2e_restart_load", prometheus.url, BY_LABEL, interval="3s"), "-n", ns)
+    cluster.kubectl("wait", "--for=condition=Ready", "--timeout=30s", "-n", ns, "dp/peak")
+
+    _set(prometheus, exporter, "e2e_restart_load", 12)
+    wait_for(lambda: _counts(cluster, ns)["batch"][0] == 0, 20, "batch shed", interval=0.1)
+    dp_operator.kill()  # mid-degradation: the reports tier would follow one interval later
+    try:
+        assert _counts(cluster, ns)["reports"][0] == 3
+    finally:
+        dp_operator.start()
+    # still firing: the restarted operator carries on from the annotations, never re-recording
+    _wait_counts(cluster, ns, {"reports": (0, 0)}, 30, "the next tier after the restart")
+    deployments = _deploy(cluster, ns)
+    assert deployments["batch"]["metadata"]["annotations"]["hakeeper.io/original-replicas"] == "2"
+    assert deployments["reports"]["metadata"]["annotations"]["hakeeper.io/original-replicas"] == "3"
+    shed = {e["name"]: e["originalReplicas"] for e in _dp(cluster, ns, "peak")["status"]["shed"]}
+    assert shed == {"batch": 2, "reports": 3}
+
+    _set(prometheus, exporter, "e2e_restart_load", 2)
+    _wait_counts(cluster, ns, {"batch": (2, 2), "reports": (3, 3)}, 60, "the original counts restored")
+    assert "Restored" in _events(cluster, ns, "batch")
+
+
+def test_dry_run_then_a_conflict_is_reported_and_deleting_the_policy_restores(cluster, dp_operator, shop, prometheus, exporter):
+    ns = shop
+    _set(prometheus, exporter, "e2e_delete_load", 12)
+    cluster.apply(_deployment("batch", 1, {"tier": "batch"}), "-n", ns)
+    cluster.apply(_deployment("reports", 2, {"tier": "reports"}), "-n", ns)
+    _wait_counts(cluster, ns, {"batch": (1, 1), "reports": (2, 2)}, 90, "pods ready")
+    # a trial first: dryRun, and a long interval
+    trial = _policy("peak", "e2e_delete_load", prometheus.url, BY_LABEL, mode="all", dryRun=True)
+    trial["spec"]["interval"] = "1h"
+    cluster.apply(trial, "-n", ns)
+    wait_for(lambda: len(_dp(cluster, ns, "peak").get("status", {}).get("shed", [])) == 2, 20,
+             "the dry run to report both tiers")
+    assert all(e["dryRun"] for e in _dp(cluster, ns, "peak")["status"]["shed"])
+    assert _counts(cluster, ns) == {"batch": (1, 1), "reports": (2, 2)}
+    assert "WouldShed" in _events(cluster, ns, "peak")
+    # for real now: the spec change wakes the policy at once, not an hour later
+    cluster.kubectl("patch", "dp", "peak", "-n", ns, "--type=merge", "-p",
+                    json.dumps({"spec": {"dryRun": False, "interval": "1s"}}))
+    _wait_counts(cluster, ns, {"batch": (0, 0), "reports": (0, 0)}, 10, "both tiers shed at once")
+
+    cluster.kubectl("scale", "deploy/batch", "--replicas=3", "-n", ns)  # someone wants it back
+    wait_for(lambda: _condition(_dp(cluster, ns, "peak"), "Conflict").get("status") == "True", 20, "Conflict=True")
+    conflict = _condition(_dp(cluster, ns, "peak"), "Conflict")
+    assert "batch scaled back to 3 replicas by kubectl" in conflict["message"]
+    assert "Conflict" in _events(cluster, ns, "peak")
+    _wait_counts(cluster, ns, {"batch": (3, 3)}, 60, "batch left at the replicas someone else chose")
+
+    cluster.kubectl("delete", "dp", "peak", "-n", ns, "--timeout=60s")
+    counts = _counts(cluster, ns)
+    assert counts["reports"][0] == 2 and counts["batch"][0] == 3  # restored before the policy went
+    annotations = _deploy(cluster, ns)["batch"]["metadata"].get("annotations") or {}
+    assert not [a for a in annotations if a.startswith("hakeeper.io/")]
+    _wait_counts(cluster, ns, {"reports": (2, 2)}, 60, "reports' pods running again")
+
+
+def test_an_unreachable_prometheus_leaves_the_policy_ready_with_metrics_unavailable(cluster, dp_operator, shop):
+    ns = shop
+    cluster.kubectl("apply", "-n", ns, "-f", str(ROOT / "examples/quickstart/degradationpolicy.yaml"))
+    cluster.kubectl("wait", "--for=condition=Ready", "--timeout=30s", "-n", ns, "dp/peak-shedding")
+    wait_for(lambda: _condition(_dp(cluster, ns, "peak-shedding"), "MetricsAvailable").get("status") == "False", 30,
+             "MetricsAvailable=False")
+    dp = _dp(cluster, ns, "peak-shedding")
+    metrics = _condition(dp, "MetricsAvailable")
+    assert metrics["reason"] == "Unavailable"
+    assert "cannot reach Prometheus at http://prometheus.monitoring.svc:9090" in metrics["message"]
+    assert dp["status"]["state"] == "Normal" and dp["status"]["observedGeneration"] == dp["metadata"]["generation"]
+    assert "MetricsUnavailable" in _events(cluster, ns, "peak-shedding")
+
+
+def test_the_bearer_token_comes_from_a_secret(cluster, dp_operator, shop, prometheus, exporter):
+    ns = shop
+    _set(prometheus, exporter, "e2e_secret_load", 1)
+    policy = _policy("auth", "e2e_secret_load", prometheus.url, BY_LABEL)
+    policy["spec"]["prometheus"]["bearerTokenSecretRef"] = {"name": "prometheus-reader", "key": "token"}
+    cluster.apply(policy, "-n", ns)
+    wait_for(lambda: _condition(_dp(cluster, ns, "auth"), "Ready").get("reason") == "SecretMissing", 20,
+             "Ready=False/SecretMissing")
+    ready = _condition(_dp(cluster, ns, "auth"), "Ready")
+    assert ready["status"] == "False" and ready["message"] == f"Secret {ns}/prometheus-reader not found"
+    cluster.kubectl("create", "secret", "generic", "prometheus-reader", "--from-literal=token=t0ken", "-n", ns)
+    cluster.kubectl("wait", "--for=condition=Ready", "--timeout=30s", "-n", ns, "dp/auth")
+    wait_for(lambda: _condition(_dp(cluster, ns, "auth"), "MetricsAvailable").get("status") == "True", 20,
+             "MetricsAvailable once the token is there")
