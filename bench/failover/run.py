@@ -1,0 +1,208 @@
+"""Failover benchmark on real MariaDB (Debian's mariadbd), with the clustering loop as the
+operator runs it (hakeeper.mysql.Cluster.step every probeInterval).
+
+Measures, in one run:
+- failover: kill -9 of the primary of a 3-member cluster under a continuous writer, to the
+  first write acknowledged by the new primary; split into detection (kill -> the loop decides
+  to fail over) and promotion (decision -> first acknowledged write). The killed member is
+  restarted after each failover and rejoins as a replica before the next kill.
+- writes lost: acknowledged ids missing on the primary afterwards (must be 0).
+- planned switchover: the longest gap between two acknowledged writes around a switchover.
+- baseline: "restart the killed primary" - kill -9 of a single server, start it again at
+  once (what a restarted pod does), to the first acknowledged write.
+
+Settings: the spec's defaults (probeInterval 1s, failureThreshold 3, semi-sync waiting for
+1 replica, timeout 10s), except antiFlapWindow 1s so failovers can follow one another.
+
+    .venv/bin/python bench/failover/run.py [--failovers 20] [--switchovers 10] [--restarts 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "operator"), str(ROOT), str(Path(__file__).resolve().parent)]
+
+from hakeeper.mysql import Policy  # noqa: E402
+from stats import percentile, table  # noqa: E402
+from tests.integration.mariadb_support import (  # noqa: E402
+    Fleet, LoopDriver, Writer, bootstrap, poll, seed_users, stop_background, stored_ids,
+)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Results:
+    def __init__(self) -> None:
+        self.total: list[float] = []
+        self.detection: list[float] = []
+        self.promotion: list[float] = []
+        self.restart: list[float] = []
+        self.switchover_gap: list[float] = []
+        self.acked = 0
+        self.lost = 0
+        self.reinitialized = 0
+
+
+def decision_time(loop: LoopDriver, result) -> float:  # noqa: ANN001
+    """When the loop had gathered and decided: the failover step's start plus its probing."""
+    seen = next(o for o in loop.observed if o.result is result)
+    return seen.started + result.probe_seconds
+
+
+def wait_healthy(loop: LoopDriver, fleet: Fleet, res: Results, timeout: float = 60) -> None:
+    """Wait for every member to replicate again; an old primary that came back with errant
+    transactions (it should not, see flavor.server_settings) is re-initialized and counted."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        last = loop.last
+        if last.state == "Healthy":
+            return
+        for m in last.members:
+            if m["errant"]:
+                log(f"  {m['name']} has errant transactions; re-initializing it")
+                inst = fleet.by_name(m["name"])
+                inst.kill()
+                shutil.rmtree(inst.datadir)
+                inst.start()
+                seed_users(inst)
+                res.reinitialized += 1
+                loop.memory = loop.memory.with_(errant={k: v for k, v in loop.memory.errant.items()
+                                                        if k != m["name"]})
+        time.sleep(0.2)
+    raise TimeoutError(f"cluster not healthy after {timeout}s: {loop.last.state} {loop.last.reason}")
+
+
+def bench_failovers(count: int, switchovers: int, prefix: str, res: Results) -> None:
+    fleet = Fleet(3, prefix=prefix).start()
+    try:
+        loop = bootstrap(fleet, Policy(anti_flap_window=1.0)).start()
+        writer = Writer(loop.primary_host)
+        writer.start()
+        for i in range(count):
+            wait_healthy(loop, fleet, res)
+            before = len(writer.acked)
+            poll(lambda: len(writer.acked) >= before + 100, 30, what="writes before the kill")
+            old = loop.primary
+            mark = len(loop.observed)
+            time.sleep(random.uniform(0, loop.policy.probe_interval))  # not in step with the probes
+            fleet.by_name(old).kill()
+            killed = time.monotonic()
+            failover = loop.wait(lambda r: r.primary != old, 60, "a failover")
+            new = failover.primary
+            first = poll(lambda: writer.first_ack(killed, fleet.by_name(new).host), 30,
+                         what="a write on the new primary")
+            decided = decision_time(loop, failover)
+            res.total.append(first.at - killed)  # type: ignore[union-attr]
+            res.detection.append(decided - killed)
+            res.promotion.append(first.at - decided)  # type: ignore[union-attr]
+            missing = writer.ids() - stored_ids(fleet.by_name(new))
+            res.lost += len(missing)
+            slowest = sorted(failover.action_seconds, key=lambda a: -a[1])[:3]
+            log(f"failover {i + 1:>2}/{count}: {old} -> {new}  kill->write {res.total[-1]:.2f}s "
+                f"(detect {res.detection[-1]:.2f}s, promote {res.promotion[-1]:.2f}s)  lost {len(missing)}"
+                f"  steps {len(loop.observed) - mark}  slowest: "
+                + ", ".join(f"{name} {sec:.2f}s" for name, sec in slowest))
+            fleet.by_name(old).start()  # the killed member comes back and must rejoin
+
+        for i in range(switchovers):
+            wait_healthy(loop, fleet, res)
+            before = len(writer.acked)
+            poll(lambda: len(writer.acked) >= before + 100, 30, what="writes before the switchover")
+            old = loop.primary
+            target = [m.name for m in loop.members if m.name != old][i % 2]
+            requested = time.monotonic()
+            loop.switchover_target = target
+            loop.wait(lambda r: r.primary == target, 30, "the switchover")
+            loop.switchover_target = None
+            poll(lambda: writer.first_ack(requested, fleet.by_name(target).host), 30, what="a write on the target")
+            time.sleep(0.5)
+            acks = [a.at for a in writer.acked if a.at > requested - 0.5]
+            gap = max(b - a for a, b in zip(acks, acks[1:]))
+            res.switchover_gap.append(gap)
+            missing = writer.ids() - stored_ids(fleet.by_name(target))
+            res.lost += len(missing)
+            log(f"switchover {i + 1:>2}/{switchovers}: {old} -> {target}  longest gap {gap * 1000:.0f} ms  "
+                f"lost {len(missing)}")
+
+        writer.stop()
+        wait_healthy(loop, fleet, res)
+        acked = writer.ids()
+        res.acked += len(acked)
+        for inst in fleet:
+            poll(lambda: acked <= stored_ids(inst), 30, what=f"{inst.name} to hold every acknowledged write")
+        loop.stop()
+    finally:
+        stop_background()
+        fleet.close()
+
+
+def bench_restarts(count: int, prefix: str, res: Results) -> None:
+    fleet = Fleet(1, hosts=[f"{prefix}.9"]).start()
+    try:
+        loop = bootstrap(fleet, Policy(semi_sync=False)).start()
+        writer = Writer(loop.primary_host)
+        writer.start()
+        inst = fleet[0]
+        for i in range(count):
+            before = len(writer.acked)
+            poll(lambda: len(writer.acked) >= before + 100, 30, what="writes before the kill")
+            time.sleep(random.uniform(0, loop.policy.probe_interval))
+            inst.kill()
+            killed = time.monotonic()
+            inst.start()
+            first = poll(lambda: writer.first_ack(killed), 30, what="a write after the restart")
+            res.restart.append(first.at - killed)  # type: ignore[union-attr]
+            log(f"restart {i + 1:>2}/{count}: kill->write {res.restart[-1]:.2f}s")
+        writer.stop()
+        missing = writer.ids() - stored_ids(inst)
+        res.lost += len(missing)
+        res.acked += len(writer.ids())
+        loop.stop()
+    finally:
+        stop_background()
+        fleet.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--failovers", type=int, default=20)
+    parser.add_argument("--switchovers", type=int, default=10)
+    parser.add_argument("--restarts", type=int, default=10)
+    parser.add_argument("--prefix", default="127.0.41", help="first three octets of the members' addresses")
+    args = parser.parse_args()
+
+    res = Results()
+    started = time.monotonic()
+    bench_restarts(args.restarts, args.prefix, res)
+    bench_failovers(args.failovers, args.switchovers, args.prefix, res)
+
+    print("\nReplicatedDatabase failover, MariaDB 10.11, 3 members on loopback; probeInterval 1s, "
+          "failureThreshold 3, semi-sync 1 ack (antiFlapWindow 1s so kills can follow each other)\n")
+    print(table([
+        ("failover: kill -9 -> first acknowledged write", res.total),
+        ("  detection (kill -> failover decided)", res.detection),
+        ("  promotion (decided -> first acknowledged write)", res.promotion),
+        ("baseline: restart the killed primary -> write", res.restart),
+        ("planned switchover: longest write gap", res.switchover_gap),
+    ]))
+    ratio = percentile(res.total, 50) / percentile(res.restart, 50) if res.total and res.restart else float("nan")
+    print(f"\nfailover p50 / restart-the-primary p50 = {ratio:.2f}x")
+    print(f"acknowledged writes: {res.acked}, lost: {res.lost}; old primaries re-initialized for errant "
+          f"transactions: {res.reinitialized}")
+    goal = res.total and percentile(res.total, 50) <= 5.0
+    print(f"goal p50 <= 5s: {'met' if goal else 'NOT met'}; 0 lost: {'met' if res.lost == 0 else 'NOT met'}  "
+          f"(run took {time.monotonic() - started:.0f}s)")
+    return 0 if res.lost == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""A network partition of the primary: its mariadbd runs in a network namespace joined to the
+host by a veth pair, and the test cuts the link while the process keeps running.
+
+The operator cannot reach the partitioned primary to fence it, so the primary fences itself
+when its lease lapses (hakeeper.mysql.lease); the failover opens the new primary only after
+that. At no step does the loop see two writable members."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pymysql
+import pytest
+
+from hakeeper.mysql import Policy
+
+from .mariadb_support import (
+    APP_PASSWORD, APP_USER, Fleet, NetnsLink, Writer, bootstrap, fleet_fixture, poll, replica_status, stored_ids,
+)
+
+pytestmark = pytest.mark.integration
+
+NETNS = "hkdb0"
+INSIDE, OUTSIDE = "10.240.0.2", "10.240.0.1"   # the veth pair
+REPLICAS = ["10.241.0.2", "10.241.0.3"]          # host-side members, on lo, routed from the namespace
+
+
+@pytest.fixture
+def link():  # noqa: ANN201
+    link = NetnsLink(NETNS, outer_ip=OUTSIDE, inner_ip=INSIDE, host_net="10.241.0.0/24", host_ips=REPLICAS)
+    link.create()
+    try:
+        yield link
+    finally:
+        link.destroy()
+
+
+@pytest.fixture
+def fleet(link: NetnsLink):  # noqa: ANN201
+    yield from fleet_fixture(3, hosts=[INSIDE, *REPLICAS], netns={0: NETNS})
+
+
+class ReadOnlyWatch(threading.Thread):
+    """Polls read_only of every member over its unix socket (which the partition does not
+    touch) and records when each one changed."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        super().__init__(daemon=True)
+        self.fleet = fleet
+        self.changes: list[tuple[float, str, int]] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        last: dict[str, int] = {}
+        while not self.halt.is_set():
+            for inst in self.fleet:
+                try:
+                    value = int(inst.value("SELECT @@read_only"))  # type: ignore[arg-type]
+                except Exception:  # noqa: BLE001
+                    continue
+                if last.get(inst.name) != value:
+                    last[inst.name] = value
+                    self.changes.append((time.monotonic(), inst.name, value))
+            self.halt.wait(0.02)
+
+    def first(self, name: str, value: int, after: float) -> float | None:
+        return next((t for t, n, v in self.changes if n == name and v == value and t > after), None)
+
+
+def test_a_partitioned_primary_fences_itself_before_a_replica_is_promoted(fleet: Fleet, link: NetnsLink) -> None:
+    loop = bootstrap(fleet, Policy()).start()
+    assert loop.primary == "db-0" and fleet[0].host == INSIDE
+    writer = Writer(loop.primary_host)
+    writer.start()
+    poll(lambda: len(writer.acked) >= 200, 30, what="writes through the veth pair")
+    writer.stop()  # no commit in flight when the link goes
+    acked = writer.ids()
+    poll(lambda: all(acked <= stored_ids(fleet[i]) for i in (1, 2)), 10, what="replicas to catch up")
+
+    watch = ReadOnlyWatch(fleet)
+    watch.start()
+    link.cut()
+    cut = time.monotonic()
+    failover = loop.wait(lambda r: r.primary != "db-0", 30, "a failover away from the partitioned primary")
+    new = failover.primary
+    fenced_at = poll(lambda: watch.first("db-0", 1, cut), 10, what="db-0 to fence itself")
+    opened_at = poll(lambda: watch.first(new, 0, cut), 10, what=f"{new} to open")  # type: ignore[arg-type]
+    print(f"\npartition: db-0 read-only after {fenced_at - cut:.2f}s, {new} writable after {opened_at - cut:.2f}s")
+    assert fenced_at < opened_at
+
+    # A client that still reaches the old primary (over its socket) cannot write there.
+    with pymysql.connect(unix_socket=fleet[0].socket, user=APP_USER, password=APP_PASSWORD, autocommit=True,
+                         read_timeout=5) as conn, conn.cursor() as cur:
+        with pytest.raises(pymysql.err.OperationalError) as refused:
+            cur.execute("INSERT INTO hk.writes (id, at) VALUES (-1, 0)")
+    assert refused.value.args[0] == 1290  # --read-only
+
+    writer = Writer(loop.primary_host)
+    writer.next_id = 10_000
+    writer.start()
+    poll(lambda: len(writer.acked) >= 50, 20, what="writes on the new primary")
+    writer.stop()
+
+    link.heal()
+    rejoined = loop.wait(lambda r: r.state == "Healthy", 30, "the old primary to rejoin")
+    loop.stop()
+    watch.halt.set()
+    watch.join()
+    assert rejoined.primary == new
+    status = replica_status(fleet[0])
+    assert status["Master_Host"] == fleet.by_name(new).host and status["Slave_IO_Running"] == "Yes"
+    poll(lambda: writer.ids() | acked <= stored_ids(fleet[0]), 15, what="db-0 to catch up")
+
+    # Never two writable members, neither in what the loop saw nor on the servers themselves.
+    for seen in loop.observed:
+        writable = [n for n, s in seen.result.states.items() if s.writable]
+        assert len(writable) <= 1, writable
+    state = {"db-0": 0, "db-1": 1, "db-2": 1}
+    for _, name, value in watch.changes:
+        state[name] = value
+        assert list(state.values()).count(0) <= 1, watch.changes
