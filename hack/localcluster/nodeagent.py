@@ -30,8 +30,9 @@ from .sandbox import Sandbox, VolumeError, field_value, kill_group
 log = logging.getLogger("localcluster.nodeagent")
 HOST_IP = "127.0.0.1"
 LOOP_SECONDS = 0.2
-BACKOFF_FIRST, BACKOFF_MAX = 1.0, 20.0
-"""The kubelet starts at 10s and caps at 300s; tests want restarts within seconds."""
+BACKOFF_FIRST, BACKOFF_MAX = 10.0, 80.0
+"""The kubelet waits 10s before the first restart (then doubles, capped at 300s): a crashed
+database primary stays down long enough for a failover, as on a real node."""
 MAX_GRACE_SECONDS = 10
 
 

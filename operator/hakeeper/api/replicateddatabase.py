@@ -124,3 +124,9 @@ class ReplicatedDatabaseStatus(BaseStatus):
     history: list[HistoryEntry] = Field(default_factory=list, max_length=20)
     """The last failovers and switchovers, newest first."""
     last_failover_time: str | None = None
+    handled_switchover: str | None = None
+    """The switchover request (annotation value, or spec generation and target) already
+    carried out: it is not repeated after a later failover."""
+    loop_memory: str | None = None
+    """The clustering loop's memory (JSON): probe failures, last failover, lease; a restarted
+    operator resumes from it."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from ..api.common import parse_duration
 from ..api.replicateddatabase import DEFAULT_IMAGE, ReplicatedDatabaseSpec
+from ..mysql.flavor import flavor_for
+from ..mysql.policy import Policy
 
 ROLE_LABEL = "hakeeper.io/role"
 DATABASE_LABEL = "hakeeper.io/database"
@@ -50,30 +51,13 @@ def credentials_secret(db: str, namespace: str) -> dict[str, Any]:
 
 
 def my_cnf(spec: ReplicatedDatabaseSpec) -> str:
-    lines = [
-        "[mysqld]",
-        f"datadir={DATA_DIR}",
-        f"socket={RUN_DIR}/mysqld.sock",
-        f"pid-file={RUN_DIR}/mysqld.pid",
-        "port=3306",
-        "skip-name-resolve",
-        "log-bin=mysql-bin",
-        "binlog-format=ROW",
-        "log-slave-updates=ON",
-        "gtid-strict-mode=ON",
-        "read-only=ON",  # every member starts read-only; the operator opens the primary
-        "relay-log=relay-bin",
-        "relay-log-recovery=ON",
-        "sync-binlog=1",
-        "innodb-flush-log-at-trx-commit=1",
-        f"init-file={CONF_DIR}/init.sql",
-    ]
-    if spec.semi_sync.enabled:
-        # both sides are loaded everywhere: any member may become the primary
-        # MariaDB waits for one replica's acknowledgement (it has no wait-for-slave-count)
-        timeout_ms = int(parse_duration(spec.semi_sync.timeout) * 1000)
-        lines += ["rpl-semi-sync-master-enabled=ON", "rpl-semi-sync-slave-enabled=ON",
-                  f"rpl-semi-sync-master-timeout={timeout_ms}", "rpl-semi-sync-master-wait-point=AFTER_SYNC"]
+    """The settings the clustering loop relies on come from its flavor adapter (one source);
+    the server id is per member, written by the init container."""
+    owned = flavor_for(spec.flavor).settings_for(Policy.from_spec(spec), server_id=0)
+    owned.pop("server_id")
+    lines = ["[mysqld]", f"datadir={DATA_DIR}", f"socket={RUN_DIR}/mysqld.sock", f"pid-file={RUN_DIR}/mysqld.pid",
+             "port=3306", "relay-log-recovery=ON", f"init-file={CONF_DIR}/init.sql"]
+    lines += [f"{key.replace('_', '-')}={value}" for key, value in owned.items()]
     lines += [f"{key}={value}" for key, value in sorted(spec.config.items())]
     lines += [f"!includedir {CONF_DIR}", ""]
     return "\n".join(lines)
@@ -91,7 +75,6 @@ ordinal=${{HOSTNAME##*-}}
 cat > {CONF_DIR}/server.cnf <<EOF
 [mysqld]
 server-id=$(( {SERVER_ID_BASE} + ordinal ))
-gtid-domain-id=0
 report-host=$POD_IP
 EOF
 umask 077
@@ -114,13 +97,12 @@ fi
 """
 
 
-def _secret_env(db: str) -> list[dict[str, Any]]:
-    secret = names(db)["credentials"]
+def _secret_env(secret: str) -> list[dict[str, Any]]:
     return [{"name": key.upper().replace("-", "_"), "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
             for key in PASSWORD_KEYS]
 
 
-def statefulset(db: str, namespace: str, spec: ReplicatedDatabaseSpec) -> dict[str, Any]:
+def statefulset(db: str, namespace: str, spec: ReplicatedDatabaseSpec, secret: str | None = None) -> dict[str, Any]:
     n = names(db)
     image = spec.image or DEFAULT_IMAGE[spec.flavor]
     pod_ip = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
@@ -140,7 +122,7 @@ def statefulset(db: str, namespace: str, spec: ReplicatedDatabaseSpec) -> dict[s
     if resources:
         server["resources"] = resources
     init = {"name": "init", "image": image, "command": ["sh", "-c", INIT_SCRIPT],
-            "env": [pod_ip, *_secret_env(db)], "volumeMounts": mounts}
+            "env": [pod_ip, *_secret_env(secret or n["credentials"])], "volumeMounts": mounts}
     return {
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": {"name": n["statefulset"], "namespace": namespace, "labels": labels(db)},
