@@ -83,6 +83,10 @@ kind load docker-image "$image" --name "$cluster"
 backend_image=registry.local/hakeeper/test-http-backend:1
 docker build -t "$backend_image" -f hack/localcluster/Dockerfile.test-http-backend hack/localcluster
 kind load docker-image "$backend_image" --name "$cluster"
+# keepalived for engine lvs (the nodes need the ip_vs kernel module for traffic to flow)
+keepalived_image=ghcr.io/hakeeper/keepalived:2.2.7
+docker build -t "$keepalived_image" --build-arg BASE="$image" hack/images/keepalived
+kind load docker-image "$keepalived_image" --name "$cluster"
 # A rebuilt image keeps its tag; its ID in a pod annotation makes `helm upgrade` roll the pods.
 image_id=$(docker image inspect --format '{{.Id}}' "$image")
 

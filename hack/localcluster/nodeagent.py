@@ -467,7 +467,9 @@ class NodeAgent:
             runner = self.runners.get(uid)
             if runner is None and not meta.get("deletionTimestamp") and (pod.get("status") or {}).get("phase") not in (
                     "Succeeded", "Failed"):
-                runner = PodRunner(self, pod, self.addresses.claim())
+                # a hostNetwork pod shares the node's address, as on a real node
+                ip = HOST_IP if spec.get("hostNetwork") else self.addresses.claim()
+                runner = PodRunner(self, pod, ip)
                 self.runners[uid] = runner
                 runner.start()
             elif runner is None and meta.get("deletionTimestamp"):
@@ -483,7 +485,8 @@ class NodeAgent:
                 runner.request_stop(delete=False)
             if runner.finished.is_set():
                 del self.runners[uid]
-                self.addresses.release(runner.pod_ip)
+                if runner.pod_ip != HOST_IP:
+                    self.addresses.release(runner.pod_ip)
 
     def _schedule(self, pod: Mapping[str, Any]) -> None:
         meta, spec = pod["metadata"], pod["spec"]

@@ -69,6 +69,7 @@ def _render(args: argparse.Namespace) -> int:
 
     from .api.offline import InvalidManifest
     from .haproxy.config import ConfigError
+    from .lvs.config import ConfigError as KeepalivedConfigError
     from .render import RenderError, parse_backend, render_documents
 
     try:
@@ -78,13 +79,17 @@ def _render(args: argparse.Namespace) -> int:
     except InvalidManifest as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except (RenderError, ConfigError, OSError, yaml.YAMLError) as error:
+    except (RenderError, ConfigError, KeepalivedConfigError, OSError, yaml.YAMLError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
 
 
 def _agent(args: argparse.Namespace) -> int:
+    if args.engine == "keepalived":
+        from .lvs import agent as keepalived_agent
+
+        return keepalived_agent.main(args.agent_args)
     from .haproxy import agent
 
     return agent.main(args.agent_args)
@@ -124,8 +129,8 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--configmap", action="store_true", help="print the ConfigMap the balancers read")
     render.set_defaults(func=_render)
 
-    agent = sub.add_parser("agent", help="the balancer pods' sidecar (`hakeeper agent haproxy --help`)")
-    agent.add_argument("engine", choices=["haproxy"])
+    agent = sub.add_parser("agent", help="the balancer pods' sidecar (`hakeeper agent haproxy|keepalived --help`)")
+    agent.add_argument("engine", choices=["haproxy", "keepalived"])
     agent.add_argument("agent_args", nargs=argparse.REMAINDER)
     agent.set_defaults(func=_agent)
     return top

@@ -1,4 +1,5 @@
-"""`hakeeper render -f FILE`: the balancer configuration the operator would produce, offline.
+"""`hakeeper render -f FILE`: the balancer configuration the operator would produce, offline
+(haproxy.cfg for engine haproxy, keepalived.conf for engine lvs).
 
 Like `helm template`: no cluster. The manifest is checked as the API server would check it
 (api/offline.py), and backends come from the command line instead of EndpointSlices.
@@ -16,7 +17,9 @@ from .api import GROUP
 from .api.loadbalancerpool import LoadBalancerPoolSpec
 from .api.offline import InvalidManifest, check
 from .haproxy.config import SlotEntry, on_disk, parse_servers, render
-from .pool import objects
+from .lvs.config import CONFIG_FILE as KEEPALIVED_CONF
+from .lvs.config import render as render_keepalived
+from .pool import lvs_objects, objects
 from .pool.backends import Backend
 
 _BACKEND = re.compile(r"^(?:(?P<name>[A-Za-z0-9_.-]+)=)?(?P<address>[0-9.]+):(?P<port>[0-9]+)(?:@(?P<weight>[0-9]+))?$")
@@ -53,8 +56,15 @@ def pools(documents: Iterable[Any]) -> Iterator[tuple[str, str, LoadBalancerPool
 def render_documents(text: str, backends: list[Backend], *, as_configmap: bool = False) -> str:
     out = []
     for name, namespace, spec in pools(yaml.safe_load_all(text)):
-        if spec.engine != "haproxy":
-            raise RenderError(f"LoadBalancerPool {name}: engine {spec.engine} cannot be rendered by this version")
+        if spec.engine == "lvs":
+            keepalived = render_keepalived(name, spec, backends)
+            if as_configmap:
+                out.append("---\n" + yaml.safe_dump(lvs_objects.config_map(
+                    name, namespace, keepalived.files, keepalived.config_hash), sort_keys=False))
+            else:
+                out.append(f"# LoadBalancerPool {namespace}/{name}: config {keepalived.config_hash}\n"
+                           + keepalived.files[KEEPALIVED_CONF])
+            continue
         rendered = render(name, spec, backends)
         if as_configmap:
             cm = objects.config_map(name, namespace, rendered.files)

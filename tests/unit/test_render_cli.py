@@ -9,10 +9,12 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 POOLS = [p for p in sorted((ROOT / "examples").rglob("*.yaml"))
          if "kind: LoadBalancerPool" in p.read_text() and "engine: lvs" not in p.read_text()]
+LVS_POOLS = [p for p in sorted((ROOT / "examples").rglob("*.yaml")) if "engine: lvs" in p.read_text()]
 
 
 def hakeeper(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -30,6 +32,19 @@ def test_every_example_renders_a_config_haproxy_accepts(example, tmp_path):
                            env={**os.environ, "POD_IP": "127.0.0.1"})
     assert check.returncode == 0, check.stdout + check.stderr
     assert re.search(r"^\s+server s\d+ 10\.244\.0\.5:8080 .*weight 3\b", result.stdout, re.MULTILINE), result.stdout
+
+
+@pytest.mark.parametrize("example", LVS_POOLS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_lvs_example_renders_a_config_keepalived_accepts(example, tmp_path):
+    pool = next(d for d in yaml.safe_load_all(example.read_text()) if d["kind"] == "LoadBalancerPool")
+    port = pool["spec"]["backends"]["port"]  # DR and TUN cannot map ports: the backends listen on it
+    result = hakeeper("render", "-f", str(example), "-b", f"a=10.244.0.5:{port}@3", "-b", f"10.244.0.6:{port}")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"real_server 10\.244\.0\.5 \d+ \{\n\s+weight 3", result.stdout), result.stdout
+    conf = tmp_path / "keepalived.conf"
+    conf.write_text(result.stdout)
+    check = subprocess.run(["keepalived", "-t", "-f", str(conf)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_configmap_output_is_what_the_operator_writes():

@@ -1,6 +1,6 @@
 """Handlers for LoadBalancerPool: read the spec, call the domain, write the status.
 
-Each HAProxy pool has a daemon that reconciles it whenever something it depends on
+Each pool (HAProxy or LVS) has a daemon that reconciles it whenever something it depends on
 changes: its spec, the EndpointSlices of its backends, a backend pod's weight annotation,
 or a balancer pod (its readiness, the config hash its agent applied). Watch events only
 wake the daemon; the daemon always reads the current state, so bursts of events cost one
@@ -23,7 +23,7 @@ from ..api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
 from ..pool import objects
 from ..pool.backends import matches
 from ..pool.reconcile import backends_service_name, reconcile
-from .spec import mark, parse_spec
+from .spec import parse_spec
 
 GROUP, VERSION = LOAD_BALANCER_POOL.api_version.split("/")
 PLURAL = LOAD_BALANCER_POOL.plural
@@ -44,10 +44,6 @@ class Watched:
 
 _watched: dict[tuple[str, str], Watched] = {}
 _lock = threading.Lock()
-
-
-def _is_haproxy(spec: Any, **_: Any) -> bool:
-    return (spec or {}).get("engine", "haproxy") == "haproxy"
 
 
 def _wake(namespace: str, predicate) -> None:
@@ -73,17 +69,13 @@ def accept(body: kopf.Body, patch: kopf.Patch, spec: kopf.Spec, namespace: str, 
     if parsed is None:
         return
     patch.status["algorithm"] = parsed.algorithm or DEFAULT_ALGORITHM[parsed.engine]
-    if parsed.engine == "lvs":
-        mark(body, patch, ready=True, reason="SpecAccepted",
-             message="the spec is valid; the lvs engine's data plane is not reconciled by this version")
-        return
     with _lock:
         watched = _watched.get((namespace, name))
     if watched is not None:
         watched.wake.set()
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, id="haproxy", when=_is_haproxy, cancellation_timeout=10)
+@kopf.daemon(GROUP, VERSION, PLURAL, id="pool", cancellation_timeout=10)
 def run_pool(body: kopf.Body, namespace: str, name: str, stopped: kopf.DaemonStopped, logger: Any,
              **_: Any) -> None:
     api = _api()

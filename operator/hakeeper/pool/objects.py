@@ -182,9 +182,9 @@ def pod_disruption_budget(pool: str, namespace: str, spec: LoadBalancerPoolSpec)
     }
 
 
-def agent_rbac(pool: str, namespace: str) -> list[dict[str, Any]]:
+def agent_rbac(pool: str, namespace: str, configmap: str | None = None) -> list[dict[str, Any]]:
     """The agent may read its own ConfigMap and annotate pods; nothing else."""
-    n = names(pool)
+    n = {**names(pool), **({"configmap": configmap} if configmap else {})}
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(n["serviceaccount"], namespace, pool)},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",

@@ -18,13 +18,15 @@ from kubernetes import client
 
 from ..api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
 from ..haproxy.config import previous_slots, render
+from ..lvs.config import render as render_keepalived
 from ..kube import apply as kube
-from . import objects
+from . import lvs_objects, objects
 from .backends import Backend, backends_from, invalid_weight_annotations, matches
 from .status import BalancerPod, pool_status
 
 DEFAULT_AGENT_IMAGE = "ghcr.io/hakeeper/hakeeper:0.1.0"
 CONFIG_HASH_ANNOTATION = "hakeeper.io/config-hash"
+VRRP_STATE_ANNOTATION = "hakeeper.io/vrrp-state"
 
 
 def agent_image(spec: LoadBalancerPoolSpec) -> str:
@@ -82,12 +84,44 @@ def observe_balancers(core: client.CoreV1Api, pool: str, namespace: str) -> list
             continue
         conditions = (pod.get("status") or {}).get("conditions") or []
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-        out.append(BalancerPod(meta["name"], ready, (meta.get("annotations") or {}).get(
-            objects.APPLIED_HASH_ANNOTATION)))
+        annotations = meta.get("annotations") or {}
+        out.append(BalancerPod(meta["name"], ready, annotations.get(objects.APPLIED_HASH_ANNOTATION),
+                               annotations.get(VRRP_STATE_ANNOTATION), (pod.get("spec") or {}).get("nodeName")))
     return out
 
 
 def reconcile(api: client.ApiClient, body: Mapping[str, Any], spec: LoadBalancerPoolSpec) -> Outcome:
+    return (reconcile_lvs if spec.engine == "lvs" else reconcile_haproxy)(api, body, spec)
+
+
+def reconcile_lvs(api: client.ApiClient, body: Mapping[str, Any], spec: LoadBalancerPoolSpec) -> Outcome:
+    core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
+    meta = body["metadata"]
+    pool, namespace = meta["name"], meta["namespace"]
+    owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
+    backends, selected_pods = observe_backends(core, discovery, pool, namespace, spec)
+    balancers = observe_balancers(core, pool, namespace)
+    # the balancer nodes rank the VRRP priorities; the password stays in its Secret (the agent
+    # reads it from a mounted volume), so the ConfigMap never holds it
+    nodes = sorted({b.node for b in balancers if b.node})
+    rendered = render_keepalived(pool, spec, backends, nodes=nodes)
+    desired = [
+        *objects.agent_rbac(pool, namespace, configmap=lvs_objects.configmap_name(pool)),
+        lvs_objects.config_map(pool, namespace, rendered.files, rendered.config_hash),
+        objects.backends_service(pool, namespace, spec),
+        lvs_objects.daemonset(pool, namespace, spec),
+    ]
+    before = (body.get("status") or {}).get("configHash")
+    kube.apply_all(api, [kube.owned_by(o, owner) for o in desired if o is not None])
+    status = pool_status(body.get("status"), meta.get("generation"), spec.algorithm or DEFAULT_ALGORITHM["lvs"],
+                         backends, rendered.config_hash, balancers)
+    masters = sorted(b.node or b.name for b in balancers if (b.vrrp_state or "").upper() == "MASTER")
+    status["virtualIPHolder"] = ",".join(masters) if masters else None
+    return Outcome(status, rendered.config_hash, before != rendered.config_hash, backends,
+                   invalid_weight_annotations(selected_pods))
+
+
+def reconcile_haproxy(api: client.ApiClient, body: Mapping[str, Any], spec: LoadBalancerPoolSpec) -> Outcome:
     core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
     meta = body["metadata"]
     pool, namespace = meta["name"], meta["namespace"]

@@ -16,6 +16,7 @@ class BalancerPod:
     ready: bool
     applied_hash: str | None
     vrrp_state: str | None = None
+    node: str | None = None
 
 
 def conditions_for(

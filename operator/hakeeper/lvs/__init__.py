@@ -1,0 +1,1 @@
+"""Engine lvs: keepalived (VRRP for the virtual IP, IPVS virtual servers) on balancer nodes."""

@@ -1,0 +1,366 @@
+"""The balancer agent for engine lvs: `hakeeper agent keepalived`, next to keepalived on every
+balancer node (a DaemonSet pod with host networking).
+
+It follows the pool's ConfigMap (the HAProxy agent's watch and `Latest` box, reused) and:
+
+1. turns the ConfigMap's keepalived.conf into this node's file (config.for_node: its own
+   priority from priorities.json, the VRRP password from the mounted Secret);
+2. writes it only after `keepalived -t` accepted it, so a refused configuration never
+   replaces the one keepalived runs (and never reaches a restarting keepalived);
+3. reloads keepalived with SIGHUP (pid from its pid file);
+4. reports the applied hash (hakeeper.io/applied-hash) and the VRRP state it sees
+   (hakeeper.io/vrrp-state, see vrrp_state.py) as annotations of its pod.
+
+`decide` is pure; `Agent` observes and acts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ..haproxy.agent import CONFIG_HASH_ANNOTATION, ConfigMapView, Latest, follow_configmap, read_configmap
+from ..pool.objects import APPLIED_HASH_ANNOTATION
+from . import config, vrrp_state
+from .config import ConfigError
+
+VRRP_STATE_ANNOTATION = "hakeeper.io/vrrp-state"
+KEEPALIVED = "keepalived"
+log = logging.getLogger("hakeeper.agent.keepalived")
+
+Report = Callable[[Mapping[str, str]], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Desired:
+    text: str
+    """The file as this node runs it."""
+    config_hash: str
+
+    @classmethod
+    def from_configmap(cls, cm: ConfigMapView, node: str, password: str | None) -> Desired:
+        text = cm.data.get(config.CONFIG_FILE)
+        if not text:
+            raise ConfigError(f"the ConfigMap has no {config.CONFIG_FILE} yet")
+        priority = config.node_priority(cm.data, node, config.base_priority(text))
+        return cls(text=config.for_node(text, priority, password),
+                   config_hash=cm.annotations.get(CONFIG_HASH_ANNOTATION) or config.config_hash(cm.data))
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    disk_text: str | None
+    running: bool
+    """keepalived's parent process (from the pid file) is alive."""
+    state: str
+    """MASTER, BACKUP or FAULT, as seen on the interface."""
+    reported: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """The annotations this agent last wrote."""
+    refused: str | None = None
+    """A file text keepalived -t refused (not tried again until the ConfigMap changes)."""
+    applied: str | None = None
+    """The config hash keepalived was last (re)loaded with, by this agent."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    write: str | None = None
+    """New content for the file (tested with keepalived -t before it replaces the old one)."""
+    reload: bool = False
+    report: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    waiting: str | None = None
+
+    @property
+    def idle(self) -> bool:
+        return self.write is None and not self.reload and not self.report
+
+
+def decide(desired: Desired, observed: Observed) -> Decision:
+    if observed.refused == desired.text:
+        report = _changed({VRRP_STATE_ANNOTATION: observed.state}, observed.reported)
+        return Decision(report=report, waiting="keepalived -t refused this configuration; the previous one "
+                        "keeps running")
+    write = desired.text if observed.disk_text != desired.text else None
+    if not observed.running:
+        # keepalived's container starts once the file is there and reads it itself
+        report = _changed({VRRP_STATE_ANNOTATION: observed.state}, observed.reported)
+        return Decision(write=write, report=report, waiting="keepalived is not running")
+    # a running keepalived loaded the file before this agent wrote it (or an older agent did):
+    # reload once after a write, and once when this agent has not loaded it itself yet
+    reload = write is not None or observed.applied != desired.config_hash
+    wanted = {VRRP_STATE_ANNOTATION: observed.state}
+    if not reload:
+        wanted[APPLIED_HASH_ANNOTATION] = desired.config_hash
+    return Decision(write=write, reload=reload, report=_changed(wanted, observed.reported))
+
+
+def _changed(wanted: Mapping[str, str], reported: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in wanted.items() if reported.get(k) != v}
+
+
+# -- act ----------------------------------------------------------------------------------
+
+class Refused(ConfigError):
+    """keepalived -t found errors in the configuration."""
+
+
+def config_test(path: str, keepalived: Sequence[str] = (KEEPALIVED,)) -> None:
+    """keepalived -t exits 0 for a good file and 5 ("config error") for any error or warning it
+    logs; it also exits 0 for a file that does not exist, so check that first."""
+    if not os.path.isfile(path):
+        raise Refused(f"{path} does not exist")
+    result = subprocess.run([*keepalived, "-t", "-f", path], capture_output=True, text=True, timeout=30,
+                            check=False)
+    if result.returncode != 0:
+        raise Refused(f"keepalived -t exited {result.returncode}: {(result.stderr + result.stdout).strip()}")
+
+
+def write_tested(path: str, text: str, keepalived: Sequence[str] = (KEEPALIVED,)) -> None:
+    """Test a temporary file next to `path`, then rename it over `path` (atomic)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".conf")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)  # it may hold the VRRP password
+        config_test(tmp, keepalived)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_pid(pid_file: str) -> int | None:
+    try:
+        pid = int(pathlib.Path(pid_file).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, someone else's (only when the agent runs unprivileged)
+    return pid
+
+
+class Agent:
+    def __init__(self, config_path: str, pid_file: str, node: str, report: Report, *,
+                 password: str | None = None, keepalived: Sequence[str] = (KEEPALIVED,)) -> None:
+        self.config_path = config_path
+        self.pid_file = pid_file
+        self.node = node
+        self.report = report
+        self.password = password
+        self.keepalived = tuple(keepalived)
+        self.reported: dict[str, str] = {}
+        self.refused: str | None = None
+        self.applied: str | None = None
+        self.applied_pid: int | None = None
+        self.reloads = 0
+
+    def observe(self, desired: Desired) -> Observed:
+        try:
+            disk_text: str | None = pathlib.Path(self.config_path).read_text()
+        except FileNotFoundError:
+            disk_text = None
+        pid = read_pid(self.pid_file)
+        if pid is not None and pid != self.applied_pid:
+            # a keepalived started after our last reload read the file on disk by itself
+            self.applied = None if disk_text != desired.text else desired.config_hash
+            self.applied_pid = pid
+        state = vrrp_state.observe(desired.text, running=pid is not None)
+        return Observed(disk_text=disk_text, running=pid is not None, state=state, reported=dict(self.reported),
+                        refused=self.refused, applied=self.applied)
+
+    def act(self, decision: Decision, desired: Desired) -> None:
+        if decision.write is not None:
+            try:
+                write_tested(self.config_path, decision.write, self.keepalived)
+            except Refused:
+                self.refused = desired.text
+                raise
+            self.refused = None
+            log.info("wrote %s (config %s)", self.config_path, desired.config_hash)
+        if decision.reload:
+            pid = read_pid(self.pid_file)
+            if pid is None:
+                raise RuntimeError(f"keepalived is gone (pid file {self.pid_file})")
+            os.kill(pid, signal.SIGHUP)
+            self.applied, self.applied_pid = desired.config_hash, pid
+            self.reloads += 1
+            log.info("reloaded keepalived (pid %d) with config %s", pid, desired.config_hash)
+        if decision.report:
+            self.report(decision.report)
+            self.reported.update(decision.report)
+            log.info("reported %s", ", ".join(f"{k}={v}" for k, v in sorted(decision.report.items())))
+
+    def step(self, cm: ConfigMapView) -> Decision:
+        desired = Desired.from_configmap(cm, self.node, self.password)
+        decision = decide(desired, self.observe(desired))
+        self.act(decision, desired)
+        return decision
+
+    def converge(self, cm: ConfigMapView, max_steps: int = 4) -> Decision:
+        decision = Decision()
+        for _ in range(max_steps):
+            decision = self.step(cm)
+            if decision.idle or decision.waiting:
+                return decision
+        return decision
+
+
+def run(agent: Agent, latest: Latest, stop: threading.Event, *, resync: float = 1.0,
+        max_backoff: float = 5.0) -> None:
+    """Apply each new snapshot at once; look again every `resync` seconds (the VRRP state
+    changes without any ConfigMap change), with backoff after errors."""
+    seen = 0
+    delay = resync
+    failures = 0
+    last = float("-inf")
+    while not stop.is_set():
+        version, cm = latest.wait_newer(seen, timeout=min(delay, 0.5))
+        due = version != seen or time.monotonic() - last >= delay
+        seen = version
+        if cm is None or not due or stop.is_set():
+            continue
+        last = time.monotonic()
+        try:
+            agent.converge(cm)
+        except Exception as exc:  # noqa: BLE001 (keepalived, file, API errors: the loop must go on)
+            failures += 1
+            delay = min(resync * 2 ** failures, max_backoff)
+            log.warning("could not apply the configuration (retry in %.1fs): %s", delay, exc)
+            continue
+        failures = 0
+        delay = resync
+
+
+# -- sources and reporting ----------------------------------------------------------------
+
+def read_dir(path: str) -> ConfigMapView:
+    data = {}
+    for name in (config.CONFIG_FILE, config.PRIORITIES_FILE):
+        file = pathlib.Path(path, name)
+        if file.exists():
+            data[name] = file.read_text()
+    return ConfigMapView(data=data)
+
+
+def follow_dir(path: str, latest: Latest, stop: threading.Event, poll: float = 0.1) -> None:
+    last: dict[str, str] | None = None
+    while not stop.is_set():
+        try:
+            cm = read_dir(path)
+        except OSError as exc:
+            log.warning("cannot read %s: %s", path, exc)
+        else:
+            if dict(cm.data) != last:
+                last = dict(cm.data)
+                latest.put(cm)
+        stop.wait(poll)
+
+
+def pod_annotator(api: Any, namespace: str, pod: str) -> Report:
+    def report(annotations: Mapping[str, str]) -> None:
+        body = {"metadata": {"annotations": dict(annotations)}}
+        response = api.patch(url=f"pods/{pod}", namespace=namespace, data=json.dumps(body),
+                             headers={"Content-Type": "application/merge-patch+json"})
+        api.raise_for_status(response)
+    return report
+
+
+def print_report(annotations: Mapping[str, str]) -> None:
+    for key, value in sorted(annotations.items()):
+        print(f"{key.split('/')[-1]} {value}", flush=True)
+
+
+def _client(kubeconfig: str | None) -> Any:
+    import pykube
+
+    kc = pykube.KubeConfig.from_file(kubeconfig) if kubeconfig else pykube.KubeConfig.from_env()
+    return pykube.HTTPClient(kc)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hakeeper agent keepalived", description="Keep the local keepalived in step "
+                                "with the pool's ConfigMap (keepalived -t, then SIGHUP) and report its VRRP state.")
+    p.add_argument("--configmap", help="the pool's ConfigMap")
+    p.add_argument("--namespace", help="its namespace (and the pod's)")
+    p.add_argument("--pod", help="this pod's name: applied hash and VRRP state go into its annotations")
+    p.add_argument("--node", default=os.environ.get("NODE_NAME"),
+                   help="this node's name, for its priority (default: $NODE_NAME)")
+    p.add_argument("--config", default="/etc/keepalived/keepalived.conf", help="where keepalived reads its file")
+    p.add_argument("--pid-file", default="/run/keepalived/keepalived.pid",
+                   help="keepalived's (parent) pid file, for SIGHUP")
+    p.add_argument("--auth-password-file", help="the VRRP password (the Secret of vrrp.authSecretRef, mounted)")
+    p.add_argument("--keepalived", default=KEEPALIVED, help="the keepalived binary (for keepalived -t)")
+    p.add_argument("--kubeconfig", help="default: in-cluster, else KUBECONFIG")
+    p.add_argument("--source-dir", help="read the ConfigMap's files from this directory instead of the API "
+                   "(offline use and tests; reports are printed, not annotated)")
+    p.add_argument("--once", action="store_true", help="apply the current configuration, report, and exit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    if not args.node:
+        parser().error("--node required (or NODE_NAME in the environment)")
+    password = None
+    if args.auth_password_file:
+        password = pathlib.Path(args.auth_password_file).read_text().strip("\n")
+    stop = threading.Event()
+    latest = Latest()
+    if args.source_dir:
+        report: Report = print_report
+        source: Callable[[], None] = lambda: follow_dir(args.source_dir, latest, stop)  # noqa: E731
+        fetch_once: Callable[[], ConfigMapView] = lambda: read_dir(args.source_dir)  # noqa: E731
+    else:
+        missing = [flag for flag, value in (("--configmap", args.configmap), ("--namespace", args.namespace),
+                                            ("--pod", args.pod)) if not value]
+        if missing:
+            parser().error(f"{', '.join(missing)} required (or --source-dir)")
+        api = _client(args.kubeconfig)
+        report = pod_annotator(api, args.namespace, args.pod)
+        source = lambda: follow_configmap(api, args.namespace, args.configmap, latest, stop)  # noqa: E731
+        fetch_once = lambda: read_configmap(api, args.namespace, args.configmap)  # noqa: E731
+    agent = Agent(args.config, args.pid_file, args.node, report, password=password,
+                  keepalived=(args.keepalived,))
+
+    if args.once:
+        try:
+            decision = agent.converge(fetch_once())
+        except Exception as exc:  # noqa: BLE001 (reported as the exit status)
+            log.error("%s", exc)
+            return 1
+        if decision.waiting:
+            log.info("not fully applied: %s", decision.waiting)
+            return 3
+        return 0
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    threading.Thread(target=source, name="configmap-source", daemon=True).start()
+    run(agent, latest, stop)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
