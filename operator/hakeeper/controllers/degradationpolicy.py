@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from kubernetes import client, config
+from kubernetes import client
 from pydantic import ValidationError
 
 from ..api import DEGRADATION_POLICY, offline
@@ -33,6 +33,7 @@ from ..conditions import set_condition
 from ..degradation.cycle import Evaluator
 from ..degradation.state import Memory
 from ..degradation.status import Event, memory_from_status
+from ..kube.client import api_client
 from .spec import explain
 
 GROUP, VERSION = DEGRADATION_POLICY.api_version.split("/")
@@ -47,21 +48,10 @@ _evaluator: Evaluator | None = None
 RETRY_AFTER_FAILURE = 5.0
 
 
-def api_client() -> client.ApiClient:
-    """The Kubernetes client, from the pod's ServiceAccount or else $KUBECONFIG."""
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)
-    except config.ConfigException:
-        config.load_kube_config(client_configuration=configuration)
-    configuration.connection_pool_maxsize = _WORKERS
-    return client.ApiClient(configuration)
-
-
 def evaluator() -> Evaluator:
     global _api, _evaluator
     if _evaluator is None:
-        _api = api_client()
+        _api = api_client(_WORKERS)
         _evaluator = Evaluator.for_cluster(_api)
     return _evaluator
 

@@ -15,11 +15,12 @@ import time
 from typing import Any
 
 import kopf
-from kubernetes import client, config
+from kubernetes import client
 
 from ..api import LOAD_BALANCER_POOL
 from ..api.common import LabelSelector
 from ..api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
+from ..kube.client import api_client
 from ..pool import objects
 from ..pool.backends import matches
 from ..pool.reconcile import backends_service_name, reconcile
@@ -53,14 +54,6 @@ def _wake(namespace: str, predicate) -> None:
         watched.wake.set()
 
 
-def _api() -> client.ApiClient:
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
-
-
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="spec")
 @kopf.on.create(GROUP, VERSION, PLURAL, id="spec")
 @kopf.on.update(GROUP, VERSION, PLURAL, id="spec")
@@ -78,7 +71,7 @@ def accept(body: kopf.Body, patch: kopf.Patch, spec: kopf.Spec, namespace: str, 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="pool", cancellation_timeout=10)
 def run_pool(body: kopf.Body, namespace: str, name: str, stopped: kopf.DaemonStopped, logger: Any,
              **_: Any) -> None:
-    api = _api()
+    api = api_client()
     custom = client.CustomObjectsApi(api)
     key = (namespace, name)
     watched = Watched(service="", selector=None)

@@ -12,13 +12,14 @@ import time
 from typing import Any
 
 import kopf
-from kubernetes import client, config
+from kubernetes import client
 
 from ..api import REPLICATED_DATABASE
 from ..api.common import parse_duration
 from ..api.replicateddatabase import SWITCHOVER_ANNOTATION, ReplicatedDatabaseSpec
 from ..conditions import now_iso
 from ..database import reconcile
+from ..kube.client import api_client
 from ..mysql import Cluster, Policy
 from .spec import mark, parse_spec
 
@@ -26,14 +27,6 @@ GROUP, VERSION = REPLICATED_DATABASE.api_version.split("/")
 PLURAL = REPLICATED_DATABASE.plural
 OBJECTS_EVERY_SECONDS = 30.0
 RETRY_SECONDS = 2.0
-
-
-def _api() -> client.ApiClient:
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="spec")
@@ -50,7 +43,7 @@ def accept(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 @kopf.daemon(GROUP, VERSION, PLURAL, id="cluster", cancellation_timeout=15)
 def run_cluster(body: kopf.Body, namespace: str, name: str, stopped: kopf.DaemonStopped, logger: Any,
                 **_: Any) -> None:
-    api = _api()
+    api = api_client()
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     applied: tuple[int | None, float] = (None, 0.0)
     memory = reconcile.memory_of(body.get("status"))
