@@ -68,7 +68,7 @@ def test_lvs_pool_writes_keepalived_config_daemonset_and_status(operator, namesp
 
     ds = operator.get("daemonset", "edge-keepalived", "-n", namespace)
     pod = ds["spec"]["template"]["spec"]
-    assert pod["hostNetwork"] is True
+    assert pod["hostNetwork"] is True and pod["shareProcessNamespace"] is True  # the agent signals keepalived
     keepalived = next(c for c in pod["containers"] if c["name"] == "keepalived")
     assert keepalived["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"]}
     assert any(v.get("secret", {}).get("secretName") == "edge-vrrp" for v in pod["volumes"])

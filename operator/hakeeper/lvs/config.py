@@ -122,10 +122,9 @@ def _check(spec: LoadBalancerPoolSpec, backends: Sequence[Backend], auth_passwor
             if isinstance(exc, ConfigError):
                 raise
             raise ConfigError(f"health check {what}: {exc}") from None
-    if lvs.vrrp.auth_secret_ref is not None or auth_password is not None:
-        if auth_password is not None and not _PASSWORD.match(auth_password):
-            raise ConfigError(f"the VRRP password must be 1 to {MAX_PASSWORD} characters: letters, digits or "
-                              "_.,:;+=*%^&()[]<>|/?~@- (VRRP PASS authentication carries 8 bytes)")
+    if auth_password is not None and not _PASSWORD.match(auth_password):
+        raise ConfigError(f"the VRRP password must be 1 to {MAX_PASSWORD} characters: letters, digits or "
+                          "_.,:;+=*%^&()[]<>|/?~@- (VRRP PASS authentication carries 8 bytes)")
     for backend in backends:
         _address(backend.address, f"backend {backend.name}")
         if not 1 <= backend.port <= 65535:

@@ -92,6 +92,10 @@ def daemonset(pool: str, namespace: str, spec: LoadBalancerPoolSpec) -> dict[str
                 "metadata": {"labels": labels(pool)},
                 "spec": {
                     "hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet",
+                    # the agent reloads keepalived with SIGHUP: it must see keepalived's pid
+                    # (one process namespace) and run as the same user (it holds no CAP_KILL)
+                    "shareProcessNamespace": True,
+                    "securityContext": {"runAsUser": 0, "runAsGroup": 0},
                     "serviceAccountName": n["serviceaccount"],
                     "nodeSelector": dict(spec.lvs.node_selector or spec.balancer.node_selector),
                     "initContainers": [agent], "containers": [keepalived],
