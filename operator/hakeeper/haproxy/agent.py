@@ -20,33 +20,27 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import pathlib
 import signal
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from ..pool.objects import APPLIED_HASH_ANNOTATION
+from ..sidecar import (
+    CONFIG_HASH_ANNOTATION, ConfigMapView, Latest, annotate_pod, atomic_write, client, follow_configmap, follow_dir,
+    read_configmap, read_dir,
+)
 from . import config, runtime
 from .config import ConfigError, SlotEntry
 from .runtime import RuntimeApiError, ServerState
 
-CONFIG_HASH_ANNOTATION = "hakeeper.io/config-hash"
 log = logging.getLogger("hakeeper.agent")
-
-
-@dataclasses.dataclass(frozen=True)
-class ConfigMapView:
-    """The parts of the ConfigMap the agent reads."""
-
-    data: Mapping[str, str]
-    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
+FILES = (config.CONFIG_FILE, config.SERVERS_FILE)
+"""The ConfigMap's files, as read from a --source-dir."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,23 +116,6 @@ def decide(desired: Desired, observed: Observed) -> Decision:
     commands = tuple(runtime.plan(observed.servers, desired.servers))
     report = desired.config_hash if observed.reported != desired.config_hash else None
     return Decision(write=write, commands=commands, report=report)
-
-
-def atomic_write(path: str, text: str) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class Agent:
@@ -227,26 +204,6 @@ class Agent:
         return decision
 
 
-class Latest:
-    """The newest ConfigMap snapshot; sources put, the agent loop takes."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._value: ConfigMapView | None = None
-        self._version = 0
-
-    def put(self, value: ConfigMapView) -> None:
-        with self._cond:
-            self._value = value
-            self._version += 1
-            self._cond.notify_all()
-
-    def wait_newer(self, seen: int, timeout: float) -> tuple[int, ConfigMapView | None]:
-        with self._cond:
-            self._cond.wait_for(lambda: self._version != seen, timeout=timeout)
-            return self._version, self._value
-
-
 def run(agent: Agent, latest: Latest, stop: threading.Event, *, resync: float = 5.0,
         retry: float = 0.25, max_backoff: float = 5.0) -> None:
     """Apply each new snapshot at once; re-check every `resync` seconds (HAProxy may have
@@ -274,103 +231,6 @@ def run(agent: Agent, latest: Latest, stop: threading.Event, *, resync: float = 
         if decision.waiting:
             log.debug("waiting: %s", decision.waiting)
         delay = retry if decision.waiting else resync
-
-
-# -- sources ------------------------------------------------------------------------------
-
-def read_dir(path: str) -> ConfigMapView:
-    """A directory holding the ConfigMap's files (offline use and tests)."""
-    data = {}
-    for name in (config.CONFIG_FILE, config.SERVERS_FILE):
-        file = pathlib.Path(path, name)
-        if file.exists():
-            data[name] = file.read_text()
-    return ConfigMapView(data=data)
-
-
-def follow_dir(path: str, latest: Latest, stop: threading.Event, poll: float = 0.1) -> None:
-    last: dict[str, str] | None = None
-    while not stop.is_set():
-        try:
-            cm = read_dir(path)
-        except OSError as exc:
-            log.warning("cannot read %s: %s", path, exc)
-        else:
-            if dict(cm.data) != last:
-                last = dict(cm.data)
-                latest.put(cm)
-        stop.wait(poll)
-
-
-# The agent's only Kubernetes client is pykube-ng: a sidecar in every balancer pod should be
-# small, and it needs three calls (get, watch one ConfigMap, patch its own pod).
-
-def _view(obj: Mapping[str, Any]) -> ConfigMapView:
-    return ConfigMapView(data=dict(obj.get("data") or {}),
-                         annotations=dict((obj.get("metadata") or {}).get("annotations") or {}))
-
-
-def follow_configmap(api: Any, namespace: str, name: str, latest: Latest, stop: threading.Event) -> None:
-    """Get, then watch the one ConfigMap from that version on; get again only when the
-    version is gone (410) or the connection broke."""
-    import pykube
-    import requests
-
-    query = pykube.ConfigMap.objects(api, namespace=namespace).filter(field_selector={"metadata.name": name})
-    version: str | None = None
-    backoff = 0.5
-    while not stop.is_set():
-        try:
-            if version is None:
-                found = pykube.ConfigMap.objects(api, namespace=namespace).get_or_none(name=name)
-                if found is not None:
-                    latest.put(_view(found.obj))
-                    version = found.obj["metadata"]["resourceVersion"]
-                else:
-                    stop.wait(backoff)  # not created yet: the operator writes it first, soon
-                    continue
-            for event in query.watch(since=version, params={"timeoutSeconds": 240, "allowWatchBookmarks": "true"}):
-                if stop.is_set():
-                    return
-                version = event.object.obj["metadata"]["resourceVersion"]
-                if event.type in ("ADDED", "MODIFIED"):
-                    latest.put(_view(event.object.obj))
-                # DELETED: keep serving the last configuration; the operator recreates it
-            backoff = 0.5
-        except pykube.exceptions.HTTPError as exc:
-            version = None
-            if exc.code != 410:  # 410 Gone: our version is too old, get again at once
-                log.warning("watching configmap %s/%s: %s", namespace, name, exc)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
-        except (requests.RequestException, OSError, ValueError) as exc:
-            version = None
-            log.warning("watching configmap %s/%s: %s", namespace, name, exc)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 30.0)
-
-
-def pod_annotator(api: Any, namespace: str, pod: str) -> Callable[[str], None]:
-    def report(config_hash: str) -> None:
-        body = {"metadata": {"annotations": {APPLIED_HASH_ANNOTATION: config_hash}}}
-        response = api.patch(url=f"pods/{pod}", namespace=namespace, data=json.dumps(body),
-                             headers={"Content-Type": "application/merge-patch+json"})
-        api.raise_for_status(response)
-    return report
-
-
-def read_configmap(api: Any, namespace: str, name: str) -> ConfigMapView:
-    import pykube
-
-    return _view(pykube.ConfigMap.objects(api, namespace=namespace).get(name=name).obj)
-
-
-def _client(kubeconfig: str | None) -> Any:
-    """In the pod: its ServiceAccount; elsewhere KUBECONFIG or ~/.kube/config."""
-    import pykube
-
-    config = pykube.KubeConfig.from_file(kubeconfig) if kubeconfig else pykube.KubeConfig.from_env()
-    return pykube.HTTPClient(config)
 
 
 # -- command line -------------------------------------------------------------------------
@@ -401,15 +261,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.source_dir:
         def report(config_hash: str) -> None:
             print(f"applied-hash {config_hash}", flush=True)
-        source: Callable[[], None] = lambda: follow_dir(args.source_dir, latest, stop)  # noqa: E731
-        fetch_once: Callable[[], ConfigMapView] = lambda: read_dir(args.source_dir)  # noqa: E731
+        source: Callable[[], None] = lambda: follow_dir(args.source_dir, FILES, latest, stop)  # noqa: E731
+        fetch_once: Callable[[], ConfigMapView] = lambda: read_dir(args.source_dir, FILES)  # noqa: E731
     else:
         missing = [flag for flag, value in (("--configmap", args.configmap), ("--namespace", args.namespace),
                                             ("--pod", args.pod)) if not value]
         if missing:
             parser().error(f"{', '.join(missing)} required (or --source-dir)")
-        api = _client(args.kubeconfig)
-        report = pod_annotator(api, args.namespace, args.pod)
+        api = client(args.kubeconfig)
+
+        def report(config_hash: str) -> None:
+            annotate_pod(api, args.namespace, args.pod, {APPLIED_HASH_ANNOTATION: config_hash})
         source = lambda: follow_configmap(api, args.namespace, args.configmap, latest, stop)  # noqa: E731
         fetch_once = lambda: read_configmap(api, args.namespace, args.configmap)  # noqa: E731
     agent = Agent(args.config, args.socket, args.master_socket, report)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import functools
 import logging
 import os
 import pathlib
@@ -29,15 +29,19 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
-from ..haproxy.agent import CONFIG_HASH_ANNOTATION, ConfigMapView, Latest, follow_configmap, read_configmap
+from ..sidecar import (
+    CONFIG_HASH_ANNOTATION, ConfigMapView, Latest, annotate_pod, client, follow_configmap, follow_dir, read_configmap,
+    read_dir,
+)
 from ..pool.objects import APPLIED_HASH_ANNOTATION
 from . import config, vrrp_state
 from .config import ConfigError
 
 VRRP_STATE_ANNOTATION = "hakeeper.io/vrrp-state"
 KEEPALIVED = "keepalived"
+FILES = (config.CONFIG_FILE, config.PRIORITIES_FILE)
+"""The ConfigMap's files, as read from a --source-dir."""
 log = logging.getLogger("hakeeper.agent.keepalived")
 
 Report = Callable[[Mapping[str, str]], None]
@@ -250,50 +254,11 @@ def run(agent: Agent, latest: Latest, stop: threading.Event, *, resync: float = 
         delay = resync
 
 
-# -- sources and reporting ----------------------------------------------------------------
-
-def read_dir(path: str) -> ConfigMapView:
-    data = {}
-    for name in (config.CONFIG_FILE, config.PRIORITIES_FILE):
-        file = pathlib.Path(path, name)
-        if file.exists():
-            data[name] = file.read_text()
-    return ConfigMapView(data=data)
-
-
-def follow_dir(path: str, latest: Latest, stop: threading.Event, poll: float = 0.1) -> None:
-    last: dict[str, str] | None = None
-    while not stop.is_set():
-        try:
-            cm = read_dir(path)
-        except OSError as exc:
-            log.warning("cannot read %s: %s", path, exc)
-        else:
-            if dict(cm.data) != last:
-                last = dict(cm.data)
-                latest.put(cm)
-        stop.wait(poll)
-
-
-def pod_annotator(api: Any, namespace: str, pod: str) -> Report:
-    def report(annotations: Mapping[str, str]) -> None:
-        body = {"metadata": {"annotations": dict(annotations)}}
-        response = api.patch(url=f"pods/{pod}", namespace=namespace, data=json.dumps(body),
-                             headers={"Content-Type": "application/merge-patch+json"})
-        api.raise_for_status(response)
-    return report
-
+# -- reporting ----------------------------------------------------------------------------
 
 def print_report(annotations: Mapping[str, str]) -> None:
     for key, value in sorted(annotations.items()):
         print(f"{key.split('/')[-1]} {value}", flush=True)
-
-
-def _client(kubeconfig: str | None) -> Any:
-    import pykube
-
-    kc = pykube.KubeConfig.from_file(kubeconfig) if kubeconfig else pykube.KubeConfig.from_env()
-    return pykube.HTTPClient(kc)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -330,15 +295,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     latest = Latest()
     if args.source_dir:
         report: Report = print_report
-        source: Callable[[], None] = lambda: follow_dir(args.source_dir, latest, stop)  # noqa: E731
-        fetch_once: Callable[[], ConfigMapView] = lambda: read_dir(args.source_dir)  # noqa: E731
+        source: Callable[[], None] = lambda: follow_dir(args.source_dir, FILES, latest, stop)  # noqa: E731
+        fetch_once: Callable[[], ConfigMapView] = lambda: read_dir(args.source_dir, FILES)  # noqa: E731
     else:
         missing = [flag for flag, value in (("--configmap", args.configmap), ("--namespace", args.namespace),
                                             ("--pod", args.pod)) if not value]
         if missing:
             parser().error(f"{', '.join(missing)} required (or --source-dir)")
-        api = _client(args.kubeconfig)
-        report = pod_annotator(api, args.namespace, args.pod)
+        api = client(args.kubeconfig)
+        report = functools.partial(annotate_pod, api, args.namespace, args.pod)
         source = lambda: follow_configmap(api, args.namespace, args.configmap, latest, stop)  # noqa: E731
         fetch_once = lambda: read_configmap(api, args.namespace, args.configmap)  # noqa: E731
     agent = Agent(args.config, args.pid_file, args.node, report, password=password,
