@@ -8,17 +8,22 @@ small, and it needs three calls (get and watch one ConfigMap, patch its own pod)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
 import pathlib
+import signal
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 CONFIG_HASH_ANNOTATION = "hakeeper.io/config-hash"
 log = logging.getLogger("hakeeper.agent")
+Report = Callable[[Mapping[str, str]], None]
+"""Publishes annotations of the agent's pod (applied hash, VRRP state)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,3 +163,87 @@ def client(kubeconfig: str | None) -> Any:
 
     config = pykube.KubeConfig.from_file(kubeconfig) if kubeconfig else pykube.KubeConfig.from_env()
     return pykube.HTTPClient(config)
+
+
+def print_report(annotations: Mapping[str, str]) -> None:
+    """Offline (--source-dir), the reports go to stdout: `applied-hash <hash>`."""
+    for key, value in sorted(annotations.items()):
+        print(f"{key.split('/')[-1]} {value}", flush=True)
+
+
+# -- the loop -----------------------------------------------------------------------------
+
+class Converging(Protocol):
+    def converge(self, cm: ConfigMapView) -> Any: ...
+
+
+def run(agent: Converging, latest: Latest, stop: threading.Event, *, resync: float, retry: float,
+        max_backoff: float = 5.0) -> None:
+    """Apply each new snapshot at once; look again every `resync` seconds (the process may have
+    restarted, its state changed), every `retry` seconds while the decision says it is waiting,
+    with backoff after errors."""
+    seen = 0
+    delay = retry
+    failures = 0
+    last = float("-inf")
+    while not stop.is_set():
+        # wake at least twice a second, so that a stop request is noticed quickly
+        version, cm = latest.wait_newer(seen, timeout=min(delay, 0.5))
+        due = version != seen or time.monotonic() - last >= delay
+        seen = version
+        if cm is None or not due or stop.is_set():
+            continue
+        last = time.monotonic()
+        try:
+            decision = agent.converge(cm)
+        except Exception as exc:  # noqa: BLE001 (process, file, API errors: the loop must go on)
+            failures += 1
+            delay = min(retry * 2 ** failures, max_backoff)
+            log.warning("could not apply the configuration (retry in %.1fs): %s", delay, exc)
+            continue
+        failures = 0
+        waiting = getattr(decision, "waiting", None)
+        if waiting:
+            log.debug("waiting: %s", waiting)
+        delay = retry if waiting else resync
+
+
+def serve(args: Any, build: Callable[[Report], Converging], files: Iterable[str], parser: Any, *,
+          resync: float, retry: float) -> int:
+    """An agent's main: the ConfigMap from the API (or --source-dir), --once, or the loop.
+
+    `args` carries configmap, namespace, pod, kubeconfig, source_dir and once; `build` makes
+    the agent around the function that reports (pod annotations, or stdout offline).
+    """
+    stop = threading.Event()
+    latest = Latest()
+    files = tuple(files)
+    if args.source_dir:
+        report: Report = print_report
+        source: Callable[[], None] = lambda: follow_dir(args.source_dir, files, latest, stop)  # noqa: E731
+        fetch_once: Callable[[], ConfigMapView] = lambda: read_dir(args.source_dir, files)  # noqa: E731
+    else:
+        missing = [flag for flag, value in (("--configmap", args.configmap), ("--namespace", args.namespace),
+                                            ("--pod", args.pod)) if not value]
+        if missing:
+            parser.error(f"{', '.join(missing)} required (or --source-dir)")
+        api = client(args.kubeconfig)
+        report = functools.partial(annotate_pod, api, args.namespace, args.pod)
+        source = lambda: follow_configmap(api, args.namespace, args.configmap, latest, stop)  # noqa: E731
+        fetch_once = lambda: read_configmap(api, args.namespace, args.configmap)  # noqa: E731
+    agent = build(report)
+    if args.once:
+        try:
+            decision = agent.converge(fetch_once())
+        except Exception as exc:  # noqa: BLE001 (reported as the exit status)
+            log.error("%s", exc)
+            return 1
+        if getattr(decision, "waiting", None):
+            log.info("not fully applied: %s", decision.waiting)
+            return 3
+        return 0
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    threading.Thread(target=source, name="configmap-source", daemon=True).start()
+    run(agent, latest, stop, resync=resync, retry=retry)
+    return 0

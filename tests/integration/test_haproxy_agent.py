@@ -15,6 +15,7 @@ import threading
 
 import pytest
 
+from hakeeper import sidecar
 from hakeeper.haproxy import agent as agentlib
 from hakeeper.haproxy import config
 from hakeeper.pool.backends import Backend
@@ -33,9 +34,9 @@ class RunningAgent:
     def __init__(self, balancer) -> None:  # noqa: ANN001
         self.reported: list[str] = []
         self.agent = agentlib.Agent(balancer.config_path, balancer.admin, balancer.master, self.reported.append)
-        self.latest = agentlib.Latest()
+        self.latest = sidecar.Latest()
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=agentlib.run, args=(self.agent, self.latest, self.stop),
+        self.thread = threading.Thread(target=sidecar.run, args=(self.agent, self.latest, self.stop),
                                        kwargs={"resync": 0.5, "retry": 0.05}, daemon=True)
 
     def wait_reported(self, config_hash: str) -> None:

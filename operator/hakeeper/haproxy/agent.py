@@ -23,17 +23,11 @@ import dataclasses
 import logging
 import os
 import pathlib
-import signal
 import sys
-import threading
-import time
 from collections.abc import Callable, Sequence
 
 from ..pool.objects import APPLIED_HASH_ANNOTATION
-from ..sidecar import (
-    CONFIG_HASH_ANNOTATION, ConfigMapView, Latest, annotate_pod, atomic_write, client, follow_configmap, follow_dir,
-    read_configmap, read_dir,
-)
+from ..sidecar import CONFIG_HASH_ANNOTATION, ConfigMapView, Report, atomic_write, serve
 from . import config, runtime
 from .config import ConfigError, SlotEntry
 from .runtime import RuntimeApiError, ServerState
@@ -204,35 +198,6 @@ class Agent:
         return decision
 
 
-def run(agent: Agent, latest: Latest, stop: threading.Event, *, resync: float = 5.0,
-        retry: float = 0.25, max_backoff: float = 5.0) -> None:
-    """Apply each new snapshot at once; re-check every `resync` seconds (HAProxy may have
-    restarted), every `retry` seconds while waiting for HAProxy, with backoff after errors."""
-    seen = 0
-    delay = retry
-    failures = 0
-    last = float("-inf")
-    while not stop.is_set():
-        # wake at least twice a second, so that a stop request is noticed quickly
-        version, cm = latest.wait_newer(seen, timeout=min(delay, 0.5))
-        due = version != seen or time.monotonic() - last >= delay
-        seen = version
-        if cm is None or not due or stop.is_set():
-            continue
-        last = time.monotonic()
-        try:
-            decision = agent.converge(cm)
-        except Exception as exc:  # noqa: BLE001 (socket, file, API errors: the loop must go on)
-            failures += 1
-            delay = min(retry * 2 ** failures, max_backoff)
-            log.warning("could not apply the configuration (retry in %.1fs): %s", delay, exc)
-            continue
-        failures = 0
-        if decision.waiting:
-            log.debug("waiting: %s", decision.waiting)
-        delay = retry if decision.waiting else resync
-
-
 # -- command line -------------------------------------------------------------------------
 
 def parser() -> argparse.ArgumentParser:
@@ -256,42 +221,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(message)s")
-    stop = threading.Event()
-    latest = Latest()
-    if args.source_dir:
-        def report(config_hash: str) -> None:
-            print(f"applied-hash {config_hash}", flush=True)
-        source: Callable[[], None] = lambda: follow_dir(args.source_dir, FILES, latest, stop)  # noqa: E731
-        fetch_once: Callable[[], ConfigMapView] = lambda: read_dir(args.source_dir, FILES)  # noqa: E731
-    else:
-        missing = [flag for flag, value in (("--configmap", args.configmap), ("--namespace", args.namespace),
-                                            ("--pod", args.pod)) if not value]
-        if missing:
-            parser().error(f"{', '.join(missing)} required (or --source-dir)")
-        api = client(args.kubeconfig)
 
-        def report(config_hash: str) -> None:
-            annotate_pod(api, args.namespace, args.pod, {APPLIED_HASH_ANNOTATION: config_hash})
-        source = lambda: follow_configmap(api, args.namespace, args.configmap, latest, stop)  # noqa: E731
-        fetch_once = lambda: read_configmap(api, args.namespace, args.configmap)  # noqa: E731
-    agent = Agent(args.config, args.socket, args.master_socket, report)
+    def build(report: Report) -> Agent:
+        return Agent(args.config, args.socket, args.master_socket,
+                     lambda config_hash: report({APPLIED_HASH_ANNOTATION: config_hash}))
 
-    if args.once:
-        try:
-            decision = agent.converge(fetch_once())
-        except Exception as exc:  # noqa: BLE001 (reported as the exit status)
-            log.error("%s", exc)
-            return 1
-        if decision.waiting:
-            log.info("not fully applied: %s", decision.waiting)
-            return 3
-        return 0
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    threading.Thread(target=source, name="configmap-source", daemon=True).start()
-    run(agent, latest, stop)
-    return 0
+    # re-check every 5 s (HAProxy may have restarted); every 0.25 s while waiting for it
+    return serve(args, build, FILES, parser(), resync=5.0, retry=0.25)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import logging
 import os
 import pathlib
@@ -26,14 +25,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from ..sidecar import (
-    CONFIG_HASH_ANNOTATION, ConfigMapView, Latest, annotate_pod, client, follow_configmap, follow_dir, read_configmap,
-    read_dir,
-)
+from ..sidecar import CONFIG_HASH_ANNOTATION, ConfigMapView, Report, serve
 from ..pool.objects import APPLIED_HASH_ANNOTATION
 from . import config, vrrp_state
 from .config import ConfigError
@@ -44,7 +38,6 @@ FILES = (config.CONFIG_FILE, config.PRIORITIES_FILE)
 """The ConfigMap's files, as read from a --source-dir."""
 log = logging.getLogger("hakeeper.agent.keepalived")
 
-Report = Callable[[Mapping[str, str]], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,38 +221,7 @@ class Agent:
         return decision
 
 
-def run(agent: Agent, latest: Latest, stop: threading.Event, *, resync: float = 1.0,
-        max_backoff: float = 5.0) -> None:
-    """Apply each new snapshot at once; look again every `resync` seconds (the VRRP state
-    changes without any ConfigMap change), with backoff after errors."""
-    seen = 0
-    delay = resync
-    failures = 0
-    last = float("-inf")
-    while not stop.is_set():
-        version, cm = latest.wait_newer(seen, timeout=min(delay, 0.5))
-        due = version != seen or time.monotonic() - last >= delay
-        seen = version
-        if cm is None or not due or stop.is_set():
-            continue
-        last = time.monotonic()
-        try:
-            agent.converge(cm)
-        except Exception as exc:  # noqa: BLE001 (keepalived, file, API errors: the loop must go on)
-            failures += 1
-            delay = min(resync * 2 ** failures, max_backoff)
-            log.warning("could not apply the configuration (retry in %.1fs): %s", delay, exc)
-            continue
-        failures = 0
-        delay = resync
-
-
 # -- reporting ----------------------------------------------------------------------------
-
-def print_report(annotations: Mapping[str, str]) -> None:
-    for key, value in sorted(annotations.items()):
-        print(f"{key.split('/')[-1]} {value}", flush=True)
-
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hakeeper agent keepalived", description="Keep the local keepalived in step "
@@ -291,40 +253,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     password = None
     if args.auth_password_file:
         password = pathlib.Path(args.auth_password_file).read_text().strip("\n")
-    stop = threading.Event()
-    latest = Latest()
-    if args.source_dir:
-        report: Report = print_report
-        source: Callable[[], None] = lambda: follow_dir(args.source_dir, FILES, latest, stop)  # noqa: E731
-        fetch_once: Callable[[], ConfigMapView] = lambda: read_dir(args.source_dir, FILES)  # noqa: E731
-    else:
-        missing = [flag for flag, value in (("--configmap", args.configmap), ("--namespace", args.namespace),
-                                            ("--pod", args.pod)) if not value]
-        if missing:
-            parser().error(f"{', '.join(missing)} required (or --source-dir)")
-        api = client(args.kubeconfig)
-        report = functools.partial(annotate_pod, api, args.namespace, args.pod)
-        source = lambda: follow_configmap(api, args.namespace, args.configmap, latest, stop)  # noqa: E731
-        fetch_once = lambda: read_configmap(api, args.namespace, args.configmap)  # noqa: E731
-    agent = Agent(args.config, args.pid_file, args.node, report, password=password,
-                  keepalived=(args.keepalived,))
 
-    if args.once:
-        try:
-            decision = agent.converge(fetch_once())
-        except Exception as exc:  # noqa: BLE001 (reported as the exit status)
-            log.error("%s", exc)
-            return 1
-        if decision.waiting:
-            log.info("not fully applied: %s", decision.waiting)
-            return 3
-        return 0
+    def build(report: Report) -> Agent:
+        return Agent(args.config, args.pid_file, args.node, report, password=password,
+                     keepalived=(args.keepalived,))
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    threading.Thread(target=source, name="configmap-source", daemon=True).start()
-    run(agent, latest, stop)
-    return 0
+    # look every second: the VRRP state changes without any ConfigMap change
+    return serve(args, build, FILES, parser(), resync=1.0, retry=1.0)
 
 
 if __name__ == "__main__":
