@@ -42,12 +42,17 @@ class LocalCluster:
             raise
 
     def stop(self) -> None:
-        if self.proxy is not None:
-            self.proxy.stop()  # before the pods it forwards to go away
-            self.proxy = None
-        if self.agent is not None:
-            self.agent.stop()
-            self.agent = None
-        self.control_plane.stop()
-        for network in self.networks:
-            addresses.unfence(network)
+        # each part stops even when the one before it failed to: nothing may be left running
+        try:
+            if self.proxy is not None:
+                self.proxy.stop()  # before the pods it forwards to go away
+                self.proxy = None
+        finally:
+            try:
+                if self.agent is not None:
+                    self.agent.stop()
+                    self.agent = None
+            finally:
+                self.control_plane.stop()
+                for network in self.networks:
+                    addresses.unfence(network)
