@@ -81,9 +81,24 @@ def database(operator, namespace):
     return operator
 
 
+def _healthy(cluster, namespace: str) -> dict:
+    seen: list[dict] = []
+
+    def healthy():
+        status = _status(cluster, namespace, "db")
+        seen[:] = [status]
+        return status if _condition(status, "Healthy") else None
+
+    try:
+        return wait_for(healthy, 180, "all members replicating")
+    except AssertionError as error:
+        last = seen[0] if seen else {}
+        raise AssertionError(f"{error}; phase {last.get('phase')}, members {last.get('members')}, "
+                             f"conditions {last.get('conditions')}") from None
+
+
 def test_database_bootstraps_replication_and_labels_the_primary(database, namespace):
-    status = wait_for(lambda: (lambda s: s if _condition(s, "Healthy") else None)(
-        _status(database, namespace, "db")), 90, "all members replicating")
+    status = _healthy(database, namespace)
     primary = status["currentPrimary"]
     assert status["phase"] == "Healthy" and status["readyMembers"] == 3
     roles = {m["name"]: m["role"] for m in status["members"]}
@@ -98,12 +113,13 @@ def test_database_bootstraps_replication_and_labels_the_primary(database, namesp
 
 
 def test_killing_the_primary_fails_over_without_losing_an_acknowledged_write(database, namespace):
-    status = wait_for(lambda: (lambda s: s if _condition(s, "Healthy") else None)(
-        _status(database, namespace, "db")), 90, "all members replicating")
+    status = _healthy(database, namespace)
     old = status["currentPrimary"]
     secret = database.get("secret", "db-credentials", "-n", namespace)["data"]
     password = base64.b64decode(secret["root-password"]).decode()
     service_ip = database.get("service", "db-primary", "-n", namespace)["spec"]["clusterIP"]
+    wait_for(lambda: _slice_addresses(database, namespace, "db-primary") == {_pod_ip(database, namespace, old)},
+             30, "the -primary Service on the primary")
     with pymysql.connect(host=service_ip, user="root", password=password, autocommit=True, connect_timeout=5) as c:
         with c.cursor() as cur:
             cur.execute("CREATE DATABASE app")
