@@ -101,8 +101,13 @@ def installed(crds: Cluster) -> Iterator[Cluster]:
     if os.environ.get("HAKEEPER_E2E_OPERATOR") == "external":
         yield crds
         return
+    # The operator under test is the `operator` fixture's process, running as this release's
+    # ServiceAccount. The chart's own pod must not run beside it: the local node agent runs any
+    # image named "hakeeper", and a second operator in the same peering would take over (its
+    # pod-name priority beats the process's) or, crash-looping, pause the process.
     crds.helm("upgrade", "--install", "hakeeper", str(ROOT / "charts/hakeeper"), "--namespace",
-              OPERATOR_NAMESPACE, "--create-namespace", "--set", "replicaCount=1")
+              OPERATOR_NAMESPACE, "--create-namespace", "--set", "replicaCount=1",
+              "--set", "image.repository=registry.local/hakeeper/chart-pod-not-run-locally")
     yield crds
     crds.helm("uninstall", "hakeeper", "--namespace", OPERATOR_NAMESPACE, check=False)
 

@@ -62,7 +62,8 @@ def test_defaults_are_filled_in_by_the_api_server(crds, namespace):
 def test_operator_reports_ready_and_observed_generation(operator, namespace):
     for sample in QUICKSTART:
         operator.kubectl("apply", "-n", namespace, "-f", str(sample))
-    operator.kubectl("wait", "--for=condition=Ready", "--timeout=60s", "-n", namespace,
+    # three mariadbd members initialize their datadirs first: allow for a busy 2-core machine
+    operator.kubectl("wait", "--for=condition=Ready", "--timeout=110s", "-n", namespace,
                      "lbp/web", "rdb/orders", "dp/peak-shedding")
     for kind in ("lbp/web", "rdb/orders", "dp/peak-shedding"):
         obj = operator.get(kind, "-n", namespace)

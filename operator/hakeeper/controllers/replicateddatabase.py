@@ -8,6 +8,7 @@ decision (primary, loop memory) to the status before moving the role label that 
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -27,6 +28,7 @@ GROUP, VERSION = REPLICATED_DATABASE.api_version.split("/")
 PLURAL = REPLICATED_DATABASE.plural
 OBJECTS_EVERY_SECONDS = 30.0
 RETRY_SECONDS = 2.0
+STATUS_EVERY_SECONDS = 30.0
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="spec")
@@ -50,6 +52,7 @@ def run_cluster(body: kopf.Body, namespace: str, name: str, stopped: kopf.Daemon
     primary = (body.get("status") or {}).get("currentPrimary")
     history = list((body.get("status") or {}).get("history") or [])
     last_error = None
+    written: tuple[str | None, float] = (None, 0.0)
     while not stopped:
         started = time.monotonic()
         try:
@@ -73,8 +76,14 @@ def run_cluster(body: kopf.Body, namespace: str, name: str, stopped: kopf.Daemon
             if request and result.history and result.history["kind"] == "switchover":
                 # done: a later failover must not switch back to this target
                 status["handledSwitchover"] = request[0]
-            # the decision first: a crash after this line only leaves the label to move
-            custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
+            # the decision first: a crash after this line only leaves the label to move. Written
+            # when something but the lease's expiry changed (losing that is safe: a failover
+            # then waits one lease longer), or at least every STATUS_EVERY_SECONDS
+            fingerprint = _fingerprint(status)
+            if fingerprint != written[0] or time.monotonic() - written[1] > STATUS_EVERY_SECONDS:
+                custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
+                                                             {"status": status})
+                written = (fingerprint, time.monotonic())
             memory, primary, history = result.memory, result.primary, status["history"]
             reconcile.role_labels(core, namespace, pods, result)
             if status.get("handledSwitchover", "").startswith("annotation:"):
@@ -94,6 +103,13 @@ def run_cluster(body: kopf.Body, namespace: str, name: str, stopped: kopf.Daemon
                 kopf.warn(body, reason="ReconcileFailed", message=message)
                 last_error = message
         stopped.wait(max(0.05, interval - (time.monotonic() - started)))
+
+
+def _fingerprint(status: dict[str, Any]) -> str:
+    memory = json.loads(status.get("loopMemory") or "{}")
+    memory.pop("lease_expires", None)
+    conditions = [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status.get("conditions") or []]
+    return json.dumps({**status, "loopMemory": memory, "conditions": conditions}, sort_keys=True, default=str)
 
 
 def _report(custom: client.CustomObjectsApi, body: kopf.Body, namespace: str, name: str, reason: str,
