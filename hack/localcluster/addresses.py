@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import pathlib
+import socket
 import subprocess
 import threading
 
@@ -21,6 +23,16 @@ class AddressError(RuntimeError):
 
 def _ip(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], capture_output=True, text=True)
+
+
+def listened_on(ip: str) -> bool:
+    """Whether any TCP socket of this machine listens on exactly `ip` (/proc/net/tcp, state 0A)."""
+    wanted = socket.inet_aton(ip)[::-1].hex().upper()  # the kernel prints the address in host order
+    try:
+        lines = pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(line.split()[1].startswith(wanted + ":") and line.split()[3] == "0A" for line in lines)
 
 
 def present() -> set[str]:
@@ -38,11 +50,19 @@ class Pool:
         self.claimed: set[str] = set()
 
     def claim(self) -> str:
+        # Fresh addresses first, like a CNI that avoids quick reuse: a process of a deleted pod
+        # that outlived it (or a client still talking to the old pod) must never meet a new pod
+        # on the same address. Freed ones come back only when the range is used up.
         with self._lock:
             taken = present()
             while True:
-                ip = self._freed.pop(0) if self._freed else str(next(self._hosts))
-                if ip not in taken:
+                try:
+                    ip = str(next(self._hosts))
+                except StopIteration:
+                    if not self._freed:
+                        raise AddressError(f"no free address left in {POD_CIDR}") from None
+                    ip = self._freed.pop(0)
+                if ip not in taken and not listened_on(ip):
                     break
             result = _ip("addr", "add", f"{ip}/32", "dev", "lo")
             if result.returncode != 0:

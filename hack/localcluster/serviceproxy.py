@@ -45,6 +45,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .addresses import listened_on
 from .api import Api
 
 log = logging.getLogger("localcluster.serviceproxy")
@@ -195,14 +196,6 @@ def add_address(ip: str) -> None:
     result = _ip("addr", "add", f"{ip}/32", "dev", "lo")
     if result.returncode != 0 and "File exists" not in result.stderr:
         raise OSError(f"cannot add service address {ip} to lo (the proxy needs root): {result.stderr.strip()}")
-
-
-def listened_on(ip: str) -> bool:
-    """Whether any socket of this machine listens on exactly `ip` (/proc/net/tcp, state 0A)."""
-    wanted = socket.inet_aton(ip)[::-1].hex().upper()  # the kernel prints the address in host order
-    with open("/proc/net/tcp") as table:
-        next(table)
-        return any(f[1].split(":")[0] == wanted and f[3] == "0A" for f in (line.split() for line in table))
 
 
 def remove_address(ip: str) -> None:
