@@ -50,24 +50,3 @@ def mark(body: kopf.Body, patch: kopf.Patch, *, ready: bool, reason: str, messag
     patch.status["observedGeneration"] = generation
     for key, value in (extra or {}).items():
         patch.status[key] = value
-
-
-def register_acceptance(kind: Any, status_of: Any = None) -> None:
-    """Handlers that validate a kind's spec and report it Ready.
-
-    Used by kinds whose data plane is not reconciled yet: Ready then means the
-    operator has read and accepted the spec, and nothing more.
-    """
-
-    group, version = kind.api_version.split("/")
-
-    @kopf.on.resume(group, version, kind.plural, id="accept")
-    @kopf.on.create(group, version, kind.plural, id="accept")
-    @kopf.on.update(group, version, kind.plural, id="accept")
-    def accept(body: kopf.Body, patch: kopf.Patch, **_: object) -> None:
-        spec = parse_spec(kind.spec, body, patch)
-        if spec is None:
-            return
-        mark(body, patch, ready=True, reason="SpecAccepted",
-             message="the spec is valid; this kind's data plane is not reconciled yet",
-             extra=status_of(spec) if status_of else None)
