@@ -96,12 +96,17 @@ def test_prometheus_exporter_serves_the_pools_metrics(lab: Lab) -> None:
     balancer.start(balancer.render(spec(), [a.backend()]))
     spread(balancer.address, 5)
 
-    with urllib.request.urlopen(f"http://{balancer.address}:8404/metrics", timeout=5) as response:
-        text = response.read().decode()
-    # five requests went through the backend section named "servers"
-    totals = [line for line in text.splitlines()
-              if line.startswith('haproxy_backend_http_responses_total{proxy="servers",code="2xx"}')]
-    assert totals and float(totals[0].split()[-1]) == 5.0, totals
+    def counted() -> list[str]:
+        with urllib.request.urlopen(f"http://{balancer.address}:8404/metrics", timeout=5) as response:
+            text = response.read().decode()
+        return [line for line in text.splitlines()
+                if line.startswith('haproxy_backend_http_responses_total{proxy="servers",code="2xx"}')]
+
+    # five requests went through the backend section named "servers"; HAProxy counts a
+    # response as its stream ends, a moment after the client has read it
+    totals = poll(lambda: (lambda t: t if t and float(t[0].split()[-1]) == 5.0 else None)(counted()), timeout=5,
+                  what="the exporter to count 5 responses")
+    assert float(totals[0].split()[-1]) == 5.0
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(f"http://{balancer.address}:8404/other", timeout=5)
     assert missing.value.code == 404
