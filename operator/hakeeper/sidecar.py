@@ -208,6 +208,18 @@ def run(agent: Converging, latest: Latest, stop: threading.Event, *, resync: flo
         delay = retry if waiting else resync
 
 
+def add_source_arguments(parser: Any, reports: str) -> None:
+    """The flags `serve` reads: where the ConfigMap comes from and where reports go."""
+    parser.add_argument("--configmap", help="the pool's ConfigMap")
+    parser.add_argument("--namespace", help="its namespace (and the pod's)")
+    parser.add_argument("--pod", help=f"this pod's name: {reports} go into its annotations")
+    parser.add_argument("--kubeconfig", help="default: in-cluster, else KUBECONFIG")
+    parser.add_argument("--source-dir", help="read the ConfigMap's files from this directory instead of the API "
+                        "(offline use and tests; reports are printed, not annotated)")
+    parser.add_argument("--once", action="store_true", help="apply the current configuration, report, and exit")
+    parser.add_argument("-v", "--verbose", action="store_true")
+
+
 def serve(args: Any, build: Callable[[Report], Converging], files: Iterable[str], parser: Any, *,
           resync: float, retry: float) -> int:
     """An agent's main: the ConfigMap from the API (or --source-dir), --once, or the loop.

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..pool.objects import APPLIED_HASH_ANNOTATION
-from ..sidecar import CONFIG_HASH_ANNOTATION, ConfigMapView, Report, atomic_write, serve
+from ..sidecar import CONFIG_HASH_ANNOTATION, ConfigMapView, Report, add_source_arguments, atomic_write, serve
 from . import config, runtime
 from .config import ConfigError, SlotEntry
 from .runtime import RuntimeApiError, ServerState
@@ -203,17 +203,10 @@ class Agent:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hakeeper agent haproxy", description="Keep the local HAProxy in step "
                                 "with the pool's ConfigMap: runtime API for servers, hitless reload for structure.")
-    p.add_argument("--configmap", help="the pool's ConfigMap")
-    p.add_argument("--namespace", help="its namespace (and the pod's)")
-    p.add_argument("--pod", help="this pod's name: the applied config hash goes into its annotations")
+    add_source_arguments(p, "the applied config hash")
     p.add_argument("--config", required=True, help="where HAProxy reads its configuration")
     p.add_argument("--socket", required=True, help="HAProxy's runtime API (stats socket, level admin)")
     p.add_argument("--master-socket", required=True, help="HAProxy's master CLI (for reloads)")
-    p.add_argument("--kubeconfig", help="default: in-cluster, else KUBECONFIG")
-    p.add_argument("--source-dir", help="read the ConfigMap's files from this directory instead of the API "
-                   "(offline use and tests; the applied hash is printed, not annotated)")
-    p.add_argument("--once", action="store_true", help="apply the current configuration and exit")
-    p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 

@@ -27,7 +27,7 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 
-from ..sidecar import CONFIG_HASH_ANNOTATION, ConfigMapView, Report, serve
+from ..sidecar import CONFIG_HASH_ANNOTATION, ConfigMapView, Report, add_source_arguments, serve
 from ..pool.objects import APPLIED_HASH_ANNOTATION
 from . import config, vrrp_state
 from .config import ConfigError
@@ -226,9 +226,7 @@ class Agent:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hakeeper agent keepalived", description="Keep the local keepalived in step "
                                 "with the pool's ConfigMap (keepalived -t, then SIGHUP) and report its VRRP state.")
-    p.add_argument("--configmap", help="the pool's ConfigMap")
-    p.add_argument("--namespace", help="its namespace (and the pod's)")
-    p.add_argument("--pod", help="this pod's name: applied hash and VRRP state go into its annotations")
+    add_source_arguments(p, "the applied hash and the VRRP state")
     p.add_argument("--node", default=os.environ.get("NODE_NAME"),
                    help="this node's name, for its priority (default: $NODE_NAME)")
     p.add_argument("--config", default="/etc/keepalived/keepalived.conf", help="where keepalived reads its file")
@@ -236,11 +234,6 @@ def parser() -> argparse.ArgumentParser:
                    help="keepalived's (parent) pid file, for SIGHUP")
     p.add_argument("--auth-password-file", help="the VRRP password (the Secret of vrrp.authSecretRef, mounted)")
     p.add_argument("--keepalived", default=KEEPALIVED, help="the keepalived binary (for keepalived -t)")
-    p.add_argument("--kubeconfig", help="default: in-cluster, else KUBECONFIG")
-    p.add_argument("--source-dir", help="read the ConfigMap's files from this directory instead of the API "
-                   "(offline use and tests; reports are printed, not annotated)")
-    p.add_argument("--once", action="store_true", help="apply the current configuration, report, and exit")
-    p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
