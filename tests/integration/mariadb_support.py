@@ -26,7 +26,7 @@ from pathlib import Path
 import pymysql
 
 from hakeeper.mysql import Cluster, Credentials, LoopMemory, Member, Policy, StepResult
-from hakeeper.mysql.flavor import MariaDB
+from hakeeper.mysql.flavor import MariaDB, flavor_for
 
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
@@ -323,7 +323,9 @@ class LoopDriver:
 
     def __init__(self, fleet: Fleet, policy: Policy, cluster: Cluster | None = None) -> None:
         self.fleet, self.policy = fleet, policy
-        self.cluster = cluster or Cluster("mariadb", CREDENTIALS, policy)
+        # a fleet may be of either flavor, with its own credentials (mysql_support.PodFleet)
+        self.cluster = cluster or Cluster(getattr(fleet, "flavor", "mariadb"),
+                                          getattr(fleet, "credentials", CREDENTIALS), policy)
         self.members = [Member(i.name, i.host, i.port) for i in fleet]
         self.primary: str | None = None
         self.memory = LoopMemory()
@@ -497,7 +499,7 @@ def stored_ids(instance: Instance) -> set[int]:
 
 
 def replica_status(instance: Instance) -> dict:
-    rows = instance.query("SHOW SLAVE STATUS")
+    rows = instance.query(flavor_for(getattr(instance, "flavor", "mariadb")).replica_status_sql)
     return rows[0] if rows else {}
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hakeeper.mysql.classify import classify
+from hakeeper.mysql.classify import ANY_REPLICA, classify
 from hakeeper.mysql.gtid import MariaDBGtidList, MySQLGtidSet
 from hakeeper.mysql.members import Member, MemberState, Replication
 from hakeeper.mysql.memory import LoopMemory, Switchover
@@ -109,6 +109,14 @@ CASES = [
     ("switchover in progress, target already detached",
      cluster(primary(read_only=True), up("db-1", replication=replica()), up("db-2")),
      "db-0", LoopMemory(switchover=Switchover("db-2", "db-0", 1.0)), POLICY, None, "Switching", "db-2", "to db-2"),
+    # the primary's pod is being deleted: a planned restart is a switchover, to the best replica
+    ("switchover to any replica picks the most complete",
+     cluster(primary(executed="0-1-12"), up("db-1", "0-1-11", replication=replica(received="0-1-11")),
+             up("db-2", "0-1-12", replication=replica(received="0-1-12"))),
+     "db-0", LoopMemory(), POLICY, ANY_REPLICA, "Switching", "db-2", "from db-0 to db-2"),
+    ("switchover to any replica skips an unreachable one",
+     cluster(primary(), down("db-1"), up("db-2", replication=replica(received="0-1-10"))),
+     "db-0", LoopMemory(), POLICY, ANY_REPLICA, "Switching", "db-2", "to db-2"),
     ("switchover interrupted and forgotten, requested again",
      cluster(primary(read_only=True), up("db-1", replication=replica()), up("db-2")),
      "db-0", LoopMemory(), POLICY, "db-2", "Switching", "db-2", "to db-2"),
@@ -136,6 +144,11 @@ def test_classify(states, recorded, memory, policy, target, state, candidate, re
 def test_a_switchover_to_an_unfit_member_is_refused(target: str, states, why: str) -> None:  # noqa: ANN001
     c = classify(MEMBERS, states, "db-0", LoopMemory(), POLICY, target)
     assert c.state in ("Healthy", "Degraded") and c.refused_switchover and why in c.refused_switchover
+
+
+def test_a_switchover_to_any_replica_without_one_is_refused() -> None:
+    c = classify(MEMBERS, cluster(primary(), down("db-1"), down("db-2")), "db-0", LoopMemory(), POLICY, ANY_REPLICA)
+    assert c.state == "Degraded" and c.refused_switchover == "no healthy replica to switch over to"
 
 
 def test_member_views_say_why() -> None:

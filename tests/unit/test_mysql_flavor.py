@@ -1,5 +1,5 @@
-"""The SQL each flavor adapter produces. MariaDB's also runs for real in the integration tier;
-MySQL 8's is only checked here (it runs against mysqld in the kind suite on users' machines)."""
+"""The SQL each flavor adapter produces. Both also run for real in the integration tier
+(tests/integration/test_mysql_server_real.py: MariaDB 10.11 and MySQL 9.7 from the images)."""
 
 from __future__ import annotations
 
@@ -83,6 +83,24 @@ def test_accounts_are_created_idempotently_with_escaped_passwords() -> None:
     assert "GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'" in sql
     assert "GRANT ALL PRIVILEGES ON *.* TO 'op'@'%' WITH GRANT OPTION" in sql
     assert "'o\\\\2'" in sql[3]
+
+
+def test_mysql_creates_accounts_with_super_read_only_lifted() -> None:
+    """The first primary is still super_read_only when the operator creates its accounts: MySQL
+    9.7 refuses CREATE USER even to the operator then (1290)."""
+    sql = rendered(MySQL().ensure_users("repl", "r", "op", "o"))
+    assert sql[:2] == ["SET @hakeeper_super_read_only = @@GLOBAL.super_read_only", "SET GLOBAL super_read_only = OFF"]
+    assert sql[-1] == "SET GLOBAL super_read_only = @hakeeper_super_read_only"
+    assert "CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED BY 'r'" in sql
+    assert "super_read_only" not in " ".join(rendered(MariaDB().ensure_users("repl", "r", "op", "o")))
+
+
+def test_lease_renewal_works_on_a_member_not_yet_open() -> None:
+    """A new primary's lease is renewed before it opens: on MySQL super_read_only is still on."""
+    sql = rendered(lease.renew(2, MySQL()))
+    assert sql[1] == "SET GLOBAL super_read_only = OFF" and sql[-1].startswith("SET GLOBAL super_read_only = @")
+    assert any(s.startswith("REPLACE INTO hakeeper.lease") for s in sql)
+    assert rendered(lease.renew(2, MariaDB())) == rendered(lease.renew(2))
 
 
 @pytest.mark.parametrize("flavor", [MariaDB(), MySQL()])

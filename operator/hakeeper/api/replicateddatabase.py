@@ -8,7 +8,9 @@ from pydantic import ConfigDict, Field
 
 from .common import BaseStatus, Duration, Model, ObjectName, ResourceRequirements, StatusModel, cel
 
-DEFAULT_IMAGE = {"mysql": "mysql:8.4", "mariadb": "mariadb:10.11"}
+# Built from images/mysql and images/mariadb (Debian's mysql-server 9.x and mariadb-server 10.11);
+# any image with the flavor's server binaries and a non-root mysql user with uid/gid 999 works.
+DEFAULT_IMAGE = {"mysql": "ghcr.io/hakeeper/mysql:9.7", "mariadb": "ghcr.io/hakeeper/mariadb:10.11"}
 # my.cnf settings the operator owns: letting a user override them would break replication.
 OPERATOR_OWNED_SETTINGS = (
     "server_id", "server-id", "gtid_mode", "gtid-mode", "enforce_gtid_consistency",
@@ -64,7 +66,8 @@ class DatabaseService(Model):
 class ReplicatedDatabaseSpec(Model):
     flavor: Literal["mysql", "mariadb"] = "mysql"
     image: str | None = Field(default=None, max_length=512)
-    """Server image (default mysql:8.4 or mariadb:10.11)."""
+    """Server image (default ghcr.io/hakeeper/mysql:9.7 or ghcr.io/hakeeper/mariadb:10.11). It must
+    have mysqld (mysql) or mariadbd and mariadb-install-db (mariadb), and sh; the pod runs as uid/gid 999."""
     replicas: int = Field(default=3, ge=1, le=9)
     """Members, the primary included."""
     credentials: Credentials = Field(default_factory=Credentials)

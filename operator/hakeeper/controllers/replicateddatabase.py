@@ -69,7 +69,7 @@ def run_cluster(body: kopf.Body, namespace: str, name: str, stopped: kopf.Daemon
             credentials = reconcile.credentials(core, name, namespace, spec)
             members, pods = reconcile.members(core, name, namespace, spec)
             cluster = Cluster(spec.flavor, credentials, Policy.from_spec(spec))
-            request = reconcile.switchover_request(body, name, spec)
+            request = reconcile.switchover_request(body, name, spec, pods)
             result = cluster.step(members, primary, memory, switchover_target=request[1] if request else None)
             status = reconcile.status_of({**body, "status": {**(body.get("status") or {}), "history": history}},
                                          result, now_iso())

@@ -20,6 +20,7 @@ from ..api.replicateddatabase import SWITCHOVER_ANNOTATION, ReplicatedDatabaseSp
 from ..conditions import set_condition
 from ..kube import apply as kube
 from ..mysql import Credentials, LoopMemory, Member, StepResult
+from ..mysql.classify import ANY_REPLICA
 from . import objects
 
 HISTORY_LIMIT = 20
@@ -87,8 +88,15 @@ def members(core: client.CoreV1Api, db: str, namespace: str, spec: ReplicatedDat
     return out, pods
 
 
-def switchover_request(body: Mapping[str, Any], db: str, spec: ReplicatedDatabaseSpec) -> tuple[str, str] | None:
-    """(request id, target member) of a switchover asked for and not yet carried out."""
+def switchover_request(body: Mapping[str, Any], db: str, spec: ReplicatedDatabaseSpec,
+                       pods: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[str, str] | None:
+    """(request id, target member) of a switchover asked for and not yet carried out.
+
+    Asked for by the annotation, by spec.switchover.targetMember, or by the deletion of the
+    current primary's pod (a drain, a rollout, `kubectl delete pod`): then to the best replica
+    (classify.ANY_REPLICA), while the pod's preStop hook keeps its server up."""
+    primary = (body.get("status") or {}).get("currentPrimary")
+    primary_pod = (pods or {}).get(primary or "") or {}
     annotated = ((body["metadata"].get("annotations") or {}).get(SWITCHOVER_ANNOTATION) or "").strip()
     if annotated:
         target = annotated if annotated.startswith(f"{db}-") else f"{db}-{annotated}"
@@ -96,6 +104,9 @@ def switchover_request(body: Mapping[str, Any], db: str, spec: ReplicatedDatabas
     elif spec.switchover.target_member is not None:
         target = f"{db}-{spec.switchover.target_member}"
         request = f"spec:{body['metadata'].get('generation')}:{target}"
+    elif primary_pod.get("metadata", {}).get("deletionTimestamp"):
+        target = ANY_REPLICA
+        request = f"terminating:{primary_pod['metadata'].get('uid')}"
     else:
         return None
     if request == (body.get("status") or {}).get("handledSwitchover"):

@@ -173,7 +173,7 @@ class Executor:
             self._run(action.member, lease.install(f) if action.enabled else lease.uninstall(f))
             return None
         if isinstance(action, RenewLease):
-            self._run(action.member, lease.renew(policy.lease_seconds))
+            self._run(action.member, lease.renew(policy.lease_seconds, f))
             result.lease_renewed_at = time.monotonic()
             return None
         if isinstance(action, AwaitLeaseExpiry):

@@ -261,6 +261,20 @@ def _failed(members: Sequence[Member], states: Mapping[str, MemberState], primar
                           views=views, primary_lost_data=lost_data)
 
 
+ANY_REPLICA = "*"
+
+
+def _best_replica(members: Sequence[Member], states: Mapping[str, MemberState], primary: Member,
+                  memory: LoopMemory, views: Mapping[str, MemberView]) -> str | None:
+    """The most complete reachable replica without errant transactions or serious problems."""
+    order = {m.name: i for i, m in enumerate(members)}
+    pool = [states[m.name] for m in members if m.name != primary.name and states[m.name].reachable
+            and views[m.name].errant is None and m.name not in memory.errant
+            and not [p for p in views[m.name].problems if not p.startswith("accepts writes")]]
+    lags = {s.name: lag_of(s, memory) for s in pool}
+    return _most_complete(pool, pool, order, lags)
+
+
 def _most_complete(eligible: Sequence[MemberState], pool: Sequence[MemberState], order: Mapping[str, int],
                    lags: Mapping[str, float | None]) -> str | None:
     """The eligible member whose transactions (applied or fetched) include every pool member's.
@@ -281,9 +295,16 @@ def _most_complete(eligible: Sequence[MemberState], pool: Sequence[MemberState],
 
 def _switchover(members: Sequence[Member], states: Mapping[str, MemberState], primary: Member, memory: LoopMemory,
                 target: str | None, views: dict[str, MemberView]) -> Classification | str | None:
-    """A Switching classification, the reason a requested switchover is refused, or None."""
+    """A Switching classification, the reason a requested switchover is refused, or None.
+
+    `target` ANY_REPLICA asks for the most complete healthy replica (the primary's pod is
+    being deleted: a planned restart is a switchover)."""
     if memory.switchover is not None and memory.switchover.source == primary.name:
         target = memory.switchover.target
+    if target == ANY_REPLICA:
+        target = _best_replica(members, states, primary, memory, views)
+        if target is None:
+            return "no healthy replica to switch over to"
     if target is None or target == primary.name:
         return None
     names = {m.name for m in members}

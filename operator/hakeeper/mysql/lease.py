@@ -64,10 +64,14 @@ def uninstall(flavor: Flavor) -> list[Statement]:
     ])
 
 
-def renew(seconds: float) -> list[Statement]:
-    return [
+def renew(seconds: float, flavor: Flavor | None = None) -> list[Statement]:
+    """The lease is renewed on a new primary before it opens (it must not fence itself the
+    moment it does): on MySQL, where super_read_only refuses the operator's write too, that
+    needs flavor.unlocked."""
+    statements: list[Statement] = [
         ("SET SESSION sql_log_bin = 0", ()),
         ("REPLACE INTO hakeeper.lease (id, expires) VALUES (1, NOW(6) + INTERVAL %s MICROSECOND)",
          (int(seconds * 1_000_000),)),
         ("SET SESSION sql_log_bin = 1", ()),
     ]
+    return flavor.unlocked(statements) if flavor is not None else statements

@@ -1,0 +1,179 @@
+"""Both flavors' real servers, run from their images exactly as the StatefulSet asks.
+
+Each member is started the way a kubelet runs the pod (mysql_support: the image's root
+filesystem read-only, the volumes, the init container's script, then the server's command, as
+uid 999 with no capabilities), and the clustering loop drives them through the flavor adapter:
+accounts from init.sql, GTID auto-positioned semi-synchronous replication, read-only fencing,
+a switchover and a kill -9 failover with no acknowledged write lost, the old primary re-attached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from unittest import mock
+
+import pymysql
+import pytest
+
+from hakeeper.mysql import Policy
+from hakeeper.mysql.flavor import flavor_for
+from hakeeper.mysql.observe import connect
+
+from .mariadb_support import LoopDriver, Writer, bootstrap, poll, stored_ids
+from .mysql_support import (
+    CREDENTIALS, PASSWORDS, PodFleet, database_spec, image_user, pod_fleet_fixture, replica_row,
+)
+
+pytestmark = pytest.mark.integration
+
+FLAVORS = ["mariadb", "mysql"]
+
+
+@pytest.fixture(params=FLAVORS)
+def fleet(request):  # noqa: ANN001, ANN201
+    yield from pod_fleet_fixture(database_spec(request.param))
+
+
+def policy_for(fleet: PodFleet, **changes) -> Policy:  # noqa: ANN003
+    """The loop's policy from the same spec as the servers' my.cnf."""
+    return dataclasses.replace(Policy.from_spec(fleet.spec), **changes)
+
+
+def follows(fleet: PodFleet, member: str, primary: str) -> bool:
+    pod, source = fleet.by_name(member), fleet.by_name(primary)
+    c = flavor_for(fleet.flavor).columns
+    row = replica_row(pod)
+    return (row.get(c.source_host) == source.host and row.get(c.io_running) == "Yes"
+            and row.get(c.sql_running) == "Yes" and pod.value("SELECT @@read_only") == 1)
+
+
+def auto_positioned(fleet: PodFleet, member: str) -> bool:
+    row = replica_row(fleet.by_name(member))
+    if fleet.flavor == "mysql":
+        return str(row.get("Auto_Position")) == "1"
+    return row.get("Using_Gtid") == "Slave_Pos"
+
+
+def semi_sync_status(pod) -> dict[str, str]:  # noqa: ANN001
+    return {r["Variable_name"]: r["Value"] for r in pod.query("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync%'")}
+
+
+def test_members_initialise_and_start_as_non_root_on_a_read_only_root(fleet: PodFleet) -> None:
+    uid, gid = image_user(fleet.rootfs)
+    assert (uid, gid) == (999, 999), "the StatefulSet runs the server as 999:999"
+    flavor = flavor_for(fleet.flavor)
+    for pod in fleet:
+        assert pod.server_uids() == (999, 999)
+        assert pod.server_capabilities() == 0
+        # the operator's accounts from init.sql, with their (escaped) passwords
+        for user, key in (("hakeeper", "operator-password"), ("hakeeper-repl", "replication-password"),
+                          ("root", "root-password")):
+            with pod.connect(user, PASSWORDS[key]) as conn, conn.cursor() as cur:
+                cur.execute("SELECT CURRENT_USER()")
+                assert cur.fetchone()[0] == f"{user}@%"
+        with pytest.raises(pymysql.err.OperationalError):
+            pod.connect("root", "wrong").close()
+        assert pod.value("SELECT @@server_id") == 100 + pod.index
+        assert pod.value("SELECT @@report_host") == pod.host
+        assert pod.value("SELECT @@read_only") == 1
+        if flavor.has_super_read_only:
+            assert pod.value("SELECT @@super_read_only") == 1
+        # no member starts with transactions of its own: the users are not in any binlog
+        executed = flavor.executed({r["Variable_name"]: r["Value"] for r in pod.query(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('gtid_executed', 'gtid_binlog_state', 'gtid_slave_pos')")})
+        assert executed.is_empty(), f"{pod.name}: {executed}"
+        # semi-sync is there (MySQL: the plugins plugin-load-add names)
+        variables = {r["Variable_name"] for r in pod.query("SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync%'")}
+        assert ("rpl_semi_sync_source_enabled" if fleet.flavor == "mysql" else "rpl_semi_sync_master_enabled") \
+            in variables
+        # the root filesystem is read-only: everything the server wrote is on a volume
+        mounts = open(f"/proc/{pod.process.pid}/mountinfo").read().splitlines()  # type: ignore[union-attr]
+        root = next(line.split() for line in mounts if line.split()[4] == "/")
+        assert "ro" in root[5].split(","), root
+        assert (pod.volumes["run"] / "mysqld.sock").exists()
+        assert pod.value("SELECT @@secure_file_priv").rstrip("/") == "/var/lib/mysql-files"
+
+    # a restarted pod (init container again, the claim kept) comes back the same
+    pod = fleet[1]
+    pod.stop()
+    pod.start()
+    assert pod.value("SELECT @@server_id") == 101
+    assert "--initialize" not in pod.init_output
+
+
+def test_the_loop_replicates_switches_over_and_fails_over_without_losing_a_write(fleet: PodFleet) -> None:
+    policy = policy_for(fleet, anti_flap_window=2.0)
+    flavor = flavor_for(fleet.flavor)
+    if fleet.flavor == "mysql":
+        # The operator's image has no `cryptography`: caching_sha2_password must work without
+        # it (pymysql's preferred TLS to MySQL's own certificates), never through RSA.
+        with mock.patch("pymysql._auth._have_cryptography", False):
+            conn = connect(fleet[0], CREDENTIALS, 2)  # type: ignore[arg-type]
+            assert conn._secure  # noqa: SLF001
+            conn.close()
+    loop = bootstrap(fleet, policy)  # type: ignore[arg-type]
+    assert loop.primary == "db-0"
+    for replica in ("db-1", "db-2"):
+        poll(lambda r=replica: follows(fleet, r, "db-0"), 20, what=f"{replica} to follow db-0")
+        assert auto_positioned(fleet, replica)
+    primary = fleet[0]
+    assert primary.value("SELECT @@read_only") == 0
+    poll(lambda: flavor.semi_sync_active(semi_sync_status(primary)), 20, what="semi-sync on the primary")
+    status = semi_sync_status(primary)
+    clients = status.get("Rpl_semi_sync_source_clients", status.get("Rpl_semi_sync_master_clients"))
+    assert int(clients or 0) == 2, status
+
+    writer = Writer(loop.primary_host)
+    writer.start()
+    loop.start()
+    poll(lambda: len(writer.acked) >= 200, 30, what="200 acknowledged writes")
+    # every replica fenced: the application account cannot write there
+    from .mariadb_support import app_connect
+    with app_connect(fleet[1].host) as conn, conn.cursor() as cur, pytest.raises(pymysql.err.OperationalError):
+        cur.execute("INSERT INTO hk.writes (id, at) VALUES (-1, 0)")
+
+    # switchover: db-1 promoted, db-0 and db-2 re-pointed at it, nothing lost
+    loop.switchover_target = "db-1"
+    switched = loop.wait(lambda r: r.primary == "db-1" and r.state == "Healthy", 30, "the switchover to db-1")
+    loop.switchover_target = None
+    assert switched.history is None or switched.history["to_member"] == "db-1"
+    for member in ("db-0", "db-2"):
+        poll(lambda m=member: follows(fleet, m, "db-1") and auto_positioned(fleet, m), 20,
+             what=f"{member} to follow db-1")
+    poll(lambda: len([a for a in writer.acked if a.host == fleet[1].host]) >= 100, 30, what="writes on db-1")
+    poll(lambda: flavor.semi_sync_active(semi_sync_status(fleet[1])), 20, what="semi-sync on db-1")
+
+    # failover: kill -9 of the new primary's server
+    time.sleep(policy.anti_flap_window)
+    fleet[1].kill()
+    killed = time.monotonic()
+    failover = loop.wait(lambda r: r.primary not in ("db-1", None), 30, "a new primary after kill -9")
+    new = failover.primary
+    assert new in ("db-0", "db-2")
+    poll(lambda: writer.first_ack(killed, fleet.by_name(new).host), 20, what=f"a write on {new}")
+    poll(lambda: len([a for a in writer.acked if a.at > killed]) >= 100, 30, what="writes after the failover")
+    writer.stop()
+    acked = writer.ids()
+    assert acked <= stored_ids(fleet.by_name(new)), sorted(acked - stored_ids(fleet.by_name(new)))[:10]
+    other = next(n for n in ("db-0", "db-2") if n != new)
+    poll(lambda: follows(fleet, other, new), 20, what=f"{other} to follow {new}")
+    poll(lambda: acked <= stored_ids(fleet.by_name(other)), 20, what=f"{other} to have every write")
+
+    # the killed member's pod restarts (init container again): it rejoins as a replica
+    fleet[1].start()
+    assert fleet[1].value("SELECT @@read_only") == 1
+    poll(lambda: follows(fleet, "db-1", new), 30, what=f"db-1 to rejoin as a replica of {new}")
+    poll(lambda: acked <= stored_ids(fleet[1]), 20, what="db-1 to catch up")
+    healthy = loop.wait(lambda r: r.state == "Healthy", 30, "a healthy cluster again")
+    loop.stop()
+    assert healthy.primary == new
+    assert [p.name for p in fleet if p.value("SELECT @@read_only") == 0] == [new]
+    assert not any(m["errant"] for m in healthy.members)
+
+
+def test_loop_driver_is_parametrised_by_the_fleet() -> None:
+    """The shared helpers pick the fleet's flavor and credentials (no MariaDB default leaks)."""
+    fake = type("F", (), {"flavor": "mysql", "credentials": CREDENTIALS, "__iter__": lambda self: iter([])})()
+    driver = LoopDriver(fake, Policy())  # type: ignore[arg-type]
+    assert driver.cluster.flavor.name == "mysql" and driver.cluster.credentials is CREDENTIALS

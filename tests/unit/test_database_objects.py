@@ -1,0 +1,172 @@
+"""The StatefulSet of a ReplicatedDatabase, per flavor: what each image is asked to run, as whom,
+and where it may write. The integration tier (tests/integration/test_mysql_server_real.py) runs
+these very commands in the images' root filesystems."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from hakeeper.api.replicateddatabase import DEFAULT_IMAGE, ReplicatedDatabaseSpec
+from hakeeper.database import objects
+
+
+def build(flavor: str, **spec) -> dict:  # noqa: ANN003
+    return objects.statefulset("db", "ns", ReplicatedDatabaseSpec.model_validate({"flavor": flavor, **spec}))
+
+
+def pod(flavor: str, **spec) -> dict:  # noqa: ANN003
+    return build(flavor, **spec)["spec"]["template"]["spec"]
+
+
+def settings(cnf: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in cnf.splitlines() if "=" in line)
+
+
+@pytest.mark.parametrize(("flavor", "server", "image"), [
+    ("mariadb", "mariadbd", "ghcr.io/hakeeper/mariadb:10.11"),
+    ("mysql", "mysqld", "ghcr.io/hakeeper/mysql:9.7"),
+])
+def test_each_flavor_runs_its_own_server(flavor: str, server: str, image: str) -> None:
+    spec = pod(flavor)
+    container, = spec["containers"]
+    assert container["command"] == [server]
+    assert container["args"] == ["--defaults-file=/etc/mysql/hakeeper-base/my.cnf", "--bind-address=$(POD_IP)"]
+    assert container["image"] == image == DEFAULT_IMAGE[flavor]
+    assert spec["initContainers"][0]["image"] == image
+    assert pod(flavor, image="registry.example/db:1")["containers"][0]["image"] == "registry.example/db:1"
+
+
+def test_mariadb_initialises_with_mariadb_install_db() -> None:
+    script = pod("mariadb")["initContainers"][0]["command"][2]
+    assert "mariadb-install-db --no-defaults --datadir=/var/lib/mysql " in script and " --force " in script
+    assert "mysqld " not in script and "--initialize" not in script and "--user" not in script
+    assert settings(objects.my_cnf(ReplicatedDatabaseSpec(flavor="mariadb")))["datadir"] == "/var/lib/mysql"
+
+
+def test_mysql_initialises_with_mysqld_into_a_directory_renamed_when_complete() -> None:
+    script = pod("mysql")["initContainers"][0]["command"][2]
+    assert "mariadb" not in script
+    init = next(line for line in script.splitlines() if "--initialize-insecure" in line)
+    # the server's own my.cnf (settings fixed at initialisation match), not its init file
+    assert "mysqld --defaults-file=/etc/mysql/hakeeper-base/my.cnf --initialize-insecure" in init
+    assert "--datadir=/var/lib/mysql/.initialising" in init and "--init-file=/dev/null" in init
+    assert "mv /var/lib/mysql/.initialising /var/lib/mysql/data" in script
+    assert script.index("--initialize-insecure") < script.index("mv /var/lib/mysql/.initialising")
+    # the datadir is inside the claim: a volume's root may hold lost+found, which --initialize refuses
+    cnf = settings(objects.my_cnf(ReplicatedDatabaseSpec(flavor="mysql")))
+    assert cnf["datadir"] == "/var/lib/mysql/data"
+    assert cnf["loose-mysqlx"] == "OFF"
+
+
+@pytest.mark.parametrize("flavor", ["mariadb", "mysql"])
+def test_nothing_runs_as_root_or_writes_outside_its_volumes(flavor: str) -> None:
+    spec = pod(flavor)
+    assert spec["securityContext"] == {
+        "runAsNonRoot": True, "runAsUser": 999, "runAsGroup": 999, "fsGroup": 999,
+        "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}}
+    for container in [*spec["initContainers"], *spec["containers"]]:
+        assert container["securityContext"] == {
+            "runAsNonRoot": True, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]}}
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts == {"/var/lib/mysql": "data", "/etc/mysql/hakeeper-base": "base-conf",
+                          "/etc/mysql/hakeeper": "conf", "/run/mysqld": "run", "/tmp": "tmp",
+                          "/var/lib/mysql-files": "files"}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert set(volumes) == {"base-conf", "conf", "run", "tmp", "files"}  # data: the claim template
+    assert all(volumes[name] == {"name": name, "emptyDir": {}} for name in ("conf", "run", "tmp", "files"))
+    # every path the server writes is on one of those volumes
+    cnf = settings(objects.my_cnf(ReplicatedDatabaseSpec(flavor=flavor)))
+    writable = [m for m in {**objects.SCRATCH_VOLUMES, "data": objects.VOLUME_DIR}.values()]
+    for key in ("datadir", "socket", "pid-file", "tmpdir", "secure-file-priv", "init-file"):
+        assert any(cnf[key] == path or cnf[key].startswith(path + "/") for path in writable), key
+
+
+@pytest.mark.parametrize("flavor", ["mariadb", "mysql"])
+def test_init_script_is_posix_sh(flavor: str) -> None:
+    script = pod(flavor)["initContainers"][0]["command"]
+    assert script[:2] == ["sh", "-c"]
+    if shutil.which("dash"):
+        subprocess.run(["dash", "-n", "-c", script[2]], check=True)
+
+
+@pytest.mark.parametrize("flavor", ["mariadb", "mysql"])
+def test_init_file_escapes_the_passwords(flavor: str, tmp_path) -> None:  # noqa: ANN001
+    """The init script run by dash with tricky passwords: the init file holds them as SQL
+    literals (the real servers read it in the integration tier)."""
+    if not shutil.which("dash"):
+        pytest.skip("no dash")
+    script = pod(flavor)["initContainers"][0]["command"][2]
+    script = script.replace("/etc/mysql/hakeeper/", f"{tmp_path}/")
+    script = script[:script.index("umask 022")]  # not the datadir initialisation
+    env = {"PATH": "/usr/bin:/bin", "HOSTNAME": "db-2", "POD_IP": "10.1.2.3",
+           "ROOT_PASSWORD": "a'b\\c", "REPLICATION_PASSWORD": "$(x) `y` $z", "OPERATOR_PASSWORD": "\\'"}
+    subprocess.run(["dash", "-c", script], check=True, env=env)
+    assert (tmp_path / "server.cnf").read_text() == "[mysqld]\nserver-id=102\nreport-host=10.1.2.3\n"
+    sql = (tmp_path / "init.sql").read_text()
+    assert oct((tmp_path / "init.sql").stat().st_mode & 0o777) == "0o600"
+    assert "IDENTIFIED BY 'a\\'b\\\\c'" in sql.replace(" WITH caching_sha2_password", "")
+    assert "BY '$(x) `y` $z'" in sql
+    assert "BY '\\\\\\''" in sql
+    assert sql.startswith("SET sql_log_bin=0;") and sql.rstrip().endswith("SET sql_log_bin=1;")
+
+
+def test_mysql_init_file_uses_caching_sha2_and_lifts_super_read_only() -> None:
+    sql = objects.init_sql("mysql")
+    assert "mysql_native_password" not in sql
+    assert sql.count("IDENTIFIED WITH caching_sha2_password BY") == 7
+    assert "ALTER USER 'root'@'localhost'" in sql  # --initialize-insecure left it without a password
+    lines = sql.splitlines()
+    assert lines[2] == "SET GLOBAL super_read_only=OFF;"
+    assert lines[-2] == "SET GLOBAL super_read_only=@hakeeper_super_read_only;"
+    assert "super_read_only" not in objects.init_sql("mariadb")
+    assert "caching_sha2" not in objects.init_sql("mariadb")
+
+
+@pytest.mark.parametrize("flavor", ["mariadb", "mysql"])
+def test_resources_apply_to_the_init_container_too(flavor: str) -> None:
+    spec = pod(flavor, resources={"limits": {"memory": "1Gi"}})
+    assert spec["initContainers"][0]["resources"] == spec["containers"][0]["resources"]
+    assert spec["containers"][0]["resources"]["limits"] == {"memory": "1Gi"}
+
+
+def test_mysql_plugin_settings_survive_initialize() -> None:
+    """mysqld --initialize loads no plugin (plugin-load-add is ignored) and aborts on the
+    semi-sync plugins' settings unless they are `loose-` (seen on MySQL 9.7)."""
+    cnf = objects.my_cnf(ReplicatedDatabaseSpec(flavor="mysql"))
+    semi = [line for line in cnf.splitlines() if "rpl-semi-sync" in line]
+    assert semi and all(line.startswith("loose-rpl-semi-sync-") for line in semi)
+    assert "plugin-load-add=semisync_source.so;semisync_replica.so" in cnf.splitlines()
+    # MariaDB's semi-sync is built in: a typo there must fail the start, not pass silently
+    assert "loose-" not in objects.my_cnf(ReplicatedDatabaseSpec(flavor="mariadb"))
+
+
+@pytest.mark.parametrize("flavor", ["mariadb", "mysql"])
+def test_a_deleted_member_waits_in_pre_stop_until_it_replicates(flavor):
+    sts = objects.statefulset("db", "ns", ReplicatedDatabaseSpec(flavor=flavor))
+    server = sts["spec"]["template"]["spec"]["containers"][0]
+    script = server["lifecycle"]["preStop"]["exec"]["command"][2]
+    client = {"mariadb": "mariadb", "mysql": "mysql"}[flavor]
+    assert f'MYSQL_PWD="$OPERATOR_PASSWORD" {client} --protocol=socket' in script  # never on a command line
+    assert "|| exit 0" in script  # a server that does not answer is not waited for
+    assert f"+ {objects.PRE_STOP_SECONDS} ))" in script
+    assert objects.PRE_STOP_SECONDS < sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert {e["name"] for e in server["env"]} == {"POD_IP", "OPERATOR_PASSWORD"}
+
+
+def test_deleting_the_primary_pod_asks_for_a_switchover_to_the_best_replica():
+    from hakeeper.database.reconcile import switchover_request
+    from hakeeper.mysql.classify import ANY_REPLICA
+
+    body = {"metadata": {"generation": 1}, "status": {"currentPrimary": "db-1"}}
+    spec = ReplicatedDatabaseSpec(flavor="mariadb")
+    pods = {"db-0": {"metadata": {"uid": "a", "deletionTimestamp": "2030-01-01T00:00:00Z"}},
+            "db-1": {"metadata": {"uid": "b"}}}
+    assert switchover_request(body, "db", spec, pods) is None  # a replica's pod: nothing to do
+    pods["db-1"]["metadata"]["deletionTimestamp"] = "2030-01-01T00:00:00Z"
+    assert switchover_request(body, "db", spec, pods) == ("terminating:b", ANY_REPLICA)
+    body["status"]["handledSwitchover"] = "terminating:b"
+    assert switchover_request(body, "db", spec, pods) is None
