@@ -283,7 +283,8 @@ DESIRED = agent.Desired(text="conf v2", config_hash="h2")
 def test_decide_writes_and_reloads_then_reports():
     first = agent.decide(DESIRED, agent.Observed(disk_text="conf v1", running=True, state="MASTER", applied="h1"))
     assert first.write == "conf v2" and first.reload
-    assert first.report == {agent.VRRP_STATE_ANNOTATION: "MASTER"}  # the hash only once loaded
+    # the hash only once loaded
+    assert first.report == {agent.VRRP_STATE_ANNOTATION: "MASTER", agent.IPVS_ANNOTATION: "available"}
     second = agent.decide(DESIRED, agent.Observed(disk_text="conf v2", running=True, state="MASTER", applied="h2",
                                                   reported=first.report))
     assert second.write is None and not second.reload and second.report == {APPLIED_HASH_ANNOTATION: "h2"}
@@ -298,7 +299,23 @@ def test_decide_writes_and_reloads_then_reports():
 def test_decide_without_keepalived_writes_the_file_and_waits():
     decision = agent.decide(DESIRED, agent.Observed(disk_text=None, running=False, state="FAULT"))
     assert decision.write == "conf v2" and not decision.reload and decision.waiting
-    assert decision.report == {agent.VRRP_STATE_ANNOTATION: "FAULT"}
+    assert decision.report == {agent.VRRP_STATE_ANNOTATION: "FAULT", agent.IPVS_ANNOTATION: "available"}
+
+
+def test_decide_reports_a_node_without_ipvs():
+    # keepalived exits at once where ip_vs is not loaded (it cannot load it from its container)
+    decision = agent.decide(DESIRED, agent.Observed(disk_text="conf v2", running=False, state="FAULT", ipvs=False))
+    assert decision.report[agent.IPVS_ANNOTATION] == "missing" and "load ip_vs" in decision.waiting
+
+
+def test_a_balancer_node_without_ipvs_makes_the_pool_not_ready():
+    from hakeeper.pool.status import BalancerPod, conditions_for
+
+    balancers = [BalancerPod("edge-a", False, None, "FAULT", "node-a", "missing"),
+                 BalancerPod("edge-b", True, "h", "MASTER", "node-b", "available")]
+    conditions = {c["type"]: c for c in conditions_for(None, 1, [], "h", balancers)}
+    assert conditions["Ready"]["status"] == "False" and conditions["Ready"]["reason"] == "IPVSUnavailable"
+    assert "no IPVS on node-a" in conditions["Ready"]["message"] and "modprobe ip_vs" in conditions["Ready"]["message"]
 
 
 def test_decide_reloads_a_keepalived_that_has_not_loaded_the_file():

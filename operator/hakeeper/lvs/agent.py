@@ -8,8 +8,10 @@ It follows the pool's ConfigMap (the HAProxy agent's watch and `Latest` box, reu
 2. writes it only after `keepalived -t` accepted it, so a refused configuration never
    replaces the one keepalived runs (and never reaches a restarting keepalived);
 3. reloads keepalived with SIGHUP (pid from its pid file);
-4. reports the applied hash (hakeeper.io/applied-hash) and the VRRP state it sees
-   (hakeeper.io/vrrp-state, see vrrp_state.py) as annotations of its pod.
+4. reports the applied hash (hakeeper.io/applied-hash), the VRRP state it sees
+   (hakeeper.io/vrrp-state, see vrrp_state.py) and whether the node has IPVS
+   (hakeeper.io/ipvs: keepalived cannot load the ip_vs module from a container, and exits
+   when it is missing) as annotations of its pod.
 
 `decide` is pure; `Agent` observes and acts.
 """
@@ -33,6 +35,9 @@ from . import config, vrrp_state
 from .config import ConfigError
 
 VRRP_STATE_ANNOTATION = "hakeeper.io/vrrp-state"
+IPVS_ANNOTATION = "hakeeper.io/ipvs"
+IPVS_PROC = "/proc/net/ip_vs"
+"""Present while the ip_vs module is loaded (the pod has the node's network namespace)."""
 KEEPALIVED = "keepalived"
 FILES = (config.CONFIG_FILE, config.PRIORITIES_FILE)
 """The ConfigMap's files, as read from a --source-dir."""
@@ -69,6 +74,12 @@ class Observed:
     """A file text keepalived -t refused (not tried again until the ConfigMap changes)."""
     applied: str | None = None
     """The config hash keepalived was last (re)loaded with, by this agent."""
+    ipvs: bool = True
+    """The node's kernel has IPVS (the ip_vs module is loaded)."""
+
+    def facts(self) -> dict[str, str]:
+        """What the agent reports of the node whatever else happens."""
+        return {VRRP_STATE_ANNOTATION: self.state, IPVS_ANNOTATION: "available" if self.ipvs else "missing"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,18 +97,19 @@ class Decision:
 
 def decide(desired: Desired, observed: Observed) -> Decision:
     if observed.refused == desired.text:
-        report = _changed({VRRP_STATE_ANNOTATION: observed.state}, observed.reported)
+        report = _changed(observed.facts(), observed.reported)
         return Decision(report=report, waiting="keepalived -t refused this configuration; the previous one "
                         "keeps running")
     write = desired.text if observed.disk_text != desired.text else None
     if not observed.running:
         # keepalived's container starts once the file is there and reads it itself
-        report = _changed({VRRP_STATE_ANNOTATION: observed.state}, observed.reported)
-        return Decision(write=write, report=report, waiting="keepalived is not running")
+        report = _changed(observed.facts(), observed.reported)
+        waiting = "keepalived is not running" + ("" if observed.ipvs else " (this node has no IPVS: load ip_vs)")
+        return Decision(write=write, report=report, waiting=waiting)
     # a running keepalived loaded the file before this agent wrote it (or an older agent did):
     # reload once after a write, and once when this agent has not loaded it itself yet
     reload = write is not None or observed.applied != desired.config_hash
-    wanted = {VRRP_STATE_ANNOTATION: observed.state}
+    wanted = observed.facts()
     if not reload:
         wanted[APPLIED_HASH_ANNOTATION] = desired.config_hash
     return Decision(write=write, reload=reload, report=_changed(wanted, observed.reported))
@@ -157,7 +169,9 @@ def read_pid(pid_file: str) -> int | None:
 
 class Agent:
     def __init__(self, config_path: str, pid_file: str, node: str, report: Report, *,
-                 password: str | None = None, keepalived: Sequence[str] = (KEEPALIVED,)) -> None:
+                 password: str | None = None, keepalived: Sequence[str] = (KEEPALIVED,),
+                 ipvs_proc: str = IPVS_PROC) -> None:
+        self.ipvs_proc = ipvs_proc
         self.config_path = config_path
         self.pid_file = pid_file
         self.node = node
@@ -182,7 +196,7 @@ class Agent:
             self.applied_pid = pid
         state = vrrp_state.observe(desired.text, running=pid is not None)
         return Observed(disk_text=disk_text, running=pid is not None, state=state, reported=dict(self.reported),
-                        refused=self.refused, applied=self.applied)
+                        refused=self.refused, applied=self.applied, ipvs=os.path.exists(self.ipvs_proc))
 
     def act(self, decision: Decision, desired: Desired) -> None:
         if decision.write is not None:

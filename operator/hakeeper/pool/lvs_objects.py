@@ -6,7 +6,7 @@ balancer on every node that matches lvs.nodeSelector; the hakeeper agent beside 
 keepalived.conf (with this node's VRRP priority, and the VRRP password from the mounted
 Secret, which never enters the ConfigMap) after `keepalived -t` accepts it, then reloads
 keepalived. Both containers run the keepalived image, which is the operator's image plus
-Debian's keepalived (hack/images/keepalived), so the agent has keepalived for the test.
+Debian's keepalived (images/keepalived), so the agent has keepalived for the test.
 """
 
 from __future__ import annotations

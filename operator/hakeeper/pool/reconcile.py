@@ -27,6 +27,7 @@ from .status import BalancerPod, pool_status
 DEFAULT_AGENT_IMAGE = "ghcr.io/hakeeper/hakeeper:0.1.0"
 CONFIG_HASH_ANNOTATION = "hakeeper.io/config-hash"
 VRRP_STATE_ANNOTATION = "hakeeper.io/vrrp-state"
+IPVS_ANNOTATION = "hakeeper.io/ipvs"
 
 
 def agent_image(spec: LoadBalancerPoolSpec) -> str:
@@ -86,7 +87,8 @@ def observe_balancers(core: client.CoreV1Api, pool: str, namespace: str) -> list
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
         annotations = meta.get("annotations") or {}
         out.append(BalancerPod(meta["name"], ready, annotations.get(objects.APPLIED_HASH_ANNOTATION),
-                               annotations.get(VRRP_STATE_ANNOTATION), (pod.get("spec") or {}).get("nodeName")))
+                               annotations.get(VRRP_STATE_ANNOTATION), (pod.get("spec") or {}).get("nodeName"),
+                               annotations.get(IPVS_ANNOTATION)))
     return out
 
 

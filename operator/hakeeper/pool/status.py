@@ -17,6 +17,8 @@ class BalancerPod:
     applied_hash: str | None
     vrrp_state: str | None = None
     node: str | None = None
+    ipvs: str | None = None
+    """lvs: "available" or "missing", as the agent on the node reports it."""
 
 
 def conditions_for(
@@ -37,7 +39,11 @@ def conditions_for(
 
     running = [b for b in balancers if b.ready]
     applied = [b for b in running if b.applied_hash == config_hash]
-    if not running:
+    no_ipvs = sorted(b.node or b.name for b in balancers if b.ipvs == "missing")
+    if no_ipvs:
+        config = (False, "IPVSUnavailable", f"no IPVS on {', '.join(no_ipvs)}: keepalived cannot run there; "
+                                            "load the ip_vs kernel module on the balancer nodes (modprobe ip_vs)")
+    elif not running:
         config = (False, "NoBalancerReady", "no balancer pod is ready yet")
     elif len(applied) < len(running):
         stale = ", ".join(sorted(b.name for b in running if b.applied_hash != config_hash))
