@@ -103,13 +103,19 @@ def _view(obj: Mapping[str, Any]) -> ConfigMapView:
                          annotations=dict((obj.get("metadata") or {}).get("annotations") or {}))
 
 
+WATCH_SECONDS = 240  # the API server ends a watch after this; the agent then resumes from its version
+
+
 def follow_configmap(api: Any, namespace: str, name: str, latest: Latest, stop: threading.Event) -> None:
     """Get, then watch the one ConfigMap from that version on; get again only when the
     version is gone (410) or the connection broke."""
     import pykube
     import requests
 
-    query = pykube.ConfigMap.objects(api, namespace=namespace).filter(field_selector={"metadata.name": name})
+    # The watch stays open up to WATCH_SECONDS with no byte when nothing changes: a read timeout
+    # of its own, or the client's 10 s default breaks it (and re-lists) every 10 s.
+    watch_api = pykube.HTTPClient(api.config, timeout=(10, WATCH_SECONDS + 30))
+    query = pykube.ConfigMap.objects(watch_api, namespace=namespace).filter(field_selector={"metadata.name": name})
     version: str | None = None
     backoff = 0.5
     while not stop.is_set():
@@ -121,7 +127,8 @@ def follow_configmap(api: Any, namespace: str, name: str, latest: Latest, stop: 
                     continue
                 latest.put(_view(found.obj))
                 version = found.obj["metadata"]["resourceVersion"]
-            for event in query.watch(since=version, params={"timeoutSeconds": 240, "allowWatchBookmarks": "true"}):
+            for event in query.watch(since=version, params={"timeoutSeconds": WATCH_SECONDS,
+                                                             "allowWatchBookmarks": "true"}):
                 if stop.is_set():
                     return
                 version = event.object.obj["metadata"]["resourceVersion"]
