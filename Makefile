@@ -8,8 +8,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 TOOLS_BIN = $(shell bash hack/build-tools.sh)
-DEBS := haproxy mariadb-server mariadb-client prometheus keepalived wrk iproute2
-DEB_BINS := haproxy mariadbd prometheus keepalived wrk ip
+DEBS := haproxy mariadb-server mariadb-client prometheus keepalived wrk iproute2 \
+  containerd runc containernetworking-plugins iptables conntrack docker.io mmdebstrap
+DEB_BINS := haproxy mariadbd prometheus keepalived wrk ip containerd runc dockerd mmdebstrap iptables conntrack \
+  /usr/lib/cni/bridge /usr/lib/cni/portmap
 STATE := .cluster
 
 help: ## list the targets
@@ -37,6 +39,9 @@ debs: ## install the Debian packages the integration tier runs (only those missi
 	  $$sudo rm -f /usr/sbin/policy-rc.d; \
 	fi
 
+images: venv debs ## build the product and test images (cached in ~/.cache/hakeeper/images)
+	PYTHONPATH=hack $(PY) -m imagebuild build
+
 crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models
 	$(VENV)/bin/hakeeper crds --output-dir crds
 	mkdir -p charts/hakeeper/crds && cp crds/*.yaml charts/hakeeper/crds/
@@ -54,10 +59,10 @@ unit: venv tools ## unit tier
 integration: venv debs ## integration tier: real haproxy, mariadbd, prometheus, keepalived
 	$(PY) -m pytest tests/integration
 
-e2e: venv tools ## e2e tier against the local control plane (or HAKEEPER_E2E_KUBECONFIG)
+e2e: venv tools debs images ## e2e tier on the local one-node cluster (or HAKEEPER_E2E_KUBECONFIG)
 	HAKEEPER_TOOLS_BIN=$(TOOLS_BIN) $(PY) -m pytest tests/e2e
 
-test: venv tools debs crds-check ## every tier: unit, integration, e2e
+test: venv tools debs images crds-check ## every tier: unit, integration, e2e
 	HAKEEPER_TOOLS_BIN=$(TOOLS_BIN) $(TOOLS_BIN)/helm lint charts/hakeeper
 	HAKEEPER_TOOLS_BIN=$(TOOLS_BIN) $(PY) -m pytest tests
 
@@ -65,17 +70,17 @@ bench: venv tools debs ## benchmarks: tables with ratios against a baseline from
 	@set -e; found=0; for b in bench/*/run.py; do [ -e "$$b" ] || continue; found=1; echo "== $$b"; $(PY) $$b; done; \
 	[ $$found = 1 ] || echo "no benchmarks yet"
 
-cluster-up: venv tools ## start the local control plane and node agent in the background (state in .cluster/)
+cluster-up: venv tools debs images ## start the local one-node cluster in the background (state in .cluster/)
 	PYTHONPATH=hack PATH=$(TOOLS_BIN):$$PATH $(PY) -m localcluster up --state-dir $(STATE)
 	@echo "export KUBECONFIG=$$PWD/$(STATE)/kubeconfig PATH=$(TOOLS_BIN):\$$PATH"
 
-cluster-down: venv ## stop the local control plane
+cluster-down: venv ## stop the local cluster (and remove what it left)
 	PYTHONPATH=hack $(PY) -m localcluster down --state-dir $(STATE)
 
-demo: venv tools ## local control plane + CRDs + operator + the quickstart samples, then `kubectl get hakeeper`
+demo: venv tools debs images ## local cluster + CRDs + the chart + the quickstart samples, then `kubectl get hakeeper`
 	HAKEEPER_TOOLS_BIN=$(TOOLS_BIN) $(PY) hack/demo.py
 
 e2e-kind: ## the e2e suite on a kind cluster (needs docker and kind; cannot run on the CI machine)
 	bash hack/e2e-kind.sh
 
-.PHONY: help venv tools debs crds crds-check lint unit integration e2e test bench cluster-up cluster-down demo e2e-kind
+.PHONY: help venv tools debs images crds crds-check lint unit integration e2e test bench cluster-up cluster-down demo e2e-kind

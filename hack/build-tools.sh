@@ -32,7 +32,8 @@ build() { # $1 wrapper dir, $2 version, $3 ldflags, rest: packages (binaries nam
 k8s=$(modver k8s k8s.io/kubernetes)
 minor=$(echo "$k8s" | cut -d. -f2)
 build k8s "$k8s" "-s -w -X k8s.io/component-base/version.gitVersion=$k8s -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl \
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
 etcd=$(modver etcd go.etcd.io/etcd/server/v3)
 build etcd "$etcd" "-s -w" go.etcd.io/etcd/server/v3
 # the etcd server's main package is go.etcd.io/etcd/server, so its binary is named "server"

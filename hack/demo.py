@@ -1,7 +1,10 @@
-"""`make demo`: a local control plane, the CRDs, the operator and the quickstart samples.
+"""`make demo`: a one-node cluster on this machine, the chart, and the quickstart samples.
 
-Prints `kubectl get hakeeper` once everything reports Ready, then stops what it started
-(pass --keep to leave it running until Ctrl-C).
+Starts the local cluster (hack/localcluster, with the images built from the repository's
+recipes), applies the CRDs, installs the chart with helm as a user would (the operator runs as
+its pod), applies examples/quickstart, prints `kubectl get hakeeper` and the pods once
+everything reports Ready, then stops what it started (pass --keep to leave it running until
+Ctrl-C).
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import os
 import pathlib
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -28,34 +30,34 @@ def main() -> int:
         ["bash", str(ROOT / "hack/build-tools.sh")], check=True, capture_output=True, text=True,
     ).stdout.strip().splitlines()[-1])
     started = time.monotonic()
-    with cluster_session(bin_dir) as local, tempfile.TemporaryDirectory() as tmp:
+    with cluster_session(bin_dir) as local:
         env = {**os.environ, "KUBECONFIG": str(local.kubeconfig), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-        print(f"control plane up in {time.monotonic() - started:.1f}s; KUBECONFIG={local.kubeconfig}")
+        print(f"cluster up in {time.monotonic() - started:.1f}s; KUBECONFIG={local.kubeconfig}")
 
-        def kubectl(*argv: str) -> str:
-            return subprocess.run(["kubectl", *argv], env=env, check=True, capture_output=True, text=True).stdout
+        def run(*argv: str) -> str:
+            return subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
 
-        kubectl("apply", "-f", str(ROOT / "crds"))
-        kubectl("wait", "--for=condition=Established", "-f", str(ROOT / "crds"))
-        log = open(pathlib.Path(tmp) / "operator.log", "w")
-        operator = subprocess.Popen([sys.executable, "-m", "hakeeper", "run", "--standalone", "--all-namespaces"],
-                                    env=env, stdout=log, stderr=subprocess.STDOUT)
+        run("kubectl", "apply", "-f", str(ROOT / "crds"))
+        run("kubectl", "wait", "--for=condition=Established", "-f", str(ROOT / "crds"))
+        print(run("helm", "install", "hakeeper", str(ROOT / "charts/hakeeper"), "-n", "hakeeper-system",
+                  "--create-namespace", "--set", "replicaCount=1", "--wait", "--timeout", "5m").splitlines()[0])
         try:
-            print(kubectl("apply", "-f", str(ROOT / "examples/quickstart")), end="")
-            kubectl("wait", "--for=condition=Ready", "--timeout=90s",
-                    "lbp/web", "rdb/orders", "dp/peak-shedding")
+            print(run("kubectl", "apply", "-f", str(ROOT / "examples/quickstart")), end="")
+            run("kubectl", "wait", "--for=condition=Ready", "--timeout=300s", "lbp/web", "rdb/orders", "dp/peak-shedding")
             print("\n$ kubectl get hakeeper")
-            print(kubectl("get", "hakeeper"))
+            print(run("kubectl", "get", "hakeeper"))
+            print("$ kubectl get pods -A")
+            print(run("kubectl", "get", "pods", "-A"))
             if keep:
-                print("running; Ctrl-C stops everything")
-                while operator.poll() is None:
+                print(f"running; export KUBECONFIG={local.kubeconfig}; Ctrl-C stops everything")
+                while True:
                     time.sleep(1)
         except KeyboardInterrupt:
             pass
-        finally:
-            operator.terminate()
-            operator.wait(15)
-            log.close()
+        except subprocess.CalledProcessError as error:
+            print(f"{' '.join(error.cmd)} failed:\n{error.stderr}", file=sys.stderr)
+            print(run("kubectl", "get", "hakeeper,pods", "-A"), file=sys.stderr)
+            return 1
     return 0
 
 

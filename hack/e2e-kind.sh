@@ -6,15 +6,16 @@
 #   KEEP_CLUSTER=1 make e2e-kind  # keep it afterwards (a later run reuses it)
 #   bash hack/e2e-kind.sh -k peering -x   # extra arguments go to pytest
 #
-# Needs docker and kind (and internet for the images). It cannot run on the CI machine,
-# which has no docker: there the same suite runs against the local control plane.
+# Needs docker and kind, and internet (Docker Hub's Debian images, Debian's and PyPI's packages).
+# It cannot run on the CI machine, which has no registry and cannot run kind's privileged
+# nodes: there the same suite runs against the local node (kubelet + containerd).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 cluster=hakeeper            # the name in kind-config.yaml
-image=hakeeper:e2e
+image=ghcr.io/hakeeper/hakeeper:0.1.0   # the operator image: its reference in hack/imagebuild/table.py
 release=hakeeper
 namespace=hakeeper-system   # where tests/e2e expects the operator
 kind_release=v0.33.         # the kind release whose notes list kind-config.yaml's node image
@@ -77,16 +78,25 @@ fi
 kind get kubeconfig --name "$cluster" >"$work/kubeconfig"
 export KUBECONFIG="$work/kubeconfig"
 
-docker build -t "$image" -f operator/Dockerfile .
-kind load docker-image "$image" --name "$cluster"
-# the tests' backend pods (tests/e2e use this name; the local node agent runs it as a process)
-backend_image=registry.local/hakeeper/test-http-backend:1
-docker build -t "$backend_image" -f hack/localcluster/Dockerfile.test-http-backend hack/localcluster
-kind load docker-image "$backend_image" --name "$cluster"
-# keepalived for engine lvs (the nodes need the ip_vs kernel module for traffic to flow)
-keepalived_image=ghcr.io/hakeeper/keepalived:2.2.7
-docker build -t "$keepalived_image" --build-arg BASE="$image" hack/images/keepalived
-kind load docker-image "$keepalived_image" --name "$cluster"
+# Every product and test image, from the same recipes as the local node's (hack/imagebuild's
+# table, images/*, operator/Dockerfile), built with this docker on their default bases
+# (Docker Hub's debian:*-slim) and loaded into the kind nodes. The node's own images (pause,
+# coredns) are kind's. Pods name the images by these references, with IfNotPresent/Never.
+make -s venv
+while IFS=$'\t' read -r name reference dockerfile context base_arg; do
+  echo "e2e-kind: building $name as $reference"
+  args=(-t "$reference" -f "$dockerfile")
+  [ -n "$base_arg" ] && args+=(--build-arg "BASE=$base_arg")
+  docker build "${args[@]}" "$context"
+  kind load docker-image "$reference" --name "$cluster"
+done < <(PYTHONPATH=hack .venv/bin/python -m imagebuild list --json --no-node | .venv/bin/python -c '
+import json, sys
+for line in sys.stdin:
+    i = json.loads(line)
+    # an image built on another of the table names it; a Debian base stays the recipe default
+    base = i["default_base"] if i["base"].startswith("image:") else ""
+    print("\t".join([i["name"], i["reference"], i["dockerfile"], i["context"], base]))
+')
 # A rebuilt image keeps its tag; its ID in a pod annotation makes `helm upgrade` roll the pods.
 image_id=$(docker image inspect --format '{{.Id}}' "$image")
 
@@ -99,8 +109,35 @@ helm upgrade --install "$release" charts/hakeeper \
   --set-string "podAnnotations.hakeeper\.io/image-id=$image_id" \
   --wait --timeout 5m
 
-make -s venv
+# The tests reach pods and ClusterIPs from this machine, as on the local node: route each node's
+# pod range to that node, and the Service range to the control plane (removed again on exit).
+sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+routes=()
+while read -r cidr address; do
+  [ -n "$cidr" ] && routes+=("$cidr via $address")
+done < <(kubectl get nodes -o jsonpath='{range .items[*]}{.spec.podCIDR} {.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}')
+control_plane=$(kubectl get node "$cluster-control-plane" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')
+routes+=("10.96.0.0/12 via $control_plane")   # kind's default serviceSubnet
+for route in "${routes[@]}"; do
+  # shellcheck disable=SC2086
+  $sudo ip route replace $route
+done
+unroute() { for route in "${routes[@]}"; do $sudo ip route del ${route%% *} 2>/dev/null || true; done; }
+trap 'rc=$?; unroute; (exit $rc); cleanup' EXIT
+
+# What the tests need to know of this cluster: how to reach a node's shell (to SIGKILL a
+# container's process as a crash would), an address of this machine that pods reach (the
+# docker network's gateway), and where keepalived may put a VIP (the nodes' eth0, an unused
+# address at the top of the docker network).
+subnet=$(docker network inspect kind -f '{{range .IPAM.Config}}{{.Subnet}} {{end}}' | tr ' ' '\n' | grep -m1 '\.')
+gateway=$(docker network inspect kind -f '{{range .IPAM.Config}}{{.Gateway}} {{end}}' | tr ' ' '\n' | grep -m1 '\.')
+vip=$(.venv/bin/python -c "import ipaddress, sys; print(ipaddress.ip_network(sys.argv[1])[-10])" "$subnet")
+
 HAKEEPER_E2E_KUBECONFIG="$work/kubeconfig" \
 HAKEEPER_E2E_OPERATOR=external \
+HAKEEPER_E2E_NODE_EXEC="docker exec {node}" \
+HAKEEPER_E2E_HOST_IP="$gateway" \
+HAKEEPER_E2E_VRRP_INTERFACE=eth0 \
+HAKEEPER_E2E_VIRTUAL_IP="$vip" \
 HAKEEPER_TOOLS_BIN="$tools" \
-  .venv/bin/python -m pytest tests/e2e -m "not localcluster" "$@"  # localcluster: tests of the local node agent
+  .venv/bin/python -m pytest tests/e2e "$@"

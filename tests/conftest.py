@@ -8,6 +8,8 @@ import os
 import pytest
 
 TIERS = ("unit", "integration", "e2e")
+# what the e2e tier's cluster looked like (kubectl get nodes/pods), printed in the summary
+CLUSTER_REPORT = pytest.StashKey[str]()
 _outcomes: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 
 
@@ -22,6 +24,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+    report = config.stash.get(CLUSTER_REPORT, None)
+    if report:
+        terminalreporter.section("cluster")
+        for line in report.splitlines():
+            terminalreporter.write_line(line)
     if not _outcomes:
         return
     terminalreporter.section("tiers")

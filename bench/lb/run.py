@@ -141,8 +141,7 @@ def propagation(bin_dir: pathlib.Path, workdir: pathlib.Path) -> list[tuple[str,
     from localcluster.pytest_support import cluster_session
 
     with cluster_session(bin_dir) as cluster:
-        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PATH": f"{bin_dir}:{os.environ['PATH']}",
-               "HAKEEPER_AGENT_IMAGE": "registry.local/hakeeper/hakeeper:bench"}
+        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
 
         def kubectl(*args: str, stdin: str | None = None) -> str:
             return subprocess.run(["kubectl", *args], input=stdin, env=env, check=True, capture_output=True,
@@ -163,11 +162,11 @@ def propagation(bin_dir: pathlib.Path, workdir: pathlib.Path) -> list[tuple[str,
                           "balancer": {"replicas": 1}}}]}))
             pki = cluster.state_dir / "pki"
             api = Api(cluster.control_plane.server, pki / "ca.crt", pki / "admin.crt", pki / "admin.key")
-            pod = wait(lambda: next((p["metadata"]["name"] for p in api.get(
+            pod = wait(lambda: next((p["metadata"]["uid"] for p in api.get(
                 "/api/v1/namespaces/default/pods", labelSelector="hakeeper.io/pool=bench")["items"]
                 if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))),
                 None), 120, "a ready balancer pod", 0.2)
-            admin = str(cluster.agent.volume_path("default", pod, "run") / config.ADMIN_SOCKET)
+            admin = str(cluster.node.volume_path(pod, "run") / config.ADMIN_SOCKET)
             watch_seen: dict[str, float] = {}
             stop = threading.Event()
             threading.Thread(target=_watch_slices, args=(api, watch_seen, stop), daemon=True).start()

@@ -1,1 +1,1 @@
-"""A real local control plane and a test node agent for the e2e tier."""
+"""A real one-node Kubernetes cluster on this machine for the e2e tier, `make demo` and `make cluster-up`."""

@@ -29,13 +29,14 @@ def _bin_dir(value: str | None) -> pathlib.Path:
     return pathlib.Path(kubectl).parent
 
 
-def serve(state: pathlib.Path, bin_dir: pathlib.Path, nodes: int) -> None:
+def serve(state: pathlib.Path, bin_dir: pathlib.Path) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cluster = LocalCluster(state, bin_dir, nodes=nodes)
+    cluster = LocalCluster(state, bin_dir)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     cluster.start()
+    print(cluster.describe(), flush=True)
     (state / "ready").write_text(str(os.getpid()))
     try:
         done.wait()
@@ -44,7 +45,7 @@ def serve(state: pathlib.Path, bin_dir: pathlib.Path, nodes: int) -> None:
         (state / "ready").unlink(missing_ok=True)
 
 
-def up(state: pathlib.Path, bin_dir: pathlib.Path, nodes: int, timeout: float = 120) -> None:
+def up(state: pathlib.Path, bin_dir: pathlib.Path, timeout: float = 600) -> None:
     pid_file = state / "pid"
     if pid_file.exists() and pid_alive(int(pid_file.read_text())):
         print(f"already running (pid {pid_file.read_text()}); kubeconfig {state / 'kubeconfig'}")
@@ -55,7 +56,7 @@ def up(state: pathlib.Path, bin_dir: pathlib.Path, nodes: int, timeout: float = 
     log = open(state / "serve.log", "ab")
     env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[1])}
     process = subprocess.Popen([sys.executable, "-m", "localcluster", "serve", "--state-dir", str(state),
-                                "--bin-dir", str(bin_dir), "--nodes", str(nodes)],
+                                "--bin-dir", str(bin_dir)],
                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                start_new_session=True, env=env)
     pid_file.write_text(str(process.pid))
@@ -70,7 +71,7 @@ def up(state: pathlib.Path, bin_dir: pathlib.Path, nodes: int, timeout: float = 
     print(f"local cluster up in {time.monotonic() - started:.1f}s; kubeconfig {state / 'kubeconfig'}")
 
 
-def down(state: pathlib.Path, timeout: float = 60) -> None:
+def down(state: pathlib.Path, timeout: float = 240) -> None:
     pid_file = state / "pid"
     if not pid_file.exists():
         print("not running")
@@ -92,13 +93,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("command", choices=["up", "down", "status", "serve"])
     parser.add_argument("--state-dir", default=".cluster")
     parser.add_argument("--bin-dir", default=None)
-    parser.add_argument("--nodes", type=int, default=1)
     args = parser.parse_args(argv)
     state = pathlib.Path(args.state_dir).resolve()
     if args.command == "serve":
-        serve(state, _bin_dir(args.bin_dir), args.nodes)
+        serve(state, _bin_dir(args.bin_dir))
     elif args.command == "up":
-        up(state, _bin_dir(args.bin_dir), args.nodes)
+        up(state, _bin_dir(args.bin_dir))
     elif args.command == "down":
         down(state)
     else:

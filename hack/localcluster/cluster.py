@@ -1,58 +1,194 @@
-"""A control plane, the node agent and the service proxy: what `make cluster-up` and the e2e fixture start."""
+"""A one-node cluster on this machine: what `make cluster-up` and the e2e fixture start.
+
+Order: the network (bridge, fences), the control plane (listening on the bridge), containerd
+with the images built from the repository's recipes (hack/imagebuild), kube-proxy and the
+kubelet, then the addons (the default StorageClass, CoreDNS). Ready when the node is Ready
+and CoreDNS answers. `stop()` deletes every pod through the API first (so the kubelet tears
+their networks down through CNI), then stops the node and the control plane, and fails
+when anything is left behind (a process, a container, a network namespace, a link, a chain).
+"""
 
 from __future__ import annotations
 
+import os
 import pathlib
+import subprocess
+import threading
+import time
 
-from . import addresses
-from .api import Api
-from .controlplane import ControlPlane
-from .nodeagent import NodeAgent
-from .serviceproxy import ServiceProxy
+from . import addons
+from .api import Api, ApiError
+from .controlplane import ControlPlane, service_network, wait_until
+from .network import NodeNetwork, leftovers
+from .node import Node
+from .storage import Provisioner
+
+NODE_NAME = "hakeeper-node"
+
+
+class TeardownError(RuntimeError):
+    pass
+
+
+def images() -> dict[str, str]:
+    """name → reference of the images the cluster itself runs (from hack/imagebuild's table)."""
+    import imagebuild
+
+    table = imagebuild.by_name()
+    return {name: table[name].reference for name in ("pause", "coredns")}
 
 
 class LocalCluster:
-    def __init__(self, state_dir: pathlib.Path, bin_dir: pathlib.Path, *, nodes: int = 1):
+    def __init__(self, state_dir: pathlib.Path, bin_dir: pathlib.Path, *, load_images: bool = True):
         self.state_dir = pathlib.Path(state_dir).resolve()
-        self.control_plane = ControlPlane(self.state_dir, bin_dir)
-        self.node_names = ("hakeeper-local",) if nodes == 1 else tuple(f"hakeeper-local-{i}" for i in range(nodes))
-        self.agent: NodeAgent | None = None
-        self.proxy: ServiceProxy | None = None
+        self.bin_dir = pathlib.Path(bin_dir)
+        self.network = NodeNetwork(service_network())
+        self.control_plane = ControlPlane(self.state_dir, bin_dir, address=self.network.node_ip,
+                                          service_network=self.network.service_network, node_name=NODE_NAME)
+        self.node: Node | None = None
+        self.api: Api | None = None
+        self.load_images = load_images
         self.startup_seconds = 0.0
-        self.networks = (addresses.POD_CIDR, self.control_plane.service_network)
+        self.timings: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._storage_thread: threading.Thread | None = None
 
     @property
     def kubeconfig(self) -> pathlib.Path:
         return self.control_plane.kubeconfig
 
-    def start(self) -> None:
-        try:
-            self.control_plane.start()
-            for network in self.networks:
-                addresses.fence(network)
-            pki = self.state_dir / "pki"
-            api = Api(self.control_plane.server, pki / "ca.crt", pki / "admin.crt", pki / "admin.key")
-            self.agent = NodeAgent(api, self.state_dir / "pods", nodes=self.node_names,
-                                   api_port=self.control_plane.api_port)
-            self.agent.start()
-            self.proxy = ServiceProxy(api)
-            self.proxy.start()
-        except BaseException:
-            self.stop()
-            raise
+    def _timed(self, what: str, step) -> None:
+        started = time.monotonic()
+        step()
+        self.timings[what] = time.monotonic() - started
 
-    def stop(self) -> None:
-        # each part stops even when the one before it failed to: nothing may be left running
+    def start(self, timeout: float = 180) -> None:
+        started = time.monotonic()
         try:
-            if self.proxy is not None:
-                self.proxy.stop()  # before the pods it forwards to go away
-                self.proxy = None
+            self._start(timeout)
+        except BaseException:
+            self.stop(check=False)
+            raise
+        self.startup_seconds = time.monotonic() - started
+
+    def _start(self, timeout: float) -> None:
+        refs = images()
+        self.network.up()
+        self._timed("control plane", self.control_plane.start)
+        pki = self.state_dir / "pki"
+        self.api = Api(self.control_plane.server, pki / "ca.crt", pki / "admin.crt", pki / "admin.key")
+        self.node = Node(self.control_plane, self.network, self.bin_dir, name=NODE_NAME,
+                         sandbox_image=refs["pause"])
+        self._timed("containerd", self.node.start_runtime)
+        if self.load_images:
+            import imagebuild
+
+            self._timed("images", lambda: imagebuild.load(str(self.node.containerd_socket)))
+        self._timed("kubelet", self.node.start_kubelet_and_proxy)
+        provisioner = Provisioner(self.api, self.state_dir / "volumes")
+        provisioner.install()
+        self._storage_thread = threading.Thread(target=self._provision, args=(provisioner,), daemon=True,
+                                                name="local-volumes")
+        self._storage_thread.start()
+        self._timed("node Ready", lambda: self._wait(self._node_ready, timeout, f"node {NODE_NAME} Ready"))
+        for doc in addons.coredns(refs["coredns"], self.network.dns_ip):
+            self._create(doc)
+        self._timed("CoreDNS ready", lambda: self._wait(self._dns_ready, timeout, "CoreDNS Ready"))
+
+    def _provision(self, provisioner: Provisioner) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                provisioner.sync()
+            except Exception:  # the API server restarting or stopping: try again at the next tick
+                pass
+
+    def _create(self, doc: dict) -> None:
+        kind, meta = doc["kind"], doc["metadata"]
+        group_version = doc["apiVersion"]
+        base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
+        plural = {"ServiceAccount": "serviceaccounts", "ClusterRole": "clusterroles",
+                  "ClusterRoleBinding": "clusterrolebindings", "ConfigMap": "configmaps",
+                  "Deployment": "deployments", "Service": "services"}[kind]
+        path = f"{base}/namespaces/{meta['namespace']}/{plural}" if "namespace" in meta else f"{base}/{plural}"
+        try:
+            self.api.post(path, doc)
+        except ApiError as error:
+            if error.status != 409:
+                raise
+
+    def _wait(self, predicate, timeout: float, what: str) -> None:
+        wait_until(predicate, timeout, f"{what} (logs in {self.state_dir / 'logs'})",
+                   self.control_plane.processes + (self.node.processes if self.node else []))
+
+    def _node_ready(self) -> bool:
+        node = self.api.get_or_none(f"/api/v1/nodes/{NODE_NAME}")
+        conditions = ((node or {}).get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    def _dns_ready(self) -> bool:
+        deployment = self.api.get_or_none("/apis/apps/v1/namespaces/kube-system/deployments/coredns")
+        return bool(deployment and (deployment.get("status") or {}).get("readyReplicas"))
+
+    # --- teardown --------------------------------------------------------------------------
+    def _delete_pods(self, timeout: float = 90) -> None:
+        for namespace in self.api.get("/api/v1/namespaces")["items"]:
+            name = namespace["metadata"]["name"]
+            self.api.request("DELETE", f"/api/v1/namespaces/{name}/pods",
+                             {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 2})
+        deadline = time.monotonic() + timeout
+        while self.api.get("/api/v1/pods")["items"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if self.node is not None:
+            # the kubelet stops sandboxes (CNI DEL) just after the pods leave the API
+            while self.node.running_tasks() and time.monotonic() < deadline:
+                time.sleep(0.5)
+
+    def stop(self, check: bool = True) -> None:
+        """Stops everything; with `check`, raises TeardownError naming whatever was left behind."""
+        self._stop.set()
+        try:
+            if self.api is not None and self.control_plane.processes:
+                # no controller may recreate what the teardown deletes
+                self.control_plane.stop_controllers()
+                try:
+                    self._delete_pods()
+                except (ApiError, OSError):
+                    pass
         finally:
             try:
-                if self.agent is not None:
-                    self.agent.stop()
-                    self.agent = None
+                if self.node is not None:
+                    self.node.stop()
             finally:
                 self.control_plane.stop()
-                for network in self.networks:
-                    addresses.unfence(network)
+                self.network.down()
+        if check:
+            left = leftovers() + self._own_processes()
+            if left:
+                raise TeardownError("the local cluster left behind: " + "; ".join(left))
+
+    def _own_processes(self) -> list[str]:
+        marker = str(self.state_dir).encode() + b"/"
+        found = []
+        for proc in pathlib.Path("/proc").iterdir():
+            if proc.name.isdigit() and int(proc.name) != os.getpid():
+                try:
+                    cmdline = (proc / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if marker in cmdline:
+                    command = cmdline.replace(b"\0", b" ")[:120].decode(errors="replace")
+                    found.append(f"process {proc.name} {command}")
+        return found
+
+    def describe(self) -> str:
+        """`kubectl get nodes -o wide` and `kubectl get pods -A -o wide`, as a user would look."""
+        kubectl = self.bin_dir / "kubectl"
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        out = []
+        for args in (["get", "nodes", "-o", "wide"], ["get", "pods", "-A", "-o", "wide"]):
+            result = subprocess.run([str(kubectl), *args], capture_output=True, text=True, env=env, timeout=60)
+            out.append(f"$ kubectl {' '.join(args)}\n{result.stdout}{result.stderr}")
+        return "\n".join(out)
+
+
+__all__ = ["LocalCluster", "TeardownError", "NODE_NAME"]

@@ -1,9 +1,9 @@
-"""etcd, kube-apiserver and kube-controller-manager as local processes, started the way envtest does.
+"""etcd, kube-apiserver, kube-controller-manager and kube-scheduler as local processes.
 
-There is no scheduler and no kubelet: the node agent (nodeagent.py) binds pods and runs them.
-The controller manager runs for real, so Deployments get ReplicaSets and pods, StatefulSets get
-pods, Services get EndpointSlices, namespaces get their default ServiceAccount, and deleting an
-owner garbage-collects what it owns.
+Started as kubeadm would configure them, minus the static pods: one CA, a client certificate
+per component, Node and RBAC authorization with the NodeRestriction admission plugin, the API
+server listening on the node's bridge address so that pods reach it through the `kubernetes`
+Service. The node itself (containerd, kubelet, kube-proxy) is node.py.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ import yaml
 from . import certs
 
 def service_network() -> ipaddress.IPv4Network:
-    """A /24 of its own for each cluster, so two local clusters' ClusterIPs never meet."""
+    """A /24 of its own for each cluster, so a ClusterIP of an earlier cluster never meets a new one."""
     return ipaddress.ip_network(f"10.96.{secrets.randbelow(256)}.0/24")
 
 
-def free_port() -> int:
+def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return s.getsockname()[1]
 
 
@@ -78,16 +78,48 @@ class StartupError(RuntimeError):
     pass
 
 
-class ControlPlane:
-    """Starts in a state directory; everything it writes (PKI, etcd data, logs) stays there."""
+def wait_until(predicate, timeout: float, what: str, processes: list[Process]) -> None:
+    """Polls predicate() until it is truthy; raises StartupError at the deadline (seconds) or as
+    soon as one of `processes` has exited, with the end of its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for process in processes:
+            if not process.alive():
+                raise StartupError(f"{process.name} exited while waiting for {what}:\n{process.tail()}")
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise StartupError(f"timed out after {timeout}s waiting for {what}")
 
-    def __init__(self, state_dir: pathlib.Path, bin_dir: pathlib.Path):
+
+def spawn(log_dir: pathlib.Path, name: str, args: list[str], env: dict | None = None) -> Process:
+    """Starts `args` in a session of its own (so a stop reaches its children), logging to log_dir/name.log."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"{name}.log"
+    with open(log, "ab") as out:
+        popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True, env=env)
+    return Process(name, popen, log)
+
+
+class ControlPlane:
+    """Starts in a state directory; everything it writes (PKI, etcd data, logs) stays there.
+
+    `address` is where the API server listens and what it advertises (the node's bridge IP);
+    `service_network` is the Service range whose first address is the `kubernetes` Service.
+    """
+
+    def __init__(self, state_dir: pathlib.Path, bin_dir: pathlib.Path, *, address: str,
+                 service_network: ipaddress.IPv4Network, node_name: str):
         self.dir = pathlib.Path(state_dir).resolve()
         self.bin = pathlib.Path(bin_dir)
         self.processes: list[Process] = []
-        self.api_port = free_port()
-        self.service_network = service_network()
-        self.server = f"https://127.0.0.1:{self.api_port}"
+        self.address = address
+        self.node_name = node_name
+        self.service_network = service_network
+        self.api_port = 0
+        self.server = ""
+        self.pki: dict[str, pathlib.Path] = {}
 
     @property
     def kubeconfig(self) -> pathlib.Path:
@@ -98,12 +130,7 @@ class ControlPlane:
         return self.dir / "pki" / "ca.crt"
 
     def _spawn(self, name: str, args: list[str]) -> Process:
-        log = self.dir / "logs" / f"{name}.log"
-        out = open(log, "ab")
-        popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True)
-        out.close()
-        process = Process(name, popen, log)
+        process = spawn(self.dir / "logs", name, args)
         self.processes.append(process)
         return process
 
@@ -113,12 +140,18 @@ class ControlPlane:
         ca = certs.Authority.create()
         files = {"ca": certs.write(pki / "ca.crt", ca.cert_pem()),
                  "ca_key": certs.write(pki / "ca.key", certs.pem_key(ca.key))}
-        names = ("127.0.0.1", "localhost", str(next(self.service_network.hosts())), "kubernetes", "kubernetes.default",
-                 "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
+        names = ("127.0.0.1", "localhost", self.address, str(next(self.service_network.hosts())), "kubernetes",
+                 "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
         for name, cn, org, server in (
             ("apiserver", "kube-apiserver", None, names),
             ("admin", "hakeeper-admin", "system:masters", ()),
             ("controller-manager", "system:kube-controller-manager", None, ()),
+            ("scheduler", "system:kube-scheduler", None, ()),
+            # the API server's client identity towards kubelets (logs, exec, port-forward)
+            ("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters", ()),
+            # the Node authorizer knows a kubelet by this name and group
+            ("kubelet", f"system:node:{self.node_name}", "system:nodes", ()),
+            ("kube-proxy", "system:kube-proxy", None, ()),
         ):
             cert, key = ca.issue(cn, org, server_names=server, client=not server)
             files[name] = certs.write(pki / f"{name}.crt", cert)
@@ -128,9 +161,19 @@ class ControlPlane:
         files["sa_pub"] = certs.write(pki / "sa.pub", public)
         return files
 
+    def component_kubeconfig(self, component: str) -> pathlib.Path:
+        """A kubeconfig file for one of the PKI's client identities (e.g. "kubelet", "kube-proxy")."""
+        path = self.dir / f"{component}.kubeconfig"
+        path.write_text(kubeconfig(self.server, self.pki["ca"], user=component, cert=self.pki[component],
+                                   key=self.pki[f"{component}_key"]))
+        path.chmod(0o600)
+        return path
+
     def start(self, timeout: float = 90) -> None:
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
-        pki = self._pki()
+        pki = self.pki = self._pki()
+        self.api_port = free_port(self.address)
+        self.server = f"https://{self.address}:{self.api_port}"
         etcd_port, peer_port = free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         self._spawn("etcd", [
@@ -146,11 +189,15 @@ class ControlPlane:
         self._wait(lambda: _http_ok(f"{etcd_url}/health"), timeout, "etcd /health")
         self._spawn("kube-apiserver", [
             str(self.bin / "kube-apiserver"),
-            "--etcd-servers", etcd_url, "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+            "--etcd-servers", etcd_url, "--bind-address", self.address, "--advertise-address", self.address,
             "--secure-port", str(self.api_port),
             "--tls-cert-file", str(pki["apiserver"]), "--tls-private-key-file", str(pki["apiserver_key"]),
             "--client-ca-file", str(pki["ca"]),
-            "--authorization-mode", "RBAC", "--allow-privileged=true",
+            "--kubelet-client-certificate", str(pki["apiserver-kubelet-client"]),
+            "--kubelet-client-key", str(pki["apiserver-kubelet-client_key"]),
+            "--kubelet-preferred-address-types", "InternalIP",
+            "--authorization-mode", "Node,RBAC", "--enable-admission-plugins", "NodeRestriction",
+            "--allow-privileged=true",
             "--service-cluster-ip-range", str(self.service_network),
             "--service-account-issuer", f"{self.server}/",
             "--service-account-key-file", str(pki["sa_pub"]),
@@ -161,9 +208,7 @@ class ControlPlane:
                                               key=pki["admin_key"]))
         self.kubeconfig.chmod(0o600)
         self._wait(self._ready, timeout, "kube-apiserver /readyz")
-        kcm_config = self.dir / "controller-manager.kubeconfig"
-        kcm_config.write_text(kubeconfig(self.server, pki["ca"], user="kcm", cert=pki["controller-manager"],
-                                         key=pki["controller-manager_key"]))
+        kcm_config = self.component_kubeconfig("controller-manager")
         self._spawn("kube-controller-manager", [
             str(self.bin / "kube-controller-manager"),
             "--kubeconfig", str(kcm_config), "--authentication-kubeconfig", str(kcm_config),
@@ -172,24 +217,23 @@ class ControlPlane:
             "--leader-elect=false", "--use-service-account-credentials=true",
             "--service-account-private-key-file", str(pki["sa_key"]), "--root-ca-file", str(pki["ca"]),
             "--service-cluster-ip-range", str(self.service_network),
-            # no cloud, no node IPAM, no CSI: controllers that would only log errors here
-            "--controllers", "*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller,"
-                             "-persistentvolume-attach-detach-controller",
+            # no cloud, no node IPAM (the node's pod range is in its kubelet configuration)
+            "--controllers", "*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
             "--concurrent-deployment-syncs", "5", "-v", "0",
+        ])
+        scheduler_config = self.component_kubeconfig("scheduler")
+        self._spawn("kube-scheduler", [
+            str(self.bin / "kube-scheduler"),
+            "--kubeconfig", str(scheduler_config), "--authentication-kubeconfig", str(scheduler_config),
+            "--authorization-kubeconfig", str(scheduler_config),
+            "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
+            "--leader-elect=false", "-v", "0",
         ])
         self._wait(lambda: self._has_default_service_account(), timeout,
                    "kube-controller-manager to create the default ServiceAccount")
 
     def _wait(self, predicate, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for process in self.processes:
-                if not process.alive():
-                    raise StartupError(f"{process.name} exited while waiting for {what}:\n{process.tail()}")
-            if predicate():
-                return
-            time.sleep(0.2)
-        raise StartupError(f"timed out after {timeout}s waiting for {what}")
+        wait_until(predicate, timeout, what, self.processes)
 
     def ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.ca_file))
@@ -203,8 +247,14 @@ class ControlPlane:
     def _has_default_service_account(self) -> bool:
         return _http_ok(f"{self.server}/api/v1/namespaces/default/serviceaccounts/default", self.ssl_context())
 
+    def stop_controllers(self) -> None:
+        """Stops the controller manager and the scheduler: nothing recreates or places pods after."""
+        for process in self.processes:
+            if process.name in ("kube-controller-manager", "kube-scheduler"):
+                process.stop()
+
     def stop(self) -> None:
-        # reverse order: the controller manager first, etcd last
+        # reverse order: the scheduler and controller manager first, etcd last
         for process in reversed(self.processes):
             process.stop()
         self.processes.clear()

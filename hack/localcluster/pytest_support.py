@@ -6,21 +6,22 @@ import contextlib
 import pathlib
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 
 from .cluster import LocalCluster
 
 
 @contextlib.contextmanager
-def cluster_session(bin_dir: pathlib.Path, *, nodes: int = 1) -> Iterator[LocalCluster]:
+def cluster_session(bin_dir: pathlib.Path) -> Iterator[LocalCluster]:
+    """Starts a one-node cluster in a fresh state directory; stops it (and checks that nothing was
+    left behind, raising TeardownError otherwise) when the block ends."""
     state = pathlib.Path(tempfile.mkdtemp(prefix="hakeeper-cluster-"))
-    cluster = LocalCluster(state, pathlib.Path(bin_dir), nodes=nodes)
+    cluster = LocalCluster(state, pathlib.Path(bin_dir))
     try:
-        started = time.monotonic()
         cluster.start()
-        cluster.startup_seconds = time.monotonic() - started
         yield cluster
     finally:
-        cluster.stop()
-        shutil.rmtree(state, ignore_errors=True)
+        try:
+            cluster.stop()
+        finally:
+            shutil.rmtree(state, ignore_errors=True)

@@ -1,6 +1,7 @@
 """Persistent volumes for the local node: a provisioner that backs each claim with a directory.
 
-The StorageClass `hakeeper-local` (the default class) is served by the node agent: a
+The StorageClass `hakeeper-local` (the default class) is served by the cluster harness (as kind
+ships rancher's local-path-provisioner): a
 Pending claim of that class gets a PersistentVolume whose hostPath is a directory of its
 own, pre-bound to the claim, and kube-controller-manager's binder does the rest. The data
 outlives the pod (a StatefulSet member restarted keeps its datadir) and goes with the claim:
@@ -53,6 +54,9 @@ class Provisioner:
         name = f"pvc-{meta['uid']}"
         path = self.root / name
         path.mkdir(parents=True, exist_ok=True)
+        # any uid may own its data, as with local-path-provisioner: a database image runs as its
+        # own user, and fsGroup does not apply to hostPath volumes
+        path.chmod(0o777)
         size = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
         volume = {
             "apiVersion": "v1", "kind": "PersistentVolume",

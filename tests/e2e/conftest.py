@@ -1,9 +1,12 @@
 """The e2e tier runs against any kubeconfig.
 
-- Here: a real local control plane (etcd, kube-apiserver, kube-controller-manager built
-  from the Go module proxy) plus the test node agent, started for the session.
-- On a laptop: kind, with HAKEEPER_E2E_KUBECONFIG pointing at it and, when the operator
-  was installed in the cluster by helm, HAKEEPER_E2E_OPERATOR=external.
+- Here: a real one-node cluster (hack/localcluster: etcd, kube-apiserver,
+  kube-controller-manager, kube-scheduler, kubelet, kube-proxy built from the pinned module;
+  Debian's containerd, runc and CNI plugins; CoreDNS), every pod a container from an image
+  built from the repository's recipes (hack/imagebuild), started for the session.
+- On a laptop: kind (`make e2e-kind`), with HAKEEPER_E2E_KUBECONFIG pointing at it.
+
+Either way the chart is installed with helm and the operator under test is the chart's pod.
 """
 
 from __future__ import annotations
@@ -12,17 +15,17 @@ import json
 import os
 import pathlib
 import secrets
+import shlex
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import pytest
-import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "hakeeper-system"
-AGENT_IMAGE = os.environ.get("HAKEEPER_E2E_AGENT_IMAGE", "registry.local/hakeeper/hakeeper:e2e")
+from ..conftest import CLUSTER_REPORT
+
 pytestmark = pytest.mark.e2e
 
 
@@ -31,6 +34,25 @@ def tools_bin() -> pathlib.Path:
         return pathlib.Path(os.environ["HAKEEPER_TOOLS_BIN"])
     out = subprocess.run(["bash", str(ROOT / "hack/build-tools.sh")], check=True, capture_output=True, text=True)
     return pathlib.Path(out.stdout.strip().splitlines()[-1])
+
+
+BACKEND_IMAGE = "ghcr.io/hakeeper/test-http-backend:1"  # images/test-http-backend
+
+
+def backend_deployment(name: str, replicas: int) -> dict:
+    """A Deployment of the tests' HTTP backend (answers with its pod's name on :8080, ready on
+    /healthz), its pods labelled app=<name>."""
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"terminationGracePeriodSeconds": 5, "containers": [{
+                "name": "web", "image": BACKEND_IMAGE, "ports": [{"name": "http", "containerPort": 8080}],
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1,
+                                   "failureThreshold": 1},
+            }]}}},
+    }
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
@@ -46,23 +68,30 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
 
 
 class Cluster:
-    def __init__(self, kubeconfig: pathlib.Path, bin_dir: pathlib.Path, agent=None):
+    """kubectl and helm against one cluster, and the node-level acts a test needs.
+
+    `node` is the local node (hack/localcluster.node.Node) or None on another cluster, where
+    HAKEEPER_E2E_NODE_EXEC (e.g. `docker exec {node}` on kind) reaches the node's shell.
+    """
+
+    def __init__(self, kubeconfig: pathlib.Path, bin_dir: pathlib.Path, node=None):
         self.kubeconfig = pathlib.Path(kubeconfig)
         self.bin_dir = bin_dir
-        self.agent = agent
+        self.node = node
         self.env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
                     "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 120) -> subprocess.CompletedProcess:
         result = subprocess.run([str(self.bin_dir / "kubectl"), *args], input=input, capture_output=True,
-                                text=True, env=self.env, timeout=120)
+                                text=True, env=self.env, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
         return result
 
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run([str(self.bin_dir / "helm"), *args], capture_output=True, text=True,
-                                env=self.env, timeout=300)
+                                env=self.env, timeout=600)
         if check and result.returncode != 0:
             raise AssertionError(f"helm {' '.join(args)} failed: {result.stderr}")
         return result
@@ -74,9 +103,37 @@ class Cluster:
     def get(self, *args: str) -> dict:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
+    def exec(self, namespace: str, pod: str, container: str, *command: str,
+             check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        """`kubectl exec` of command in one container; `input` goes to its stdin."""
+        stdin = ["-i"] if input is not None else []
+        return self.kubectl("exec", "-n", namespace, pod, "-c", container, *stdin, "--", *command,
+                            input=input, check=check)
+
+    def container_id(self, namespace: str, pod: str, container: str) -> str:
+        status = self.get("pod", pod, "-n", namespace)["status"]
+        for entry in status.get("containerStatuses", []) + status.get("initContainerStatuses", []):
+            if entry["name"] == container and entry.get("containerID") and "running" in entry.get("state", {}):
+                return entry["containerID"].removeprefix("containerd://")
+        raise AssertionError(f"container {container} of pod {namespace}/{pod} is not running: {status}")
+
+    def kill_container(self, namespace: str, pod: str, container: str) -> None:
+        """SIGKILL to the container's main process, from the node (a process cannot SIGKILL its
+        own namespace's PID 1): what an OOM kill or a crash does."""
+        container_id = self.container_id(namespace, pod, container)
+        if self.node is not None:
+            os.kill(self.node.container_pid(container_id), 9)
+            return
+        node_exec = os.environ.get("HAKEEPER_E2E_NODE_EXEC")
+        if not node_exec:
+            raise AssertionError("set HAKEEPER_E2E_NODE_EXEC (e.g. 'docker exec {node}') to reach a node's shell")
+        node = self.get("pod", pod, "-n", namespace)["spec"]["nodeName"]
+        script = (f"kill -9 $(crictl inspect --output go-template --template '{{{{.info.pid}}}}' {container_id})")
+        subprocess.run([*shlex.split(node_exec.format(node=node)), "sh", "-c", script], check=True, timeout=60)
+
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+def cluster(pytestconfig) -> Iterator[Cluster]:
     bin_dir = tools_bin()
     external = os.environ.get("HAKEEPER_E2E_KUBECONFIG")
     if external:
@@ -85,7 +142,11 @@ def cluster() -> Iterator[Cluster]:
     from localcluster.pytest_support import cluster_session
 
     with cluster_session(bin_dir) as local:
-        yield Cluster(local.kubeconfig, bin_dir, local.agent)
+        timings = ", ".join(f"{what} {seconds:.1f}s" for what, seconds in local.timings.items())
+        pytestconfig.stash[CLUSTER_REPORT] = f"local cluster up in {local.startup_seconds:.1f}s ({timings})"
+        cluster = Cluster(local.kubeconfig, bin_dir, local.node)
+        cluster.local = local
+        yield cluster
 
 
 @pytest.fixture(scope="session")
@@ -96,79 +157,49 @@ def crds(cluster: Cluster) -> Cluster:
 
 
 @pytest.fixture(scope="session")
-def installed(crds: Cluster) -> Iterator[Cluster]:
-    """The chart installed for real, as a user would: its ServiceAccount, RBAC, Deployment."""
+def installed(crds: Cluster, pytestconfig) -> Iterator[Cluster]:
+    """The chart installed as a user installs it; its operator pod is the operator under test.
+
+    HAKEEPER_E2E_OPERATOR=external: the chart is already installed (hack/e2e-kind.sh does it)."""
     if os.environ.get("HAKEEPER_E2E_OPERATOR") == "external":
         yield crds
         return
-    # The operator under test is the `operator` fixture's process, running as this release's
-    # ServiceAccount. The chart's own pod must not run beside it: the local node agent runs any
-    # image named "hakeeper", and a second operator in the same peering would take over (its
-    # pod-name priority beats the process's) or, crash-looping, pause the process.
+    # one replica: with two on one node the standby only waits (peering is tested on its own)
     crds.helm("upgrade", "--install", "hakeeper", str(ROOT / "charts/hakeeper"), "--namespace",
-              OPERATOR_NAMESPACE, "--create-namespace", "--set", "replicaCount=1",
-              "--set", "image.repository=registry.local/hakeeper/chart-pod-not-run-locally")
+              OPERATOR_NAMESPACE, "--create-namespace", "--set", "replicaCount=1", "--wait", "--timeout", "5m")
+    local = getattr(crds, "local", None)
+    if local is not None:
+        pytestconfig.stash[CLUSTER_REPORT] = pytestconfig.stash.get(CLUSTER_REPORT, "") + "\n" + local.describe()
     yield crds
-    crds.helm("uninstall", "hakeeper", "--namespace", OPERATOR_NAMESPACE, check=False)
+    crds.helm("uninstall", "hakeeper", "--namespace", OPERATOR_NAMESPACE, "--wait", check=False)
 
 
-def _service_account_kubeconfig(cluster: Cluster, path: pathlib.Path) -> pathlib.Path:
-    """A kubeconfig that acts as the chart's ServiceAccount, so the operator runs with exactly its RBAC."""
-    token = cluster.kubectl("create", "token", "hakeeper", "-n", OPERATOR_NAMESPACE, "--duration=2h").stdout.strip()
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
-    server = next(c for c in admin["clusters"] if c["name"] == context["cluster"])
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [server],
-        "users": [{"name": "hakeeper", "user": {"token": token}}],
-        "contexts": [{"name": "hakeeper", "context": {"cluster": server["name"], "user": "hakeeper"}}],
-        "current-context": "hakeeper",
-    }))
-    return path
+def operator_pod(cluster: Cluster) -> dict:
+    """The running operator pod of the chart (the one peering lets act when there are several)."""
+    pods = cluster.get("pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/name=hakeeper")["items"]
+    running = [p for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+    assert running, f"no running operator pod: {[p['status'] for p in pods]}"
+    return running[0]
+
+
+def operator_log(cluster: Cluster, since_pod: dict | None = None) -> str:
+    pod = since_pod or operator_pod(cluster)
+    return cluster.kubectl("logs", "-n", OPERATOR_NAMESPACE, pod["metadata"]["name"], "-c", "operator",
+                           check=False).stdout
 
 
 @pytest.fixture(scope="session")
-def operator(installed: Cluster, tmp_path_factory) -> Iterator[Cluster]:
-    """`hakeeper run` as a process, authenticated as the chart's ServiceAccount."""
-    if os.environ.get("HAKEEPER_E2E_OPERATOR") == "external":
-        yield installed
-        return
-    workdir = tmp_path_factory.mktemp("operator")
-    kubeconfig = _service_account_kubeconfig(installed, workdir / "kubeconfig")
-    installed.apply({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "hakeeper"}})
-    port = 18080 + secrets.randbelow(1000)
-    log = open(workdir / "operator.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hakeeper", "run", "--all-namespaces", "--peering", "hakeeper",
-         "--liveness", f"http://127.0.0.1:{port}/healthz"],
-        # the balancer pods' agent sidecar runs this package: the local node agent knows the image by its name
-        env={**installed.env, "KUBECONFIG": str(kubeconfig), "HAKEEPER_AGENT_IMAGE": AGENT_IMAGE},
-        stdout=log, stderr=subprocess.STDOUT)
-    try:
-        import urllib.request
+def operator(installed: Cluster) -> Iterator[Cluster]:
+    """The chart's operator pod, Running and Ready; its log is printed when the session ends."""
+    wait_for(lambda: installed.kubectl("rollout", "status", "deployment/hakeeper", "-n", OPERATOR_NAMESPACE,
+                                       "--timeout=10s", check=False).returncode == 0,
+             300, "the operator Deployment to roll out")
+    yield installed
+    log = installed.kubectl("logs", "-n", OPERATOR_NAMESPACE, "deployment/hakeeper", "--all-containers",
+                            "--tail=200", check=False).stdout
+    import sys
 
-        def alive():
-            if proc.poll() is not None:
-                raise AssertionError(f"operator exited: {(workdir / 'operator.log').read_text()[-3000:]}")
-            try:
-                return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200
-            except OSError:
-                return False
-
-        wait_for(alive, 60, "the operator's liveness endpoint")
-        installed.operator_log = workdir / "operator.log"
-        yield installed
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        # leave the operator's log where a failing run can be read
-        sys.stderr.write(f"\noperator log: {workdir / 'operator.log'}\n")
+    sys.stderr.write(f"\n--- operator log (last 200 lines) ---\n{log}\n")
 
 
 @pytest.fixture

@@ -1,127 +1,132 @@
-"""DegradationPolicy end to end: real Deployments (the node agent runs their pods), a real
-Prometheus (a local process scraping an exporter the test sets), the operator as the chart's
-ServiceAccount.
-
-Which operator acts. These tests kill and restart the operator mid-degradation, so they run
-their own `hakeeper run` process (restartable) instead of the session's. Two operators must
-never act on one policy; kopf peering already guarantees that: ours joins the same cluster
-peering ("hakeeper") with a higher priority (1000; the session operator runs at 0), so the
-session operator, if one is running, pauses its handlers and daemons while ours is alive. Ours
-keeps one peering identity (POD_ID) across restarts: a killed instance's entry stays in the
-peering until it expires (keeping the session operator paused meanwhile), and the restarted
-instance recognises it as itself instead of pausing for it. At the end ours leaves the
-peering (and the entry is removed in any case), and the session operator resumes.
+"""DegradationPolicy end to end on a real node: real Deployments, a real Prometheus (a pod of the
+image built here, found by the operator through the cluster's DNS) scraping an exporter the test
+sets, and the chart's operator pod, which one test crashes mid-degradation (SIGKILL of its
+process: the kubelet restarts the container, and the operator resumes from the annotations).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
-import secrets
-import signal
-import subprocess
-import sys
-import time
+import urllib.parse
 import urllib.request
 
 import pytest
 
-from ..integration.prometheus_support import Exporter, PrometheusServer
-from .conftest import _service_account_kubeconfig, wait_for
+from ..integration.prometheus_support import Exporter
+from .conftest import OPERATOR_NAMESPACE, operator_pod, wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.localcluster]
-BACKEND_IMAGE = "registry.local/hakeeper/test-http-backend:1"
-PROMETHEUS_IP, EXPORTER_IP = "127.0.31.1", "127.0.31.2"
-PEER_ID = "degradationpolicy-e2e-operator"
+pytestmark = pytest.mark.e2e
+BACKEND_IMAGE = "ghcr.io/hakeeper/test-http-backend:1"  # images/test-http-backend
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-PEER_PRIORITY = "1000"
 
 
-class OperatorProcess:
-    """`hakeeper run` as the chart's ServiceAccount, that a test may kill and start again."""
+def _prometheus_image() -> str:
+    import imagebuild
 
-    def __init__(self, cluster, workdir):
-        self.cluster = cluster
-        self.workdir = workdir
-        self.kubeconfig = _service_account_kubeconfig(cluster, workdir / "kubeconfig")
-        self.log_path = workdir / "operator.log"
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
+    return imagebuild.by_name()["prometheus"].reference
 
-    def start(self) -> None:
-        self.port = 19080 + secrets.randbelow(900)
-        log = open(self.log_path, "a")
-        log.write(f"\n==== start {time.strftime('%H:%M:%S')}\n")
-        log.flush()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hakeeper", "run", "--all-namespaces", "--peering", "hakeeper",
-             "--priority", PEER_PRIORITY, "--liveness", f"http://127.0.0.1:{self.port}/healthz"],
-            env={**self.cluster.env, "KUBECONFIG": str(self.kubeconfig), "POD_ID": PEER_ID},
-            stdout=log, stderr=subprocess.STDOUT)
-        log.close()
 
-        def alive() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"operator exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                return urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status == 200
-            except OSError:
-                return False
+class ClusterPrometheus:
+    """Prometheus as a pod (images/prometheus) scraping `target` every second.
 
-        wait_for(alive, 60, "our operator's liveness endpoint")
+    `url` is what a policy names (the Service's DNS name, resolved in the operator's pod);
+    the test itself queries the pod's address."""
 
-    def kill(self) -> None:
-        """A crash: no cleanup, no goodbye to the peering."""
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
+    def __init__(self, cluster, namespace: str, target: str):
+        self.cluster, self.namespace = cluster, namespace
+        config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                  "scrape_configs": [{"job_name": "e2e", "static_configs": [{"targets": [target]}]}]}
+        labels = {"app": "prometheus"}
+        cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "prometheus"},
+                       "data": {"prometheus.yml": json.dumps(config)}}, "-n", namespace)
+        cluster.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "prometheus"},
+                       "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+                           "metadata": {"labels": labels}, "spec": {
+                               "securityContext": {"runAsNonRoot": True, "runAsUser": 65534},
+                               "containers": [{
+                                   "name": "prometheus", "image": _prometheus_image(),
+                                   "command": ["prometheus"],
+                                   "args": ["--config.file=/etc/prometheus/prometheus.yml",
+                                            "--storage.tsdb.path=/prometheus", "--web.listen-address=:9090"],
+                                   "ports": [{"name": "http", "containerPort": 9090}],
+                                   "readinessProbe": {"httpGet": {"path": "/-/ready", "port": "http"},
+                                                      "periodSeconds": 1},
+                                   "securityContext": {"readOnlyRootFilesystem": True,
+                                                       "allowPrivilegeEscalation": False},
+                                   "volumeMounts": [{"name": "config", "mountPath": "/etc/prometheus"},
+                                                    {"name": "data", "mountPath": "/prometheus"}]}],
+                               "volumes": [{"name": "config", "configMap": {"name": "prometheus"}},
+                                           {"name": "data", "emptyDir": {}}]}}}}, "-n", namespace)
+        cluster.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "prometheus"},
+                       "spec": {"selector": labels, "ports": [{"port": 9090, "targetPort": "http"}]}},
+                      "-n", namespace)
+        cluster.kubectl("rollout", "status", "deployment/prometheus", "-n", namespace, "--timeout=180s",
+                        timeout=200)
+        pod = cluster.get("pods", "-n", namespace, "-l", "app=prometheus")["items"][0]
+        self.pod_url = f"http://{pod['status']['podIP']}:9090"
+        self.url = f"http://prometheus.{namespace}.svc:9090"
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def query_value(self, promql: str) -> float | None:
+        url = f"{self.pod_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                result = json.loads(answer.read())["data"]["result"]
+        except OSError:
+            return None
+        return float(result[0]["value"][1]) if result else None
+
+    def wait_value(self, promql: str, predicate, timeout: float = 20) -> None:
+        """Until Prometheus has scraped what the exporter now says."""
+        wait_for(lambda: predicate(self.query_value(promql)), timeout, f"{promql} in Prometheus", 0.2)
+
+
+def _host_ip(cluster) -> str:
+    """An address of the test's machine that pods reach: the local node's bridge address."""
+    if cluster.node is not None:
+        return cluster.node.network.node_ip
+    return os.environ["HAKEEPER_E2E_HOST_IP"]
 
 
 @pytest.fixture(scope="module")
-def dp_operator(installed, tmp_path_factory):
-    installed.apply({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "hakeeper"}})
-    operator = OperatorProcess(installed, tmp_path_factory.mktemp("dp-operator"))
-    operator.start()
-    session_log = getattr(installed, "operator_log", None)
-    if session_log is not None:  # the session's operator runs: it must have stepped aside
-        wait_for(lambda: "Pausing operations in favour of" in session_log.read_text(), 30,
-                 "the session operator to pause for ours")
-    try:
-        yield operator
-    finally:
-        operator.stop()
-        installed.kubectl("patch", "clusterkopfpeering", "hakeeper", "--type=merge",
-                          "-p", json.dumps({"status": {PEER_ID: None}}), check=False)
-        sys.stderr.write(f"\ndegradationpolicy operator log: {operator.log_path}\n")
-
-
-@pytest.fixture(scope="module")
-def exporter():
-    exp = Exporter(EXPORTER_IP)
+def exporter(cluster):
+    exp = Exporter(_host_ip(cluster))
     yield exp
     exp.close()
 
 
 @pytest.fixture(scope="module")
-def prometheus(exporter):
-    server = PrometheusServer(PROMETHEUS_IP, exporter).start()
-    yield server
-    server.close()
+def prometheus(operator, exporter):
+    namespace = "e2e-monitoring"
+    operator.kubectl("create", "namespace", namespace)
+    try:
+        yield ClusterPrometheus(operator, namespace, exporter.target)
+    finally:
+        operator.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def crash_operator(cluster) -> None:
+    """SIGKILL to the operator's process: no cleanup, no goodbye to the peering. The kubelet
+    restarts the container; returns once the restarted operator is Ready again."""
+    pod = operator_pod(cluster)
+    name = pod["metadata"]["name"]
+    restarts = pod["status"]["containerStatuses"][0]["restartCount"]
+    cluster.kill_container(OPERATOR_NAMESPACE, name, "operator")
+
+    def restarted_and_ready():
+        status = cluster.get("pod", name, "-n", OPERATOR_NAMESPACE)["status"]
+        container = status["containerStatuses"][0]
+        return container["restartCount"] > restarts and container.get("ready")
+
+    wait_for(restarted_and_ready, 120, "the operator container restarted and ready")
 
 
 @pytest.fixture
-def shop(dp_operator, namespace):
-    """The test's namespace; its policies are deleted (and so restored) while our operator still runs."""
+def shop(operator, namespace):
+    """The test's namespace; its policies are deleted (and so restored) while the operator runs."""
     yield namespace
-    dp_operator.cluster.kubectl("delete", "dp", "--all", "-n", namespace, "--timeout=60s", check=False)
+    operator.kubectl("delete", "dp", "--all", "-n", namespace, "--timeout=60s", check=False)
 
 
 def _deployment(name: str, replicas: int, labels: dict, priority_class: str | None = None) -> dict:
@@ -163,7 +168,7 @@ def _wait_counts(cluster, namespace: str, expected: dict[str, tuple[int, int]], 
              timeout, what, interval=0.3)
 
 
-def _set(prometheus: PrometheusServer, exporter: Exporter, metric: str, value: float) -> None:
+def _set(prometheus: ClusterPrometheus, exporter: Exporter, metric: str, value: float) -> None:
     exporter.set(metric, value)
     prometheus.wait_value(f"max({metric})", lambda v: v == value)
 
@@ -181,7 +186,7 @@ def _events(cluster, namespace: str, name: str) -> list[str]:
     return [e["reason"] for e in items]
 
 
-def test_shedding_and_restore_show_in_kubectl_get_deploy(cluster, dp_operator, shop, prometheus, exporter):
+def test_shedding_and_restore_show_in_kubectl_get_deploy(cluster, shop, prometheus, exporter):
     ns = shop
     # pods without a class run at priority 0, which a maxPodPriority tier would select too: the
     # others get a class above the tier's limit
@@ -248,7 +253,7 @@ def test_shedding_and_restore_show_in_kubectl_get_deploy(cluster, dp_operator, s
         cluster.kubectl("delete", "priorityclass", low_class, standard_class, "--wait=false", check=False)
 
 
-def test_the_operator_restarted_mid_degradation_restores_correctly(cluster, dp_operator, shop, prometheus, exporter):
+def test_the_operator_restarted_mid_degradation_restores_correctly(cluster, shop, prometheus, exporter):
     ns = shop
     _set(prometheus, exporter, "e2e_restart_load", 1)
     cluster.apply(_deployment("batch", 2, {"tier": "batch"}), "-n", ns)
@@ -260,11 +265,8 @@ def test_the_operator_restarted_mid_degradation_restores_correctly(cluster, dp_o
 
     _set(prometheus, exporter, "e2e_restart_load", 12)
     wait_for(lambda: _counts(cluster, ns)["batch"][0] == 0, 20, "batch shed", interval=0.1)
-    dp_operator.kill()  # mid-degradation: the reports tier would follow one interval later
-    try:
-        assert _counts(cluster, ns)["reports"][0] == 3
-    finally:
-        dp_operator.start()
+    # mid-degradation: the reports tier would follow one interval later
+    crash_operator(cluster)
     # still firing: the restarted operator carries on from the annotations, never re-recording
     _wait_counts(cluster, ns, {"reports": (0, 0)}, 30, "the next tier after the restart")
     deployments = _deploy(cluster, ns)
@@ -278,7 +280,7 @@ def test_the_operator_restarted_mid_degradation_restores_correctly(cluster, dp_o
     assert "Restored" in _events(cluster, ns, "batch")
 
 
-def test_dry_run_then_a_conflict_is_reported_and_deleting_the_policy_restores(cluster, dp_operator, shop, prometheus, exporter):
+def test_dry_run_then_a_conflict_is_reported_and_deleting_the_policy_restores(cluster, shop, prometheus, exporter):
     ns = shop
     _set(prometheus, exporter, "e2e_delete_load", 12)
     cluster.apply(_deployment("batch", 1, {"tier": "batch"}), "-n", ns)
@@ -313,7 +315,7 @@ def test_dry_run_then_a_conflict_is_reported_and_deleting_the_policy_restores(cl
     _wait_counts(cluster, ns, {"reports": (2, 2)}, 60, "reports' pods running again")
 
 
-def test_an_unreachable_prometheus_leaves_the_policy_ready_with_metrics_unavailable(cluster, dp_operator, shop):
+def test_an_unreachable_prometheus_leaves_the_policy_ready_with_metrics_unavailable(cluster, shop):
     ns = shop
     cluster.kubectl("apply", "-n", ns, "-f", str(ROOT / "examples/quickstart/degradationpolicy.yaml"))
     cluster.kubectl("wait", "--for=condition=Ready", "--timeout=30s", "-n", ns, "dp/peak-shedding")
@@ -327,7 +329,7 @@ def test_an_unreachable_prometheus_leaves_the_policy_ready_with_metrics_unavaila
     assert "MetricsUnavailable" in _events(cluster, ns, "peak-shedding")
 
 
-def test_the_bearer_token_comes_from_a_secret(cluster, dp_operator, shop, prometheus, exporter):
+def test_the_bearer_token_comes_from_a_secret(cluster, shop, prometheus, exporter):
     ns = shop
     _set(prometheus, exporter, "e2e_secret_load", 1)
     policy = _policy("auth", "e2e_secret_load", prometheus.url, BY_LABEL)

@@ -9,31 +9,15 @@ from __future__ import annotations
 
 import collections
 import json
-import socket
 import threading
 import urllib.error
 import urllib.request
 
 import pytest
 
-from .conftest import wait_for
+from .conftest import backend_deployment, wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.localcluster]
-BACKEND_IMAGE = "registry.local/hakeeper/test-http-backend:1"
-
-
-def _backends(name: str, replicas: int) -> dict:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels},
-            "spec": {"terminationGracePeriodSeconds": 5, "containers": [{
-                "name": "web", "image": BACKEND_IMAGE, "ports": [{"name": "http", "containerPort": 8080}],
-                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1,
-                                   "failureThreshold": 1},
-            }]}}},
-    }
+pytestmark = pytest.mark.e2e
 
 
 def _pool(name: str, app: str, **spec) -> dict:
@@ -73,16 +57,23 @@ def _spread(ip: str, n: int, port: int = 8080) -> collections.Counter:
 
 
 def _worker_pid(cluster, namespace: str, pod: str) -> str:
-    """HAProxy's own answer to `show info` on the pod's admin socket: a reload changes the worker."""
-    sock_path = cluster.agent.volume_path(namespace, pod, "run") / "admin.sock"
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(3)
-        s.connect(str(sock_path))
-        s.sendall(b"show info\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return next(line.split(":", 1)[1].strip() for line in data.decode().splitlines() if line.startswith("Pid:"))
+    """HAProxy's own answer to `show info` on the pod's admin socket, asked from the agent
+    container that shares it: a reload changes the worker."""
+    data = cluster.exec(namespace, pod, "agent", "python", "-c", SHOW_INFO).stdout
+    return next(line.split(":", 1)[1].strip() for line in data.splitlines() if line.startswith("Pid:"))
+
+
+SHOW_INFO = """
+import socket
+with socket.socket(socket.AF_UNIX) as s:
+    s.settimeout(3)
+    s.connect("/var/run/hakeeper/admin.sock")
+    s.sendall(b"show info\\n")
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+print(data.decode())
+"""
 
 
 class Client(threading.Thread):
@@ -114,7 +105,7 @@ class Client(threading.Thread):
 
 @pytest.fixture
 def pool(operator, namespace):
-    operator.apply(_backends("web", 3), "-n", namespace)
+    operator.apply(backend_deployment("web", 3), "-n", namespace)
     operator.apply(_pool("web", "web"), "-n", namespace)
     operator.kubectl("wait", "--for=condition=Ready", "--timeout=120s", "-n", namespace, "lbp/web")
     wait_for(lambda: len(_balancers(operator, namespace, "web")) == 2, 60, "two ready balancer pods")

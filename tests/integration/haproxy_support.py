@@ -167,18 +167,17 @@ class ClientLoop:
 # -- processes ----------------------------------------------------------------------------
 
 class HttpBackend:
-    """hack/localcluster/httpbackend.py on its own address: answers with its name."""
+    """The tests' backend (images/test-http-backend/httpbackend.py) on its own address: answers with its name."""
 
     def __init__(self, name: str, workdir: pathlib.Path) -> None:
         self.name = name
         self.address = new_address()
         self.port = BACKEND_PORT
         self.unhealthy_file = workdir / f"{name}.unhealthy"
-        env = {**os.environ, "PYTHONPATH": str(REPO / "hack")}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "localcluster.httpbackend", "--address", self.address, "--port", str(self.port),
+            [sys.executable, str(REPO / "images/test-http-backend/httpbackend.py"), "--address", self.address, "--port", str(self.port),
              "--name", name, "--unhealthy-file", str(self.unhealthy_file)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def backend(self, weight: int = 1, state: str = "ready") -> Backend:
         return Backend(name=self.name, address=self.address, port=self.port, weight=weight, state=state)

@@ -15,7 +15,7 @@ from typing import Any
 from ..api.loadbalancerpool import LoadBalancerPoolSpec
 from .backends import BACKEND_PORT_NAME
 
-DEFAULT_HAPROXY_IMAGE = "haproxy:2.6"  # the release the data plane is tested with (Debian 12)
+DEFAULT_HAPROXY_IMAGE = "ghcr.io/hakeeper/haproxy:2.6"  # images/haproxy: Debian 12's 2.6, the tested release
 RUN_DIR = "/var/run/hakeeper"
 FRONTEND_PORT = 8080  # inside the pod; the Service maps spec.service.port to it
 POOL_LABEL = "hakeeper.io/pool"
