@@ -149,12 +149,13 @@ def test_switchover_sequence() -> None:
         Fence("db-0"),
         CatchUp("db-1", source="db-0", timeout=POLICY.catch_up_timeout),
         Detach("db-1"),
-        SetSemiSync("db-0", source=False, replica=True),
-        ReplicateFrom("db-0", "db-1", adopt_binlog_position=True),
         ReplicateFrom("db-2", "db-1"),
         RenewLease("db-1"),
         SetSemiSync("db-1", source=True, replica=True),
         OpenWrites("db-1"),
+        # last: a deleted primary's preStop hook lets its server stop once it replicates
+        SetSemiSync("db-0", source=False, replica=True),
+        ReplicateFrom("db-0", "db-1", adopt_binlog_position=True),
     )
     assert p.completes == "switchover" and p.primary == "db-1"
 
@@ -202,10 +203,16 @@ def test_every_plan_keeps_a_single_writer(states, recorded, failures, target, er
     c = classify(MEMBERS, states, recorded, memory, POLICY, target)
     p = plan(c, MEMBERS, states, POLICY, memory, NOW)
     opens = [a for a in p.actions if isinstance(a, OpenWrites)]
-    # Only the plan's primary is ever opened, as the very last step, after its lease.
+    # Only the plan's primary is ever opened, after its lease, as the last step but for a
+    # switchover's release of the old (fenced) primary, which comes after it on purpose.
     assert all(a.member == p.primary for a in opens)
     if opens:
-        assert p.actions[-1] == opens[0] and len(opens) == 1
+        after = p.actions[p.actions.index(opens[0]) + 1:]
+        assert len(opens) == 1
+        assert not after or (p.completes == "switchover"
+                             and all(a.member == c.primary and isinstance(a, (SetSemiSync, ReplicateFrom))
+                                     for a in after)
+                             and Fence(c.primary) in p.actions[:p.actions.index(opens[0])])
         assert RenewLease(p.primary) in p.actions
         # Every other member that took writes was fenced before.
         flat = [x for a in p.actions for x in (a.actions if isinstance(a, Concurrently) else (a,))]

@@ -264,13 +264,19 @@ def _failed(members: Sequence[Member], states: Mapping[str, MemberState], primar
 ANY_REPLICA = "*"
 
 
+def _serious(problems: Sequence[str]) -> list[str]:
+    """Problems that make a replica unfit to take over in a switchover (a replica that accepts
+    writes is fenced by the switchover; one whose IO thread reconnects will catch up)."""
+    return [p for p in problems if not p.startswith("accepts writes") and "reconnecting" not in p]
+
+
 def _best_replica(members: Sequence[Member], states: Mapping[str, MemberState], primary: Member,
                   memory: LoopMemory, views: Mapping[str, MemberView]) -> str | None:
     """The most complete reachable replica without errant transactions or serious problems."""
     order = {m.name: i for i, m in enumerate(members)}
     pool = [states[m.name] for m in members if m.name != primary.name and states[m.name].reachable
             and views[m.name].errant is None and m.name not in memory.errant
-            and not [p for p in views[m.name].problems if not p.startswith("accepts writes")]]
+            and not _serious(views[m.name].problems)]
     lags = {s.name: lag_of(s, memory) for s in pool}
     return _most_complete(pool, pool, order, lags)
 
@@ -316,7 +322,7 @@ def _switchover(members: Sequence[Member], states: Mapping[str, MemberState], pr
         return f"switchover target {target} is unreachable"
     if view.errant:
         return f"switchover target {target} has errant transactions"
-    serious = [p for p in view.problems if not p.startswith("accepts writes") and "reconnecting" not in p]
+    serious = _serious(view.problems)
     # Detached and holding everything the primary has: an interrupted switchover got this far.
     p_exec = states[primary.name].executed
     already_promoted = (s.replication is None and p_exec is not None and s.progress is not None

@@ -8,7 +8,8 @@ failover    (Failed) fence the old primary where reachable; stop every replica's
             let the candidate apply its relay log; wait out the old primary's lease; detach
             the candidate; repoint the others; open it.
 switchover  (Switching) fence the primary; wait until the target has applied everything the
-            fenced primary has; detach the target; repoint the others (old primary too); open it.
+            fenced primary has; detach the target; repoint the others; open it; repoint the old
+            primary last (a deleted primary's preStop hook releases its server then).
 Rejoin of a returning old primary is configure: it is fenced first, checked for errant
 transactions by classify, then repointed - or kept out with the reason in its status.
 """
@@ -164,14 +165,17 @@ def _switchover(c: Classification, members: Sequence[Member], states: Mapping[st
         actions.append(CatchUp(new, source=old, timeout=policy.catch_up_timeout))
     actions.append(Detach(new))
     new_member = _member(members, new)
+    # The old primary is repointed last: a deleted primary's pod stops its server as soon as it
+    # replicates (its preStop hook), and whatever is left of the switchover then could not run.
+    release_old: list[Action] = []
     for m in members:
         s = states[m.name]
         if m.name == new or not s.reachable:
             continue
         if m.name == old:
-            actions += _semi_sync(old, s, source=False, replica=policy.semi_sync, policy=policy)
+            release_old += _semi_sync(old, s, source=False, replica=policy.semi_sync, policy=policy)
             if _needs_repoint(s, new_member):
-                actions.append(ReplicateFrom(old, new, adopt_binlog_position=True))
+                release_old.append(ReplicateFrom(old, new, adopt_binlog_position=True))
             continue
         if s.writable:
             actions.append(Fence(m.name))
@@ -185,6 +189,7 @@ def _switchover(c: Classification, members: Sequence[Member], states: Mapping[st
         actions.append(RenewLease(new))
     actions += _semi_sync(new, target, source=policy.semi_sync, replica=policy.semi_sync, policy=policy, force=True)
     actions.append(OpenWrites(new))
+    actions += release_old
     return Plan(tuple(actions), primary=new, completes="switchover",
                 notes=(("SwitchoverStarted", f"{old} -> {new}"),))
 
