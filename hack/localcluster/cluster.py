@@ -27,7 +27,7 @@ NODE_NAME = "hakeeper-node"
 
 
 class TeardownError(RuntimeError):
-    pass
+    """The cluster stopped but left something behind; the message lists what."""
 
 
 def images() -> dict[str, str]:
@@ -39,6 +39,11 @@ def images() -> dict[str, str]:
 
 
 class LocalCluster:
+    """One node on this machine, its state (PKI, etcd, containerd, kubelet, volumes, logs) in
+    `state_dir`; `bin_dir` holds the binaries hack/build-tools.sh built. start() raises
+    StartupError (naming the step and the end of the failing program's log); stop() raises
+    TeardownError. `load_images=False` skips the image import (the node then pulls nothing)."""
+
     def __init__(self, state_dir: pathlib.Path, bin_dir: pathlib.Path, *, load_images: bool = True):
         self.state_dir = pathlib.Path(state_dir).resolve()
         self.bin_dir = pathlib.Path(bin_dir)
