@@ -182,12 +182,6 @@ def operator_pod(cluster: Cluster) -> dict:
     return running[0]
 
 
-def operator_log(cluster: Cluster, since_pod: dict | None = None) -> str:
-    pod = since_pod or operator_pod(cluster)
-    return cluster.kubectl("logs", "-n", OPERATOR_NAMESPACE, pod["metadata"]["name"], "-c", "operator",
-                           check=False).stdout
-
-
 @pytest.fixture(scope="session")
 def operator(installed: Cluster) -> Iterator[Cluster]:
     """The chart's operator pod, Running and Ready; its log is printed when the session ends."""
