@@ -126,7 +126,13 @@ def deployment(pool: str, namespace: str, spec: LoadBalancerPoolSpec, agent_imag
             {"name": "frontend", "containerPort": FRONTEND_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": spec.balancer.metrics_port, "protocol": "TCP"},
         ],
-        "readinessProbe": {"tcpSocket": {"port": "frontend"}, "periodSeconds": 2, "failureThreshold": 2},
+        # a busy balancer answers late rather than not at all: both replicas flapping to
+        # NotReady at once would empty the Service, whose clients are then refused
+        "readinessProbe": {"tcpSocket": {"port": "frontend"}, "periodSeconds": 2, "timeoutSeconds": 2,
+                           "failureThreshold": 3},
+        # a stopping balancer keeps serving until the Service's endpoints no longer send it
+        # anything (they are removed asynchronously); then haproxy stops softly
+        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
         "livenessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 10,
                           "failureThreshold": 3},
         # the configuration binds "${POD_IP}:8080": the pod's own address, nothing else
