@@ -39,7 +39,6 @@ from typing import Any
 
 import pymysql
 import pymysql.cursors
-import pytest
 
 from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
 from hakeeper.database import objects
@@ -49,7 +48,6 @@ from hakeeper.mysql.flavor import flavor_for
 from .mariadb_support import poll, stop_background
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hakeeper"
-IMAGES = Path(os.environ.get("HAKEEPER_IMAGES_CACHE") or CACHE / "images")
 ROOTFS = CACHE / "rootfs"
 NAMESPACE = "integration"
 DB = "db"
@@ -74,13 +72,11 @@ _rootfs_lock = threading.Lock()
 # ------------------------------------------------------------------------ the images
 
 def image_tarball(name: str) -> Path:
-    """The newest cached tarball of an image; the test is skipped without one."""
-    pattern = re.compile(rf"^{re.escape(name)}-[0-9a-f]{{8,64}}\.tar$")
-    found = sorted((p for p in IMAGES.glob(f"{name}-*.tar") if pattern.match(p.name)),
-                   key=lambda p: p.stat().st_mtime)
-    if not found:
-        pytest.skip(f"no cached image {name} in {IMAGES}: PYTHONPATH=hack python -m imagebuild build {name}")
-    return found[-1]
+    """The image's `docker save` tar for the recipe as it is now (hack/imagebuild builds it when
+    missing, and raises ImageBuildError naming the step when it cannot)."""
+    import imagebuild
+
+    return imagebuild.build([name])[name]
 
 
 def rootfs(name: str) -> Path:
