@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pymysql
 
@@ -204,8 +205,52 @@ def seed_users(instance: Instance) -> None:
         cur.execute("RESET MASTER")
 
 
-class Fleet:
-    """N instances; every one is stopped by close(), whatever happened."""
+class Members:
+    """Database servers started in parallel; close() stops every one, whatever happened.
+
+    Subclasses set `instances` (each with start(), kill() and a name) and `base` (their
+    directory, removed by close())."""
+
+    instances: list
+    base: Path
+
+    def _start_member(self, member: Any) -> None:
+        member.start()
+
+    def start(self):  # noqa: ANN201 - the subclass itself
+        self._errors: list[BaseException] = []
+        threads = [threading.Thread(target=self._start_one, args=(m,)) for m in self.instances]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if self._errors:
+            raise self._errors[0]
+        return self
+
+    def _start_one(self, member: Any) -> None:
+        try:
+            self._start_member(member)
+        except BaseException as exc:  # noqa: BLE001 - reported by start()
+            self._errors.append(exc)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.instances[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.instances)
+
+    def by_name(self, name: str) -> Any:
+        return next(m for m in self.instances if m.name == name)
+
+    def close(self) -> None:
+        for member in self.instances:
+            member.kill()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+class Fleet(Members):
+    """N mariadbd instances on loopback addresses (or in network namespaces), users seeded."""
 
     def __init__(self, count: int, prefix: str = "127.0.40", base: Path | None = None,
                  hosts: list[str] | None = None, netns: dict[int, str] | None = None,
@@ -220,37 +265,9 @@ class Fleet:
         for inst in self.instances:
             inst.base.mkdir(parents=True, exist_ok=True)
 
-    def start(self) -> Fleet:
-        threads = [threading.Thread(target=self._start_one, args=(i,)) for i in self.instances]
-        self._errors: list[BaseException] = []
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if self._errors:
-            raise self._errors[0]
-        return self
-
-    def _start_one(self, inst: Instance) -> None:
-        try:
-            inst.start()
-            seed_users(inst)
-        except BaseException as exc:  # noqa: BLE001 - reported by start()
-            self._errors.append(exc)
-
-    def __getitem__(self, index: int) -> Instance:
-        return self.instances[index]
-
-    def __iter__(self) -> Iterator[Instance]:
-        return iter(self.instances)
-
-    def by_name(self, name: str) -> Instance:
-        return next(i for i in self.instances if i.name == name)
-
-    def close(self) -> None:
-        for inst in self.instances:
-            inst.kill()
-        shutil.rmtree(self.base, ignore_errors=True)
+    def _start_member(self, member: Instance) -> None:
+        member.start()
+        seed_users(member)
 
 
 # --------------------------------------------------------------------- network namespace

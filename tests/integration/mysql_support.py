@@ -45,7 +45,7 @@ from hakeeper.database import objects
 from hakeeper.mysql import Credentials
 from hakeeper.mysql.flavor import flavor_for
 
-from .mariadb_support import poll, stop_background
+from .mariadb_support import Members, poll, stop_background
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hakeeper"
 ROOTFS = CACHE / "rootfs"
@@ -300,10 +300,9 @@ class Pod:
         return int(re.search(r"^CapEff:\s+([0-9a-f]+)", status, re.M).group(1), 16)  # type: ignore[union-attr]
 
 
-class PodFleet:
-    """The members of one ReplicatedDatabase; close() stops every one, whatever happened.
-
-    Duck-types mariadb_support.Fleet for its LoopDriver, bootstrap and Writer."""
+class PodFleet(Members):
+    """The members of one ReplicatedDatabase, started from the image as the StatefulSet starts
+    them; usable wherever mariadb_support.Fleet is (LoopDriver, bootstrap, Writer)."""
 
     def __init__(self, spec: ReplicatedDatabaseSpec) -> None:
         self.spec, self.flavor = spec, spec.flavor
@@ -324,37 +323,6 @@ class PodFleet:
         self.base = Path(tempfile.mkdtemp(prefix=f"{spec.flavor}-", dir=work))
         self.base.chmod(0o755)
         self.instances = [Pod(self, i) for i in range(spec.replicas)]
-        self._errors: list[BaseException] = []
-
-    def start(self) -> PodFleet:
-        threads = [threading.Thread(target=self._start_one, args=(p,)) for p in self.instances]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if self._errors:
-            raise self._errors[0]
-        return self
-
-    def _start_one(self, pod: Pod) -> None:
-        try:
-            pod.start()
-        except BaseException as exc:  # noqa: BLE001 - reported by start()
-            self._errors.append(exc)
-
-    def __getitem__(self, index: int) -> Pod:
-        return self.instances[index]
-
-    def __iter__(self) -> Iterator[Pod]:
-        return iter(self.instances)
-
-    def by_name(self, name: str) -> Pod:
-        return next(p for p in self.instances if p.name == name)
-
-    def close(self) -> None:
-        for pod in self.instances:
-            pod.kill()
-        shutil.rmtree(self.base, ignore_errors=True)
 
 
 def database_spec(flavor: str, replicas: int = 3, **overrides: Any) -> ReplicatedDatabaseSpec:
