@@ -18,7 +18,7 @@ import time
 
 from . import addons
 from .api import Api, ApiError
-from .controlplane import ControlPlane, service_network, wait_until
+from .controlplane import ControlPlane, processes_mentioning, service_network, wait_until
 from .network import NodeNetwork, leftovers
 from .node import Node
 from .storage import Provisioner
@@ -172,18 +172,9 @@ class LocalCluster:
                 raise TeardownError("the local cluster left behind: " + "; ".join(left))
 
     def _own_processes(self) -> list[str]:
-        marker = str(self.state_dir).encode() + b"/"
-        found = []
-        for proc in pathlib.Path("/proc").iterdir():
-            if proc.name.isdigit() and int(proc.name) != os.getpid():
-                try:
-                    cmdline = (proc / "cmdline").read_bytes()
-                except OSError:
-                    continue
-                if marker in cmdline:
-                    command = cmdline.replace(b"\0", b" ")[:120].decode(errors="replace")
-                    found.append(f"process {proc.name} {command}")
-        return found
+        found = processes_mentioning(str(self.state_dir).encode() + b"/")
+        commands = {pid: cmdline.replace(b"\0", b" ")[:120].decode(errors="replace") for pid, cmdline in found.items()}
+        return [f"process {pid} {command}" for pid, command in commands.items()]
 
     def describe(self) -> str:
         """`kubectl get nodes -o wide` and `kubectl get pods -A -o wide`, as a user would look."""

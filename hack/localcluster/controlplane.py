@@ -92,6 +92,22 @@ def wait_until(predicate, timeout: float, what: str, processes: list[Process]) -
     raise StartupError(f"timed out after {timeout}s waiting for {what}")
 
 
+def processes_mentioning(*needles: bytes) -> dict[int, bytes]:
+    """{pid: command line (NUL-separated)} of this machine's processes whose command line holds
+    every one of `needles`, this process excepted."""
+    found = {}
+    for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:  # it exited meanwhile
+            continue
+        if all(needle in cmdline for needle in needles):
+            found[int(proc.name)] = cmdline
+    return found
+
+
 def spawn(log_dir: pathlib.Path, name: str, args: list[str], env: dict | None = None) -> Process:
     """Starts `args` in a session of its own (so a stop reaches its children), logging to log_dir/name.log."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -186,7 +202,7 @@ class ControlPlane:
             "--unsafe-no-fsync=true", "--quota-backend-bytes", str(2 * 1024**3),
             "--log-level", "warn",
         ])
-        self._wait(lambda: _http_ok(f"{etcd_url}/health"), timeout, "etcd /health")
+        self._wait(lambda: http_ok(f"{etcd_url}/health"), timeout, "etcd /health")
         self._spawn("kube-apiserver", [
             str(self.bin / "kube-apiserver"),
             "--etcd-servers", etcd_url, "--bind-address", self.address, "--advertise-address", self.address,
@@ -208,29 +224,28 @@ class ControlPlane:
                                               key=pki["admin_key"]))
         self.kubeconfig.chmod(0o600)
         self._wait(self._ready, timeout, "kube-apiserver /readyz")
-        kcm_config = self.component_kubeconfig("controller-manager")
         self._spawn("kube-controller-manager", [
-            str(self.bin / "kube-controller-manager"),
-            "--kubeconfig", str(kcm_config), "--authentication-kubeconfig", str(kcm_config),
-            "--authorization-kubeconfig", str(kcm_config),
-            "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
-            "--leader-elect=false", "--use-service-account-credentials=true",
+            str(self.bin / "kube-controller-manager"), *self._controller_args("controller-manager"),
+            "--use-service-account-credentials=true",
             "--service-account-private-key-file", str(pki["sa_key"]), "--root-ca-file", str(pki["ca"]),
             "--service-cluster-ip-range", str(self.service_network),
             # no cloud, no node IPAM (the node's pod range is in its kubelet configuration)
             "--controllers", "*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
             "--concurrent-deployment-syncs", "5", "-v", "0",
         ])
-        scheduler_config = self.component_kubeconfig("scheduler")
         self._spawn("kube-scheduler", [
-            str(self.bin / "kube-scheduler"),
-            "--kubeconfig", str(scheduler_config), "--authentication-kubeconfig", str(scheduler_config),
-            "--authorization-kubeconfig", str(scheduler_config),
-            "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
-            "--leader-elect=false", "-v", "0",
+            str(self.bin / "kube-scheduler"), *self._controller_args("scheduler"), "-v", "0",
         ])
         self._wait(lambda: self._has_default_service_account(), timeout,
                    "kube-controller-manager to create the default ServiceAccount")
+
+    def _controller_args(self, component: str) -> list[str]:
+        """What kube-controller-manager and kube-scheduler share here: their PKI identity for
+        the API server and for delegated authn/authz, a local serving port, no leader election
+        (one of each)."""
+        config = str(self.component_kubeconfig(component))
+        return ["--kubeconfig", config, "--authentication-kubeconfig", config, "--authorization-kubeconfig", config,
+                "--bind-address", "127.0.0.1", "--secure-port", str(free_port()), "--leader-elect=false"]
 
     def _wait(self, predicate, timeout: float, what: str) -> None:
         wait_until(predicate, timeout, what, self.processes)
@@ -242,10 +257,10 @@ class ControlPlane:
         return context
 
     def _ready(self) -> bool:
-        return _http_ok(f"{self.server}/readyz", self.ssl_context())
+        return http_ok(f"{self.server}/readyz", self.ssl_context())
 
     def _has_default_service_account(self) -> bool:
-        return _http_ok(f"{self.server}/api/v1/namespaces/default/serviceaccounts/default", self.ssl_context())
+        return http_ok(f"{self.server}/api/v1/namespaces/default/serviceaccounts/default", self.ssl_context())
 
     def stop_controllers(self) -> None:
         """Stops the controller manager and the scheduler: nothing recreates or places pods after."""
@@ -260,7 +275,8 @@ class ControlPlane:
         self.processes.clear()
 
 
-def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+def http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    """Whether GET url answers 200 within 2 s (any error: False)."""
     try:
         with urllib.request.urlopen(url, timeout=2, context=context) as response:
             return response.status == 200

@@ -19,6 +19,7 @@ import ipaddress
 import json
 import os
 import pathlib
+import shlex
 import subprocess
 
 POD_CIDR = ipaddress.ip_network(os.environ.get("HAKEEPER_POD_CIDR", "10.244.0.0/16"))
@@ -134,8 +135,8 @@ def remove_chains() -> None:
         for table in TABLES:
             chains, jumps = _chains(tool, table)
             for rule in jumps:
-                # the rule as -S printed it, quoted comments included
-                subprocess.run(f"{tool} -t {table} -D {rule[3:]}", shell=True, capture_output=True)
+                # the rule as -S printed it ("-A CHAIN ..."), its quoted comments split as a shell would
+                run(tool, "-t", table, "-D", *shlex.split(rule)[1:], check=False)
             for chain in chains:
                 run(tool, "-t", table, "-F", chain, check=False)
             for chain in chains:

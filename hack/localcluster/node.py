@@ -17,7 +17,7 @@ import time
 
 import yaml
 
-from .controlplane import ControlPlane, Process, free_port, spawn, wait_until
+from .controlplane import ControlPlane, Process, free_port, http_ok, processes_mentioning, spawn, wait_until
 from .network import NodeNetwork
 
 CNI_BIN_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins
@@ -157,16 +157,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "--root-dir", str(self.kubelet_root), "--hostname-override", self.name,
             "--node-ip", self.network.node_ip, "-v", "0",
         ])
-        import urllib.request
-
-        def healthy() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{healthz}/healthz", timeout=2) as response:
-                    return response.status == 200
-            except OSError:
-                return False
-
-        self._wait(healthy, timeout, "the kubelet's /healthz")
+        self._wait(lambda: http_ok(f"http://127.0.0.1:{healthz}/healthz"), timeout, "the kubelet's /healthz")
 
     def _wait(self, predicate, timeout: float, what: str) -> None:
         wait_until(predicate, timeout, what, self.processes)
@@ -227,19 +218,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
     def _kill_shims(self) -> None:
         # a shim outlives containerd by design; ours are those started with our socket
-        marker = str(self.containerd_socket).encode()
-        for proc in pathlib.Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
+        for pid in processes_mentioning(b"containerd-shim", str(self.containerd_socket).encode()):
             try:
-                cmdline = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"containerd-shim" in cmdline and marker in cmdline:
-                try:
-                    os.kill(int(proc.name), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def _unmount_all(self) -> None:
         # deepest first: overlay rootfs, tmpfs of Secret volumes, bind mounts of hostPath volumes

@@ -18,6 +18,7 @@ from kubernetes import client
 
 from ..api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
 from ..haproxy.config import previous_slots, render
+from ..lvs.agent import IPVS_ANNOTATION, VRRP_STATE_ANNOTATION  # what the keepalived agent reports
 from ..lvs.config import render as render_keepalived
 from ..kube import apply as kube
 from . import lvs_objects, objects
@@ -26,8 +27,6 @@ from .status import BalancerPod, pool_status
 
 DEFAULT_AGENT_IMAGE = "ghcr.io/hakeeper/hakeeper:0.1.0"
 CONFIG_HASH_ANNOTATION = "hakeeper.io/config-hash"
-VRRP_STATE_ANNOTATION = "hakeeper.io/vrrp-state"
-IPVS_ANNOTATION = "hakeeper.io/ipvs"
 
 
 def agent_image(spec: LoadBalancerPoolSpec) -> str:
