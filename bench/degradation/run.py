@@ -38,9 +38,9 @@ sys.path[:0] = [str(ROOT / "operator"), str(ROOT)]
 
 from hakeeper.api.common import parse_duration  # noqa: E402
 from hakeeper.api.degradationpolicy import DegradationPolicySpec  # noqa: E402
-from hakeeper.degradation.act import Scaler  # noqa: E402
-from hakeeper.degradation.cycle import Evaluator  # noqa: E402
-from hakeeper.degradation.state import Memory  # noqa: E402
+from hakeeper.degradationpolicy.act import Scaler  # noqa: E402
+from hakeeper.degradationpolicy.cycle import Evaluator  # noqa: E402
+from hakeeper.degradationpolicy.decide import Memory  # noqa: E402
 from tests.integration.prometheus_support import (  # noqa: E402
     Exporter, Fleet, PrometheusServer, deployment, wait_for)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT), str(Path(__file__).resolve().parent)]
 
-from hakeeper.mysql import Policy  # noqa: E402
+from hakeeper.replicateddatabase.clustering import Policy  # noqa: E402
 from stats import percentile, table  # noqa: E402
 from tests.integration.mariadb_support import (  # noqa: E402
     Fleet, LoopDriver, Writer, bootstrap, poll, seed_users, stop_background, stored_ids,

@@ -32,8 +32,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "hack")]
 
 from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec  # noqa: E402
-from hakeeper.haproxy import config, runtime  # noqa: E402
-from hakeeper.pool.backends import Backend  # noqa: E402
+from hakeeper.loadbalancerpool.haproxy import config  # noqa: E402
+from hakeeper.api.configmaps import haproxy as configmap
+from hakeeper.agents import haproxy_runtime as runtime  # noqa: E402
+from hakeeper.loadbalancerpool.backends import Backend  # noqa: E402
 
 CHANGES = int(os.environ.get("BENCH_LB_CHANGES", "50"))
 WRK_SECONDS = int(os.environ.get("BENCH_LB_SECONDS", "5"))
@@ -102,8 +104,8 @@ def data_plane(workdir: pathlib.Path) -> list[tuple[str, str, str, str]]:
                                                 "healthCheck": {"type": "http", "path": "/"}})
     rendered = config.render("bench", spec, backends, run_dir=str(workdir / "lb"))
     (workdir / "lb").mkdir()
-    entries = config.parse_servers(rendered.files[config.SERVERS_FILE])
-    balancer = HAProxy(workdir, "balancer", config.on_disk(rendered.files[config.CONFIG_FILE], entries),
+    entries = configmap.parse_servers(rendered.files[configmap.SERVERS_FILE])
+    balancer = HAProxy(workdir, "balancer", configmap.on_disk(rendered.files[configmap.CONFIG_FILE], entries),
                        env={"POD_IP": f"{NET}.2"})
     procs.append(balancer)
     try:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import pathlib
 import zlib
 import sys
 from collections.abc import Sequence
+
+HANDLER_MODULES = (
+    "hakeeper.platform.settings",
+    "hakeeper.loadbalancerpool.handlers",
+    "hakeeper.replicateddatabase.handlers",
+    "hakeeper.degradationpolicy.handlers",
+)
 
 
 def peering_priority(given: int | None, pod_name: str | None) -> int:
@@ -24,7 +32,8 @@ def peering_priority(given: int | None, pod_name: str | None) -> int:
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
-    from . import controllers  # noqa: F401  (registers the handlers)
+    for module in HANDLER_MODULES:  # importing a handler module registers its handlers with kopf
+        importlib.import_module(module)
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     if args.namespace and args.all_namespaces:
@@ -41,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _crds(args: argparse.Namespace) -> int:
-    from .api.crdgen import all_crds
+    from hakeeper.api.crdgen import all_crds
 
     files = all_crds()
     if args.check:
@@ -67,10 +76,10 @@ def _crds(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     import yaml
 
-    from .api.offline import InvalidManifest
-    from .haproxy.config import ConfigError
-    from .lvs.config import ConfigError as KeepalivedConfigError
-    from .render import RenderError, parse_backend, render_documents
+    from hakeeper.api.offline import InvalidManifest
+    from hakeeper.api.configmaps.haproxy import ConfigError
+    from hakeeper.api.configmaps.keepalived import ConfigError as KeepalivedConfigError
+    from hakeeper.loadbalancerpool.render import RenderError, parse_backend, render_documents
 
     try:
         text = sys.stdin.read() if args.filename == "-" else pathlib.Path(args.filename).read_text()
@@ -87,10 +96,10 @@ def _render(args: argparse.Namespace) -> int:
 
 def _agent(args: argparse.Namespace) -> int:
     if args.engine == "keepalived":
-        from .lvs import agent as keepalived_agent
+        from hakeeper.agents import keepalived as keepalived_agent
 
         return keepalived_agent.main(args.agent_args)
-    from .haproxy import agent
+    from hakeeper.agents import haproxy as agent
 
     return agent.main(args.agent_args)
 

@@ -30,8 +30,10 @@ from typing import Any
 import pytest
 
 from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
-from hakeeper.haproxy import config, runtime
-from hakeeper.pool.backends import Backend
+from hakeeper.loadbalancerpool.haproxy import config
+from hakeeper.api.configmaps import haproxy as configmap
+from hakeeper.agents import haproxy_runtime as runtime
+from hakeeper.loadbalancerpool.backends import Backend
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -276,8 +278,8 @@ class Balancer:
 
     def write(self, rendered: config.Rendered) -> None:
         """The file as the agent writes it: the structure filled with servers.json."""
-        entries = config.parse_servers(rendered.files[config.SERVERS_FILE])
-        pathlib.Path(self.config_path).write_text(config.on_disk(rendered.files[config.CONFIG_FILE], entries))
+        entries = configmap.parse_servers(rendered.files[configmap.SERVERS_FILE])
+        pathlib.Path(self.config_path).write_text(configmap.on_disk(rendered.files[configmap.CONFIG_FILE], entries))
         state = os.path.join(self.run_dir, config.STATE_FILE)
         if not os.path.exists(state):
             pathlib.Path(state).write_text("1\n")
@@ -313,7 +315,7 @@ class Balancer:
     def apply(self, rendered: config.Rendered) -> list[str]:
         """servers.json through the runtime API, as the agent does; the commands sent."""
         current, _ = runtime.show_servers_state(self.admin)
-        commands = runtime.plan(current, config.parse_servers(rendered.files[config.SERVERS_FILE]))
+        commands = runtime.plan(current, configmap.parse_servers(rendered.files[configmap.SERVERS_FILE]))
         runtime.apply(self.admin, commands)
         return commands
 

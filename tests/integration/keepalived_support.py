@@ -26,8 +26,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
-from hakeeper.lvs import config
-from hakeeper.pool.backends import Backend
+from hakeeper.loadbalancerpool.lvs import config
+from hakeeper.api.configmaps import keepalived as configmap
+from hakeeper.loadbalancerpool.backends import Backend
 
 KEEPALIVED = shutil.which("keepalived") or "/usr/sbin/keepalived"
 PASSWORD = "vrrp-pw"
@@ -147,9 +148,9 @@ class Keepalived:
 
     def write(self, rendered: config.Rendered, password: str = PASSWORD) -> str:
         """The file as the agent writes it on this node: its priority, the Secret's password."""
-        text = rendered.files[config.CONFIG_FILE]
-        priority = config.node_priority(rendered.files, self.node, config.base_priority(text))
-        self.conf.write_text(config.for_node(text, priority, password))
+        text = rendered.files[configmap.CONFIG_FILE]
+        priority = configmap.node_priority(rendered.files, self.node, configmap.base_priority(text))
+        self.conf.write_text(configmap.for_node(text, priority, password))
         return self.conf.read_text()
 
     def start(self) -> None:
@@ -245,7 +246,7 @@ class Cluster:
         self.net.close()
 
     def priority(self, index: int) -> int:
-        return config.node_priority(self.rendered.files, self.net.nodes[index], self.spec.lvs.vrrp.priority)
+        return configmap.node_priority(self.rendered.files, self.net.nodes[index], self.spec.lvs.vrrp.priority)
 
     def bound(self, index: int) -> float:
         """How long member `index` may take to become master once the master is silent."""

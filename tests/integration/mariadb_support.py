@@ -26,8 +26,8 @@ from typing import Any
 
 import pymysql
 
-from hakeeper.mysql import Cluster, Credentials, LoopMemory, Member, Policy, StepResult
-from hakeeper.mysql.flavor import MariaDB, flavor_for
+from hakeeper.replicateddatabase.clustering import Cluster, Credentials, LoopMemory, Member, Policy, StepResult
+from hakeeper.replicateddatabase.clustering.flavor import MariaDB, flavor_for
 
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"

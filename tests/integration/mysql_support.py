@@ -41,9 +41,9 @@ import pymysql
 import pymysql.cursors
 
 from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
-from hakeeper.database import objects
-from hakeeper.mysql import Credentials
-from hakeeper.mysql.flavor import flavor_for
+from hakeeper.replicateddatabase import objects
+from hakeeper.replicateddatabase.clustering import Credentials
+from hakeeper.replicateddatabase.clustering.flavor import flavor_for
 
 from .mariadb_support import Members, poll, stop_background
 

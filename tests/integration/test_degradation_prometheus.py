@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
-from hakeeper.api.degradationpolicy import ORIGINAL_REPLICAS_ANNOTATION, DegradationPolicySpec
-from hakeeper.conditions import get_condition
-from hakeeper.degradation.act import Scaler
-from hakeeper.degradation.cycle import Evaluator
-from hakeeper.degradation.metrics import PrometheusSource
-from hakeeper.degradation.state import Memory
+from hakeeper.api.meta import ORIGINAL_REPLICAS_ANNOTATION
+from hakeeper.api.degradationpolicy import DegradationPolicySpec
+from hakeeper.api.conditions import get_condition
+from hakeeper.degradationpolicy.act import Scaler
+from hakeeper.degradationpolicy.cycle import Evaluator
+from hakeeper.degradationpolicy.metrics import PrometheusSource
+from hakeeper.degradationpolicy.decide import Memory
 
 from .prometheus_support import Exporter, Fleet, PrometheusServer, deployment, wait_for
 

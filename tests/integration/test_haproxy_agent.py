@@ -15,10 +15,11 @@ import threading
 
 import pytest
 
-from hakeeper import sidecar
-from hakeeper.haproxy import agent as agentlib
-from hakeeper.haproxy import config
-from hakeeper.pool.backends import Backend
+from hakeeper.agents import loop as sidecar
+from hakeeper.agents import haproxy as agentlib
+from hakeeper.loadbalancerpool.haproxy import config
+from hakeeper.api.configmaps import haproxy as configmap
+from hakeeper.loadbalancerpool.backends import Backend
 
 from .haproxy_support import REPO, ClientLoop, Lab, lab, poll, spec, spread  # noqa: F401 (lab is a fixture)
 
@@ -84,7 +85,7 @@ def test_agent_first_start_runtime_changes_and_a_structural_reload(lab: Lab) -> 
             third = balancer.render(spec(healthCheck={"type": "tcp", "interval": "500ms", "timeout": "200ms"}),
                                     [b.backend(), c.backend(), *ghosts], previous=second.slots)
             assert third.structure_hash != second.structure_hash
-            assert config.slot_count(third.files[config.CONFIG_FILE]) == 16
+            assert configmap.slot_count(third.files[configmap.CONFIG_FILE]) == 16
             running.latest.put(snapshot(third))
             running.wait_reported(third.config_hash)
             assert balancer.proc().reloads == 1 and balancer.worker() != worker
@@ -96,7 +97,7 @@ def test_agent_first_start_runtime_changes_and_a_structural_reload(lab: Lab) -> 
     assert set(spread(balancer.address, 20)) == {"b", "c"}
     # the file on disk is what a restarting HAProxy would load: the servers are in it
     on_disk = pathlib.Path(balancer.config_path).read_text()
-    assert f"{c.address}:{c.port} weight 1" in on_disk and config.disk_structure(on_disk) == third.structure_hash
+    assert f"{c.address}:{c.port} weight 1" in on_disk and configmap.disk_structure(on_disk) == third.structure_hash
 
 
 def test_agent_command_line_once_applies_servers_without_reload(lab: Lab, tmp_path: pathlib.Path) -> None:
@@ -112,7 +113,7 @@ def test_agent_command_line_once_applies_servers_without_reload(lab: Lab, tmp_pa
         (source / name).write_text(text)
     env = {**os.environ, "PYTHONPATH": str(REPO / "operator")}
     done = subprocess.run(
-        [sys.executable, "-m", "hakeeper.haproxy.agent", "--source-dir", str(source), "--config", balancer.config_path,
+        [sys.executable, "-m", "hakeeper.agents.haproxy", "--source-dir", str(source), "--config", balancer.config_path,
          "--socket", balancer.admin, "--master-socket", balancer.master, "--once"],
         env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -130,7 +131,7 @@ def test_agent_command_line_follows_a_directory(lab: Lab, tmp_path: pathlib.Path
     for name, text in first.files.items():
         (source / name).write_text(text)
     log = open(tmp_path / "agent.log", "w")  # noqa: SIM115
-    lab.process([sys.executable, "-m", "hakeeper.haproxy.agent", "--source-dir", str(source),
+    lab.process([sys.executable, "-m", "hakeeper.agents.haproxy", "--source-dir", str(source),
                  "--config", balancer.config_path, "--socket", balancer.admin, "--master-socket", balancer.master],
                 env={**os.environ, "PYTHONPATH": str(REPO / "operator")}, stdout=log, stderr=subprocess.STDOUT)
     poll(lambda: os.path.exists(balancer.config_path), what="the agent to write haproxy.cfg")
@@ -138,7 +139,7 @@ def test_agent_command_line_follows_a_directory(lab: Lab, tmp_path: pathlib.Path
     agent_log = tmp_path / "agent.log"
     poll(lambda: f"applied-hash {first.config_hash}" in agent_log.read_text(), what="first config applied")
     second = balancer.render(spec(), [b.backend()], previous=first.slots)
-    (source / config.SERVERS_FILE).write_text(second.files[config.SERVERS_FILE])
+    (source / configmap.SERVERS_FILE).write_text(second.files[configmap.SERVERS_FILE])
     poll(lambda: f"applied-hash {second.config_hash}" in agent_log.read_text(), what="second config applied")
     assert set(spread(balancer.address, 10)) == {"b"}
     assert balancer.proc().reloads == 0
@@ -151,7 +152,7 @@ def test_agent_survives_a_configuration_haproxy_refuses(lab: Lab) -> None:
     good = balancer.render(spec(), [a.backend(), b.backend()])
     balancer.start(good)
     worker = balancer.worker()
-    broken_files = {**good.files, config.CONFIG_FILE: good.files[config.CONFIG_FILE] + "    no-such-keyword\n"}
+    broken_files = {**good.files, configmap.CONFIG_FILE: good.files[configmap.CONFIG_FILE] + "    no-such-keyword\n"}
     broken = agentlib.ConfigMapView(broken_files, {agentlib.CONFIG_HASH_ANNOTATION: "broken"})
     with RunningAgent(balancer) as running:
         running.latest.put(snapshot(good))
@@ -163,7 +164,7 @@ def test_agent_survives_a_configuration_haproxy_refuses(lab: Lab) -> None:
         assert set(spread(balancer.address, 10)) == {"a", "b"}
         assert "broken" not in running.reported
         # and the file on disk is the working one again, for a HAProxy that restarts
-        assert config.disk_structure(pathlib.Path(balancer.config_path).read_text()) == good.structure_hash
+        assert configmap.disk_structure(pathlib.Path(balancer.config_path).read_text()) == good.structure_hash
         fixed = balancer.render(spec(retries=1), [a.backend(), b.backend()], previous=good.slots)
         running.latest.put(snapshot(fixed))
         running.wait_reported(fixed.config_hash)

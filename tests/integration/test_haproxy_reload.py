@@ -7,7 +7,9 @@ import time
 
 import pytest
 
-from hakeeper.haproxy import config, runtime
+from hakeeper.loadbalancerpool.haproxy import config
+from hakeeper.api.configmaps import haproxy as configmap
+from hakeeper.agents import haproxy_runtime as runtime
 
 from .haproxy_support import ClientLoop, Lab, lab, poll, spec, spread  # noqa: F401 (lab is a fixture)
 
@@ -57,7 +59,7 @@ def test_health_verdicts_survive_a_reload(lab: Lab) -> None:
     changed = balancer.render(spec(healthCheck=check, retries=2), [a.backend(), b.backend()], rendered.slots)
     balancer.write(changed)
     saved = runtime.state_file(runtime.show_servers_state(balancer.admin)[1],
-                               config.parse_servers(changed.files[config.SERVERS_FILE]))
+                               configmap.parse_servers(changed.files[configmap.SERVERS_FILE]))
     pathlib.Path(balancer.run_dir, config.STATE_FILE).write_text(saved)
     runtime.reload(balancer.master, balancer.admin)
     # first look well within one check interval: only the state file can have said "down"

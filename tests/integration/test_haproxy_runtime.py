@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from hakeeper.haproxy import runtime
+from hakeeper.agents import haproxy_runtime as runtime
 
 from .haproxy_support import ClientLoop, Lab, lab, poll, spec, spread  # noqa: F401 (lab is a fixture)
 

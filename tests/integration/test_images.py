@@ -23,8 +23,9 @@ import imagebuild
 import pytest
 import yaml
 from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
-from hakeeper.haproxy import config, runtime
-from hakeeper.pool import objects
+from hakeeper.loadbalancerpool.haproxy import config
+from hakeeper.agents import haproxy_runtime as runtime
+from hakeeper.loadbalancerpool import objects
 from imagebuild import containerd
 from imagebuild.builder import base_tag, images_dir
 from imagebuild.table import BASES, Image

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from hakeeper.lvs import config
+from hakeeper.loadbalancerpool.lvs import config
+from hakeeper.api.configmaps import keepalived as configmap
 
 from .keepalived_support import KEEPALIVED, PASSWORD, Cluster, poll
 
@@ -93,8 +94,8 @@ def test_agent_applies_reloads_and_reports_the_vrrp_state(requirements, tmp_path
 
         # the ConfigMap changes (the backends are gone): both nodes apply it with a reload
         changed = config.render("web", cluster.spec, [], nodes=cluster.net.nodes)
-        assert "virtual_server" not in changed.files[config.CONFIG_FILE]
-        (source / config.CONFIG_FILE).write_text(changed.files[config.CONFIG_FILE])
+        assert "virtual_server" not in changed.files[configmap.CONFIG_FILE]
+        (source / configmap.CONFIG_FILE).write_text(changed.files[configmap.CONFIG_FILE])
         for index, state in ((0, "MASTER"), (1, "BACKUP")):
             member = cluster.members[index]
             done = run_agent(cluster, index, source, member.pid_file, password_file)
@@ -109,7 +110,7 @@ def test_agent_applies_reloads_and_reports_the_vrrp_state(requirements, tmp_path
 
         # a configuration keepalived refuses is not written, and keepalived keeps running the old one
         before = master.conf.read_text()
-        (source / config.CONFIG_FILE).write_text(changed.files[config.CONFIG_FILE].replace(
+        (source / configmap.CONFIG_FILE).write_text(changed.files[configmap.CONFIG_FILE].replace(
             "advert_int 1", "advert_int 1\n    no_such_keyword 1"))
         done = run_agent(cluster, 0, source, master.pid_file, password_file)
         assert done.returncode == 1 and "keepalived -t exited 5" in done.stderr
@@ -118,7 +119,7 @@ def test_agent_applies_reloads_and_reports_the_vrrp_state(requirements, tmp_path
         # keepalived gone: the agent says FAULT (the VIP it left behind does not make it a master)
         master.kill()
         assert cluster.net.has_vip(cluster.net.nodes[0])
-        (source / config.CONFIG_FILE).write_text(changed.files[config.CONFIG_FILE])
+        (source / configmap.CONFIG_FILE).write_text(changed.files[configmap.CONFIG_FILE])
         done = run_agent(cluster, 0, source, master.pid_file, password_file)
         assert done.returncode == 3 and "vrrp-state FAULT" in done.stdout
         assert backup.running

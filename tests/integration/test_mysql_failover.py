@@ -7,8 +7,8 @@ import time
 import pytest
 
 from hakeeper.api.replicateddatabase import HistoryEntry, MemberStatus
-from hakeeper.mysql import Cluster, Policy
-from hakeeper.mysql.actions import Concurrently, Detach
+from hakeeper.replicateddatabase.clustering import Cluster, Policy
+from hakeeper.replicateddatabase.clustering.actions import Concurrently, Detach
 
 from .mariadb_support import (
     CREDENTIALS, Fleet, LoopDriver, Writer, bootstrap, fleet_fixture, poll, replica_status, stored_ids,

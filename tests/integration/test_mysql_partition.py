@@ -13,7 +13,7 @@ import time
 import pymysql
 import pytest
 
-from hakeeper.mysql import Policy
+from hakeeper.replicateddatabase.clustering import Policy
 
 from .mariadb_support import (
     APP_PASSWORD, APP_USER, Fleet, NetnsLink, Writer, bootstrap, fleet_fixture, poll, replica_status, stored_ids,

@@ -16,9 +16,9 @@ from unittest import mock
 import pymysql
 import pytest
 
-from hakeeper.mysql import Policy
-from hakeeper.mysql.flavor import flavor_for
-from hakeeper.mysql.observe import connect
+from hakeeper.replicateddatabase.clustering import Policy
+from hakeeper.replicateddatabase.clustering.flavor import flavor_for
+from hakeeper.replicateddatabase.clustering.observe import connect
 
 from .mariadb_support import LoopDriver, Writer, bootstrap, poll, stored_ids
 from .mysql_support import (

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from hakeeper.api.replicateddatabase import HistoryEntry
-from hakeeper.mysql import Policy
+from hakeeper.replicateddatabase.clustering import Policy
 
 from .mariadb_support import Fleet, Writer, bootstrap, fleet_fixture, poll, replica_status, stored_ids
 

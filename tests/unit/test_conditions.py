@@ -1,4 +1,4 @@
-from hakeeper.conditions import get_condition, set_condition
+from hakeeper.api.conditions import get_condition, set_condition
 
 
 def test_new_condition_is_appended():

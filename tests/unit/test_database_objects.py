@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from hakeeper.api.replicateddatabase import DEFAULT_IMAGE, ReplicatedDatabaseSpec
-from hakeeper.database import objects
+from hakeeper.replicateddatabase import objects
 
 
 def build(flavor: str, **spec) -> dict:  # noqa: ANN003
@@ -155,8 +155,8 @@ def test_a_deleted_member_waits_in_pre_stop_until_it_replicates(flavor):
 
 
 def test_deleting_the_primary_pod_asks_for_a_switchover_to_the_best_replica():
-    from hakeeper.database.reconcile import switchover_request
-    from hakeeper.mysql.classify import ANY_REPLICA
+    from hakeeper.replicateddatabase.reconcile import switchover_request
+    from hakeeper.replicateddatabase.clustering.classify import ANY_REPLICA
 
     body = {"metadata": {"generation": 1}, "status": {"currentPrimary": "db-1"}}
     spec = ReplicatedDatabaseSpec(flavor="mariadb")

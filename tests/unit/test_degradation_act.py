@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hakeeper.degradation.act import Scaler, conflict_message, hpas_by_target, restore_patch, shed_patch
-from hakeeper.degradation.targets import Target
+from hakeeper.degradationpolicy.act import Scaler, conflict_message, hpas_by_target, restore_patch, shed_patch
+from hakeeper.degradationpolicy.targets import Target
 
 from ..integration.prometheus_support import Fleet, deployment
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hakeeper.degradation.metrics import reading_from_result
+from hakeeper.degradationpolicy.metrics import reading_from_result
 
 
 @pytest.mark.parametrize(("result", "outcome", "value", "words"), [

@@ -8,12 +8,13 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hakeeper.api.degradationpolicy import ORIGINAL_REPLICAS_ANNOTATION, DegradationPolicySpec
-from hakeeper.conditions import get_condition
-from hakeeper.degradation.act import Scaler
-from hakeeper.degradation.cycle import Evaluator
-from hakeeper.degradation.state import Memory, Reading
-from hakeeper.degradation.status import memory_from_status
+from hakeeper.api.meta import ORIGINAL_REPLICAS_ANNOTATION
+from hakeeper.api.degradationpolicy import DegradationPolicySpec
+from hakeeper.api.conditions import get_condition
+from hakeeper.degradationpolicy.act import Scaler
+from hakeeper.degradationpolicy.cycle import Evaluator
+from hakeeper.degradationpolicy.decide import Memory, Reading
+from hakeeper.degradationpolicy.status import memory_from_status
 
 from ..integration.prometheus_support import Fleet, deployment
 

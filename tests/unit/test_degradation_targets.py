@@ -6,7 +6,7 @@ import pytest
 
 from hakeeper.api.common import LabelSelector
 from hakeeper.api.degradationpolicy import DegradationPolicySpec
-from hakeeper.degradation.targets import Shed, default_priority, matches, pod_priority, select
+from hakeeper.degradationpolicy.targets import Shed, default_priority, matches, pod_priority, select
 
 from ..integration.prometheus_support import deployment
 

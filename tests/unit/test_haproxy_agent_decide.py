@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 
 from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
-from hakeeper.haproxy import agent, config, runtime
-from hakeeper.haproxy.agent import ConfigMapView, Decision, Desired, Observed
-from hakeeper.pool.backends import Backend
+from hakeeper.agents import haproxy as agent
+from hakeeper.loadbalancerpool.haproxy import config
+from hakeeper.api.configmaps import haproxy as configmap
+from hakeeper.agents import haproxy_runtime as runtime
+from hakeeper.agents.haproxy import ConfigMapView, Decision, Desired, Observed
+from hakeeper.loadbalancerpool.backends import Backend
 
 SPEC = LoadBalancerPoolSpec.model_validate({"backends": {"service": "web", "port": 80}})
 BACKENDS = [Backend("a", "10.0.0.1", 80), Backend("b", "10.0.0.2", 80, 2)]
@@ -22,7 +25,7 @@ def running_servers(d: Desired) -> tuple[runtime.ServerState, ...]:
     """What a HAProxy started from d.disk_text reports."""
     by_slot = {e.slot: e for e in d.servers}
     rows = []
-    for slot in range(1, config.slot_count(d.cfg) + 1):
+    for slot in range(1, configmap.slot_count(d.cfg) + 1):
         e = by_slot.get(slot)
         rows.append(runtime.ServerState(
             "servers", f"s{slot}", slot, e.address if e else "0.0.0.0", e.port if e else 0, 2,
@@ -80,5 +83,5 @@ def test_the_reported_hash_is_the_operators_annotation() -> None:
 
 
 def test_a_configmap_without_configuration_is_an_error() -> None:
-    with pytest.raises(config.ConfigError, match="no haproxy.cfg"):
+    with pytest.raises(configmap.ConfigError, match="no haproxy.cfg"):
         Desired.from_configmap(ConfigMapView({}))

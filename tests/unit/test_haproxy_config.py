@@ -15,9 +15,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
-from hakeeper.haproxy import config
-from hakeeper.haproxy.config import ConfigError
-from hakeeper.pool.backends import Backend
+from hakeeper.loadbalancerpool.haproxy import config
+from hakeeper.api.configmaps import haproxy as configmap
+from hakeeper.api.configmaps.haproxy import ConfigError
+from hakeeper.loadbalancerpool.backends import Backend
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 BACKENDS = [
@@ -58,8 +59,8 @@ def render(pool_spec: LoadBalancerPoolSpec, run_dir: pathlib.Path, backends=BACK
 
 
 def disk_text(rendered: config.Rendered) -> str:
-    return config.on_disk(rendered.files[config.CONFIG_FILE],
-                          config.parse_servers(rendered.files[config.SERVERS_FILE]))
+    return configmap.on_disk(rendered.files[configmap.CONFIG_FILE],
+                          configmap.parse_servers(rendered.files[configmap.SERVERS_FILE]))
 
 
 # -- every combination passes haproxy -c ---------------------------------------------------
@@ -104,7 +105,7 @@ def test_every_combination_is_valid_haproxy(run_dir, algorithm, hash_type, mode,
 
 
 def test_the_structure_alone_is_valid_haproxy(run_dir) -> None:
-    haproxy_check(render(make_spec(), run_dir).files[config.CONFIG_FILE], run_dir)
+    haproxy_check(render(make_spec(), run_dir).files[configmap.CONFIG_FILE], run_dir)
 
 
 # -- property: any valid spec renders to a configuration haproxy accepts ----------------------
@@ -169,7 +170,7 @@ def test_backends_change_servers_json_only_until_the_slots_run_out(run_dir) -> N
     assert len(hashes) == 1
     nine = render(pool_spec, run_dir, [Backend(f"web-{i}", f"10.0.1.{i + 1}", 8080) for i in range(9)], previous)
     assert nine.structure_hash not in hashes
-    assert config.slot_count(nine.files[config.CONFIG_FILE]) == 16
+    assert configmap.slot_count(nine.files[configmap.CONFIG_FILE]) == 16
 
 
 def test_state_and_weight_are_runtime_changes_under_a_dynamic_algorithm(run_dir) -> None:
@@ -186,14 +187,14 @@ def test_weights_are_structure_under_a_static_algorithm(run_dir, fields) -> None
     base = render(make_spec(**fields), run_dir)
     reweighted = render(make_spec(**fields), run_dir, [Backend("web-0", "10.0.0.10", 8080, 7), *BACKENDS[1:]])
     assert reweighted.structure_hash != base.structure_hash
-    assert "weight 7" in reweighted.files[config.CONFIG_FILE]
+    assert "weight 7" in reweighted.files[configmap.CONFIG_FILE]
     drained = render(make_spec(**fields), run_dir, [Backend("web-0", "10.0.0.10", 8080, 3, "draining"), *BACKENDS[1:]])
     assert drained.structure_hash == base.structure_hash
 
 
 def test_redirect_mode_puts_addresses_in_the_structure(run_dir) -> None:
     base = render(make_spec(mode="redirect"), run_dir)
-    cfg = base.files[config.CONFIG_FILE]
+    cfg = base.files[configmap.CONFIG_FILE]
     assert "redir http://10.0.0.10:8080" in cfg
     moved = render(make_spec(mode="redirect"), run_dir, [Backend("web-0", "10.0.0.99", 8080, 3), *BACKENDS[1:]])
     assert moved.structure_hash != base.structure_hash
@@ -221,8 +222,8 @@ def test_previous_slots_are_kept(run_dir) -> None:
 # -- the parts of the configuration, as HAProxy keywords ----------------------------------
 
 def backend_section(rendered: config.Rendered) -> list[str]:
-    cfg = rendered.files[config.CONFIG_FILE]
-    section = cfg.split(f"\nbackend {config.BACKEND}\n")[1].split("\n\n")[0]
+    cfg = rendered.files[configmap.CONFIG_FILE]
+    section = cfg.split(f"\nbackend {configmap.BACKEND}\n")[1].split("\n\n")[0]
     return [line.strip() for line in section.splitlines()]
 
 
@@ -263,13 +264,13 @@ def test_health_checks_and_server_options(run_dir) -> None:
 
 
 def test_frontends_bind_the_pod_ip_and_serve_metrics(run_dir) -> None:
-    cfg = render(make_spec(balancer={"metricsPort": 9101}), run_dir).files[config.CONFIG_FILE]
+    cfg = render(make_spec(balancer={"metricsPort": 9101}), run_dir).files[configmap.CONFIG_FILE]
     assert 'bind "${POD_IP}:8080"' in cfg
     assert 'bind "${POD_IP}:9101"' in cfg
     assert "http-request use-service prometheus-exporter if { path /metrics }" in cfg
     assert f"stats socket {run_dir}/admin.sock mode 600 level admin expose-fd listeners" in cfg
     local = config.render("web", make_spec(), [], listen_address="127.0.0.5", run_dir=str(run_dir))
-    assert 'bind "127.0.0.5:8080"' in local.files[config.CONFIG_FILE]
+    assert 'bind "127.0.0.5:8080"' in local.files[configmap.CONFIG_FILE]
 
 
 # -- nothing a user writes can break a line -----------------------------------------------
@@ -330,15 +331,15 @@ def test_fill_puts_servers_into_their_slots(run_dir) -> None:
     assert "server s2 10.0.0.11:8080 disabled weight 1 cookie s2" in text  # draining starts out of rotation
     assert "server s3 10.0.0.12:8080 disabled weight 0 cookie s3" in text
     assert "server s4 0.0.0.0:0 disabled weight 1 cookie s4" in text
-    assert config.disk_structure(text) == rendered.structure_hash
-    assert f"setenv {config.STRUCTURE_ENV} {rendered.structure_hash}" in text.splitlines()[3]
+    assert configmap.disk_structure(text) == rendered.structure_hash
+    assert f"setenv {configmap.STRUCTURE_ENV} {rendered.structure_hash}" in text.splitlines()[3]
 
 
 def test_fill_refuses_slots_the_structure_lacks(run_dir) -> None:
     rendered = render(make_spec(), run_dir)
-    entries = [config.SlotEntry(9, "web-9", "10.0.0.9", 80, 1, "ready")]
+    entries = [configmap.SlotEntry(9, "web-9", "10.0.0.9", 80, 1, "ready")]
     with pytest.raises(ConfigError, match=r"\[9\]"):
-        config.fill(rendered.files[config.CONFIG_FILE], entries)
+        configmap.fill(rendered.files[configmap.CONFIG_FILE], entries)
 
 
 @pytest.mark.parametrize("text", ["{}", "[1]", '[{"slot": 1}]', "not json",
@@ -346,4 +347,4 @@ def test_fill_refuses_slots_the_structure_lacks(run_dir) -> None:
                                   '"state": "ready", "extra": 1}]'])
 def test_parse_servers_refuses_malformed_files(text) -> None:
     with pytest.raises(ConfigError):
-        config.parse_servers(text)
+        configmap.parse_servers(text)

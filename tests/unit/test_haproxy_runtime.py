@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hakeeper.haproxy import runtime
-from hakeeper.haproxy.config import SlotEntry
-from hakeeper.haproxy.runtime import RuntimeApiError, ServerState
+from hakeeper.agents import haproxy_runtime as runtime
+from hakeeper.loadbalancerpool.haproxy.config import SlotEntry
+from hakeeper.agents.haproxy_runtime import RuntimeApiError, ServerState
 
 # replies of haproxy 2.6.12 (Debian 12), recorded from a running process
 SHOW_SERVERS_STATE = """1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hakeeper.haproxy import slots
+from hakeeper.loadbalancerpool.haproxy import slots
 
 names = st.text(alphabet="abcdefghij-0123456789", min_size=1, max_size=6)
 name_sets = st.sets(names, max_size=70)

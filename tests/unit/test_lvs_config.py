@@ -16,11 +16,14 @@ from hypothesis import HealthCheck as HypothesisHealthCheck
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hakeeper.api.meta import APPLIED_HASH_ANNOTATION
 from hakeeper.api.loadbalancerpool import LVS_ALGORITHMS, LoadBalancerPoolSpec
-from hakeeper.lvs import agent, config, vrrp_state
-from hakeeper.lvs.config import ConfigError
-from hakeeper.pool.backends import Backend
-from hakeeper.pool.objects import APPLIED_HASH_ANNOTATION
+from hakeeper.agents import keepalived as agent
+from hakeeper.loadbalancerpool.lvs import config
+from hakeeper.api.configmaps import keepalived as configmap
+from hakeeper.agents import vrrp_state
+from hakeeper.api.configmaps.keepalived import ConfigError
+from hakeeper.loadbalancerpool.backends import Backend
 
 KEEPALIVED = shutil.which("keepalived") or "/usr/sbin/keepalived"
 BACKENDS = [
@@ -59,9 +62,9 @@ def keepalived_check(text: str, directory: pathlib.Path) -> None:
 
 
 def node_text(rendered: config.Rendered, node: str = "node-a", password: str | None = "s3cret") -> str:
-    text = rendered.files[config.CONFIG_FILE]
-    priority = config.node_priority(rendered.files, node, config.base_priority(text))
-    return config.for_node(text, priority, password)
+    text = rendered.files[configmap.CONFIG_FILE]
+    priority = configmap.node_priority(rendered.files, node, configmap.base_priority(text))
+    return configmap.for_node(text, priority, password)
 
 
 # -- keepalived -t accepts what we render ---------------------------------------------------
@@ -81,7 +84,7 @@ def test_keepalived_accepts_every_algorithm_forwarding_and_check(algorithm, forw
                      algorithm=algorithm, healthCheck=check)
     backends = [Backend(b.name, b.address, port, b.weight, b.state) for b in BACKENDS]
     rendered = config.render("web", spec, backends)
-    text = rendered.files[config.CONFIG_FILE]
+    text = rendered.files[configmap.CONFIG_FILE]
     keepalived_check(text, tmp_path)
     assert f"lb_algo {algorithm}\n" in text and f"lb_kind {kind}\n" in text
 
@@ -91,7 +94,7 @@ def test_keepalived_accepts_every_algorithm_forwarding_and_check(algorithm, forw
 def test_checker_follows_protocol_and_type(protocol, check, checker, tmp_path):
     spec = make_spec({"protocol": protocol}, healthCheck={"type": check, "interval": "500ms", "timeout": "250ms",
                                                           "fall": 4})
-    text = config.render("web", spec, BACKENDS).files[config.CONFIG_FILE]
+    text = config.render("web", spec, BACKENDS).files[configmap.CONFIG_FILE]
     keepalived_check(text, tmp_path)
     assert text.count(f"{checker} {{") == 2  # web-0 and web-1 (down web-2 is left out)
     assert "connect_timeout 0.25\n" in text and "delay_before_retry 0.5\n" in text and "delay_loop 0.5\n" in text
@@ -99,7 +102,7 @@ def test_checker_follows_protocol_and_type(protocol, check, checker, tmp_path):
 
 
 def test_backend_states_weights_and_order(tmp_path):
-    text = config.render("web", make_spec(), list(reversed(BACKENDS))).files[config.CONFIG_FILE]
+    text = config.render("web", make_spec(), list(reversed(BACKENDS))).files[configmap.CONFIG_FILE]
     assert "real_server 10.1.0.10 8080 {\n        weight 3\n" in text
     assert "real_server 10.1.0.11 8080 {\n        weight 0\n" in text  # draining: open connections only
     assert "10.1.0.12" not in text  # down
@@ -110,30 +113,30 @@ def test_vrrp_instance(tmp_path):
     spec = make_spec({"vrrp": {"virtualRouterID": 7, "priority": 150, "advertInterval": 2,
                                "unicastPeers": ["10.0.0.3", "10.0.0.2"], "authSecretRef": {"name": "s", "key": "k"}}})
     rendered = config.render("web", spec, BACKENDS, auth_password="abc", nodes=["node-b", "node-a"])
-    text = rendered.files[config.CONFIG_FILE]
+    text = rendered.files[configmap.CONFIG_FILE]
     keepalived_check(text, tmp_path)
     assert "state BACKUP\n" in text and "nopreempt\n" in text
     assert "virtual_router_id 7\n" in text and "priority 150\n" in text and "advert_int 2\n" in text
     assert "auth_type PASS\n        auth_pass abc\n" in text
     assert "unicast_peer {\n        10.0.0.2\n        10.0.0.3\n    }" in text
     assert "virtual_ipaddress {\n        10.0.0.100\n    }" in text
-    assert config.node_priority(rendered.files, "node-a", 150) == 150
-    assert config.node_priority(rendered.files, "node-b", 150) == 149
-    assert config.node_priority(rendered.files, "node-c", 150) == 148  # a node the operator has not listed yet
+    assert configmap.node_priority(rendered.files, "node-a", 150) == 150
+    assert configmap.node_priority(rendered.files, "node-b", 150) == 149
+    assert configmap.node_priority(rendered.files, "node-c", 150) == 148  # a node the operator has not listed yet
     b_text = node_text(rendered, "node-b")
     assert "priority 149\n" in b_text
     keepalived_check(b_text, tmp_path)
 
 
 def test_preempt_true_has_no_nopreempt():
-    text = config.render("web", make_spec({"vrrp": {"preempt": True}}), BACKENDS).files[config.CONFIG_FILE]
+    text = config.render("web", make_spec({"vrrp": {"preempt": True}}), BACKENDS).files[configmap.CONFIG_FILE]
     assert "nopreempt" not in text and "state BACKUP" in text
 
 
 def test_password_from_secret_stays_out_of_the_configmap(tmp_path):
     spec = make_spec({"vrrp": {"authSecretRef": {"name": "s", "key": "k"}}})
     rendered = config.render("web", spec, BACKENDS)
-    assert f"auth_pass {config.PASSWORD_PLACEHOLDER}\n" in rendered.files[config.CONFIG_FILE]
+    assert f"auth_pass {configmap.PASSWORD_PLACEHOLDER}\n" in rendered.files[configmap.CONFIG_FILE]
     with pytest.raises(ConfigError, match="auth-password-file"):
         node_text(rendered, password=None)
     with pytest.raises(ConfigError, match="1 to 8"):
@@ -148,7 +151,7 @@ def test_password_from_secret_stays_out_of_the_configmap(tmp_path):
 def test_no_backend_for_new_connections_leaves_the_virtual_server_out(backends, tmp_path):
     # keepalived refuses a virtual server without real servers, and warns (-t fails) when their
     # weights add up to 0; VRRP still holds the VIP
-    text = config.render("web", make_spec(), backends).files[config.CONFIG_FILE]
+    text = config.render("web", make_spec(), backends).files[configmap.CONFIG_FILE]
     assert "virtual_server" not in text and "vrrp_instance hk_web" in text
     keepalived_check(text, tmp_path)
 
@@ -191,13 +194,13 @@ def test_broken_inputs_raise_config_error(build, message):
 
 
 def test_for_node_refuses_bad_priorities_and_files():
-    text = config.render("web", make_spec(), BACKENDS).files[config.CONFIG_FILE]
+    text = config.render("web", make_spec(), BACKENDS).files[configmap.CONFIG_FILE]
     with pytest.raises(ConfigError, match="1..254"):
-        config.for_node(text, 255)
+        configmap.for_node(text, 255)
     with pytest.raises(ConfigError, match="exactly one priority"):
-        config.for_node(text + text, 100)
+        configmap.for_node(text + text, 100)
     with pytest.raises(ConfigError, match="JSON"):
-        config.node_priority({config.PRIORITIES_FILE: "{"}, "a", 100)
+        configmap.node_priority({configmap.PRIORITIES_FILE: "{"}, "a", 100)
 
 
 def test_priority_for_counts_down_in_node_name_order():
@@ -256,7 +259,7 @@ def test_every_valid_spec_renders_a_config_keepalived_accepts(case, tmp_path):
     spec, backends, password, nodes, node_password = case
     rendered = config.render("pool-1", spec, backends, auth_password=password, nodes=nodes)
     assert rendered == config.render("pool-1", spec, backends, auth_password=password, nodes=nodes)
-    keepalived_check(rendered.files[config.CONFIG_FILE], tmp_path)
+    keepalived_check(rendered.files[configmap.CONFIG_FILE], tmp_path)
     for node in sorted(set(nodes))[:2] or ["alone"]:
         keepalived_check(node_text(rendered, node, node_password), tmp_path)
 
@@ -265,7 +268,7 @@ def test_every_valid_spec_renders_a_config_keepalived_accepts(case, tmp_path):
 
 def test_refused_file_never_replaces_the_running_one(tmp_path):
     target = tmp_path / "keepalived.conf"
-    good = config.render("web", make_spec(), BACKENDS).files[config.CONFIG_FILE]
+    good = config.render("web", make_spec(), BACKENDS).files[configmap.CONFIG_FILE]
     agent.write_tested(str(target), good, (KEEPALIVED,))
     assert target.read_text() == good
     broken = good.replace("virtual_router_id 51", "virtual_router_id 300")
@@ -309,7 +312,7 @@ def test_decide_reports_a_node_without_ipvs():
 
 
 def test_a_balancer_node_without_ipvs_makes_the_pool_not_ready():
-    from hakeeper.pool.status import BalancerPod, conditions_for
+    from hakeeper.loadbalancerpool.status import BalancerPod, conditions_for
 
     balancers = [BalancerPod("edge-a", False, None, "FAULT", "node-a", "missing"),
                  BalancerPod("edge-b", True, "h", "MASTER", "node-b", "available")]
@@ -342,5 +345,5 @@ def test_vrrp_state_from_the_interface(running, link, state):
 
 
 def test_instance_target_reads_interface_and_vip():
-    text = config.render("web", make_spec(), BACKENDS).files[config.CONFIG_FILE]
+    text = config.render("web", make_spec(), BACKENDS).files[configmap.CONFIG_FILE]
     assert vrrp_state.instance_target(text) == (host_interface(), "10.0.0.100")

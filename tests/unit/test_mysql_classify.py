@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hakeeper.mysql.classify import ANY_REPLICA, classify
-from hakeeper.mysql.gtid import MariaDBGtidList, MySQLGtidSet
-from hakeeper.mysql.members import Member, MemberState, Replication
-from hakeeper.mysql.memory import LoopMemory, Switchover
-from hakeeper.mysql.policy import Policy
+from hakeeper.replicateddatabase.clustering.classify import ANY_REPLICA, classify
+from hakeeper.replicateddatabase.clustering.gtid import MariaDBGtidList, MySQLGtidSet
+from hakeeper.replicateddatabase.clustering.members import Member, MemberState, Replication
+from hakeeper.replicateddatabase.clustering.memory import LoopMemory, Switchover
+from hakeeper.replicateddatabase.clustering.policy import Policy
 
 from .test_mysql_states import MEMBERS, cluster, down, healthy, primary, replica, up
 

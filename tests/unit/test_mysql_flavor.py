@@ -7,8 +7,8 @@ import pymysql.converters
 import pytest
 
 from hakeeper.api.replicateddatabase import OPERATOR_OWNED_SETTINGS
-from hakeeper.mysql import lease
-from hakeeper.mysql.flavor import MariaDB, MySQL, flavor_for
+from hakeeper.replicateddatabase.clustering import lease
+from hakeeper.replicateddatabase.clustering.flavor import MariaDB, MySQL, flavor_for
 
 
 def render(statement: tuple[str, tuple]) -> str:
@@ -155,7 +155,7 @@ def test_flavor_lookup() -> None:
 
 
 def test_settings_follow_the_policy() -> None:
-    from hakeeper.mysql.policy import Policy
+    from hakeeper.replicateddatabase.clustering.policy import Policy
 
     three = MariaDB().settings_for(Policy(semi_sync_timeout=4, probe_interval=1, failure_threshold=3), 2)
     assert three["init_rpl_role"] == "SLAVE" and three["rpl_semi_sync_master_timeout"] == "4000"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hakeeper.mysql.gtid import MariaDBGtidList, MySQLGtidSet
+from hakeeper.replicateddatabase.clustering.gtid import MariaDBGtidList, MySQLGtidSet
 
 A = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
 B = "4a22cb58-82db-22f2-8f44-d91bb0530673"

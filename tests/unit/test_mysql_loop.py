@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 from hakeeper.api.replicateddatabase import MemberStatus, ReplicatedDatabaseSpec
-from hakeeper.mysql.classify import classify
-from hakeeper.mysql.loop import _count_probe, _errant, _member_statuses
-from hakeeper.mysql.memory import LoopMemory, Switchover
-from hakeeper.mysql.policy import Policy
+from hakeeper.replicateddatabase.clustering.classify import classify
+from hakeeper.replicateddatabase.clustering.loop import _count_probe, _errant, _member_statuses
+from hakeeper.replicateddatabase.clustering.memory import LoopMemory, Switchover
+from hakeeper.replicateddatabase.clustering.policy import Policy
 
 from .test_mysql_states import MEMBERS, cluster, down, healthy, primary, replica, up
 
@@ -72,8 +72,8 @@ def test_member_statuses_fit_the_status_schema() -> None:
 
 
 def test_mariadb_counts_the_one_acknowledgement_it_really_waits_for() -> None:
-    from hakeeper.mysql.loop import Cluster
-    from hakeeper.mysql.members import Credentials
+    from hakeeper.replicateddatabase.clustering.loop import Cluster
+    from hakeeper.replicateddatabase.clustering.members import Credentials
 
     creds = Credentials("r", "p", "o")
     assert Cluster("mariadb", creds, Policy(semi_sync_wait_count=2)).policy.semi_sync_wait_count == 1

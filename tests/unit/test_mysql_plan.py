@@ -6,14 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hakeeper.mysql.actions import (
+from hakeeper.replicateddatabase.clustering.actions import (
     AwaitLeaseExpiry, CatchUp, Concurrently, Detach, EnsureUsers, Fence, InstallLeaseFence, OpenWrites, RenewLease,
     ReplicateFrom, SetSemiSync, StartSQLThread, StopIOThread, StopReplication, WaitRelayApplied,
 )
-from hakeeper.mysql.classify import classify
-from hakeeper.mysql.memory import LoopMemory
-from hakeeper.mysql.plan import plan
-from hakeeper.mysql.policy import Policy
+from hakeeper.replicateddatabase.clustering.classify import classify
+from hakeeper.replicateddatabase.clustering.memory import LoopMemory
+from hakeeper.replicateddatabase.clustering.plan import plan
+from hakeeper.replicateddatabase.clustering.policy import Policy
 
 from .test_mysql_classify import clusters
 from .test_mysql_states import MEMBERS, cluster, down, healthy, primary, replica, up

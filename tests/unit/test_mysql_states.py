@@ -3,10 +3,10 @@ test_mysql_* modules use to describe clusters in one line per member."""
 
 from __future__ import annotations
 
-from hakeeper.mysql.flavor import MariaDB, MySQL
-from hakeeper.mysql.gtid import MariaDBGtidList, MySQLGtidSet
-from hakeeper.mysql.members import Member, MemberState, Replication
-from hakeeper.mysql.observe import state_from
+from hakeeper.replicateddatabase.clustering.flavor import MariaDB, MySQL
+from hakeeper.replicateddatabase.clustering.gtid import MariaDBGtidList, MySQLGtidSet
+from hakeeper.replicateddatabase.clustering.members import Member, MemberState, Replication
+from hakeeper.replicateddatabase.clustering.observe import state_from
 
 MEMBERS = [Member("db-0", "10.0.40.1"), Member("db-1", "10.0.40.2"), Member("db-2", "10.0.40.3")]
 HOST = {m.name: m.host for m in MEMBERS}
@@ -98,8 +98,8 @@ def test_a_mysql_replica_as_reported() -> None:
 
 
 def test_an_unreachable_member_is_an_observation_not_an_exception() -> None:
-    from hakeeper.mysql.members import Credentials
-    from hakeeper.mysql.observe import gather
+    from hakeeper.replicateddatabase.clustering.members import Credentials
+    from hakeeper.replicateddatabase.clustering.observe import gather
 
     # Port 9 on loopback: nothing listens, the connection is refused at once.
     s = gather(Member("gone", "127.0.0.1", 9), MariaDB(), Credentials("r", "p", "o"), timeout=0.5)

@@ -1,5 +1,5 @@
 from hakeeper.api.loadbalancerpool import Backends
-from hakeeper.pool.backends import Backend, backends_from, count, invalid_weight_annotations, weight_of
+from hakeeper.loadbalancerpool.backends import Backend, backends_from, count, invalid_weight_annotations, weight_of
 
 SPEC = Backends.model_validate({
     "selector": {"matchLabels": {"app": "web"}}, "port": 8080,

@@ -1,6 +1,6 @@
-from hakeeper.conditions import get_condition
-from hakeeper.pool.backends import Backend
-from hakeeper.pool.status import BalancerPod, pool_status
+from hakeeper.api.conditions import get_condition
+from hakeeper.loadbalancerpool.backends import Backend
+from hakeeper.loadbalancerpool.status import BalancerPod, pool_status
 
 B = [Backend("a", "127.0.10.1", 80), Backend("b", "127.0.10.2", 80, state="down")]
 

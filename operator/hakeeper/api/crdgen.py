@@ -14,8 +14,9 @@ import yaml
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 
-from .common import GROUP, VERSION
-from .kinds import CATEGORY, KINDS, Kind
+from hakeeper.api.meta import PART_OF_LABEL
+from hakeeper.api.common import GROUP, VERSION
+from hakeeper.api.kinds import CATEGORY, KINDS, Kind
 
 # Keys of JSON Schema that a structural CRD schema accepts (the rest are pydantic's).
 _KEPT = {
@@ -142,7 +143,7 @@ def crd(kind: Kind) -> dict[str, Any]:
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": kind.crd_name,
-            "labels": {"app.kubernetes.io/part-of": "hakeeper"},
+            "labels": {PART_OF_LABEL: "hakeeper"},
         },
         "spec": {
             "group": GROUP,
@@ -187,7 +188,7 @@ def kopf_peering_crds() -> str:
         docs.append({
             "apiVersion": "apiextensions.k8s.io/v1",
             "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"{plural}.kopf.dev", "labels": {"app.kubernetes.io/part-of": "hakeeper"}},
+            "metadata": {"name": f"{plural}.kopf.dev", "labels": {PART_OF_LABEL: "hakeeper"}},
             "spec": {
                 "scope": scope,
                 "group": "kopf.dev",

@@ -6,10 +6,9 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from .common import BaseStatus, Duration, LabelSelector, Model, ObjectName, SecretKeyRef, StatusModel, cel
+from hakeeper.api.common import BaseStatus, Duration, LabelSelector, Model, ObjectName, SecretKeyRef, StatusModel, cel
+from hakeeper.api.meta import FIELD_MANAGER, ORIGINAL_REPLICAS_ANNOTATION
 
-ORIGINAL_REPLICAS_ANNOTATION = "hakeeper.io/original-replicas"
-FIELD_MANAGER = "hakeeper"
 
 
 class Prometheus(Model):

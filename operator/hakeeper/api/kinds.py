@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from . import degradationpolicy as dp
-from . import loadbalancerpool as lbp
-from . import replicateddatabase as rdb
-from .common import GROUP, VERSION
+from hakeeper.api import degradationpolicy as dp
+from hakeeper.api import loadbalancerpool as lbp
+from hakeeper.api import replicateddatabase as rdb
+from hakeeper.api.common import GROUP, VERSION
 
 READY = '.status.conditions[?(@.type=="Ready")].status'
 

@@ -6,17 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
-from .common import (
-    BaseStatus,
-    Duration,
-    LabelSelector,
-    Model,
-    ObjectName,
-    ResourceRequirements,
-    SecretKeyRef,
-    StatusModel,
-    cel,
-)
+from hakeeper.api.common import BaseStatus, Duration, LabelSelector, Model, ObjectName, ResourceRequirements, SecretKeyRef, StatusModel, cel
 
 HAPROXY_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "random", "source", "uri", "hdr")
 LVS_ALGORITHMS = ("rr", "wrr", "lc", "wlc", "sh", "dh", "mh", "sed", "nq")
@@ -27,7 +17,7 @@ RETRY_ON = (
     "0rtt-rejected", "404", "408", "425", "500", "501", "502", "503", "504",
     "all-retryable-errors",
 )
-WEIGHT_ANNOTATION = "hakeeper.io/weight"
+from hakeeper.api.meta import WEIGHT_ANNOTATION
 
 IPv4 = Annotated[str, Field(pattern=r"^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$")]
 Port = Annotated[int, Field(ge=1, le=65535)]

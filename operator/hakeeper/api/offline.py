@@ -18,8 +18,8 @@ from typing import Any
 
 import celpy
 
-from .crdgen import crd
-from .kinds import KINDS, Kind
+from hakeeper.api.crdgen import crd
+from hakeeper.api.kinds import KINDS, Kind
 
 
 class InvalidManifest(ValueError):

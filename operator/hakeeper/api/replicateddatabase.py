@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from .common import BaseStatus, Duration, Model, ObjectName, ResourceRequirements, StatusModel, cel
+from hakeeper.api.common import BaseStatus, Duration, Model, ObjectName, ResourceRequirements, StatusModel, cel
 
 # Built from images/mysql and images/mariadb (Debian's mysql-server 9.x and mariadb-server 10.11);
 # any image with the flavor's server binaries and a non-root mysql user with uid/gid 999 works.
@@ -17,7 +17,7 @@ OPERATOR_OWNED_SETTINGS = (
     "enforce-gtid-consistency", "read_only", "read-only", "super_read_only", "super-read-only",
     "log_bin", "log-bin", "gtid_domain_id", "gtid-domain-id", "port", "bind_address", "bind-address",
 )
-SWITCHOVER_ANNOTATION = "hakeeper.io/switchover-to"
+from hakeeper.api.meta import SWITCHOVER_ANNOTATION
 
 
 class Credentials(Model):

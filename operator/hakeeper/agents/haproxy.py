@@ -1,0 +1,228 @@
+"""The balancer agent: `hakeeper agent haproxy`, a sidecar next to HAProxy in every balancer pod.
+
+It follows the pool's ConfigMap through the API (a watch on that one object; a volume
+mount would lag by up to a minute) and keeps the local HAProxy in step with it:
+
+1. the file on disk is the ConfigMap's haproxy.cfg with servers.json filled into its slots
+   (configmap.on_disk), so a HAProxy that starts or restarts serves the right backends at once;
+2. when the structure changed, a hitless reload through the master CLI, after saving the
+   servers' state (health verdicts) for the new worker;
+3. servers.json through the runtime API (runtime.plan): add, remove, drain, weight — no reload;
+4. the ConfigMap's config hash into the pod's annotation hakeeper.io/applied-hash, so the
+   operator can tell which balancers run which configuration.
+
+`decide` is pure (what to do, given the ConfigMap and what is on disk and in HAProxy);
+`Agent` observes and acts; the sources (Kubernetes watch, or a directory for tests and
+offline use) only deliver ConfigMap snapshots into a `Latest` box, newest wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import pathlib
+import sys
+from collections.abc import Callable, Sequence
+
+from hakeeper.api.meta import APPLIED_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION
+from hakeeper.agents.loop import ConfigMapView, Report, add_source_arguments, atomic_write, serve
+from hakeeper.api.configmaps import haproxy as configmap
+from hakeeper.agents import haproxy_runtime as runtime
+from hakeeper.api.configmaps.haproxy import ConfigError, SlotEntry
+from hakeeper.agents.haproxy_runtime import RuntimeApiError, ServerState
+
+log = logging.getLogger("hakeeper.agent")
+FILES = (configmap.CONFIG_FILE, configmap.SERVERS_FILE)
+"""The ConfigMap's files, as read from a --source-dir."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Desired:
+    cfg: str
+    servers: tuple[SlotEntry, ...]
+    structure_hash: str
+    config_hash: str
+    disk_text: str
+    state_file: str | None
+
+    @classmethod
+    def from_configmap(cls, cm: ConfigMapView) -> Desired:
+        cfg = cm.data.get(configmap.CONFIG_FILE)
+        if not cfg:
+            raise ConfigError(f"the ConfigMap has no {configmap.CONFIG_FILE} yet")
+        servers = tuple(configmap.parse_servers(cm.data.get(configmap.SERVERS_FILE, "[]")))
+        return cls(
+            cfg=cfg, servers=servers, structure_hash=configmap.structure_hash(cfg),
+            # the operator annotates the hash it computed; the same function gives it otherwise
+            config_hash=cm.annotations.get(CONFIG_HASH_ANNOTATION) or configmap.config_hash(cm.data),
+            disk_text=configmap.on_disk(cfg, servers), state_file=configmap.state_file_path(cfg),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    disk_text: str | None
+    """The configuration file as it is on disk (None: not written yet)."""
+    running: bool
+    """The runtime API answers."""
+    structure: str | None = None
+    """The structure hash the running worker loaded."""
+    servers: tuple[ServerState, ...] = ()
+    master: bool = False
+    """The master CLI answers (needed to reload)."""
+    reported: str | None = None
+    """The config hash this agent last reported."""
+    refused: str | None = None
+    """A structure hash HAProxy refused to load (not retried until the structure changes)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    write: str | None = None
+    """New content for the configuration file."""
+    reload: bool = False
+    commands: tuple[str, ...] = ()
+    report: str | None = None
+    waiting: str | None = None
+    """Why the configuration cannot be fully applied yet."""
+
+    @property
+    def idle(self) -> bool:
+        return self.write is None and not self.reload and not self.commands and self.report is None
+
+
+def decide(desired: Desired, observed: Observed) -> Decision:
+    write = desired.disk_text if observed.disk_text != desired.disk_text else None
+    if not observed.running:
+        # first start: HAProxy's container starts once the file exists and reads the
+        # servers from it; the runtime API is used once it answers
+        return Decision(write=write, waiting="HAProxy is not running")
+    if observed.structure != desired.structure_hash:
+        if observed.refused == desired.structure_hash:
+            # the agent put the last working file back; leave it there
+            return Decision(waiting=f"HAProxy refused structure {desired.structure_hash}; "
+                            "the previous one keeps serving")
+        if not observed.master:
+            return Decision(write=write, waiting="the structure changed but the master CLI does not answer")
+        # servers are applied by the next pass, against the new worker
+        return Decision(write=write, reload=True)
+    commands = tuple(runtime.plan(observed.servers, desired.servers))
+    report = desired.config_hash if observed.reported != desired.config_hash else None
+    return Decision(write=write, commands=commands, report=report)
+
+
+class Agent:
+    """Observes the file and HAProxy, decides, acts. Not thread-safe: one loop drives it."""
+
+    def __init__(self, config_path: str, admin_socket: str, master_socket: str,
+                 report: Callable[[str], None]) -> None:
+        self.config_path = config_path
+        self.admin_socket = admin_socket
+        self.master_socket = master_socket
+        self.report = report
+        self.reported: str | None = None
+        self.refused: str | None = None
+        self.last_good: str | None = None
+        """A file on disk that the running worker was loaded from."""
+        self.reloads = 0
+
+    def observe(self, desired: Desired) -> Observed:
+        try:
+            disk_text: str | None = pathlib.Path(self.config_path).read_text()
+        except FileNotFoundError:
+            disk_text = None
+        if not runtime.alive(self.admin_socket):
+            return Observed(disk_text=disk_text, running=False, reported=self.reported, refused=self.refused)
+        structure = runtime.running_structure(self.admin_socket)
+        if disk_text is not None and structure is not None and configmap.disk_structure(disk_text) == structure:
+            self.last_good = disk_text
+        servers, _ = runtime.show_servers_state(self.admin_socket)
+        master = structure != desired.structure_hash and self._master_answers()
+        return Observed(disk_text=disk_text, running=True, structure=structure, servers=tuple(servers),
+                        master=master, reported=self.reported, refused=self.refused)
+
+    def _master_answers(self) -> bool:
+        try:
+            runtime.show_proc(self.master_socket)
+        except RuntimeApiError:
+            return False
+        return True
+
+    def act(self, decision: Decision, desired: Desired) -> None:
+        if decision.write is not None:
+            if desired.state_file and not os.path.exists(desired.state_file):
+                atomic_write(desired.state_file, "1\n")  # an empty state, so HAProxy has nothing to warn about
+            atomic_write(self.config_path, decision.write)
+            log.info("wrote %s (structure %s, %d backends)", self.config_path, desired.structure_hash,
+                     len(desired.servers))
+        if decision.reload:
+            self._save_state(desired)
+            try:
+                pid = runtime.reload(self.master_socket, self.admin_socket)
+            except runtime.ReloadFailed:
+                if self.last_good is not None:
+                    # so that a restarting HAProxy comes back with what works, not with this
+                    atomic_write(self.config_path, self.last_good)
+                self.refused = desired.structure_hash
+                raise
+            self.reloads += 1
+            log.info("reloaded HAProxy for structure %s: worker %d", desired.structure_hash, pid)
+        if decision.commands:
+            runtime.apply(self.admin_socket, decision.commands)
+            log.info("applied %d runtime commands: %s", len(decision.commands), "; ".join(decision.commands))
+            self._save_state(desired)  # a restarting HAProxy picks up from here
+        if decision.report is not None:
+            self.report(decision.report)
+            self.reported = decision.report
+            log.info("applied config %s", decision.report)
+
+    def _save_state(self, desired: Desired) -> None:
+        if desired.state_file:
+            _, raw = runtime.show_servers_state(self.admin_socket)
+            atomic_write(desired.state_file, runtime.state_file(raw, desired.servers))
+
+    def step(self, cm: ConfigMapView) -> Decision:
+        desired = Desired.from_configmap(cm)
+        decision = decide(desired, self.observe(desired))
+        self.act(decision, desired)
+        return decision
+
+    def converge(self, cm: ConfigMapView, max_steps: int = 6) -> Decision:
+        """Step until nothing is left to do (or only waiting); the last decision."""
+        decision = Decision()
+        for _ in range(max_steps):
+            decision = self.step(cm)
+            if decision.idle or (decision.waiting and decision.write is None):
+                return decision
+        return decision
+
+
+# -- command line -------------------------------------------------------------------------
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hakeeper agent haproxy", description="Keep the local HAProxy in step "
+                                "with the pool's ConfigMap: runtime API for servers, hitless reload for structure.")
+    add_source_arguments(p, "the applied config hash")
+    p.add_argument("--config", required=True, help="where HAProxy reads its configuration")
+    p.add_argument("--socket", required=True, help="HAProxy's runtime API (stats socket, level admin)")
+    p.add_argument("--master-socket", required=True, help="HAProxy's master CLI (for reloads)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(message)s")
+
+    def build(report: Report) -> Agent:
+        return Agent(args.config, args.socket, args.master_socket,
+                     lambda config_hash: report({APPLIED_HASH_ANNOTATION: config_hash}))
+
+    # re-check every 5 s (HAProxy may have restarted); every 0.25 s while waiting for it
+    return serve(args, build, FILES, parser(), resync=5.0, retry=0.25)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

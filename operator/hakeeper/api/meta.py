@@ -1,0 +1,62 @@
+"""Every label, annotation, finalizer and field manager hakeeper reads or writes: the names
+that people, GitOps tools and the agents see on objects. Defined here and nowhere else.
+
+The app.kubernetes.io labels are Kubernetes' recommended labels
+(https://kubernetes.io/docs/concepts/overview/working-with-objects/common-labels/).
+"""
+
+from __future__ import annotations
+
+from hakeeper.api.common import GROUP
+
+# -- the operator's own writes ---------------------------------------------------------------
+FIELD_MANAGER = "hakeeper"
+"""The one server-side-apply field manager of every write, so GitOps tools can be told to
+ignore exactly these fields."""
+FINALIZER = f"{GROUP}/finalizer"
+PROGRESS_ANNOTATION_PREFIX = GROUP
+"""kopf's progress and diff-base annotations (the structural status schema would prune them
+from status)."""
+DIFFBASE_ANNOTATION_KEY = "last-handled-configuration"
+
+# -- recommended labels ------------------------------------------------------------------------
+NAME_LABEL = "app.kubernetes.io/name"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+PART_OF_LABEL = "app.kubernetes.io/part-of"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "hakeeper"
+BALANCER_COMPONENT = "balancer"
+
+# -- LoadBalancerPool ----------------------------------------------------------------------------
+POOL_LABEL = "hakeeper.io/pool"
+"""On a pool's balancer pods and objects: the pool's name."""
+WEIGHT_ANNOTATION = "hakeeper.io/weight"
+"""On a backend pod: its weight (0..256), overriding the pool's."""
+CONFIG_HASH_ANNOTATION = "hakeeper.io/config-hash"
+"""On a balancer ConfigMap: the hash of its files, written by the operator."""
+APPLIED_HASH_ANNOTATION = "hakeeper.io/applied-hash"
+"""On a balancer pod: the config hash its agent has applied (ConfigApplied)."""
+POD_SPEC_ANNOTATION = "hakeeper.io/pod-spec"
+"""On the balancer pod template: the structure hash, so a structural change rolls the pods."""
+VRRP_STATE_ANNOTATION = "hakeeper.io/vrrp-state"
+"""On a keepalived balancer pod: the VRRP state its agent saw (MASTER, BACKUP, FAULT)."""
+IPVS_ANNOTATION = "hakeeper.io/ipvs"
+"""On a keepalived balancer pod: whether the node's kernel has IPVS ("true"/"false")."""
+
+# -- ReplicatedDatabase ----------------------------------------------------------------------------
+DATABASE_LABEL = "hakeeper.io/database"
+ROLE_LABEL = "hakeeper.io/role"
+"""On a member pod: primary or replica; the -primary and -replicas Services select on it."""
+SWITCHOVER_ANNOTATION = "hakeeper.io/switchover-to"
+"""On a ReplicatedDatabase: the member a person asks to make primary."""
+
+# -- DegradationPolicy -----------------------------------------------------------------------------
+ORIGINAL_REPLICAS_ANNOTATION = "hakeeper.io/original-replicas"
+SHED_BY_ANNOTATION = "hakeeper.io/shed-by"
+SHED_TIER_ANNOTATION = "hakeeper.io/shed-tier"
+SHED_SINCE_ANNOTATION = "hakeeper.io/shed-since"
+SHED_ANNOTATIONS = (ORIGINAL_REPLICAS_ANNOTATION, SHED_BY_ANNOTATION, SHED_TIER_ANNOTATION, SHED_SINCE_ANNOTATION)
+"""On a shed Deployment: what restoring it needs, and who shed it when."""
+PROTECTED_LABEL = "hakeeper.io/protected"
+"""On a Deployment or namespace: never shed."""

@@ -1,0 +1,149 @@
+"""Scaling Deployments down and back, remembering their replicas on the Deployment itself.
+
+Shedding is one JSON merge patch that sets spec.replicas to 0 *and* writes the original
+count (hakeeper.io/original-replicas) with who shed it, carrying the resourceVersion the
+decision was made on: it applies whole or not at all, and fails with 409 when the
+Deployment changed since it was read (the next evaluation decides again). A Deployment that
+already carries the annotation is never shed again, so the original count is never
+overwritten. Restoring sets exactly the remembered count and removes the annotations in one
+patch; if something else has scaled the Deployment up meanwhile, its count is left alone and
+only the annotations go. Every write uses the one field manager `hakeeper`.
+
+An HPA on a shed Deployment pauses by itself (it does not scale a target at 0 replicas) and
+resumes after the restore; nothing is written to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from kubernetes import client
+
+from hakeeper.api.meta import FIELD_MANAGER, ORIGINAL_REPLICAS_ANNOTATION, SHED_ANNOTATIONS, SHED_BY_ANNOTATION, SHED_SINCE_ANNOTATION, SHED_TIER_ANNOTATION
+from hakeeper.degradationpolicy.targets import Target, shed_mark
+
+Action = Literal["shed", "restored", "released", "would-shed", "would-restore", "changed", "gone", "failed"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    target: Target
+    action: Action
+    message: str
+    original_replicas: int | None = None
+    deployment: Mapping[str, Any] | None = None
+
+
+def shed_patch(deployment: Mapping[str, Any], policy: str, tier: str, since: str) -> dict[str, Any]:
+    meta = deployment["metadata"]
+    return {
+        "metadata": {
+            "resourceVersion": meta["resourceVersion"],
+            "annotations": {
+                ORIGINAL_REPLICAS_ANNOTATION: str(deployment["spec"].get("replicas", 1)),
+                SHED_BY_ANNOTATION: policy,
+                SHED_TIER_ANNOTATION: tier,
+                SHED_SINCE_ANNOTATION: since,
+            },
+        },
+        "spec": {"replicas": 0},
+    }
+
+
+def restore_patch(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    """Back to the remembered count, unless something else runs it already (then only unmark)."""
+    mark = shed_mark(deployment)
+    body: dict[str, Any] = {"metadata": {"resourceVersion": deployment["metadata"]["resourceVersion"],
+                                         "annotations": {key: None for key in SHED_ANNOTATIONS}}}
+    if mark is not None and deployment["spec"].get("replicas", 1) == 0:
+        body["spec"] = {"replicas": mark.original_replicas}
+    return body
+
+
+def replicas_manager(deployment: Mapping[str, Any]) -> str | None:
+    """The field manager that last set spec.replicas, when it is not hakeeper."""
+    owners = []
+    for entry in deployment.get("metadata", {}).get("managedFields") or []:
+        fields = entry.get("fieldsV1") or {}
+        if "f:replicas" in (fields.get("f:spec") or {}) and entry.get("manager") != FIELD_MANAGER:
+            owners.append((entry.get("time") or "", entry.get("manager") or "?", entry.get("operation") or ""))
+    if not owners:
+        return None
+    time, manager, operation = max(owners)
+    return f"{manager} ({operation}{' at ' + time if time else ''})"
+
+
+def conflict_message(deployment: Mapping[str, Any], hpa: str | None) -> str:
+    replicas = deployment["spec"].get("replicas", 1)
+    who = replicas_manager(deployment)
+    text = f"scaled back to {replicas} replicas by {who or 'someone else'}"
+    if hpa:
+        text += f"; HorizontalPodAutoscaler {hpa} targets it"
+    return text + "; left alone until the policy restores"
+
+
+def hpas_by_target(hpas: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
+    """(namespace, Deployment name) -> the HPA scaling it."""
+    found = {}
+    for hpa in hpas:
+        ref = hpa.get("spec", {}).get("scaleTargetRef", {})
+        if ref.get("kind") == "Deployment":
+            found[(hpa["metadata"]["namespace"], ref.get("name"))] = hpa["metadata"]["name"]
+    return found
+
+
+Patcher = Callable[[str, str, dict[str, Any]], Any]
+"""(namespace, name, JSON merge patch) -> anything; raises kubernetes.client.ApiException."""
+
+
+def cluster_patcher(api: client.ApiClient) -> Patcher:
+    apps = client.AppsV1Api(api)
+
+    def patch(namespace: str, name: str, body: dict[str, Any]) -> Any:
+        return apps.patch_namespaced_deployment(name, namespace, body, field_manager=FIELD_MANAGER,
+                                                _content_type="application/merge-patch+json")
+    return patch
+
+
+class Scaler:
+    """Sheds and restores Deployments through a patcher (the API server's apps/v1, as `hakeeper`)."""
+
+    def __init__(self, patch: Patcher):
+        self.patch = patch
+
+    def _patch(self, target: Target, body: dict[str, Any]) -> tuple[Action | None, str]:
+        try:
+            self.patch(target.namespace, target.name, body)
+            return None, ""
+        except client.ApiException as error:
+            if error.status == 409:
+                return "changed", "changed since it was read; decided again at the next evaluation"
+            if error.status == 404:
+                return "gone", "deleted meanwhile"
+            return "failed", f"{error.status} {error.reason}: {str(error.body)[:300]}"
+
+    def shed(self, target: Target, deployment: Mapping[str, Any], policy: str, since: str) -> Outcome:
+        if shed_mark(deployment) is not None:  # never overwrite a remembered count
+            return Outcome(target, "changed", "already marked as shed", deployment=deployment)
+        original = int(deployment["spec"].get("replicas", 1))
+        failed, why = self._patch(target, shed_patch(deployment, policy, target.tier, since))
+        if failed:
+            return Outcome(target, failed, f"shedding {target}: {why}", deployment=deployment)
+        return Outcome(target, "shed", f"scaled {target} (tier {target.tier}) from {original} to 0 replicas",
+                       original, deployment)
+
+    def restore(self, target: Target, deployment: Mapping[str, Any]) -> Outcome:
+        mark = shed_mark(deployment)
+        body = restore_patch(deployment)
+        failed, why = self._patch(target, body)
+        original = mark.original_replicas if mark else None
+        if failed:
+            return Outcome(target, failed, f"restoring {target}: {why}", original, deployment)
+        if "spec" in body:
+            return Outcome(target, "restored", f"scaled {target} (tier {target.tier}) back to "
+                           f"{body['spec']['replicas']} replicas", original, deployment)
+        running = deployment["spec"].get("replicas", 1)
+        return Outcome(target, "released", f"{target} runs {running} replicas set by someone else; "
+                       "kept them and removed the shed mark", original, deployment)

@@ -1,0 +1,186 @@
+"""One evaluation of a policy: read the triggers and the Deployments, decide, act, report.
+
+Blocking code (prometheus-api-client and the Kubernetes client are synchronous); the
+controller runs it in a worker thread. The truth about what is shed is on the Deployments
+(their annotations); the status is a copy for people, and the memory of time windows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+
+from hakeeper.api.common import parse_duration
+from hakeeper.api.degradationpolicy import DegradationPolicySpec
+from hakeeper.degradationpolicy import status as status_
+from hakeeper.degradationpolicy.act import Outcome, Scaler, cluster_patcher, conflict_message, hpas_by_target
+from hakeeper.degradationpolicy.observe import ClusterReader, SecretMissing
+from hakeeper.degradationpolicy.metrics import PrometheusSource
+from hakeeper.degradationpolicy.decide import Memory, Reading, decide
+from hakeeper.degradationpolicy.targets import Target, default_priority, select, shed_mark
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    status: dict[str, Any]
+    events: list[status_.Event]
+    memory: Memory
+    due: float
+    """When the next evaluation is due (epoch seconds)."""
+
+
+def policy_key(body: Mapping[str, Any]) -> str:
+    meta = body["metadata"]
+    return f"{meta['namespace']}/{meta['name']}"
+
+
+def namespaces_of(spec: DegradationPolicySpec | None, body: Mapping[str, Any]) -> list[str]:
+    return list(spec.namespaces) if spec is not None and spec.namespaces else [body["metadata"]["namespace"]]
+
+
+class Evaluator:
+    """Evaluates policies against one cluster; safe to share between the policies' threads."""
+
+    def __init__(self, reader: ClusterReader, scaler: Scaler):
+        self.reader = reader
+        self.scaler = scaler
+        self._sources: dict[str, PrometheusSource] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_cluster(cls, api: client.ApiClient) -> Evaluator:
+        return cls(ClusterReader(api), Scaler(cluster_patcher(api)))
+
+    # -- Prometheus ---------------------------------------------------------------------------
+    def source(self, spec: DegradationPolicySpec, body: Mapping[str, Any]) -> PrometheusSource:
+        """The policy's Prometheus client, rebuilt when its URL, timeout or credentials change."""
+        namespace = body["metadata"]["namespace"]
+        prom = spec.prometheus
+        token = ca = None
+        if prom.bearer_token_secret_ref:
+            ref = prom.bearer_token_secret_ref
+            token = self.reader.secret_key(namespace, ref.name, ref.key)
+        if prom.ca_secret_ref:
+            ca = self.reader.secret_key(namespace, prom.ca_secret_ref.name, prom.ca_secret_ref.key)
+        config = (prom.url, parse_duration(prom.timeout), token, ca, prom.insecure_skip_verify)
+        key = policy_key(body)
+        with self._lock:
+            current = self._sources.get(key)
+            if current is None or current.config != config:
+                if current is not None:
+                    current.close()
+                current = self._sources[key] = PrometheusSource(
+                    prom.url, config[1], bearer_token=token, ca_pem=ca, insecure_skip_verify=prom.insecure_skip_verify)
+            return current
+
+    def forget(self, body: Mapping[str, Any]) -> None:
+        with self._lock:
+            source = self._sources.pop(policy_key(body), None)
+        if source is not None:
+            source.close()
+
+    def readings(self, spec: DegradationPolicySpec, body: Mapping[str, Any]) -> tuple[dict[str, Reading], tuple]:
+        """Each trigger's reading, and the Ready condition (False when the credentials are missing)."""
+        interval = spec.interval
+        ready = (True, "Evaluating", f"evaluating {len(spec.triggers)} triggers every {interval}")
+        try:
+            source = self.source(spec, body)
+        except SecretMissing as error:
+            reading = Reading("unavailable", message=str(error))
+            return {t.name: reading for t in spec.triggers}, (False, "SecretMissing", str(error))
+        return source.read_all(spec.triggers), ready
+
+    # -- the cluster --------------------------------------------------------------------------
+    def _deployments(self, spec: DegradationPolicySpec, body: Mapping[str, Any]) -> dict[tuple[str, str], dict]:
+        found: dict[tuple[str, str], dict] = {}
+        namespaces = namespaces_of(spec, body)
+        for namespace in namespaces:
+            for d in self.reader.deployments(namespace):
+                found[(namespace, d["metadata"]["name"])] = d
+        # what the policy shed in namespaces it no longer covers: read one by one, to restore
+        for entry in (body.get("status") or {}).get("shed") or []:
+            key = (entry["namespace"], entry["name"])
+            if entry["namespace"] not in namespaces and key not in found and not entry.get("dryRun"):
+                d = self.reader.deployment(*key)
+                if d is not None:
+                    found[key] = d
+        return found
+
+    def _priorities(self, spec: DegradationPolicySpec) -> tuple[dict[str, int], int]:
+        if not any(t.max_pod_priority is not None for t in spec.tiers):
+            return {}, 0  # only tiers by label: no need to read the classes
+        classes = self.reader.priority_classes()
+        return {c["metadata"]["name"]: int(c.get("value", 0)) for c in classes}, default_priority(classes)
+
+    # -- one evaluation -----------------------------------------------------------------------
+    def evaluate(self, body: Mapping[str, Any], spec: DegradationPolicySpec, memory: Memory,
+                 now: float | None = None) -> Evaluation:
+        policy = policy_key(body)
+        previous = body.get("status") or {}
+        readings, ready = self.readings(spec, body)
+        now = time.time() if now is None else now
+        deployments = self._deployments(spec, body)
+        classes, default = self._priorities(spec)
+        selection = select(spec, policy, namespaces_of(spec, body), deployments.values(), classes, default,
+                           status_.dry_marks(previous, policy))
+        plan = decide(spec, memory, readings, selection, now)
+
+        involved = {t.namespace for t in selection.all_shed()} | {t.namespace for t in plan.shed}
+        hpas = hpas_by_target(h for ns in sorted(involved) for h in self.reader.hpas(ns))
+        outcomes = self._act(spec, policy, plan.shed, plan.restore, deployments, hpas, now)
+        conflicts = {t.key: conflict_message(deployments[t.key], hpas.get(t.key))
+                     for t in selection.all_shed() if t.conflict and t.key in deployments}
+        status, events = status_.build(spec, body["metadata"].get("generation"), previous, plan, selection,
+                                       outcomes, hpas, conflicts, ready, now)
+        return Evaluation(status, events, plan.memory, now + plan.wake_in)
+
+    def _act(self, spec: DegradationPolicySpec, policy: str, shed: tuple[Target, ...], restore: tuple[Target, ...],
+             deployments: Mapping[tuple[str, str], dict], hpas: Mapping[tuple[str, str], str],
+             now: float) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        since = status_.iso(now) or ""
+        for target in restore:
+            deployment = deployments[target.key]
+            if target.shed is not None and target.shed.dry_run:
+                outcomes.append(Outcome(target, "would-restore", f"dryRun: would scale {target} (tier "
+                                        f"{target.tier}) back to {target.shed.original_replicas} replicas",
+                                        target.shed.original_replicas, deployment))
+            else:
+                outcomes.append(self.scaler.restore(target, deployment))
+        for target in shed:
+            deployment = deployments[target.key]
+            if spec.dry_run:
+                outcomes.append(Outcome(target, "would-shed", f"dryRun: would scale {target} (tier {target.tier}) "
+                                        f"from {target.replicas} to 0 replicas", target.replicas, deployment))
+                continue
+            outcome = self.scaler.shed(target, deployment, policy, since)
+            if outcome.action == "shed" and target.key in hpas:
+                outcome = dataclasses.replace(outcome, message=outcome.message + (
+                    f"; HorizontalPodAutoscaler {hpas[target.key]} pauses at 0 replicas and resumes after the restore"))
+            outcomes.append(outcome)
+        return outcomes
+
+    # -- the policy goes ----------------------------------------------------------------------
+    def release_all(self, body: Mapping[str, Any], spec: DegradationPolicySpec | None) -> list[Outcome]:
+        """Restores everything the policy shed (dryRun or not): it is being deleted."""
+        policy = policy_key(body)
+        namespaces = set(namespaces_of(spec, body))
+        namespaces |= {e["namespace"] for e in (body.get("status") or {}).get("shed") or []}
+        outcomes = []
+        for namespace in sorted(namespaces):
+            for deployment in self.reader.deployments(namespace):
+                mark = shed_mark(deployment)
+                if mark is None or mark.policy != policy:
+                    continue
+                meta = deployment["metadata"]
+                target = Target(namespace, meta["name"], mark.tier, 0, None,
+                                int(deployment["spec"].get("replicas", 1)), mark)
+                outcomes.append(self.scaler.restore(target, deployment))
+        self.forget(body)
+        return outcomes

@@ -1,0 +1,210 @@
+"""The Kubernetes objects that run a HAProxy balancer pool (pure builders).
+
+The balancer pod has two containers: haproxy, and the hakeeper agent as a native
+sidecar (an init container with restartPolicy Always), so the agent has written the
+configuration before haproxy starts and outlives it on shutdown. They share an emptyDir
+holding haproxy.cfg and the runtime/master sockets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
+from hakeeper.loadbalancerpool.backends import BACKEND_PORT_NAME
+from hakeeper.api.meta import APPLIED_HASH_ANNOTATION, BALANCER_COMPONENT, COMPONENT_LABEL, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL, POD_SPEC_ANNOTATION, POOL_LABEL
+
+DEFAULT_HAPROXY_IMAGE = "ghcr.io/hakeeper/haproxy:2.6"  # images/haproxy: Debian 12's 2.6, the tested release
+RUN_DIR = "/var/run/hakeeper"
+FRONTEND_PORT = 8080  # inside the pod; the Service maps spec.service.port to it
+HEADLESS_PLACEHOLDER_PORT = 9
+
+
+def names(pool: str) -> dict[str, str]:
+    return {
+        "configmap": f"{pool}-haproxy",
+        "deployment": f"{pool}-haproxy",
+        "service": pool,
+        "backends_service": f"{pool}-backends",
+        "pdb": f"{pool}-haproxy",
+        "serviceaccount": f"{pool}-agent",
+        "role": f"{pool}-agent",
+    }
+
+
+def labels(pool: str) -> dict[str, str]:
+    return {
+        NAME_LABEL: "haproxy",
+        INSTANCE_LABEL: pool,
+        COMPONENT_LABEL: BALANCER_COMPONENT,
+        MANAGED_BY_LABEL: MANAGED_BY,
+        POOL_LABEL: pool,
+    }
+
+
+def _meta(name: str, namespace: str, pool: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": labels(pool), **extra}
+
+
+def config_map(pool: str, namespace: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(names(pool)["configmap"], namespace, pool),
+            "data": dict(sorted(data.items()))}
+
+
+def backends_service(pool: str, namespace: str, spec: LoadBalancerPoolSpec) -> dict[str, Any] | None:
+    """A headless Service over the selected pods, so that their EndpointSlices exist.
+
+    Only for backends chosen by selector; with `backends.service` the user's Service has them.
+    """
+    if spec.backends.selector is None:
+        return None
+    # A Service selects by matchLabels only; matchExpressions are applied by the controller
+    # to the pods behind the slices. A headless Service's own port number is never used:
+    # the slices carry the resolved target port.
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": _meta(names(pool)["backends_service"], namespace, pool),
+        "spec": {
+            "clusterIP": "None",
+            "selector": dict(spec.backends.selector.match_labels),
+            "publishNotReadyAddresses": False,
+            "ports": [{"name": BACKEND_PORT_NAME, "port": spec.backends.port if isinstance(spec.backends.port, int)
+                       else HEADLESS_PLACEHOLDER_PORT, "targetPort": spec.backends.port}],
+        },
+    }
+
+
+def client_service(pool: str, namespace: str, spec: LoadBalancerPoolSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": _meta(names(pool)["service"], namespace, pool),
+        "spec": {
+            "type": spec.service.type,
+            "selector": {POOL_LABEL: pool, COMPONENT_LABEL: BALANCER_COMPONENT},
+            "ports": [
+                {"name": "frontend", "port": spec.service.port, "targetPort": "frontend", "protocol": "TCP"},
+                {"name": "metrics", "port": spec.balancer.metrics_port, "targetPort": "metrics", "protocol": "TCP"},
+            ],
+        },
+    }
+
+
+def deployment(pool: str, namespace: str, spec: LoadBalancerPoolSpec, agent_image: str,
+               structure_hash: str) -> dict[str, Any]:
+    n = names(pool)
+    haproxy_image = spec.balancer.image or DEFAULT_HAPROXY_IMAGE
+    run_mount = {"name": "run", "mountPath": RUN_DIR}
+    resources = spec.balancer.resources.wire()
+    restricted = {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+        "runAsUser": 65532, "capabilities": {"drop": ["ALL"]},
+    }
+    agent = {
+        "name": "agent",
+        "image": agent_image,
+        "restartPolicy": "Always",
+        "args": ["agent", "haproxy", "--configmap", n["configmap"], "--namespace", namespace,
+                 "--pod", "$(POD_NAME)", "--config", f"{RUN_DIR}/haproxy.cfg",
+                 "--socket", f"{RUN_DIR}/admin.sock", "--master-socket", f"{RUN_DIR}/master.sock"],
+        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "volumeMounts": [run_mount],
+        # haproxy starts only once the agent has written a configuration
+        "startupProbe": {"exec": {"command": ["test", "-s", f"{RUN_DIR}/haproxy.cfg"]},
+                         "periodSeconds": 1, "failureThreshold": 120},
+        "resources": {"requests": {"cpu": "20m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}},
+        "securityContext": restricted,
+    }
+    haproxy = {
+        "name": "haproxy",
+        "image": haproxy_image,
+        "command": ["haproxy"],
+        "args": ["-W", "-db", "-S", f"{RUN_DIR}/master.sock,mode,600", "-f", f"{RUN_DIR}/haproxy.cfg"],
+        "ports": [
+            {"name": "frontend", "containerPort": FRONTEND_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": spec.balancer.metrics_port, "protocol": "TCP"},
+        ],
+        # a busy balancer answers late rather than not at all: both replicas flapping to
+        # NotReady at once would empty the Service, whose clients are then refused
+        "readinessProbe": {"tcpSocket": {"port": "frontend"}, "periodSeconds": 2, "timeoutSeconds": 2,
+                           "failureThreshold": 3},
+        # a stopping balancer keeps serving until the Service's endpoints no longer send it
+        # anything (they are removed asynchronously); then haproxy stops softly
+        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
+        "livenessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 10,
+                          "failureThreshold": 3},
+        # the configuration binds "${POD_IP}:8080": the pod's own address, nothing else
+        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+        "volumeMounts": [run_mount],
+        "securityContext": {**restricted, "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}},
+    }
+    if resources:
+        haproxy["resources"] = resources
+    pod_labels = labels(pool)
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": _meta(n["deployment"], namespace, pool),
+        "spec": {
+            "replicas": spec.balancer.replicas,
+            "selector": {"matchLabels": {POOL_LABEL: pool, COMPONENT_LABEL: BALANCER_COMPONENT}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    # a structural change of the configuration is applied by a hitless reload
+                    # inside the pods, so only the pod spec itself is hashed here
+                    "annotations": {POD_SPEC_ANNOTATION: structure_hash},
+                },
+                "spec": {
+                    "serviceAccountName": n["serviceaccount"],
+                    "automountServiceAccountToken": True,
+                    "initContainers": [agent],
+                    "containers": [haproxy],
+                    "volumes": [{"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}],
+                    "nodeSelector": dict(spec.balancer.node_selector),
+                    "terminationGracePeriodSeconds": 30,
+                    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                        "weight": 100,
+                        "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                            "labelSelector": {"matchLabels": {POOL_LABEL: pool}}},
+                    }]}},
+                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                },
+            },
+        },
+    }
+
+
+def pod_disruption_budget(pool: str, namespace: str, spec: LoadBalancerPoolSpec) -> dict[str, Any] | None:
+    if spec.balancer.replicas < 2:
+        return None  # a PDB over one pod would block every node drain
+    return {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": _meta(names(pool)["pdb"], namespace, pool),
+        "spec": {"maxUnavailable": 1,
+                 "selector": {"matchLabels": {POOL_LABEL: pool, COMPONENT_LABEL: BALANCER_COMPONENT}}},
+    }
+
+
+def agent_rbac(pool: str, namespace: str, configmap: str | None = None) -> list[dict[str, Any]]:
+    """The agent may read its own ConfigMap and annotate pods; nothing else."""
+    n = {**names(pool), **({"configmap": configmap} if configmap else {})}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(n["serviceaccount"], namespace, pool)},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": _meta(n["role"], namespace, pool),
+         "rules": [
+             {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [n["configmap"]],
+              "verbs": ["get", "list", "watch"]},
+             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]},
+         ]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": _meta(n["role"], namespace, pool),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": n["role"]},
+         "subjects": [{"kind": "ServiceAccount", "name": n["serviceaccount"], "namespace": namespace}]},
+    ]
+
+
+def spec_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]

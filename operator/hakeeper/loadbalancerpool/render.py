@@ -1,0 +1,85 @@
+"""`hakeeper render -f FILE`: the balancer configuration the operator would produce, offline
+(haproxy.cfg for engine haproxy, keepalived.conf for engine lvs).
+
+Like `helm template`: no cluster. The manifest is checked as the API server would check it
+(api/offline.py), and backends come from the command line instead of EndpointSlices.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import yaml
+
+from hakeeper.api.meta import CONFIG_HASH_ANNOTATION
+from hakeeper.api import GROUP
+from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
+from hakeeper.api.offline import InvalidManifest, check
+from hakeeper.api.configmaps.haproxy import SlotEntry, on_disk, parse_servers
+from hakeeper.loadbalancerpool.haproxy.config import render
+from hakeeper.api.configmaps.keepalived import CONFIG_FILE as KEEPALIVED_CONF
+from hakeeper.loadbalancerpool.lvs.config import render as render_keepalived
+from hakeeper.loadbalancerpool.lvs import objects as lvs_objects
+from hakeeper.loadbalancerpool import objects
+from hakeeper.loadbalancerpool.backends import Backend
+
+_BACKEND = re.compile(r"^(?:(?P<name>[A-Za-z0-9_.-]+)=)?(?P<address>[0-9.]+):(?P<port>[0-9]+)(?:@(?P<weight>[0-9]+))?$")
+
+
+class RenderError(ValueError):
+    pass
+
+
+def parse_backend(text: str) -> Backend:
+    """[NAME=]ADDRESS:PORT[@WEIGHT], e.g. web-0=10.244.0.5:8080@3."""
+    match = _BACKEND.match(text)
+    if not match or not 1 <= int(match["port"]) <= 65535 or int(match["weight"] or 1) > 256:
+        raise RenderError(f"backend {text!r}: expected [NAME=]ADDRESS:PORT[@WEIGHT] (weight 0-256)")
+    name = match["name"] or f"{match['address']}-{match['port']}"
+    return Backend(name=name, address=match["address"], port=int(match["port"]), weight=int(match["weight"] or 1))
+
+
+def pools(documents: Iterable[Any]) -> Iterator[tuple[str, str, LoadBalancerPoolSpec]]:
+    """(name, namespace, spec) of every LoadBalancerPool; other hakeeper kinds are checked and skipped."""
+    for doc in documents:
+        if not doc:
+            continue
+        if not isinstance(doc, dict):
+            raise RenderError(f"expected a Kubernetes object, found {type(doc).__name__}")
+        if not str(doc.get("apiVersion", "")).startswith(GROUP + "/"):
+            continue  # a manifest may carry the backends' Deployment and such next to the pool
+        kind, spec = check(doc)
+        if kind.kind == "LoadBalancerPool":
+            meta = doc.get("metadata") or {}
+            yield meta["name"], meta.get("namespace") or "default", LoadBalancerPoolSpec.model_validate(spec)
+
+
+def render_documents(text: str, backends: list[Backend], *, as_configmap: bool = False) -> str:
+    out = []
+    for name, namespace, spec in pools(yaml.safe_load_all(text)):
+        if spec.engine == "lvs":
+            keepalived = render_keepalived(name, spec, backends)
+            if as_configmap:
+                out.append("---\n" + yaml.safe_dump(lvs_objects.config_map(
+                    name, namespace, keepalived.files, keepalived.config_hash), sort_keys=False))
+            else:
+                out.append(f"# LoadBalancerPool {namespace}/{name}: config {keepalived.config_hash}\n"
+                           + keepalived.files[KEEPALIVED_CONF])
+            continue
+        rendered = render(name, spec, backends)
+        if as_configmap:
+            cm = objects.config_map(name, namespace, rendered.files)
+            cm["metadata"]["annotations"] = {CONFIG_HASH_ANNOTATION: rendered.config_hash}
+            out.append("---\n" + yaml.safe_dump(cm, sort_keys=False))
+        else:
+            entries: list[SlotEntry] = parse_servers(rendered.files["servers.json"])
+            out.append(f"# LoadBalancerPool {namespace}/{name}: config {rendered.config_hash}, "
+                       f"structure {rendered.structure_hash}\n" + on_disk(rendered.files["haproxy.cfg"], entries))
+    if not out:
+        raise RenderError("no LoadBalancerPool in the input")
+    return "\n".join(out)
+
+
+__all__ = ["InvalidManifest", "RenderError", "parse_backend", "render_documents"]

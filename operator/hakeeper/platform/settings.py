@@ -1,0 +1,25 @@
+"""Operator-wide kopf settings."""
+
+from __future__ import annotations
+
+import os
+
+import kopf
+
+from hakeeper.api.meta import DIFFBASE_ANNOTATION_KEY, FINALIZER, PROGRESS_ANNOTATION_PREFIX
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: object) -> None:
+    # Progress and diff-base go in annotations: the CRDs' structural status schema
+    # would prune anything kopf wrote under status.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PROGRESS_ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PROGRESS_ANNOTATION_PREFIX, key=DIFFBASE_ANNOTATION_KEY)
+    settings.persistence.finalizer = FINALIZER
+    # Every pool and database has a synchronous daemon, and each holds one of kopf's executor
+    # threads for as long as it lives; kopf's default pool (CPUs + 4) would let a handful of
+    # them starve every other handler.
+    settings.execution.max_workers = int(os.environ.get("HAKEEPER_MAX_WORKERS", "256"))
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60

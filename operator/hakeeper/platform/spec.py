@@ -1,0 +1,52 @@
+"""Reading a custom resource's spec through its model, and reporting a spec that fails."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import kopf
+from pydantic import BaseModel, ValidationError
+
+from hakeeper.api import offline
+from hakeeper.api.conditions import set_condition
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def explain(error: ValidationError) -> str:
+    """One line per problem, with the field path as kubectl users write it."""
+    lines = []
+    for err in error.errors():
+        path = "spec." + ".".join(str(p) for p in err["loc"]) if err["loc"] else "spec"
+        lines.append(f"{path}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def parse_spec(model: type[M], body: kopf.Body, patch: kopf.Patch) -> M | None:
+    """The spec as a model, or None after setting Ready=False/InvalidSpec and posting an Event.
+
+    The CRD schema refuses bad input at `kubectl apply`; this catches what slips past it
+    (objects stored under an older schema), with the API server's own wording.
+    """
+    try:
+        offline.check({"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+                       "metadata": {"name": body.metadata.name}, "spec": dict(body.get("spec") or {})})
+        return model.model_validate(dict(body.get("spec") or {}))
+    except offline.InvalidManifest as error:
+        message = "; ".join(error.errors)
+    except ValidationError as error:
+        message = explain(error)
+    mark(body, patch, ready=False, reason="InvalidSpec", message=message)
+    kopf.warn(body, reason="InvalidSpec", message=message)
+    return None
+
+
+def mark(body: kopf.Body, patch: kopf.Patch, *, ready: bool, reason: str, message: str,
+         extra: dict[str, Any] | None = None) -> None:
+    """Writes Ready and observedGeneration (plus any other status fields) into the patch."""
+    generation = body.metadata.get("generation")
+    current = patch.status.get("conditions") or body.get("status", {}).get("conditions")
+    patch.status["conditions"] = set_condition(current, "Ready", ready, reason, message, generation)
+    patch.status["observedGeneration"] = generation
+    for key, value in (extra or {}).items():
+        patch.status[key] = value

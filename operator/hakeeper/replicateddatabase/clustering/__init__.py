@@ -1,0 +1,13 @@
+"""MySQL/MariaDB replication domain: no Kubernetes here.
+
+gather (observe) -> classify -> plan -> act, tied together by loop.Cluster.step, which the
+ReplicatedDatabase controller calls every probeInterval. flavor adapts SQL per server
+flavor; gtid does the set arithmetic; lease is the primary's self-fencing.
+"""
+
+from hakeeper.replicateddatabase.clustering.loop import Cluster, StepResult
+from hakeeper.replicateddatabase.clustering.members import Credentials, Member, MemberState
+from hakeeper.replicateddatabase.clustering.memory import LoopMemory
+from hakeeper.replicateddatabase.clustering.policy import Policy
+
+__all__ = ["Cluster", "Credentials", "LoopMemory", "Member", "MemberState", "Policy", "StepResult"]

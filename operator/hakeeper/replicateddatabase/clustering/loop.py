@@ -1,0 +1,237 @@
+"""The clustering loop, one step at a time: gather -> classify -> plan -> act.
+
+The controller (a kopf daemon per ReplicatedDatabase) calls Cluster.step every
+probeInterval with the members in ordinal order, the primary recorded in the status, and
+the memory the previous step returned. It must persist StepResult.primary and
+StepResult.memory in the status *before* moving the role label, then move the label to
+StepResult.primary, post StepResult.events as Events and write the rest of the status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from hakeeper.replicateddatabase.clustering import observe
+from hakeeper.replicateddatabase.clustering.act import Executor
+from hakeeper.replicateddatabase.clustering.actions import Action, OpenWrites, ReplicateFrom
+from hakeeper.replicateddatabase.clustering.classify import Classification, ClusterState, classify
+from hakeeper.replicateddatabase.clustering.flavor import Flavor, flavor_for
+from hakeeper.replicateddatabase.clustering.members import Credentials, Member, MemberState
+from hakeeper.replicateddatabase.clustering.memory import LoopMemory, Switchover
+from hakeeper.replicateddatabase.clustering.plan import Plan, plan
+from hakeeper.replicateddatabase.clustering.policy import Policy
+
+Event = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    state: ClusterState
+    """The phase to show (after this step's actions)."""
+    reason: str
+    primary: str | None
+    """Where the role label belongs now (None until a fresh cluster is bootstrapped)."""
+    members: list[dict[str, Any]]
+    """api.replicateddatabase.MemberStatus fields, one per member in the order given."""
+    events: list[Event]
+    """(reason, message) for kubernetes Events, in order."""
+    history: dict[str, Any] | None
+    """api.replicateddatabase.HistoryEntry fields when a failover or switchover completed."""
+    memory: LoopMemory
+    available: bool
+    """A writable primary exists (condition Available)."""
+    healthy: bool
+    """Every member replicates from the primary in time (condition Healthy)."""
+    failover_in_progress: bool
+    probe_seconds: float = 0.0
+    """How long gathering took (the rest of the step is acting): a metric."""
+    action_seconds: list[tuple[str, float]] = field(default_factory=list)
+    done: list[Action] = field(default_factory=list)
+    error: str | None = None
+    """The action that failed this step, if any (the next step re-plans)."""
+    states: dict[str, MemberState] = field(default_factory=dict, repr=False)
+
+
+class Cluster:
+    def __init__(self, flavor: str | Flavor, credentials: Credentials, policy: Policy,
+                 before_action: Callable[[Action], None] | None = None) -> None:
+        self.flavor = flavor_for(flavor) if isinstance(flavor, str) else flavor
+        if self.flavor.name == "mariadb" and policy.semi_sync_wait_count != 1:
+            # MariaDB waits for exactly one acknowledgement whatever the spec asks; the
+            # failover's safety rule must count what the server really does.
+            policy = dataclasses.replace(policy, semi_sync_wait_count=1)
+        self.credentials, self.policy = credentials, policy
+        self.before_action = before_action
+        """Called before each action; tests raise from it to simulate an operator crash."""
+
+    def gather(self, members: Sequence[Member], primary: str | None = None) -> dict[str, MemberState]:
+        """Probe the others in parallel, then the primary: whatever a replica was seen to have
+        fetched, the primary had before it was probed, so comparing the two never races."""
+        others = [m for m in members if m.name != primary]
+        first = [m for m in members if m.name == primary]
+
+        def probe(m: Member) -> MemberState:
+            return observe.gather(m, self.flavor, self.credentials, self.policy.probe_timeout)
+
+        states: dict[str, MemberState] = {}
+        if others:
+            with ThreadPoolExecutor(max_workers=len(others)) as pool:
+                states.update({s.name: s for s in pool.map(probe, others)})
+        for m in first:
+            states[m.name] = probe(m)
+        return {m.name: states[m.name] for m in members}
+
+    def step(self, members: Sequence[Member], recorded_primary: str | None, memory: LoopMemory | None,
+             now: float | None = None, switchover_target: str | None = None) -> StepResult:
+        started = time.monotonic()
+        now = time.time() if now is None else now
+        memory = memory or LoopMemory()
+        states = self.gather(members, recorded_primary)
+        probed = time.monotonic() - started
+        memory = _count_probe(memory, states, recorded_primary, now)
+        c = classify(members, states, recorded_primary, memory, self.policy, switchover_target)
+        p = plan(c, members, states, self.policy, memory, now)
+        act = Executor(members, self.flavor, self.credentials, self.policy, self.before_action).execute(p.actions)
+        elapsed = time.monotonic() - started
+        completed = p.completes if act.ok else None
+        primary = p.primary if act.ok and p.primary is not None else recorded_primary
+
+        events: list[Event] = []
+        if c.state != memory.last_state:
+            events.append((c.state, c.reason))
+        events += [n for n in p.notes if n[0] not in memory.last_notes] + act.events
+        errant = _errant(memory, c, states)
+        for name in sorted(set(errant) - set(memory.errant)):
+            events.append(("ErrantTransactions", f"{name} has transactions the primary lacks ({errant[name]}); "
+                                                 "it stays out of the cluster until its data is re-initialized"))
+        history = None
+        if completed:
+            since = memory.failing_since if completed == "failover" else (
+                memory.switchover.started if memory.switchover else now)
+            duration = round(now + elapsed - (since if since is not None else now), 3)
+            history = {"time": _iso(now + elapsed), "kind": completed, "from_member": c.primary,
+                       "to_member": primary, "reason": c.reason, "duration_seconds": duration}
+            events.append((f"{completed.capitalize()}Completed",
+                           f"{c.primary} -> {primary} in {duration:.1f}s: {c.reason}"))
+
+        new_memory = memory.with_(
+            last_lag=_lags(memory, c, states, members, recorded_primary),
+            errant=errant,
+            last_state=c.state,
+            last_notes=tuple(reason for reason, _ in p.notes),
+            switchover=_switchover_memory(memory, c, completed, now),
+            lease_expires=(now + (act.lease_renewed_at - started) + self.policy.lease_seconds
+                           if act.lease_renewed_at is not None else memory.lease_expires),
+        )
+        if completed == "failover":
+            new_memory = new_memory.with_(last_failover=now + elapsed, probe_failures=0, failing_since=None)
+        elif completed == "switchover":
+            new_memory = new_memory.with_(probe_failures=0, failing_since=None)
+
+        state, reason = c.state, c.reason
+        if completed:
+            state = "Degraded" if completed == "failover" else "Healthy"
+            reason = f"{completed} from {c.primary} to {primary} completed"
+        opened = any(isinstance(a, OpenWrites) and a.member == primary for a in act.done)
+        available = primary is not None and (opened or (states.get(primary) is not None and states[primary].writable
+                                                        and act.ok))
+        return StepResult(
+            state=state, reason=reason, primary=primary,
+            members=_member_statuses(members, states, c, primary, errant,
+                                     repointed={a.member for a in act.done if isinstance(a, ReplicateFrom)}),
+            events=events, history=history, memory=new_memory, available=available,
+            healthy=c.state == "Healthy" and act.ok,
+            failover_in_progress=c.state in ("Failed", "Switching") and not completed,
+            probe_seconds=probed, action_seconds=act.seconds, done=act.done, error=act.error, states=states,
+        )
+
+
+# ------------------------------------------------------------------------------- helpers
+
+def _count_probe(memory: LoopMemory, states: dict[str, MemberState], primary: str | None, now: float) -> LoopMemory:
+    if primary is None or primary not in states:
+        return memory.with_(probe_failures=0, failing_since=None)
+    if states[primary].reachable:
+        return memory.with_(probe_failures=0, failing_since=None)
+    return memory.with_(probe_failures=memory.probe_failures + 1,
+                        failing_since=memory.failing_since if memory.failing_since is not None else now)
+
+
+def _lags(memory: LoopMemory, c: Classification, states: dict[str, MemberState], members: Sequence[Member],
+          primary: str | None) -> dict[str, float]:
+    lags = dict(memory.last_lag)
+    if primary is None or primary not in states or not states[primary].reachable:
+        return lags  # keep what was seen while the primary was alive
+    for m in members:
+        r = states[m.name].replication
+        if m.name != primary and r is not None and r.seconds_behind is not None:
+            lags[m.name] = r.seconds_behind
+    return lags
+
+
+def _errant(memory: LoopMemory, c: Classification, states: dict[str, MemberState]) -> dict[str, str]:
+    errant = dict(memory.errant)
+    primary_seen = c.primary is not None and states.get(c.primary) is not None and states[c.primary].reachable
+    if not primary_seen:
+        return errant
+    for name, view in c.views.items():
+        if view.errant:
+            errant[name] = view.errant
+        elif states[name].reachable and name != c.primary:
+            errant.pop(name, None)  # re-initialized, or it was the old primary's tail and is gone
+    return errant
+
+
+def _switchover_memory(memory: LoopMemory, c: Classification, completed: str | None, now: float) -> Switchover | None:
+    if completed or c.state != "Switching":
+        return None
+    if memory.switchover is not None and memory.switchover.target == c.candidate:
+        return memory.switchover
+    assert c.candidate is not None and c.primary is not None
+    return Switchover(target=c.candidate, source=c.primary, started=now)
+
+
+def _member_statuses(members: Sequence[Member], states: dict[str, MemberState], c: Classification,
+                     primary: str | None, errant: dict[str, str],
+                     repointed: set[str] | frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """As observed at the start of the step, with the roles this step's actions gave."""
+    out = []
+    for m in members:
+        s = states[m.name]
+        view = c.views.get(m.name)
+        role = view.role if view else ("unknown" if not s.reachable else "replica")
+        if m.name == primary:
+            role = "primary"
+        elif m.name in repointed and m.name not in errant:
+            role = "replica"
+        elif role == "primary":
+            role = "fenced" if s.reachable else "unknown"
+        problems = list(view.problems) if view else []
+        if not s.reachable and not problems:
+            problems = [f"unreachable: {s.error}"]
+        lag = view.lag if view else None
+        out.append({
+            "name": m.name,
+            "role": role,
+            "reachable": s.reachable,
+            "read_only": s.read_only,
+            "lag_seconds": lag,
+            "gtid": s.position or None,
+            "errant": m.name in errant,
+            "message": "; ".join(problems) or None,
+        })
+    return out
+
+
+def _iso(epoch: float) -> str:
+    return (datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).replace(microsecond=0)
+            .isoformat().replace("+00:00", "Z"))
+
+
+__all__ = ["Cluster", "Credentials", "LoopMemory", "Member", "Policy", "StepResult", "Plan"]

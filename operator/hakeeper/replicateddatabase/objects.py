@@ -1,0 +1,317 @@
+"""The Kubernetes objects that run a ReplicatedDatabase (pure builders).
+
+Members are the pods of one StatefulSet. An init container (the database image itself,
+so nothing else needs pulling) gives each member its server id from its ordinal, writes
+the operator's users into an init file that runs at every start with binary logging off
+(so the users exist on every member without becoming replicated transactions), and creates
+the datadir on first start (per flavor: mariadb-install-db, or mysqld --initialize-insecure).
+The operator moves the role label that the `-primary` and `-replicas` Services select on.
+
+Both containers run as the images' mysql user (uid/gid 999), never root, with no capability
+and a read-only root filesystem: every path the server writes is a volume (the claim with the
+datadir, the socket/pid directory, tmpdir, secure_file_priv, the generated configuration).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from hakeeper.api.replicateddatabase import DEFAULT_IMAGE, ReplicatedDatabaseSpec
+from hakeeper.replicateddatabase.clustering.flavor import flavor_for
+from hakeeper.replicateddatabase.clustering.policy import Policy
+from hakeeper.api.meta import DATABASE_LABEL, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL, ROLE_LABEL
+
+SERVER_ID_BASE = 100
+VOLUME_DIR = "/var/lib/mysql"
+"""Where each member's PersistentVolumeClaim is mounted."""
+DATA_DIR = VOLUME_DIR
+"""MariaDB's datadir; MySQL's is a directory inside the volume (see _MYSQL_INITIALISE)."""
+MYSQL_DATA_DIR = f"{VOLUME_DIR}/data"
+CONF_DIR = "/etc/mysql/hakeeper"
+BASE_CONF_DIR = "/etc/mysql/hakeeper-base"
+RUN_DIR = "/run/mysqld"
+TMP_DIR = "/tmp"
+FILES_DIR = "/var/lib/mysql-files"
+"""secure_file_priv: server-side LOAD DATA INFILE / SELECT ... INTO OUTFILE only here."""
+OPERATOR_USER = "hakeeper"
+REPLICATION_USER = "hakeeper-repl"
+PASSWORD_KEYS = ("root-password", "replication-password", "operator-password")
+SERVER_UID = 999
+"""The mysql user and group of images/mariadb and images/mysql (Docker's official images use
+999 too). fsGroup makes the claim writable for it; a hostPath volume must be already."""
+
+
+@dataclass(frozen=True)
+class ServerLayout:
+    """What differs between the flavors' images: the server binary, where the data lives, how
+    the init container initialises an empty datadir (a sh snippet), flavor-only settings."""
+
+    container: str
+    server: str
+    datadir: str
+    initialise: str
+    settings: tuple[str, ...] = ()
+    plugin_settings: tuple[str, ...] = ()
+    """Prefixes of settings that exist only once plugin-load-add has loaded their plugin:
+    written `loose-`, since mysqld --initialize loads no plugin and refuses unknown settings."""
+    client: str = "mysql"
+    """The command-line client (the preStop hook asks the server whether it replicates)."""
+    replica_status: str = "SHOW REPLICA STATUS"
+
+
+# mariadb-install-db is re-runnable: a run cut short is completed by the next one.
+# --no-defaults: the image's /etc/mysql configuration plays no part (the server never reads it).
+# --force: it refuses to run when the host name does not resolve (no /etc/hosts entry for it in
+# an image run without Kubernetes' hosts file); --skip-name-resolve makes no account by host name
+# anyway. Its messages (errors included) go to stdout: kept, for `kubectl logs -c init`.
+_MARIADB_INITIALISE = f"""if [ ! -d {DATA_DIR}/mysql ]; then
+  mariadb-install-db --no-defaults --datadir={DATA_DIR} --skip-test-db --skip-name-resolve --force --auth-root-authentication-method=socket
+fi
+"""
+
+# mysqld --initialize refuses a non-empty directory (a volume's root may hold lost+found) and
+# cannot resume: it initialises a scratch directory on the volume that is renamed once complete,
+# so a member killed half-way starts over. It reads the server's my.cnf, so that what is fixed at
+# initialisation (lower_case_table_names, innodb_page_size, ...) matches, but not init-file
+# (init.sql belongs to the server's starts). --initialize-insecure: root@localhost without a
+# password until init.sql gives it the root password at the first start.
+_MYSQL_INITIALISE = f"""if [ ! -d {MYSQL_DATA_DIR} ]; then
+  rm -rf {VOLUME_DIR}/.initialising
+  if ! mysqld --defaults-file={BASE_CONF_DIR}/my.cnf --initialize-insecure --datadir={VOLUME_DIR}/.initialising --init-file=/dev/null --log-error={TMP_DIR}/initialise.log; then
+    cat {TMP_DIR}/initialise.log >&2
+    exit 1
+  fi
+  mv {VOLUME_DIR}/.initialising {MYSQL_DATA_DIR}
+fi
+"""
+
+LAYOUTS: dict[str, ServerLayout] = {
+    "mariadb": ServerLayout("mariadb", "mariadbd", DATA_DIR, _MARIADB_INITIALISE, client="mariadb",
+                            replica_status="SHOW SLAVE STATUS"),
+    # The X Protocol plugin is off: nothing uses it, and it would listen on a second port.
+    "mysql": ServerLayout("mysql", "mysqld", MYSQL_DATA_DIR, _MYSQL_INITIALISE, ("loose-mysqlx=OFF",),
+                          plugin_settings=("rpl_semi_sync_",)),
+}
+
+
+def layout(flavor: str) -> ServerLayout:
+    return LAYOUTS[flavor]
+
+
+PRE_STOP_SECONDS = 20
+"""How long a primary's pod waits, when deleted, for the operator to switch over from it."""
+
+
+def pre_stop_script(flavor: str) -> str:
+    """The server container's preStop hook: a deleted pod's server keeps running until it
+    replicates from another member (the operator's switchover away from a terminating primary
+    ends by pointing it at the new one), at most PRE_STOP_SECONDS. A replica replicates already
+    and stops at once; a server that does not answer is not waited for. The kubelet sends
+    SIGTERM only after the hook (Kubernetes' container lifecycle hooks)."""
+    server = layout(flavor)
+    ask = (f"MYSQL_PWD=\"$OPERATOR_PASSWORD\" {server.client} --protocol=socket -S {RUN_DIR}/mysqld.sock "
+           f"-u {OPERATOR_USER} -Nse '{server.replica_status}'")
+    return (f"end=$(( $(date +%s) + {PRE_STOP_SECONDS} ))\n"
+            f"while [ \"$(date +%s)\" -lt \"$end\" ]; do\n"
+            f"  out=$({ask} 2>/dev/null) || exit 0\n"
+            f"  [ -n \"$out\" ] && exit 0\n"
+            f"  sleep 0.5\n"
+            f"done\n")
+
+
+def names(db: str) -> dict[str, str]:
+    return {"statefulset": db, "headless": db, "primary": f"{db}-primary", "replicas": f"{db}-replicas",
+            "config": f"{db}-config", "credentials": f"{db}-credentials", "pdb": db}
+
+
+def labels(db: str) -> dict[str, str]:
+    return {NAME_LABEL: "mariadb", INSTANCE_LABEL: db,
+            MANAGED_BY_LABEL: MANAGED_BY, DATABASE_LABEL: db}
+
+
+def selector(db: str) -> dict[str, str]:
+    return {DATABASE_LABEL: db, INSTANCE_LABEL: db}
+
+
+def credentials_secret(db: str, namespace: str) -> dict[str, Any]:
+    """Generated once; the operator creates it only when absent and never rewrites it."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": names(db)["credentials"], "namespace": namespace, "labels": labels(db)},
+            "stringData": {key: secrets.token_urlsafe(24) for key in PASSWORD_KEYS}}
+
+
+def my_cnf(spec: ReplicatedDatabaseSpec) -> str:
+    """The settings the clustering loop relies on come from its flavor adapter (one source);
+    the server id is per member, written by the init container."""
+    owned = flavor_for(spec.flavor).settings_for(Policy.from_spec(spec), server_id=0)
+    owned.pop("server_id")
+    server = layout(spec.flavor)
+    lines = ["[mysqld]", f"datadir={server.datadir}", f"socket={RUN_DIR}/mysqld.sock",
+             f"pid-file={RUN_DIR}/mysqld.pid", f"tmpdir={TMP_DIR}", f"secure-file-priv={FILES_DIR}",
+             "port=3306", "relay-log-recovery=ON", f"init-file={CONF_DIR}/init.sql", *server.settings]
+    lines += [f"{'loose-' if key.startswith(server.plugin_settings) else ''}{key.replace('_', '-')}={value}"
+              for key, value in owned.items()]
+    lines += [f"{key}={value}" for key, value in sorted(spec.config.items())]
+    lines += [f"!includedir {CONF_DIR}", ""]
+    return "\n".join(lines)
+
+
+def config_map(db: str, namespace: str, spec: ReplicatedDatabaseSpec) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": names(db)["config"], "namespace": namespace, "labels": labels(db)},
+            "data": {"my.cnf": my_cnf(spec)}}
+
+
+def init_sql(flavor: str) -> str:
+    """The operator's accounts (a heredoc: $..._password are the escaped Secret values), run by
+    the server at every start with binary logging off, so a rotated Secret applies at the next
+    restart. MySQL: caching_sha2_password (9.x has no mysql_native_password), and
+    root@localhost, which --initialize-insecure left without a password, gets the root password;
+    super_read_only is lifted around the statements and put back. MariaDB: root@localhost stays
+    socket-authenticated as the OS user root, which never runs in the pod."""
+    using = " WITH caching_sha2_password" if flavor == "mysql" else ""
+    lines = ["SET sql_log_bin=0;"]
+    if flavor == "mysql":
+        lines += ["SET @hakeeper_super_read_only=@@GLOBAL.super_read_only;", "SET GLOBAL super_read_only=OFF;"]
+    for user, password, privileges in (
+        (OPERATOR_USER, "$operator_password", "ALL PRIVILEGES"),
+        (REPLICATION_USER, "$replication_password", "REPLICATION SLAVE, REPLICATION CLIENT"),
+        ("root", "$root_password", "ALL PRIVILEGES"),
+    ):
+        grant_option = " WITH GRANT OPTION" if privileges == "ALL PRIVILEGES" else ""
+        lines += [f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED{using} BY '{password}';",
+                  f"ALTER USER '{user}'@'%' IDENTIFIED{using} BY '{password}';",
+                  f"GRANT {privileges} ON *.* TO '{user}'@'%'{grant_option};"]
+    if flavor == "mysql":
+        lines += [f"ALTER USER 'root'@'localhost' IDENTIFIED{using} BY '$root_password';",
+                  "SET GLOBAL super_read_only=@hakeeper_super_read_only;"]
+    lines.append("SET sql_log_bin=1;")
+    return "\n".join(lines)
+
+
+# A password as the body of an SQL string literal: \ and ' escaped. (A newline cannot be in one:
+# the server reads the init file a line at a time.)
+_SQL_STRING = r"""sql_string() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e "s/'/\\\\'/g"; }"""
+
+
+def init_script(flavor: str) -> str:
+    """sh, not bash (Debian's images have dash); ${HOSTNAME##*-} is the StatefulSet ordinal."""
+    return f"""set -eu
+ordinal=${{HOSTNAME##*-}}
+cat > {CONF_DIR}/server.cnf <<EOF
+[mysqld]
+server-id=$(( {SERVER_ID_BASE} + ordinal ))
+report-host=$POD_IP
+EOF
+{_SQL_STRING}
+operator_password=$(sql_string "$OPERATOR_PASSWORD")
+replication_password=$(sql_string "$REPLICATION_PASSWORD")
+root_password=$(sql_string "$ROOT_PASSWORD")
+umask 077
+cat > {CONF_DIR}/init.sql <<EOF
+{init_sql(flavor)}
+EOF
+umask 022
+{layout(flavor).initialise}"""
+
+
+def _secret_env(secret: str) -> list[dict[str, Any]]:
+    return [{"name": key.upper().replace("-", "_"), "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+            for key in PASSWORD_KEYS]
+
+
+POD_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True, "runAsUser": SERVER_UID, "runAsGroup": SERVER_UID, "fsGroup": SERVER_UID,
+    "fsGroupChangePolicy": "OnRootMismatch",  # no recursive chown of a large datadir at every start
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+SCRATCH_VOLUMES = {"conf": CONF_DIR, "run": RUN_DIR, "tmp": TMP_DIR, "files": FILES_DIR}
+"""emptyDir volumes by name -> mount path: everything the server writes outside its datadir."""
+
+
+def statefulset(db: str, namespace: str, spec: ReplicatedDatabaseSpec, secret: str | None = None) -> dict[str, Any]:
+    n = names(db)
+    server_layout = layout(spec.flavor)
+    image = spec.image or DEFAULT_IMAGE[spec.flavor]
+    pod_ip = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+    mounts = [{"name": "data", "mountPath": VOLUME_DIR}, {"name": "base-conf", "mountPath": BASE_CONF_DIR},
+              *({"name": name, "mountPath": path} for name, path in SCRATCH_VOLUMES.items())]
+    resources = spec.resources.wire()
+    server = {
+        "name": server_layout.container, "image": image,
+        "command": [server_layout.server],
+        # --defaults-file must come first; binding the pod's own address keeps members apart
+        "args": [f"--defaults-file={BASE_CONF_DIR}/my.cnf", "--bind-address=$(POD_IP)"],
+        "env": [pod_ip, *[e for e in _secret_env(secret or n["credentials"]) if e["name"] == "OPERATOR_PASSWORD"]],
+        "ports": [{"name": "mysql", "containerPort": 3306}],
+        # a deleted primary is switched over from before its server stops: a planned restart
+        "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", pre_stop_script(spec.flavor)]}}},
+        "readinessProbe": {"tcpSocket": {"port": "mysql"}, "periodSeconds": 2, "failureThreshold": 2},
+        "volumeMounts": mounts,
+        "securityContext": dict(CONTAINER_SECURITY),
+    }
+    init = {"name": "init", "image": image, "command": ["sh", "-c", init_script(spec.flavor)],
+            "env": [pod_ip, *_secret_env(secret or n["credentials"])], "volumeMounts": mounts,
+            "securityContext": dict(CONTAINER_SECURITY)}
+    if resources:
+        server["resources"] = resources
+        init["resources"] = resources  # mysqld --initialize starts the storage engine
+    return {
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": n["statefulset"], "namespace": namespace, "labels": labels(db)},
+        "spec": {
+            "serviceName": n["headless"], "replicas": spec.replicas, "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": selector(db)},
+            "template": {
+                "metadata": {"labels": labels(db)},
+                "spec": {
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": dict(POD_SECURITY),
+                    "initContainers": [init], "containers": [server],
+                    "volumes": [*({"name": name, "emptyDir": {}} for name in SCRATCH_VOLUMES),
+                                {"name": "base-conf", "configMap": {"name": n["config"]}}],
+                    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                        "weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                                           "labelSelector": {"matchLabels": selector(db)}}}]}},
+                },
+            },
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "data", "labels": labels(db)},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": spec.storage.size}},
+                         **({"storageClassName": spec.storage.storage_class_name}
+                            if spec.storage.storage_class_name else {})},
+            }],
+        },
+    }
+
+
+def services(db: str, namespace: str, spec: ReplicatedDatabaseSpec) -> list[dict[str, Any]]:
+    n = names(db)
+    port = [{"name": "mysql", "port": spec.service.port, "targetPort": "mysql"}]
+
+    def service(name: str, role: str | None, **extra: Any) -> dict[str, Any]:
+        select = {**selector(db), **({ROLE_LABEL: role} if role else {})}
+        return {"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": namespace, "labels": labels(db)},
+                "spec": {"selector": select, "ports": port, **extra}}
+
+    return [
+        # members find each other by stable names, ready or not
+        service(n["headless"], None, clusterIP="None", publishNotReadyAddresses=True),
+        service(n["primary"], "primary", type=spec.service.type),
+        service(n["replicas"], "replica", type=spec.service.type),
+    ]
+
+
+def pod_disruption_budget(db: str, namespace: str, spec: ReplicatedDatabaseSpec) -> dict[str, Any] | None:
+    if spec.replicas < 2:
+        return None
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": names(db)["pdb"], "namespace": namespace, "labels": labels(db)},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(db)}}}

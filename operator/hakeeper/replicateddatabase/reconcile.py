@@ -1,0 +1,177 @@
+"""A ReplicatedDatabase on Kubernetes: its objects, its members, the role labels, its status.
+
+The clustering decisions are mysql.loop's; this module gathers what the loop needs from the
+cluster (members and their pod IPs, credentials, the remembered state) and carries out what
+it decided on the Kubernetes side. Order matters for crash safety: the new primary and the
+loop's memory are written to the status before the role label moves, so an operator that
+dies in between finds the decision on restart and only has to move the label.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client
+
+from hakeeper.api.meta import SWITCHOVER_ANNOTATION
+from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
+from hakeeper.api.conditions import set_condition
+from hakeeper.platform import apply as kube
+from hakeeper.replicateddatabase.clustering import Credentials, LoopMemory, Member, StepResult
+from hakeeper.replicateddatabase.clustering.classify import ANY_REPLICA
+from hakeeper.replicateddatabase import objects
+
+HISTORY_LIMIT = 20
+
+
+class CredentialsMissing(RuntimeError):
+    pass
+
+
+def ensure_objects(api: client.ApiClient, body: Mapping[str, Any], spec: ReplicatedDatabaseSpec) -> None:
+    meta = body["metadata"]
+    db, namespace = meta["name"], meta["namespace"]
+    owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
+    core = client.CoreV1Api(api)
+    if spec.credentials.secret_name is None:
+        try:
+            core.read_namespaced_secret(objects.names(db)["credentials"], namespace)
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
+            # generated once; never rewritten (the passwords live in the datadirs too)
+            core.create_namespaced_secret(namespace, kube.owned_by(objects.credentials_secret(db, namespace), owner))
+    desired = [objects.config_map(db, namespace, spec), *objects.services(db, namespace, spec),
+               objects.statefulset(db, namespace, spec, secret_name(db, spec)),
+               objects.pod_disruption_budget(db, namespace, spec)]
+    kube.apply_all(api, [kube.owned_by(o, owner) for o in desired if o is not None])
+
+
+def secret_name(db: str, spec: ReplicatedDatabaseSpec) -> str:
+    return spec.credentials.secret_name or objects.names(db)["credentials"]
+
+
+def credentials(core: client.CoreV1Api, db: str, namespace: str, spec: ReplicatedDatabaseSpec) -> Credentials:
+    name = secret_name(db, spec)
+    try:
+        secret = core.read_namespaced_secret(name, namespace)
+    except client.ApiException as error:
+        if error.status == 404:
+            raise CredentialsMissing(f"secret {name} not found") from error
+        raise
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+    missing = [k for k in objects.PASSWORD_KEYS if not data.get(k)]
+    if missing:
+        raise CredentialsMissing(f"secret {name} lacks {', '.join(missing)}")
+    return Credentials(root_password=data["root-password"], replication_password=data["replication-password"],
+                       operator_password=data["operator-password"], replication_user=objects.REPLICATION_USER,
+                       operator_user=objects.OPERATOR_USER)
+
+
+def members(core: client.CoreV1Api, db: str, namespace: str, spec: ReplicatedDatabaseSpec) -> tuple[
+        list[Member], dict[str, dict[str, Any]]]:
+    """Members in ordinal order, each at its pod IP (or its stable DNS name while it has none)."""
+    selector = ",".join(f"{k}={v}" for k, v in objects.selector(db).items())
+    raw = json.loads(core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False).data)
+    pods = {p["metadata"]["name"]: p for p in raw["items"]}
+    out = []
+    for ordinal in range(spec.replicas):
+        name = f"{db}-{ordinal}"
+        pod = pods.get(name)
+        ip = ((pod or {}).get("status") or {}).get("podIP")
+        # no IP: the probe fails, which is the truth; the member stays in the list so a lost
+        # primary is counted as failing rather than forgotten
+        out.append(Member(name=name, host=ip or f"{name}.{objects.names(db)['headless']}.{namespace}.svc",
+                          port=3306))
+    return out, pods
+
+
+def switchover_request(body: Mapping[str, Any], db: str, spec: ReplicatedDatabaseSpec,
+                       pods: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[str, str] | None:
+    """(request id, target member) of a switchover asked for and not yet carried out.
+
+    Asked for by the annotation, by spec.switchover.targetMember, or by the deletion of the
+    current primary's pod (a drain, a rollout, `kubectl delete pod`): then to the best replica
+    (classify.ANY_REPLICA), while the pod's preStop hook keeps its server up."""
+    primary = (body.get("status") or {}).get("currentPrimary")
+    primary_pod = (pods or {}).get(primary or "") or {}
+    annotated = ((body["metadata"].get("annotations") or {}).get(SWITCHOVER_ANNOTATION) or "").strip()
+    if annotated:
+        target = annotated if annotated.startswith(f"{db}-") else f"{db}-{annotated}"
+        request = f"annotation:{target}"
+    elif spec.switchover.target_member is not None:
+        target = f"{db}-{spec.switchover.target_member}"
+        request = f"spec:{body['metadata'].get('generation')}:{target}"
+    elif primary_pod.get("metadata", {}).get("deletionTimestamp"):
+        target = ANY_REPLICA
+        request = f"terminating:{primary_pod['metadata'].get('uid')}"
+    else:
+        return None
+    if request == (body.get("status") or {}).get("handledSwitchover"):
+        return None
+    return request, target
+
+
+def memory_of(status: Mapping[str, Any] | None) -> LoopMemory | None:
+    text = (status or {}).get("loopMemory")
+    try:
+        return LoopMemory.from_dict(json.loads(text)) if text else None
+    except (ValueError, TypeError):
+        return None  # losing it is safe (mysql.memory says why)
+
+
+def role_labels(core: client.CoreV1Api, namespace: str, pods: Mapping[str, Mapping[str, Any]],
+                result: StepResult) -> list[str]:
+    """Moves the role label to match the step; returns the pods changed."""
+    changed = []
+    for member in result.members:
+        pod = pods.get(member["name"])
+        if pod is None:
+            continue
+        want = {"primary": "primary", "replica": "replica"}.get(member["role"])
+        if member["role"] == "primary" and member["name"] != result.primary:
+            want = None
+        have = (pod["metadata"].get("labels") or {}).get(objects.ROLE_LABEL)
+        if have != want:
+            core.patch_namespaced_pod(member["name"], namespace, {"metadata": {"labels": {objects.ROLE_LABEL: want}}})
+            changed.append(member["name"])
+    return changed
+
+
+def status_of(body: Mapping[str, Any], result: StepResult, now_iso: str) -> dict[str, Any]:
+    previous = body.get("status") or {}
+    generation = body["metadata"].get("generation")
+    history = list(previous.get("history") or [])
+    if result.history:
+        entry = {"time": result.history["time"], "kind": result.history["kind"],
+                 "from": result.history.get("from_member"), "to": result.history["to_member"],
+                 "reason": result.history["reason"], "durationSeconds": result.history.get("duration_seconds")}
+        history = [{k: v for k, v in entry.items() if v is not None}, *history][:HISTORY_LIMIT]
+    members = [{"name": m["name"], "role": m["role"], "reachable": m["reachable"],
+                **({"readOnly": m["read_only"]} if m["read_only"] is not None else {}),
+                **({"lagSeconds": m["lag_seconds"]} if m["lag_seconds"] is not None else {}),
+                **({"gtid": m["gtid"]} if m["gtid"] else {}), "errant": m["errant"],
+                **({"message": m["message"]} if m["message"] else {})} for m in result.members]
+    ready_members = sum(1 for m in result.members if m["role"] in ("primary", "replica") and m["reachable"])
+    conditions = previous.get("conditions")
+    available = (result.available, "PrimaryWritable" if result.available else "NoWritablePrimary",
+                 f"{result.primary} takes writes" if result.available else result.reason)
+    healthy = (result.healthy, "AllReplicating" if result.healthy else result.state, result.reason)
+    failing = (result.failover_in_progress, "FailoverInProgress" if result.failover_in_progress else "Idle",
+               result.reason if result.failover_in_progress else "no failover or switchover running")
+    ready = (result.available, "Available" if result.available else "NotAvailable", result.reason)
+    for kind, (ok, reason, message) in (("Available", available), ("Healthy", healthy),
+                                         ("FailoverInProgress", failing), ("Ready", ready)):
+        conditions = set_condition(conditions, kind, ok, reason, message, generation, now_iso)
+    out = {
+        "observedGeneration": generation, "phase": result.state, "currentPrimary": result.primary,
+        "readyMembers": ready_members, "members": members, "history": history, "conditions": conditions,
+        "loopMemory": json.dumps(result.memory.to_dict(), sort_keys=True),
+    }
+    last = history[0]["time"] if history and history[0]["kind"] == "failover" else previous.get("lastFailoverTime")
+    if last:
+        out["lastFailoverTime"] = last
+    return out
