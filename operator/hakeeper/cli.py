@@ -6,8 +6,8 @@ import argparse
 import importlib
 import os
 import pathlib
-import zlib
 import sys
+import zlib
 from collections.abc import Sequence
 
 HANDLER_MODULES = (
@@ -76,9 +76,9 @@ def _crds(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     import yaml
 
-    from hakeeper.api.offline import InvalidManifest
     from hakeeper.api.configmaps.haproxy import ConfigError
     from hakeeper.api.configmaps.keepalived import ConfigError as KeepalivedConfigError
+    from hakeeper.api.offline import InvalidManifest
     from hakeeper.loadbalancerpool.render import RenderError, parse_backend, render_documents
 
     try:

@@ -29,7 +29,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes import client
+from hakeeper.platform.kube import ApiError
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
@@ -62,7 +62,7 @@ class Exporter:
         exporter = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 body = exporter.text().encode()
                 self.send_response(200 if self.path.startswith("/metrics") else 404)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
@@ -237,10 +237,10 @@ class Fleet:
         with self._lock:
             current = self.items.get((namespace, name))
             if current is None:
-                raise client.ApiException(status=404, reason="Not Found")
+                raise ApiError(404, "Not Found")
             wanted = (body.get("metadata") or {}).get("resourceVersion")
             if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
-                raise client.ApiException(status=409, reason="Conflict")
+                raise ApiError(409, "Conflict")
             self._version += 1
             updated = merge_patch(current, body)
             updated["metadata"]["resourceVersion"] = str(self._version)

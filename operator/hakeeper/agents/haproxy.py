@@ -26,12 +26,12 @@ import pathlib
 import sys
 from collections.abc import Callable, Sequence
 
-from hakeeper.api.meta import APPLIED_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION
+from hakeeper.agents import haproxy_runtime as runtime
+from hakeeper.agents.haproxy_runtime import RuntimeApiError, ServerState
 from hakeeper.agents.loop import ConfigMapView, Report, add_source_arguments, atomic_write, serve
 from hakeeper.api.configmaps import haproxy as configmap
-from hakeeper.agents import haproxy_runtime as runtime
 from hakeeper.api.configmaps.haproxy import ConfigError, SlotEntry
-from hakeeper.agents.haproxy_runtime import RuntimeApiError, ServerState
+from hakeeper.api.meta import APPLIED_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION
 
 log = logging.getLogger("hakeeper.agent")
 FILES = (configmap.CONFIG_FILE, configmap.SERVERS_FILE)

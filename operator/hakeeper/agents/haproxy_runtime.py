@@ -8,6 +8,7 @@ next command's.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import re
@@ -100,7 +101,7 @@ def parse_servers_state(text: str) -> list[ServerState]:
         if line.startswith("#"):
             columns = line.lstrip("# ").split()
             continue
-        values = dict(zip(columns, line.split()))
+        values = dict(zip(columns, line.split(), strict=False))  # later HAProxy versions append columns
         try:
             rows.append(ServerState(
                 backend=values["be_name"], name=values["srv_name"], id=int(values["srv_id"]),
@@ -204,7 +205,7 @@ def state_file(show_output: str, desired: Sequence[SlotEntry], backend: str = co
                 columns = line.lstrip("# ").split()
             kept.append(line)
             continue
-        values = dict(zip(columns, line.split()))
+        values = dict(zip(columns, line.split(), strict=False))  # later HAProxy versions append columns
         entry = wanted.get(values.get("srv_name", ""))
         if (values.get("be_name") == backend and entry is not None
                 and _same_address(values.get("srv_addr", ""), entry.address)
@@ -289,10 +290,8 @@ def reload(master: str, admin: str, timeout: float = 15.0) -> int:
     """
     deadline = time.monotonic() + timeout
     before = _retrying(lambda: show_proc(master), deadline)
-    try:
+    with contextlib.suppress(RuntimeApiError):  # the master may drop the connection as it re-executes itself
         command(master, "reload")
-    except RuntimeApiError:
-        pass  # the master may drop the connection as it re-executes itself
     new_pid = None
     while time.monotonic() < deadline:
         try:

@@ -29,9 +29,9 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 
+from hakeeper.agents import vrrp_state
 from hakeeper.agents.loop import ConfigMapView, Report, add_source_arguments, serve
 from hakeeper.api.configmaps import keepalived as configmap
-from hakeeper.agents import vrrp_state
 from hakeeper.api.configmaps.keepalived import ConfigError
 from hakeeper.api.meta import APPLIED_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION, IPVS_ANNOTATION, VRRP_STATE_ANNOTATION
 

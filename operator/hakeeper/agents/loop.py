@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
-from hakeeper.api.meta import CONFIG_HASH_ANNOTATION
 
 log = logging.getLogger("hakeeper.agent")
 Report = Callable[[Mapping[str, str]], None]

@@ -14,9 +14,9 @@ import yaml
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 
-from hakeeper.api.meta import PART_OF_LABEL
 from hakeeper.api.common import GROUP, VERSION
 from hakeeper.api.kinds import CATEGORY, KINDS, Kind
+from hakeeper.api.meta import PART_OF_LABEL
 
 # Keys of JSON Schema that a structural CRD schema accepts (the rest are pydantic's).
 _KEPT = {
@@ -37,7 +37,7 @@ class _Schema(GenerateJsonSchema):
     checks a default against the schema without applying the defaults inside it).
     """
 
-    def default_schema(self, schema):  # noqa: ANN001 - pydantic-core's schema dicts
+    def default_schema(self, schema: Any) -> dict[str, Any]:  # pydantic-core's schema dicts
         factory = schema.get("default_factory")
         if factory is None:
             return super().default_schema(schema)
@@ -72,7 +72,7 @@ def _structural(node: Any) -> Any:
     node = dict(node)
     if node.get("x-kubernetes-int-or-string"):
         branches = node.pop("anyOf", [])
-        out = {"x-kubernetes-int-or-string": True}
+        out: dict[str, Any] = {"x-kubernetes-int-or-string": True}
         for key in ("description", "default"):
             if key in node:
                 out[key] = node[key]

@@ -7,8 +7,6 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from hakeeper.api.common import BaseStatus, Duration, LabelSelector, Model, ObjectName, SecretKeyRef, StatusModel, cel
-from hakeeper.api.meta import FIELD_MANAGER, ORIGINAL_REPLICAS_ANNOTATION
-
 
 
 class Prometheus(Model):

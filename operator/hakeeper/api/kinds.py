@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -34,8 +35,10 @@ class Kind:
         return f"{GROUP}/{VERSION}"
 
 
-def column(name: str, json_path: str, type_: str = "string", priority: int = 0, description: str = "") -> dict:
-    col = {"name": name, "type": type_, "jsonPath": json_path}
+def column(name: str, json_path: str, type_: str = "string", priority: int = 0,
+           description: str = "") -> dict[str, Any]:
+    """One additionalPrinterColumns entry of a CRD."""
+    col: dict[str, Any] = {"name": name, "type": type_, "jsonPath": json_path}
     if priority:
         col["priority"] = priority
     if description:
@@ -90,7 +93,8 @@ DEGRADATION_POLICY = Kind(
     short_names=("dp",),
     spec=dp.DegradationPolicySpec,
     status=dp.DegradationPolicyStatus,
-    description="Sheds low-priority Deployments while alerting metrics cross their thresholds, and restores them after.",
+    description=("Sheds low-priority Deployments while alerting metrics cross their thresholds, "
+                 "and restores them after."),
     columns=(
         column("Mode", ".spec.mode"),
         column("State", ".status.state"),

@@ -6,7 +6,17 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
-from hakeeper.api.common import BaseStatus, Duration, LabelSelector, Model, ObjectName, ResourceRequirements, SecretKeyRef, StatusModel, cel
+from hakeeper.api.common import (
+    BaseStatus,
+    Duration,
+    LabelSelector,
+    Model,
+    ObjectName,
+    ResourceRequirements,
+    SecretKeyRef,
+    StatusModel,
+    cel,
+)
 
 HAPROXY_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "random", "source", "uri", "hdr")
 LVS_ALGORITHMS = ("rr", "wrr", "lc", "wlc", "sh", "dh", "mh", "sed", "nq")
@@ -17,7 +27,6 @@ RETRY_ON = (
     "0rtt-rejected", "404", "408", "425", "500", "501", "502", "503", "504",
     "all-retryable-errors",
 )
-from hakeeper.api.meta import WEIGHT_ANNOTATION
 
 IPv4 = Annotated[str, Field(pattern=r"^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$")]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -217,9 +226,11 @@ class LoadBalancerPoolSpec(Model):
                     "hashType applies to the hash algorithms source, uri and hdr only"),
                 cel("self.engine == 'haproxy' || !has(self.mode)",
                     "mode applies to engine haproxy; engine lvs balances at layer 4 (set lvs.protocol)"),
-                cel("!(has(self.mode) && self.mode == 'tcp') || !has(self.algorithm) || !(self.algorithm in ['uri', 'hdr'])",
+                cel("!(has(self.mode) && self.mode == 'tcp') || !has(self.algorithm) "
+                    "|| !(self.algorithm in ['uri', 'hdr'])",
                     "algorithms uri and hdr read HTTP requests: use mode http or redirect"),
-                cel("self.sessionAffinity.type != 'Cookie' || (self.engine == 'haproxy' && (!has(self.mode) || self.mode == 'http'))",
+                cel("self.sessionAffinity.type != 'Cookie' "
+                    "|| (self.engine == 'haproxy' && (!has(self.mode) || self.mode == 'http'))",
                     "Cookie session affinity needs engine haproxy with mode http"),
                 cel("self.engine == 'haproxy' || self.healthCheck.type != 'mysql'",
                     "mysql health checks need engine haproxy; use tcp with engine lvs"),

@@ -17,13 +17,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import celpy
+import celpy.adapter
+import celpy.evaluation
 
 from hakeeper.api.crdgen import crd
 from hakeeper.api.kinds import KINDS, Kind
 
 
 class InvalidManifest(ValueError):
-    def __init__(self, kind: str, name: str, errors: list[str]):
+    def __init__(self, kind: str, name: str, errors: list[str]) -> None:
         self.errors = errors
         super().__init__(f'The {kind} "{name}" is invalid: \n* ' + "\n* ".join(errors))
 
@@ -145,8 +147,8 @@ def _program(rule: str) -> Any:
 def _rules(schema: Mapping[str, Any], value: Any, path: str, errors: list[str]) -> None:
     for validation in schema.get("x-kubernetes-validations") or []:
         try:
-            ok = bool(_program(validation["rule"]).evaluate({"self": celpy.json_to_cel(value)}))
-        except celpy.CELEvalError:
+            ok = bool(_program(validation["rule"]).evaluate({"self": celpy.adapter.json_to_cel(value)}))
+        except celpy.evaluation.CELEvalError:
             ok = False  # e.g. an int compared with a string: the API server refuses as well
         if not ok:
             errors.append(f'{path}: Invalid value: {_show(value)}: {validation.get("message", validation["rule"])}')

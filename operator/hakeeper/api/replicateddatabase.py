@@ -17,7 +17,6 @@ OPERATOR_OWNED_SETTINGS = (
     "enforce-gtid-consistency", "read_only", "read-only", "super_read_only", "super-read-only",
     "log_bin", "log-bin", "gtid_domain_id", "gtid-domain-id", "port", "bind_address", "bind-address",
 )
-from hakeeper.api.meta import SWITCHOVER_ANNOTATION
 
 
 class Credentials(Model):

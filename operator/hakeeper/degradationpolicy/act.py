@@ -19,10 +19,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kubernetes import client
-
-from hakeeper.api.meta import FIELD_MANAGER, ORIGINAL_REPLICAS_ANNOTATION, SHED_ANNOTATIONS, SHED_BY_ANNOTATION, SHED_SINCE_ANNOTATION, SHED_TIER_ANNOTATION
+from hakeeper.api.meta import (
+    FIELD_MANAGER,
+    ORIGINAL_REPLICAS_ANNOTATION,
+    SHED_ANNOTATIONS,
+    SHED_BY_ANNOTATION,
+    SHED_SINCE_ANNOTATION,
+    SHED_TIER_ANNOTATION,
+)
 from hakeeper.degradationpolicy.targets import Target, shed_mark
+from hakeeper.platform.kube import ApiError, Kube
 
 Action = Literal["shed", "restored", "released", "would-shed", "would-restore", "changed", "gone", "failed"]
 
@@ -95,34 +101,32 @@ def hpas_by_target(hpas: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], s
 
 
 Patcher = Callable[[str, str, dict[str, Any]], Any]
-"""(namespace, name, JSON merge patch) -> anything; raises kubernetes.client.ApiException."""
+"""(namespace, name, JSON merge patch) -> anything; raises platform.kube.ApiError."""
 
 
-def cluster_patcher(api: client.ApiClient) -> Patcher:
-    apps = client.AppsV1Api(api)
-
+def cluster_patcher(kube: Kube) -> Patcher:
+    """Merge-patches Deployments through the API server, as FIELD_MANAGER."""
     def patch(namespace: str, name: str, body: dict[str, Any]) -> Any:
-        return apps.patch_namespaced_deployment(name, namespace, body, field_manager=FIELD_MANAGER,
-                                                _content_type="application/merge-patch+json")
+        return kube.patch("Deployment", namespace, name, body)
     return patch
 
 
 class Scaler:
     """Sheds and restores Deployments through a patcher (the API server's apps/v1, as `hakeeper`)."""
 
-    def __init__(self, patch: Patcher):
+    def __init__(self, patch: Patcher) -> None:
         self.patch = patch
 
     def _patch(self, target: Target, body: dict[str, Any]) -> tuple[Action | None, str]:
         try:
             self.patch(target.namespace, target.name, body)
             return None, ""
-        except client.ApiException as error:
+        except ApiError as error:
             if error.status == 409:
                 return "changed", "changed since it was read; decided again at the next evaluation"
             if error.status == 404:
                 return "gone", "deleted meanwhile"
-            return "failed", f"{error.status} {error.reason}: {str(error.body)[:300]}"
+            return "failed", str(error)
 
     def shed(self, target: Target, deployment: Mapping[str, Any], policy: str, since: str) -> Outcome:
         if shed_mark(deployment) is not None:  # never overwrite a remembered count

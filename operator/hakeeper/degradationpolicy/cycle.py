@@ -14,16 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client
-
 from hakeeper.api.common import parse_duration
 from hakeeper.api.degradationpolicy import DegradationPolicySpec
 from hakeeper.degradationpolicy import status as status_
 from hakeeper.degradationpolicy.act import Outcome, Scaler, cluster_patcher, conflict_message, hpas_by_target
-from hakeeper.degradationpolicy.observe import ClusterReader, SecretMissing
-from hakeeper.degradationpolicy.metrics import PrometheusSource
 from hakeeper.degradationpolicy.decide import Memory, Reading, decide
+from hakeeper.degradationpolicy.metrics import PrometheusSource
+from hakeeper.degradationpolicy.observe import ClusterReader, SecretMissing
 from hakeeper.degradationpolicy.targets import Target, default_priority, select, shed_mark
+from hakeeper.platform.kube import Kube
 
 
 @dataclass(frozen=True)
@@ -47,15 +46,15 @@ def namespaces_of(spec: DegradationPolicySpec | None, body: Mapping[str, Any]) -
 class Evaluator:
     """Evaluates policies against one cluster; safe to share between the policies' threads."""
 
-    def __init__(self, reader: ClusterReader, scaler: Scaler):
+    def __init__(self, reader: ClusterReader, scaler: Scaler) -> None:
         self.reader = reader
         self.scaler = scaler
         self._sources: dict[str, PrometheusSource] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def for_cluster(cls, api: client.ApiClient) -> Evaluator:
-        return cls(ClusterReader(api), Scaler(cluster_patcher(api)))
+    def for_cluster(cls, kube: Kube) -> Evaluator:
+        return cls(ClusterReader(kube), Scaler(cluster_patcher(kube)))
 
     # -- Prometheus ---------------------------------------------------------------------------
     def source(self, spec: DegradationPolicySpec, body: Mapping[str, Any]) -> PrometheusSource:
@@ -107,9 +106,9 @@ class Evaluator:
         for entry in (body.get("status") or {}).get("shed") or []:
             key = (entry["namespace"], entry["name"])
             if entry["namespace"] not in namespaces and key not in found and not entry.get("dryRun"):
-                d = self.reader.deployment(*key)
-                if d is not None:
-                    found[key] = d
+                missing = self.reader.deployment(*key)
+                if missing is not None:
+                    found[key] = missing
         return found
 
     def _priorities(self, spec: DegradationPolicySpec) -> tuple[dict[str, int], int]:

@@ -24,17 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from kubernetes import client
 from pydantic import ValidationError
 
-from hakeeper.api import DEGRADATION_POLICY
-from hakeeper.api import offline
-from hakeeper.api.degradationpolicy import DegradationPolicySpec
+from hakeeper.api import DEGRADATION_POLICY, offline
 from hakeeper.api.conditions import set_condition
+from hakeeper.api.degradationpolicy import DegradationPolicySpec
 from hakeeper.degradationpolicy.cycle import Evaluator
 from hakeeper.degradationpolicy.decide import Memory
 from hakeeper.degradationpolicy.status import Event, memory_from_status
-from hakeeper.platform.client import api_client
+from hakeeper.platform import kube as kubeapi
 from hakeeper.platform.spec import explain
 
 GROUP, VERSION = DEGRADATION_POLICY.api_version.split("/")
@@ -44,16 +42,14 @@ PLURAL = DEGRADATION_POLICY.plural
 # executor: a slow Prometheus must not stall the other kinds' handlers.
 _WORKERS = 32
 _executor = concurrent.futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="degradation")
-_api: client.ApiClient | None = None
 _evaluator: Evaluator | None = None
 RETRY_AFTER_FAILURE = 5.0
 
 
 def evaluator() -> Evaluator:
-    global _api, _evaluator
+    global _evaluator
     if _evaluator is None:
-        _api = api_client(_WORKERS)
-        _evaluator = Evaluator.for_cluster(_api)
+        _evaluator = Evaluator.for_cluster(kubeapi.shared())
     return _evaluator
 
 
@@ -94,16 +90,7 @@ def read_spec(body: dict[str, Any]) -> tuple[DegradationPolicySpec | None, str]:
 
 def _patch_status(namespace: str, name: str, status: dict[str, Any]) -> bool:
     """Merge-patches the status subresource; False when the policy is gone."""
-    evaluator()
-    api = client.CustomObjectsApi(_api)
-    try:
-        api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status},
-                                                  _content_type="application/merge-patch+json")
-        return True
-    except client.ApiException as error:
-        if error.status == 404:
-            return False
-        raise
+    return kubeapi.shared().patch_status(DEGRADATION_POLICY.kind, namespace, name, status)
 
 
 def _post(body: kopf.Body | dict[str, Any], events: list[Event]) -> None:
@@ -163,7 +150,7 @@ async def _report_failure(body: kopf.Body, state: PolicyMemo, message: str) -> N
     try:
         if await _run(_patch_status, snapshot["metadata"]["namespace"], snapshot["metadata"]["name"], status):
             state.status = {**snapshot["status"], **status}
-    except client.ApiException:
+    except kubeapi.ApiError:
         pass  # the API server is what fails: the Warning and the log say it
 
 
@@ -193,7 +180,7 @@ async def evaluate(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped
             try:
                 due = await _evaluate_once(body, state, logger)
                 state.failure = None
-            except Exception as error:  # noqa: BLE001 - keep evaluating; say what failed, once
+            except Exception as error:  # keep evaluating; say what failed, once
                 logger.exception("evaluation failed")
                 await _report_failure(body, state, f"{type(error).__name__}: {error}"[:1000])
                 due = time.time() + RETRY_AFTER_FAILURE
@@ -210,7 +197,7 @@ async def restore_on_delete(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: 
     state = _memo(memo)
     async with state.lock:  # never while an evaluation is scaling
         snapshot = _snapshot(body, state)
-        spec, _ = read_spec(snapshot)
+        spec, _problem = read_spec(snapshot)
         outcomes = await _run(evaluator().release_all, snapshot, spec)
     for outcome in outcomes:
         if outcome.action in ("restored", "released"):

@@ -22,7 +22,8 @@ from typing import Any
 
 import requests
 import urllib3
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from hakeeper.api.degradationpolicy import Trigger
@@ -64,7 +65,7 @@ class PrometheusSource:
     """One Prometheus, queried with the policy's timeout, bearer token and CA."""
 
     def __init__(self, url: str, timeout: float, *, bearer_token: str | None = None, ca_pem: str | None = None,
-                 insecure_skip_verify: bool = False):
+                 insecure_skip_verify: bool = False) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         session = requests.Session()

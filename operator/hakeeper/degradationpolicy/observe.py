@@ -7,59 +7,39 @@ exactly what `kubectl get -o json` shows.
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
-from kubernetes import client
+from hakeeper.platform.kube import Kube
 
 
 class SecretMissing(Exception):
     pass
 
 
-def _items(response: Any, api_version: str, kind: str) -> list[dict[str, Any]]:
-    items = json.loads(response.data)["items"]
-    for item in items:  # list items come without their type
-        item.setdefault("apiVersion", api_version)
-        item.setdefault("kind", kind)
-    return items
-
-
 class ClusterReader:
-    def __init__(self, api: client.ApiClient):
-        self.core = client.CoreV1Api(api)
-        self.apps = client.AppsV1Api(api)
-        self.scheduling = client.SchedulingV1Api(api)
-        self.autoscaling = client.AutoscalingV2Api(api)
+    """The reads of one evaluation; every method raises platform.kube.ApiError."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
 
     def deployments(self, namespace: str) -> list[dict[str, Any]]:
-        return _items(self.apps.list_namespaced_deployment(namespace, _preload_content=False), "apps/v1", "Deployment")
+        return self.kube.list("Deployment", namespace)
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            response = self.apps.read_namespaced_deployment(name, namespace, _preload_content=False)
-        except client.ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return {"apiVersion": "apps/v1", "kind": "Deployment", **json.loads(response.data)}
+        return self.kube.get("Deployment", namespace, name)
 
     def priority_classes(self) -> list[dict[str, Any]]:
-        return _items(self.scheduling.list_priority_class(_preload_content=False),
-                      "scheduling.k8s.io/v1", "PriorityClass")
+        return self.kube.list("PriorityClass")
 
     def hpas(self, namespace: str) -> list[dict[str, Any]]:
-        return _items(self.autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace, _preload_content=False),
-                      "autoscaling/v2", "HorizontalPodAutoscaler")
+        return self.kube.list("HorizontalPodAutoscaler", namespace)
 
     def secret_key(self, namespace: str, name: str, key: str) -> str:
-        try:
-            secret = self.core.read_namespaced_secret(name, namespace)
-        except client.ApiException as error:
-            if error.status == 404:
-                raise SecretMissing(f"Secret {namespace}/{name} not found") from None
-            raise
-        data = secret.data or {}
+        """A key of a Secret, decoded and stripped; SecretMissing when the Secret or the key is."""
+        secret = self.kube.get("Secret", namespace, name)
+        if secret is None:
+            raise SecretMissing(f"Secret {namespace}/{name} not found")
+        data = secret.get("data") or {}
         if key not in data:
             raise SecretMissing(f"Secret {namespace}/{name} has no key {key!r}")
         return base64.b64decode(data[key]).decode().strip()

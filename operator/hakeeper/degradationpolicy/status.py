@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hakeeper.api.degradationpolicy import DegradationPolicySpec
 from hakeeper.api.conditions import get_condition, set_condition
+from hakeeper.api.degradationpolicy import DegradationPolicySpec
 from hakeeper.degradationpolicy.act import Outcome
 from hakeeper.degradationpolicy.decide import Memory, Plan, TriggerMemory
 from hakeeper.degradationpolicy.targets import Selection, Shed, Target
@@ -19,7 +19,7 @@ def iso(t: float | None) -> str | None:
     """RFC 3339 with milliseconds: windows of a few seconds need more than whole seconds."""
     if t is None:
         return None
-    moment = datetime.datetime.fromtimestamp(t, datetime.timezone.utc)
+    moment = datetime.datetime.fromtimestamp(t, datetime.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

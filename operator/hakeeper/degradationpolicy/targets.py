@@ -15,7 +15,15 @@ from typing import Any
 
 from hakeeper.api.common import LabelSelector
 from hakeeper.api.degradationpolicy import DegradationPolicySpec, Tier
-from hakeeper.api.meta import MANAGED_BY_LABEL, ORIGINAL_REPLICAS_ANNOTATION, PART_OF_LABEL, PROTECTED_LABEL, SHED_ANNOTATIONS, SHED_BY_ANNOTATION, SHED_SINCE_ANNOTATION, SHED_TIER_ANNOTATION
+from hakeeper.api.meta import (
+    MANAGED_BY_LABEL,
+    ORIGINAL_REPLICAS_ANNOTATION,
+    PART_OF_LABEL,
+    PROTECTED_LABEL,
+    SHED_BY_ANNOTATION,
+    SHED_SINCE_ANNOTATION,
+    SHED_TIER_ANNOTATION,
+)
 
 # PriorityClass values above one billion are reserved for the system (system-cluster-critical,
 # system-node-critical): such pods are never shed, whatever a tier says.

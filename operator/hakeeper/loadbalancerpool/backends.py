@@ -6,9 +6,9 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from hakeeper.api.meta import WEIGHT_ANNOTATION
 from hakeeper.api.common import LabelSelector
 from hakeeper.api.loadbalancerpool import Backends
+from hakeeper.api.meta import WEIGHT_ANNOTATION
 
 State = Literal["ready", "draining", "down"]
 DEFAULT_WEIGHT = 1

@@ -12,18 +12,18 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import kopf
-from kubernetes import client
 
 from hakeeper.api import LOAD_BALANCER_POOL
 from hakeeper.api.common import LabelSelector
 from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
-from hakeeper.platform.client import api_client
-from hakeeper.loadbalancerpool import objects
+from hakeeper.api.meta import POOL_LABEL
 from hakeeper.loadbalancerpool.backends import matches
 from hakeeper.loadbalancerpool.reconcile import backends_service_name, reconcile
+from hakeeper.platform import kube as kubeapi
 from hakeeper.platform.spec import parse_spec
 
 GROUP, VERSION = LOAD_BALANCER_POOL.api_version.split("/")
@@ -47,7 +47,7 @@ _watched: dict[tuple[str, str], Watched] = {}
 _lock = threading.Lock()
 
 
-def _wake(namespace: str, predicate) -> None:
+def _wake(namespace: str, predicate: Callable[[Watched], bool]) -> None:
     with _lock:
         targets = [w for (ns, _), w in _watched.items() if ns == namespace and predicate(w)]
     for watched in targets:
@@ -57,7 +57,9 @@ def _wake(namespace: str, predicate) -> None:
 @kopf.on.resume(GROUP, VERSION, PLURAL, id="spec")
 @kopf.on.create(GROUP, VERSION, PLURAL, id="spec")
 @kopf.on.update(GROUP, VERSION, PLURAL, id="spec")
-def accept(body: kopf.Body, patch: kopf.Patch, spec: kopf.Spec, namespace: str, name: str, **_: Any) -> None:
+def accept(body: kopf.Body, patch: kopf.Patch, spec: kopf.Spec, namespace: str | None, name: str,
+           **_: Any) -> None:
+    assert namespace is not None, "a namespaced kind"
     parsed = parse_spec(LoadBalancerPoolSpec, body, patch)
     if parsed is None:
         return
@@ -69,10 +71,10 @@ def accept(body: kopf.Body, patch: kopf.Patch, spec: kopf.Spec, namespace: str, 
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="pool", cancellation_timeout=10)
-def run_pool(body: kopf.Body, namespace: str, name: str, stopped: kopf.DaemonStopped, logger: Any,
+def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: kopf.DaemonStopped, logger: Any,
              **_: Any) -> None:
-    api = api_client()
-    custom = client.CustomObjectsApi(api)
+    assert namespace is not None, "a namespaced kind"
+    kube = kubeapi.shared()
     key = (namespace, name)
     watched = Watched(service="", selector=None)
     with _lock:
@@ -90,9 +92,9 @@ def run_pool(body: kopf.Body, namespace: str, name: str, stopped: kopf.DaemonSto
             watched.service = backends_service_name(name, spec)
             watched.selector = spec.backends.selector
             try:
-                outcome = reconcile(api, body, spec)
-            except client.ApiException as error:
-                message = f"{error.status} {error.reason}: {(error.body or '')[:300]}"
+                outcome = reconcile(kube, body, spec)
+            except kubeapi.ApiError as error:
+                message = str(error)
                 if message != last_error:
                     kopf.warn(body, reason="ReconcileFailed", message=message)
                     last_error = message
@@ -106,8 +108,7 @@ def run_pool(body: kopf.Body, namespace: str, name: str, stopped: kopf.DaemonSto
                           message=f"config {outcome.config_hash}: {ready}/{len(outcome.backends)} backends ready")
             for warning in outcome.warnings:
                 kopf.warn(body, reason="InvalidWeight", message=warning)
-            custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
-                                                         {"status": outcome.status})
+            kube.patch_status(LOAD_BALANCER_POOL.kind, namespace, name, outcome.status)
             if _wait_for_wake(watched.wake, stopped, RESYNC_SECONDS):
                 stopped.wait(DEBOUNCE_SECONDS)  # let a burst of events land: one pass for all of them
     finally:
@@ -125,16 +126,18 @@ def _wait_for_wake(wake: threading.Event, stopped: kopf.DaemonStopped, timeout: 
 
 
 @kopf.on.event("discovery.k8s.io", "v1", "endpointslices")
-def endpoint_slice_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
+def endpoint_slice_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
+    assert namespace is not None, "a namespaced kind"
     service = (body.metadata.labels or {}).get("kubernetes.io/service-name")
     if service:
         _wake(namespace, lambda w: w.service == service)
 
 
 @kopf.on.event("", "v1", "pods")
-def pod_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
+def pod_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
+    assert namespace is not None, "a namespaced kind"
     labels = dict(body.metadata.labels or {})
-    pool = labels.get(objects.POOL_LABEL)
+    pool = labels.get(POOL_LABEL)
     if pool is not None:
         with _lock:
             watched = _watched.get((namespace, pool))

@@ -13,8 +13,17 @@ import json
 from typing import Any
 
 from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
+from hakeeper.api.meta import (
+    BALANCER_COMPONENT,
+    COMPONENT_LABEL,
+    INSTANCE_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    NAME_LABEL,
+    POD_SPEC_ANNOTATION,
+    POOL_LABEL,
+)
 from hakeeper.loadbalancerpool.backends import BACKEND_PORT_NAME
-from hakeeper.api.meta import APPLIED_HASH_ANNOTATION, BALANCER_COMPONENT, COMPONENT_LABEL, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL, POD_SPEC_ANNOTATION, POOL_LABEL
 
 DEFAULT_HAPROXY_IMAGE = "ghcr.io/hakeeper/haproxy:2.6"  # images/haproxy: Debian 12's 2.6, the tested release
 RUN_DIR = "/var/run/hakeeper"

@@ -9,22 +9,27 @@ desired object.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
-from kubernetes import client
-
 from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
-from hakeeper.loadbalancerpool.haproxy.config import previous_slots, render
-from hakeeper.loadbalancerpool.lvs.config import render as render_keepalived
-from hakeeper.platform import apply as kube
-from hakeeper.loadbalancerpool.lvs import objects as lvs_objects
+from hakeeper.api.meta import (
+    APPLIED_HASH_ANNOTATION,
+    BALANCER_COMPONENT,
+    COMPONENT_LABEL,
+    CONFIG_HASH_ANNOTATION,
+    IPVS_ANNOTATION,
+    POOL_LABEL,
+    VRRP_STATE_ANNOTATION,
+)
 from hakeeper.loadbalancerpool import objects
 from hakeeper.loadbalancerpool.backends import Backend, backends_from, invalid_weight_annotations, matches
+from hakeeper.loadbalancerpool.haproxy.config import previous_slots, render
+from hakeeper.loadbalancerpool.lvs import objects as lvs_objects
+from hakeeper.loadbalancerpool.lvs.config import render as render_keepalived
 from hakeeper.loadbalancerpool.status import BalancerPod, pool_status
-from hakeeper.api.meta import BALANCER_COMPONENT, COMPONENT_LABEL, CONFIG_HASH_ANNOTATION, IPVS_ANNOTATION, POOL_LABEL, VRRP_STATE_ANNOTATION
+from hakeeper.platform.kube import Kube, owned_by
 
 DEFAULT_AGENT_IMAGE = "ghcr.io/hakeeper/hakeeper:0.1.0"
 
@@ -46,13 +51,11 @@ def backends_service_name(pool: str, spec: LoadBalancerPoolSpec) -> str:
     return spec.backends.service or objects.names(pool)["backends_service"]
 
 
-def observe_backends(core: client.CoreV1Api, discovery: client.DiscoveryV1Api, pool: str, namespace: str,
+def observe_backends(kube: Kube, pool: str, namespace: str,
                      spec: LoadBalancerPoolSpec) -> tuple[list[Backend], list[dict[str, Any]]]:
     service = backends_service_name(pool, spec)
-    slices = discovery.list_namespaced_endpoint_slice(
-        namespace, label_selector=f"kubernetes.io/service-name={service}", _preload_content=False)
-    slices = json.loads(slices.data)["items"]
-    pods_raw = json.loads(core.list_namespaced_pod(namespace, _preload_content=False).data)["items"]
+    slices = kube.list("EndpointSlice", namespace, label_selector=f"kubernetes.io/service-name={service}")
+    pods_raw = kube.list("Pod", namespace)
     pods = {p["metadata"]["name"]: p for p in pods_raw}
     backends = backends_from(spec.backends, slices, pods)
     if spec.backends.selector is not None and spec.backends.selector.match_expressions:
@@ -64,44 +67,37 @@ def observe_backends(core: client.CoreV1Api, discovery: client.DiscoveryV1Api, p
     return backends, selected
 
 
-def current_config(core: client.CoreV1Api, pool: str, namespace: str) -> dict[str, str] | None:
-    try:
-        cm = core.read_namespaced_config_map(objects.names(pool)["configmap"], namespace)
-    except client.ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return cm.data or {}
+def current_config(kube: Kube, pool: str, namespace: str) -> dict[str, str] | None:
+    cm = kube.get("ConfigMap", namespace, objects.names(pool)["configmap"])
+    return None if cm is None else cm.get("data") or {}
 
 
-def observe_balancers(core: client.CoreV1Api, pool: str, namespace: str) -> list[BalancerPod]:
+def observe_balancers(kube: Kube, pool: str, namespace: str) -> list[BalancerPod]:
     selector = f"{POOL_LABEL}={pool},{COMPONENT_LABEL}={BALANCER_COMPONENT}"
-    pods = json.loads(core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False).data)
     out = []
-    for pod in pods["items"]:
+    for pod in kube.list("Pod", namespace, label_selector=selector):
         meta = pod["metadata"]
         if meta.get("deletionTimestamp"):
             continue
         conditions = (pod.get("status") or {}).get("conditions") or []
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
         annotations = meta.get("annotations") or {}
-        out.append(BalancerPod(meta["name"], ready, annotations.get(objects.APPLIED_HASH_ANNOTATION),
+        out.append(BalancerPod(meta["name"], ready, annotations.get(APPLIED_HASH_ANNOTATION),
                                annotations.get(VRRP_STATE_ANNOTATION), (pod.get("spec") or {}).get("nodeName"),
                                annotations.get(IPVS_ANNOTATION)))
     return out
 
 
-def reconcile(api: client.ApiClient, body: Mapping[str, Any], spec: LoadBalancerPoolSpec) -> Outcome:
-    return (reconcile_lvs if spec.engine == "lvs" else reconcile_haproxy)(api, body, spec)
+def reconcile(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpec) -> Outcome:
+    return (reconcile_lvs if spec.engine == "lvs" else reconcile_haproxy)(kube, body, spec)
 
 
-def reconcile_lvs(api: client.ApiClient, body: Mapping[str, Any], spec: LoadBalancerPoolSpec) -> Outcome:
-    core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
+def reconcile_lvs(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpec) -> Outcome:
     meta = body["metadata"]
     pool, namespace = meta["name"], meta["namespace"]
     owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
-    backends, selected_pods = observe_backends(core, discovery, pool, namespace, spec)
-    balancers = observe_balancers(core, pool, namespace)
+    backends, selected_pods = observe_backends(kube, pool, namespace, spec)
+    balancers = observe_balancers(kube, pool, namespace)
     # the balancer nodes rank the VRRP priorities; the password stays in its Secret (the agent
     # reads it from a mounted volume), so the ConfigMap never holds it
     nodes = sorted({b.node for b in balancers if b.node})
@@ -113,7 +109,7 @@ def reconcile_lvs(api: client.ApiClient, body: Mapping[str, Any], spec: LoadBala
         lvs_objects.daemonset(pool, namespace, spec),
     ]
     before = (body.get("status") or {}).get("configHash")
-    kube.apply_all(api, [kube.owned_by(o, owner) for o in desired if o is not None])
+    kube.apply_all([owned_by(o, owner) for o in desired if o is not None])
     status = pool_status(body.get("status"), meta.get("generation"), spec.algorithm or DEFAULT_ALGORITHM["lvs"],
                          backends, rendered.config_hash, balancers)
     masters = sorted(b.node or b.name for b in balancers if (b.vrrp_state or "").upper() == "MASTER")
@@ -122,15 +118,14 @@ def reconcile_lvs(api: client.ApiClient, body: Mapping[str, Any], spec: LoadBala
                    invalid_weight_annotations(selected_pods))
 
 
-def reconcile_haproxy(api: client.ApiClient, body: Mapping[str, Any], spec: LoadBalancerPoolSpec) -> Outcome:
-    core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
+def reconcile_haproxy(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpec) -> Outcome:
     meta = body["metadata"]
     pool, namespace = meta["name"], meta["namespace"]
     owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
 
-    backends, selected_pods = observe_backends(core, discovery, pool, namespace, spec)
+    backends, selected_pods = observe_backends(kube, pool, namespace, spec)
     # the slots of the last render: a backend keeps its server slot, so no reload is needed
-    rendered = render(pool, spec, backends, previous_slots(current_config(core, pool, namespace)))
+    rendered = render(pool, spec, backends, previous_slots(current_config(kube, pool, namespace)))
     config_map = objects.config_map(pool, namespace, rendered.files)
     config_map["metadata"]["annotations"] = {CONFIG_HASH_ANNOTATION: rendered.config_hash}
     desired = [
@@ -142,12 +137,12 @@ def reconcile_haproxy(api: client.ApiClient, body: Mapping[str, Any], spec: Load
         objects.pod_disruption_budget(pool, namespace, spec),
     ]
     before = (body.get("status") or {}).get("configHash")
-    kube.apply_all(api, [kube.owned_by(o, owner) for o in desired if o is not None])
+    kube.apply_all([owned_by(o, owner) for o in desired if o is not None])
     if objects.pod_disruption_budget(pool, namespace, spec) is None:
-        kube.delete(api, {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        kube.delete({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
                           "metadata": {"name": objects.names(pool)["pdb"], "namespace": namespace}})
 
-    balancers = observe_balancers(core, pool, namespace)
+    balancers = observe_balancers(kube, pool, namespace)
     status = pool_status(body.get("status"), meta.get("generation"),
                          spec.algorithm or DEFAULT_ALGORITHM[spec.engine], backends, rendered.config_hash, balancers)
     return Outcome(status, rendered.config_hash, before != rendered.config_hash, backends,

@@ -13,17 +13,17 @@ from typing import Any
 
 import yaml
 
-from hakeeper.api.meta import CONFIG_HASH_ANNOTATION
 from hakeeper.api import GROUP
-from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
-from hakeeper.api.offline import InvalidManifest, check
 from hakeeper.api.configmaps.haproxy import SlotEntry, on_disk, parse_servers
-from hakeeper.loadbalancerpool.haproxy.config import render
 from hakeeper.api.configmaps.keepalived import CONFIG_FILE as KEEPALIVED_CONF
-from hakeeper.loadbalancerpool.lvs.config import render as render_keepalived
-from hakeeper.loadbalancerpool.lvs import objects as lvs_objects
+from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
+from hakeeper.api.meta import CONFIG_HASH_ANNOTATION
+from hakeeper.api.offline import InvalidManifest, check
 from hakeeper.loadbalancerpool import objects
 from hakeeper.loadbalancerpool.backends import Backend
+from hakeeper.loadbalancerpool.haproxy.config import render
+from hakeeper.loadbalancerpool.lvs import objects as lvs_objects
+from hakeeper.loadbalancerpool.lvs.config import render as render_keepalived
 
 _BACKEND = re.compile(r"^(?:(?P<name>[A-Za-z0-9_.-]+)=)?(?P<address>[0-9.]+):(?P<port>[0-9]+)(?:@(?P<weight>[0-9]+))?$")
 

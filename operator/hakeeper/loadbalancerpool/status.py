@@ -59,7 +59,7 @@ def conditions_for(
     else:
         ready = (True, "Serving", f"{len(applied)} balancers serving {counts['ready']} backends")
 
-    out = list(previous or ())
+    out: list[dict[str, Any]] = [dict(c) for c in previous or ()]
     for type_, (status, reason, message) in (("BackendsAvailable", available), ("ConfigApplied", config),
                                              ("Ready", ready)):
         out = set_condition(out, type_, status, reason, message, generation, now)

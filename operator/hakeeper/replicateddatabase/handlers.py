@@ -13,17 +13,16 @@ import time
 from typing import Any
 
 import kopf
-from kubernetes import client
 
-from hakeeper.api.meta import SWITCHOVER_ANNOTATION
 from hakeeper.api import REPLICATED_DATABASE
 from hakeeper.api.common import parse_duration
+from hakeeper.api.conditions import now_iso, set_condition
+from hakeeper.api.meta import SWITCHOVER_ANNOTATION
 from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
-from hakeeper.api.conditions import now_iso
-from hakeeper.replicateddatabase import reconcile
-from hakeeper.platform.client import api_client
-from hakeeper.replicateddatabase.clustering import Cluster, Policy
+from hakeeper.platform import kube as kubeapi
 from hakeeper.platform.spec import mark, parse_spec
+from hakeeper.replicateddatabase import reconcile
+from hakeeper.replicateddatabase.clustering import Cluster, Policy
 
 GROUP, VERSION = REPLICATED_DATABASE.api_version.split("/")
 PLURAL = REPLICATED_DATABASE.plural
@@ -44,10 +43,11 @@ def accept(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="cluster", cancellation_timeout=15)
-def run_cluster(body: kopf.Body, namespace: str, name: str, stopped: kopf.DaemonStopped, logger: Any,
+def run_cluster(body: kopf.Body, namespace: str | None, name: str, stopped: kopf.DaemonStopped, logger: Any,
                 **_: Any) -> None:
-    api = api_client()
-    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    assert namespace is not None, "a namespaced kind"
+    kube = kubeapi.shared()
+    kind = REPLICATED_DATABASE.kind
     applied: tuple[int | None, float] = (None, 0.0)
     memory = reconcile.memory_of(body.get("status"))
     primary = (body.get("status") or {}).get("currentPrimary")
@@ -65,10 +65,10 @@ def run_cluster(body: kopf.Body, namespace: str, name: str, stopped: kopf.Daemon
         try:
             generation = body["metadata"].get("generation")
             if applied[0] != generation or time.monotonic() - applied[1] > OBJECTS_EVERY_SECONDS:
-                reconcile.ensure_objects(api, body, spec)
+                reconcile.ensure_objects(kube, body, spec)
                 applied = (generation, time.monotonic())
-            credentials = reconcile.credentials(core, name, namespace, spec)
-            members, pods = reconcile.members(core, name, namespace, spec)
+            credentials = reconcile.credentials(kube, name, namespace, spec)
+            members, pods = reconcile.members(kube, name, namespace, spec)
             cluster = Cluster(spec.flavor, credentials, Policy.from_spec(spec))
             request = reconcile.switchover_request(body, name, spec, pods)
             result = cluster.step(members, primary, memory, switchover_target=request[1] if request else None)
@@ -82,14 +82,12 @@ def run_cluster(body: kopf.Body, namespace: str, name: str, stopped: kopf.Daemon
             # then waits one lease longer), or at least every STATUS_EVERY_SECONDS
             fingerprint = _fingerprint(status)
             if fingerprint != written[0] or time.monotonic() - written[1] > STATUS_EVERY_SECONDS:
-                custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
-                                                             {"status": status})
+                kube.patch_status(kind, namespace, name, status)
                 written = (fingerprint, time.monotonic())
             memory, primary, history = result.memory, result.primary, status["history"]
-            reconcile.role_labels(core, namespace, pods, result)
+            reconcile.role_labels(kube, namespace, pods, result)
             if status.get("handledSwitchover", "").startswith("annotation:"):
-                custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, {
-                    "metadata": {"annotations": {SWITCHOVER_ANNOTATION: None}}})
+                kube.patch(kind, namespace, name, {"metadata": {"annotations": {SWITCHOVER_ANNOTATION: None}}})
             for reason, message in result.events:
                 kind = "Warning" if reason in ("Failed", "Lost", "ErrantTransactions", "Degraded") else "Normal"
                 kopf.event(body, type=kind, reason=reason, message=message)
@@ -97,8 +95,8 @@ def run_cluster(body: kopf.Body, namespace: str, name: str, stopped: kopf.Daemon
                 logger.warning("step: %s", result.error)
             last_error = None
         except reconcile.CredentialsMissing as error:
-            _report(custom, body, namespace, name, "CredentialsMissing", str(error))
-        except client.ApiException as error:
+            _report(kube, body, namespace, name, "CredentialsMissing", str(error))
+        except kubeapi.ApiError as error:
             message = f"{error.status} {error.reason}"
             if message != last_error:
                 kopf.warn(body, reason="ReconcileFailed", message=message)
@@ -113,11 +111,8 @@ def _fingerprint(status: dict[str, Any]) -> str:
     return json.dumps({**status, "loopMemory": memory, "conditions": conditions}, sort_keys=True, default=str)
 
 
-def _report(custom: client.CustomObjectsApi, body: kopf.Body, namespace: str, name: str, reason: str,
+def _report(kube: kubeapi.Kube, body: kopf.Body, namespace: str, name: str, reason: str,
             message: str) -> None:
-    from hakeeper.api.conditions import set_condition
-
     conditions = set_condition((body.get("status") or {}).get("conditions"), "Ready", False, reason, message,
                                body["metadata"].get("generation"))
-    custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
-                                                 {"status": {"conditions": conditions}})
+    kube.patch_status(REPLICATED_DATABASE.kind, namespace, name, {"conditions": conditions})

@@ -18,10 +18,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from hakeeper.api.meta import DATABASE_LABEL, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL, ROLE_LABEL
 from hakeeper.api.replicateddatabase import DEFAULT_IMAGE, ReplicatedDatabaseSpec
 from hakeeper.replicateddatabase.clustering.flavor import flavor_for
 from hakeeper.replicateddatabase.clustering.policy import Policy
-from hakeeper.api.meta import DATABASE_LABEL, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL, ROLE_LABEL
 
 SERVER_ID_BASE = 100
 VOLUME_DIR = "/var/lib/mysql"

@@ -14,15 +14,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from kubernetes import client
-
-from hakeeper.api.meta import SWITCHOVER_ANNOTATION
-from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
 from hakeeper.api.conditions import set_condition
-from hakeeper.platform import apply as kube
+from hakeeper.api.meta import ROLE_LABEL, SWITCHOVER_ANNOTATION
+from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
+from hakeeper.platform.kube import Kube, owned_by
+from hakeeper.replicateddatabase import objects
 from hakeeper.replicateddatabase.clustering import Credentials, LoopMemory, Member, StepResult
 from hakeeper.replicateddatabase.clustering.classify import ANY_REPLICA
-from hakeeper.replicateddatabase import objects
 
 HISTORY_LIMIT = 20
 
@@ -31,38 +29,30 @@ class CredentialsMissing(RuntimeError):
     pass
 
 
-def ensure_objects(api: client.ApiClient, body: Mapping[str, Any], spec: ReplicatedDatabaseSpec) -> None:
+def ensure_objects(kube: Kube, body: Mapping[str, Any], spec: ReplicatedDatabaseSpec) -> None:
     meta = body["metadata"]
     db, namespace = meta["name"], meta["namespace"]
     owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
-    core = client.CoreV1Api(api)
-    if spec.credentials.secret_name is None:
-        try:
-            core.read_namespaced_secret(objects.names(db)["credentials"], namespace)
-        except client.ApiException as error:
-            if error.status != 404:
-                raise
-            # generated once; never rewritten (the passwords live in the datadirs too)
-            core.create_namespaced_secret(namespace, kube.owned_by(objects.credentials_secret(db, namespace), owner))
+    if spec.credentials.secret_name is None and kube.get("Secret", namespace, objects.names(db)["credentials"]) is None:
+        # generated once; never rewritten (the passwords live in the datadirs too)
+        kube.create(owned_by(objects.credentials_secret(db, namespace), owner))
     desired = [objects.config_map(db, namespace, spec), *objects.services(db, namespace, spec),
                objects.statefulset(db, namespace, spec, secret_name(db, spec)),
                objects.pod_disruption_budget(db, namespace, spec)]
-    kube.apply_all(api, [kube.owned_by(o, owner) for o in desired if o is not None])
+    kube.apply_all([owned_by(o, owner) for o in desired if o is not None])
 
 
 def secret_name(db: str, spec: ReplicatedDatabaseSpec) -> str:
     return spec.credentials.secret_name or objects.names(db)["credentials"]
 
 
-def credentials(core: client.CoreV1Api, db: str, namespace: str, spec: ReplicatedDatabaseSpec) -> Credentials:
+def credentials(kube: Kube, db: str, namespace: str, spec: ReplicatedDatabaseSpec) -> Credentials:
+    """The passwords from the database's Secret; CredentialsMissing when it or a key is missing."""
     name = secret_name(db, spec)
-    try:
-        secret = core.read_namespaced_secret(name, namespace)
-    except client.ApiException as error:
-        if error.status == 404:
-            raise CredentialsMissing(f"secret {name} not found") from error
-        raise
-    data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+    secret = kube.get("Secret", namespace, name)
+    if secret is None:
+        raise CredentialsMissing(f"secret {name} not found")
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
     missing = [k for k in objects.PASSWORD_KEYS if not data.get(k)]
     if missing:
         raise CredentialsMissing(f"secret {name} lacks {', '.join(missing)}")
@@ -71,12 +61,11 @@ def credentials(core: client.CoreV1Api, db: str, namespace: str, spec: Replicate
                        operator_user=objects.OPERATOR_USER)
 
 
-def members(core: client.CoreV1Api, db: str, namespace: str, spec: ReplicatedDatabaseSpec) -> tuple[
+def members(kube: Kube, db: str, namespace: str, spec: ReplicatedDatabaseSpec) -> tuple[
         list[Member], dict[str, dict[str, Any]]]:
     """Members in ordinal order, each at its pod IP (or its stable DNS name while it has none)."""
     selector = ",".join(f"{k}={v}" for k, v in objects.selector(db).items())
-    raw = json.loads(core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False).data)
-    pods = {p["metadata"]["name"]: p for p in raw["items"]}
+    pods = {p["metadata"]["name"]: p for p in kube.list("Pod", namespace, label_selector=selector)}
     out = []
     for ordinal in range(spec.replicas):
         name = f"{db}-{ordinal}"
@@ -123,7 +112,7 @@ def memory_of(status: Mapping[str, Any] | None) -> LoopMemory | None:
         return None  # losing it is safe (mysql.memory says why)
 
 
-def role_labels(core: client.CoreV1Api, namespace: str, pods: Mapping[str, Mapping[str, Any]],
+def role_labels(kube: Kube, namespace: str, pods: Mapping[str, Mapping[str, Any]],
                 result: StepResult) -> list[str]:
     """Moves the role label to match the step; returns the pods changed."""
     changed = []
@@ -134,9 +123,9 @@ def role_labels(core: client.CoreV1Api, namespace: str, pods: Mapping[str, Mappi
         want = {"primary": "primary", "replica": "replica"}.get(member["role"])
         if member["role"] == "primary" and member["name"] != result.primary:
             want = None
-        have = (pod["metadata"].get("labels") or {}).get(objects.ROLE_LABEL)
+        have = (pod["metadata"].get("labels") or {}).get(ROLE_LABEL)
         if have != want:
-            core.patch_namespaced_pod(member["name"], namespace, {"metadata": {"labels": {objects.ROLE_LABEL: want}}})
+            kube.patch("Pod", namespace, member["name"], {"metadata": {"labels": {ROLE_LABEL: want}}})
             changed.append(member["name"])
     return changed
 

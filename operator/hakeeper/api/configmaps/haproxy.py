@@ -16,7 +16,6 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 
-
 CONFIG_FILE = "haproxy.cfg"
 SERVERS_FILE = "servers.json"
 BACKEND = "servers"

@@ -14,7 +14,6 @@ import json
 import re
 from collections.abc import Mapping
 
-
 CONFIG_FILE = "keepalived.conf"
 
 

@@ -29,21 +29,31 @@ its first request, before any runtime command arrives.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import ipaddress
-import json
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 
 from hakeeper.api.common import parse_duration
 from hakeeper.api.configmaps.haproxy import (
-    BACKEND, CONFIG_FILE, ConfigError, SERVERS_FILE, SlotEntry, check_entry, config_hash, fill, host_port, parse_servers, server_line, servers_json, slot_count, structure_hash,
+    BACKEND,
+    CONFIG_FILE,
+    SERVERS_FILE,
+    ConfigError,
+    SlotEntry,
+    check_entry,
+    config_hash,
+    host_port,
+    parse_servers,
+    server_line,
+    server_name,
+    servers_json,
+    slot_count,
+    structure_hash,
 )
 from hakeeper.api.loadbalancerpool import HAPROXY_ALGORITHMS, HASH_ALGORITHMS, CookieAffinity, LoadBalancerPoolSpec
 from hakeeper.loadbalancerpool.backends import Backend
-from hakeeper.loadbalancerpool.objects import FRONTEND_PORT, RUN_DIR
 from hakeeper.loadbalancerpool.haproxy import slots as slotting
+from hakeeper.loadbalancerpool.objects import FRONTEND_PORT, RUN_DIR
 
 ADMIN_SOCKET = "admin.sock"
 STATE_FILE = "servers.state"
@@ -102,7 +112,8 @@ def render(
     _check_token(run_dir, _RUN_DIR, "run directory")
     names = [b.name for b in backends]
     if len(set(names)) != len(names):
-        raise ConfigError("backend names must be unique: " + ", ".join(sorted({n for n in names if names.count(n) > 1})))
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise ConfigError("backend names must be unique: " + ", ".join(repeated))
     assignment = slotting.assign(names, previous)
     entries = sorted((_entry(b, assignment.slots[b.name]) for b in backends), key=lambda e: e.slot)
     cfg = _haproxy_cfg(pool, spec, entries, assignment.capacity, run_dir=run_dir,
@@ -316,7 +327,7 @@ def _haproxy_cfg(pool: str, spec: LoadBalancerPoolSpec, entries: Sequence[SlotEn
         else:
             line = server_line("    ", slot, PLACEHOLDER_ADDRESS, PLACEHOLDER_PORT, 1, enabled=False)
         if cookie:
-            line += f" cookie {slotting.server_name(slot)}"
+            line += f" cookie {server_name(slot)}"
         lines.append(line)
     lines += [
         "",

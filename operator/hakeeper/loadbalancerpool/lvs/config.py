@@ -32,17 +32,23 @@ retries a failed check ``retry`` times before it takes a server out, so ``retry`
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import ipaddress
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from hakeeper.api.common import parse_duration
-from hakeeper.api.configmaps.keepalived import CONFIG_FILE, ConfigError, MAX_PASSWORD, PASSWORD_PLACEHOLDER, PRIORITIES_FILE, PASSWORD_PATTERN, config_hash, for_node
+from hakeeper.api.configmaps.keepalived import (
+    CONFIG_FILE,
+    MAX_PASSWORD,
+    PASSWORD_PATTERN,
+    PASSWORD_PLACEHOLDER,
+    PRIORITIES_FILE,
+    ConfigError,
+    config_hash,
+)
 from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LVS_ALGORITHMS, LoadBalancerPoolSpec
 from hakeeper.loadbalancerpool.backends import Backend
-
 
 _POOL = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _INTERFACE = re.compile(r"^[a-zA-Z0-9_.:-]{1,15}$")

@@ -13,8 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from hakeeper.api.meta import BALANCER_COMPONENT, COMPONENT_LABEL, CONFIG_HASH_ANNOTATION, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL, POOL_LABEL
 from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
+from hakeeper.api.meta import (
+    BALANCER_COMPONENT,
+    COMPONENT_LABEL,
+    CONFIG_HASH_ANNOTATION,
+    INSTANCE_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    NAME_LABEL,
+    POOL_LABEL,
+)
 from hakeeper.loadbalancerpool.objects import _meta, names
 
 DEFAULT_KEEPALIVED_IMAGE = "ghcr.io/hakeeper/keepalived:2.2.7"
@@ -42,7 +51,7 @@ def daemonset(pool: str, namespace: str, spec: LoadBalancerPoolSpec) -> dict[str
     assert spec.lvs is not None
     n = names(pool)
     image = spec.balancer.image or DEFAULT_KEEPALIVED_IMAGE
-    shared = [{"name": "config", "mountPath": CONFIG_DIR}, {"name": "run", "mountPath": RUN_DIR}]
+    shared: list[dict[str, Any]] = [{"name": "config", "mountPath": CONFIG_DIR}, {"name": "run", "mountPath": RUN_DIR}]
     keepalived = {
         "name": "keepalived",
         "image": image,
@@ -62,7 +71,8 @@ def daemonset(pool: str, namespace: str, spec: LoadBalancerPoolSpec) -> dict[str
                   "--pod", "$(POD_NAME)", "--node", "$(NODE_NAME)", "--config", f"{CONFIG_DIR}/keepalived.conf",
                   "--pid-file", f"{RUN_DIR}/keepalived.pid"]
     agent_mounts = list(shared)
-    volumes: list[dict[str, Any]] = [{"name": "config", "emptyDir": {}}, {"name": "run", "emptyDir": {"medium": "Memory"}}]
+    volumes: list[dict[str, Any]] = [{"name": "config", "emptyDir": {}},
+                                     {"name": "run", "emptyDir": {"medium": "Memory"}}]
     if secret is not None:
         agent_args += ["--auth-password-file", f"{PASSWORD_DIR}/{secret.key}"]
         agent_mounts.append({"name": "vrrp-password", "mountPath": PASSWORD_DIR, "readOnly": True})

@@ -1,0 +1,201 @@
+"""The operator's one way to the Kubernetes API: every read and write of every kind goes
+through a `Kube`. Bodies in and out are plain dicts, the JSON the API server speaks.
+
+Writes carry one field manager (api/meta.FIELD_MANAGER), so GitOps tools can be told to
+ignore exactly those fields. Server-side apply uses `force`, so the operator takes back a
+field someone changed (https://kubernetes.io/docs/reference/using-api/server-side-apply/).
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kubernetes import client, config
+
+from hakeeper.api import KINDS
+from hakeeper.api.meta import FIELD_MANAGER
+
+MERGE_PATCH = "application/merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+SHARED_POOL_SIZE = 64
+"""Connections of the process's one Kube: every pool's and database's loop thread and the
+DegradationPolicy workers share it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the API: `/api/v1` or `/apis/<group>/<version>`, its plural."""
+
+    prefix: str
+    plural: str
+    namespaced: bool = True
+
+
+RESOURCES: dict[str, Resource] = {
+    "ConfigMap": Resource("/api/v1", "configmaps"),
+    "Pod": Resource("/api/v1", "pods"),
+    "Secret": Resource("/api/v1", "secrets"),
+    "Service": Resource("/api/v1", "services"),
+    "ServiceAccount": Resource("/api/v1", "serviceaccounts"),
+    "DaemonSet": Resource("/apis/apps/v1", "daemonsets"),
+    "Deployment": Resource("/apis/apps/v1", "deployments"),
+    "StatefulSet": Resource("/apis/apps/v1", "statefulsets"),
+    "EndpointSlice": Resource("/apis/discovery.k8s.io/v1", "endpointslices"),
+    "HorizontalPodAutoscaler": Resource("/apis/autoscaling/v2", "horizontalpodautoscalers"),
+    "PodDisruptionBudget": Resource("/apis/policy/v1", "poddisruptionbudgets"),
+    "PriorityClass": Resource("/apis/scheduling.k8s.io/v1", "priorityclasses", namespaced=False),
+    "Role": Resource("/apis/rbac.authorization.k8s.io/v1", "roles"),
+    "RoleBinding": Resource("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+    **{k.kind: Resource(f"/apis/{k.api_version}", k.plural) for k in KINDS},
+}
+"""Every kind the operator reads or writes, and nothing else."""
+
+
+class ApiError(Exception):
+    """The API server answered with an error status (or could not be reached: status 0)."""
+
+    def __init__(self, status: int, reason: str, body: str = "") -> None:
+        super().__init__(f"{status} {reason}: {body[:300]}" if body else f"{status} {reason}")
+        self.status, self.reason, self.body = status, reason, body
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+
+def owned_by(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]:
+    """The object with a controller reference to its owner, so deleting the owner deletes it (pure)."""
+    meta = owner["metadata"]
+    ref = {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"], "uid": meta["uid"],
+           "controller": True, "blockOwnerDeletion": True}
+    return {**obj, "metadata": {**obj["metadata"], "ownerReferences": [ref]}}
+
+
+def path(kind: str, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+    """The REST path of a collection or an object; KeyError for a kind not in RESOURCES."""
+    resource = RESOURCES[kind]
+    parts = [resource.prefix]
+    if resource.namespaced and namespace is not None:
+        parts += ["namespaces", namespace]
+    parts.append(resource.plural)
+    if name is not None:
+        parts.append(name)
+    if subresource is not None:
+        parts.append(subresource)
+    return "/".join(parts)
+
+
+def _configuration(pool_size: int) -> client.Configuration:
+    """From the pod's ServiceAccount, or else $KUBECONFIG / ~/.kube/config."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool_size
+    return configuration
+
+
+class Kube:
+    """A connection pool to the API server with the few verbs the operator uses.
+
+    Thread-safe: size `pool_size` for the threads that share it. Every method raises
+    ApiError for an error status, except where it says what it returns instead.
+    """
+
+    def __init__(self, pool_size: int = 8, api: client.ApiClient | None = None) -> None:
+        self.api = api or client.ApiClient(_configuration(pool_size))
+
+    def request(self, method: str, url: str, body: Any = None, query: Iterable[tuple[str, str]] = (),
+                content_type: str = "application/json") -> Any:
+        """One call; the decoded JSON answer (None when empty)."""
+        params = self.api.param_serialize(
+            method, url, query_params=list(query), body=body, auth_settings=["BearerToken"],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+        )
+        try:
+            response = self.api.call_api(*params)
+        except client.ApiException as error:
+            raise ApiError(error.status or 0, str(error.reason), str(error.body or "")) from None
+        data = response.read()
+        if not 200 <= response.status < 300:
+            raise ApiError(response.status, str(response.reason), data.decode(errors="replace") if data else "")
+        return json.loads(data) if data else None
+
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        try:
+            found: dict[str, Any] = self.request("GET", path(kind, namespace, name))
+            return found
+        except ApiError as error:
+            if error.not_found:
+                return None
+            raise
+
+    def list(self, kind: str, namespace: str | None = None, *,
+             label_selector: str | None = None) -> list[dict[str, Any]]:
+        """The items of a namespace (or of the cluster for namespace None), each with its kind set."""
+        query = [("labelSelector", label_selector)] if label_selector else []
+        answer = self.request("GET", path(kind, namespace), query=query)
+        api_version = answer.get("apiVersion", "")
+        return [{"apiVersion": api_version, "kind": kind, **item} for item in answer.get("items") or []]
+
+    def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        created: dict[str, Any] = self.request("POST", path(obj["kind"], meta.get("namespace")), body=dict(obj),
+                                               query=[("fieldManager", FIELD_MANAGER)])
+        return created
+
+    def patch(self, kind: str, namespace: str | None, name: str, body: Mapping[str, Any], *,
+              subresource: str | None = None) -> dict[str, Any]:
+        """A JSON merge patch (RFC 7396), as FIELD_MANAGER."""
+        patched: dict[str, Any] = self.request("PATCH", path(kind, namespace, name, subresource), body=dict(body),
+                                               query=[("fieldManager", FIELD_MANAGER)], content_type=MERGE_PATCH)
+        return patched
+
+    def patch_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any]) -> bool:
+        """Merge-patches the status subresource; False when the object is gone."""
+        try:
+            self.patch(kind, namespace, name, {"status": dict(status)}, subresource="status")
+            return True
+        except ApiError as error:
+            if error.not_found:
+                return False
+            raise
+
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply of the whole object, forcing conflicts."""
+        meta = obj["metadata"]
+        applied: dict[str, Any] = self.request(
+            "PATCH", path(obj["kind"], meta.get("namespace"), meta["name"]), body=dict(obj),
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")], content_type=APPLY_PATCH)
+        return applied
+
+    def apply_all(self, objs: Iterable[Mapping[str, Any] | None]) -> builtins.list[dict[str, Any]]:
+        return [self.apply(obj) for obj in objs if obj is not None]
+
+    def delete(self, obj: Mapping[str, Any]) -> bool:
+        """Deletes if present; True when something was deleted."""
+        meta = obj["metadata"]
+        try:
+            self.request("DELETE", path(obj["kind"], meta.get("namespace"), meta["name"]))
+            return True
+        except ApiError as error:
+            if error.not_found:
+                return False
+            raise
+
+
+_shared: Kube | None = None
+
+
+def shared() -> Kube:
+    """The process's one Kube, made on first use."""
+    global _shared
+    if _shared is None:
+        _shared = Kube(SHARED_POOL_SIZE)
+    return _shared
