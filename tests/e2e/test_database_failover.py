@@ -20,7 +20,7 @@ import time
 import pymysql
 import pytest
 
-from .conftest import wait_for
+from ..support.polling import poll
 
 pytestmark = pytest.mark.e2e
 APP_PASSWORD = "app-Secret-1"
@@ -100,7 +100,7 @@ def _healthy(cluster, namespace: str) -> dict:
         return status if _condition(status, "Healthy") else None
 
     try:
-        return wait_for(healthy, 240, "all members replicating")
+        return poll(healthy, 240, what="all members replicating")
     except AssertionError as error:
         last = seen[0] if seen else {}
         raise AssertionError(f"{error}; phase {last.get('phase')}, members {last.get('members')}, "
@@ -116,18 +116,18 @@ def _fault(database, namespace: str, password: str, service_ip: str, fail, first
     Healthy again (a primary that restarts within the failure threshold, with every acknowledged
     write, is opened again)."""
     old = _healthy(database, namespace)["currentPrimary"]
-    wait_for(lambda: _slice_addresses(database, namespace, "db-primary") == {_pod_ip(database, namespace, old)},
-             60, "the -primary Service on the primary")
+    poll(lambda: _slice_addresses(database, namespace, "db-primary") == {_pod_ip(database, namespace, old)},
+         60, what="the -primary Service on the primary")
     writer = Writer(service_ip, first_id)
     writer.start()
     try:
-        wait_for(lambda: len(writer.acknowledged) > 50, 60, "the writer's first writes")
+        poll(lambda: len(writer.acknowledged) > 50, 60, what="the writer's first writes")
         failed_at = time.monotonic()
         fail(old)
         try:
             if expect:
-                new = wait_for(lambda: (lambda p: p if p and p != old else None)(
-                    _status(database, namespace, "db").get("currentPrimary")), 90, "a new primary")
+                new = poll(lambda: (lambda p: p if p and p != old else None)(
+                    _status(database, namespace, "db").get("currentPrimary")), 90, what="a new primary")
             else:
                 new = _healthy(database, namespace)["currentPrimary"]
         except AssertionError as error:
@@ -135,10 +135,10 @@ def _fault(database, namespace: str, password: str, service_ip: str, fail, first
             pods = database.kubectl("get", "pods", "-n", namespace, "-o", "wide").stdout
             raise AssertionError(f"{error}\nstatus: {json.dumps(status, indent=1)}\n{pods}") from None
         recovery_seconds = time.monotonic() - failed_at
-        wait_for(lambda: _slice_addresses(database, namespace, "db-primary") == {_pod_ip(database, namespace, new)},
-                 60, "the -primary Service on the primary")
+        poll(lambda: _slice_addresses(database, namespace, "db-primary") == {_pod_ip(database, namespace, new)},
+             60, what="the -primary Service on the primary")
         count = len(writer.acknowledged)
-        wait_for(lambda: len(writer.acknowledged) > count + 20, 60, "writes after the fault")
+        poll(lambda: len(writer.acknowledged) > count + 20, 60, what="writes after the fault")
     finally:
         writer.stop.set()
         writer.join(10)
@@ -161,7 +161,7 @@ def _fault(database, namespace: str, password: str, service_ip: str, fail, first
         m = members.get(old) or {}
         return m if m.get("role") == "replica" and m.get("readOnly") is True else None
 
-    wait_for(old_is_replica, 180, f"{old} back as a read-only replica")
+    poll(old_is_replica, 180, what=f"{old} back as a read-only replica")
     assert _status(database, namespace, "db")["currentPrimary"] == new
     return old, new
 
@@ -173,11 +173,11 @@ def test_database_bootstraps_fails_over_twice_and_never_flips_back(database, nam
     assert status["phase"] == "Healthy" and status["readyMembers"] == 3
     roles = {m["name"]: m["role"] for m in status["members"]}
     assert roles[primary] == "primary" and sorted(roles.values()) == ["primary", "replica", "replica"]
-    wait_for(lambda: _slice_addresses(database, namespace, "db-primary") == {_pod_ip(database, namespace, primary)},
-             60, "the -primary Service on the primary")
+    poll(lambda: _slice_addresses(database, namespace, "db-primary") == {_pod_ip(database, namespace, primary)},
+         60, what="the -primary Service on the primary")
     replicas = {n for n, r in roles.items() if r == "replica"}
-    wait_for(lambda: _slice_addresses(database, namespace, "db-replicas") == {
-        _pod_ip(database, namespace, n) for n in replicas}, 60, "the -replicas Service on the replicas")
+    poll(lambda: _slice_addresses(database, namespace, "db-replicas") == {
+        _pod_ip(database, namespace, n) for n in replicas}, 60, what="the -replicas Service on the replicas")
     table = database.kubectl("get", "rdb", "db", "-n", namespace).stdout
     assert database.flavor in table and primary in table and "Healthy" in table
     for pod in (primary, *replicas):  # the server runs as the image's user, not root

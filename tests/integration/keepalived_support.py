@@ -22,28 +22,17 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
 from hakeeper.lvs import config
 from hakeeper.pool.backends import Backend
 
+from ..support.polling import poll
+
 KEEPALIVED = shutil.which("keepalived") or "/usr/sbin/keepalived"
 PASSWORD = "vrrp-pw"
 INTERFACE = "eth0"
-
-
-def poll(check: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "") -> Any:
-    """The first truthy result of check(), or AssertionError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what or check}")
-        time.sleep(interval)
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -29,6 +29,8 @@ import pymysql
 from hakeeper.mysql import Cluster, Credentials, LoopMemory, Member, Policy, StepResult
 from hakeeper.mysql.flavor import MariaDB, flavor_for
 
+from ..support.polling import poll
+
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
 ROOT_PASSWORD = "root-secret"
@@ -50,22 +52,6 @@ SMALL = {
 _template_lock = threading.Lock()
 _background: list = []  # LoopDriver and Writer threads to stop at teardown
 _template_dir: Path | None = None
-
-
-def poll(predicate: Callable[[], object], timeout: float, interval: float = 0.05, what: str = "condition") -> object:
-    """Polls until predicate() is truthy; returns its value or raises TimeoutError."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - the predicate may fail until ready
-            last_exc = exc
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f": {last_exc}" if last_exc else ""))
-        time.sleep(interval)
 
 
 def _template() -> Path:
@@ -144,8 +130,9 @@ class Instance:
         self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
         try:
-            poll(self._answers, timeout, what=f"{self.name} to accept connections")
-        except TimeoutError:
+            # the server refuses connections until it is up: any error means "not yet"
+            poll(self._answers, timeout, what=f"{self.name} to accept connections", interval=0.05, ignore=Exception)
+        except AssertionError:
             tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else "(no log)"
             raise TimeoutError(f"{self.name} did not start; log tail:\n{tail}") from None
 

@@ -45,7 +45,8 @@ from hakeeper.database import objects
 from hakeeper.mysql import Credentials
 from hakeeper.mysql.flavor import flavor_for
 
-from .mariadb_support import Members, poll, stop_background
+from ..support.polling import poll
+from .mariadb_support import Members, stop_background
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hakeeper"
 ROOTFS = CACHE / "rootfs"
@@ -242,8 +243,9 @@ class Pod:
             self.process = subprocess.Popen(_namespaced(self.server_spec, self), stdout=log, stderr=log,
                                             start_new_session=True)
         try:
-            poll(self._answers, timeout, 0.2, what=f"{self.name} to accept connections")
-        except TimeoutError:
+            # the server refuses connections until it is up: any error means "not yet"
+            poll(self._answers, timeout, what=f"{self.name} to accept connections", interval=0.2, ignore=Exception)
+        except AssertionError:
             raise TimeoutError(f"{self.name} did not start; log tail:\n{self.log_tail()}") from None
 
     def log_tail(self) -> str:

@@ -7,13 +7,13 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
 
 import pytest
 
 from hakeeper.lvs import config
 
-from .keepalived_support import KEEPALIVED, PASSWORD, Cluster, poll
+from ..support.polling import hold, poll
+from .keepalived_support import KEEPALIVED, PASSWORD, Cluster
 
 pytestmark = pytest.mark.integration
 
@@ -29,14 +29,6 @@ def requirements() -> None:
         pytest.fail("VRRP in network namespaces needs root")
     if not os.path.exists(KEEPALIVED):
         pytest.fail("keepalived is not installed (Debian package keepalived)")
-
-
-def hold(check, seconds: float, interval: float = 0.05, what: str = "") -> None:
-    """check() stays true for the whole window (a poll for the absence of a change)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert check(), f"{what} stopped holding"
-        time.sleep(interval)
 
 
 @pytest.mark.parametrize("preempt", [False, True], ids=["preempt-false", "preempt-true"])
