@@ -52,11 +52,6 @@ METRIC = "bench_load"
 HIGH, LOW = 12.0, 1.0
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
 def spec(url: str, metric: str = METRIC) -> DegradationPolicySpec:
     return DegradationPolicySpec.model_validate({
         "prometheus": {"url": url, "timeout": "1s"}, "interval": INTERVAL,

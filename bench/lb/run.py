@@ -36,6 +36,7 @@ from hakeeper.haproxy import config, runtime  # noqa: E402
 from hakeeper.pool.backends import Backend  # noqa: E402
 
 from tests.support.polling import poll  # noqa: E402
+from tests.support.stats import percentile  # noqa: E402
 
 CHANGES = int(os.environ.get("BENCH_LB_CHANGES", "50"))
 WRK_SECONDS = int(os.environ.get("BENCH_LB_SECONDS", "5"))
@@ -45,11 +46,6 @@ NET = "127.77.0"
 def tools_bin() -> pathlib.Path:
     out = subprocess.run(["bash", str(ROOT / "hack/build-tools.sh")], check=True, capture_output=True, text=True)
     return pathlib.Path(out.stdout.strip().splitlines()[-1])
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 # -- data plane: HAProxy processes --------------------------------------------------------
