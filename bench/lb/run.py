@@ -37,15 +37,11 @@ from hakeeper.pool.backends import Backend  # noqa: E402
 
 from tests.support.polling import poll  # noqa: E402
 from tests.support.stats import percentile  # noqa: E402
+from tests.support.tools import tools_bin  # noqa: E402
 
 CHANGES = int(os.environ.get("BENCH_LB_CHANGES", "50"))
 WRK_SECONDS = int(os.environ.get("BENCH_LB_SECONDS", "5"))
 NET = "127.77.0"
-
-
-def tools_bin() -> pathlib.Path:
-    out = subprocess.run(["bash", str(ROOT / "hack/build-tools.sh")], check=True, capture_output=True, text=True)
-    return pathlib.Path(out.stdout.strip().splitlines()[-1])
 
 
 # -- data plane: HAProxy processes --------------------------------------------------------

@@ -25,15 +25,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "hakeeper-system"
 from ..conftest import CLUSTER_REPORT
 from ..support.polling import poll
+from ..support.tools import tools_bin
 
 pytestmark = pytest.mark.e2e
-
-
-def tools_bin() -> pathlib.Path:
-    if os.environ.get("HAKEEPER_TOOLS_BIN"):
-        return pathlib.Path(os.environ["HAKEEPER_TOOLS_BIN"])
-    out = subprocess.run(["bash", str(ROOT / "hack/build-tools.sh")], check=True, capture_output=True, text=True)
-    return pathlib.Path(out.stdout.strip().splitlines()[-1])
 
 
 BACKEND_IMAGE = "ghcr.io/hakeeper/test-http-backend:1"  # images/test-http-backend
