@@ -30,25 +30,6 @@ from ..support.tools import tools_bin
 pytestmark = pytest.mark.e2e
 
 
-BACKEND_IMAGE = "ghcr.io/hakeeper/test-http-backend:1"  # images/test-http-backend
-
-
-def backend_deployment(name: str, replicas: int) -> dict:
-    """A Deployment of the tests' HTTP backend (answers with its pod's name on :8080, ready on
-    /healthz), its pods labelled app=<name>."""
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels},
-            "spec": {"terminationGracePeriodSeconds": 5, "containers": [{
-                "name": "web", "image": BACKEND_IMAGE, "ports": [{"name": "http", "containerPort": 8080}],
-                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1,
-                                   "failureThreshold": 1},
-            }]}}},
-    }
-
-
 class Cluster:
     """kubectl and helm against one cluster, and the node-level acts a test needs.
 

@@ -15,11 +15,11 @@ import urllib.request
 import pytest
 
 from ..integration.prometheus_support import Exporter
+from ..support.kube_objects import backend_deployment
 from ..support.polling import poll
 from .conftest import OPERATOR_NAMESPACE, operator_pod
 
 pytestmark = pytest.mark.e2e
-BACKEND_IMAGE = "ghcr.io/hakeeper/test-http-backend:1"  # images/test-http-backend
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -131,15 +131,8 @@ def shop(operator, namespace):
 
 
 def _deployment(name: str, replicas: int, labels: dict, priority_class: str | None = None) -> dict:
-    pod_spec = {"terminationGracePeriodSeconds": 1, "containers": [{
-        "name": "web", "image": BACKEND_IMAGE, "ports": [{"name": "http", "containerPort": 8080}],
-        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1,
-                           "failureThreshold": 1}}]}
-    if priority_class:
-        pod_spec["priorityClassName"] = priority_class
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec}}}
+    """The tests' backend with the labels a tier selects on; a 1 s grace period, so shed pods go at once."""
+    return backend_deployment(name, replicas, labels=labels, priority_class=priority_class, grace_seconds=1)
 
 
 def _policy(name: str, metric: str, url: str, tiers: list, **spec) -> dict:

@@ -15,8 +15,8 @@ import urllib.request
 
 import pytest
 
+from ..support.kube_objects import backend_deployment
 from ..support.polling import poll
-from .conftest import backend_deployment
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,8 @@ import subprocess
 
 import pytest
 
+from ..support.kube_objects import backend_deployment
 from ..support.polling import poll
-from .conftest import backend_deployment
 
 pytestmark = pytest.mark.e2e
 # the local node's bridge (hack/localcluster/network.py); on kind the node's eth0

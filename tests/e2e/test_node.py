@@ -12,8 +12,9 @@ import urllib.request
 
 import pytest
 
+from ..support.kube_objects import BACKEND_IMAGE, backend_deployment
 from ..support.polling import poll
-from .conftest import BACKEND_IMAGE, OPERATOR_NAMESPACE, backend_deployment, operator_pod
+from .conftest import OPERATOR_NAMESPACE, operator_pod
 
 pytestmark = pytest.mark.e2e
 
