@@ -14,7 +14,6 @@ Used by tests/integration/test_lvs_vrrp.py and bench/vrrp/run.py. Needs root (na
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import secrets
@@ -28,15 +27,12 @@ from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
 from hakeeper.lvs import config
 from hakeeper.pool.backends import Backend
 
+from ..support.netns import add_namespace, delete_namespace, ip, ipv4_addresses
 from ..support.polling import poll
 
 KEEPALIVED = shutil.which("keepalived") or "/usr/sbin/keepalived"
 PASSWORD = "vrrp-pw"
 INTERFACE = "eth0"
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10, check=check)
 
 
 def takeover_bound(advert: int, priority: int) -> float:
@@ -70,32 +66,28 @@ class Network:
         self.close()
 
     def _create(self) -> None:
-        _ip("netns", "add", self.bridge)
+        add_namespace(self.bridge)
         self.created.append(self.bridge)
-        _ip("-n", self.bridge, "link", "add", "br0", "type", "bridge")
-        _ip("-n", self.bridge, "link", "set", "br0", "up")
+        ip("link", "add", "br0", "type", "bridge", netns=self.bridge)
+        ip("link", "set", "br0", "up", netns=self.bridge)
         for i, (node, address) in enumerate(zip(self.nodes, self.addresses)):
-            _ip("netns", "add", node)
+            add_namespace(node)
             self.created.append(node)
-            _ip("-n", self.bridge, "link", "add", f"v{i}", "type", "veth", "peer", "name", INTERFACE, "netns", node)
-            _ip("-n", self.bridge, "link", "set", f"v{i}", "master", "br0")
-            _ip("-n", self.bridge, "link", "set", f"v{i}", "up")
-            _ip("-n", node, "link", "set", "lo", "up")
-            _ip("-n", node, "addr", "add", f"{address}/24", "dev", INTERFACE)
-            _ip("-n", node, "link", "set", INTERFACE, "up")
+            ip("link", "add", f"v{i}", "type", "veth", "peer", "name", INTERFACE, "netns", node, netns=self.bridge)
+            ip("link", "set", f"v{i}", "master", "br0", netns=self.bridge)
+            ip("link", "set", f"v{i}", "up", netns=self.bridge)
+            ip("link", "set", "lo", "up", netns=node)
+            ip("addr", "add", f"{address}/24", "dev", INTERFACE, netns=node)
+            ip("link", "set", INTERFACE, "up", netns=node)
 
     def close(self) -> None:
         # deleting a namespace deletes its end of each veth, and with it the other end
         for name in reversed(self.created):
-            _ip("netns", "del", name, check=False)
+            delete_namespace(name)
         self.created.clear()
 
     def addresses_on(self, node: str) -> list[str]:
-        done = _ip("-n", node, "-j", "addr", "show", "dev", INTERFACE, check=False)
-        if done.returncode != 0:
-            return []
-        links = json.loads(done.stdout or "[]")
-        return [a["local"] for link in links for a in link.get("addr_info", []) if a.get("family") == "inet"]
+        return ipv4_addresses(INTERFACE, node)
 
     def has_vip(self, node: str) -> bool:
         return self.vip in self.addresses_on(node)

@@ -29,6 +29,7 @@ import pymysql
 from hakeeper.mysql import Cluster, Credentials, LoopMemory, Member, Policy, StepResult
 from hakeeper.mysql.flavor import MariaDB, flavor_for
 
+from ..support.netns import add_namespace, delete_namespace, ip
 from ..support.polling import poll
 
 MARIADBD = "/usr/sbin/mariadbd"
@@ -259,11 +260,6 @@ class Fleet(Members):
 
 # --------------------------------------------------------------------- network namespace
 
-def _ip(*args: str, netns: str | None = None) -> None:
-    cmd = (["ip", "netns", "exec", netns, "ip"] if netns else ["ip"]) + list(args)
-    subprocess.run(cmd, check=True, capture_output=True, timeout=10)
-
-
 class NetnsLink:
     """A network namespace joined to the host by a veth pair.
 
@@ -280,31 +276,31 @@ class NetnsLink:
 
     def create(self) -> NetnsLink:
         self.destroy()
-        _ip("netns", "add", self.name)
+        add_namespace(self.name)
         self.created = True
-        _ip("link", "add", self.outer_dev, "type", "veth", "peer", "name", self.inner_dev)
-        _ip("link", "set", self.inner_dev, "netns", self.name)
-        _ip("addr", "add", f"{self.outer_ip}/30", "dev", self.outer_dev)
-        _ip("link", "set", self.outer_dev, "up")
-        _ip("addr", "add", f"{self.inner_ip}/30", "dev", self.inner_dev, netns=self.name)
-        _ip("link", "set", self.inner_dev, "up", netns=self.name)
-        _ip("link", "set", "lo", "up", netns=self.name)
-        _ip("route", "add", self.host_net, "via", self.outer_ip, netns=self.name)
+        ip("link", "add", self.outer_dev, "type", "veth", "peer", "name", self.inner_dev)
+        ip("link", "set", self.inner_dev, "netns", self.name)
+        ip("addr", "add", f"{self.outer_ip}/30", "dev", self.outer_dev)
+        ip("link", "set", self.outer_dev, "up")
+        ip("addr", "add", f"{self.inner_ip}/30", "dev", self.inner_dev, netns=self.name)
+        ip("link", "set", self.inner_dev, "up", netns=self.name)
+        ip("link", "set", "lo", "up", netns=self.name)
+        ip("route", "add", self.host_net, "via", self.outer_ip, netns=self.name)
         for addr in self.host_ips:
-            _ip("addr", "add", f"{addr}/32", "dev", "lo")
+            ip("addr", "add", f"{addr}/32", "dev", "lo")
         return self
 
     def cut(self) -> None:
-        _ip("link", "set", self.outer_dev, "down")
+        ip("link", "set", self.outer_dev, "down")
 
     def heal(self) -> None:
-        _ip("link", "set", self.outer_dev, "up")
+        ip("link", "set", self.outer_dev, "up")
 
     def destroy(self) -> None:
         for addr in self.host_ips:
-            subprocess.run(["ip", "addr", "del", f"{addr}/32", "dev", "lo"], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.outer_dev], capture_output=True)
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+            ip("addr", "del", f"{addr}/32", "dev", "lo", check=False)
+        ip("link", "del", self.outer_dev, check=False)
+        delete_namespace(self.name)
         self.created = False
 
 
