@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 
 import pymysql
 import pytest
 
 from ..support.polling import poll
+from ..support.writer import Writer
 
 pytestmark = pytest.mark.e2e
 APP_PASSWORD = "app-Secret-1"
@@ -51,33 +51,14 @@ def _slice_addresses(cluster, namespace: str, service: str) -> set[str]:
             for a in e["addresses"]}
 
 
-class Writer(threading.Thread):
-    """Inserts ids one by one through the -primary Service; remembers every acknowledged one."""
+def _writer(host: str, first_id: int) -> Writer:
+    """The application: INSERTs ids from first_id on into app.t through the -primary Service
+    (`host`, its cluster IP) as the app account; waits 0.2 s after a failed statement."""
+    def connect(address: str) -> pymysql.Connection:
+        return pymysql.connect(host=address, user="app", password=APP_PASSWORD, database="app", autocommit=True,
+                               connect_timeout=2, read_timeout=5, write_timeout=5)
 
-    def __init__(self, host: str, first_id: int):
-        super().__init__(daemon=True)
-        self.host = host
-        self.stop = threading.Event()
-        self.acknowledged: list[int] = []
-        self.failures = 0
-        self.next_id = first_id
-
-    def run(self) -> None:
-        conn = None
-        while not self.stop.is_set():
-            try:
-                if conn is None:
-                    conn = pymysql.connect(host=self.host, user="app", password=APP_PASSWORD, database="app",
-                                           autocommit=True, connect_timeout=2, read_timeout=5, write_timeout=5)
-                with conn.cursor() as cur:
-                    cur.execute("INSERT INTO t (id) VALUES (%s)", (self.next_id,))
-                self.acknowledged.append(self.next_id)
-                self.next_id += 1
-            except pymysql.MySQLError:
-                self.failures += 1
-                self.next_id += 1  # an unacknowledged id may or may not exist; never reuse it
-                conn = None
-                self.stop.wait(0.2)
+    return Writer(lambda: host, connect, "INSERT INTO t (id) VALUES (%s)", first_id=first_id, retry_pause=0.2)
 
 
 FLAVORS = ["mariadb", "mysql"]
@@ -118,10 +99,10 @@ def _fault(database, namespace: str, password: str, service_ip: str, fail, first
     old = _healthy(database, namespace)["currentPrimary"]
     poll(lambda: _slice_addresses(database, namespace, "db-primary") == {_pod_ip(database, namespace, old)},
          60, what="the -primary Service on the primary")
-    writer = Writer(service_ip, first_id)
+    writer = _writer(service_ip, first_id)
     writer.start()
     try:
-        poll(lambda: len(writer.acknowledged) > 50, 60, what="the writer's first writes")
+        poll(lambda: len(writer.acked) > 50, 60, what="the writer's first writes")
         failed_at = time.monotonic()
         fail(old)
         try:
@@ -137,17 +118,16 @@ def _fault(database, namespace: str, password: str, service_ip: str, fail, first
         recovery_seconds = time.monotonic() - failed_at
         poll(lambda: _slice_addresses(database, namespace, "db-primary") == {_pod_ip(database, namespace, new)},
              60, what="the -primary Service on the primary")
-        count = len(writer.acknowledged)
-        poll(lambda: len(writer.acknowledged) > count + 20, 60, what="writes after the fault")
+        count = len(writer.acked)
+        poll(lambda: len(writer.acked) > count + 20, 60, what="writes after the fault")
     finally:
-        writer.stop.set()
-        writer.join(10)
+        writer.stop(10)
     with pymysql.connect(host=_pod_ip(database, namespace, new), user="root", password=password,
                          database="app", connect_timeout=5) as c, c.cursor() as cur:
         cur.execute("SELECT id FROM t WHERE id >= %s", (first_id,))
         stored = {row[0] for row in cur.fetchall()}
-    lost = set(writer.acknowledged) - stored
-    assert not lost, f"{len(lost)} of {len(writer.acknowledged)} acknowledged writes lost: {sorted(lost)[:10]}"
+    lost = writer.ids() - stored
+    assert not lost, f"{len(lost)} of {len(writer.acked)} acknowledged writes lost: {sorted(lost)[:10]}"
     assert recovery_seconds < 30, recovery_seconds
     if new == old:
         return old, new

@@ -29,6 +29,7 @@ import pymysql
 from hakeeper.mysql import Cluster, Credentials, LoopMemory, Member, Policy, StepResult
 from hakeeper.mysql.flavor import MariaDB, flavor_for
 
+from ..support import writer
 from ..support.netns import add_namespace, delete_namespace, ip
 from ..support.polling import poll
 
@@ -431,67 +432,16 @@ def app_connect(host: str, timeout: float = 1.0) -> pymysql.Connection:
                            connect_timeout=timeout, read_timeout=2 * timeout + 1, write_timeout=2 * timeout + 1)
 
 
-@dataclass
-class Ack:
-    id: int
-    at: float
-    host: str
-
-
-class Writer(threading.Thread):
-    """INSERTs with autocommit into hk.writes, one id after another, against wherever
-    endpoint() points (the -primary Service). Records every acknowledged id; an error (the
-    outcome unknown) just moves on to the next id."""
+class Writer(writer.Writer):
+    """The application of this tier (tests.support.writer.Writer): INSERTs (id, now) into
+    hk.writes as APP_USER, one id after another, against wherever endpoint() points (the
+    -primary Service: LoopDriver.primary_host), `pause` seconds apart; stopped by
+    stop_background() at the end of a test."""
 
     def __init__(self, endpoint: Callable[[], str | None], pause: float = 0.004) -> None:
-        super().__init__(name="writer", daemon=True)
-        self.endpoint, self.pause = endpoint, pause
-        self.acked: list[Ack] = []
-        self.errors: list[tuple[float, str]] = []
-        self._halt = threading.Event()
-        self.next_id = 1
+        super().__init__(endpoint, app_connect, "INSERT INTO hk.writes (id, at) VALUES (%s, %s)",
+                         params=lambda i: (i, time.time()), pause=pause)
         _background.append(self)
-
-    def run(self) -> None:
-        conn, conn_host = None, None
-        while not self._halt.is_set():
-            host = self.endpoint()
-            if host is None:
-                time.sleep(0.02)
-                continue
-            try:
-                if conn is None or conn_host != host:
-                    if conn is not None:
-                        conn.close()
-                    conn, conn_host = app_connect(host), host
-                i = self.next_id
-                self.next_id += 1
-                with conn.cursor() as cur:
-                    cur.execute("INSERT INTO hk.writes (id, at) VALUES (%s, %s)", (i, time.time()))
-                self.acked.append(Ack(i, time.monotonic(), host))
-            except Exception as exc:  # noqa: BLE001 - what a client sees during a failover
-                self.errors.append((time.monotonic(), str(exc)))
-                if conn is not None:
-                    try:
-                        conn.close()
-                    except Exception:  # noqa: BLE001
-                        pass
-                conn = None
-                time.sleep(0.01)
-            self._halt.wait(self.pause)
-        if conn is not None:
-            conn.close()
-
-    def stop(self) -> None:
-        self._halt.set()
-        if self.is_alive():
-            self.join(timeout=30)
-
-    def first_ack(self, after: float, host: str | None = None) -> Ack | None:
-        return next((a for a in self.acked if a.at > after and (host is None or a.host == host)), None)
-
-    def ids(self) -> set[int]:
-        return {a.id for a in self.acked}
 
 
 def stored_ids(instance: Instance) -> set[int]:

@@ -53,7 +53,7 @@ def test_kill_9_of_the_primary_under_writes_loses_no_acknowledged_write(fleet: F
         MemberStatus.model_validate(m)
     assert any(reason == "FailoverCompleted" for reason, _ in failover.events)
 
-    poll(lambda: len([a for a in writer.acked if a.at > killed]) >= 100, 20, what="writes after the failover")
+    poll(lambda: len(writer.acked_since(killed)) >= 100, 20, what="writes after the failover")
     writer.stop()
 
     # Every write the client saw acknowledged is on the new primary, and on the other replica.

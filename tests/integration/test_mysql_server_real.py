@@ -143,7 +143,7 @@ def test_the_loop_replicates_switches_over_and_fails_over_without_losing_a_write
     for member in ("db-0", "db-2"):
         poll(lambda m=member: follows(fleet, m, "db-1") and auto_positioned(fleet, m), 20,
              what=f"{member} to follow db-1", ignore=Exception)
-    poll(lambda: len([a for a in writer.acked if a.host == fleet[1].host]) >= 100, 30, what="writes on db-1")
+    poll(lambda: len(writer.acked_since(host=fleet[1].host)) >= 100, 30, what="writes on db-1")
     poll(lambda: flavor.semi_sync_active(semi_sync_status(fleet[1])), 20, what="semi-sync on db-1", ignore=Exception)
 
     # failover: kill -9 of the new primary's server
@@ -154,7 +154,7 @@ def test_the_loop_replicates_switches_over_and_fails_over_without_losing_a_write
     new = failover.primary
     assert new in ("db-0", "db-2")
     poll(lambda: writer.first_ack(killed, fleet.by_name(new).host), 20, what=f"a write on {new}")
-    poll(lambda: len([a for a in writer.acked if a.at > killed]) >= 100, 30, what="writes after the failover")
+    poll(lambda: len(writer.acked_since(killed)) >= 100, 30, what="writes after the failover")
     writer.stop()
     acked = writer.ids()
     assert acked <= stored_ids(fleet.by_name(new)), sorted(acked - stored_ids(fleet.by_name(new)))[:10]

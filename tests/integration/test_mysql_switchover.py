@@ -34,7 +34,7 @@ def test_planned_switchover_under_writes_loses_nothing(fleet: Fleet) -> None:
     assert (done.history["from_member"], done.history["to_member"]) == ("db-0", "db-2")
     HistoryEntry.model_validate(done.history)
     poll(lambda: writer.first_ack(requested, fleet[2].host), 10, what="a write on db-2")
-    poll(lambda: len([a for a in writer.acked if a.host == fleet[2].host]) >= 100, 20, what="more writes")
+    poll(lambda: len(writer.acked_since(host=fleet[2].host)) >= 100, 20, what="more writes")
     writer.stop()
 
     # Write unavailability: the longest gap between two acknowledgements around the switch.
