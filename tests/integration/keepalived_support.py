@@ -40,7 +40,29 @@ def takeover_bound(advert: int, priority: int) -> float:
     return 3 * advert + (256 - priority) / 256 * advert
 
 
-class Network:
+class _Opened:
+    """A context manager over _open() and close(): close() runs on exit, and also when _open()
+    fails half-way (close() must undo whatever part of _open() was done)."""
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):  # noqa: ANN204 - the subclass itself
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Network(_Opened):
     """A bridge namespace and `size` node namespaces, each with eth0 on the bridge."""
 
     def __init__(self, size: int) -> None:
@@ -54,18 +76,7 @@ class Network:
         self.vip = f"10.{net[0]}.{net[1]}.200"
         self.created: list[str] = []
 
-    def __enter__(self) -> Network:
-        try:
-            self._create()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _create(self) -> None:
+    def _open(self) -> None:
         add_namespace(self.bridge)
         self.created.append(self.bridge)
         ip("link", "add", "br0", "type", "bridge", netns=self.bridge)
@@ -195,7 +206,7 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-class Cluster:
+class Cluster(_Opened):
     """A network plus one keepalived per node; everything goes on close."""
 
     def __init__(self, directory: pathlib.Path, size: int = 2, *, preempt: bool, advert: int = 1) -> None:
@@ -206,19 +217,11 @@ class Cluster:
         self.advert = advert
         self.members: list[Keepalived] = []
 
-    def __enter__(self) -> Cluster:
+    def _open(self) -> None:
         self.net.__enter__()
-        try:
-            self.members = [Keepalived(self.net, node, self.directory) for node in self.net.nodes]
-            for member in self.members:
-                member.write(self.rendered)
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.members = [Keepalived(self.net, node, self.directory) for node in self.net.nodes]
+        for member in self.members:
+            member.write(self.rendered)
 
     def close(self) -> None:
         for member in self.members:
