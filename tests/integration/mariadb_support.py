@@ -73,8 +73,49 @@ def _template() -> Path:
         return _template_dir
 
 
+class ServerProcess:
+    """A database server running as a child process (`process`), and root's queries to it
+    over the connection the subclass opens (_root_connection)."""
+
+    process: subprocess.Popen | None
+
+    def _root_connection(self, **kwargs: Any) -> pymysql.Connection:
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, no flush; what a crashed node looks like (and what the e2e
+        tier does to a container's process)."""
+        if self.running:
+            os.kill(self.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
+            self.process.wait(timeout=30)  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        """SIGTERM, and kill -9 after 60 s."""
+        if self.running:
+            self.process.terminate()  # type: ignore[union-attr]
+            try:
+                self.process.wait(timeout=60)  # type: ignore[union-attr]
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def query(self, sql: str, args: tuple | None = None) -> list[dict]:
+        """The rows of one statement as root, each a dict by column name."""
+        with self._root_connection(cursorclass=pymysql.cursors.DictCursor) as conn, conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+
+    def value(self, sql: str, args: tuple | None = None) -> object:
+        """The first column of the first row of one statement as root; None for no rows."""
+        rows = self.query(sql, args)
+        return next(iter(rows[0].values())) if rows else None
+
+
 @dataclass
-class Instance:
+class Instance(ServerProcess):
     index: int
     host: str
     base: Path
@@ -146,37 +187,12 @@ class Instance:
             cur.execute("SELECT 1")
         return True
 
-    def kill(self) -> None:
-        """kill -9: no shutdown, no flush; what a crashed node looks like."""
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def admin(self, **kwargs) -> pymysql.Connection:
         """root over the unix socket: reaches the server even when its network is cut."""
         return pymysql.connect(unix_socket=self.socket, user="root", password="", autocommit=True,
                                connect_timeout=2, read_timeout=kwargs.pop("read_timeout", 10), **kwargs)
 
-    def query(self, sql: str, args: tuple | None = None) -> list[dict]:
-        with self.admin(cursorclass=pymysql.cursors.DictCursor) as conn, conn.cursor() as cur:
-            cur.execute(sql, args)
-            return list(cur.fetchall())
-
-    def value(self, sql: str, args: tuple | None = None) -> object:
-        rows = self.query(sql, args)
-        return next(iter(rows[0].values())) if rows else None
+    _root_connection = admin  # query() and value() go through the unix socket
 
 
 def seed_users(instance: Instance) -> None:

@@ -28,7 +28,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import tarfile
 import tempfile
@@ -46,7 +45,7 @@ from hakeeper.mysql import Credentials
 from hakeeper.mysql.flavor import flavor_for
 
 from ..support.polling import poll
-from .mariadb_support import Members, stop_background
+from .mariadb_support import Members, ServerProcess, stop_background
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hakeeper"
 ROOTFS = CACHE / "rootfs"
@@ -189,7 +188,7 @@ def _namespaced(spec: dict[str, Any], pod: Pod) -> list[str]:
     return ["unshare", "--mount", "--uts", "--propagation", "private", "--", "sh", "-ec", script]
 
 
-class Pod:
+class Pod(ServerProcess):
     """One member: the init container once per start(), then the server container."""
 
     def __init__(self, fleet: PodFleet, index: int) -> None:
@@ -257,38 +256,13 @@ class Pod:
         self.value("SELECT 1")
         return True
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """kill -9 of the server: what the e2e tier does to the container's process."""
-        if self.running:
-            os.kill(self.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
-            self.process.wait(timeout=30)  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self.running:
-            self.process.terminate()  # type: ignore[union-attr]
-            try:
-                self.process.wait(timeout=60)  # type: ignore[union-attr]
-            except subprocess.TimeoutExpired:
-                self.kill()
-
     def connect(self, user: str = "root", password: str | None = None, **kwargs: Any) -> pymysql.Connection:
         """Over TCP, as a client in another pod would (root@'%' by default)."""
         password = PASSWORDS["root-password"] if password is None else password
         return pymysql.connect(host=self.host, port=self.port, user=user, password=password, autocommit=True,
                                connect_timeout=2, read_timeout=kwargs.pop("read_timeout", 10), **kwargs)
 
-    def query(self, sql: str, args: tuple | None = None) -> list[dict]:
-        with self.connect(cursorclass=pymysql.cursors.DictCursor) as conn, conn.cursor() as cur:
-            cur.execute(sql, args)
-            return list(cur.fetchall())
-
-    def value(self, sql: str, args: tuple | None = None) -> object:
-        rows = self.query(sql, args)
-        return next(iter(rows[0].values())) if rows else None
+    _root_connection = connect  # query() and value() go over TCP as root
 
     def server_uids(self) -> tuple[int, int]:
         """Real uid and gid of the running server process."""
