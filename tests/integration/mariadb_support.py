@@ -469,6 +469,17 @@ def replica_status(instance: Instance) -> dict:
     return rows[0] if rows else {}
 
 
+def follows(fleet: Members, member: str, primary: str) -> bool:
+    """`member` replicates from `primary` (both replication threads running) and is read-only;
+    for a Fleet (MariaDB) or a PodFleet of either flavor. Raises pymysql errors when a server
+    does not answer."""
+    replica, source = fleet.by_name(member), fleet.by_name(primary)
+    c = flavor_for(getattr(replica, "flavor", "mariadb")).columns
+    row = replica_status(replica)
+    return (row.get(c.source_host) == source.host and row.get(c.io_running) == "Yes"
+            and row.get(c.sql_running) == "Yes" and replica.value("SELECT @@read_only") == 1)
+
+
 def stop_background() -> None:
     """Stop every loop and writer thread a test started, even when it failed half-way."""
     while _background:

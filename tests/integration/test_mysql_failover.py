@@ -12,7 +12,7 @@ from hakeeper.mysql.actions import Concurrently, Detach
 
 from ..support.polling import hold, poll
 from .mariadb_support import (
-    CREDENTIALS, Fleet, LoopDriver, Writer, bootstrap, fleet_fixture, replica_status, stored_ids,
+    CREDENTIALS, Fleet, LoopDriver, Writer, bootstrap, fleet_fixture, follows, replica_status, stored_ids,
 )
 
 pytestmark = pytest.mark.integration
@@ -21,12 +21,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def fleet():  # noqa: ANN201
     yield from fleet_fixture(3)
-
-
-def follows(fleet: Fleet, member: str, primary: str) -> bool:
-    s = replica_status(fleet.by_name(member))
-    return (s.get("Master_Host") == fleet.by_name(primary).host and s.get("Slave_IO_Running") == "Yes"
-            and s.get("Slave_SQL_Running") == "Yes" and fleet.by_name(member).value("SELECT @@read_only") == 1)
 
 
 def test_kill_9_of_the_primary_under_writes_loses_no_acknowledged_write(fleet: Fleet) -> None:

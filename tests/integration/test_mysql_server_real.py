@@ -21,7 +21,7 @@ from hakeeper.mysql.flavor import flavor_for
 from hakeeper.mysql.observe import connect
 
 from ..support.polling import poll
-from .mariadb_support import LoopDriver, Writer, bootstrap, stored_ids
+from .mariadb_support import LoopDriver, Writer, bootstrap, follows, stored_ids
 from .mysql_support import (
     CREDENTIALS, PASSWORDS, PodFleet, database_spec, image_user, pod_fleet_fixture, replica_row,
 )
@@ -39,14 +39,6 @@ def fleet(request):  # noqa: ANN001, ANN201
 def policy_for(fleet: PodFleet, **changes) -> Policy:  # noqa: ANN003
     """The loop's policy from the same spec as the servers' my.cnf."""
     return dataclasses.replace(Policy.from_spec(fleet.spec), **changes)
-
-
-def follows(fleet: PodFleet, member: str, primary: str) -> bool:
-    pod, source = fleet.by_name(member), fleet.by_name(primary)
-    c = flavor_for(fleet.flavor).columns
-    row = replica_row(pod)
-    return (row.get(c.source_host) == source.host and row.get(c.io_running) == "Yes"
-            and row.get(c.sql_running) == "Yes" and pod.value("SELECT @@read_only") == 1)
 
 
 def auto_positioned(fleet: PodFleet, member: str) -> bool:
