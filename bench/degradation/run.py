@@ -42,18 +42,14 @@ from hakeeper.degradationpolicy.act import Scaler  # noqa: E402
 from hakeeper.degradationpolicy.cycle import Evaluator  # noqa: E402
 from hakeeper.degradationpolicy.decide import Memory  # noqa: E402
 from tests.integration.prometheus_support import (  # noqa: E402
-    Exporter, Fleet, PrometheusServer, deployment, wait_for)
+    Exporter, Fleet, PrometheusServer, deployment)
+from tests.support.polling import poll  # noqa: E402
 
 CYCLES = int(os.environ.get("BENCH_DP_CYCLES", "20"))
 PROMETHEUS_IP, EXPORTER_IP = "127.0.32.1", "127.0.32.2"
 INTERVAL, FOR, COOLDOWN = "1s", "1500ms", "1500ms"
 METRIC = "bench_load"
 HIGH, LOW = 12.0, 1.0
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def spec(url: str, metric: str = METRIC) -> DegradationPolicySpec:
@@ -108,7 +104,8 @@ class Loop:
 
 def prometheus_has(prometheus: PrometheusServer, value: float) -> float:
     """Polls until Prometheus answers with the value; the moment it first does."""
-    wait_for(lambda: prometheus.query_value(f"max({METRIC})") == value, 10, f"{METRIC}={value} in Prometheus", 0.01)
+    poll(lambda: prometheus.query_value(f"max({METRIC})") == value, 10, what=f"{METRIC}={value} in Prometheus",
+         interval=0.01)
     return time.time()
 
 
@@ -129,14 +126,14 @@ def reaction(prometheus: PrometheusServer, exporter: Exporter) -> dict[str, dict
         for loop in loops.values():
             loop.thread.start()
         try:
-            wait_for(lambda: all(lp.evaluations >= 2 for lp in loops.values()), 10, "both loops running")
+            poll(lambda: all(lp.evaluations >= 2 for lp in loops.values()), 10, what="both loops running")
             set_at = time.time()
             exporter.set(METRIC, HIGH)
             true_at = prometheus_has(prometheus, HIGH)
-            wait_for(lambda: all(lp.shed_at for lp in loops.values()), 30, "both loops to shed")
+            poll(lambda: all(lp.shed_at for lp in loops.values()), 30, what="both loops to shed")
             exporter.set(METRIC, LOW)
             low_at = prometheus_has(prometheus, LOW)
-            wait_for(lambda: all(lp.restored_at for lp in loops.values()), 30, "both loops to restore")
+            poll(lambda: all(lp.restored_at for lp in loops.values()), 30, what="both loops to restore")
         finally:
             for loop in loops.values():
                 loop.stop.set()
@@ -154,7 +151,7 @@ def cost(prometheus: PrometheusServer, exporter: Exporter, policies: int, rounds
     """(wall ms, CPU ms) per policy evaluation with `policies` evaluated at once."""
     exporter.set("bench_cost", 3)
     prometheus_has_cost = lambda: prometheus.query_value("max(bench_cost)") == 3  # noqa: E731
-    wait_for(prometheus_has_cost, 10, "bench_cost in Prometheus")
+    poll(prometheus_has_cost, 10, what="bench_cost in Prometheus")
     loops = []
     for i in range(policies):
         fleet = Fleet(*[deployment(f"d{j}", 2, {"tier": "batch" if j % 2 else "core"}) for j in range(20)])

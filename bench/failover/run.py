@@ -1,5 +1,5 @@
 """Failover benchmark on real MariaDB (Debian's mariadbd), with the clustering loop as the
-operator runs it (hakeeper.mysql.Cluster.step every probeInterval).
+operator runs it (hakeeper.replicateddatabase.clustering.Cluster.step every probeInterval).
 
 Measures, in one run:
 - failover: kill -9 of the primary of a 3-member cluster under a continuous writer, to the
@@ -32,8 +32,9 @@ sys.path[:0] = [str(ROOT / "operator"), str(ROOT), str(Path(__file__).resolve().
 from hakeeper.replicateddatabase.clustering import Policy  # noqa: E402
 from stats import percentile, table  # noqa: E402
 from tests.integration.mariadb_support import (  # noqa: E402
-    Fleet, LoopDriver, Writer, bootstrap, poll, seed_users, stop_background, stored_ids,
+    Fleet, LoopDriver, Writer, bootstrap, seed_users, stop_background, stored_ids,
 )
+from tests.support.polling import poll  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -138,7 +139,8 @@ def bench_failovers(count: int, switchovers: int, prefix: str, res: Results) -> 
         acked = writer.ids()
         res.acked += len(acked)
         for inst in fleet:
-            poll(lambda: acked <= stored_ids(inst), 30, what=f"{inst.name} to hold every acknowledged write")
+            poll(lambda: acked <= stored_ids(inst), 30, what=f"{inst.name} to hold every acknowledged write",
+                 ignore=Exception)
         loop.stop()
     finally:
         stop_background()

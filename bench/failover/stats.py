@@ -1,16 +1,10 @@
-"""Percentiles and the table the failover benchmark prints."""
+"""The table the failover benchmark prints (percentiles: tests.support.stats)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
+from tests.support.stats import percentile
 
 
 def row(label: str, values: Sequence[float]) -> str:

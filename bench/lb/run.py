@@ -29,7 +29,7 @@ import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "hack")]
+sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "hack"), str(ROOT)]
 
 from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec  # noqa: E402
 from hakeeper.loadbalancerpool.haproxy import config  # noqa: E402
@@ -37,29 +37,13 @@ from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.agents import haproxy_runtime as runtime  # noqa: E402
 from hakeeper.loadbalancerpool.backends import Backend  # noqa: E402
 
+from tests.support.polling import poll  # noqa: E402
+from tests.support.stats import percentile  # noqa: E402
+from tests.support.tools import tools_bin  # noqa: E402
+
 CHANGES = int(os.environ.get("BENCH_LB_CHANGES", "50"))
 WRK_SECONDS = int(os.environ.get("BENCH_LB_SECONDS", "5"))
 NET = "127.77.0"
-
-
-def tools_bin() -> pathlib.Path:
-    out = subprocess.run(["bash", str(ROOT / "hack/build-tools.sh")], check=True, capture_output=True, text=True)
-    return pathlib.Path(out.stdout.strip().splitlines()[-1])
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def wait(predicate, timeout: float, what: str, interval: float = 0.005):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(what)
 
 
 # -- data plane: HAProxy processes --------------------------------------------------------
@@ -110,8 +94,9 @@ def data_plane(workdir: pathlib.Path) -> list[tuple[str, str, str, str]]:
     procs.append(balancer)
     try:
         admin = str(workdir / "lb" / config.ADMIN_SOCKET)
-        wait(lambda: runtime.alive(admin) and all(s.up for s in runtime.show_servers_state(admin)[0]
-                                                  if s.address != config.PLACEHOLDER_ADDRESS), 20, "balancer up")
+        poll(lambda: runtime.alive(admin) and all(s.up for s in runtime.show_servers_state(admin)[0]
+                                                  if s.address != config.PLACEHOLDER_ADDRESS),
+             20, what="balancer up", interval=0.005)
         direct = wrk(f"http://{NET}.10:8000/", WRK_SECONDS)
         through = wrk(f"http://{NET}.2:8080/", WRK_SECONDS)
         # a structural reload while wrk runs
@@ -164,10 +149,10 @@ def propagation(bin_dir: pathlib.Path, workdir: pathlib.Path) -> list[tuple[str,
                           "balancer": {"replicas": 1}}}]}))
             pki = cluster.state_dir / "pki"
             api = Api(cluster.control_plane.server, pki / "ca.crt", pki / "admin.crt", pki / "admin.key")
-            pod = wait(lambda: next((p["metadata"]["uid"] for p in api.get(
+            pod = poll(lambda: next((p["metadata"]["uid"] for p in api.get(
                 "/api/v1/namespaces/default/pods", labelSelector="hakeeper.io/pool=bench")["items"]
                 if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))),
-                None), 120, "a ready balancer pod", 0.2)
+                None), 120, what="a ready balancer pod", interval=0.2)
             admin = str(cluster.node.volume_path(pod, "run") / config.ADMIN_SOCKET)
             watch_seen: dict[str, float] = {}
             stop = threading.Event()
@@ -187,10 +172,10 @@ def propagation(bin_dir: pathlib.Path, workdir: pathlib.Path) -> list[tuple[str,
                 api.request("PATCH", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/ext-bench",
                             slice_, content_type="application/apply-patch+yaml",
                             params={"fieldManager": "bench", "force": "true"})
-                wait(lambda: any(s.address == address for s in runtime.show_servers_state(admin)[0]), 30,
-                     f"{address} in HAProxy")
+                poll(lambda: any(s.address == address for s in runtime.show_servers_state(admin)[0]), 30,
+                     what=f"{address} in HAProxy", interval=0.005)
                 totals.append(time.monotonic() - started)
-                seen = wait(lambda: watch_seen.get(address), 10, "the watch event")
+                seen = poll(lambda: watch_seen.get(address), 10, what="the watch event", interval=0.005)
                 floors.append(seen - started)
             stop.set()
             reloads = "no reload" if runtime.show_info(admin)["Pid"] == worker else "HAProxy RELOADED"

@@ -23,7 +23,6 @@ Two series, because the backup's timer starts at the last advertisement it heard
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import pathlib
 import random
@@ -36,12 +35,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT)]
 
 from tests.integration.keepalived_support import Cluster  # noqa: E402
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
+from tests.support.stats import percentile  # noqa: E402
 
 
 def log(message: str) -> None:

@@ -17,7 +17,6 @@ import pathlib
 import secrets
 import shlex
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -25,46 +24,10 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "hakeeper-system"
 from ..conftest import CLUSTER_REPORT
+from ..support.polling import poll
+from ..support.tools import tools_bin
 
 pytestmark = pytest.mark.e2e
-
-
-def tools_bin() -> pathlib.Path:
-    if os.environ.get("HAKEEPER_TOOLS_BIN"):
-        return pathlib.Path(os.environ["HAKEEPER_TOOLS_BIN"])
-    out = subprocess.run(["bash", str(ROOT / "hack/build-tools.sh")], check=True, capture_output=True, text=True)
-    return pathlib.Path(out.stdout.strip().splitlines()[-1])
-
-
-BACKEND_IMAGE = "ghcr.io/hakeeper/test-http-backend:1"  # images/test-http-backend
-
-
-def backend_deployment(name: str, replicas: int) -> dict:
-    """A Deployment of the tests' HTTP backend (answers with its pod's name on :8080, ready on
-    /healthz), its pods labelled app=<name>."""
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels},
-            "spec": {"terminationGracePeriodSeconds": 5, "containers": [{
-                "name": "web", "image": BACKEND_IMAGE, "ports": [{"name": "http", "containerPort": 8080}],
-                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1,
-                                   "failureThreshold": 1},
-            }]}}},
-    }
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
-    """Polls until predicate() returns something truthy; fails with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 class Cluster:
@@ -185,9 +148,9 @@ def operator_pod(cluster: Cluster) -> dict:
 @pytest.fixture(scope="session")
 def operator(installed: Cluster) -> Iterator[Cluster]:
     """The chart's operator pod, Running and Ready; its log is printed when the session ends."""
-    wait_for(lambda: installed.kubectl("rollout", "status", "deployment/hakeeper", "-n", OPERATOR_NAMESPACE,
-                                       "--timeout=10s", check=False).returncode == 0,
-             300, "the operator Deployment to roll out")
+    poll(lambda: installed.kubectl("rollout", "status", "deployment/hakeeper", "-n", OPERATOR_NAMESPACE,
+                                   "--timeout=10s", check=False).returncode == 0,
+         300, what="the operator Deployment to roll out")
     yield installed
     log = installed.kubectl("logs", "-n", OPERATOR_NAMESPACE, "deployment/hakeeper", "--all-containers",
                             "--tail=200", check=False).stdout
@@ -200,7 +163,7 @@ def operator(installed: Cluster) -> Iterator[Cluster]:
 def namespace(crds: Cluster) -> Iterator[str]:
     name = f"e2e-{secrets.token_hex(3)}"
     crds.kubectl("create", "namespace", name)
-    wait_for(lambda: crds.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
-             60, f"the default ServiceAccount in {name}")
+    poll(lambda: crds.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+         60, what=f"the default ServiceAccount in {name}")
     yield name
     crds.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from .conftest import wait_for
+from ..support.polling import poll
 from .invalid_specs import INVALID
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -92,7 +92,7 @@ def test_operator_follows_a_spec_change(operator, namespace):
         return status.get("observedGeneration") == obj["metadata"]["generation"] == 2 and \
             status.get("algorithm") == "leastconn"
 
-    wait_for(caught_up, 60, "observedGeneration 2 with algorithm leastconn")
+    poll(caught_up, 60, what="observedGeneration 2 with algorithm leastconn")
 
 
 def test_kubectl_explain_shows_field_docs(crds):

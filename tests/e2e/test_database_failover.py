@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 
 import pymysql
 import pytest
 
-from .conftest import wait_for
+from ..support.polling import poll
+from ..support.writer import Writer
 
 pytestmark = pytest.mark.e2e
 APP_PASSWORD = "app-Secret-1"
@@ -51,33 +51,14 @@ def _slice_addresses(cluster, namespace: str, service: str) -> set[str]:
             for a in e["addresses"]}
 
 
-class Writer(threading.Thread):
-    """Inserts ids one by one through the -primary Service; remembers every acknowledged one."""
+def _writer(host: str, first_id: int) -> Writer:
+    """The application: INSERTs ids from first_id on into app.t through the -primary Service
+    (`host`, its cluster IP) as the app account; waits 0.2 s after a failed statement."""
+    def connect(address: str) -> pymysql.Connection:
+        return pymysql.connect(host=address, user="app", password=APP_PASSWORD, database="app", autocommit=True,
+                               connect_timeout=2, read_timeout=5, write_timeout=5)
 
-    def __init__(self, host: str, first_id: int):
-        super().__init__(daemon=True)
-        self.host = host
-        self.stop = threading.Event()
-        self.acknowledged: list[int] = []
-        self.failures = 0
-        self.next_id = first_id
-
-    def run(self) -> None:
-        conn = None
-        while not self.stop.is_set():
-            try:
-                if conn is None:
-                    conn = pymysql.connect(host=self.host, user="app", password=APP_PASSWORD, database="app",
-                                           autocommit=True, connect_timeout=2, read_timeout=5, write_timeout=5)
-                with conn.cursor() as cur:
-                    cur.execute("INSERT INTO t (id) VALUES (%s)", (self.next_id,))
-                self.acknowledged.append(self.next_id)
-                self.next_id += 1
-            except pymysql.MySQLError:
-                self.failures += 1
-                self.next_id += 1  # an unacknowledged id may or may not exist; never reuse it
-                conn = None
-                self.stop.wait(0.2)
+    return Writer(lambda: host, connect, "INSERT INTO t (id) VALUES (%s)", first_id=first_id, retry_pause=0.2)
 
 
 FLAVORS = ["mariadb", "mysql"]
@@ -100,7 +81,7 @@ def _healthy(cluster, namespace: str) -> dict:
         return status if _condition(status, "Healthy") else None
 
     try:
-        return wait_for(healthy, 240, "all members replicating")
+        return poll(healthy, 240, what="all members replicating")
     except AssertionError as error:
         last = seen[0] if seen else {}
         raise AssertionError(f"{error}; phase {last.get('phase')}, members {last.get('members')}, "
@@ -116,18 +97,18 @@ def _fault(database, namespace: str, password: str, service_ip: str, fail, first
     Healthy again (a primary that restarts within the failure threshold, with every acknowledged
     write, is opened again)."""
     old = _healthy(database, namespace)["currentPrimary"]
-    wait_for(lambda: _slice_addresses(database, namespace, "db-primary") == {_pod_ip(database, namespace, old)},
-             60, "the -primary Service on the primary")
-    writer = Writer(service_ip, first_id)
+    poll(lambda: _slice_addresses(database, namespace, "db-primary") == {_pod_ip(database, namespace, old)},
+         60, what="the -primary Service on the primary")
+    writer = _writer(service_ip, first_id)
     writer.start()
     try:
-        wait_for(lambda: len(writer.acknowledged) > 50, 60, "the writer's first writes")
+        poll(lambda: len(writer.acked) > 50, 60, what="the writer's first writes")
         failed_at = time.monotonic()
         fail(old)
         try:
             if expect:
-                new = wait_for(lambda: (lambda p: p if p and p != old else None)(
-                    _status(database, namespace, "db").get("currentPrimary")), 90, "a new primary")
+                new = poll(lambda: (lambda p: p if p and p != old else None)(
+                    _status(database, namespace, "db").get("currentPrimary")), 90, what="a new primary")
             else:
                 new = _healthy(database, namespace)["currentPrimary"]
         except AssertionError as error:
@@ -135,19 +116,18 @@ def _fault(database, namespace: str, password: str, service_ip: str, fail, first
             pods = database.kubectl("get", "pods", "-n", namespace, "-o", "wide").stdout
             raise AssertionError(f"{error}\nstatus: {json.dumps(status, indent=1)}\n{pods}") from None
         recovery_seconds = time.monotonic() - failed_at
-        wait_for(lambda: _slice_addresses(database, namespace, "db-primary") == {_pod_ip(database, namespace, new)},
-                 60, "the -primary Service on the primary")
-        count = len(writer.acknowledged)
-        wait_for(lambda: len(writer.acknowledged) > count + 20, 60, "writes after the fault")
+        poll(lambda: _slice_addresses(database, namespace, "db-primary") == {_pod_ip(database, namespace, new)},
+             60, what="the -primary Service on the primary")
+        count = len(writer.acked)
+        poll(lambda: len(writer.acked) > count + 20, 60, what="writes after the fault")
     finally:
-        writer.stop.set()
-        writer.join(10)
+        writer.stop(10)
     with pymysql.connect(host=_pod_ip(database, namespace, new), user="root", password=password,
                          database="app", connect_timeout=5) as c, c.cursor() as cur:
         cur.execute("SELECT id FROM t WHERE id >= %s", (first_id,))
         stored = {row[0] for row in cur.fetchall()}
-    lost = set(writer.acknowledged) - stored
-    assert not lost, f"{len(lost)} of {len(writer.acknowledged)} acknowledged writes lost: {sorted(lost)[:10]}"
+    lost = writer.ids() - stored
+    assert not lost, f"{len(lost)} of {len(writer.acked)} acknowledged writes lost: {sorted(lost)[:10]}"
     assert recovery_seconds < 30, recovery_seconds
     if new == old:
         return old, new
@@ -161,7 +141,7 @@ def _fault(database, namespace: str, password: str, service_ip: str, fail, first
         m = members.get(old) or {}
         return m if m.get("role") == "replica" and m.get("readOnly") is True else None
 
-    wait_for(old_is_replica, 180, f"{old} back as a read-only replica")
+    poll(old_is_replica, 180, what=f"{old} back as a read-only replica")
     assert _status(database, namespace, "db")["currentPrimary"] == new
     return old, new
 
@@ -173,11 +153,11 @@ def test_database_bootstraps_fails_over_twice_and_never_flips_back(database, nam
     assert status["phase"] == "Healthy" and status["readyMembers"] == 3
     roles = {m["name"]: m["role"] for m in status["members"]}
     assert roles[primary] == "primary" and sorted(roles.values()) == ["primary", "replica", "replica"]
-    wait_for(lambda: _slice_addresses(database, namespace, "db-primary") == {_pod_ip(database, namespace, primary)},
-             60, "the -primary Service on the primary")
+    poll(lambda: _slice_addresses(database, namespace, "db-primary") == {_pod_ip(database, namespace, primary)},
+         60, what="the -primary Service on the primary")
     replicas = {n for n, r in roles.items() if r == "replica"}
-    wait_for(lambda: _slice_addresses(database, namespace, "db-replicas") == {
-        _pod_ip(database, namespace, n) for n in replicas}, 60, "the -replicas Service on the replicas")
+    poll(lambda: _slice_addresses(database, namespace, "db-replicas") == {
+        _pod_ip(database, namespace, n) for n in replicas}, 60, what="the -replicas Service on the replicas")
     table = database.kubectl("get", "rdb", "db", "-n", namespace).stdout
     assert database.flavor in table and primary in table and "Healthy" in table
     for pod in (primary, *replicas):  # the server runs as the image's user, not root

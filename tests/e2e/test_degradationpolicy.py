@@ -15,10 +15,11 @@ import urllib.request
 import pytest
 
 from ..integration.prometheus_support import Exporter
-from .conftest import OPERATOR_NAMESPACE, operator_pod, wait_for
+from ..support.kube_objects import backend_deployment
+from ..support.polling import poll
+from .conftest import OPERATOR_NAMESPACE, operator_pod
 
 pytestmark = pytest.mark.e2e
-BACKEND_IMAGE = "ghcr.io/hakeeper/test-http-backend:1"  # images/test-http-backend
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -79,7 +80,7 @@ class ClusterPrometheus:
 
     def wait_value(self, promql: str, predicate, timeout: float = 20) -> None:
         """Until Prometheus has scraped what the exporter now says."""
-        wait_for(lambda: predicate(self.query_value(promql)), timeout, f"{promql} in Prometheus", 0.2)
+        poll(lambda: predicate(self.query_value(promql)), timeout, what=f"{promql} in Prometheus", interval=0.2)
 
 
 def _host_ip(cluster) -> str:
@@ -119,7 +120,7 @@ def crash_operator(cluster) -> None:
         container = status["containerStatuses"][0]
         return container["restartCount"] > restarts and container.get("ready")
 
-    wait_for(restarted_and_ready, 120, "the operator container restarted and ready")
+    poll(restarted_and_ready, 120, what="the operator container restarted and ready")
 
 
 @pytest.fixture
@@ -130,15 +131,8 @@ def shop(operator, namespace):
 
 
 def _deployment(name: str, replicas: int, labels: dict, priority_class: str | None = None) -> dict:
-    pod_spec = {"terminationGracePeriodSeconds": 1, "containers": [{
-        "name": "web", "image": BACKEND_IMAGE, "ports": [{"name": "http", "containerPort": 8080}],
-        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1,
-                           "failureThreshold": 1}}]}
-    if priority_class:
-        pod_spec["priorityClassName"] = priority_class
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec}}}
+    """The tests' backend with the labels a tier selects on; a 1 s grace period, so shed pods go at once."""
+    return backend_deployment(name, replicas, labels=labels, priority_class=priority_class, grace_seconds=1)
 
 
 def _policy(name: str, metric: str, url: str, tiers: list, **spec) -> dict:
@@ -164,8 +158,8 @@ def _counts(cluster, namespace: str) -> dict[str, tuple[int, int]]:
 
 
 def _wait_counts(cluster, namespace: str, expected: dict[str, tuple[int, int]], timeout: float, what: str) -> None:
-    wait_for(lambda: {n: c for n, c in _counts(cluster, namespace).items() if n in expected} == expected,
-             timeout, what, interval=0.3)
+    poll(lambda: {n: c for n, c in _counts(cluster, namespace).items() if n in expected} == expected,
+         timeout, what=what, interval=0.3)
 
 
 def _set(prometheus: ClusterPrometheus, exporter: Exporter, metric: str, value: float) -> None:
@@ -214,8 +208,8 @@ def test_shedding_and_restore_show_in_kubectl_get_deploy(cluster, shop, promethe
         tiers = [{"name": "low-priority-pods", "priority": 5, "maxPodPriority": 100}, *BY_LABEL]
         cluster.apply(_policy("peak", "e2e_shop_load", prometheus.url, tiers), "-n", ns)
         cluster.kubectl("wait", "--for=condition=Ready", "--timeout=30s", "-n", ns, "dp/peak")
-        wait_for(lambda: _condition(_dp(cluster, ns, "peak"), "MetricsAvailable").get("status") == "True", 20,
-                 "MetricsAvailable")
+        poll(lambda: _condition(_dp(cluster, ns, "peak"), "MetricsAvailable").get("status") == "True", 20,
+             what="MetricsAvailable")
 
         _set(prometheus, exporter, "e2e_shop_load", 12)
         _wait_counts(cluster, ns, {"crawler": (0, 0)}, 20, "the PriorityClass tier shed first")
@@ -224,7 +218,7 @@ def test_shedding_and_restore_show_in_kubectl_get_deploy(cluster, shop, promethe
         table = cluster.kubectl("get", "deploy", "-n", ns).stdout
         rows = {line.split()[0]: line.split()[1] for line in table.splitlines()[1:]}
         assert rows == {"batch": "0/0", "crawler": "0/0", "reports": "0/0", "checkout": "1/1", "guarded": "1/1"}
-        wait_for(lambda: not cluster.get("pods", "-n", ns, "-l", "app=batch")["items"], 30, "batch's pods gone")
+        poll(lambda: not cluster.get("pods", "-n", ns, "-l", "app=batch")["items"], 30, what="batch's pods gone")
 
         dp = _dp(cluster, ns, "peak")
         assert dp["status"]["state"] == "Degraded" and dp["status"]["shedCount"] == 3
@@ -247,7 +241,7 @@ def test_shedding_and_restore_show_in_kubectl_get_deploy(cluster, shop, promethe
         # never touched: no write ever reached them
         assert deployments["checkout"]["metadata"]["generation"] == 1
         assert deployments["guarded"]["metadata"]["generation"] == 1
-        wait_for(lambda: _dp(cluster, ns, "peak")["status"]["state"] == "Normal", 10, "state Normal")
+        poll(lambda: _dp(cluster, ns, "peak")["status"]["state"] == "Normal", 10, what="state Normal")
         assert "Restored" in _events(cluster, ns, "batch")
     finally:
         cluster.kubectl("delete", "priorityclass", low_class, standard_class, "--wait=false", check=False)
@@ -264,7 +258,7 @@ def test_the_operator_restarted_mid_degradation_restores_correctly(cluster, shop
     cluster.kubectl("wait", "--for=condition=Ready", "--timeout=30s", "-n", ns, "dp/peak")
 
     _set(prometheus, exporter, "e2e_restart_load", 12)
-    wait_for(lambda: _counts(cluster, ns)["batch"][0] == 0, 20, "batch shed", interval=0.1)
+    poll(lambda: _counts(cluster, ns)["batch"][0] == 0, 20, what="batch shed", interval=0.1)
     # mid-degradation: the reports tier would follow one interval later
     crash_operator(cluster)
     # still firing: the restarted operator carries on from the annotations, never re-recording
@@ -290,8 +284,8 @@ def test_dry_run_then_a_conflict_is_reported_and_deleting_the_policy_restores(cl
     trial = _policy("peak", "e2e_delete_load", prometheus.url, BY_LABEL, mode="all", dryRun=True)
     trial["spec"]["interval"] = "1h"
     cluster.apply(trial, "-n", ns)
-    wait_for(lambda: len(_dp(cluster, ns, "peak").get("status", {}).get("shed", [])) == 2, 20,
-             "the dry run to report both tiers")
+    poll(lambda: len(_dp(cluster, ns, "peak").get("status", {}).get("shed", [])) == 2, 20,
+         what="the dry run to report both tiers")
     assert all(e["dryRun"] for e in _dp(cluster, ns, "peak")["status"]["shed"])
     assert _counts(cluster, ns) == {"batch": (1, 1), "reports": (2, 2)}
     assert "WouldShed" in _events(cluster, ns, "peak")
@@ -301,7 +295,7 @@ def test_dry_run_then_a_conflict_is_reported_and_deleting_the_policy_restores(cl
     _wait_counts(cluster, ns, {"batch": (0, 0), "reports": (0, 0)}, 10, "both tiers shed at once")
 
     cluster.kubectl("scale", "deploy/batch", "--replicas=3", "-n", ns)  # someone wants it back
-    wait_for(lambda: _condition(_dp(cluster, ns, "peak"), "Conflict").get("status") == "True", 20, "Conflict=True")
+    poll(lambda: _condition(_dp(cluster, ns, "peak"), "Conflict").get("status") == "True", 20, what="Conflict=True")
     conflict = _condition(_dp(cluster, ns, "peak"), "Conflict")
     assert "batch scaled back to 3 replicas by kubectl" in conflict["message"]
     assert "Conflict" in _events(cluster, ns, "peak")
@@ -319,8 +313,8 @@ def test_an_unreachable_prometheus_leaves_the_policy_ready_with_metrics_unavaila
     ns = shop
     cluster.kubectl("apply", "-n", ns, "-f", str(ROOT / "examples/quickstart/degradationpolicy.yaml"))
     cluster.kubectl("wait", "--for=condition=Ready", "--timeout=30s", "-n", ns, "dp/peak-shedding")
-    wait_for(lambda: _condition(_dp(cluster, ns, "peak-shedding"), "MetricsAvailable").get("status") == "False", 30,
-             "MetricsAvailable=False")
+    poll(lambda: _condition(_dp(cluster, ns, "peak-shedding"), "MetricsAvailable").get("status") == "False", 30,
+         what="MetricsAvailable=False")
     dp = _dp(cluster, ns, "peak-shedding")
     metrics = _condition(dp, "MetricsAvailable")
     assert metrics["reason"] == "Unavailable"
@@ -335,11 +329,11 @@ def test_the_bearer_token_comes_from_a_secret(cluster, shop, prometheus, exporte
     policy = _policy("auth", "e2e_secret_load", prometheus.url, BY_LABEL)
     policy["spec"]["prometheus"]["bearerTokenSecretRef"] = {"name": "prometheus-reader", "key": "token"}
     cluster.apply(policy, "-n", ns)
-    wait_for(lambda: _condition(_dp(cluster, ns, "auth"), "Ready").get("reason") == "SecretMissing", 20,
-             "Ready=False/SecretMissing")
+    poll(lambda: _condition(_dp(cluster, ns, "auth"), "Ready").get("reason") == "SecretMissing", 20,
+         what="Ready=False/SecretMissing")
     ready = _condition(_dp(cluster, ns, "auth"), "Ready")
     assert ready["status"] == "False" and ready["message"] == f"Secret {ns}/prometheus-reader not found"
     cluster.kubectl("create", "secret", "generic", "prometheus-reader", "--from-literal=token=t0ken", "-n", ns)
     cluster.kubectl("wait", "--for=condition=Ready", "--timeout=30s", "-n", ns, "dp/auth")
-    wait_for(lambda: _condition(_dp(cluster, ns, "auth"), "MetricsAvailable").get("status") == "True", 20,
-             "MetricsAvailable once the token is there")
+    poll(lambda: _condition(_dp(cluster, ns, "auth"), "MetricsAvailable").get("status") == "True", 20,
+         what="MetricsAvailable once the token is there")

@@ -15,7 +15,8 @@ import urllib.request
 
 import pytest
 
-from .conftest import backend_deployment, wait_for
+from ..support.kube_objects import backend_deployment
+from ..support.polling import poll
 
 pytestmark = pytest.mark.e2e
 
@@ -108,7 +109,7 @@ class Client(threading.Thread):
 
     def __enter__(self) -> Client:
         self.start()
-        wait_for(lambda: sum(self.seen.values()) > 20 or self.failures, 20, "the client's first answers")
+        poll(lambda: sum(self.seen.values()) > 20 or self.failures, 20, what="the client's first answers")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -121,7 +122,7 @@ def pool(operator, namespace):
     operator.apply(backend_deployment("web", 3), "-n", namespace)
     operator.apply(_pool("web", "web"), "-n", namespace)
     operator.kubectl("wait", "--for=condition=Ready", "--timeout=120s", "-n", namespace, "lbp/web")
-    wait_for(lambda: len(_balancers(operator, namespace, "web")) == 2, 60, "two ready balancer pods")
+    poll(lambda: len(_balancers(operator, namespace, "web")) == 2, 60, what="two ready balancer pods")
     return operator
 
 
@@ -147,12 +148,12 @@ def test_traffic_through_the_pool_service_follows_scaling_and_pod_deletion(pool,
             for b in _balancers(pool, namespace, "web")}
 
     def follows(replicas: int) -> None:
-        wait_for(lambda: len(_backend_names(pool, namespace, "web")) == replicas, 60, f"{replicas} ready backends")
-        wait_for(lambda: pool.get("lbp", "web", "-n", namespace)["status"]["backends"] == {
-            "total": replicas, "ready": replicas}, 30, f"the pool's status to count {replicas} backends")
+        poll(lambda: len(_backend_names(pool, namespace, "web")) == replicas, 60, what=f"{replicas} ready backends")
+        poll(lambda: pool.get("lbp", "web", "-n", namespace)["status"]["backends"] == {
+            "total": replicas, "ready": replicas}, 30, what=f"the pool's status to count {replicas} backends")
         backends = _backend_names(pool, namespace, "web")
-        wait_for(lambda: set(_spread(service_ip, 12 * replicas, port=80)) == backends, 30,
-                 f"traffic through the Service on exactly {sorted(backends)}")
+        poll(lambda: set(_spread(service_ip, 12 * replicas, port=80)) == backends, 30,
+             what=f"traffic through the Service on exactly {sorted(backends)}")
 
     # Through kube-proxy, a rare first attempt fails while backends churn (seen on the real
     # node: a refused burst once, one 3 s timeout once, in about 7 runs; not explained yet):
@@ -163,7 +164,7 @@ def test_traffic_through_the_pool_service_follows_scaling_and_pod_deletion(pool,
             follows(replicas)
         deleted = sorted(_backend_names(pool, namespace, "web"))[0]
         pool.kubectl("delete", "pod", deleted, "-n", namespace, "--wait=false")
-        wait_for(lambda: deleted not in _backend_names(pool, namespace, "web"), 30, f"{deleted} gone")
+        poll(lambda: deleted not in _backend_names(pool, namespace, "web"), 30, what=f"{deleted} gone")
         follows(4)  # with its replacement
         pool.kubectl("scale", "deployment", "web", "-n", namespace, "--replicas=1")
         follows(1)
@@ -189,7 +190,7 @@ def test_weight_annotation_shifts_traffic(pool, namespace):
         seen = _spread(ip, 60)
         return seen[heavy] == 40 or None  # weights 4:1:1 under roundrobin: exactly 40 of 60
 
-    wait_for(heavy_share, 30, f"{heavy} to take 4/6 of the traffic")
+    poll(heavy_share, 30, what=f"{heavy} to take 4/6 of the traffic")
 
 
 def test_algorithm_change_is_a_hitless_reload(pool, namespace):
@@ -200,10 +201,10 @@ def test_algorithm_change_is_a_hitless_reload(pool, namespace):
     with Client(ip) as client:
         pool.kubectl("patch", "lbp", "web", "-n", namespace, "--type=merge",
                      "-p", json.dumps({"spec": {"algorithm": "uri", "hashType": "consistent"}}))
-        wait_for(lambda: _worker_pid(pool, namespace, name) != pid, 60, "a new HAProxy worker")
-        wait_for(lambda: (lambda s: s["configHash"] != before and all(
+        poll(lambda: _worker_pid(pool, namespace, name) != pid, 60, what="a new HAProxy worker")
+        poll(lambda: (lambda s: s["configHash"] != before and all(
             c["status"] == "True" for c in s["conditions"] if c["type"] in ("Ready", "ConfigApplied")))(
-            pool.get("lbp", "web", "-n", namespace)["status"]), 60, "the new config applied everywhere")
+            pool.get("lbp", "web", "-n", namespace)["status"]), 60, what="the new config applied everywhere")
     assert client.failures == [], client.failures[:5]
     # uri hashing: one path always lands on one backend
     assert len({_get(ip, "/cart/42") for _ in range(20)}) == 1
@@ -211,5 +212,5 @@ def test_algorithm_change_is_a_hitless_reload(pool, namespace):
 
 def test_deleting_the_pool_removes_what_it_created(pool, namespace):
     pool.kubectl("delete", "lbp", "web", "-n", namespace, "--wait=true", "--timeout=60s")
-    wait_for(lambda: not pool.get("deployments,configmaps,services", "-n", namespace, "-l",
-                                  "hakeeper.io/pool=web")["items"], 60, "the pool's objects to be collected")
+    poll(lambda: not pool.get("deployments,configmaps,services", "-n", namespace, "-l",
+                              "hakeeper.io/pool=web")["items"], 60, what="the pool's objects to be collected")

@@ -16,7 +16,8 @@ import subprocess
 
 import pytest
 
-from .conftest import backend_deployment, wait_for
+from ..support.kube_objects import backend_deployment
+from ..support.polling import poll
 
 pytestmark = pytest.mark.e2e
 # the local node's bridge (hack/localcluster/network.py); on kind the node's eth0
@@ -57,9 +58,9 @@ def test_lvs_pool_writes_keepalived_config_daemonset_and_status(operator, namesp
     operator.kubectl("create", "secret", "generic", "edge-vrrp", "-n", namespace, "--from-literal=password=s3cret")
     operator.apply(backend_deployment("web", 2), "-n", namespace)
     operator.apply(POOL, "-n", namespace)
-    ips = wait_for(lambda: (lambda i: i if len(i) == 2 else None)(_ready_ips(operator, namespace)), 60, "2 backends")
-    conf = wait_for(lambda: (lambda c: c if c and all(f"real_server {ip} 8080" in c for ip in ips) else None)(
-        _conf(operator, namespace)), 60, "keepalived.conf with both backends")
+    ips = poll(lambda: (lambda i: i if len(i) == 2 else None)(_ready_ips(operator, namespace)), 60, what="2 backends")
+    conf = poll(lambda: (lambda c: c if c and all(f"real_server {ip} 8080" in c for ip in ips) else None)(
+        _conf(operator, namespace)), 60, what="keepalived.conf with both backends")
     assert f"virtual_server {VIRTUAL_IP} 80" in conf and "lb_algo wlc" in conf and "lb_kind NAT" in conf
     assert "nopreempt" in conf and "s3cret" not in conf  # the password stays in its Secret
     (tmp_path / "keepalived.conf").write_text(conf)
@@ -78,16 +79,16 @@ def test_lvs_pool_writes_keepalived_config_daemonset_and_status(operator, namesp
         s = operator.get("lbp", "edge", "-n", namespace).get("status") or {}
         return s if s.get("backends") == {"total": 2, "ready": 2} else None
 
-    s = wait_for(status, 60, "the pool's status counting 2 backends")
+    s = poll(status, 60, what="the pool's status counting 2 backends")
     assert s["algorithm"] == "wlc" and s["configHash"]
     # keepalived runs for real on the node. Where the kernel has IPVS (kind on a usual Linux host)
     # it wins the election, holds the VIP and the status names its node; this machine's kernel
     # has no ip_vs, keepalived exits at once, and the pool says so instead of waiting forever.
     nodes = {n["metadata"]["name"] for n in operator.get("nodes")["items"]}
     if _has_ipvs(operator):
-        holder = wait_for(lambda: (lambda h: h if h in nodes else None)(
+        holder = poll(lambda: (lambda h: h if h in nodes else None)(
             (operator.get("lbp", "edge", "-n", namespace).get("status") or {}).get("virtualIPHolder")),
-            90, "the pool's status naming the node that holds the VIP")
+            90, what="the pool's status naming the node that holds the VIP")
         operator.kubectl("wait", "--for=condition=Ready", "--timeout=60s", "-n", namespace, "lbp/edge")
         balancers = operator.get("pods", "-n", namespace, "-l", "hakeeper.io/pool=edge")["items"]
         states = {b["spec"]["nodeName"]: b["metadata"]["annotations"].get("hakeeper.io/vrrp-state")
@@ -99,7 +100,7 @@ def test_lvs_pool_writes_keepalived_config_daemonset_and_status(operator, namesp
             ready = next((c for c in s.get("conditions") or [] if c["type"] == "Ready"), {})
             return ready if ready.get("reason") == "IPVSUnavailable" else None
 
-        ready = wait_for(refused, 90, "Ready=False, reason IPVSUnavailable")
+        ready = poll(refused, 90, what="Ready=False, reason IPVSUnavailable")
         assert ready["status"] == "False" and "modprobe ip_vs" in ready["message"]
         assert any(node in ready["message"] for node in nodes)
         balancer = operator.get("pods", "-n", namespace, "-l", "hakeeper.io/pool=edge")["items"][0]
@@ -111,10 +112,10 @@ def test_lvs_pool_writes_keepalived_config_daemonset_and_status(operator, namesp
                 "logs", "-n", namespace, name, "-c", "keepalived", *previous, check=False).stdout
                 for previous in ((), ("--previous",)))
 
-        wait_for(keepalived_said_why, 60, "keepalived's own words on the missing IPVS", interval=1)
+        poll(keepalived_said_why, 60, what="keepalived's own words on the missing IPVS", interval=1)
 
     operator.kubectl("scale", "deployment", "web", "-n", namespace, "--replicas=3")
-    ips = wait_for(lambda: (lambda i: i if len(i) == 3 else None)(_ready_ips(operator, namespace)), 60, "3 backends")
-    wait_for(lambda: (lambda c: c and all(f"real_server {ip} 8080" in c for ip in ips))(_conf(operator, namespace)),
-             60, "keepalived.conf following the third backend")
+    ips = poll(lambda: (lambda i: i if len(i) == 3 else None)(_ready_ips(operator, namespace)), 60, what="3 backends")
+    poll(lambda: (lambda c: c and all(f"real_server {ip} 8080" in c for ip in ips))(_conf(operator, namespace)),
+         60, what="keepalived.conf following the third backend")
     operator.kubectl("delete", "lbp", "edge", "-n", namespace, "--wait=true", "--timeout=60s")

@@ -12,7 +12,9 @@ import urllib.request
 
 import pytest
 
-from .conftest import BACKEND_IMAGE, OPERATOR_NAMESPACE, backend_deployment, operator_pod, wait_for
+from ..support.kube_objects import BACKEND_IMAGE, backend_deployment
+from ..support.polling import poll
+from .conftest import OPERATOR_NAMESPACE, operator_pod
 
 pytestmark = pytest.mark.e2e
 
@@ -44,8 +46,8 @@ def test_the_node_runs_containerd_and_is_ready(cluster):
 def test_a_cluster_ip_spreads_over_the_pods_and_dns_names_it(cluster, namespace):
     cluster.apply(backend_deployment("web", 2), "-n", namespace)
     cluster.apply(_service("web"), "-n", namespace)
-    pods = wait_for(lambda: (lambda p: p if len(p) == 2 else None)(_ready_pods(cluster, namespace, "web")), 120,
-                    "two ready backend pods")
+    pods = poll(lambda: (lambda p: p if len(p) == 2 else None)(_ready_pods(cluster, namespace, "web")), 120,
+                what="two ready backend pods")
     names = {p["metadata"]["name"] for p in pods}
     for pod in pods:  # each pod answers on its own address, with its own name
         assert _backend(f"http://{pod['status']['podIP']}:8080/") == pod["metadata"]["name"]
@@ -57,7 +59,7 @@ def test_a_cluster_ip_spreads_over_the_pods_and_dns_names_it(cluster, namespace)
         except OSError:  # kube-proxy rejects a Service until its rules have the endpoints
             return None
 
-    wait_for(lambda: spread() == names, 30, "kube-proxy to spread the ClusterIP over both pods")
+    poll(lambda: spread() == names, 30, what="kube-proxy to spread the ClusterIP over both pods")
     # from inside a pod, by name, through CoreDNS and kube-proxy
     pod = pods[0]["metadata"]["name"]
     fetch = ("import urllib.request; r = urllib.request.urlopen('http://web.%s.svc.cluster.local/', timeout=5); "
@@ -79,11 +81,11 @@ def test_a_claim_keeps_its_data_across_pods(cluster, namespace):
                          "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}
 
     cluster.apply(pod("writer", "echo kept > /data/marker"), "-n", namespace)
-    wait_for(lambda: cluster.get("pod", "writer", "-n", namespace)["status"].get("phase") == "Succeeded", 120,
-             "the writer pod to finish")
+    poll(lambda: cluster.get("pod", "writer", "-n", namespace)["status"].get("phase") == "Succeeded", 120,
+         what="the writer pod to finish")
     cluster.apply(pod("reader", "cat /data/marker"), "-n", namespace)
-    wait_for(lambda: cluster.get("pod", "reader", "-n", namespace)["status"].get("phase") == "Succeeded", 120,
-             "the reader pod to finish")
+    poll(lambda: cluster.get("pod", "reader", "-n", namespace)["status"].get("phase") == "Succeeded", 120,
+         what="the reader pod to finish")
     assert cluster.kubectl("logs", "reader", "-n", namespace).stdout.strip() == "kept"
 
 

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -35,6 +35,8 @@ from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.agents import haproxy_runtime as runtime
 from hakeeper.loadbalancerpool.backends import Backend
 
+from ..support.polling import poll
+
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BACKEND_PORT = 8000
@@ -42,27 +44,14 @@ FRONTEND_PORT = 8080
 # one /16 per test run, chosen by pid, so a leftover of another run cannot hold our addresses
 _SECOND_OCTET = 100 + os.getpid() % 100
 _addresses = itertools.count(1)
+# What a check against a balancer or an agent may raise while it starts or reloads (no socket or
+# file yet, a refused or cut connection, a runtime API error): poll(..., ignore=SETTLING) retries.
+SETTLING = (OSError, runtime.RuntimeApiError)
 
 
 def new_address() -> str:
     n = next(_addresses)
     return f"127.{_SECOND_OCTET}.{n // 250}.{n % 250 + 2}"
-
-
-def poll(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> Any:
-    """check()'s first truthy value; fails the test when the deadline passes."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (OSError, runtime.RuntimeApiError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last {last!r}")
 
 
 def port_open(address: str, port: int) -> bool:
@@ -293,7 +282,7 @@ class Balancer:
             env={**os.environ, "POD_IP": self.address}, stdout=self._log, stderr=subprocess.STDOUT)
         poll(lambda: self.process.poll() is None and runtime.alive(self.admin)
              and port_open(self.address, FRONTEND_PORT) and runtime.show_proc(self.master),
-             timeout=10, what=f"haproxy on {self.address}")
+             timeout=10, what=f"haproxy on {self.address}", ignore=SETTLING)
         return self
 
     def log(self) -> str:

@@ -14,7 +14,6 @@ Used by tests/integration/test_lvs_vrrp.py and bench/vrrp/run.py. Needs root (na
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import secrets
@@ -22,33 +21,19 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
 from hakeeper.loadbalancerpool.lvs import config
 from hakeeper.api.configmaps import keepalived as configmap
 from hakeeper.loadbalancerpool.backends import Backend
 
+from ..support.netns import add_namespace, delete_namespace, ip, ipv4_addresses
+from ..support.polling import poll
+
 KEEPALIVED = shutil.which("keepalived") or "/usr/sbin/keepalived"
 PASSWORD = "vrrp-pw"
 INTERFACE = "eth0"
-
-
-def poll(check: Callable[[], Any], timeout: float, interval: float = 0.02, what: str = "") -> Any:
-    """The first truthy result of check(), or AssertionError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what or check}")
-        time.sleep(interval)
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10, check=check)
 
 
 def takeover_bound(advert: int, priority: int) -> float:
@@ -56,7 +41,29 @@ def takeover_bound(advert: int, priority: int) -> float:
     return 3 * advert + (256 - priority) / 256 * advert
 
 
-class Network:
+class _Opened:
+    """A context manager over _open() and close(): close() runs on exit, and also when _open()
+    fails half-way (close() must undo whatever part of _open() was done)."""
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):  # noqa: ANN204 - the subclass itself
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Network(_Opened):
     """A bridge namespace and `size` node namespaces, each with eth0 on the bridge."""
 
     def __init__(self, size: int) -> None:
@@ -70,44 +77,29 @@ class Network:
         self.vip = f"10.{net[0]}.{net[1]}.200"
         self.created: list[str] = []
 
-    def __enter__(self) -> Network:
-        try:
-            self._create()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _create(self) -> None:
-        _ip("netns", "add", self.bridge)
+    def _open(self) -> None:
+        add_namespace(self.bridge)
         self.created.append(self.bridge)
-        _ip("-n", self.bridge, "link", "add", "br0", "type", "bridge")
-        _ip("-n", self.bridge, "link", "set", "br0", "up")
+        ip("link", "add", "br0", "type", "bridge", netns=self.bridge)
+        ip("link", "set", "br0", "up", netns=self.bridge)
         for i, (node, address) in enumerate(zip(self.nodes, self.addresses)):
-            _ip("netns", "add", node)
+            add_namespace(node)
             self.created.append(node)
-            _ip("-n", self.bridge, "link", "add", f"v{i}", "type", "veth", "peer", "name", INTERFACE, "netns", node)
-            _ip("-n", self.bridge, "link", "set", f"v{i}", "master", "br0")
-            _ip("-n", self.bridge, "link", "set", f"v{i}", "up")
-            _ip("-n", node, "link", "set", "lo", "up")
-            _ip("-n", node, "addr", "add", f"{address}/24", "dev", INTERFACE)
-            _ip("-n", node, "link", "set", INTERFACE, "up")
+            ip("link", "add", f"v{i}", "type", "veth", "peer", "name", INTERFACE, "netns", node, netns=self.bridge)
+            ip("link", "set", f"v{i}", "master", "br0", netns=self.bridge)
+            ip("link", "set", f"v{i}", "up", netns=self.bridge)
+            ip("link", "set", "lo", "up", netns=node)
+            ip("addr", "add", f"{address}/24", "dev", INTERFACE, netns=node)
+            ip("link", "set", INTERFACE, "up", netns=node)
 
     def close(self) -> None:
         # deleting a namespace deletes its end of each veth, and with it the other end
         for name in reversed(self.created):
-            _ip("netns", "del", name, check=False)
+            delete_namespace(name)
         self.created.clear()
 
     def addresses_on(self, node: str) -> list[str]:
-        done = _ip("-n", node, "-j", "addr", "show", "dev", INTERFACE, check=False)
-        if done.returncode != 0:
-            return []
-        links = json.loads(done.stdout or "[]")
-        return [a["local"] for link in links for a in link.get("addr_info", []) if a.get("family") == "inet"]
+        return ipv4_addresses(INTERFACE, node)
 
     def has_vip(self, node: str) -> bool:
         return self.vip in self.addresses_on(node)
@@ -215,7 +207,7 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-class Cluster:
+class Cluster(_Opened):
     """A network plus one keepalived per node; everything goes on close."""
 
     def __init__(self, directory: pathlib.Path, size: int = 2, *, preempt: bool, advert: int = 1) -> None:
@@ -226,19 +218,11 @@ class Cluster:
         self.advert = advert
         self.members: list[Keepalived] = []
 
-    def __enter__(self) -> Cluster:
+    def _open(self) -> None:
         self.net.__enter__()
-        try:
-            self.members = [Keepalived(self.net, node, self.directory) for node in self.net.nodes]
-            for member in self.members:
-                member.write(self.rendered)
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.members = [Keepalived(self.net, node, self.directory) for node in self.net.nodes]
+        for member in self.members:
+            member.write(self.rendered)
 
     def close(self) -> None:
         for member in self.members:

@@ -2,7 +2,7 @@
 
 Each instance has its own datadir, unix socket and log in a temporary directory, listens on
 its own address (127.0.40.N:3306 by default) and runs with the settings the operator owns
-(hakeeper.mysql.flavor.MariaDB.server_settings) plus small memory settings. One datadir is
+(hakeeper.replicateddatabase.clustering.flavor.MariaDB.server_settings) plus small memory settings. One datadir is
 initialised once per process and copied, since mariadb-install-db takes seconds.
 
 An instance may run inside a network namespace reached through a veth pair, so a test can
@@ -29,6 +29,10 @@ import pymysql
 from hakeeper.replicateddatabase.clustering import Cluster, Credentials, LoopMemory, Member, Policy, StepResult
 from hakeeper.replicateddatabase.clustering.flavor import MariaDB, flavor_for
 
+from ..support import writer
+from ..support.netns import add_namespace, delete_namespace, ip
+from ..support.polling import poll
+
 MARIADBD = "/usr/sbin/mariadbd"
 INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
 ROOT_PASSWORD = "root-secret"
@@ -52,22 +56,6 @@ _background: list = []  # LoopDriver and Writer threads to stop at teardown
 _template_dir: Path | None = None
 
 
-def poll(predicate: Callable[[], object], timeout: float, interval: float = 0.05, what: str = "condition") -> object:
-    """Polls until predicate() is truthy; returns its value or raises TimeoutError."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - the predicate may fail until ready
-            last_exc = exc
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f": {last_exc}" if last_exc else ""))
-        time.sleep(interval)
-
-
 def _template() -> Path:
     """One initialised datadir per process, copied for every instance."""
     global _template_dir
@@ -85,8 +73,49 @@ def _template() -> Path:
         return _template_dir
 
 
+class ServerProcess:
+    """A database server running as a child process (`process`), and root's queries to it
+    over the connection the subclass opens (_root_connection)."""
+
+    process: subprocess.Popen | None
+
+    def _root_connection(self, **kwargs: Any) -> pymysql.Connection:
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, no flush; what a crashed node looks like (and what the e2e
+        tier does to a container's process)."""
+        if self.running:
+            os.kill(self.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
+            self.process.wait(timeout=30)  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        """SIGTERM, and kill -9 after 60 s."""
+        if self.running:
+            self.process.terminate()  # type: ignore[union-attr]
+            try:
+                self.process.wait(timeout=60)  # type: ignore[union-attr]
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def query(self, sql: str, args: tuple | None = None) -> list[dict]:
+        """The rows of one statement as root, each a dict by column name."""
+        with self._root_connection(cursorclass=pymysql.cursors.DictCursor) as conn, conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+
+    def value(self, sql: str, args: tuple | None = None) -> object:
+        """The first column of the first row of one statement as root; None for no rows."""
+        rows = self.query(sql, args)
+        return next(iter(rows[0].values())) if rows else None
+
+
 @dataclass
-class Instance:
+class Instance(ServerProcess):
     index: int
     host: str
     base: Path
@@ -144,8 +173,9 @@ class Instance:
         self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
         try:
-            poll(self._answers, timeout, what=f"{self.name} to accept connections")
-        except TimeoutError:
+            # the server refuses connections until it is up: any error means "not yet"
+            poll(self._answers, timeout, what=f"{self.name} to accept connections", interval=0.05, ignore=Exception)
+        except AssertionError:
             tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else "(no log)"
             raise TimeoutError(f"{self.name} did not start; log tail:\n{tail}") from None
 
@@ -157,37 +187,12 @@ class Instance:
             cur.execute("SELECT 1")
         return True
 
-    def kill(self) -> None:
-        """kill -9: no shutdown, no flush; what a crashed node looks like."""
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def admin(self, **kwargs) -> pymysql.Connection:
         """root over the unix socket: reaches the server even when its network is cut."""
         return pymysql.connect(unix_socket=self.socket, user="root", password="", autocommit=True,
                                connect_timeout=2, read_timeout=kwargs.pop("read_timeout", 10), **kwargs)
 
-    def query(self, sql: str, args: tuple | None = None) -> list[dict]:
-        with self.admin(cursorclass=pymysql.cursors.DictCursor) as conn, conn.cursor() as cur:
-            cur.execute(sql, args)
-            return list(cur.fetchall())
-
-    def value(self, sql: str, args: tuple | None = None) -> object:
-        rows = self.query(sql, args)
-        return next(iter(rows[0].values())) if rows else None
+    _root_connection = admin  # query() and value() go through the unix socket
 
 
 def seed_users(instance: Instance) -> None:
@@ -272,11 +277,6 @@ class Fleet(Members):
 
 # --------------------------------------------------------------------- network namespace
 
-def _ip(*args: str, netns: str | None = None) -> None:
-    cmd = (["ip", "netns", "exec", netns, "ip"] if netns else ["ip"]) + list(args)
-    subprocess.run(cmd, check=True, capture_output=True, timeout=10)
-
-
 class NetnsLink:
     """A network namespace joined to the host by a veth pair.
 
@@ -293,31 +293,31 @@ class NetnsLink:
 
     def create(self) -> NetnsLink:
         self.destroy()
-        _ip("netns", "add", self.name)
+        add_namespace(self.name)
         self.created = True
-        _ip("link", "add", self.outer_dev, "type", "veth", "peer", "name", self.inner_dev)
-        _ip("link", "set", self.inner_dev, "netns", self.name)
-        _ip("addr", "add", f"{self.outer_ip}/30", "dev", self.outer_dev)
-        _ip("link", "set", self.outer_dev, "up")
-        _ip("addr", "add", f"{self.inner_ip}/30", "dev", self.inner_dev, netns=self.name)
-        _ip("link", "set", self.inner_dev, "up", netns=self.name)
-        _ip("link", "set", "lo", "up", netns=self.name)
-        _ip("route", "add", self.host_net, "via", self.outer_ip, netns=self.name)
+        ip("link", "add", self.outer_dev, "type", "veth", "peer", "name", self.inner_dev)
+        ip("link", "set", self.inner_dev, "netns", self.name)
+        ip("addr", "add", f"{self.outer_ip}/30", "dev", self.outer_dev)
+        ip("link", "set", self.outer_dev, "up")
+        ip("addr", "add", f"{self.inner_ip}/30", "dev", self.inner_dev, netns=self.name)
+        ip("link", "set", self.inner_dev, "up", netns=self.name)
+        ip("link", "set", "lo", "up", netns=self.name)
+        ip("route", "add", self.host_net, "via", self.outer_ip, netns=self.name)
         for addr in self.host_ips:
-            _ip("addr", "add", f"{addr}/32", "dev", "lo")
+            ip("addr", "add", f"{addr}/32", "dev", "lo")
         return self
 
     def cut(self) -> None:
-        _ip("link", "set", self.outer_dev, "down")
+        ip("link", "set", self.outer_dev, "down")
 
     def heal(self) -> None:
-        _ip("link", "set", self.outer_dev, "up")
+        ip("link", "set", self.outer_dev, "up")
 
     def destroy(self) -> None:
         for addr in self.host_ips:
-            subprocess.run(["ip", "addr", "del", f"{addr}/32", "dev", "lo"], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.outer_dev], capture_output=True)
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+            ip("addr", "del", f"{addr}/32", "dev", "lo", check=False)
+        ip("link", "del", self.outer_dev, check=False)
+        delete_namespace(self.name)
         self.created = False
 
 
@@ -448,67 +448,16 @@ def app_connect(host: str, timeout: float = 1.0) -> pymysql.Connection:
                            connect_timeout=timeout, read_timeout=2 * timeout + 1, write_timeout=2 * timeout + 1)
 
 
-@dataclass
-class Ack:
-    id: int
-    at: float
-    host: str
-
-
-class Writer(threading.Thread):
-    """INSERTs with autocommit into hk.writes, one id after another, against wherever
-    endpoint() points (the -primary Service). Records every acknowledged id; an error (the
-    outcome unknown) just moves on to the next id."""
+class Writer(writer.Writer):
+    """The application of this tier (tests.support.writer.Writer): INSERTs (id, now) into
+    hk.writes as APP_USER, one id after another, against wherever endpoint() points (the
+    -primary Service: LoopDriver.primary_host), `pause` seconds apart; stopped by
+    stop_background() at the end of a test."""
 
     def __init__(self, endpoint: Callable[[], str | None], pause: float = 0.004) -> None:
-        super().__init__(name="writer", daemon=True)
-        self.endpoint, self.pause = endpoint, pause
-        self.acked: list[Ack] = []
-        self.errors: list[tuple[float, str]] = []
-        self._halt = threading.Event()
-        self.next_id = 1
+        super().__init__(endpoint, app_connect, "INSERT INTO hk.writes (id, at) VALUES (%s, %s)",
+                         params=lambda i: (i, time.time()), pause=pause)
         _background.append(self)
-
-    def run(self) -> None:
-        conn, conn_host = None, None
-        while not self._halt.is_set():
-            host = self.endpoint()
-            if host is None:
-                time.sleep(0.02)
-                continue
-            try:
-                if conn is None or conn_host != host:
-                    if conn is not None:
-                        conn.close()
-                    conn, conn_host = app_connect(host), host
-                i = self.next_id
-                self.next_id += 1
-                with conn.cursor() as cur:
-                    cur.execute("INSERT INTO hk.writes (id, at) VALUES (%s, %s)", (i, time.time()))
-                self.acked.append(Ack(i, time.monotonic(), host))
-            except Exception as exc:  # noqa: BLE001 - what a client sees during a failover
-                self.errors.append((time.monotonic(), str(exc)))
-                if conn is not None:
-                    try:
-                        conn.close()
-                    except Exception:  # noqa: BLE001
-                        pass
-                conn = None
-                time.sleep(0.01)
-            self._halt.wait(self.pause)
-        if conn is not None:
-            conn.close()
-
-    def stop(self) -> None:
-        self._halt.set()
-        if self.is_alive():
-            self.join(timeout=30)
-
-    def first_ack(self, after: float, host: str | None = None) -> Ack | None:
-        return next((a for a in self.acked if a.at > after and (host is None or a.host == host)), None)
-
-    def ids(self) -> set[int]:
-        return {a.id for a in self.acked}
 
 
 def stored_ids(instance: Instance) -> set[int]:
@@ -518,6 +467,17 @@ def stored_ids(instance: Instance) -> set[int]:
 def replica_status(instance: Instance) -> dict:
     rows = instance.query(flavor_for(getattr(instance, "flavor", "mariadb")).replica_status_sql)
     return rows[0] if rows else {}
+
+
+def follows(fleet: Members, member: str, primary: str) -> bool:
+    """`member` replicates from `primary` (both replication threads running) and is read-only;
+    for a Fleet (MariaDB) or a PodFleet of either flavor. Raises pymysql errors when a server
+    does not answer."""
+    replica, source = fleet.by_name(member), fleet.by_name(primary)
+    c = flavor_for(getattr(replica, "flavor", "mariadb")).columns
+    row = replica_status(replica)
+    return (row.get(c.source_host) == source.host and row.get(c.io_running) == "Yes"
+            and row.get(c.sql_running) == "Yes" and replica.value("SELECT @@read_only") == 1)
 
 
 def stop_background() -> None:

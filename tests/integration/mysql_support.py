@@ -4,7 +4,7 @@ The server images (images/mariadb, images/mysql) are built and cached as `docker
 tarballs by hack/imagebuild (~/.cache/hakeeper/images/<name>-<hash>.tar). Here a tarball's
 layers are unpacked, whiteouts applied, into a root filesystem cached next to it
 (~/.cache/hakeeper/rootfs/<name>-<hash>), and each member of a StatefulSet built by
-hakeeper.database.objects runs the way the kubelet would run that pod:
+hakeeper.replicateddatabase.objects runs the way the kubelet would run that pod:
 
 - its volumes are directories: the claim a world-writable one (a hostPath volume, where
   fsGroup does not apply), the emptyDirs 0777, the ConfigMap's my.cnf written from the
@@ -28,7 +28,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import tarfile
 import tempfile
@@ -45,7 +44,8 @@ from hakeeper.replicateddatabase import objects
 from hakeeper.replicateddatabase.clustering import Credentials
 from hakeeper.replicateddatabase.clustering.flavor import flavor_for
 
-from .mariadb_support import Members, poll, stop_background
+from ..support.polling import poll
+from .mariadb_support import Members, ServerProcess, stop_background
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hakeeper"
 ROOTFS = CACHE / "rootfs"
@@ -188,7 +188,7 @@ def _namespaced(spec: dict[str, Any], pod: Pod) -> list[str]:
     return ["unshare", "--mount", "--uts", "--propagation", "private", "--", "sh", "-ec", script]
 
 
-class Pod:
+class Pod(ServerProcess):
     """One member: the init container once per start(), then the server container."""
 
     def __init__(self, fleet: PodFleet, index: int) -> None:
@@ -242,8 +242,9 @@ class Pod:
             self.process = subprocess.Popen(_namespaced(self.server_spec, self), stdout=log, stderr=log,
                                             start_new_session=True)
         try:
-            poll(self._answers, timeout, 0.2, what=f"{self.name} to accept connections")
-        except TimeoutError:
+            # the server refuses connections until it is up: any error means "not yet"
+            poll(self._answers, timeout, what=f"{self.name} to accept connections", interval=0.2, ignore=Exception)
+        except AssertionError:
             raise TimeoutError(f"{self.name} did not start; log tail:\n{self.log_tail()}") from None
 
     def log_tail(self) -> str:
@@ -255,38 +256,13 @@ class Pod:
         self.value("SELECT 1")
         return True
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """kill -9 of the server: what the e2e tier does to the container's process."""
-        if self.running:
-            os.kill(self.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
-            self.process.wait(timeout=30)  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        if self.running:
-            self.process.terminate()  # type: ignore[union-attr]
-            try:
-                self.process.wait(timeout=60)  # type: ignore[union-attr]
-            except subprocess.TimeoutExpired:
-                self.kill()
-
     def connect(self, user: str = "root", password: str | None = None, **kwargs: Any) -> pymysql.Connection:
         """Over TCP, as a client in another pod would (root@'%' by default)."""
         password = PASSWORDS["root-password"] if password is None else password
         return pymysql.connect(host=self.host, port=self.port, user=user, password=password, autocommit=True,
                                connect_timeout=2, read_timeout=kwargs.pop("read_timeout", 10), **kwargs)
 
-    def query(self, sql: str, args: tuple | None = None) -> list[dict]:
-        with self.connect(cursorclass=pymysql.cursors.DictCursor) as conn, conn.cursor() as cur:
-            cur.execute(sql, args)
-            return list(cur.fetchall())
-
-    def value(self, sql: str, args: tuple | None = None) -> object:
-        rows = self.query(sql, args)
-        return next(iter(rows[0].values())) if rows else None
+    _root_connection = connect  # query() and value() go over TCP as root
 
     def server_uids(self) -> tuple[int, int]:
         """Real uid and gid of the running server process."""

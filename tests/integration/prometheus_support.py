@@ -23,7 +23,6 @@ import ssl
 import subprocess
 import tempfile
 import threading
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -31,18 +30,9 @@ from typing import Any
 
 from hakeeper.platform.kube import ApiError
 
+from ..support.polling import poll
+
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def free_port(ip: str) -> int:
@@ -144,7 +134,7 @@ class PrometheusServer:
                 raise AssertionError(f"prometheus exited: {self.log.read_text()[-2000:]}")
             return self.query_value('up{job="exporter"}') == 1.0
 
-        wait_for(ready, timeout, "Prometheus to scrape the exporter", 0.2)
+        poll(ready, timeout, what="Prometheus to scrape the exporter", interval=0.2)
         return self
 
     def stop(self) -> None:
@@ -175,7 +165,7 @@ class PrometheusServer:
 
     def wait_value(self, promql: str, predicate: Callable[[float | None], bool], timeout: float = 10) -> None:
         """Until Prometheus has scraped what the exporter now says."""
-        wait_for(lambda: predicate(self.query_value(promql)), timeout, f"{promql} in Prometheus", 0.1)
+        poll(lambda: predicate(self.query_value(promql)), timeout, what=f"{promql} in Prometheus", interval=0.1)
 
 
 def deployment(name: str, replicas: int, labels: dict[str, str] | None = None, namespace: str = "shop",

@@ -22,7 +22,8 @@ from hakeeper.degradationpolicy.cycle import Evaluator
 from hakeeper.degradationpolicy.metrics import PrometheusSource
 from hakeeper.degradationpolicy.decide import Memory
 
-from .prometheus_support import Exporter, Fleet, PrometheusServer, deployment, wait_for
+from ..support.polling import poll
+from .prometheus_support import Exporter, Fleet, PrometheusServer, deployment
 
 pytestmark = pytest.mark.integration
 PROMETHEUS_IP, EXPORTER_IP = "127.0.30.1", "127.0.30.2"
@@ -85,7 +86,7 @@ class Runner:
 
     def wait_evaluations(self, count: int, timeout: float = 20) -> None:
         goal = self.evaluations() + count
-        wait_for(lambda: self.evaluations() >= goal, timeout, f"{count} more evaluations")
+        poll(lambda: self.evaluations() >= goal, timeout, what=f"{count} more evaluations")
 
     def condition(self, type_: str) -> dict | None:
         return get_condition(self.status.get("conditions"), type_)
@@ -154,7 +155,7 @@ def test_a_series_that_disappears_is_no_data_at_once_not_zero(prometheus, export
     exporter.drop("vanishing")
     started = time.monotonic()
     # Prometheus writes a staleness marker when a scrape no longer has the series
-    wait_for(lambda: source.read("max(vanishing)").outcome == "no-data", 10, "the stale series to read as no data")
+    poll(lambda: source.read("max(vanishing)").outcome == "no-data", 10, what="the stale series to read as no data")
     assert time.monotonic() - started < 5
 
 
@@ -191,10 +192,10 @@ def test_a_breach_shorter_than_for_sheds_nothing(prometheus, exporter):
             {"name": "load", "query": "max(short_load)", "threshold": 10, "for": "5s"}])) as run:
         run.wait_evaluations(1)
         settle(prometheus, exporter, "short_load", 12)
-        wait_for(lambda: run.status.get("state") == "Pending", 10, "Pending")
+        poll(lambda: run.status.get("state") == "Pending", 10, what="Pending")
         pending_at = time.time()
         settle(prometheus, exporter, "short_load", 1)
-        wait_for(lambda: run.status.get("state") == "Normal", 10, "Normal again")
+        poll(lambda: run.status.get("state") == "Normal", 10, what="Normal again")
         assert time.time() - pending_at < 5, "the breach lasted `for`: this run proves nothing"
         run.wait_evaluations(2)
     assert fleet.patches == []
@@ -207,14 +208,14 @@ def test_staged_shedding_hysteresis_and_restore_in_priority_order(prometheus, ex
     with Runner(fleet, policy(prometheus.url, "shop_load")) as run:
         run.wait_evaluations(1)
         breached = settle(prometheus, exporter, "shop_load", 12)
-        wait_for(lambda: fleet.replicas("batch-a") == 0, 10, "the batch tier to be shed")
+        poll(lambda: fleet.replicas("batch-a") == 0, 10, what="the batch tier to be shed")
         batch_shed = time.time()
         # not before `for` (3 s), and within one interval + 1 s of it
         assert 3 - 0.2 <= batch_shed - breached <= 3 + 1 + 1.5
         assert fleet.replicas("batch-b") == 0 and fleet.replicas("reports") == 4
         assert fleet.annotations("batch-a")[ORIGINAL_REPLICAS_ANNOTATION] == "3"
 
-        wait_for(lambda: fleet.replicas("reports") == 0, 10, "the next tier while the trigger still fires")
+        poll(lambda: fleet.replicas("reports") == 0, 10, what="the next tier while the trigger still fires")
         assert time.time() - batch_shed >= 1 - 0.25  # one tier per interval (times polled every 0.1 s)
         assert run.status["shedCount"] == 3 and run.status["shedTiers"] == 2
 
@@ -227,13 +228,13 @@ def test_staged_shedding_hysteresis_and_restore_in_priority_order(prometheus, ex
         assert (trigger["condition"], trigger["value"], trigger["firing"]) == ("Between", 8, True)
 
         recovered = settle(prometheus, exporter, "shop_load", 2)
-        wait_for(lambda: fleet.replicas("reports") == 4, 10, "the highest-priority tier back first")
+        poll(lambda: fleet.replicas("reports") == 4, 10, what="the highest-priority tier back first")
         reports_back = time.time()
         assert fleet.replicas("batch-a") == 0, "restore goes one tier per restore.interval"
         assert 2 - 0.2 <= reports_back - recovered <= 2 + 1 + 1.5  # cooldown 2 s
-        wait_for(lambda: fleet.replicas("batch-a") == 3 and fleet.replicas("batch-b") == 2, 10, "the batch tier")
+        poll(lambda: fleet.replicas("batch-a") == 3 and fleet.replicas("batch-b") == 2, 10, what="the batch tier")
         assert time.time() - reports_back >= 1 - 0.25
-        wait_for(lambda: run.status.get("state") == "Normal", 5, "Normal")
+        poll(lambda: run.status.get("state") == "Normal", 5, what="Normal")
 
     assert fleet.replicas("guarded") == 2 and fleet.replicas("checkout") == 5
     assert all(name not in ("guarded", "checkout") for _, name, _ in fleet.patches)
@@ -249,11 +250,11 @@ def test_prometheus_stopped_holds_then_recovery_resumes(prometheus, exporter):
     settle(prometheus, exporter, "stop_load", 12)
     with Runner(fleet, policy(prometheus.url, "stop_load", mode="all",
                               restore={"cooldown": "1s", "interval": "1s"})) as run:
-        wait_for(lambda: fleet.replicas("reports") == 0 and fleet.replicas("batch-a") == 0, 15, "every tier shed")
+        poll(lambda: fleet.replicas("reports") == 0 and fleet.replicas("batch-a") == 0, 15, what="every tier shed")
         prometheus.stop()
         try:
-            wait_for(lambda: (run.condition("MetricsAvailable") or {}).get("status") == "False", 10,
-                     "MetricsAvailable=False")
+            poll(lambda: (run.condition("MetricsAvailable") or {}).get("status") == "False", 10,
+                 what="MetricsAvailable=False")
             metrics = run.condition("MetricsAvailable")
             assert metrics["reason"] == "Unavailable" and "Connection refused" in metrics["message"]
             exporter.set("stop_load", 2)  # recovered, but nobody can tell: hold
@@ -264,8 +265,8 @@ def test_prometheus_stopped_holds_then_recovery_resumes(prometheus, exporter):
             assert "MetricsUnavailable" in run.reasons()
         finally:
             prometheus.start()
-        wait_for(lambda: fleet.replicas("reports") == 4 and fleet.replicas("batch-a") == 3, 20,
-                 "the restore once Prometheus answers again")
+        poll(lambda: fleet.replicas("reports") == 4 and fleet.replicas("batch-a") == 3, 20,
+             what="the restore once Prometheus answers again")
         assert run.condition("MetricsAvailable")["status"] == "True"
 
 
@@ -284,13 +285,13 @@ def test_dry_run_changes_nothing_but_reports_what_it_would_do(prometheus, export
     fleet = shop()
     settle(prometheus, exporter, "dry_load", 12)
     with Runner(fleet, policy(prometheus.url, "dry_load", dryRun=True, mode="all")) as run:
-        wait_for(lambda: len(run.status.get("shed", [])) == 3, 15, "the dry run to report both tiers")
+        poll(lambda: len(run.status.get("shed", [])) == 3, 15, what="the dry run to report both tiers")
         assert all(e["dryRun"] for e in run.status["shed"])
         assert {e["name"]: e["originalReplicas"] for e in run.status["shed"]} == {
             "batch-a": 3, "batch-b": 2, "reports": 4}
         assert run.status["shedCount"] == 0
         assert run.condition("Degraded")["reason"] == "DryRun"
         settle(prometheus, exporter, "dry_load", 1)
-        wait_for(lambda: run.status.get("shed") == [], 15, "the dry run to report the restore")
+        poll(lambda: run.status.get("shed") == [], 15, what="the dry run to report the restore")
     assert fleet.patches == []
     assert run.reasons().count("WouldShed") == 3 and run.reasons().count("WouldRestore") == 3

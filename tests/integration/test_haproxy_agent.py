@@ -21,7 +21,8 @@ from hakeeper.loadbalancerpool.haproxy import config
 from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.loadbalancerpool.backends import Backend
 
-from .haproxy_support import REPO, ClientLoop, Lab, lab, poll, spec, spread  # noqa: F401 (lab is a fixture)
+from ..support.polling import poll
+from .haproxy_support import REPO, SETTLING, ClientLoop, Lab, lab, spec, spread  # noqa: F401 (lab is a fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +63,7 @@ def test_agent_first_start_runtime_changes_and_a_structural_reload(lab: Lab) -> 
     with RunningAgent(balancer) as running:
         # before HAProxy runs, the agent only writes the file (the pod starts haproxy once it exists)
         running.latest.put(snapshot(first))
-        poll(lambda: os.path.exists(balancer.config_path), what="the agent to write haproxy.cfg")
+        poll(lambda: os.path.exists(balancer.config_path), 10, what="the agent to write haproxy.cfg")
         assert running.reported == []
         balancer.start()
         running.wait_reported(first.config_hash)
@@ -134,13 +135,15 @@ def test_agent_command_line_follows_a_directory(lab: Lab, tmp_path: pathlib.Path
     lab.process([sys.executable, "-m", "hakeeper.agents.haproxy", "--source-dir", str(source),
                  "--config", balancer.config_path, "--socket", balancer.admin, "--master-socket", balancer.master],
                 env={**os.environ, "PYTHONPATH": str(REPO / "operator")}, stdout=log, stderr=subprocess.STDOUT)
-    poll(lambda: os.path.exists(balancer.config_path), what="the agent to write haproxy.cfg")
+    poll(lambda: os.path.exists(balancer.config_path), 10, what="the agent to write haproxy.cfg")
     balancer.start()
     agent_log = tmp_path / "agent.log"
-    poll(lambda: f"applied-hash {first.config_hash}" in agent_log.read_text(), what="first config applied")
+    poll(lambda: f"applied-hash {first.config_hash}" in agent_log.read_text(), 10, what="first config applied",
+         ignore=SETTLING)
     second = balancer.render(spec(), [b.backend()], previous=first.slots)
     (source / configmap.SERVERS_FILE).write_text(second.files[configmap.SERVERS_FILE])
-    poll(lambda: f"applied-hash {second.config_hash}" in agent_log.read_text(), what="second config applied")
+    poll(lambda: f"applied-hash {second.config_hash}" in agent_log.read_text(), 10, what="second config applied",
+         ignore=SETTLING)
     assert set(spread(balancer.address, 10)) == {"b"}
     assert balancer.proc().reloads == 0
     log.close()
@@ -158,7 +161,7 @@ def test_agent_survives_a_configuration_haproxy_refuses(lab: Lab) -> None:
         running.latest.put(snapshot(good))
         running.wait_reported(good.config_hash)
         running.latest.put(broken)
-        poll(lambda: running.agent.refused is not None, what="the reload to be refused")
+        poll(lambda: running.agent.refused is not None, 10, what="the reload to be refused")
         # the old worker keeps serving; the broken hash is never reported, nothing is retried
         assert balancer.worker() == worker and balancer.proc().failed_reloads == 1
         assert set(spread(balancer.address, 10)) == {"a", "b"}

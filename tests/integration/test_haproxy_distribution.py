@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from .haproxy_support import Lab, get, lab, new_address, poll, spec, spread  # noqa: F401 (lab is a fixture)
+from ..support.polling import poll
+from .haproxy_support import SETTLING, Lab, get, lab, new_address, spec, spread  # noqa: F401 (lab is a fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +128,7 @@ def test_cookie_insert_keeps_a_session_until_its_backend_dies(lab: Lab) -> None:
     by_name = {b.name: b for b in backends}
     by_name[first.backend].kill()
     poll(lambda: not balancer.servers()[f"s{rendered.slots[first.backend]}"].up, timeout=5,
-         what="the dead backend to be marked down")
+         what="the dead backend to be marked down", ignore=SETTLING)
     moved = get(balancer.address, headers={"Cookie": cookie})
     assert moved.status == 200 and moved.backend != first.backend
     assert moved.headers["set-cookie"].startswith("HKSRV=s")  # a new cookie for the new backend

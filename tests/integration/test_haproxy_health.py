@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from .haproxy_support import ClientLoop, Lab, lab, poll, spec, spread  # noqa: F401 (lab is a fixture)
+from ..support.polling import poll
+from .haproxy_support import SETTLING, ClientLoop, Lab, lab, spec, spread  # noqa: F401 (lab is a fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -26,17 +27,18 @@ def test_http_check_takes_a_backend_out_and_back(lab: Lab) -> None:
     slot_b = f"s{rendered.slots['b']}"
     # a fresh server starts barely up (health = rise) and would fall at its first failure;
     # wait for full health (rise + fall - 1) so that fall is measured
-    poll(lambda: balancer.servers()[slot_b].check_health == 2 + 3 - 1, timeout=5, what="b fully healthy")
+    poll(lambda: balancer.servers()[slot_b].check_health == 2 + 3 - 1, timeout=5, what="b fully healthy",
+         ignore=SETTLING)
 
     b.set_healthy(False)
     failed = time.monotonic()
-    poll(lambda: not balancer.servers()[slot_b].up, timeout=5, interval=0.01, what="b down")
+    poll(lambda: not balancer.servers()[slot_b].up, timeout=5, interval=0.01, what="b down", ignore=SETTLING)
     took_down = time.monotonic() - failed
     assert set(spread(balancer.address, 20)) == {"a"}
 
     b.set_healthy(True)
     healed = time.monotonic()
-    poll(lambda: balancer.servers()[slot_b].up, timeout=5, interval=0.01, what="b back up")
+    poll(lambda: balancer.servers()[slot_b].up, timeout=5, interval=0.01, what="b back up", ignore=SETTLING)
     took_up = time.monotonic() - healed
     assert set(spread(balancer.address, 20)) == {"a", "b"}
     print(f"\nhttp check (interval 200ms, fall 3, rise 2): out after {took_down * 1000:.0f} ms, "
@@ -56,7 +58,7 @@ def test_http_check_expects_the_configured_status(lab: Lab, expect: int | None, 
     slot = f"s{rendered.slots['a']}"
     # three intervals decide either way (fall 3, rise 2 from the initial "up")
     poll(lambda: balancer.servers()[slot].check_health in ((0,) if not up else (3, 4)), timeout=5,
-         what="the check verdict")
+         what="the check verdict", ignore=SETTLING)
     assert balancer.servers()[slot].up is up
 
 
@@ -68,12 +70,13 @@ def test_killed_backend_costs_no_request_with_retries_and_redispatch(lab: Lab) -
     rendered = balancer.render(pool_spec, [a.backend(), b.backend(), c.backend()])
     balancer.start(rendered)
     slot_b = f"s{rendered.slots['b']}"
-    poll(lambda: balancer.servers()[slot_b].check_health == 2 + 3 - 1, timeout=5, what="b fully healthy")
+    poll(lambda: balancer.servers()[slot_b].check_health == 2 + 3 - 1, timeout=5, what="b fully healthy",
+         ignore=SETTLING)
     with ClientLoop(balancer.address, threads=3) as loop:
         loop.wait_requests(100)
         killed = time.monotonic()
         b.kill()
-        poll(lambda: not balancer.servers()[slot_b].up, timeout=5, interval=0.01, what="b down")
+        poll(lambda: not balancer.servers()[slot_b].up, timeout=5, interval=0.01, what="b down", ignore=SETTLING)
         took_down = time.monotonic() - killed
         loop.wait_requests(200)
     print(f"\nkilled backend under load: {loop.total} requests, {len(loop.failures)} failed; "

@@ -11,7 +11,8 @@ from hakeeper.loadbalancerpool.haproxy import config
 from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.agents import haproxy_runtime as runtime
 
-from .haproxy_support import ClientLoop, Lab, lab, poll, spec, spread  # noqa: F401 (lab is a fixture)
+from ..support.polling import poll
+from .haproxy_support import SETTLING, ClientLoop, Lab, lab, spec, spread  # noqa: F401 (lab is a fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +55,7 @@ def test_health_verdicts_survive_a_reload(lab: Lab) -> None:
     balancer.start(rendered)
     b.set_healthy(False)
     slot_b = f"s{rendered.slots['b']}"
-    poll(lambda: not balancer.servers()[slot_b].up, timeout=5, what="b to fail its checks")
+    poll(lambda: not balancer.servers()[slot_b].up, timeout=5, what="b to fail its checks", ignore=SETTLING)
     # the agent saves the state just before reloading; the new worker must start with b down
     changed = balancer.render(spec(healthCheck=check, retries=2), [a.backend(), b.backend()], rendered.slots)
     balancer.write(changed)

@@ -10,7 +10,8 @@ import pytest
 
 from hakeeper.agents import haproxy_runtime as runtime
 
-from .haproxy_support import ClientLoop, Lab, lab, poll, spec, spread  # noqa: F401 (lab is a fixture)
+from ..support.polling import poll
+from .haproxy_support import SETTLING, ClientLoop, Lab, lab, spec, spread  # noqa: F401 (lab is a fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,7 @@ def test_add_reweight_drain_remove_and_replace_without_reload(lab: Lab) -> None:
 
         # add c
         changed = change([a.backend(), b.backend(), c.backend()])
-        poll(lambda: loop.since(changed)["c"] >= 20, what="traffic to the new backend c")
+        poll(lambda: loop.since(changed)["c"] >= 20, 10, what="traffic to the new backend c")
 
         # reweight: c gets 4 of every 6 requests
         changed = change([a.backend(), b.backend(), c.backend(weight=4)])
@@ -105,7 +106,7 @@ def test_prometheus_exporter_serves_the_pools_metrics(lab: Lab) -> None:
     # five requests went through the backend section named "servers"; HAProxy counts a
     # response as its stream ends, a moment after the client has read it
     totals = poll(lambda: (lambda t: t if t and float(t[0].split()[-1]) == 5.0 else None)(counted()), timeout=5,
-                  what="the exporter to count 5 responses")
+                  what="the exporter to count 5 responses", ignore=SETTLING)
     assert float(totals[0].split()[-1]) == 5.0
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(f"http://{balancer.address}:8404/other", timeout=5)

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import imagebuild
@@ -30,21 +30,12 @@ from imagebuild import containerd
 from imagebuild.builder import base_tag, images_dir
 from imagebuild.table import BASES, Image
 
+from ..support.polling import poll
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCES = {image.name: image.reference for image in imagebuild.IMAGES}
-
-
-def poll(check: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +61,7 @@ def address(built: dict[str, Path]) -> Iterator[str]:
         def answers() -> bool:
             assert proc.poll() is None, (state / "containerd.log").read_text()[-2000:]
             return subprocess.run(["ctr", "--address", str(sock), "version"], capture_output=True).returncode == 0
-        poll(answers, 30, f"containerd answers (is another one using {root}?)")
+        poll(answers, 30, what=f"containerd answers (is another one using {root}?)")
         imagebuild.load(str(sock))
         yield str(sock)
     finally:
@@ -150,14 +141,14 @@ def test_haproxy_runs_the_balancer_deployment_command(address: str, tmp_path: Pa
                    check=True, capture_output=True, timeout=60)
     try:
         master = run_dir / "master.sock"
-        poll(master.exists, 20, "haproxy's master socket")
+        poll(master.exists, 20, what="haproxy's master socket")
         assert master.stat().st_uid == 65532
 
         def workers() -> tuple[int, ...]:
             with contextlib.suppress(OSError, runtime.RuntimeApiError):
                 return runtime.show_proc(str(master)).workers
             return ()
-        poll(workers, 20, "the master lists a worker")
+        poll(workers, 20, what="the master lists a worker")
         # the agent's side: the admin socket of the worker answers, and runs the configuration
         info = runtime.show_info(str(run_dir / config.ADMIN_SOCKET))
         assert info["Version"].startswith("2.6.")
@@ -170,7 +161,7 @@ def test_haproxy_runs_the_balancer_deployment_command(address: str, tmp_path: Pa
             if subprocess.run([*ctr, "task", "delete", name], capture_output=True).returncode == 0:
                 return True
             return name not in subprocess.run([*ctr, "task", "ls", "-q"], capture_output=True, text=True).stdout.split()
-        poll(gone, 20, "the haproxy task is deleted")
+        poll(gone, 20, what="the haproxy task is deleted")
         subprocess.run([*ctr, "container", "delete", name], capture_output=True)
 
 

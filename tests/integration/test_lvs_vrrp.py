@@ -7,14 +7,14 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
 
 import pytest
 
 from hakeeper.loadbalancerpool.lvs import config
 from hakeeper.api.configmaps import keepalived as configmap
 
-from .keepalived_support import KEEPALIVED, PASSWORD, Cluster, poll
+from ..support.polling import hold, poll
+from .keepalived_support import KEEPALIVED, PASSWORD, Cluster
 
 pytestmark = pytest.mark.integration
 
@@ -30,14 +30,6 @@ def requirements() -> None:
         pytest.fail("VRRP in network namespaces needs root")
     if not os.path.exists(KEEPALIVED):
         pytest.fail("keepalived is not installed (Debian package keepalived)")
-
-
-def hold(check, seconds: float, interval: float = 0.05, what: str = "") -> None:
-    """check() stays true for the whole window (a poll for the absence of a change)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert check(), f"{what} stopped holding"
-        time.sleep(interval)
 
 
 @pytest.mark.parametrize("preempt", [False, True], ids=["preempt-false", "preempt-true"])
@@ -73,7 +65,7 @@ def run_agent(cluster: Cluster, index: int, source: pathlib.Path, pid_file: path
               password_file: pathlib.Path) -> subprocess.CompletedProcess[str]:
     """`hakeeper agent keepalived --once` inside the node's namespace (it reads `ip addr` there)."""
     node = cluster.net.nodes[index]
-    code = "import sys; from hakeeper.lvs.agent import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from hakeeper.agents.keepalived import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run(
         ["ip", "netns", "exec", node, sys.executable, "-c", code, "--once", "--node", node,
          "--source-dir", str(source), "--config", str(cluster.members[index].conf), "--pid-file", str(pid_file),

@@ -10,8 +10,9 @@ from hakeeper.api.replicateddatabase import HistoryEntry, MemberStatus
 from hakeeper.replicateddatabase.clustering import Cluster, Policy
 from hakeeper.replicateddatabase.clustering.actions import Concurrently, Detach
 
+from ..support.polling import hold, poll
 from .mariadb_support import (
-    CREDENTIALS, Fleet, LoopDriver, Writer, bootstrap, fleet_fixture, poll, replica_status, stored_ids,
+    CREDENTIALS, Fleet, LoopDriver, Writer, bootstrap, fleet_fixture, follows, replica_status, stored_ids,
 )
 
 pytestmark = pytest.mark.integration
@@ -20,12 +21,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def fleet():  # noqa: ANN201
     yield from fleet_fixture(3)
-
-
-def follows(fleet: Fleet, member: str, primary: str) -> bool:
-    s = replica_status(fleet.by_name(member))
-    return (s.get("Master_Host") == fleet.by_name(primary).host and s.get("Slave_IO_Running") == "Yes"
-            and s.get("Slave_SQL_Running") == "Yes" and fleet.by_name(member).value("SELECT @@read_only") == 1)
 
 
 def test_kill_9_of_the_primary_under_writes_loses_no_acknowledged_write(fleet: Fleet) -> None:
@@ -52,30 +47,29 @@ def test_kill_9_of_the_primary_under_writes_loses_no_acknowledged_write(fleet: F
         MemberStatus.model_validate(m)
     assert any(reason == "FailoverCompleted" for reason, _ in failover.events)
 
-    poll(lambda: len([a for a in writer.acked if a.at > killed]) >= 100, 20, what="writes after the failover")
+    poll(lambda: len(writer.acked_since(killed)) >= 100, 20, what="writes after the failover")
     writer.stop()
 
     # Every write the client saw acknowledged is on the new primary, and on the other replica.
     acked = writer.ids()
     assert acked <= stored_ids(fleet.by_name(new)), sorted(acked - stored_ids(fleet.by_name(new)))[:10]
     other = next(n for n in ("db-1", "db-2") if n != new)
-    poll(lambda: follows(fleet, other, new), 15, what=f"{other} to follow {new}")
-    poll(lambda: acked <= stored_ids(fleet.by_name(other)), 15, what=f"{other} to have every acknowledged write")
+    poll(lambda: follows(fleet, other, new), 15, what=f"{other} to follow {new}", ignore=Exception)
+    poll(lambda: acked <= stored_ids(fleet.by_name(other)), 15, what=f"{other} to have every acknowledged write",
+         ignore=Exception)
 
     # The old primary comes back: read-only first, then a replica of the new primary.
     fleet.by_name(old).start()
     assert fleet.by_name(old).value("SELECT @@read_only") == 1
-    poll(lambda: follows(fleet, old, new), 20, what=f"{old} to rejoin as a replica of {new}")
+    poll(lambda: follows(fleet, old, new), 20, what=f"{old} to rejoin as a replica of {new}", ignore=Exception)
     rejoined = loop.wait(lambda r: r.state == "Healthy", 20, "a healthy cluster again")
     assert rejoined.primary == new
     assert {m["name"]: m["role"] for m in rejoined.members}[old] == "replica"
-    poll(lambda: acked <= stored_ids(fleet.by_name(old)), 15, what=f"{old} to catch up")
+    poll(lambda: acked <= stored_ids(fleet.by_name(old)), 15, what=f"{old} to catch up", ignore=Exception)
 
     # ...and it stays a replica, past the anti-flap window too.
-    past = time.monotonic() + policy.anti_flap_window + 2 * policy.probe_interval
-    while time.monotonic() < past:
-        assert loop.last.primary == new
-        time.sleep(0.2)
+    hold(lambda: loop.last.primary == new, policy.anti_flap_window + 2 * policy.probe_interval, interval=0.2,
+         what=f"{new} as the primary")
     loop.stop()
     assert fleet.by_name(old).value("SELECT @@read_only") == 1
     writable = [i.name for i in fleet if i.value("SELECT @@read_only") == 0]
@@ -97,7 +91,7 @@ def test_a_lagging_replica_is_not_chosen_over_a_complete_one(fleet: Fleet) -> No
     assert lagging.state == "Degraded"
     # db-1 has fetched as much as db-2 (its relay log is complete), but not applied it.
     poll(lambda: replica_status(fleet[1])["Gtid_IO_Pos"] == replica_status(fleet[2])["Gtid_IO_Pos"], 10,
-         what="both replicas to have fetched everything")
+         what="both replicas to have fetched everything", ignore=Exception)
     assert fleet[1].value("SELECT COUNT(*) FROM hk.writes") < len(writer.acked)
 
     fleet[0].kill()
@@ -119,7 +113,8 @@ def test_a_replica_with_an_errant_transaction_is_never_promoted(fleet: Fleet) ->
     status = {m["name"]: m for m in flagged.members}["db-1"]
     assert status["role"] == "fenced" and "re-initialized" in status["message"]
     assert any(reason == "ErrantTransactions" for reason, _ in flagged.events)
-    poll(lambda: replica_status(fleet[1]).get("Slave_SQL_Running") == "No", 10, what="db-1's replication stopped")
+    poll(lambda: replica_status(fleet[1]).get("Slave_SQL_Running") == "No", 10, what="db-1's replication stopped",
+         ignore=Exception)
 
     fleet[0].kill()
     failover = loop.wait(lambda r: r.primary != "db-0", 20, "a new primary")
@@ -175,6 +170,6 @@ def test_an_operator_crash_in_the_middle_of_a_failover_is_finished_by_the_next(f
     if crash_after == "promotion":
         assert new == next(a.member for a in done if isinstance(a, Detach))  # the same candidate, finished
     other = next(n for n in ("db-1", "db-2") if n != new)
-    poll(lambda: follows(fleet, other, new), 15, what=f"{other} to follow {new}")
+    poll(lambda: follows(fleet, other, new), 15, what=f"{other} to follow {new}", ignore=Exception)
     assert acked <= stored_ids(fleet.by_name(new))
     assert [i.name for i in fleet if i.running and i.value("SELECT @@read_only") == 0] == [new]

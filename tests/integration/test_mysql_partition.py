@@ -2,7 +2,7 @@
 host by a veth pair, and the test cuts the link while the process keeps running.
 
 The operator cannot reach the partitioned primary to fence it, so the primary fences itself
-when its lease lapses (hakeeper.mysql.lease); the failover opens the new primary only after
+when its lease lapses (hakeeper.replicateddatabase.clustering.lease); the failover opens the new primary only after
 that. At no step does the loop see two writable members."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import pytest
 
 from hakeeper.replicateddatabase.clustering import Policy
 
+from ..support.polling import poll
 from .mariadb_support import (
-    APP_PASSWORD, APP_USER, Fleet, NetnsLink, Writer, bootstrap, fleet_fixture, poll, replica_status, stored_ids,
+    APP_PASSWORD, APP_USER, Fleet, NetnsLink, Writer, bootstrap, fleet_fixture, replica_status, stored_ids,
 )
 
 pytestmark = pytest.mark.integration
@@ -76,7 +77,7 @@ def test_a_partitioned_primary_fences_itself_before_a_replica_is_promoted(fleet:
     poll(lambda: len(writer.acked) >= 200, 30, what="writes through the veth pair")
     writer.stop()  # no commit in flight when the link goes
     acked = writer.ids()
-    poll(lambda: all(acked <= stored_ids(fleet[i]) for i in (1, 2)), 10, what="replicas to catch up")
+    poll(lambda: all(acked <= stored_ids(fleet[i]) for i in (1, 2)), 10, what="replicas to catch up", ignore=Exception)
 
     watch = ReadOnlyWatch(fleet)
     watch.start()
@@ -110,7 +111,7 @@ def test_a_partitioned_primary_fences_itself_before_a_replica_is_promoted(fleet:
     assert rejoined.primary == new
     status = replica_status(fleet[0])
     assert status["Master_Host"] == fleet.by_name(new).host and status["Slave_IO_Running"] == "Yes"
-    poll(lambda: writer.ids() | acked <= stored_ids(fleet[0]), 15, what="db-0 to catch up")
+    poll(lambda: writer.ids() | acked <= stored_ids(fleet[0]), 15, what="db-0 to catch up", ignore=Exception)
 
     # Never two writable members, neither in what the loop saw nor on the servers themselves.
     for seen in loop.observed:

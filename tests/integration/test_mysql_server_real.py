@@ -20,7 +20,8 @@ from hakeeper.replicateddatabase.clustering import Policy
 from hakeeper.replicateddatabase.clustering.flavor import flavor_for
 from hakeeper.replicateddatabase.clustering.observe import connect
 
-from .mariadb_support import LoopDriver, Writer, bootstrap, poll, stored_ids
+from ..support.polling import poll
+from .mariadb_support import LoopDriver, Writer, bootstrap, follows, stored_ids
 from .mysql_support import (
     CREDENTIALS, PASSWORDS, PodFleet, database_spec, image_user, pod_fleet_fixture, replica_row,
 )
@@ -38,14 +39,6 @@ def fleet(request):  # noqa: ANN001, ANN201
 def policy_for(fleet: PodFleet, **changes) -> Policy:  # noqa: ANN003
     """The loop's policy from the same spec as the servers' my.cnf."""
     return dataclasses.replace(Policy.from_spec(fleet.spec), **changes)
-
-
-def follows(fleet: PodFleet, member: str, primary: str) -> bool:
-    pod, source = fleet.by_name(member), fleet.by_name(primary)
-    c = flavor_for(fleet.flavor).columns
-    row = replica_row(pod)
-    return (row.get(c.source_host) == source.host and row.get(c.io_running) == "Yes"
-            and row.get(c.sql_running) == "Yes" and pod.value("SELECT @@read_only") == 1)
 
 
 def auto_positioned(fleet: PodFleet, member: str) -> bool:
@@ -115,11 +108,12 @@ def test_the_loop_replicates_switches_over_and_fails_over_without_losing_a_write
     loop = bootstrap(fleet, policy)  # type: ignore[arg-type]
     assert loop.primary == "db-0"
     for replica in ("db-1", "db-2"):
-        poll(lambda r=replica: follows(fleet, r, "db-0"), 20, what=f"{replica} to follow db-0")
+        poll(lambda r=replica: follows(fleet, r, "db-0"), 20, what=f"{replica} to follow db-0", ignore=Exception)
         assert auto_positioned(fleet, replica)
     primary = fleet[0]
     assert primary.value("SELECT @@read_only") == 0
-    poll(lambda: flavor.semi_sync_active(semi_sync_status(primary)), 20, what="semi-sync on the primary")
+    poll(lambda: flavor.semi_sync_active(semi_sync_status(primary)), 20, what="semi-sync on the primary",
+         ignore=Exception)
     status = semi_sync_status(primary)
     clients = status.get("Rpl_semi_sync_source_clients", status.get("Rpl_semi_sync_master_clients"))
     assert int(clients or 0) == 2, status
@@ -140,9 +134,9 @@ def test_the_loop_replicates_switches_over_and_fails_over_without_losing_a_write
     assert switched.history is None or switched.history["to_member"] == "db-1"
     for member in ("db-0", "db-2"):
         poll(lambda m=member: follows(fleet, m, "db-1") and auto_positioned(fleet, m), 20,
-             what=f"{member} to follow db-1")
-    poll(lambda: len([a for a in writer.acked if a.host == fleet[1].host]) >= 100, 30, what="writes on db-1")
-    poll(lambda: flavor.semi_sync_active(semi_sync_status(fleet[1])), 20, what="semi-sync on db-1")
+             what=f"{member} to follow db-1", ignore=Exception)
+    poll(lambda: len(writer.acked_since(host=fleet[1].host)) >= 100, 30, what="writes on db-1")
+    poll(lambda: flavor.semi_sync_active(semi_sync_status(fleet[1])), 20, what="semi-sync on db-1", ignore=Exception)
 
     # failover: kill -9 of the new primary's server
     time.sleep(policy.anti_flap_window)
@@ -152,19 +146,19 @@ def test_the_loop_replicates_switches_over_and_fails_over_without_losing_a_write
     new = failover.primary
     assert new in ("db-0", "db-2")
     poll(lambda: writer.first_ack(killed, fleet.by_name(new).host), 20, what=f"a write on {new}")
-    poll(lambda: len([a for a in writer.acked if a.at > killed]) >= 100, 30, what="writes after the failover")
+    poll(lambda: len(writer.acked_since(killed)) >= 100, 30, what="writes after the failover")
     writer.stop()
     acked = writer.ids()
     assert acked <= stored_ids(fleet.by_name(new)), sorted(acked - stored_ids(fleet.by_name(new)))[:10]
     other = next(n for n in ("db-0", "db-2") if n != new)
-    poll(lambda: follows(fleet, other, new), 20, what=f"{other} to follow {new}")
-    poll(lambda: acked <= stored_ids(fleet.by_name(other)), 20, what=f"{other} to have every write")
+    poll(lambda: follows(fleet, other, new), 20, what=f"{other} to follow {new}", ignore=Exception)
+    poll(lambda: acked <= stored_ids(fleet.by_name(other)), 20, what=f"{other} to have every write", ignore=Exception)
 
     # the killed member's pod restarts (init container again): it rejoins as a replica
     fleet[1].start()
     assert fleet[1].value("SELECT @@read_only") == 1
-    poll(lambda: follows(fleet, "db-1", new), 30, what=f"db-1 to rejoin as a replica of {new}")
-    poll(lambda: acked <= stored_ids(fleet[1]), 20, what="db-1 to catch up")
+    poll(lambda: follows(fleet, "db-1", new), 30, what=f"db-1 to rejoin as a replica of {new}", ignore=Exception)
+    poll(lambda: acked <= stored_ids(fleet[1]), 20, what="db-1 to catch up", ignore=Exception)
     healthy = loop.wait(lambda r: r.state == "Healthy", 30, "a healthy cluster again")
     loop.stop()
     assert healthy.primary == new

@@ -7,7 +7,6 @@ the chart's kubeVersion constraint is checked against it and not against helm's 
 
 from __future__ import annotations
 
-import os
 import pathlib
 import re
 import subprocess
@@ -18,16 +17,11 @@ import yaml
 from hakeeper.cli import parser as cli_parser
 from hakeeper.cli import peering_priority
 
+from ..support.tools import tool
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts/hakeeper"
 RELEASE_NAMESPACE = "hakeeper-system"
-
-
-def _helm() -> pathlib.Path:
-    bin_dir = os.environ.get("HAKEEPER_TOOLS_BIN") or pathlib.Path.home() / ".cache/hakeeper/tools/bin"
-    helm = pathlib.Path(bin_dir) / "helm"
-    assert helm.exists(), f"no helm at {helm}: run `make tools` (hack/build-tools.sh) first"
-    return helm
 
 
 def _kube_version() -> str:
@@ -37,7 +31,7 @@ def _kube_version() -> str:
 
 
 def helm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(_helm()), *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([str(tool("helm", build=False)), *args], capture_output=True, text=True, timeout=120)
 
 
 def render(*values: str, release: str = "hakeeper", kube_version: str | None = None) -> list[dict]:

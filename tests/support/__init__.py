@@ -1,0 +1,1 @@
+"""One copy of each helper the test tiers and the benchmarks share, one module per family."""
