@@ -50,7 +50,12 @@ crds-check: venv ## fail when crds/ or the chart's copy differ from the models
 	$(VENV)/bin/hakeeper crds --check crds
 	$(VENV)/bin/hakeeper crds --check charts/hakeeper/crds
 
-lint: venv tools crds-check ## helm lint the chart
+check: venv ## static checks: ruff, the import contracts (import-linter), mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
+
+lint: venv tools crds-check check ## the static checks and helm lint of the chart
 	$(TOOLS_BIN)/helm lint charts/hakeeper
 
 unit: venv tools ## unit tier
@@ -83,4 +88,4 @@ demo: venv tools debs images ## local cluster + CRDs + the chart + the quickstar
 e2e-kind: ## the e2e suite on a kind cluster (needs docker and kind; cannot run on the CI machine)
 	bash hack/e2e-kind.sh
 
-.PHONY: help venv tools debs images crds crds-check lint unit integration e2e test bench cluster-up cluster-down demo e2e-kind
+.PHONY: help venv tools debs images crds crds-check check lint unit integration e2e test bench cluster-up cluster-down demo e2e-kind

@@ -23,7 +23,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _outcomes[_tier(report.nodeid)][report.outcome] += 1
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     report = config.stash.get(CLUSTER_REPORT, None)
     if report:
         terminalreporter.section("cluster")

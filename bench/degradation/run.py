@@ -36,14 +36,13 @@ from typing import Any
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT)]
 
-from hakeeper.api.common import parse_duration  # noqa: E402
-from hakeeper.api.degradationpolicy import DegradationPolicySpec  # noqa: E402
-from hakeeper.degradationpolicy.act import Scaler  # noqa: E402
-from hakeeper.degradationpolicy.cycle import Evaluator  # noqa: E402
-from hakeeper.degradationpolicy.decide import Memory  # noqa: E402
-from tests.integration.prometheus_support import (  # noqa: E402
-    Exporter, Fleet, PrometheusServer, deployment)
-from tests.support.polling import poll  # noqa: E402
+from hakeeper.api.common import parse_duration
+from hakeeper.api.degradationpolicy import DegradationPolicySpec
+from hakeeper.degradationpolicy.act import Scaler
+from hakeeper.degradationpolicy.cycle import Evaluator
+from hakeeper.degradationpolicy.decide import Memory
+from tests.integration.prometheus_support import Exporter, Fleet, PrometheusServer, deployment
+from tests.support.polling import poll
 
 CYCLES = int(os.environ.get("BENCH_DP_CYCLES", "20"))
 PROMETHEUS_IP, EXPORTER_IP = "127.0.32.1", "127.0.32.2"

@@ -29,12 +29,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT), str(Path(__file__).resolve().parent)]
 
-from hakeeper.replicateddatabase.clustering import Policy  # noqa: E402
-from stats import percentile, table  # noqa: E402
-from tests.integration.mariadb_support import (  # noqa: E402
-    Fleet, LoopDriver, Writer, bootstrap, seed_users, stop_background, stored_ids,
+from stats import percentile, table
+
+from hakeeper.replicateddatabase.clustering import Policy
+from tests.integration.mariadb_support import (
+    Fleet,
+    LoopDriver,
+    Writer,
+    bootstrap,
+    seed_users,
+    stop_background,
+    stored_ids,
 )
-from tests.support.polling import poll  # noqa: E402
+from tests.support.polling import poll
 
 
 def log(message: str) -> None:
@@ -53,7 +60,7 @@ class Results:
         self.reinitialized = 0
 
 
-def decision_time(loop: LoopDriver, result) -> float:  # noqa: ANN001
+def decision_time(loop: LoopDriver, result) -> float:
     """When the loop had gathered and decided: the failover step's start plus its probing."""
     seen = next(o for o in loop.observed if o.result is result)
     return seen.started + result.probe_seconds

@@ -31,15 +31,14 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "hack"), str(ROOT)]
 
-from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec  # noqa: E402
-from hakeeper.loadbalancerpool.haproxy import config  # noqa: E402
+from hakeeper.agents import haproxy_runtime as runtime
 from hakeeper.api.configmaps import haproxy as configmap
-from hakeeper.agents import haproxy_runtime as runtime  # noqa: E402
-from hakeeper.loadbalancerpool.backends import Backend  # noqa: E402
-
-from tests.support.polling import poll  # noqa: E402
-from tests.support.stats import percentile  # noqa: E402
-from tests.support.tools import tools_bin  # noqa: E402
+from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
+from hakeeper.loadbalancerpool.backends import Backend
+from hakeeper.loadbalancerpool.haproxy import config
+from tests.support.polling import poll
+from tests.support.stats import percentile
+from tests.support.tools import tools_bin
 
 CHANGES = int(os.environ.get("BENCH_LB_CHANGES", "50"))
 WRK_SECONDS = int(os.environ.get("BENCH_LB_SECONDS", "5"))
@@ -172,10 +171,10 @@ def propagation(bin_dir: pathlib.Path, workdir: pathlib.Path) -> list[tuple[str,
                 api.request("PATCH", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/ext-bench",
                             slice_, content_type="application/apply-patch+yaml",
                             params={"fieldManager": "bench", "force": "true"})
-                poll(lambda: any(s.address == address for s in runtime.show_servers_state(admin)[0]), 30,
+                poll(lambda address=address: any(s.address == address for s in runtime.show_servers_state(admin)[0]), 30,
                      what=f"{address} in HAProxy", interval=0.005)
                 totals.append(time.monotonic() - started)
-                seen = poll(lambda: watch_seen.get(address), 10, what="the watch event", interval=0.005)
+                seen = poll(lambda address=address: watch_seen.get(address), 10, what="the watch event", interval=0.005)
                 floors.append(seen - started)
             stop.set()
             reloads = "no reload" if runtime.show_info(admin)["Pid"] == worker else "HAProxy RELOADED"

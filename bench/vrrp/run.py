@@ -34,8 +34,8 @@ from collections.abc import Sequence
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT)]
 
-from tests.integration.keepalived_support import Cluster  # noqa: E402
-from tests.support.stats import percentile  # noqa: E402
+from tests.integration.keepalived_support import Cluster
+from tests.support.stats import percentile
 
 
 def log(message: str) -> None:

@@ -39,7 +39,7 @@ class Authority:
     @classmethod
     def create(cls, cn: str = "hakeeper-local-ca") -> Authority:
         key = _key()
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         cert = (
             x509.CertificateBuilder()
             .subject_name(_name(cn)).issuer_name(_name(cn))
@@ -58,7 +58,7 @@ class Authority:
               client: bool = True) -> tuple[bytes, bytes]:
         """(cert PEM, key PEM) for a client (CN = user, O = group) or a server (SANs)."""
         key = _key()
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         usages = [x509.ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
         builder = (
             x509.CertificateBuilder()

@@ -104,7 +104,7 @@ class LocalCluster:
         while not self._stop.wait(0.5):
             try:
                 provisioner.sync()
-            except Exception:  # the API server restarting or stopping: try again at the next tick
+            except Exception:  # noqa: BLE001 - the API server restarting or stopping: try again at the next tick
                 pass
 
     def _create(self, doc: dict) -> None:

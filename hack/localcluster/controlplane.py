@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-import secrets
 import pathlib
+import secrets
 import signal
 import socket
 import ssl
@@ -23,6 +23,7 @@ import urllib.request
 import yaml
 
 from . import certs
+
 
 def service_network() -> ipaddress.IPv4Network:
     """A /24 of its own for each cluster, so a ClusterIP of an earlier cluster never meets a new one."""

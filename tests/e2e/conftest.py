@@ -21,11 +21,12 @@ from collections.abc import Iterator
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-OPERATOR_NAMESPACE = "hakeeper-system"
 from ..conftest import CLUSTER_REPORT
 from ..support.polling import poll
 from ..support.tools import tools_bin
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+OPERATOR_NAMESPACE = "hakeeper-system"
 
 pytestmark = pytest.mark.e2e
 

@@ -62,8 +62,8 @@ def test_a_cluster_ip_spreads_over_the_pods_and_dns_names_it(cluster, namespace)
     poll(lambda: spread() == names, 30, what="kube-proxy to spread the ClusterIP over both pods")
     # from inside a pod, by name, through CoreDNS and kube-proxy
     pod = pods[0]["metadata"]["name"]
-    fetch = ("import urllib.request; r = urllib.request.urlopen('http://web.%s.svc.cluster.local/', timeout=5); "
-             "print(r.headers['X-Backend'])" % namespace)
+    fetch = (f"import urllib.request; r = urllib.request.urlopen('http://web.{namespace}.svc.cluster.local/', "
+             "timeout=5); print(r.headers['X-Backend'])")
     answer = cluster.exec(namespace, pod, "web", "python3", "-c", fetch).stdout.strip()
     assert answer in names
 

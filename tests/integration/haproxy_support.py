@@ -29,11 +29,11 @@ from typing import Any
 
 import pytest
 
-from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
-from hakeeper.loadbalancerpool.haproxy import config
-from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.agents import haproxy_runtime as runtime
+from hakeeper.api.configmaps import haproxy as configmap
+from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
 from hakeeper.loadbalancerpool.backends import Backend
+from hakeeper.loadbalancerpool.haproxy import config
 
 from ..support.polling import poll
 
@@ -212,7 +212,7 @@ class SlowBackend:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.path != "/healthz":
                     time.sleep(delay)
                 data = outer.name.encode() + b"\n"
@@ -276,7 +276,7 @@ class Balancer:
     def start(self, rendered: config.Rendered | None = None) -> Balancer:
         if rendered is not None:
             self.write(rendered)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
+        self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [HAPROXY, "-W", "-db", "-S", f"{self.master},mode,600", "-f", self.config_path],
             env={**os.environ, "POD_IP": self.address}, stdout=self._log, stderr=subprocess.STDOUT)

@@ -23,10 +23,10 @@ import subprocess
 import time
 from collections.abc import Sequence
 
-from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
-from hakeeper.loadbalancerpool.lvs import config
 from hakeeper.api.configmaps import keepalived as configmap
+from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
 from hakeeper.loadbalancerpool.backends import Backend
+from hakeeper.loadbalancerpool.lvs import config
 
 from ..support.netns import add_namespace, delete_namespace, ip, ipv4_addresses
 from ..support.polling import poll
@@ -51,7 +51,7 @@ class _Opened:
     def close(self) -> None:
         raise NotImplementedError
 
-    def __enter__(self):  # noqa: ANN204 - the subclass itself
+    def __enter__(self):
         try:
             self._open()
         except BaseException:

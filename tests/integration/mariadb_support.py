@@ -222,7 +222,7 @@ class Members:
     def _start_member(self, member: Any) -> None:
         member.start()
 
-    def start(self):  # noqa: ANN201 - the subclass itself
+    def start(self):
         self._errors: list[BaseException] = []
         threads = [threading.Thread(target=self._start_one, args=(m,)) for m in self.instances]
         for t in threads:

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from hakeeper.api.meta import ORIGINAL_REPLICAS_ANNOTATION
-from hakeeper.api.degradationpolicy import DegradationPolicySpec
 from hakeeper.api.conditions import get_condition
+from hakeeper.api.degradationpolicy import DegradationPolicySpec
+from hakeeper.api.meta import ORIGINAL_REPLICAS_ANNOTATION
 from hakeeper.degradationpolicy.act import Scaler
 from hakeeper.degradationpolicy.cycle import Evaluator
-from hakeeper.degradationpolicy.metrics import PrometheusSource
 from hakeeper.degradationpolicy.decide import Memory
+from hakeeper.degradationpolicy.metrics import PrometheusSource
 
 from ..support.polling import poll
 from .prometheus_support import Exporter, Fleet, PrometheusServer, deployment

@@ -15,14 +15,14 @@ import threading
 
 import pytest
 
-from hakeeper.agents import loop as sidecar
 from hakeeper.agents import haproxy as agentlib
-from hakeeper.loadbalancerpool.haproxy import config
+from hakeeper.agents import loop as sidecar
 from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.loadbalancerpool.backends import Backend
+from hakeeper.loadbalancerpool.haproxy import config
 
 from ..support.polling import poll
-from .haproxy_support import REPO, SETTLING, ClientLoop, Lab, lab, spec, spread  # noqa: F401 (lab is a fixture)
+from .haproxy_support import REPO, SETTLING, ClientLoop, Lab, spec, spread
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def snapshot(rendered: config.Rendered) -> agentlib.ConfigMapView:
 
 
 class RunningAgent:
-    def __init__(self, balancer) -> None:  # noqa: ANN001
+    def __init__(self, balancer) -> None:
         self.reported: list[str] = []
         self.agent = agentlib.Agent(balancer.config_path, balancer.admin, balancer.master, self.reported.append)
         self.latest = sidecar.Latest()
@@ -131,7 +131,7 @@ def test_agent_command_line_follows_a_directory(lab: Lab, tmp_path: pathlib.Path
     source.mkdir()
     for name, text in first.files.items():
         (source / name).write_text(text)
-    log = open(tmp_path / "agent.log", "w")  # noqa: SIM115
+    log = open(tmp_path / "agent.log", "w")
     lab.process([sys.executable, "-m", "hakeeper.agents.haproxy", "--source-dir", str(source),
                  "--config", balancer.config_path, "--socket", balancer.admin, "--master-socket", balancer.master],
                 env={**os.environ, "PYTHONPATH": str(REPO / "operator")}, stdout=log, stderr=subprocess.STDOUT)

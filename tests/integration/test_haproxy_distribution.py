@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from ..support.polling import poll
-from .haproxy_support import SETTLING, Lab, get, lab, new_address, spec, spread  # noqa: F401 (lab is a fixture)
+from .haproxy_support import SETTLING, Lab, get, new_address, spec, spread
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from ..support.polling import poll
-from .haproxy_support import SETTLING, ClientLoop, Lab, lab, spec, spread  # noqa: F401 (lab is a fixture)
+from .haproxy_support import SETTLING, ClientLoop, Lab, spec, spread
 
 pytestmark = pytest.mark.integration
 

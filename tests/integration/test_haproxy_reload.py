@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from hakeeper.loadbalancerpool.haproxy import config
-from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.agents import haproxy_runtime as runtime
+from hakeeper.api.configmaps import haproxy as configmap
+from hakeeper.loadbalancerpool.haproxy import config
 
 from ..support.polling import poll
-from .haproxy_support import SETTLING, ClientLoop, Lab, lab, spec, spread  # noqa: F401 (lab is a fixture)
+from .haproxy_support import SETTLING, ClientLoop, Lab, spec, spread
 
 pytestmark = pytest.mark.integration
 

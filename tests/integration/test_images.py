@@ -19,13 +19,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import imagebuild
 import pytest
 import yaml
-from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
-from hakeeper.loadbalancerpool.haproxy import config
+
+import imagebuild
 from hakeeper.agents import haproxy_runtime as runtime
+from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
 from hakeeper.loadbalancerpool import objects
+from hakeeper.loadbalancerpool.haproxy import config
 from imagebuild import containerd
 from imagebuild.builder import base_tag, images_dir
 from imagebuild.table import BASES, Image

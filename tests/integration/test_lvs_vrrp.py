@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from hakeeper.loadbalancerpool.lvs import config
 from hakeeper.api.configmaps import keepalived as configmap
+from hakeeper.loadbalancerpool.lvs import config
 
 from ..support.polling import hold, poll
 from .keepalived_support import KEEPALIVED, PASSWORD, Cluster

@@ -12,14 +12,22 @@ from hakeeper.replicateddatabase.clustering.actions import Concurrently, Detach
 
 from ..support.polling import hold, poll
 from .mariadb_support import (
-    CREDENTIALS, Fleet, LoopDriver, Writer, bootstrap, fleet_fixture, follows, replica_status, stored_ids,
+    CREDENTIALS,
+    Fleet,
+    LoopDriver,
+    Writer,
+    bootstrap,
+    fleet_fixture,
+    follows,
+    replica_status,
+    stored_ids,
 )
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def fleet():  # noqa: ANN201
+def fleet():
     yield from fleet_fixture(3)
 
 
@@ -147,7 +155,7 @@ def test_an_operator_crash_in_the_middle_of_a_failover_is_finished_by_the_next(f
 
     done: list = []
 
-    def crash(action) -> None:  # noqa: ANN001
+    def crash(action) -> None:
         # Called before each action: "die" once the failover has done its first action, or
         # right after the candidate was detached (promoted, not yet writable, others not repointed).
         if (crash_after == "first action" and len(done) == 1) or (done and isinstance(done[-1], Detach)):

@@ -17,7 +17,15 @@ from hakeeper.replicateddatabase.clustering import Policy
 
 from ..support.polling import poll
 from .mariadb_support import (
-    APP_PASSWORD, APP_USER, Fleet, NetnsLink, Writer, bootstrap, fleet_fixture, replica_status, stored_ids,
+    APP_PASSWORD,
+    APP_USER,
+    Fleet,
+    NetnsLink,
+    Writer,
+    bootstrap,
+    fleet_fixture,
+    replica_status,
+    stored_ids,
 )
 
 pytestmark = pytest.mark.integration
@@ -28,7 +36,7 @@ REPLICAS = ["10.241.0.2", "10.241.0.3"]          # host-side members, on lo, rou
 
 
 @pytest.fixture
-def link():  # noqa: ANN201
+def link():
     link = NetnsLink(NETNS, outer_ip=OUTSIDE, inner_ip=INSIDE, host_net="10.241.0.0/24", host_ips=REPLICAS)
     link.create()
     try:
@@ -38,7 +46,7 @@ def link():  # noqa: ANN201
 
 
 @pytest.fixture
-def fleet(link: NetnsLink):  # noqa: ANN201
+def fleet(link: NetnsLink):
     yield from fleet_fixture(3, hosts=[INSIDE, *REPLICAS], netns={0: NETNS})
 
 

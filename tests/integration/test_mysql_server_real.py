@@ -23,7 +23,13 @@ from hakeeper.replicateddatabase.clustering.observe import connect
 from ..support.polling import poll
 from .mariadb_support import LoopDriver, Writer, bootstrap, follows, stored_ids
 from .mysql_support import (
-    CREDENTIALS, PASSWORDS, PodFleet, database_spec, image_user, pod_fleet_fixture, replica_row,
+    CREDENTIALS,
+    PASSWORDS,
+    PodFleet,
+    database_spec,
+    image_user,
+    pod_fleet_fixture,
+    replica_row,
 )
 
 pytestmark = pytest.mark.integration
@@ -32,11 +38,11 @@ FLAVORS = ["mariadb", "mysql"]
 
 
 @pytest.fixture(params=FLAVORS)
-def fleet(request):  # noqa: ANN001, ANN201
+def fleet(request):
     yield from pod_fleet_fixture(database_spec(request.param))
 
 
-def policy_for(fleet: PodFleet, **changes) -> Policy:  # noqa: ANN003
+def policy_for(fleet: PodFleet, **changes) -> Policy:
     """The loop's policy from the same spec as the servers' my.cnf."""
     return dataclasses.replace(Policy.from_spec(fleet.spec), **changes)
 
@@ -48,7 +54,7 @@ def auto_positioned(fleet: PodFleet, member: str) -> bool:
     return row.get("Using_Gtid") == "Slave_Pos"
 
 
-def semi_sync_status(pod) -> dict[str, str]:  # noqa: ANN001
+def semi_sync_status(pod) -> dict[str, str]:
     return {r["Variable_name"]: r["Value"] for r in pod.query("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync%'")}
 
 
@@ -103,7 +109,7 @@ def test_the_loop_replicates_switches_over_and_fails_over_without_losing_a_write
         # it (pymysql's preferred TLS to MySQL's own certificates), never through RSA.
         with mock.patch("pymysql._auth._have_cryptography", False):
             conn = connect(fleet[0], CREDENTIALS, 2)  # type: ignore[arg-type]
-            assert conn._secure  # noqa: SLF001
+            assert conn._secure
             conn.close()
     loop = bootstrap(fleet, policy)  # type: ignore[arg-type]
     assert loop.primary == "db-0"

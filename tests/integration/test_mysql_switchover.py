@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def fleet():  # noqa: ANN201
+def fleet():
     yield from fleet_fixture(3)
 
 
@@ -46,10 +46,10 @@ def test_planned_switchover_under_writes_loses_nothing(fleet: Fleet) -> None:
     acked = writer.ids()
     assert acked <= stored_ids(fleet[2])
     for old in ("db-0", "db-1"):
-        poll(lambda: replica_status(fleet.by_name(old)).get("Master_Host") == fleet[2].host
+        poll(lambda old=old: replica_status(fleet.by_name(old)).get("Master_Host") == fleet[2].host
              and replica_status(fleet.by_name(old)).get("Slave_SQL_Running") == "Yes", 10,
              what=f"{old} to replicate from db-2", ignore=Exception)
-        poll(lambda: acked <= stored_ids(fleet.by_name(old)), 10, what=f"{old} to have every write", ignore=Exception)
+        poll(lambda old=old: acked <= stored_ids(fleet.by_name(old)), 10, what=f"{old} to have every write", ignore=Exception)
     healthy = loop.wait(lambda r: r.state == "Healthy", 10, "healthy")
     loop.stop()
     assert healthy.primary == "db-2"

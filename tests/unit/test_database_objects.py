@@ -12,11 +12,11 @@ from hakeeper.api.replicateddatabase import DEFAULT_IMAGE, ReplicatedDatabaseSpe
 from hakeeper.replicateddatabase import objects
 
 
-def build(flavor: str, **spec) -> dict:  # noqa: ANN003
+def build(flavor: str, **spec) -> dict:
     return objects.statefulset("db", "ns", ReplicatedDatabaseSpec.model_validate({"flavor": flavor, **spec}))
 
 
-def pod(flavor: str, **spec) -> dict:  # noqa: ANN003
+def pod(flavor: str, **spec) -> dict:
     return build(flavor, **spec)["spec"]["template"]["spec"]
 
 
@@ -93,7 +93,7 @@ def test_init_script_is_posix_sh(flavor: str) -> None:
 
 
 @pytest.mark.parametrize("flavor", ["mariadb", "mysql"])
-def test_init_file_escapes_the_passwords(flavor: str, tmp_path) -> None:  # noqa: ANN001
+def test_init_file_escapes_the_passwords(flavor: str, tmp_path) -> None:
     """The init script run by dash with tricky passwords: the init file holds them as SQL
     literals (the real servers read it in the integration tier)."""
     script = pod(flavor)["initContainers"][0]["command"][2]
@@ -150,13 +150,13 @@ def test_a_deleted_member_waits_in_pre_stop_until_it_replicates(flavor):
     assert f'MYSQL_PWD="$OPERATOR_PASSWORD" {client} --protocol=socket' in script  # never on a command line
     assert "|| exit 0" in script  # a server that does not answer is not waited for
     assert f"+ {objects.PRE_STOP_SECONDS} ))" in script
-    assert objects.PRE_STOP_SECONDS < sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > objects.PRE_STOP_SECONDS
     assert {e["name"] for e in server["env"]} == {"POD_IP", "OPERATOR_PASSWORD"}
 
 
 def test_deleting_the_primary_pod_asks_for_a_switchover_to_the_best_replica():
-    from hakeeper.replicateddatabase.reconcile import switchover_request
     from hakeeper.replicateddatabase.clustering.classify import ANY_REPLICA
+    from hakeeper.replicateddatabase.reconcile import switchover_request
 
     body = {"metadata": {"generation": 1}, "status": {"currentPrimary": "db-1"}}
     spec = ReplicatedDatabaseSpec(flavor="mariadb")

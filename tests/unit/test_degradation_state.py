@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hakeeper.api.meta import ORIGINAL_REPLICAS_ANNOTATION
-from hakeeper.api.degradationpolicy import DegradationPolicySpec
 from hakeeper.api.conditions import get_condition
+from hakeeper.api.degradationpolicy import DegradationPolicySpec
+from hakeeper.api.meta import ORIGINAL_REPLICAS_ANNOTATION
 from hakeeper.degradationpolicy.act import Scaler
 from hakeeper.degradationpolicy.cycle import Evaluator
 from hakeeper.degradationpolicy.decide import Memory, Reading
@@ -51,7 +51,7 @@ class Scripted(Evaluator):
         super().__init__(fleet, Scaler(fleet.patch))
         self.reading: dict[str, Reading] = {}
 
-    def readings(self, spec, body):  # noqa: ANN001
+    def readings(self, spec, body):
         return dict(self.reading), (True, "Evaluating", "scripted")
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
 from hakeeper.agents import haproxy as agent
-from hakeeper.loadbalancerpool.haproxy import config
-from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.agents import haproxy_runtime as runtime
 from hakeeper.agents.haproxy import ConfigMapView, Decision, Desired, Observed
+from hakeeper.api.configmaps import haproxy as configmap
+from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
 from hakeeper.loadbalancerpool.backends import Backend
+from hakeeper.loadbalancerpool.haproxy import config
 
 SPEC = LoadBalancerPoolSpec.model_validate({"backends": {"service": "web", "port": 80}})
 BACKENDS = [Backend("a", "10.0.0.1", 80), Backend("b", "10.0.0.2", 80, 2)]

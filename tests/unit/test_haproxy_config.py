@@ -14,11 +14,11 @@ from hypothesis import HealthCheck as HypothesisHealthCheck
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
-from hakeeper.loadbalancerpool.haproxy import config
 from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.api.configmaps.haproxy import ConfigError
+from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
 from hakeeper.loadbalancerpool.backends import Backend
+from hakeeper.loadbalancerpool.haproxy import config
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 BACKENDS = [

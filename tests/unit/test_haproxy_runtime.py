@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hakeeper.agents import haproxy_runtime as runtime
-from hakeeper.loadbalancerpool.haproxy.config import SlotEntry
 from hakeeper.agents.haproxy_runtime import RuntimeApiError, ServerState
+from hakeeper.loadbalancerpool.haproxy.config import SlotEntry
 
 # replies of haproxy 2.6.12 (Debian 12), recorded from a running process
 SHOW_SERVERS_STATE = """1

@@ -16,14 +16,14 @@ from hypothesis import HealthCheck as HypothesisHealthCheck
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hakeeper.api.meta import APPLIED_HASH_ANNOTATION
-from hakeeper.api.loadbalancerpool import LVS_ALGORITHMS, LoadBalancerPoolSpec
 from hakeeper.agents import keepalived as agent
-from hakeeper.loadbalancerpool.lvs import config
-from hakeeper.api.configmaps import keepalived as configmap
 from hakeeper.agents import vrrp_state
+from hakeeper.api.configmaps import keepalived as configmap
 from hakeeper.api.configmaps.keepalived import ConfigError
+from hakeeper.api.loadbalancerpool import LVS_ALGORITHMS, LoadBalancerPoolSpec
+from hakeeper.api.meta import APPLIED_HASH_ANNOTATION
 from hakeeper.loadbalancerpool.backends import Backend
+from hakeeper.loadbalancerpool.lvs import config
 
 KEEPALIVED = shutil.which("keepalived") or "/usr/sbin/keepalived"
 BACKENDS = [

@@ -125,7 +125,7 @@ CASES = [
 
 @pytest.mark.parametrize(("states", "recorded", "memory", "policy", "target", "state", "candidate", "reason"),
                          [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_classify(states, recorded, memory, policy, target, state, candidate, reason) -> None:  # noqa: ANN001
+def test_classify(states, recorded, memory, policy, target, state, candidate, reason) -> None:
     c = classify(MEMBERS, states, recorded, memory, policy, target)
     assert (c.state, c.candidate) == (state, candidate), c.reason
     assert reason in c.reason
@@ -141,7 +141,7 @@ def test_classify(states, recorded, memory, policy, target, state, candidate, re
     ("db-1", cluster(primary(), up("db-1", replication=replica(sql=False, sql_error="1062: x")),
                      up("db-2", replication=replica())), "SQL thread failed"),
 ])
-def test_a_switchover_to_an_unfit_member_is_refused(target: str, states, why: str) -> None:  # noqa: ANN001
+def test_a_switchover_to_an_unfit_member_is_refused(target: str, states, why: str) -> None:
     c = classify(MEMBERS, states, "db-0", LoopMemory(), POLICY, target)
     assert c.state in ("Healthy", "Degraded") and c.refused_switchover and why in c.refused_switchover
 
@@ -179,7 +179,7 @@ NAMES = [m.name for m in MEMBERS]
 
 
 @st.composite
-def member_state(draw, name: str) -> MemberState:  # noqa: ANN001
+def member_state(draw, name: str) -> MemberState:
     if not draw(st.booleans()) and draw(st.booleans()):
         return down(name)
     own = draw(st.integers(0, 1))
@@ -201,7 +201,7 @@ clusters = st.fixed_dictionaries({n: member_state(n) for n in NAMES})
 @settings(max_examples=400, deadline=None)
 @given(clusters, st.sampled_from([None, "db-0", "db-1"]), st.integers(0, 5),
        st.dictionaries(st.sampled_from(NAMES), st.just("0-9-1"), max_size=2), st.booleans())
-def test_a_candidate_is_always_safe(states, recorded, failures, errant, semi) -> None:  # noqa: ANN001
+def test_a_candidate_is_always_safe(states, recorded, failures, errant, semi) -> None:
     memory = LoopMemory(probe_failures=failures, errant=errant)
     c = classify(MEMBERS, states, recorded, memory, Policy(semi_sync=semi))
     if c.candidate is None:
@@ -226,7 +226,7 @@ def test_a_candidate_is_always_safe(states, recorded, failures, errant, semi) ->
 
 @settings(max_examples=300, deadline=None)
 @given(clusters)
-def test_healthy_means_every_member_in_place(states) -> None:  # noqa: ANN001
+def test_healthy_means_every_member_in_place(states) -> None:
     c = classify(MEMBERS, states, "db-0", LoopMemory(), POLICY)
     if c.state == "Healthy":
         assert states["db-0"].writable

@@ -57,7 +57,7 @@ def test_mysql_points_a_replica_at_a_source_with_auto_position() -> None:
      ["STOP REPLICA IO_THREAD"], ["STOP REPLICA", "RESET REPLICA ALL"],
      "SELECT WAIT_FOR_EXECUTED_GTID_SET('0-1-5', 3)", 0, 1),
 ])
-def test_role_changes(flavor, fence, open_, stop, stop_io, reset, wait, ok, timeout) -> None:  # noqa: ANN001
+def test_role_changes(flavor, fence, open_, stop, stop_io, reset, wait, ok, timeout) -> None:
     assert rendered(flavor.fence()) == fence
     assert rendered(flavor.open_writes()) == open_
     assert rendered(flavor.stop_replication()) == stop
@@ -104,7 +104,7 @@ def test_lease_renewal_works_on_a_member_not_yet_open() -> None:
 
 
 @pytest.mark.parametrize("flavor", [MariaDB(), MySQL()])
-def test_every_member_starts_read_only_without_replication(flavor) -> None:  # noqa: ANN001
+def test_every_member_starts_read_only_without_replication(flavor) -> None:
     settings = flavor.server_settings(7, semi_sync=True, semi_sync_timeout_ms=4000)
     assert settings["server_id"] == "7" and settings["read_only"] == "ON"
     assert settings.get("skip_slave_start", settings.get("skip_replica_start")) == "ON"

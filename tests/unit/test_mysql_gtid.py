@@ -45,10 +45,10 @@ def test_mysql_parse_refuses_garbage(bad: str) -> None:
     ("", f"{A}:1", "", "subset"),
 ])
 def test_mysql_subtract_and_compare(left: str, right: str, errant: str, comparison: str) -> None:
-    l, r = MySQLGtidSet.parse(left), MySQLGtidSet.parse(right)
-    assert str(l.subtract(r)) == errant
-    assert l.compare(r) == comparison
-    assert l.contains(r) == (comparison in ("equal", "superset"))
+    mine, theirs = MySQLGtidSet.parse(left), MySQLGtidSet.parse(right)
+    assert str(mine.subtract(theirs)) == errant
+    assert mine.compare(theirs) == comparison
+    assert mine.contains(theirs) == (comparison in ("equal", "superset"))
 
 
 def test_mysql_origins_and_position() -> None:

@@ -7,8 +7,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hakeeper.replicateddatabase.clustering.actions import (
-    AwaitLeaseExpiry, CatchUp, Concurrently, Detach, EnsureUsers, Fence, InstallLeaseFence, OpenWrites, RenewLease,
-    ReplicateFrom, SetSemiSync, StartSQLThread, StopIOThread, StopReplication, WaitRelayApplied,
+    AwaitLeaseExpiry,
+    CatchUp,
+    Concurrently,
+    Detach,
+    EnsureUsers,
+    Fence,
+    InstallLeaseFence,
+    OpenWrites,
+    RenewLease,
+    ReplicateFrom,
+    SetSemiSync,
+    StartSQLThread,
+    StopIOThread,
+    StopReplication,
+    WaitRelayApplied,
 )
 from hakeeper.replicateddatabase.clustering.classify import classify
 from hakeeper.replicateddatabase.clustering.memory import LoopMemory
@@ -22,7 +35,7 @@ POLICY = Policy()
 NOW = 1_000_000.0
 
 
-def planned(states, recorded="db-0", memory=None, policy=POLICY, target=None, now=NOW):  # noqa: ANN001, ANN201
+def planned(states, recorded="db-0", memory=None, policy=POLICY, target=None, now=NOW):
     memory = memory or LoopMemory()
     c = classify(MEMBERS, states, recorded, memory, policy, target)
     return c, plan(c, MEMBERS, states, policy, memory, now)
@@ -198,7 +211,7 @@ def test_lost_keeps_everyone_read_only() -> None:
 @settings(max_examples=500, deadline=None)
 @given(clusters, st.sampled_from([None, "db-0", "db-2"]), st.integers(0, 4), st.sampled_from([None, "db-1"]),
        st.dictionaries(st.sampled_from(["db-0", "db-1", "db-2"]), st.just("0-9-1"), max_size=1))
-def test_every_plan_keeps_a_single_writer(states, recorded, failures, target, errant) -> None:  # noqa: ANN001
+def test_every_plan_keeps_a_single_writer(states, recorded, failures, target, errant) -> None:
     memory = LoopMemory(probe_failures=failures, errant=errant)
     c = classify(MEMBERS, states, recorded, memory, POLICY, target)
     p = plan(c, MEMBERS, states, POLICY, memory, NOW)

@@ -22,13 +22,11 @@ import argparse
 import dataclasses
 import logging
 import os
-import pathlib
-import sys
 from collections.abc import Callable, Sequence
 
 from hakeeper.agents import haproxy_runtime as runtime
 from hakeeper.agents.haproxy_runtime import RuntimeApiError, ServerState
-from hakeeper.agents.loop import ConfigMapView, Report, add_source_arguments, atomic_write, serve
+from hakeeper.agents.loop import ConfigMapView, Report, add_source_arguments, atomic_write, read_text_or_none, serve
 from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.api.configmaps.haproxy import ConfigError, SlotEntry
 from hakeeper.api.meta import APPLIED_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION
@@ -129,10 +127,7 @@ class Agent:
         self.reloads = 0
 
     def observe(self, desired: Desired) -> Observed:
-        try:
-            disk_text: str | None = pathlib.Path(self.config_path).read_text()
-        except FileNotFoundError:
-            disk_text = None
+        disk_text = read_text_or_none(self.config_path)
         if not runtime.alive(self.admin_socket):
             return Observed(disk_text=disk_text, running=False, reported=self.reported, refused=self.refused)
         structure = runtime.running_structure(self.admin_socket)
@@ -213,8 +208,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(message)s")
 
     def build(report: Report) -> Agent:
         return Agent(args.config, args.socket, args.master_socket,

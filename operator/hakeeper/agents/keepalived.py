@@ -25,12 +25,11 @@ import os
 import pathlib
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 
 from hakeeper.agents import vrrp_state
-from hakeeper.agents.loop import ConfigMapView, Report, add_source_arguments, serve
+from hakeeper.agents.loop import ConfigMapView, Report, add_source_arguments, read_text_or_none, serve
 from hakeeper.api.configmaps import keepalived as configmap
 from hakeeper.api.configmaps.keepalived import ConfigError
 from hakeeper.api.meta import APPLIED_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION, IPVS_ANNOTATION, VRRP_STATE_ANNOTATION
@@ -184,10 +183,7 @@ class Agent:
         self.reloads = 0
 
     def observe(self, desired: Desired) -> Observed:
-        try:
-            disk_text: str | None = pathlib.Path(self.config_path).read_text()
-        except FileNotFoundError:
-            disk_text = None
+        disk_text = read_text_or_none(self.config_path)
         pid = read_pid(self.pid_file)
         if pid is not None and pid != self.applied_pid:
             # a keepalived started after our last reload read the file on disk by itself
@@ -252,8 +248,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s")
     if not args.node:
         parser().error("--node required (or NODE_NAME in the environment)")
     password = None

@@ -14,6 +14,7 @@ import logging
 import os
 import pathlib
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -71,6 +72,14 @@ def atomic_write(path: str, text: str) -> None:
 
 
 # -- where the ConfigMap comes from -------------------------------------------------------
+
+def read_text_or_none(path: str) -> str | None:
+    """A file's text, or None when it does not exist (yet)."""
+    try:
+        return pathlib.Path(path).read_text()
+    except FileNotFoundError:
+        return None
+
 
 def read_dir(path: str, names: Iterable[str]) -> ConfigMapView:
     """A directory holding the ConfigMap's files (offline use and tests)."""
@@ -233,13 +242,17 @@ def serve(args: Any, build: Callable[[Report], Converging], files: Iterable[str]
     `args` carries configmap, namespace, pod, kubeconfig, source_dir and once; `build` makes
     the agent around the function that reports (pod annotations, or stdout offline).
     """
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
     stop = threading.Event()
     latest = Latest()
     files = tuple(files)
+    source: Callable[[], None]
+    fetch_once: Callable[[], ConfigMapView]
     if args.source_dir:
         report: Report = print_report
-        source: Callable[[], None] = lambda: follow_dir(args.source_dir, files, latest, stop)  # noqa: E731
-        fetch_once: Callable[[], ConfigMapView] = lambda: read_dir(args.source_dir, files)  # noqa: E731
+        source = functools.partial(follow_dir, args.source_dir, files, latest, stop)
+        fetch_once = functools.partial(read_dir, args.source_dir, files)
     else:
         missing = [flag for flag, value in (("--configmap", args.configmap), ("--namespace", args.namespace),
                                             ("--pod", args.pod)) if not value]
@@ -247,8 +260,8 @@ def serve(args: Any, build: Callable[[Report], Converging], files: Iterable[str]
             parser.error(f"{', '.join(missing)} required (or --source-dir)")
         api = client(args.kubeconfig)
         report = functools.partial(annotate_pod, api, args.namespace, args.pod)
-        source = lambda: follow_configmap(api, args.namespace, args.configmap, latest, stop)  # noqa: E731
-        fetch_once = lambda: read_configmap(api, args.namespace, args.configmap)  # noqa: E731
+        source = functools.partial(follow_configmap, api, args.namespace, args.configmap, latest, stop)
+        fetch_once = functools.partial(read_configmap, api, args.namespace, args.configmap)
     agent = build(report)
     if args.once:
         try:

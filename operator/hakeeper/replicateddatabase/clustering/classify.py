@@ -127,8 +127,8 @@ def _member_views(members: Sequence[Member], states: Mapping[str, MemberState], 
     for m in members:
         s = states[m.name]
         if m.name == primary.name:
-            problems = () if s.read_only is False else ("refuses writes (read_only is on)",)
-            views[m.name] = MemberView(m.name, "primary", problems)
+            refusing = () if s.read_only is False else ("refuses writes (read_only is on)",)
+            views[m.name] = MemberView(m.name, "primary", refusing)
             continue
         if not s.reachable:
             views[m.name] = MemberView(m.name, "unknown", (f"unreachable: {s.error}",),
@@ -246,10 +246,10 @@ def _failed(members: Sequence[Member], states: Mapping[str, MemberState], primar
             "Lost", f"{reason}; {', '.join(unreachable)} unreachable too and may hold the only copy of "
             "acknowledged writes: waiting for them", primary.name, members=tuple(views.values()), views=views,
             primary_lost_data=lost_data)
-    pool = [states[m.name] for m in could_ack if states[m.name].reachable
-            and not (states[m.name].replication and states[m.name].replication.sql_failed)]
+    pool = [s for s in (states[m.name] for m in could_ack)
+            if s.reachable and not (s.replication is not None and s.replication.sql_failed)]
     lags = {s.name: lag_of(s, memory) for s in pool}
-    eligible = [s for s in pool if lags[s.name] is None or lags[s.name] <= policy.max_lag_seconds]
+    eligible = [s for s in pool if (lag := lags[s.name]) is None or lag <= policy.max_lag_seconds]
     best = _most_complete(eligible, pool, order, lags)
     if best is None:
         complete = _most_complete(pool, pool, order, lags)

@@ -51,7 +51,7 @@ class GtidSet(ABC):
         """The text a server's wait function takes (WAIT_FOR_EXECUTED_GTID_SET / MASTER_GTID_WAIT)."""
 
     def contains(self, other: GtidSet) -> bool:
-        return other.subtract(self).is_empty()  # type: ignore[arg-type]
+        return other.subtract(self).is_empty()
 
     def compare(self, other: GtidSet) -> Comparison:
         mine, theirs = self.contains(other), other.contains(self)

@@ -20,7 +20,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from hakeeper.replicateddatabase.clustering.actions import Action, AwaitLeaseExpiry, CatchUp, Concurrently, Detach, EnsureUsers, Fence, InstallLeaseFence, OpenWrites, RenewLease, ReplicateFrom, SetSemiSync, StartSQLThread, StopIOThread, StopReplication, WaitRelayApplied
+from hakeeper.replicateddatabase.clustering.actions import (
+    Action,
+    AwaitLeaseExpiry,
+    CatchUp,
+    Concurrently,
+    Detach,
+    EnsureUsers,
+    Fence,
+    InstallLeaseFence,
+    OpenWrites,
+    RenewLease,
+    ReplicateFrom,
+    SetSemiSync,
+    StartSQLThread,
+    StopIOThread,
+    StopReplication,
+    WaitRelayApplied,
+)
 from hakeeper.replicateddatabase.clustering.classify import Classification, errant_against
 from hakeeper.replicateddatabase.clustering.members import Member, MemberState
 from hakeeper.replicateddatabase.clustering.memory import LoopMemory
