@@ -1,13 +1,13 @@
-"""Handlers for DegradationPolicy: a daemon per policy evaluates it every spec.interval.
+"""kopf handlers for DegradationPolicy: one loop per policy evaluates it every spec.interval.
 
-Why a daemon and not a timer: a kopf timer's interval is fixed when it is registered, but
+Why a loop (platform.loop) and not a kopf timer: a kopf timer's interval is fixed when it is registered, but
 each policy has its own. A short fixed timer that checks whether the policy's interval has
 elapsed would wake every policy every tick (100 policies: 100 wake-ups a second), could not
 act sooner than its tick, and would judge "elapsed" from a status that may lag behind its
-own last write. A daemon sleeps exactly until the next evaluation is due: the interval, or
+own last write. The loop sleeps exactly until the next evaluation is due: the interval, or
 sooner when a `for`, cooldown or restore step window closes (so the reaction comes within
 one interval of the trigger crossing its threshold), and wakes at once when the spec
-changes. It keeps its last status in memory, so it never decides on a stale copy.
+changes. It overlays the status it wrote last, so it never decides on a stale copy.
 
 Nothing else lives only in memory: the time windows are in the status and what is shed is
 in annotations on the Deployments, so a restarted operator picks up where it left off.
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,19 +31,20 @@ from hakeeper.api.conditions import set_condition
 from hakeeper.api.degradationpolicy import DegradationPolicySpec
 from hakeeper.degradationpolicy.cycle import Evaluator
 from hakeeper.degradationpolicy.decide import Memory
-from hakeeper.degradationpolicy.status import Event, memory_from_status
+from hakeeper.degradationpolicy.status import memory_from_status
 from hakeeper.platform import kube as kubeapi
+from hakeeper.platform import loop
 from hakeeper.platform.spec import explain
 
 GROUP, VERSION = DEGRADATION_POLICY.api_version.split("/")
 PLURAL = DEGRADATION_POLICY.plural
 
-# Blocking calls (Prometheus queries, Kubernetes reads and patches) run here, not in kopf's
-# executor: a slow Prometheus must not stall the other kinds' handlers.
-_WORKERS = 32
-_executor = concurrent.futures.ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="degradation")
+# Prometheus queries, Kubernetes reads and patches run in this kind's own pool: a slow
+# Prometheus must not stall the other kinds' passes.
+WORKERS = 32
+LOOP = loop.Loop(kind=DEGRADATION_POLICY.kind, failure_reason="EvaluationFailed", retry=5.0,
+                 executor=concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="degradation"))
 _evaluator: Evaluator | None = None
-RETRY_AFTER_FAILURE = 5.0
 
 
 def evaluator() -> Evaluator:
@@ -55,28 +56,22 @@ def evaluator() -> Evaluator:
 
 @dataclass
 class PolicyMemo:
-    """Per-policy, in this process only: coordination, never the truth."""
+    """Per policy, in this process only: coordination between its loop and its handlers."""
 
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    status: dict[str, Any] | None = None
-    """The status this process wrote last (the watched body may not show it yet)."""
-    memory: Memory | None = None
-    warned_generation: int | None = None
-    failure: str | None = None
+    """Held by each pass and by the deletion handler: never restore while a pass scales."""
+    writer: loop.StatusWriter | None = None
 
 
 def _memo(memo: kopf.Memo) -> PolicyMemo:
     if "degradation" not in memo:
         memo["degradation"] = PolicyMemo()
-    return memo["degradation"]
+    state: PolicyMemo = memo["degradation"]
+    return state
 
 
-async def _run(fn: Any, *args: Any) -> Any:
-    return await asyncio.get_running_loop().run_in_executor(_executor, functools.partial(fn, *args))
-
-
-def read_spec(body: dict[str, Any]) -> tuple[DegradationPolicySpec | None, str]:
+def read_spec(body: Mapping[str, Any]) -> tuple[DegradationPolicySpec | None, str]:
     """The spec, or None and the API server's words for what is wrong with it."""
     try:
         offline.check({"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
@@ -88,103 +83,41 @@ def read_spec(body: dict[str, Any]) -> tuple[DegradationPolicySpec | None, str]:
         return None, explain(error)
 
 
-def _patch_status(namespace: str, name: str, status: dict[str, Any]) -> bool:
-    """Merge-patches the status subresource; False when the policy is gone."""
-    return kubeapi.shared().patch_status(DEGRADATION_POLICY.kind, namespace, name, status)
+class PolicyPass:
+    """One policy's evaluations; keeps the state machine's memory between them."""
 
+    def __init__(self) -> None:
+        self.memory: Memory | None = None
+        self.warned_generation: int | None = None
 
-def _post(body: kopf.Body | dict[str, Any], events: list[Event]) -> None:
-    for event in events:
-        objs: list[Any] = [body]
-        if event.deployment is not None:
-            objs.append(event.deployment)
-        kopf.event(objs, type=event.type, reason=event.reason, message=event.message)
-
-
-def _snapshot(body: kopf.Body, state: PolicyMemo) -> dict[str, Any]:
-    """A consistent copy of the live body, with the status this process last wrote."""
-    snapshot = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
-                "metadata": dict(body.metadata), "spec": dict(body.spec)}
-    snapshot["status"] = state.status if state.status is not None else dict(body.get("status") or {})
-    return snapshot
-
-
-async def _evaluate_once(body: kopf.Body, state: PolicyMemo, logger: Any) -> float | None:
-    """One evaluation; when the next is due (epoch seconds), or None to wait for a new spec."""
-    snapshot = _snapshot(body, state)
-    meta = snapshot["metadata"]
-    generation = meta.get("generation")
-    spec, problem = read_spec(snapshot)
-    if spec is None:
-        conditions = set_condition(snapshot["status"].get("conditions"), "Ready", False, "InvalidSpec", problem,
-                                   generation)
-        status = {"observedGeneration": generation, "conditions": conditions,
-                  "message": f"invalid spec: {problem}"}
-        if state.warned_generation != generation:
-            kopf.warn(body, reason="InvalidSpec", message=problem)
-            state.warned_generation = generation
-        if await _run(_patch_status, meta["namespace"], meta["name"], status):
-            state.status = {**snapshot["status"], **status}
-        return None
-    if state.memory is None:
-        state.memory = memory_from_status(snapshot["status"])
-    result = await _run(evaluator().evaluate, snapshot, spec, state.memory)
-    state.memory = result.memory
-    if not await _run(_patch_status, meta["namespace"], meta["name"], result.status):
-        return None
-    state.status = {**snapshot["status"], **result.status}
-    _post(body, result.events)
-    logger.debug(f"evaluated: {result.status['state']}: {result.status['message']}")
-    return result.due
-
-
-async def _report_failure(body: kopf.Body, state: PolicyMemo, message: str) -> None:
-    """Ready=False and one Warning per distinct failure; evaluating goes on."""
-    if message != state.failure:
-        kopf.warn(body, reason="EvaluationFailed", message=message)
-    state.failure = message
-    snapshot = _snapshot(body, state)
-    generation = snapshot["metadata"].get("generation")
-    status = {"conditions": set_condition(snapshot["status"].get("conditions"), "Ready", False, "EvaluationFailed",
-                                          message, generation)}
-    try:
-        if await _run(_patch_status, snapshot["metadata"]["namespace"], snapshot["metadata"]["name"], status):
-            state.status = {**snapshot["status"], **status}
-    except kubeapi.ApiError:
-        pass  # the API server is what fails: the Warning and the log say it
-
-
-async def _sleep(seconds: float | None, wake: asyncio.Event, stopped: kopf.DaemonStopped) -> None:
-    """Until the next evaluation is due, the spec changes, or the daemon is stopped."""
-    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait(seconds))]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-    wake.clear()
+    def __call__(self, body: Mapping[str, Any], observed: Any = None) -> loop.Outcome:
+        generation = body["metadata"].get("generation")
+        spec, problem = read_spec(body)
+        if spec is None:
+            conditions = set_condition(body["status"].get("conditions"), "Ready", False, "InvalidSpec", problem,
+                                       generation)
+            events = [] if self.warned_generation == generation else [loop.Event("Warning", "InvalidSpec", problem)]
+            self.warned_generation = generation
+            return loop.Outcome(status={"observedGeneration": generation, "conditions": conditions,
+                                        "message": f"invalid spec: {problem}"}, events=events)
+        if self.memory is None:
+            self.memory = memory_from_status(body["status"])
+        result = evaluator().evaluate(body, spec, self.memory)
+        self.memory = result.memory
+        events = [loop.Event(e.type, e.reason, e.message, also=e.deployment) for e in result.events]
+        return loop.Outcome(status=result.status, events=events, next_in=max(result.due - time.time(), 0.0))
 
 
 # stopping (deletion, pause, exit): first ask and let a running evaluation finish, then cancel
 @kopf.daemon(GROUP, VERSION, PLURAL, id="evaluate", cancellation_backoff=30, cancellation_timeout=10)
-async def evaluate(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: Any,
-                   **_: Any) -> None:
+async def evaluate(body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo,
+                   stopped: kopf.DaemonStopped, logger: Any, **_: Any) -> None:
+    assert namespace is not None, "a namespaced kind"
     state = _memo(memo)
     # A (re)started daemon, e.g. after this operator paused for a peer that acted meanwhile,
     # believes the status it reads now, not what it wrote before.
-    state.status = state.memory = None
-    while not stopped:
-        async with state.lock:
-            if stopped or body.metadata.get("deletionTimestamp"):
-                return
-            try:
-                due = await _evaluate_once(body, state, logger)
-                state.failure = None
-            except Exception as error:  # keep evaluating; say what failed, once
-                logger.exception("evaluation failed")
-                await _report_failure(body, state, f"{type(error).__name__}: {error}"[:1000])
-                due = time.time() + RETRY_AFTER_FAILURE
-        await _sleep(None if due is None else max(due - time.time(), 0.0), state.wake, stopped)
+    state.writer = loop.StatusWriter(kubeapi.shared(), DEGRADATION_POLICY.kind, namespace, name)
+    await loop.run(LOOP, body, state.writer, PolicyPass(), state.wake, stopped, logger, lock=state.lock)
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, id="spec-changed", field="spec")
@@ -196,13 +129,18 @@ async def spec_changed(memo: kopf.Memo, **_: Any) -> None:
 async def restore_on_delete(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
     state = _memo(memo)
     async with state.lock:  # never while an evaluation is scaling
-        snapshot = _snapshot(body, state)
+        snapshot = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+                    "metadata": dict(body.metadata), "spec": dict(body.get("spec") or {}),
+                    "status": dict(body.get("status") or {})}
+        if state.writer is not None:
+            snapshot = state.writer.current(snapshot)
         spec, _problem = read_spec(snapshot)
-        outcomes = await _run(evaluator().release_all, snapshot, spec)
+        outcomes = await asyncio.get_running_loop().run_in_executor(
+            LOOP.executor, evaluator().release_all, snapshot, spec)
     for outcome in outcomes:
         if outcome.action in ("restored", "released"):
-            kopf.event([body, outcome.deployment], type="Normal", reason="Restored",
-                       message=f"policy deleted: {outcome.message}")
+            objs: list[Any] = [body, outcome.deployment]
+            kopf.event(objs, type="Normal", reason="Restored", message=f"policy deleted: {outcome.message}")
     left = [o for o in outcomes if o.action in ("changed", "failed")]
     if left:
         raise kopf.TemporaryError("could not restore yet: " + "; ".join(o.message for o in left), delay=2)

@@ -1,4 +1,4 @@
-"""One pass over a HAProxy pool: observe, render, apply, report (the act step).
+"""One pass over a pool: render, apply, report (the act step).
 
 Everything decided here comes from pure functions (backends_from, render, the object
 builders, pool_status); this module only reads the cluster and writes to it, and is safe
@@ -14,21 +14,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
-from hakeeper.api.meta import (
-    APPLIED_HASH_ANNOTATION,
-    BALANCER_COMPONENT,
-    COMPONENT_LABEL,
-    CONFIG_HASH_ANNOTATION,
-    IPVS_ANNOTATION,
-    POOL_LABEL,
-    VRRP_STATE_ANNOTATION,
-)
+from hakeeper.api.meta import CONFIG_HASH_ANNOTATION
 from hakeeper.loadbalancerpool import objects
-from hakeeper.loadbalancerpool.backends import Backend, backends_from, invalid_weight_annotations, matches
+from hakeeper.loadbalancerpool.backends import Backend, invalid_weight_annotations
 from hakeeper.loadbalancerpool.haproxy.config import previous_slots, render
 from hakeeper.loadbalancerpool.lvs import objects as lvs_objects
 from hakeeper.loadbalancerpool.lvs.config import render as render_keepalived
-from hakeeper.loadbalancerpool.status import BalancerPod, pool_status
+from hakeeper.loadbalancerpool.observe import Watched, observe_backends, observe_balancers
+from hakeeper.loadbalancerpool.status import pool_status
 from hakeeper.platform.kube import Kube, owned_by
 
 DEFAULT_AGENT_IMAGE = "ghcr.io/hakeeper/hakeeper:0.1.0"
@@ -47,57 +40,23 @@ class Outcome:
     warnings: list[str]
 
 
-def backends_service_name(pool: str, spec: LoadBalancerPoolSpec) -> str:
-    return spec.backends.service or objects.names(pool)["backends_service"]
-
-
-def observe_backends(kube: Kube, pool: str, namespace: str,
-                     spec: LoadBalancerPoolSpec) -> tuple[list[Backend], list[dict[str, Any]]]:
-    service = backends_service_name(pool, spec)
-    slices = kube.list("EndpointSlice", namespace, label_selector=f"kubernetes.io/service-name={service}")
-    pods_raw = kube.list("Pod", namespace)
-    pods = {p["metadata"]["name"]: p for p in pods_raw}
-    backends = backends_from(spec.backends, slices, pods)
-    if spec.backends.selector is not None and spec.backends.selector.match_expressions:
-        # the headless Service selects by matchLabels only; the expressions are applied here
-        keep = {name for name, pod in pods.items()
-                if matches(spec.backends.selector, pod["metadata"].get("labels") or {})}
-        backends = [b for b in backends if b.name in keep]
-    selected = [pods[b.name] for b in backends if b.name in pods]
-    return backends, selected
-
-
 def current_config(kube: Kube, pool: str, namespace: str) -> dict[str, str] | None:
+    """The data of the pool's ConfigMap as last written, or None before the first write."""
     cm = kube.get("ConfigMap", namespace, objects.names(pool)["configmap"])
     return None if cm is None else cm.get("data") or {}
 
 
-def observe_balancers(kube: Kube, pool: str, namespace: str) -> list[BalancerPod]:
-    selector = f"{POOL_LABEL}={pool},{COMPONENT_LABEL}={BALANCER_COMPONENT}"
-    out = []
-    for pod in kube.list("Pod", namespace, label_selector=selector):
-        meta = pod["metadata"]
-        if meta.get("deletionTimestamp"):
-            continue
-        conditions = (pod.get("status") or {}).get("conditions") or []
-        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-        annotations = meta.get("annotations") or {}
-        out.append(BalancerPod(meta["name"], ready, annotations.get(APPLIED_HASH_ANNOTATION),
-                               annotations.get(VRRP_STATE_ANNOTATION), (pod.get("spec") or {}).get("nodeName"),
-                               annotations.get(IPVS_ANNOTATION)))
-    return out
+def reconcile(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpec, watched: Watched) -> Outcome:
+    """One pass; raises platform.kube.ApiError when a write fails (the loop retries)."""
+    return (reconcile_lvs if spec.engine == "lvs" else reconcile_haproxy)(kube, body, spec, watched)
 
 
-def reconcile(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpec) -> Outcome:
-    return (reconcile_lvs if spec.engine == "lvs" else reconcile_haproxy)(kube, body, spec)
-
-
-def reconcile_lvs(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpec) -> Outcome:
+def reconcile_lvs(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpec, watched: Watched) -> Outcome:
     meta = body["metadata"]
     pool, namespace = meta["name"], meta["namespace"]
     owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
-    backends, selected_pods = observe_backends(kube, pool, namespace, spec)
-    balancers = observe_balancers(kube, pool, namespace)
+    backends, selected_pods = observe_backends(watched, pool, spec)
+    balancers = observe_balancers(watched, pool)
     # the balancer nodes rank the VRRP priorities; the password stays in its Secret (the agent
     # reads it from a mounted volume), so the ConfigMap never holds it
     nodes = sorted({b.node for b in balancers if b.node})
@@ -118,12 +77,13 @@ def reconcile_lvs(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpe
                    invalid_weight_annotations(selected_pods))
 
 
-def reconcile_haproxy(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpec) -> Outcome:
+def reconcile_haproxy(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpec,
+                      watched: Watched) -> Outcome:
     meta = body["metadata"]
     pool, namespace = meta["name"], meta["namespace"]
     owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
 
-    backends, selected_pods = observe_backends(kube, pool, namespace, spec)
+    backends, selected_pods = observe_backends(watched, pool, spec)
     # the slots of the last render: a backend keeps its server slot, so no reload is needed
     rendered = render(pool, spec, backends, previous_slots(current_config(kube, pool, namespace)))
     config_map = objects.config_map(pool, namespace, rendered.files)
@@ -142,7 +102,7 @@ def reconcile_haproxy(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoo
         kube.delete({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
                           "metadata": {"name": objects.names(pool)["pdb"], "namespace": namespace}})
 
-    balancers = observe_balancers(kube, pool, namespace)
+    balancers = observe_balancers(watched, pool)
     status = pool_status(body.get("status"), meta.get("generation"),
                          spec.algorithm or DEFAULT_ALGORITHM[spec.engine], backends, rendered.config_hash, balancers)
     return Outcome(status, rendered.config_hash, before != rendered.config_hash, backends,

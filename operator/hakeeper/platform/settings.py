@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import kopf
 
 from hakeeper.api.meta import DIFFBASE_ANNOTATION_KEY, FINALIZER, PROGRESS_ANNOTATION_PREFIX
@@ -17,9 +15,5 @@ def configure(settings: kopf.OperatorSettings, **_: object) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=PROGRESS_ANNOTATION_PREFIX, key=DIFFBASE_ANNOTATION_KEY)
     settings.persistence.finalizer = FINALIZER
-    # Every pool and database has a synchronous daemon, and each holds one of kopf's executor
-    # threads for as long as it lives; kopf's default pool (CPUs + 4) would let a handful of
-    # them starve every other handler.
-    settings.execution.max_workers = int(os.environ.get("HAKEEPER_MAX_WORKERS", "256"))
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60

@@ -1,1 +1,2 @@
-"""HAProxy balancers: the configuration (config, slots), the runtime API (runtime) and the agent sidecar (agent)."""
+"""Engine haproxy: haproxy.cfg rendered from a pool (config) and the server slots that keep
+a backend's identity across changes (slots). The agent applies them (hakeeper.agents)."""

@@ -1,1 +1,2 @@
-"""Engine lvs: keepalived (VRRP for the virtual IP, IPVS virtual servers) on balancer nodes."""
+"""Engine lvs: keepalived.conf (VRRP for the virtual IP, IPVS virtual servers) rendered from a
+pool (config), and the keepalived DaemonSet that runs it on balancer nodes (objects)."""

@@ -1,9 +1,7 @@
-"""MySQL/MariaDB replication domain: no Kubernetes here.
-
-gather (observe) -> classify -> plan -> act, tied together by loop.Cluster.step, which the
-ReplicatedDatabase controller calls every probeInterval. flavor adapts SQL per server
-flavor; gtid does the set arithmetic; lease is the primary's self-fencing.
-"""
+"""The clustering loop of a ReplicatedDatabase, MOCO's pattern: gather -> classify -> plan
+-> act, tied together by loop.Cluster.step, which a pass calls every probeInterval. No
+Kubernetes here. flavor adapts the SQL to MySQL or MariaDB; gtid does the set arithmetic;
+lease is the primary's self-fencing."""
 
 from hakeeper.replicateddatabase.clustering.loop import Cluster, StepResult
 from hakeeper.replicateddatabase.clustering.members import Credentials, Member, MemberState

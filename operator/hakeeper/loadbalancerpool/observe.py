@@ -1,0 +1,91 @@
+"""What a pool's pass sees of its surroundings, from the watches (pure).
+
+The operator's watches keep kopf indexes of EndpointSlices (by namespace and Service) and
+of pods (by namespace, trimmed to what a pool reads: see `trim_pod`). A pass gets a
+`Watched` copy of the entries it needs, taken in the event loop, and works on it alone:
+it lists nothing from the API server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
+from hakeeper.api.meta import (
+    APPLIED_HASH_ANNOTATION,
+    BALANCER_COMPONENT,
+    COMPONENT_LABEL,
+    IPVS_ANNOTATION,
+    POOL_LABEL,
+    VRRP_STATE_ANNOTATION,
+)
+from hakeeper.loadbalancerpool import objects
+from hakeeper.loadbalancerpool.backends import Backend, backends_from, matches
+from hakeeper.loadbalancerpool.status import BalancerPod
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+"""Set on an EndpointSlice by the EndpointSlice controller: the Service it belongs to."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Watched:
+    """The EndpointSlices of the pool's backend Service and the pods of its namespace."""
+
+    slices: tuple[Mapping[str, Any], ...] = ()
+    pods: tuple[Mapping[str, Any], ...] = ()
+
+
+def trim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a pod a pool reads (labels, annotations, readiness, node), for the index:
+    a cluster's pods are many, their specs are large."""
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    return {
+        "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations", "deletionTimestamp")
+                     if k in meta},
+        "spec": {"nodeName": (pod.get("spec") or {}).get("nodeName")},
+        "status": {"conditions": [{"type": c.get("type"), "status": c.get("status")}
+                                  for c in status.get("conditions") or []]},
+    }
+
+
+def backends_service_name(pool: str, spec: LoadBalancerPoolSpec) -> str:
+    return spec.backends.service or objects.names(pool)["backends_service"]
+
+
+def observe_backends(watched: Watched, pool: str,
+                     spec: LoadBalancerPoolSpec) -> tuple[list[Backend], list[Mapping[str, Any]]]:
+    """The pool's backends, and the pods behind them (for their weight annotations)."""
+    pods = {p["metadata"]["name"]: p for p in watched.pods}
+    backends = backends_from(spec.backends, watched.slices, pods)
+    if spec.backends.selector is not None and spec.backends.selector.match_expressions:
+        # the headless Service selects by matchLabels only; the expressions are applied here
+        keep = {name for name, pod in pods.items()
+                if matches(spec.backends.selector, pod["metadata"].get("labels") or {})}
+        backends = [b for b in backends if b.name in keep]
+    selected = [pods[b.name] for b in backends if b.name in pods]
+    return backends, selected
+
+
+def observe_balancers(watched: Watched, pool: str) -> list[BalancerPod]:
+    """The pool's running balancer pods: readiness, and what their agents reported."""
+    out = []
+    for pod in balancer_pods(watched.pods, pool):
+        meta = pod["metadata"]
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        annotations = meta.get("annotations") or {}
+        out.append(BalancerPod(meta["name"], ready, annotations.get(APPLIED_HASH_ANNOTATION),
+                               annotations.get(VRRP_STATE_ANNOTATION), (pod.get("spec") or {}).get("nodeName"),
+                               annotations.get(IPVS_ANNOTATION)))
+    return sorted(out, key=lambda b: b.name)
+
+
+def balancer_pods(pods: Iterable[Mapping[str, Any]], pool: str) -> list[Mapping[str, Any]]:
+    """The pool's balancer pods that are not terminating."""
+    return [p for p in pods
+            if (p["metadata"].get("labels") or {}).get(POOL_LABEL) == pool
+            and (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == BALANCER_COMPONENT
+            and not p["metadata"].get("deletionTimestamp")]

@@ -1,0 +1,186 @@
+"""The per-object loop every kind runs (platform/loop.py), with a recording stand-in for the
+API client and for kopf's Event posting; the kinds' e2e tests run it for real."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from hakeeper.platform import loop
+from hakeeper.platform.kube import ApiError
+
+
+class RecordingKube:
+    """patch_status as the API server answers it: recorded, or False once the object is gone."""
+
+    def __init__(self) -> None:
+        self.writes: list[dict[str, Any]] = []
+        self.gone = False
+
+    def patch_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any]) -> bool:
+        if self.gone:
+            return False
+        self.writes.append(dict(status))
+        return True
+
+
+class Stopped:
+    """kopf.DaemonStopped's surface the loop uses."""
+
+    def __init__(self) -> None:
+        self.flag = asyncio.Event()
+
+    def __bool__(self) -> bool:
+        return self.flag.is_set()
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        try:
+            await asyncio.wait_for(self.flag.wait(), timeout)
+        except TimeoutError:
+            pass
+        return self.flag.is_set()
+
+
+class Body(dict):
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self["metadata"]
+
+
+@pytest.fixture
+def posted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
+    events: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(loop.kopf, "event", lambda objs, *, type, reason, message: events.append((type, reason, message)))
+    monkeypatch.setattr(loop.kopf, "warn", lambda obj, *, reason, message: events.append(("Warning", reason, message)))
+    return events
+
+
+def writer(kube: RecordingKube, **kwargs: Any) -> loop.StatusWriter:
+    return loop.StatusWriter(kube, "Thing", "ns", "one", **kwargs)  # type: ignore[arg-type]
+
+
+def test_status_writer_skips_a_status_that_changes_nothing() -> None:
+    kube = RecordingKube()
+    w = writer(kube)
+    body = {"status": {"phase": "A"}}
+    assert w.write(body, {"phase": "B"}) and w.write(body, {"phase": "B"})
+    assert kube.writes == [{"phase": "B"}]
+    assert w.write(body, {"phase": "C"})
+    assert kube.writes[-1] == {"phase": "C"}
+
+
+def test_status_writer_ignores_volatile_fields_and_transition_times_until_max_age() -> None:
+    kube = RecordingKube()
+    w = writer(kube, volatile=lambda s: {k: v for k, v in s.items() if k != "leaseExpires"}, max_age=3600)
+    cond = {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    w.write({}, {"leaseExpires": 1, "conditions": [cond]})
+    w.write({}, {"leaseExpires": 2, "conditions": [{**cond, "lastTransitionTime": "2026-01-02T00:00:00Z"}]})
+    assert len(kube.writes) == 1
+    w.max_age = 0.0
+    w.write({}, {"leaseExpires": 3, "conditions": [cond]})
+    assert len(kube.writes) == 2
+
+
+def test_status_writer_overlays_what_it_wrote_on_a_lagging_body() -> None:
+    kube = RecordingKube()
+    w = writer(kube)
+    w.write({"status": {"a": 1, "b": 1}}, {"b": 2})
+    assert w.current({"status": {"a": 1, "b": 1}})["status"] == {"a": 1, "b": 2}
+    w.forget()
+    assert w.current({"status": {"a": 1, "b": 1}})["status"] == {"a": 1, "b": 1}
+
+
+def test_status_writer_says_when_the_object_is_gone() -> None:
+    kube = RecordingKube()
+    kube.gone = True
+    assert writer(kube).write({}, {"phase": "A"}) is False
+
+
+def test_wakeups_wake_the_objects_whose_watch_matches() -> None:
+    async def scenario() -> tuple[bool, bool, bool]:
+        wakeups = loop.Wakeups()
+        a, b = wakeups.register(("ns", "a")), wakeups.register(("ns", "b"))
+        wakeups.watch(("ns", "a"), "svc-a")
+        wakeups.watch(("ns", "b"), "svc-b")
+        wakeups.wake_where(lambda key, service: service == "svc-b")
+        c = wakeups.register(("ns", "c"))
+        wakeups.wake(("ns", "c"))
+        wakeups.unregister(("ns", "c"))
+        wakeups.wake(("ns", "c"))  # gone: nothing to wake, no error
+        return a.is_set(), b.is_set(), c.is_set()
+
+    assert asyncio.run(scenario()) == (False, True, True)
+
+
+def run_loop(step: Any, kube: RecordingKube, passes: int, **kwargs: Any) -> list[dict[str, Any]]:
+    """Runs the loop until the step was called `passes` times; what the step saw each time."""
+    seen: list[dict[str, Any]] = []
+    body = Body(apiVersion="x/v1", kind="Thing", metadata={"name": "one", "namespace": "ns", "generation": 1},
+                spec={}, status={})
+
+    async def scenario() -> None:
+        stopped = Stopped()
+
+        def counting(snapshot: Mapping[str, Any], observed: Any) -> loop.Outcome:
+            seen.append({**snapshot, "observed": observed})
+            if len(seen) >= passes:
+                stopped.flag.set()
+            return step(snapshot, observed)
+
+        settings = loop.Loop(kind="Thing", failure_reason="ReconcileFailed", retry=0.0, debounce=0.0,
+                             executor=concurrent.futures.ThreadPoolExecutor(1))
+        w = writer(kube)
+        await asyncio.wait_for(loop.run(settings, body, w, counting, asyncio.Event(), stopped,  # type: ignore[arg-type]
+                                        _Logger(), **kwargs), 10)
+
+    asyncio.run(scenario())
+    return seen
+
+
+class _Logger:
+    def warning(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def test_a_failing_pass_sets_ready_false_and_warns_once_per_distinct_error(posted: list[tuple[str, str, str]]) -> None:
+    kube = RecordingKube()
+    errors = iter([ApiError(500, "Internal"), ApiError(500, "Internal"), ApiError(409, "Conflict")])
+
+    def step(snapshot: Mapping[str, Any], observed: Any) -> loop.Outcome:
+        error = next(errors, None)
+        if error is not None:
+            raise error
+        return loop.Outcome(status={"phase": "Fine"}, events=[loop.Event("Normal", "Done", "ok")], next_in=0.0)
+
+    seen = run_loop(step, kube, passes=4)
+    assert [e for e in posted if e[0] == "Warning"] == [("Warning", "ReconcileFailed", "500 Internal"),
+                                                      ("Warning", "ReconcileFailed", "409 Conflict")]
+    ready = [c for w in kube.writes for c in w.get("conditions", [])]
+    assert [(c["status"], c["reason"], c["message"]) for c in ready] == [
+        ("False", "ReconcileFailed", "500 Internal"), ("False", "ReconcileFailed", "409 Conflict")]
+    assert kube.writes[-1] == {"phase": "Fine"} and ("Normal", "Done", "ok") in posted
+    # every pass after the first sees the status the loop wrote, not the stale body
+    assert seen[-1]["status"]["conditions"][0]["message"] == "409 Conflict"
+
+
+def test_observe_runs_before_each_pass_and_its_result_reaches_the_step(posted: list[tuple[str, str, str]]) -> None:
+    calls: list[str] = []
+
+    def observe(snapshot: Mapping[str, Any]) -> str:
+        calls.append("observe")
+        return "what the watches saw"
+
+    seen = run_loop(lambda snapshot, observed: loop.Outcome(next_in=0.0), RecordingKube(), passes=2,
+                    observe=observe)
+    assert calls == ["observe", "observe"] and {s["observed"] for s in seen} == {"what the watches saw"}
+
+
+def test_the_loop_ends_when_the_object_is_gone(posted: list[tuple[str, str, str]]) -> None:
+    kube = RecordingKube()
+    kube.gone = True
+    seen = run_loop(lambda snapshot, observed: loop.Outcome(status={"phase": "A"}, next_in=0.0), kube, passes=99)
+    assert len(seen) == 1
