@@ -2,7 +2,8 @@
 
 gather (observe) -> classify -> plan -> act, tied together by loop.Cluster.step, which the
 ReplicatedDatabase controller calls every probeInterval. flavor adapts SQL per server
-flavor; gtid does the set arithmetic; lease is the primary's self-fencing.
+flavor; gtid does the set arithmetic; lease is the primary's self-fencing; ops is the only
+way to the servers (pymysql there, an in-memory fleet in the unit tier).
 """
 
 from hakeeper.replicateddatabase.clustering.loop import Cluster, StepResult
