@@ -79,14 +79,17 @@ def bootstrapped(flavor: str, policy: Policy | None = None) -> Controller:
 
 
 def reasons(result: StepResult) -> list[str]:
+    """The Event reasons of a step, in order."""
     return [reason for reason, _ in result.events]
 
 
 def member(result: StepResult, name: str) -> dict:
+    """A member's status row (api MemberStatus fields)."""
     return next(m for m in result.members if m["name"] == name)
 
 
 def roles(result: StepResult) -> dict[str, str]:
+    """Member name -> role, as the status shows them."""
     return {m["name"]: m["role"] for m in result.members}
 
 
@@ -192,6 +195,23 @@ def test_a_primary_restarted_without_its_tail_is_replaced_at_once_and_rejoins(fl
     assert fleet.has_all("db-1", acked) and fleet.writable() == ["db-1"]
     healthy = ctl.until(lambda r: r.state == "Healthy")
     assert roles(healthy)["db-0"] == "replica" and fleet.has_all("db-0", acked)
+
+
+@FLAVORS
+def test_an_old_primary_back_with_writes_nobody_acknowledged_is_kept_out(flavor: str) -> None:
+    ctl = bootstrapped(flavor)
+    fleet = ctl.fleet
+    fleet.write("db-0", 5)
+    ctl.step()
+    fleet.partition("db-0")
+    assert fleet.write("db-0", 2) == []  # committed on the island, never acknowledged
+    new = ctl.until(lambda r: r.primary != "db-0").primary
+    fleet.heal()
+    kept_out = ctl.step()
+    status = member(kept_out, "db-0")
+    assert kept_out.primary == new and status["errant"] and status["role"] == "fenced"
+    assert "ErrantTransactions" in reasons(kept_out)
+    assert fleet.writable() == [new] and fleet.server("db-0").channel is None  # not re-attached
 
 
 # ------------------------------------------------------------------------------- switchover
