@@ -69,12 +69,16 @@ class Controller:
         raise AssertionError(f"not within {limit} steps; last: {result.state} {result.reason} {result.error}")
 
 
-def bootstrapped(flavor: str, policy: Policy | None = None) -> Controller:
-    """A fresh three-member cluster, bootstrapped and Healthy."""
+def bootstrapped(flavor: str, policy: Policy | None = None, writes: int = 0) -> Controller:
+    """A fresh three-member cluster, bootstrapped and Healthy; then, if asked, `writes`
+    acknowledged client commits on db-0 and a step (every replica has them)."""
     policy = policy or Policy()
     ctl = Controller(FakeFleet(flavor, 3, policy), policy)
     ctl.step()
     assert ctl.step().state == "Healthy"
+    if writes:
+        assert len(ctl.fleet.write("db-0", writes)) == writes
+        assert ctl.step().state == "Healthy"
     return ctl
 
 
@@ -158,10 +162,8 @@ def test_a_lost_primary_fails_over_to_the_most_advanced_replica_after_the_config
 
 @FLAVORS
 def test_the_old_primary_returns_read_only_rejoins_as_a_replica_and_is_never_promoted_back(flavor: str) -> None:
-    ctl = bootstrapped(flavor, Policy(anti_flap_window=5.0))
+    ctl = bootstrapped(flavor, Policy(anti_flap_window=5.0), writes=5)
     fleet = ctl.fleet
-    fleet.write("db-0", 5)
-    ctl.step()
     fleet.crash("db-0")
     new = ctl.until(lambda r: r.primary != "db-0").primary
     assert new == "db-1"  # equally complete replicas: the lowest ordinal
@@ -183,26 +185,22 @@ def test_the_old_primary_returns_read_only_rejoins_as_a_replica_and_is_never_pro
 
 @FLAVORS
 def test_a_primary_restarted_without_its_tail_is_replaced_at_once_and_rejoins(flavor: str) -> None:
-    ctl = bootstrapped(flavor)
+    ctl = bootstrapped(flavor, writes=5)
     fleet = ctl.fleet
-    acked = fleet.write("db-0", 5)
-    ctl.step()
     fleet.crash("db-0")
     fleet.restart("db-0", lose_last=2)  # its replicas have two of its transactions it lost
     failover = ctl.step()
     assert failover.primary == "db-1" and failover.history is not None
     assert "restarted without transactions" in failover.history["reason"]
-    assert fleet.has_all("db-1", acked) and fleet.writable() == ["db-1"]
+    assert fleet.has_all("db-1", fleet.acknowledged) and fleet.writable() == ["db-1"]
     healthy = ctl.until(lambda r: r.state == "Healthy")
-    assert roles(healthy)["db-0"] == "replica" and fleet.has_all("db-0", acked)
+    assert roles(healthy)["db-0"] == "replica" and fleet.has_all("db-0", fleet.acknowledged)
 
 
 @FLAVORS
 def test_an_old_primary_back_with_writes_nobody_acknowledged_is_kept_out(flavor: str) -> None:
-    ctl = bootstrapped(flavor)
+    ctl = bootstrapped(flavor, writes=5)
     fleet = ctl.fleet
-    fleet.write("db-0", 5)
-    ctl.step()
     fleet.partition("db-0")
     assert fleet.write("db-0", 2) == []  # committed on the island, never acknowledged
     new = ctl.until(lambda r: r.primary != "db-0").primary
@@ -252,10 +250,8 @@ def test_a_switchover_moves_the_primary_without_losing_a_write(flavor: str, targ
 
 @FLAVORS
 def test_a_replica_with_errant_transactions_is_reported_kept_out_and_never_promoted(flavor: str) -> None:
-    ctl = bootstrapped(flavor)
+    ctl = bootstrapped(flavor, writes=5)
     fleet = ctl.fleet
-    fleet.write("db-0", 5)
-    ctl.step()
     errant = fleet.inject("db-1")  # someone wrote on the replica directly: db-1 now has the most
     flagged = ctl.step()
     assert flagged.state == "Degraded" and flagged.primary == "db-0"
@@ -389,10 +385,8 @@ def test_a_primary_the_replicas_still_reach_is_not_failed_over(flavor: str) -> N
 @pytest.mark.parametrize("threshold", [2, 3])
 def test_a_partitioned_primary_fences_itself_before_a_replica_opens_and_rejoins_after(flavor: str,
                                                                                       threshold: int) -> None:
-    ctl = bootstrapped(flavor, Policy(failure_threshold=threshold))
+    ctl = bootstrapped(flavor, Policy(failure_threshold=threshold), writes=5)
     fleet = ctl.fleet
-    fleet.write("db-0", 5)
-    ctl.step()
     cut = fleet.now
     fleet.partition("db-0")  # alive, writable, on its own
     failover = ctl.until(lambda r: r.primary != "db-0")
