@@ -18,7 +18,7 @@ import pytest
 
 from hakeeper.replicateddatabase.clustering import Policy
 from hakeeper.replicateddatabase.clustering.flavor import flavor_for
-from hakeeper.replicateddatabase.clustering.observe import connect
+from hakeeper.replicateddatabase.clustering.ops import connect
 
 from ..support.polling import poll
 from .mariadb_support import LoopDriver, Writer, bootstrap, follows, stored_ids

@@ -99,7 +99,7 @@ def test_a_mysql_replica_as_reported() -> None:
 
 def test_an_unreachable_member_is_an_observation_not_an_exception() -> None:
     from hakeeper.replicateddatabase.clustering.members import Credentials
-    from hakeeper.replicateddatabase.clustering.observe import gather
+    from hakeeper.replicateddatabase.clustering.ops import gather
 
     # Port 9 on loopback: nothing listens, the connection is refused at once.
     s = gather(Member("gone", "127.0.0.1", 9), MariaDB(), Credentials("r", "p", "o"), timeout=0.5)

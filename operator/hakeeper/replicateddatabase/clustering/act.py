@@ -1,4 +1,5 @@
-"""Execute a plan's actions over pymysql, in order, stopping at the first that fails.
+"""Execute a plan's actions through an Ops (pymysql by default), in order, stopping at the first
+that fails.
 
 Every action is idempotent: fencing a fenced member, promoting a promoted one, repointing a
 replica that already follows the source are no-ops in effect. A crash between two actions
@@ -7,98 +8,85 @@ leaves the cluster in a state the next gather classifies and the next plan conti
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import pymysql
-
 from hakeeper.replicateddatabase.clustering import lease
 from hakeeper.replicateddatabase.clustering.actions import Action, AwaitLeaseExpiry, CatchUp, Concurrently, Detach, EnsureUsers, Fence, InstallLeaseFence, OpenWrites, RenewLease, ReplicateFrom, SetSemiSync, StartSQLThread, StopIOThread, StopReplication, WaitRelayApplied
 from hakeeper.replicateddatabase.clustering.flavor import Flavor, Statement
 from hakeeper.replicateddatabase.clustering.members import Credentials, Member
-from hakeeper.replicateddatabase.clustering.observe import _describe, _variables, connect
+from hakeeper.replicateddatabase.clustering.ops import Ops, PyMySQLOps, describe
 from hakeeper.replicateddatabase.clustering.policy import Policy
 
 Event = tuple[str, str]
 
 
 class ActionFailed(Exception):
-    pass
+    """An action ran but did not achieve its end (a wait timed out, a member of a Concurrently
+    group failed); the message says which and why."""
 
 
 @dataclass
 class ActResult:
+    """What execute did: the actions done in order, the Events they are worth, and the one that
+    failed (then `error` says why; the actions after it were not run)."""
+
     done: list[Action] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     failed: Action | None = None
     error: str | None = None
     lease_renewed_at: float | None = None
-    """time.monotonic() when the primary's lease write was acknowledged."""
+    """Ops.monotonic() when the primary's lease write was acknowledged."""
     seconds: list[tuple[str, float]] = field(default_factory=list)
     """How long each action took (its class name): where a failover spends its time."""
 
     @property
     def ok(self) -> bool:
+        """No action failed."""
         return self.failed is None
 
 
 class Executor:
+    """Runs actions on `members` through `ops` (default: PyMySQLOps from flavor, credentials and
+    policy). before_action is called with each action before it runs; what it raises is not
+    caught (tests raise from it to simulate an operator crash)."""
+
     def __init__(self, members: Sequence[Member], flavor: Flavor, credentials: Credentials, policy: Policy,
-                 before_action: Callable[[Action], None] | None = None) -> None:
+                 before_action: Callable[[Action], None] | None = None, ops: Ops | None = None) -> None:
         self.members = {m.name: m for m in members}
         self.flavor, self.credentials, self.policy = flavor, credentials, policy
         self.before_action = before_action
-        self._conns: dict[str, pymysql.Connection] = {}
+        self.ops: Ops = ops if ops is not None else PyMySQLOps(flavor, credentials, policy)
         self._fenced: set[str] = set()
 
-    # ------------------------------------------------------------------ connections
-    def _conn(self, name: str, read_timeout: float | None = None) -> pymysql.Connection:
-        conn = self._conns.get(name)
-        if conn is None:
-            conn = connect(self.members[name], self.credentials, self.policy.probe_timeout)
-            self._conns[name] = conn
-        # Waits and fences may legitimately block longer than a probe.
-        conn._read_timeout = read_timeout or max(5.0, self.policy.probe_timeout)  # noqa: SLF001
-        return conn
-
     def _run(self, name: str, statements: Sequence[Statement], read_timeout: float | None = None) -> list[Any]:
-        conn = self._conn(name, read_timeout)
-        results = []
-        with conn.cursor() as cur:
-            for sql, args in statements:
-                cur.execute(sql, args)
-                results.append(cur.fetchall())
-        return results
+        return self.ops.run(self.members[name], statements, read_timeout)
 
     def close(self) -> None:
-        for conn in self._conns.values():
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - the member may be gone
-                pass
-        self._conns.clear()
+        """Release the ops' connections (execute does, when it ends)."""
+        self.ops.close()
 
     # ------------------------------------------------------------------ actions
     def execute(self, actions: Sequence[Action]) -> ActResult:
+        """Run `actions` in order until one fails; an action's exception becomes result.failed
+        and result.error (and an ActionFailed event), only before_action's escape."""
         result = ActResult()
         try:
             for action in actions:
                 if self.before_action is not None:
                     self.before_action(action)
-                began = time.monotonic()
+                began = self.ops.monotonic()
                 try:
                     event = self._do(action, result)
                 except Exception as exc:  # noqa: BLE001 - reported, the next step re-plans
-                    self._conns.pop(getattr(action, "member", ""), None)
-                    result.failed, result.error = action, _describe(exc) if not isinstance(exc, ActionFailed) \
+                    result.failed, result.error = action, describe(exc) if not isinstance(exc, ActionFailed) \
                         else str(exc)
                     result.events.append(("ActionFailed", f"{_label(action)}: {result.error}"))
                     break
                 result.done.append(action)
-                result.seconds.append((type(action).__name__, time.monotonic() - began))
+                result.seconds.append((type(action).__name__, self.ops.monotonic() - began))
                 if event:
                     result.events.append(event)
         finally:
@@ -115,8 +103,7 @@ class Executor:
             except Exception as exc:  # noqa: BLE001
                 if not action.best_effort:
                     raise
-                self._conns.pop(action.member, None)
-                return ("FenceSkipped", f"{action.member} unreachable, not fenced directly ({_describe(exc)})")
+                return ("FenceSkipped", f"{action.member} unreachable, not fenced directly ({describe(exc)})")
             self._fenced.add(action.member)
             return ("Fenced", f"{action.member} is read-only")
         if isinstance(action, OpenWrites):
@@ -126,8 +113,7 @@ class Executor:
             try:
                 self._run(action.member, f.stop_io_thread())
             except Exception as exc:  # noqa: BLE001 - a replica that vanished cannot acknowledge either
-                self._conns.pop(action.member, None)
-                return ("StopIOThreadSkipped", f"{action.member}: {_describe(exc)}")
+                return ("StopIOThreadSkipped", f"{action.member}: {describe(exc)}")
             return None
         if isinstance(action, StartSQLThread):
             self._run(action.member, f.start_sql_thread())
@@ -171,47 +157,38 @@ class Executor:
             return None
         if isinstance(action, RenewLease):
             self._run(action.member, lease.renew(policy.lease_seconds, f))
-            result.lease_renewed_at = time.monotonic()
+            result.lease_renewed_at = self.ops.monotonic()
             return None
         if isinstance(action, AwaitLeaseExpiry):
             if action.old_primary not in self._fenced and action.seconds > 0:
-                time.sleep(action.seconds)
+                self.ops.sleep(action.seconds)
                 return ("LeaseExpired", f"waited {action.seconds:.2f}s for {action.old_primary}'s lease to lapse")
             return None
         raise TypeError(f"unknown action {action!r}")
 
     def _concurrently(self, group: Concurrently, result: ActResult) -> Event | None:
-        """Each action with its own connection, in its own thread; fails if any one fails."""
+        """Each action in its own thread; fails if any one fails. The plan groups actions on
+        different members only, and Ops allows concurrent calls for different members."""
         def run(action: Action) -> tuple[Action, Event | None, Exception | None]:
-            solo = Executor(list(self.members.values()), self.flavor, self.credentials, self.policy)
             try:
-                return action, solo._do(action, result), None  # noqa: SLF001
+                return action, self._do(action, result), None
             except Exception as exc:  # noqa: BLE001
                 return action, None, exc
-            finally:
-                self._fenced |= solo._fenced  # noqa: SLF001
-                solo.close()
 
         with ThreadPoolExecutor(max_workers=len(group.actions)) as pool:
             outcomes = list(pool.map(run, group.actions))
         for action, event, exc in outcomes:
             if exc is not None:
-                raise ActionFailed(f"{_label(action)}: {_describe(exc)}")
+                raise ActionFailed(f"{_label(action)}: {describe(exc)}")
             if event:
                 result.events.append(event)
         return None
 
     def _executed(self, name: str) -> str:
-        conn = self._conn(name)
-        with conn.cursor() as cur:
-            variables = _variables(cur, "SHOW GLOBAL VARIABLES", self.flavor.variables)
-        return self.flavor.executed(variables).position_text()
+        return self.ops.executed(self.members[name]).position_text()
 
     def _wait(self, name: str, position: str, timeout: float, what: str) -> None:
-        sql, args = self.flavor.wait_for_executed(position, timeout)
-        rows = self._run(name, [(sql, args)], read_timeout=timeout + 5)[0]
-        value = next(iter(rows[0].values())) if rows else None
-        if not self.flavor.wait_succeeded(value):
+        if not self.ops.wait_for_executed(self.members[name], position, timeout):
             raise ActionFailed(f"{name} did not apply {what} within {timeout:.0f}s")
 
 
@@ -221,8 +198,10 @@ def _label(action: Action) -> str:
 
 
 def execute(actions: Sequence[Action], members: Sequence[Member], flavor: Flavor, credentials: Credentials,
-            policy: Policy, before_action: Callable[[Action], None] | None = None) -> ActResult:
-    return Executor(members, flavor, credentials, policy, before_action).execute(actions)
+            policy: Policy, before_action: Callable[[Action], None] | None = None,
+            ops: Ops | None = None) -> ActResult:
+    """Executor(...).execute(actions): see both."""
+    return Executor(members, flavor, credentials, policy, before_action, ops).execute(actions)
 
 
 __all__ = ["ActResult", "ActionFailed", "Executor", "execute"]

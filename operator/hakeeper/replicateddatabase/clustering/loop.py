@@ -17,13 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from hakeeper.replicateddatabase.clustering import observe
 from hakeeper.replicateddatabase.clustering.act import Executor
 from hakeeper.replicateddatabase.clustering.actions import Action, OpenWrites, ReplicateFrom
 from hakeeper.replicateddatabase.clustering.classify import Classification, ClusterState, classify
 from hakeeper.replicateddatabase.clustering.flavor import Flavor, flavor_for
 from hakeeper.replicateddatabase.clustering.members import Credentials, Member, MemberState
 from hakeeper.replicateddatabase.clustering.memory import LoopMemory, Switchover
+from hakeeper.replicateddatabase.clustering.ops import Ops, PyMySQLOps
 from hakeeper.replicateddatabase.clustering.plan import Plan, plan
 from hakeeper.replicateddatabase.clustering.policy import Policy
 
@@ -32,6 +32,8 @@ Event = tuple[str, str]
 
 @dataclass(frozen=True)
 class StepResult:
+    """What one step saw, decided and did, for the controller to persist and publish."""
+
     state: ClusterState
     """The phase to show (after this step's actions)."""
     reason: str
@@ -59,8 +61,12 @@ class StepResult:
 
 
 class Cluster:
+    """One database cluster's loop. flavor: "mysql", "mariadb" or a Flavor (ValueError for
+    another name). ops: how members are reached (default: PyMySQLOps over the network with
+    these credentials and policy; the unit tier passes an in-memory one)."""
+
     def __init__(self, flavor: str | Flavor, credentials: Credentials, policy: Policy,
-                 before_action: Callable[[Action], None] | None = None) -> None:
+                 before_action: Callable[[Action], None] | None = None, ops: Ops | None = None) -> None:
         self.flavor = flavor_for(flavor) if isinstance(flavor, str) else flavor
         if self.flavor.name == "mariadb" and policy.semi_sync_wait_count != 1:
             # MariaDB waits for exactly one acknowledgement whatever the spec asks; the
@@ -69,15 +75,14 @@ class Cluster:
         self.credentials, self.policy = credentials, policy
         self.before_action = before_action
         """Called before each action; tests raise from it to simulate an operator crash."""
+        self.ops: Ops = ops if ops is not None else PyMySQLOps(self.flavor, credentials, policy)
 
     def gather(self, members: Sequence[Member], primary: str | None = None) -> dict[str, MemberState]:
         """Probe the others in parallel, then the primary: whatever a replica was seen to have
         fetched, the primary had before it was probed, so comparing the two never races."""
         others = [m for m in members if m.name != primary]
         first = [m for m in members if m.name == primary]
-
-        def probe(m: Member) -> MemberState:
-            return observe.gather(m, self.flavor, self.credentials, self.policy.probe_timeout)
+        probe = self.ops.gather
 
         states: dict[str, MemberState] = {}
         if others:
@@ -89,16 +94,22 @@ class Cluster:
 
     def step(self, members: Sequence[Member], recorded_primary: str | None, memory: LoopMemory | None,
              now: float | None = None, switchover_target: str | None = None) -> StepResult:
-        started = time.monotonic()
+        """gather -> classify -> plan -> act, once. members: in ordinal order; recorded_primary
+        and memory: what the last step returned (None for a new cluster); now: epoch seconds
+        (default time.time()); switchover_target: a member's name, classify.ANY_REPLICA, or
+        None. Action failures are reported in the result, not raised; what before_action
+        raises is."""
+        started = self.ops.monotonic()
         now = time.time() if now is None else now
         memory = memory or LoopMemory()
         states = self.gather(members, recorded_primary)
-        probed = time.monotonic() - started
+        probed = self.ops.monotonic() - started
         memory = _count_probe(memory, states, recorded_primary, now)
         c = classify(members, states, recorded_primary, memory, self.policy, switchover_target)
         p = plan(c, members, states, self.policy, memory, now)
-        act = Executor(members, self.flavor, self.credentials, self.policy, self.before_action).execute(p.actions)
-        elapsed = time.monotonic() - started
+        act = Executor(members, self.flavor, self.credentials, self.policy, self.before_action,
+                       self.ops).execute(p.actions)
+        elapsed = self.ops.monotonic() - started
         completed = p.completes if act.ok else None
         primary = p.primary if act.ok and p.primary is not None else recorded_primary
 

@@ -1,56 +1,26 @@
-"""Probe one member over pymysql: a MemberState, with an error recorded instead of raised."""
+"""A member's answers as a MemberState (pure): ops.gather asks the server, state_from reads the
+answers, so the reading is tested without a server (and the in-memory ops of the unit tier
+answers in the same words)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-import pymysql
-import pymysql.cursors
-
 from hakeeper.replicateddatabase.clustering.flavor import Flavor
-from hakeeper.replicateddatabase.clustering.members import Credentials, IoState, Member, MemberState, Replication
+from hakeeper.replicateddatabase.clustering.members import IoState, MemberState, Replication
 
-ACCESS_DENIED = 1045
 LEASE_EVENT = "hakeeper_lease_fence"
-
-
-def connect(member: Member, credentials: Credentials, timeout: float) -> pymysql.Connection:
-    """The operator account; root until the bootstrap has created it (a fresh member)."""
-    common = dict(host=member.host, port=member.port, connect_timeout=timeout, read_timeout=timeout,
-                  write_timeout=timeout, autocommit=True, cursorclass=pymysql.cursors.DictCursor)
-    try:
-        return pymysql.connect(user=credentials.operator_user, password=credentials.operator_password, **common)
-    except pymysql.err.OperationalError as exc:
-        if exc.args[0] != ACCESS_DENIED:
-            raise
-    return pymysql.connect(user=credentials.root_user, password=credentials.root_password, **common)
-
-
-def gather(member: Member, flavor: Flavor, credentials: Credentials, timeout: float = 1.0) -> MemberState:
-    try:
-        conn = connect(member, credentials, timeout)
-    except Exception as exc:  # noqa: BLE001 - an unreachable member is an observation
-        return MemberState(name=member.name, reachable=False, error=_describe(exc))
-    try:
-        with conn.cursor() as cur:
-            variables = _variables(cur, "SHOW GLOBAL VARIABLES", flavor.variables)
-            status = _variables(cur, "SHOW GLOBAL STATUS", flavor.status_variables)
-            cur.execute(flavor.replica_status_sql)
-            row = cur.fetchone()
-            cur.execute("SELECT COUNT(*) AS n FROM information_schema.EVENTS "
-                        "WHERE EVENT_SCHEMA = 'hakeeper' AND EVENT_NAME = %s", (LEASE_EVENT,))
-            lease = bool((cur.fetchone() or {}).get("n"))
-        return state_from(member.name, flavor, variables, status, row, lease)
-    except Exception as exc:  # noqa: BLE001
-        return MemberState(name=member.name, reachable=False, error=_describe(exc))
-    finally:
-        conn.close()
 
 
 def state_from(name: str, flavor: Flavor, variables: Mapping[str, str], status: Mapping[str, str],
                replica_row: Mapping[str, Any] | None, lease_fence: bool = False) -> MemberState:
-    """Pure: the server's answers as a MemberState (unit-testable without a server)."""
+    """Pure: the server's answers as a MemberState (unit-testable without a server).
+
+    variables: SHOW GLOBAL VARIABLES, lower-case name -> value (flavor.variables); status: SHOW
+    GLOBAL STATUS, name -> value (flavor.status_variables); replica_row: the row of
+    flavor.replica_status_sql, None when it has none; lease_fence: the lease event exists.
+    Raises ValueError on a GTID text the flavor cannot parse."""
     executed = flavor.executed(variables)
     return MemberState(
         name=name,
@@ -89,13 +59,6 @@ def _replication(flavor: Flavor, row: Mapping[str, Any] | None) -> Replication |
     )
 
 
-def _variables(cur: Any, statement: str, names: tuple[str, ...]) -> dict[str, str]:
-    placeholders = ", ".join(["%s"] * len(names))
-    cur.execute(f"{statement} WHERE Variable_name IN ({placeholders})", names)
-    return {str(r["Variable_name"]).lower() if statement.endswith("VARIABLES") else str(r["Variable_name"]):
-            str(r["Value"]) for r in cur.fetchall()}
-
-
 def _flag(value: str | None) -> bool | None:
     if value is None:
         return None
@@ -107,8 +70,3 @@ def _error(errno: Any, message: Any) -> str:
         return ""
     return f"{errno}: {message}"
 
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, pymysql.err.MySQLError) and len(exc.args) >= 2:
-        return f"{exc.args[0]}: {exc.args[1]}"
-    return f"{type(exc).__name__}: {exc}"
