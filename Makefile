@@ -67,7 +67,7 @@ integration: venv debs ## integration tier: real haproxy, mariadbd, prometheus, 
 e2e: venv tools debs images ## e2e tier on the local one-node cluster (or HAKEEPER_E2E_KUBECONFIG)
 	HAKEEPER_TOOLS_BIN=$(TOOLS_BIN) $(PY) -m pytest tests/e2e
 
-test: venv tools debs images crds-check ## every tier: unit, integration, e2e
+test: venv tools debs images crds-check check ## the static checks, then every tier: unit, integration, e2e
 	HAKEEPER_TOOLS_BIN=$(TOOLS_BIN) $(TOOLS_BIN)/helm lint charts/hakeeper
 	HAKEEPER_TOOLS_BIN=$(TOOLS_BIN) $(PY) -m pytest tests
 

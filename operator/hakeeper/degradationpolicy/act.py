@@ -16,8 +16,7 @@ resumes after the restore; nothing is written to it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from hakeeper.api.meta import (
     FIELD_MANAGER,
@@ -27,19 +26,8 @@ from hakeeper.api.meta import (
     SHED_SINCE_ANNOTATION,
     SHED_TIER_ANNOTATION,
 )
-from hakeeper.degradationpolicy.targets import Target, shed_mark
+from hakeeper.degradationpolicy.targets import Action, Outcome, Target, shed_mark
 from hakeeper.platform.kube import ApiError, Kube
-
-Action = Literal["shed", "restored", "released", "would-shed", "would-restore", "changed", "gone", "failed"]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    target: Target
-    action: Action
-    message: str
-    original_replicas: int | None = None
-    deployment: Mapping[str, Any] | None = None
 
 
 def shed_patch(deployment: Mapping[str, Any], policy: str, tier: str, since: str) -> dict[str, Any]:

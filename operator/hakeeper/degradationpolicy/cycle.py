@@ -17,11 +17,11 @@ from typing import Any
 from hakeeper.api.common import parse_duration
 from hakeeper.api.degradationpolicy import DegradationPolicySpec
 from hakeeper.degradationpolicy import status as status_
-from hakeeper.degradationpolicy.act import Outcome, Scaler, cluster_patcher, conflict_message, hpas_by_target
+from hakeeper.degradationpolicy.act import Scaler, cluster_patcher, conflict_message, hpas_by_target
 from hakeeper.degradationpolicy.decide import Memory, Reading, decide
 from hakeeper.degradationpolicy.metrics import PrometheusSource
 from hakeeper.degradationpolicy.observe import ClusterReader, SecretMissing
-from hakeeper.degradationpolicy.targets import Target, default_priority, select, shed_mark
+from hakeeper.degradationpolicy.targets import Outcome, Target, default_priority, select, shed_mark
 from hakeeper.platform.kube import Kube
 
 

@@ -10,9 +10,8 @@ from typing import Any
 
 from hakeeper.api.conditions import get_condition, set_condition
 from hakeeper.api.degradationpolicy import DegradationPolicySpec
-from hakeeper.degradationpolicy.act import Outcome
 from hakeeper.degradationpolicy.decide import Memory, Plan, TriggerMemory
-from hakeeper.degradationpolicy.targets import Selection, Shed, Target
+from hakeeper.degradationpolicy.targets import Outcome, Selection, Shed, Target
 
 
 def iso(t: float | None) -> str | None:

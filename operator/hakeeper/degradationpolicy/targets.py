@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from hakeeper.api.common import LabelSelector
 from hakeeper.api.degradationpolicy import DegradationPolicySpec, Tier
@@ -247,3 +247,17 @@ def select(
     return Selection(tiers=tiers, orphans=tuple(sorted(orphans, key=by_priority)),
                      held=tuple(sorted(held, key=by_priority)), skipped=tuple(skipped),
                      workload=workload, budget=budget)
+
+
+Action = Literal["shed", "restored", "released", "would-shed", "would-restore", "changed", "gone", "failed"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What shedding or restoring one target did (act.Scaler), for the status and the Events."""
+
+    target: Target
+    action: Action
+    message: str
+    original_replicas: int | None = None
+    deployment: Mapping[str, Any] | None = None

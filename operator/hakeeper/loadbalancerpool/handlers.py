@@ -23,7 +23,7 @@ from hakeeper.loadbalancerpool.observe import SERVICE_NAME_LABEL, Watched, backe
 from hakeeper.loadbalancerpool.reconcile import reconcile
 from hakeeper.platform import kube as kubeapi
 from hakeeper.platform import loop
-from hakeeper.platform.spec import parse_spec
+from hakeeper.platform.spec import on_spec, parse_spec
 
 GROUP, VERSION = LOAD_BALANCER_POOL.api_version.split("/")
 PLURAL = LOAD_BALANCER_POOL.plural
@@ -35,9 +35,7 @@ LOOP = loop.Loop(kind=LOAD_BALANCER_POOL.kind, failure_reason="ReconcileFailed",
 _wakeups = loop.Wakeups()
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL, id="spec")
-@kopf.on.create(GROUP, VERSION, PLURAL, id="spec")
-@kopf.on.update(GROUP, VERSION, PLURAL, id="spec")
+@on_spec(LOAD_BALANCER_POOL)
 async def accept(body: kopf.Body, patch: kopf.Patch, namespace: str | None, name: str, **_: Any) -> None:
     parsed = parse_spec(LoadBalancerPoolSpec, body, patch)
     if parsed is None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import kopf
 from pydantic import BaseModel, ValidationError
 
-from hakeeper.api import offline
+from hakeeper.api import Kind, offline
 from hakeeper.api.conditions import set_condition
 
 M = TypeVar("M", bound=BaseModel)
+H = TypeVar("H", bound=Callable[..., Any])
 
 
 def explain(error: ValidationError) -> str:
@@ -50,3 +52,16 @@ def mark(body: kopf.Body, patch: kopf.Patch, *, ready: bool, reason: str, messag
     patch.status["observedGeneration"] = generation
     for key, value in (extra or {}).items():
         patch.status[key] = value
+
+
+def on_spec(kind: Kind) -> Callable[[H], H]:
+    """Registers a kopf handler (id "spec") for an object's creation, its spec's changes, and
+    every object found when the operator starts (resume)."""
+    group, version = kind.api_version.split("/")
+
+    def register(handler: H) -> H:
+        for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
+            on(group, version, kind.plural, id="spec")(handler)  # kopf returns the handler unchanged
+        return handler
+
+    return register

@@ -23,7 +23,7 @@ from hakeeper.api.meta import SWITCHOVER_ANNOTATION
 from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
 from hakeeper.platform import kube as kubeapi
 from hakeeper.platform import loop
-from hakeeper.platform.spec import mark, parse_spec
+from hakeeper.platform.spec import mark, on_spec, parse_spec
 from hakeeper.replicateddatabase import reconcile
 from hakeeper.replicateddatabase.clustering import Cluster, LoopMemory, Policy
 
@@ -40,9 +40,7 @@ LOOP = loop.Loop(kind=REPLICATED_DATABASE.kind, failure_reason="ReconcileFailed"
 _wakeups = loop.Wakeups()
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL, id="spec")
-@kopf.on.create(GROUP, VERSION, PLURAL, id="spec")
-@kopf.on.update(GROUP, VERSION, PLURAL, id="spec")
+@on_spec(REPLICATED_DATABASE)
 async def accept(body: kopf.Body, patch: kopf.Patch, namespace: str | None, name: str, **_: Any) -> None:
     if parse_spec(ReplicatedDatabaseSpec, body, patch) is None:
         return

@@ -13,8 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from hakeeper.replicateddatabase.clustering import lease
-from hakeeper.replicateddatabase.clustering.actions import Action, AwaitLeaseExpiry, CatchUp, Concurrently, Detach, EnsureUsers, Fence, InstallLeaseFence, OpenWrites, RenewLease, ReplicateFrom, SetSemiSync, StartSQLThread, StopIOThread, StopReplication, WaitRelayApplied
+from hakeeper.replicateddatabase.clustering import actions, lease
 from hakeeper.replicateddatabase.clustering.flavor import Flavor, Statement
 from hakeeper.replicateddatabase.clustering.members import Credentials, Member
 from hakeeper.replicateddatabase.clustering.ops import Ops, PyMySQLOps, describe
@@ -24,7 +23,7 @@ Event = tuple[str, str]
 
 
 class ActionFailed(Exception):
-    """An action ran but did not achieve its end (a wait timed out, a member of a Concurrently
+    """An action ran but did not achieve its end (a wait timed out, a member of a actions.Concurrently
     group failed); the message says which and why."""
 
 
@@ -33,9 +32,9 @@ class ActResult:
     """What execute did: the actions done in order, the Events they are worth, and the one that
     failed (then `error` says why; the actions after it were not run)."""
 
-    done: list[Action] = field(default_factory=list)
+    done: list[actions.Action] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
-    failed: Action | None = None
+    failed: actions.Action | None = None
     error: str | None = None
     lease_renewed_at: float | None = None
     """Ops.monotonic() when the primary's lease write was acknowledged."""
@@ -54,7 +53,7 @@ class Executor:
     caught (tests raise from it to simulate an operator crash)."""
 
     def __init__(self, members: Sequence[Member], flavor: Flavor, credentials: Credentials, policy: Policy,
-                 before_action: Callable[[Action], None] | None = None, ops: Ops | None = None) -> None:
+                 before_action: Callable[[actions.Action], None] | None = None, ops: Ops | None = None) -> None:
         self.members = {m.name: m for m in members}
         self.flavor, self.credentials, self.policy = flavor, credentials, policy
         self.before_action = before_action
@@ -69,7 +68,7 @@ class Executor:
         self.ops.close()
 
     # ------------------------------------------------------------------ actions
-    def execute(self, actions: Sequence[Action]) -> ActResult:
+    def execute(self, actions: Sequence[actions.Action]) -> ActResult:
         """Run `actions` in order until one fails; an action's exception becomes result.failed
         and result.error (and an ActionFailed event), only before_action's escape."""
         result = ActResult()
@@ -93,83 +92,83 @@ class Executor:
             self.close()
         return result
 
-    def _do(self, action: Action, result: ActResult) -> Event | None:  # noqa: C901 - one branch per action
+    def _do(self, action: actions.Action, result: ActResult) -> Event | None:
         f, creds, policy = self.flavor, self.credentials, self.policy
-        if isinstance(action, Concurrently):
+        if isinstance(action, actions.Concurrently):
             return self._concurrently(action, result)
-        if isinstance(action, Fence):
+        if isinstance(action, actions.Fence):
             try:
                 self._run(action.member, f.fence(), read_timeout=policy.probe_timeout + 2)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if not action.best_effort:
                     raise
                 return ("FenceSkipped", f"{action.member} unreachable, not fenced directly ({describe(exc)})")
             self._fenced.add(action.member)
             return ("Fenced", f"{action.member} is read-only")
-        if isinstance(action, OpenWrites):
+        if isinstance(action, actions.OpenWrites):
             self._run(action.member, f.open_writes())
             return ("Writable", f"{action.member} accepts writes")
-        if isinstance(action, StopIOThread):
+        if isinstance(action, actions.StopIOThread):
             try:
                 self._run(action.member, f.stop_io_thread())
             except Exception as exc:  # noqa: BLE001 - a replica that vanished cannot acknowledge either
                 return ("StopIOThreadSkipped", f"{action.member}: {describe(exc)}")
             return None
-        if isinstance(action, StartSQLThread):
+        if isinstance(action, actions.StartSQLThread):
             self._run(action.member, f.start_sql_thread())
             return None
-        if isinstance(action, WaitRelayApplied):
+        if isinstance(action, actions.WaitRelayApplied):
             rows = self._run(action.member, [(f.replica_status_sql, ())])[0]
             received = f.received(rows[0] if rows else None)
             if received.is_empty():
                 return None
             self._wait(action.member, received.position_text(), action.timeout, "its relay log")
             return None
-        if isinstance(action, CatchUp):
+        if isinstance(action, actions.CatchUp):
             position = self._executed(action.source)
             self._wait(action.member, position, action.timeout, f"everything {action.source} has ({position})")
             return None
-        if isinstance(action, Detach):
+        if isinstance(action, actions.Detach):
             self._run(action.member, f.reset_replication())
             return ("Detached", f"{action.member} no longer replicates")
-        if isinstance(action, ReplicateFrom):
+        if isinstance(action, actions.ReplicateFrom):
             source = self.members[action.source]
             self._run(action.member, f.replicate_from(
                 source.host, source.port, creds.replication_user, creds.replication_password,
                 policy.heartbeat_seconds, action.adopt_binlog_position))
             return ("ReplicationConfigured", f"{action.member} replicates from {action.source}")
-        if isinstance(action, StopReplication):
+        if isinstance(action, actions.StopReplication):
             self._run(action.member, f.stop_replication())
             return ("ReplicationStopped", f"{action.member} stopped replicating (errant transactions)")
-        if isinstance(action, EnsureUsers):
+        if isinstance(action, actions.EnsureUsers):
             self._run(action.member, f.ensure_users(creds.replication_user, creds.replication_password,
                                                     creds.operator_user, creds.operator_password))
             return ("UsersEnsured", f"replication and operator accounts exist on {action.member}")
-        if isinstance(action, SetSemiSync):
+        if isinstance(action, actions.SetSemiSync):
             statements = f.set_semi_sync(action.source, action.replica, int(policy.semi_sync_timeout * 1000),
                                          policy.semi_sync_wait_count)
             if action.restart_io:
                 statements += f.restart_io_thread()
             self._run(action.member, statements)
             return None
-        if isinstance(action, InstallLeaseFence):
+        if isinstance(action, actions.InstallLeaseFence):
             self._run(action.member, lease.install(f) if action.enabled else lease.uninstall(f))
             return None
-        if isinstance(action, RenewLease):
+        if isinstance(action, actions.RenewLease):
             self._run(action.member, lease.renew(policy.lease_seconds, f))
             result.lease_renewed_at = self.ops.monotonic()
             return None
-        if isinstance(action, AwaitLeaseExpiry):
+        if isinstance(action, actions.AwaitLeaseExpiry):
             if action.old_primary not in self._fenced and action.seconds > 0:
                 self.ops.sleep(action.seconds)
                 return ("LeaseExpired", f"waited {action.seconds:.2f}s for {action.old_primary}'s lease to lapse")
             return None
         raise TypeError(f"unknown action {action!r}")
 
-    def _concurrently(self, group: Concurrently, result: ActResult) -> Event | None:
+    def _concurrently(self, group: actions.Concurrently, result: ActResult) -> Event | None:
         """Each action in its own thread; fails if any one fails. The plan groups actions on
         different members only, and Ops allows concurrent calls for different members."""
-        def run(action: Action) -> tuple[Action, Event | None, Exception | None]:
+        def run(action: actions.Action) -> tuple[actions.Action, Event | None, Exception | None]:
             try:
                 return action, self._do(action, result), None
             except Exception as exc:  # noqa: BLE001
@@ -192,13 +191,13 @@ class Executor:
             raise ActionFailed(f"{name} did not apply {what} within {timeout:.0f}s")
 
 
-def _label(action: Action) -> str:
+def _label(action: actions.Action) -> str:
     fields = ", ".join(f"{k}={v}" for k, v in vars(action).items())
     return f"{type(action).__name__}({fields})"
 
 
-def execute(actions: Sequence[Action], members: Sequence[Member], flavor: Flavor, credentials: Credentials,
-            policy: Policy, before_action: Callable[[Action], None] | None = None,
+def execute(actions: Sequence[actions.Action], members: Sequence[Member], flavor: Flavor, credentials: Credentials,
+            policy: Policy, before_action: Callable[[actions.Action], None] | None = None,
             ops: Ops | None = None) -> ActResult:
     """Executor(...).execute(actions): see both."""
     return Executor(members, flavor, credentials, policy, before_action, ops).execute(actions)

@@ -7,94 +7,87 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class Fence:
-    """Refuse client writes (read_only; super_read_only on MySQL)."""
+class MemberAction:
+    """An action on one member, named by its pod name."""
 
     member: str
+
+
+@dataclass(frozen=True)
+class Fence(MemberAction):
+    """Refuse client writes (read_only; super_read_only on MySQL)."""
+
     best_effort: bool = False
     """An unreachable member is skipped (a dead old primary; its lease fences it)."""
 
 
-@dataclass(frozen=True)
-class OpenWrites:
-    member: str
+class OpenWrites(MemberAction):
+    """Let clients write: read_only (and super_read_only) off; the member is the primary now."""
 
 
-@dataclass(frozen=True)
-class StopIOThread:
+class StopIOThread(MemberAction):
     """Stop fetching from the old primary, so it can no longer collect acknowledgements."""
 
-    member: str
+
+class StartSQLThread(MemberAction):
+    """Apply what was fetched (the IO thread stays as it is)."""
 
 
 @dataclass(frozen=True)
-class StartSQLThread:
-    member: str
-
-
-@dataclass(frozen=True)
-class WaitRelayApplied:
+class WaitRelayApplied(MemberAction):
     """Wait until the member has applied everything it fetched."""
 
-    member: str
     timeout: float
 
 
 @dataclass(frozen=True)
-class CatchUp:
+class CatchUp(MemberAction):
     """Wait until the member has applied everything `source` has (read when the step runs,
     after the source was fenced)."""
 
-    member: str
     source: str
     timeout: float
 
 
-@dataclass(frozen=True)
-class Detach:
+class Detach(MemberAction):
     """Stop replication and forget the source: the member is about to become the primary."""
 
-    member: str
-
 
 @dataclass(frozen=True)
-class ReplicateFrom:
-    member: str
+class ReplicateFrom(MemberAction):
+    """Replicate from `source` by GTID (the member's transactions must all be the source's too)."""
+
     source: str
     adopt_binlog_position: bool = False
 
 
-@dataclass(frozen=True)
-class StopReplication:
+class StopReplication(MemberAction):
     """An errant member: keep it from applying more (and from acknowledging)."""
 
-    member: str
 
-
-@dataclass(frozen=True)
-class EnsureUsers:
+class EnsureUsers(MemberAction):
     """Create the replication and operator accounts on the first primary."""
 
-    member: str
-
 
 @dataclass(frozen=True)
-class SetSemiSync:
-    member: str
+class SetSemiSync(MemberAction):
+    """Switch the semi-sync source and replica sides on or off (restarting the IO thread so a
+    replica registers as semi-sync with its source)."""
+
     source: bool
     replica: bool
     restart_io: bool = False
 
 
 @dataclass(frozen=True)
-class InstallLeaseFence:
-    member: str
+class InstallLeaseFence(MemberAction):
+    """Install (or, not enabled, drop) the event that fences the primary when its lease lapses."""
+
     enabled: bool = True
 
 
-@dataclass(frozen=True)
-class RenewLease:
-    member: str
+class RenewLease(MemberAction):
+    """Push the primary's lease further: it fences itself when the lease lapses unrenewed."""
 
 
 @dataclass(frozen=True)

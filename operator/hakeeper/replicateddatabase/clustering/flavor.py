@@ -45,11 +45,25 @@ class ReplicaColumns:
     last_sql_error: str = "Last_SQL_Error"
 
 
+@dataclass(frozen=True)
+class SemiSyncNames:
+    """The flavor's names of the semi-sync settings (global variables) and of its state
+    (a status variable): MariaDB says master/slave, MySQL 8.4+ source/replica."""
+
+    source_enabled: str
+    replica_enabled: str
+    timeout_ms: str
+    active: str
+
+
 class Flavor(ABC):
     name: ClassVar[str]
     gtid_type: ClassVar[type[GtidSet]]
     replica_status_sql: ClassVar[str]
     columns: ClassVar[ReplicaColumns]
+    semi_sync: ClassVar[SemiSyncNames]
+    replica_word: ClassVar[str]
+    """What the replication statements call a replica: SLAVE (MariaDB), REPLICA (MySQL 8.4+)."""
     has_super_read_only: ClassVar[bool]
     variables: ClassVar[tuple[str, ...]]
     status_variables: ClassVar[tuple[str, ...]]
@@ -68,18 +82,19 @@ class Flavor(ABC):
         text = (replica_row or {}).get(self.columns.received) or ""
         return self.gtid_type.parse(text)  # type: ignore[attr-defined]
 
-    @abstractmethod
-    def semi_sync_source_enabled(self, variables: Mapping[str, str]) -> bool | None: ...
+    def semi_sync_source_enabled(self, variables: Mapping[str, str]) -> bool | None:
+        return _bool(variables.get(self.semi_sync.source_enabled))
 
-    @abstractmethod
-    def semi_sync_replica_enabled(self, variables: Mapping[str, str]) -> bool | None: ...
+    def semi_sync_replica_enabled(self, variables: Mapping[str, str]) -> bool | None:
+        return _bool(variables.get(self.semi_sync.replica_enabled))
 
-    @abstractmethod
-    def semi_sync_timeout_ms(self, variables: Mapping[str, str]) -> int | None: ...
+    def semi_sync_timeout_ms(self, variables: Mapping[str, str]) -> int | None:
+        value = variables.get(self.semi_sync.timeout_ms)
+        return int(value) if value not in (None, "") else None
 
-    @abstractmethod
     def semi_sync_active(self, status: Mapping[str, str]) -> bool | None:
         """Whether the source currently waits for acknowledgements (OFF after a timeout)."""
+        return _bool(status.get(self.semi_sync.active))
 
     # ---------------------------------------------------------------- writing state
     @abstractmethod
@@ -89,18 +104,18 @@ class Flavor(ABC):
     @abstractmethod
     def open_writes(self) -> list[Statement]: ...
 
-    @abstractmethod
-    def stop_replication(self) -> list[Statement]: ...
+    def stop_replication(self) -> list[Statement]:
+        return [(f"STOP {self.replica_word}", ())]
 
-    @abstractmethod
-    def stop_io_thread(self) -> list[Statement]: ...
+    def stop_io_thread(self) -> list[Statement]:
+        return [(f"STOP {self.replica_word} IO_THREAD", ())]
 
-    @abstractmethod
-    def start_sql_thread(self) -> list[Statement]: ...
+    def start_sql_thread(self) -> list[Statement]:
+        return [(f"START {self.replica_word} SQL_THREAD", ())]
 
-    @abstractmethod
     def reset_replication(self) -> list[Statement]:
         """Forget the source entirely (stop first)."""
+        return [(f"STOP {self.replica_word}", ()), (f"RESET {self.replica_word} ALL", ())]
 
     @abstractmethod
     def replicate_from(self, host: str, port: int, user: str, password: str, heartbeat_seconds: float,
@@ -160,12 +175,16 @@ class Flavor(ABC):
 
 class MariaDB(Flavor):
     name = "mariadb"
+    replica_word = "SLAVE"
     gtid_type = MariaDBGtidList
     replica_status_sql = "SHOW SLAVE STATUS"
     columns = ReplicaColumns(
         io_running="Slave_IO_Running", sql_running="Slave_SQL_Running", source_host="Master_Host",
         source_port="Master_Port", seconds_behind="Seconds_Behind_Master", received="Gtid_IO_Pos",
     )
+    semi_sync = SemiSyncNames(source_enabled="rpl_semi_sync_master_enabled",
+                              replica_enabled="rpl_semi_sync_slave_enabled",
+                              timeout_ms="rpl_semi_sync_master_timeout", active="Rpl_semi_sync_master_status")
     has_super_read_only = False
     variables = (
         "server_id", "read_only", "gtid_binlog_state", "gtid_binlog_pos", "gtid_slave_pos", "gtid_current_pos",
@@ -183,36 +202,11 @@ class MariaDB(Flavor):
     def origin(self, variables: Mapping[str, str]) -> str:
         return str(variables.get("server_id", ""))
 
-    def semi_sync_source_enabled(self, variables: Mapping[str, str]) -> bool | None:
-        return _bool(variables.get("rpl_semi_sync_master_enabled"))
-
-    def semi_sync_replica_enabled(self, variables: Mapping[str, str]) -> bool | None:
-        return _bool(variables.get("rpl_semi_sync_slave_enabled"))
-
-    def semi_sync_timeout_ms(self, variables: Mapping[str, str]) -> int | None:
-        value = variables.get("rpl_semi_sync_master_timeout")
-        return int(value) if value not in (None, "") else None
-
-    def semi_sync_active(self, status: Mapping[str, str]) -> bool | None:
-        return _bool(status.get("Rpl_semi_sync_master_status"))
-
     def fence(self) -> list[Statement]:
         return [("SET GLOBAL read_only = ON", ())]
 
     def open_writes(self) -> list[Statement]:
         return [("SET GLOBAL read_only = OFF", ())]
-
-    def stop_replication(self) -> list[Statement]:
-        return [("STOP SLAVE", ())]
-
-    def stop_io_thread(self) -> list[Statement]:
-        return [("STOP SLAVE IO_THREAD", ())]
-
-    def start_sql_thread(self) -> list[Statement]:
-        return [("START SLAVE SQL_THREAD", ())]
-
-    def reset_replication(self) -> list[Statement]:
-        return [("STOP SLAVE", ()), ("RESET SLAVE ALL", ())]
 
     def replicate_from(self, host: str, port: int, user: str, password: str, heartbeat_seconds: float,
                        adopt_binlog_position: bool = False) -> list[Statement]:
@@ -283,12 +277,16 @@ class MariaDB(Flavor):
 
 class MySQL(Flavor):
     name = "mysql"
+    replica_word = "REPLICA"
     gtid_type = MySQLGtidSet
     replica_status_sql = "SHOW REPLICA STATUS"
     columns = ReplicaColumns(
         io_running="Replica_IO_Running", sql_running="Replica_SQL_Running", source_host="Source_Host",
         source_port="Source_Port", seconds_behind="Seconds_Behind_Source", received="Retrieved_Gtid_Set",
     )
+    semi_sync = SemiSyncNames(source_enabled="rpl_semi_sync_source_enabled",
+                              replica_enabled="rpl_semi_sync_replica_enabled",
+                              timeout_ms="rpl_semi_sync_source_timeout", active="Rpl_semi_sync_source_status")
     has_super_read_only = True
     variables = (
         "server_id", "server_uuid", "read_only", "super_read_only", "gtid_executed",
@@ -303,37 +301,12 @@ class MySQL(Flavor):
     def origin(self, variables: Mapping[str, str]) -> str:
         return str(variables.get("server_uuid", "")).lower()
 
-    def semi_sync_source_enabled(self, variables: Mapping[str, str]) -> bool | None:
-        return _bool(variables.get("rpl_semi_sync_source_enabled"))
-
-    def semi_sync_replica_enabled(self, variables: Mapping[str, str]) -> bool | None:
-        return _bool(variables.get("rpl_semi_sync_replica_enabled"))
-
-    def semi_sync_timeout_ms(self, variables: Mapping[str, str]) -> int | None:
-        value = variables.get("rpl_semi_sync_source_timeout")
-        return int(value) if value not in (None, "") else None
-
-    def semi_sync_active(self, status: Mapping[str, str]) -> bool | None:
-        return _bool(status.get("Rpl_semi_sync_source_status"))
-
     def fence(self) -> list[Statement]:
         # super_read_only also stops accounts with CONNECTION_ADMIN/SUPER; it implies read_only.
         return [("SET GLOBAL super_read_only = ON", ())]
 
     def open_writes(self) -> list[Statement]:
         return [("SET GLOBAL super_read_only = OFF", ()), ("SET GLOBAL read_only = OFF", ())]
-
-    def stop_replication(self) -> list[Statement]:
-        return [("STOP REPLICA", ())]
-
-    def stop_io_thread(self) -> list[Statement]:
-        return [("STOP REPLICA IO_THREAD", ())]
-
-    def start_sql_thread(self) -> list[Statement]:
-        return [("START REPLICA SQL_THREAD", ())]
-
-    def reset_replication(self) -> list[Statement]:
-        return [("STOP REPLICA", ()), ("RESET REPLICA ALL", ())]
 
     def replicate_from(self, host: str, port: int, user: str, password: str, heartbeat_seconds: float,
                        adopt_binlog_position: bool = False) -> list[Statement]:

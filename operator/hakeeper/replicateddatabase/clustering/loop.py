@@ -241,7 +241,7 @@ def _member_statuses(members: Sequence[Member], states: dict[str, MemberState], 
 
 
 def _iso(epoch: float) -> str:
-    return (datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).replace(microsecond=0)
+    return (datetime.datetime.fromtimestamp(epoch, datetime.UTC).replace(microsecond=0)
             .isoformat().replace("+00:00", "Z"))
 
 

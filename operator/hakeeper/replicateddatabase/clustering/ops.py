@@ -185,10 +185,8 @@ class PyMySQLOps:
     def close(self) -> None:
         """Close every kept connection, ignoring errors (the member may be gone)."""
         for conn in self._conns.values():
-            try:
+            with contextlib.suppress(Exception):  # the member may be gone
                 conn.close()
-            except Exception:  # noqa: BLE001 - the member may be gone
-                pass
         self._conns.clear()
 
 
