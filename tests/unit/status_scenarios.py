@@ -45,6 +45,28 @@ def stored(previous: dict[str, Any] | None, patch: dict[str, Any]) -> dict[str, 
     return pruned(merge_patch(previous or {}, patch))
 
 
+def defaulted(value: Any, schema: dict[str, Any]) -> Any:
+    """`value` with the defaults of its structural schema filled in, as the API server serves it."""
+    if isinstance(value, dict) and "properties" in schema:
+        out = dict(value)
+        for name, sub in schema["properties"].items():
+            if name not in out and "default" in sub:
+                out[name] = copy.deepcopy(sub["default"])
+            if name in out:
+                out[name] = defaulted(out[name], sub)
+        return out
+    if isinstance(value, list) and "items" in schema:
+        return [defaulted(v, schema["items"]) for v in value]
+    return value
+
+
+def served(kind: Any, status: dict[str, Any]) -> dict[str, Any]:
+    """The status as the API server serves it: stored, with the CRD's defaults (kind: api.kinds.Kind)."""
+    from hakeeper.api.crdgen import schema_of
+
+    return defaulted(status, schema_of(kind.status))
+
+
 # -- LoadBalancerPool -----------------------------------------------------------------------------
 BACKENDS = [Backend("a", "127.0.10.1", 80), Backend("b", "127.0.10.2", 80, state="down")]
 POOL_STEPS: list[tuple[str, dict[str, Any]]] = [
@@ -146,8 +168,9 @@ def rdb_body(generation: int, status: dict[str, Any]) -> dict[str, Any]:
 def policy_run(dry_run: bool = False) -> list[tuple[dict[str, Any], list[tuple[str, str, str]]]]:
     """A policy through Pending, Degraded (with a conflict), metrics unavailable, Recovering and
     Normal again: each evaluation's stored status and its Events (type, reason, message)."""
-    from .test_degradation_state import Scripted, shop, spec
     from hakeeper.degradationpolicy.decide import Memory, Reading
+
+    from .test_degradation_state import Scripted, shop, spec
 
     fleet = shop()
     evaluator = Scripted(fleet)
