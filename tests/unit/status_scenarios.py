@@ -17,18 +17,7 @@ from hakeeper.loadbalancerpool.status import BalancerPod
 from hakeeper.replicateddatabase.clustering import LoopMemory, StepResult
 from hakeeper.replicateddatabase.clustering.memory import Switchover
 
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7396: what `kubectl patch --type merge` and the operator's status writes do."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
+from ..integration.prometheus_support import merge_patch
 
 
 def pruned(value: Any) -> Any:

@@ -95,7 +95,7 @@ def virtual_ip_holder(balancers: Iterable[BalancerPod]) -> str | None:
     return ",".join(masters) if masters else None
 
 
-def status_model(
+def pool_status(
     previous: Mapping[str, Any] | None,
     generation: int | None,
     algorithm: str,
@@ -104,9 +104,10 @@ def status_model(
     balancers: list[BalancerPod],
     now: str | None = None,
     lvs: bool = False,
-) -> LoadBalancerPoolStatus:
-    """The pool's status. `previous` is the status as read from the API (its conditions keep
-    their transition times); `lvs` adds virtualIPHolder, cleared when no node holds the address."""
+) -> dict[str, Any]:
+    """The pool's status (LoadBalancerPoolStatus), as the merge patch of the status subresource
+    (StatusModel.patch). `previous` is the status as read from the API (its conditions keep their
+    transition times); `lvs` adds virtualIPHolder, cleared when no node holds the address."""
     status = LoadBalancerPoolStatus(
         observed_generation=generation,
         algorithm=algorithm,
@@ -119,18 +120,4 @@ def status_model(
     )
     if lvs:
         status.virtual_ip_holder = virtual_ip_holder(balancers)
-    return status
-
-
-def pool_status(
-    previous: Mapping[str, Any] | None,
-    generation: int | None,
-    algorithm: str,
-    backends: list[Backend],
-    config_hash: str,
-    balancers: list[BalancerPod],
-    now: str | None = None,
-    lvs: bool = False,
-) -> dict[str, Any]:
-    """status_model as the merge patch of the status subresource (StatusModel.patch)."""
-    return status_model(previous, generation, algorithm, backends, config_hash, balancers, now, lvs).patch()
+    return status.patch()
