@@ -316,9 +316,9 @@ def test_a_balancer_node_without_ipvs_makes_the_pool_not_ready():
 
     balancers = [BalancerPod("edge-a", False, None, "FAULT", "node-a", "missing"),
                  BalancerPod("edge-b", True, "h", "MASTER", "node-b", "available")]
-    conditions = {c["type"]: c for c in conditions_for(None, 1, [], "h", balancers)}
-    assert conditions["Ready"]["status"] == "False" and conditions["Ready"]["reason"] == "IPVSUnavailable"
-    assert "no IPVS on node-a" in conditions["Ready"]["message"] and "modprobe ip_vs" in conditions["Ready"]["message"]
+    conditions = {c.type: c for c in conditions_for(None, 1, [], "h", balancers)}
+    assert conditions["Ready"].status == "False" and conditions["Ready"].reason == "IPVSUnavailable"
+    assert "no IPVS on node-a" in conditions["Ready"].message and "modprobe ip_vs" in conditions["Ready"].message
 
 
 def test_decide_reloads_a_keepalived_that_has_not_loaded_the_file():

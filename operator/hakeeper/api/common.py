@@ -7,6 +7,7 @@ through them.
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Annotated, Any, Literal
 
@@ -55,6 +56,28 @@ class StatusModel(Model):
 
     model_config = ConfigDict(extra="ignore")
 
+    def patch(self) -> dict[str, Any]:
+        """The status as a JSON merge patch (RFC 7396) of the status subresource, camelCase.
+
+        It carries the top-level fields the builder set (pydantic's model_fields_set): fields
+        left unset are not sent, so a write of the conditions alone leaves the rest of the
+        status as it is instead of resetting it to the defaults. A field that is None is sent
+        as null, at the top level and inside objects, because a merge patch merges objects
+        and only a null deletes (virtualIPHolder once no node holds the virtual IP, a
+        switchover the loop no longer remembers). Inside arrays, which a merge patch replaces
+        whole, None fields are left out, as the API server would prune them.
+        """
+        fields = set(self.model_fields_set)
+        return _without_nulls_in_arrays(self.model_dump(by_alias=True, mode="json", include=fields))
+
+
+def _without_nulls_in_arrays(value: Any, in_array: bool = False) -> Any:
+    if isinstance(value, list):
+        return [_without_nulls_in_arrays(v, True) for v in value]
+    if isinstance(value, dict):
+        return {k: _without_nulls_in_arrays(v, in_array) for k, v in value.items() if not (in_array and v is None)}
+    return value
+
 
 class LabelSelectorRequirement(Model):
     key: str = Field(min_length=1)
@@ -95,19 +118,48 @@ class ResourceRequirements(Model):
 
 
 class Condition(StatusModel):
-    """A status condition following the Kubernetes API conventions."""
+    """One aspect of the object's state, as the Kubernetes API conventions define conditions."""
 
     type: str
+    """What the condition is about (Ready, and the kind's own: see the kind's status)."""
     status: Literal["True", "False", "Unknown"]
     reason: str
+    """Why, in one CamelCase word that programs and alert rules can match on."""
     message: str = ""
+    """Why, for people."""
     last_transition_time: str
+    """When status last changed (RFC 3339)."""
     observed_generation: int | None = None
+    """The metadata.generation the condition was computed for."""
 
 
 class BaseStatus(StatusModel):
+    """What every kind's status has."""
+
     observed_generation: int | None = None
+    """The metadata.generation of the spec this status describes."""
     conditions: list[Condition] = Field(default_factory=list)
+    """Ready (what `kubectl wait --for=condition=Ready` waits for) and the kind's own conditions."""
+
+
+def rfc3339(epoch: float | None) -> str | None:
+    """Epoch seconds as RFC 3339 in UTC with milliseconds ("2023-11-14T22:13:20.125Z"), the
+    form of the status' times (the API conventions' timestamps; windows of a few seconds need
+    more than whole seconds); None for None."""
+    if epoch is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def epoch_of(text: str | None) -> float | None:
+    """Epoch seconds of an RFC 3339 time; None for None, "" or anything else unparsable."""
+    if not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def parse_duration(text: str) -> float:

@@ -1,45 +1,198 @@
-"""Status conditions as the Kubernetes API conventions define them (pure functions)."""
+"""Status conditions: every condition type and reason hakeeper writes, and how one is set.
+
+Conditions follow the Kubernetes API conventions
+(https://github.com/kubernetes/community/blob/master/contributors/devel/sig-architecture/api-conventions.md#typical-status-properties):
+`type` and `reason` are CamelCase words a program matches on, `message` is for people,
+`lastTransitionTime` moves only when `status` changes, and `observedGeneration` is the spec
+generation the condition was computed for. Types and reasons are part of the API (`kubectl wait
+--for=condition=Ready`, alert rules and the tests match on them), so each is defined once, here,
+and its string never changes. The functions are pure.
+"""
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Mapping
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal, NamedTuple
+
+from hakeeper.api.common import Condition
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class ConditionType(StrEnum):
+    """The `type` of every condition, all kinds. Each kind's Ready sums up its other conditions."""
+
+    READY = "Ready"
+    # LoadBalancerPool
+    BACKENDS_AVAILABLE = "BackendsAvailable"
+    """Some backend endpoint is ready."""
+    CONFIG_APPLIED = "ConfigApplied"
+    """Every ready balancer pod runs the current config (its agent reported the hash)."""
+    # ReplicatedDatabase
+    AVAILABLE = "Available"
+    """A writable primary exists."""
+    HEALTHY = "Healthy"
+    """Every member replicates from the primary, in time."""
+    FAILOVER_IN_PROGRESS = "FailoverInProgress"
+    # DegradationPolicy
+    METRICS_AVAILABLE = "MetricsAvailable"
+    """Every trigger's query returned a value."""
+    DEGRADED = "Degraded"
+    """Deployments are shed."""
+    CONFLICT = "Conflict"
+    """Something else scaled a shed Deployment back up."""
+
+
+class CommonReason(StrEnum):
+    """Reasons any kind's Ready may carry."""
+
+    INVALID_SPEC = "InvalidSpec"
+    """The stored spec fails the schema (objects stored under an older one); the message says where."""
+
+
+class PoolReason(StrEnum):
+    """Reasons of a LoadBalancerPool's conditions."""
+
+    # BackendsAvailable
+    BACKENDS_READY = "BackendsReady"
+    NO_BACKENDS = "NoBackends"
+    NO_READY_BACKENDS = "NoReadyBackends"
+    # ConfigApplied
+    APPLIED = "Applied"
+    APPLYING = "Applying"
+    NO_BALANCER_READY = "NoBalancerReady"
+    IPVS_UNAVAILABLE = "IPVSUnavailable"
+    """A balancer node's kernel lacks IPVS (engine lvs): keepalived cannot run there."""
+    # Ready (otherwise the failing condition's reason)
+    SERVING = "Serving"
+
+
+class DatabaseReason(StrEnum):
+    """Reasons of a ReplicatedDatabase's conditions.
+
+    Healthy=False carries the phase (Initializing, Degraded, Failed, Lost, Switching) as its reason.
+    """
+
+    # Available
+    PRIMARY_WRITABLE = "PrimaryWritable"
+    NO_WRITABLE_PRIMARY = "NoWritablePrimary"
+    # Healthy
+    ALL_REPLICATING = "AllReplicating"
+    # FailoverInProgress
+    FAILOVER_IN_PROGRESS = "FailoverInProgress"
+    IDLE = "Idle"
+    # Ready
+    AVAILABLE = "Available"
+    NOT_AVAILABLE = "NotAvailable"
+    INITIALIZING = "Initializing"
+    """The spec was accepted; the clustering loop has not reported yet."""
+    CREDENTIALS_MISSING = "CredentialsMissing"
+    """The credentials Secret, or one of its keys, is missing."""
+
+
+class PolicyReason(StrEnum):
+    """Reasons of a DegradationPolicy's conditions."""
+
+    # Ready
+    EVALUATING = "Evaluating"
+    SECRET_MISSING = "SecretMissing"
+    """A Secret the Prometheus connection needs (bearer token, CA) is missing."""
+    EVALUATION_FAILED = "EvaluationFailed"
+    """An evaluation raised; the policy keeps evaluating and says what failed."""
+    # MetricsAvailable
+    VALUES = "Values"
+    UNAVAILABLE = "Unavailable"
+    NO_DATA = "NoData"
+    # Degraded
+    SHED = "Shed"
+    DRY_RUN = "DryRun"
+    NOTHING_SHED = "NothingShed"
+    # Conflict
+    SCALED_BY_OTHERS = "ScaledByOthers"
+    NO_CONFLICT = "NoConflict"
+
+
+class Verdict(NamedTuple):
+    """What one condition says now, before it is stamped with a time and a generation."""
+
+    status: bool
+    reason: str
+    message: str
 
 
 def now_iso() -> str:
+    """The current time in RFC 3339, UTC, whole seconds (lastTransitionTime's precision)."""
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def parse_conditions(conditions: Iterable[Condition | Mapping[str, Any]] | None) -> list[Condition]:
+    """Conditions as models; dicts, as read from a status, are validated (pydantic's
+    ValidationError for one the CRD schema would have refused)."""
+    return [c if isinstance(c, Condition) else Condition.model_validate(c) for c in conditions or ()]
+
+
+def with_condition(
+    conditions: Iterable[Condition | Mapping[str, Any]] | None,
+    type_: str,
+    status: bool | ConditionStatus,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: str | None = None,
+) -> list[Condition]:
+    """The conditions with `type_` set (appended when new, in place otherwise).
+
+    lastTransitionTime becomes `now` (default: the current time) only when the status changes
+    or the condition had none, as the API conventions ask; the others are kept as they are.
+    """
+    text: ConditionStatus = ("True" if status else "False") if isinstance(status, bool) else status
+    out = parse_conditions(conditions)
+    for i, cond in enumerate(out):
+        if cond.type == type_:
+            moved = cond.status != text or not cond.last_transition_time
+            out[i] = cond.model_copy(update={
+                "status": text, "reason": str(reason), "message": message, "observed_generation": generation,
+                "last_transition_time": (now or now_iso()) if moved else cond.last_transition_time})
+            return out
+    out.append(Condition(type=str(type_), status=text, reason=str(reason), message=message,
+                         last_transition_time=now or now_iso(), observed_generation=generation))
+    return out
+
+
+def with_verdicts(
+    conditions: Iterable[Condition | Mapping[str, Any]] | None,
+    verdicts: Iterable[tuple[str, Verdict]],
+    generation: int | None,
+    now: str | None = None,
+) -> list[Condition]:
+    """with_condition for each (type, verdict), in order."""
+    out = parse_conditions(conditions)
+    for type_, verdict in verdicts:
+        out = with_condition(out, type_, verdict.status, verdict.reason, verdict.message, generation, now)
+    return out
+
+
+def find_condition(conditions: Iterable[Condition], type_: str) -> Condition | None:
+    """The condition of that type, or None."""
+    return next((c for c in conditions if c.type == type_), None)
 
 
 def set_condition(
     conditions: Iterable[Mapping[str, Any]] | None,
     type_: str,
-    status: bool | str,
+    status: bool | ConditionStatus,
     reason: str,
     message: str,
     generation: int | None,
     now: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Returns the conditions with one set; lastTransitionTime moves only when status does."""
-    status = {True: "True", False: "False"}.get(status, status)  # type: ignore[arg-type]
-    out: list[dict[str, Any]] = []
-    found = False
-    for cond in conditions or ():
-        cond = dict(cond)
-        if cond.get("type") == type_:
-            found = True
-            changed = cond.get("status") != status
-            cond.update(status=status, reason=reason, message=message, observedGeneration=generation)
-            if changed or not cond.get("lastTransitionTime"):
-                cond["lastTransitionTime"] = now or now_iso()
-        out.append(cond)
-    if not found:
-        out.append({
-            "type": type_, "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": now or now_iso(), "observedGeneration": generation,
-        })
-    return out
+    """with_condition on a status as read from the API, returning the conditions as written to it
+    (camelCase dicts). For callers that patch a status without its model."""
+    return [c.wire() for c in with_condition(conditions, type_, status, reason, message, generation, now)]
 
 
 def get_condition(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:
+    """The condition of that type in a status as read from the API, or None."""
     return next((c for c in conditions or () if c.get("type") == type_), None)

@@ -136,8 +136,11 @@ TriggerCondition = Literal["Breaching", "Between", "Recovered", "NoData", "Unava
 
 
 class TriggerStatus(StatusModel):
+    """One trigger as last evaluated."""
+
     name: str
     value: float | None = None
+    """The query's last value."""
     condition: TriggerCondition | None = None
     """Breaching the threshold, Between the two thresholds, Recovered, NoData or Unavailable."""
     firing: bool = False
@@ -148,11 +151,15 @@ class TriggerStatus(StatusModel):
 
 
 class ShedTarget(StatusModel):
+    """A Deployment the policy shed (scaled to zero)."""
+
     namespace: str
     name: str
     tier: str
     original_replicas: int
+    """Its replicas before it was shed: what a restore scales it back to."""
     since: str
+    """When it was shed (RFC 3339)."""
     dry_run: bool = False
     """Only reported: dryRun is on and nothing was scaled."""
     hpa: str | None = None
@@ -162,14 +169,22 @@ class ShedTarget(StatusModel):
 
 
 class DegradationPolicyStatus(BaseStatus):
+    """Conditions: Ready (the policy evaluates its triggers), MetricsAvailable, Degraded, Conflict."""
+
     state: Literal["Normal", "Pending", "Degraded", "Recovering"] | None = None
+    """Normal; Pending (a trigger breaches, its `for` has not elapsed); Degraded (Deployments are
+    shed); Recovering (every trigger recovered: restoring one tier per restore.interval)."""
     message: str | None = None
     """What the policy does or waits for, in one line."""
     shed_tiers: int = 0
+    """Tiers with a Deployment shed."""
     shed_count: int = 0
+    """Deployments shed (scaled to zero, not dry run)."""
     triggers: list[TriggerStatus] = Field(default_factory=list)
     shed: list[ShedTarget] = Field(default_factory=list)
+    """Every Deployment the policy has shed (or, dryRun, would have), lowest tier priority first."""
     last_evaluated: str | None = None
+    """When the triggers were last evaluated (RFC 3339)."""
     last_shed_time: str | None = None
     last_restore_time: str | None = None
     last_transition_time: str | None = None

@@ -11,8 +11,15 @@ from hakeeper.api import degradationpolicy as dp
 from hakeeper.api import loadbalancerpool as lbp
 from hakeeper.api import replicateddatabase as rdb
 from hakeeper.api.common import GROUP, VERSION
+from hakeeper.api.conditions import ConditionType
 
-READY = '.status.conditions[?(@.type=="Ready")].status'
+
+def condition_column(type_: ConditionType) -> str:
+    """The JSONPath of a condition's status, for a printer column."""
+    return f'.status.conditions[?(@.type=="{type_}")].status'
+
+
+READY = condition_column(ConditionType.READY)
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,7 @@ REPLICATED_DATABASE = Kind(
         column("Members", ".spec.replicas", "integer"),
         column("Phase", ".status.phase"),
         column("Last-Failover", ".status.lastFailoverTime", "date"),
-        column("Available", '.status.conditions[?(@.type=="Available")].status', priority=1),
+        column("Available", condition_column(ConditionType.AVAILABLE), priority=1),
         AGE,
     ),
 )
@@ -99,7 +106,7 @@ DEGRADATION_POLICY = Kind(
         column("Mode", ".spec.mode"),
         column("State", ".status.state"),
         column("Shed", ".status.shedCount", "integer", description="Deployments switched off"),
-        column("Metrics", '.status.conditions[?(@.type=="MetricsAvailable")].status'),
+        column("Metrics", condition_column(ConditionType.METRICS_AVAILABLE)),
         column("Ready", READY),
         AGE,
     ),

@@ -246,20 +246,32 @@ class LoadBalancerPoolSpec(Model):
 
 
 class BackendCount(StatusModel):
+    """Backend endpoints the pool's backends select."""
+
     total: int = 0
     ready: int = 0
 
 
 class BalancerPodStatus(StatusModel):
+    """One balancer pod, as its agent reports it."""
+
     pod: str
     applied_hash: str | None = None
+    """The config hash the pod's agent has applied (equal to configHash once it runs the current config)."""
     vrrp_state: str | None = None
+    """Engine lvs: the VRRP state keepalived reports (MASTER holds the virtual IP, BACKUP, FAULT)."""
 
 
 class LoadBalancerPoolStatus(BaseStatus):
+    """Conditions: Ready (balancers run the current config and a backend is up), BackendsAvailable,
+    ConfigApplied."""
+
     algorithm: str | None = None
     """The algorithm in effect (the spec's, or the engine's default)."""
     config_hash: str | None = None
+    """Hash of the current balancer config."""
     backends: BackendCount = Field(default_factory=BackendCount)
     balancers: list[BalancerPodStatus] = Field(default_factory=list)
+    """The balancer pods, by name."""
     virtual_ip_holder: str | None = Field(default=None, alias="virtualIPHolder")
+    """Engine lvs: the node (or nodes, comma-separated, during a split) whose keepalived holds the virtual IP."""

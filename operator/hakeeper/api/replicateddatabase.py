@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from pydantic import ConfigDict, Field
 
@@ -98,37 +98,116 @@ class ReplicatedDatabaseSpec(Model):
     )
 
 
+Phase: TypeAlias = Literal["Initializing", "Healthy", "Degraded", "Failed", "Lost", "Switching"]
+"""The cluster's state as the clustering loop classified it (see replicateddatabase.clustering.classify)."""
+
+
 class MemberStatus(StatusModel):
+    """One member (pod and server) as the last probe saw it."""
+
     name: str
     role: Literal["primary", "replica", "fenced", "unknown"] = "unknown"
+    """fenced: a writable member that is not the primary, made read-only; unknown: not reachable."""
     reachable: bool = False
     read_only: bool | None = None
     lag_seconds: float | None = None
+    """How far the member's applied transactions are behind the primary's."""
     gtid: str | None = None
+    """Its executed GTID set."""
     errant: bool = False
+    """It has transactions the primary lacks: it stays out of the cluster until re-initialized."""
     message: str | None = None
+    """What is wrong with it, if anything."""
 
 
 class HistoryEntry(StatusModel):
+    """A completed failover or switchover."""
+
     time: str
+    """When it completed (RFC 3339)."""
     kind: Literal["failover", "switchover"]
     from_member: str | None = Field(default=None, alias="from")
     to_member: str = Field(alias="to")
     reason: str
     duration_seconds: float | None = None
+    """From the first failed probe (failover) or the request (switchover) to the new primary taking writes."""
+
+
+class SwitchoverStatus(StatusModel):
+    """A switchover under way."""
+
+    target: str
+    """The member being promoted."""
+    source: str
+    """The primary it takes over from."""
+    started: str
+    """When it began (RFC 3339)."""
+
+
+class MemberLag(StatusModel):
+    member: str
+    seconds: float
+
+
+class ErrantMember(StatusModel):
+    member: str
+    gtids: str
+    """The transactions it has and the primary lacks (a GTID set)."""
+
+
+class LoopMemoryStatus(StatusModel):
+    """What the clustering loop carries from one step to the next, so that a restarted operator
+    resumes where the last one stopped. Losing it is safe: probe counting restarts (a failover
+    comes failureThreshold probes later), the lease is assumed fresh (a failover waits one lease
+    longer), errant members are found again."""
+
+    probe_failures: int = 0
+    """Consecutive failed probes of the recorded primary."""
+    failing_since: str | None = None
+    """When the first of those failed probes happened (RFC 3339); a failover's duration starts here."""
+    last_failover: str | None = None
+    """When the last automatic failover completed (RFC 3339); failover.antiFlapWindow counts from it."""
+    last_lag: list[MemberLag] = Field(default_factory=list, json_schema_extra={
+        "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["member"]})
+    """Each replica's lag as last seen while the primary was alive (afterwards the server reports none)."""
+    errant: list[ErrantMember] = Field(default_factory=list, json_schema_extra={
+        "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["member"]})
+    """Members found with transactions the primary lacks; they stay out until re-initialized."""
+    switchover: SwitchoverStatus | None = None
+    lease_expires: str | None = None
+    """When the primary's lease, as last renewed, runs out (RFC 3339): a failover waits for it."""
+    last_state: Phase | None = None
+    """The phase of the last step: a change is announced by an Event."""
+    last_notes: list[str] = Field(default_factory=list)
+    """Reasons of the decisions announced last step: a held-back failover is announced once, not every probe."""
 
 
 class ReplicatedDatabaseStatus(BaseStatus):
-    phase: Literal["Initializing", "Healthy", "Degraded", "Failed", "Lost", "Switching"] | None = None
+    """Conditions: Ready (a writable primary exists, and the operator can reach the members),
+    Available, Healthy, FailoverInProgress."""
+
+    phase: Phase | None = None
+    """Initializing (no primary yet), Healthy, Degraded (something but the primary is wrong),
+    Failed (the primary is lost: a failover is due), Lost (no member can take over without
+    losing acknowledged writes), Switching (a switchover is under way)."""
     current_primary: str | None = None
+    """The member the -primary Service sends writes to."""
     ready_members: int = 0
+    """Members up and replicating (the primary included)."""
     members: list[MemberStatus] = Field(default_factory=list)
+    """Every member as last probed, in ordinal order."""
     history: list[HistoryEntry] = Field(default_factory=list, max_length=20)
     """The last failovers and switchovers, newest first."""
     last_failover_time: str | None = None
+    """When the last failover completed (RFC 3339)."""
     handled_switchover: str | None = None
     """The switchover request (annotation value, or spec generation and target) already
     carried out: it is not repeated after a later failover."""
+    loop: LoopMemoryStatus | None = None
+    """The clustering loop's memory between its steps (probe failures, last failover, errant
+    members, the primary's lease), so that a restarted operator resumes where the last one
+    stopped. Losing it is safe: a failover then comes failureThreshold probes later and waits
+    one lease longer."""
     loop_memory: str | None = None
-    """The clustering loop's memory (JSON): probe failures, last failover, lease; a restarted
-    operator resumes from it."""
+    """Deprecated: the loop's memory as JSON, written by hakeeper 0.1.0. Read once by an upgraded
+    operator to resume, then removed; superseded by loop."""

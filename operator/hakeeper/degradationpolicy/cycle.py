@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hakeeper.api.common import parse_duration
+from hakeeper.api.common import parse_duration, rfc3339
+from hakeeper.api.conditions import PolicyReason, Verdict
 from hakeeper.api.degradationpolicy import DegradationPolicySpec
 from hakeeper.degradationpolicy import status as status_
 from hakeeper.degradationpolicy.act import Scaler, cluster_patcher, conflict_message, hpas_by_target
@@ -84,16 +85,15 @@ class Evaluator:
         if source is not None:
             source.close()
 
-    def readings(self, spec: DegradationPolicySpec, body: Mapping[str, Any]) -> tuple[dict[str, Reading], tuple]:
+    def readings(self, spec: DegradationPolicySpec, body: Mapping[str, Any]) -> tuple[dict[str, Reading], Verdict]:
         """Each trigger's reading, and the Ready condition (False when the credentials are missing)."""
-        interval = spec.interval
-        ready = (True, "Evaluating", f"evaluating {len(spec.triggers)} triggers every {interval}")
         try:
             source = self.source(spec, body)
         except SecretMissing as error:
             reading = Reading("unavailable", message=str(error))
-            return {t.name: reading for t in spec.triggers}, (False, "SecretMissing", str(error))
-        return source.read_all(spec.triggers), ready
+            problem = Verdict(False, PolicyReason.SECRET_MISSING, str(error))
+            return {t.name: reading for t in spec.triggers}, status_.ready(spec, problem)
+        return source.read_all(spec.triggers), status_.ready(spec)
 
     # -- the cluster --------------------------------------------------------------------------
     def _deployments(self, spec: DegradationPolicySpec, body: Mapping[str, Any]) -> dict[tuple[str, str], dict]:
@@ -143,7 +143,7 @@ class Evaluator:
              deployments: Mapping[tuple[str, str], dict], hpas: Mapping[tuple[str, str], str],
              now: float) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        since = status_.iso(now) or ""
+        since = rfc3339(now) or ""
         for target in restore:
             deployment = deployments[target.key]
             if target.shed is not None and target.shed.dry_run:

@@ -27,11 +27,11 @@ import kopf
 from pydantic import ValidationError
 
 from hakeeper.api import DEGRADATION_POLICY, offline
-from hakeeper.api.conditions import set_condition
 from hakeeper.api.degradationpolicy import DegradationPolicySpec
+from hakeeper.api.events import CommonEvent, PolicyEvent
 from hakeeper.degradationpolicy.cycle import Evaluator
 from hakeeper.degradationpolicy.decide import Memory
-from hakeeper.degradationpolicy.status import memory_from_status
+from hakeeper.degradationpolicy.status import invalid_spec_status, memory_from_status
 from hakeeper.platform import kube as kubeapi
 from hakeeper.platform import loop
 from hakeeper.platform.spec import explain
@@ -42,7 +42,7 @@ PLURAL = DEGRADATION_POLICY.plural
 # Prometheus queries, Kubernetes reads and patches run in this kind's own pool: a slow
 # Prometheus must not stall the other kinds' passes.
 WORKERS = 32
-LOOP = loop.Loop(kind=DEGRADATION_POLICY.kind, failure_reason="EvaluationFailed", retry=5.0,
+LOOP = loop.Loop(kind=DEGRADATION_POLICY.kind, failure_reason=PolicyEvent.EVALUATION_FAILED, retry=5.0,
                  executor=concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="degradation"))
 _evaluator: Evaluator | None = None
 
@@ -94,12 +94,10 @@ class PolicyPass:
         generation = body["metadata"].get("generation")
         spec, problem = read_spec(body)
         if spec is None:
-            conditions = set_condition(body["status"].get("conditions"), "Ready", False, "InvalidSpec", problem,
-                                       generation)
-            events = [] if self.warned_generation == generation else [loop.Event("Warning", "InvalidSpec", problem)]
+            warning = loop.Event.of(CommonEvent.INVALID_SPEC, problem)
+            events = [] if self.warned_generation == generation else [warning]
             self.warned_generation = generation
-            return loop.Outcome(status={"observedGeneration": generation, "conditions": conditions,
-                                        "message": f"invalid spec: {problem}"}, events=events)
+            return loop.Outcome(status=invalid_spec_status(body["status"], generation, problem), events=events)
         if self.memory is None:
             self.memory = memory_from_status(body["status"])
         result = evaluator().evaluate(body, spec, self.memory)
@@ -140,7 +138,8 @@ async def restore_on_delete(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: 
     for outcome in outcomes:
         if outcome.action in ("restored", "released"):
             objs: list[Any] = [body, outcome.deployment]
-            kopf.event(objs, type="Normal", reason="Restored", message=f"policy deleted: {outcome.message}")
+            kopf.event(objs, type=PolicyEvent.RESTORED.type, reason=PolicyEvent.RESTORED,
+                       message=f"policy deleted: {outcome.message}")
     left = [o for o in outcomes if o.action in ("changed", "failed")]
     if left:
         raise kopf.TemporaryError("could not restore yet: " + "; ".join(o.message for o in left), delay=2)

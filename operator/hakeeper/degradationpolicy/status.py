@@ -1,34 +1,36 @@
-"""The policy's status and Events from one evaluation (pure), and its memory read back from status."""
+"""The policy's status and Events from one evaluation (pure), built as DegradationPolicyStatus,
+and its memory read back from the status.
+
+Conditions: MetricsAvailable, Degraded, Conflict, and Ready, which ready() derives: True while
+the policy evaluates, False with the problem that stops it (SecretMissing, InvalidSpec,
+EvaluationFailed).
+"""
 
 from __future__ import annotations
 
-import datetime
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hakeeper.api.conditions import get_condition, set_condition
-from hakeeper.api.degradationpolicy import DegradationPolicySpec
+from hakeeper.api.common import epoch_of, rfc3339
+from hakeeper.api.conditions import (
+    CommonReason,
+    ConditionType,
+    PolicyReason,
+    Verdict,
+    find_condition,
+    parse_conditions,
+    with_verdicts,
+)
+from hakeeper.api.degradationpolicy import DegradationPolicySpec, DegradationPolicyStatus, ShedTarget, TriggerStatus
+from hakeeper.api.events import PolicyEvent
 from hakeeper.degradationpolicy.decide import Memory, Plan, TriggerMemory
 from hakeeper.degradationpolicy.targets import Outcome, Selection, Shed, Target
 
-
-def iso(t: float | None) -> str | None:
-    """RFC 3339 with milliseconds: windows of a few seconds need more than whole seconds."""
-    if t is None:
-        return None
-    moment = datetime.datetime.fromtimestamp(t, datetime.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def epoch(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+iso = rfc3339
+"""RFC 3339 with milliseconds: windows of a few seconds need more than whole seconds."""
+epoch = epoch_of
 
 
 def memory_from_status(status: Mapping[str, Any] | None) -> Memory:
@@ -62,22 +64,16 @@ class Event:
 
 
 def _entry(target: Target, tier: str, original: int, since: str, dry_run: bool, hpa: str | None,
-           conflict: str | None) -> dict[str, Any]:
-    entry: dict[str, Any] = {"namespace": target.namespace, "name": target.name, "tier": tier,
-                             "originalReplicas": original, "since": since}
-    if dry_run:
-        entry["dryRun"] = True
-    if hpa:
-        entry["hpa"] = hpa
-    if conflict:
-        entry["conflict"] = conflict
-    return entry
+           conflict: str | None) -> ShedTarget:
+    return ShedTarget(namespace=target.namespace, name=target.name, tier=tier, original_replicas=original,
+                      since=since, dry_run=dry_run, hpa=hpa or None, conflict=conflict or None)
 
 
 def shed_entries(selection: Selection, outcomes: Iterable[Outcome], hpas: Mapping[tuple[str, str], str],
-                 conflicts: Mapping[tuple[str, str], str], now: float) -> list[dict[str, Any]]:
-    """Every Deployment shed after this evaluation: what was, minus what came back, plus what went."""
-    entries: dict[tuple[str, str], dict[str, Any]] = {}
+                 conflicts: Mapping[tuple[str, str], str], now: float) -> list[ShedTarget]:
+    """Every Deployment shed after this evaluation: what was, minus what came back, plus what went;
+    lowest tier priority first."""
+    entries: dict[tuple[str, str], ShedTarget] = {}
     order: dict[tuple[str, str], int] = {}
     for target in selection.all_shed():
         mark = target.shed
@@ -96,96 +92,154 @@ def shed_entries(selection: Selection, outcomes: Iterable[Outcome], hpas: Mappin
     return [entries[k] for k in sorted(entries, key=lambda k: (order.get(k, 0), k))]
 
 
-def _metrics_condition(memory: Memory) -> tuple[bool, str, str]:
+# -- conditions ---------------------------------------------------------------------------------
+def ready(spec: DegradationPolicySpec | None, problem: Verdict | None = None) -> Verdict:
+    """Ready: the policy evaluates its triggers every interval. False with the problem that stops
+    it when there is one: SecretMissing, InvalidSpec (no spec then), EvaluationFailed."""
+    if problem is not None:
+        return problem
+    if spec is None:
+        raise ValueError("a policy without a valid spec is not ready: give the problem")
+    return Verdict(True, PolicyReason.EVALUATING, f"evaluating {len(spec.triggers)} triggers every {spec.interval}")
+
+
+def metrics_available(memory: Memory) -> Verdict:
+    """MetricsAvailable: every trigger's last query returned a value (Unavailable wins over NoData)."""
     unavailable = {n: m for n, m in memory.triggers.items() if m.condition == "Unavailable"}
     no_data = {n: m for n, m in memory.triggers.items() if m.condition == "NoData"}
     if unavailable:
-        return False, "Unavailable", "; ".join(f"{n}: {m.message}" for n, m in unavailable.items())
+        return Verdict(False, PolicyReason.UNAVAILABLE, "; ".join(f"{n}: {m.message}" for n, m in unavailable.items()))
     if no_data:
-        return False, "NoData", "; ".join(f"{n}: {m.message}" for n, m in no_data.items())
-    return True, "Values", f"every trigger has a value ({len(memory.triggers)})"
+        return Verdict(False, PolicyReason.NO_DATA, "; ".join(f"{n}: {m.message}" for n, m in no_data.items()))
+    return Verdict(True, PolicyReason.VALUES, f"every trigger has a value ({len(memory.triggers)})")
+
+
+def degraded(real: list[ShedTarget], dry: list[ShedTarget]) -> Verdict:
+    """Degraded: Deployments are shed for real (a dry run's are only reported)."""
+    if real:
+        tiers = sorted({e.tier for e in real})
+        return Verdict(True, PolicyReason.SHED, f"{len(real)} Deployments shed in tier {', '.join(tiers)}")
+    if dry:
+        return Verdict(False, PolicyReason.DRY_RUN,
+                       f"dryRun: would have shed {len(dry)} Deployments; nothing was scaled")
+    return Verdict(False, PolicyReason.NOTHING_SHED, "no Deployment is shed")
+
+
+def conflict(real: list[ShedTarget]) -> Verdict:
+    """Conflict: something else scaled a shed Deployment back up."""
+    in_conflict = [e for e in real if e.conflict]
+    if in_conflict:
+        return Verdict(True, PolicyReason.SCALED_BY_OTHERS,
+                       "; ".join(f"{e.namespace}/{e.name} {e.conflict}" for e in in_conflict))
+    return Verdict(False, PolicyReason.NO_CONFLICT, "no shed Deployment was scaled up by anything else")
+
+
+def problem_status(previous: Mapping[str, Any] | None, generation: int | None, problem: Verdict,
+                   now: str | None = None, spec_invalid: bool = False) -> dict[str, Any]:
+    """The status patch for a policy that cannot evaluate: Ready=False with the problem (reason
+    CommonReason.INVALID_SPEC or PolicyReason.EVALUATION_FAILED), the rest of the status as it is.
+    An invalid spec also sets observedGeneration and the one-line message."""
+    conditions = with_verdicts((previous or {}).get("conditions"), [(ConditionType.READY, ready(None, problem))],
+                               generation, now)
+    if not spec_invalid:
+        return DegradationPolicyStatus(conditions=conditions).patch()
+    return DegradationPolicyStatus(observed_generation=generation, conditions=conditions,
+                                   message=f"invalid spec: {problem.message}").patch()
+
+
+def invalid_spec_status(previous: Mapping[str, Any] | None, generation: int | None, problem: str,
+                        now: str | None = None) -> dict[str, Any]:
+    """problem_status for a spec the schema refuses; `problem` says where, in the API server's words."""
+    return problem_status(previous, generation, Verdict(False, CommonReason.INVALID_SPEC, problem), now,
+                          spec_invalid=True)
+
+
+def evaluation_failed_status(previous: Mapping[str, Any] | None, generation: int | None, message: str,
+                             now: str | None = None) -> dict[str, Any]:
+    """problem_status for an evaluation that raised (`message`: what failed)."""
+    return problem_status(previous, generation, Verdict(False, PolicyReason.EVALUATION_FAILED, message), now)
+
+
+# -- the status ---------------------------------------------------------------------------------
+def status_model(spec: DegradationPolicySpec, generation: int | None, previous: Mapping[str, Any] | None,
+                 plan: Plan, selection: Selection, outcomes: list[Outcome], hpas: Mapping[tuple[str, str], str],
+                 conflicts: Mapping[tuple[str, str], str], ready: tuple[bool, str, str],
+                 now: float) -> tuple[DegradationPolicyStatus, list[Event]]:
+    """The status after one evaluation and the Events to post. `previous` is the status as read
+    from the API; `ready` is ready()'s verdict for this evaluation; `now` is epoch seconds."""
+    previous = previous or {}
+    memory = plan.memory
+    shed = shed_entries(selection, outcomes, hpas, conflicts, now)
+    real = [e for e in shed if not e.dry_run]
+    dry = [e for e in shed if e.dry_run]
+    stamp = iso(now)
+    metrics = metrics_available(memory)
+    conditions = with_verdicts(previous.get("conditions") or [], [
+        (ConditionType.READY, Verdict(*ready)),
+        (ConditionType.METRICS_AVAILABLE, metrics),
+        (ConditionType.DEGRADED, degraded(real, dry)),
+        (ConditionType.CONFLICT, conflict(real)),
+    ], generation, stamp)
+    status = DegradationPolicyStatus(
+        observed_generation=generation,
+        conditions=conditions,
+        state=memory.state,
+        message=plan.message,
+        shed_tiers=len({e.tier for e in real}),
+        shed_count=len(real),
+        triggers=[_trigger_status(n, m) for n, m in memory.triggers.items()],
+        shed=shed,
+        last_evaluated=stamp,
+        last_shed_time=iso(memory.last_shed),
+        last_restore_time=iso(memory.last_restore),
+        last_transition_time=iso(memory.state_since),
+    )
+    return status, _events(previous, status, outcomes, metrics.message)
 
 
 def build(spec: DegradationPolicySpec, generation: int | None, previous: Mapping[str, Any] | None, plan: Plan,
           selection: Selection, outcomes: list[Outcome], hpas: Mapping[tuple[str, str], str],
           conflicts: Mapping[tuple[str, str], str], ready: tuple[bool, str, str],
           now: float) -> tuple[dict[str, Any], list[Event]]:
-    """The status to write and the Events to post."""
-    previous = previous or {}
-    memory = plan.memory
-    shed = shed_entries(selection, outcomes, hpas, conflicts, now)
-    real = [e for e in shed if not e.get("dryRun")]
-    dry = [e for e in shed if e.get("dryRun")]
-    stamp = iso(now)
-
-    conditions = previous.get("conditions") or []
-    conditions = set_condition(conditions, "Ready", ready[0], ready[1], ready[2], generation, stamp)
-    metrics_ok, metrics_reason, metrics_message = _metrics_condition(memory)
-    conditions = set_condition(conditions, "MetricsAvailable", metrics_ok, metrics_reason, metrics_message,
-                               generation, stamp)
-    if real:
-        tiers = sorted({e["tier"] for e in real})
-        degraded = (True, "Shed", f"{len(real)} Deployments shed in tier {', '.join(tiers)}")
-    elif dry:
-        degraded = (False, "DryRun", f"dryRun: would have shed {len(dry)} Deployments; nothing was scaled")
-    else:
-        degraded = (False, "NothingShed", "no Deployment is shed")
-    conditions = set_condition(conditions, "Degraded", *degraded, generation, stamp)
-    in_conflict = [e for e in real if e.get("conflict")]
-    conflict = ((True, "ScaledByOthers", "; ".join(f"{e['namespace']}/{e['name']} {e['conflict']}"
-                                                   for e in in_conflict))
-                if in_conflict else (False, "NoConflict", "no shed Deployment was scaled up by anything else"))
-    conditions = set_condition(conditions, "Conflict", *conflict, generation, stamp)
-
-    status = {
-        "observedGeneration": generation,
-        "conditions": conditions,
-        "state": memory.state,
-        "message": plan.message,
-        "shedTiers": len({e["tier"] for e in real}),
-        "shedCount": len(real),
-        "triggers": [_trigger_status(n, m) for n, m in memory.triggers.items()],
-        "shed": shed,
-        "lastEvaluated": stamp,
-        "lastShedTime": iso(memory.last_shed),
-        "lastRestoreTime": iso(memory.last_restore),
-        "lastTransitionTime": iso(memory.state_since),
-    }
-    return status, _events(previous, status, outcomes, metrics_message)
+    """status_model's status as the merge patch to write (StatusModel.patch), and the Events to post."""
+    status, events = status_model(spec, generation, previous, plan, selection, outcomes, hpas, conflicts, ready, now)
+    return status.patch(), events
 
 
-def _trigger_status(name: str, m: TriggerMemory) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": name, "condition": m.condition, "firing": m.firing, "since": iso(m.since)}
-    if m.message:
-        out["message"] = m.message
+def _trigger_status(name: str, m: TriggerMemory) -> TriggerStatus:
+    message = m.message or None
+    value = None
     if m.value is not None and math.isfinite(m.value):
-        out["value"] = round(m.value, 6)
+        value = round(m.value, 6)
     elif m.value is not None:  # JSON has no infinities: the API server would refuse the patch
-        out["message"] = f"value {m.value:+}"
-    return out
+        message = f"value {m.value:+}"
+    return TriggerStatus(name=name, condition=m.condition, firing=m.firing, since=iso(m.since), message=message,
+                         value=value)
 
 
-_REASONS = {"shed": ("Normal", "Shed"), "restored": ("Normal", "Restored"), "released": ("Warning", "Released"),
-            "would-shed": ("Normal", "WouldShed"), "would-restore": ("Normal", "WouldRestore"),
-            "failed": ("Warning", "ScaleFailed")}
+_OUTCOME_EVENTS = {"shed": PolicyEvent.SHED, "restored": PolicyEvent.RESTORED, "released": PolicyEvent.RELEASED,
+                   "would-shed": PolicyEvent.WOULD_SHED, "would-restore": PolicyEvent.WOULD_RESTORE,
+                   "failed": PolicyEvent.SCALE_FAILED}
 
 
-def _events(previous: Mapping[str, Any], status: Mapping[str, Any], outcomes: list[Outcome],
+def _event(reason: PolicyEvent, message: str, deployment: Mapping[str, Any] | None = None) -> Event:
+    return Event(reason.type, reason, message, deployment)
+
+
+def _events(previous: Mapping[str, Any], status: DegradationPolicyStatus, outcomes: list[Outcome],
             metrics_message: str) -> list[Event]:
-    events = []
-    for outcome in outcomes:
-        if outcome.action in _REASONS:
-            type_, reason = _REASONS[outcome.action]
-            events.append(Event(type_, reason, outcome.message, outcome.deployment))
+    events = [_event(_OUTCOME_EVENTS[o.action], o.message, o.deployment) for o in outcomes
+              if o.action in _OUTCOME_EVENTS]
     before = previous.get("state")
-    if before and before != status["state"]:
-        events.append(Event("Normal", status["state"], f"{before} -> {status['state']}: {status['message']}"))
-    was = get_condition(previous.get("conditions"), "MetricsAvailable")
-    now_ok = get_condition(status["conditions"], "MetricsAvailable")
-    if now_ok and now_ok["status"] == "False" and (was is None or was.get("status") != "False"):
-        events.append(Event("Warning", "MetricsUnavailable", metrics_message))
+    if before and status.state and before != status.state:
+        # a change of state is posted as an Event named after the new state
+        events.append(_event(PolicyEvent(status.state), f"{before} -> {status.state}: {status.message}"))
+    was = find_condition(parse_conditions(previous.get("conditions")), ConditionType.METRICS_AVAILABLE)
+    metrics = find_condition(status.conditions, ConditionType.METRICS_AVAILABLE)
+    if metrics and metrics.status == "False" and (was is None or was.status != "False"):
+        events.append(_event(PolicyEvent.METRICS_UNAVAILABLE, metrics_message))
     known = {(e["namespace"], e["name"]) for e in previous.get("shed") or [] if e.get("conflict")}
-    for entry in status["shed"]:
-        if entry.get("conflict") and (entry["namespace"], entry["name"]) not in known:
-            events.append(Event("Warning", "Conflict", f"{entry['namespace']}/{entry['name']} {entry['conflict']}"))
+    for entry in status.shed:
+        if entry.conflict and (entry.namespace, entry.name) not in known:
+            events.append(_event(PolicyEvent.CONFLICT, f"{entry.namespace}/{entry.name} {entry.conflict}"))
     return events

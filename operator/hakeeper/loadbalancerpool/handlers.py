@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 
 from hakeeper.api import LOAD_BALANCER_POOL
+from hakeeper.api.events import CommonEvent, PoolEvent
 from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
 from hakeeper.api.meta import POOL_LABEL
 from hakeeper.loadbalancerpool.backends import matches
@@ -30,7 +31,7 @@ PLURAL = LOAD_BALANCER_POOL.plural
 RESYNC_SECONDS = 30.0
 WORKERS = 16
 
-LOOP = loop.Loop(kind=LOAD_BALANCER_POOL.kind, failure_reason="ReconcileFailed", retry=2.0, debounce=0.1,
+LOOP = loop.Loop(kind=LOAD_BALANCER_POOL.kind, failure_reason=CommonEvent.RECONCILE_FAILED, retry=2.0, debounce=0.1,
                  executor=concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="loadbalancerpool"))
 _wakeups = loop.Wakeups()
 
@@ -73,11 +74,11 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
         except ValueError:
             return loop.Outcome()  # the spec handler reported it; wait for a new spec
         outcome = reconcile(kubeapi.shared(), snapshot, spec, watched)
-        events = [loop.Event("Warning", "InvalidWeight", warning) for warning in outcome.warnings]
+        events = [loop.Event.of(PoolEvent.INVALID_WEIGHT, warning) for warning in outcome.warnings]
         if outcome.config_changed:
             ready = sum(b.state == "ready" for b in outcome.backends)
             message = f"config {outcome.config_hash}: {ready}/{len(outcome.backends)} backends ready"
-            events.insert(0, loop.Event("Normal", "ConfigChanged", message))
+            events.insert(0, loop.Event.of(PoolEvent.CONFIG_CHANGED, message))
         return loop.Outcome(status=outcome.status, events=events, next_in=RESYNC_SECONDS)
 
     def watched(snapshot: Mapping[str, Any]) -> Watched:

@@ -70,9 +70,7 @@ def reconcile_lvs(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpe
     before = (body.get("status") or {}).get("configHash")
     kube.apply_all([owned_by(o, owner) for o in desired if o is not None])
     status = pool_status(body.get("status"), meta.get("generation"), spec.algorithm or DEFAULT_ALGORITHM["lvs"],
-                         backends, rendered.config_hash, balancers)
-    masters = sorted(b.node or b.name for b in balancers if (b.vrrp_state or "").upper() == "MASTER")
-    status["virtualIPHolder"] = ",".join(masters) if masters else None
+                         backends, rendered.config_hash, balancers, lvs=True)
     return Outcome(status, rendered.config_hash, before != rendered.config_hash, backends,
                    invalid_weight_annotations(selected_pods))
 

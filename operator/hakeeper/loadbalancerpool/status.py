@@ -1,4 +1,9 @@
-"""A pool's status from what the operator observed (pure)."""
+"""A pool's status from what the operator observed (pure), built as LoadBalancerPoolStatus.
+
+Conditions: BackendsAvailable (some backend is ready), ConfigApplied (every ready balancer
+pod runs the current config), and Ready, derived from the two by ready(). The one Ready
+not derived here is InvalidSpec, set by platform.spec.parse_spec before any of this runs.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,13 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from hakeeper.api.conditions import set_condition
+from hakeeper.api.common import Condition
+from hakeeper.api.conditions import ConditionType, PoolReason, Verdict, with_verdicts
+from hakeeper.api.loadbalancerpool import BackendCount, BalancerPodStatus, LoadBalancerPoolStatus
 from hakeeper.loadbalancerpool.backends import Backend, count
+
+MASTER = "MASTER"
+"""The VRRP state of the node holding the virtual IP, as keepalived names it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,49 +31,68 @@ class BalancerPod:
     """lvs: "available" or "missing", as the agent on the node reports it."""
 
 
+def backends_available(counts: Mapping[str, int]) -> Verdict:
+    """BackendsAvailable from the backend counts (backends.count: total, ready)."""
+    if counts["total"] == 0:
+        return Verdict(False, PoolReason.NO_BACKENDS, "no backend endpoints match the pool's backends")
+    if counts["ready"] == 0:
+        return Verdict(False, PoolReason.NO_READY_BACKENDS, f"0/{counts['total']} backends ready")
+    return Verdict(True, PoolReason.BACKENDS_READY, f"{counts['ready']}/{counts['total']} backends ready")
+
+
+def config_applied(config_hash: str, balancers: list[BalancerPod]) -> Verdict:
+    """ConfigApplied: every ready balancer pod's agent reported `config_hash`, and (lvs) every
+    balancer node has IPVS."""
+    running = [b for b in balancers if b.ready]
+    applied = [b for b in running if b.applied_hash == config_hash]
+    no_ipvs = sorted(b.node or b.name for b in balancers if b.ipvs == "missing")
+    if no_ipvs:
+        return Verdict(False, PoolReason.IPVS_UNAVAILABLE,
+                       f"no IPVS on {', '.join(no_ipvs)}: keepalived cannot run there; "
+                       "load the ip_vs kernel module on the balancer nodes (modprobe ip_vs)")
+    if not running:
+        return Verdict(False, PoolReason.NO_BALANCER_READY, "no balancer pod is ready yet")
+    if len(applied) < len(running):
+        stale = ", ".join(sorted(b.name for b in running if b.applied_hash != config_hash))
+        return Verdict(False, PoolReason.APPLYING, f"{len(applied)}/{len(running)} balancer pods run config "
+                                                   f"{config_hash}; waiting for {stale}")
+    return Verdict(True, PoolReason.APPLIED, f"{len(applied)} balancer pods run config {config_hash}")
+
+
+def ready(available: Verdict, applied: Verdict, serving: int, ready_backends: int) -> Verdict:
+    """Ready: the config is applied and a backend is up. Otherwise not, with the failing
+    condition's reason and message (ConfigApplied's first: without balancers nothing serves)."""
+    for condition in (applied, available):
+        if not condition.status:
+            return Verdict(False, condition.reason, condition.message)
+    return Verdict(True, PoolReason.SERVING, f"{serving} balancers serving {ready_backends} backends")
+
+
 def conditions_for(
-    previous: Iterable[Mapping[str, Any]] | None,
+    previous: Iterable[Condition | Mapping[str, Any]] | None,
     generation: int | None,
     backends: list[Backend],
     config_hash: str,
     balancers: list[BalancerPod],
     now: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Condition]:
+    """The previous conditions with BackendsAvailable, ConfigApplied and Ready set."""
     counts = count(backends)
-    if counts["total"] == 0:
-        available = (False, "NoBackends", "no backend endpoints match the pool's backends")
-    elif counts["ready"] == 0:
-        available = (False, "NoReadyBackends", f"0/{counts['total']} backends ready")
-    else:
-        available = (True, "BackendsReady", f"{counts['ready']}/{counts['total']} backends ready")
+    available = backends_available(counts)
+    applied = config_applied(config_hash, balancers)
+    serving = sum(1 for b in balancers if b.ready and b.applied_hash == config_hash)
+    return with_verdicts(previous, [
+        (ConditionType.BACKENDS_AVAILABLE, available),
+        (ConditionType.CONFIG_APPLIED, applied),
+        (ConditionType.READY, ready(available, applied, serving, counts["ready"])),
+    ], generation, now)
 
-    running = [b for b in balancers if b.ready]
-    applied = [b for b in running if b.applied_hash == config_hash]
-    no_ipvs = sorted(b.node or b.name for b in balancers if b.ipvs == "missing")
-    if no_ipvs:
-        config = (False, "IPVSUnavailable", f"no IPVS on {', '.join(no_ipvs)}: keepalived cannot run there; "
-                                            "load the ip_vs kernel module on the balancer nodes (modprobe ip_vs)")
-    elif not running:
-        config = (False, "NoBalancerReady", "no balancer pod is ready yet")
-    elif len(applied) < len(running):
-        stale = ", ".join(sorted(b.name for b in running if b.applied_hash != config_hash))
-        config = (False, "Applying", f"{len(applied)}/{len(running)} balancer pods run config {config_hash}; "
-                                     f"waiting for {stale}")
-    else:
-        config = (True, "Applied", f"{len(applied)} balancer pods run config {config_hash}")
 
-    if not config[0]:
-        ready = (False, config[1], config[2])
-    elif not available[0]:
-        ready = (False, available[1], available[2])
-    else:
-        ready = (True, "Serving", f"{len(applied)} balancers serving {counts['ready']} backends")
-
-    out: list[dict[str, Any]] = [dict(c) for c in previous or ()]
-    for type_, (status, reason, message) in (("BackendsAvailable", available), ("ConfigApplied", config),
-                                             ("Ready", ready)):
-        out = set_condition(out, type_, status, reason, message, generation, now)
-    return out
+def virtual_ip_holder(balancers: Iterable[BalancerPod]) -> str | None:
+    """The nodes (pods, where the node is not known) whose keepalived is VRRP master, comma-separated;
+    None when none is."""
+    masters = sorted(b.node or b.name for b in balancers if (b.vrrp_state or "").upper() == MASTER)
+    return ",".join(masters) if masters else None
 
 
 def pool_status(
@@ -74,15 +103,21 @@ def pool_status(
     config_hash: str,
     balancers: list[BalancerPod],
     now: str | None = None,
+    lvs: bool = False,
 ) -> dict[str, Any]:
-    previous = previous or {}
-    return {
-        "observedGeneration": generation,
-        "algorithm": algorithm,
-        "configHash": config_hash,
-        "backends": count(backends),
-        "balancers": [{"pod": b.name, "appliedHash": b.applied_hash, **({"vrrpState": b.vrrp_state}
-                                                                        if b.vrrp_state else {})}
-                      for b in sorted(balancers, key=lambda b: b.name)],
-        "conditions": conditions_for(previous.get("conditions"), generation, backends, config_hash, balancers, now),
-    }
+    """The pool's status (LoadBalancerPoolStatus), as the merge patch of the status subresource
+    (StatusModel.patch). `previous` is the status as read from the API (its conditions keep their
+    transition times); `lvs` adds virtualIPHolder, cleared when no node holds the address."""
+    status = LoadBalancerPoolStatus(
+        observed_generation=generation,
+        algorithm=algorithm,
+        config_hash=config_hash,
+        backends=BackendCount.model_validate(count(backends)),
+        balancers=[BalancerPodStatus(pod=b.name, applied_hash=b.applied_hash, vrrp_state=b.vrrp_state or None)
+                   for b in sorted(balancers, key=lambda b: b.name)],
+        conditions=conditions_for((previous or {}).get("conditions"), generation, backends, config_hash, balancers,
+                                  now),
+    )
+    if lvs:
+        status.virtual_ip_holder = virtual_ip_holder(balancers)
+    return status.patch()

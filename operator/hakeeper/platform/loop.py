@@ -43,6 +43,11 @@ class Event:
     message: str
     also: Mapping[str, Any] | None = None
 
+    @classmethod
+    def of(cls, reason: Any, message: str, also: Mapping[str, Any] | None = None) -> Event:
+        """An Event with a reason from an api.events catalog, posted as the type it is listed with."""
+        return cls(reason.type, reason, message, also)
+
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:

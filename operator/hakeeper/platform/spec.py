@@ -9,7 +9,9 @@ import kopf
 from pydantic import BaseModel, ValidationError
 
 from hakeeper.api import Kind, offline
-from hakeeper.api.conditions import set_condition
+from hakeeper.api.common import BaseStatus
+from hakeeper.api.conditions import CommonReason, ConditionType, with_condition
+from hakeeper.api.events import CommonEvent
 
 M = TypeVar("M", bound=BaseModel)
 H = TypeVar("H", bound=Callable[..., Any])
@@ -38,18 +40,24 @@ def parse_spec(model: type[M], body: kopf.Body, patch: kopf.Patch) -> M | None:
         message = "; ".join(error.errors)
     except ValidationError as error:
         message = explain(error)
-    mark(body, patch, ready=False, reason="InvalidSpec", message=message)
-    kopf.warn(body, reason="InvalidSpec", message=message)
+    mark(body, patch, ready=False, reason=CommonReason.INVALID_SPEC, message=message)
+    kopf.warn(body, reason=CommonEvent.INVALID_SPEC, message=message)
     return None
 
 
 def mark(body: kopf.Body, patch: kopf.Patch, *, ready: bool, reason: str, message: str,
          extra: dict[str, Any] | None = None) -> None:
-    """Writes Ready and observedGeneration (plus any other status fields) into the patch."""
+    """Writes Ready and observedGeneration (plus any other status fields, camelCase) into the patch.
+
+    Ready's reason is one of api.conditions' (CommonReason, or the kind's); the conditions the
+    patch or the object already has are kept, with their transition times.
+    """
     generation = body.metadata.get("generation")
     current = patch.status.get("conditions") or body.get("status", {}).get("conditions")
-    patch.status["conditions"] = set_condition(current, "Ready", ready, reason, message, generation)
-    patch.status["observedGeneration"] = generation
+    status = BaseStatus(observed_generation=generation,
+                        conditions=with_condition(current, ConditionType.READY, ready, reason, message, generation))
+    for key, value in status.patch().items():
+        patch.status[key] = value
     for key, value in (extra or {}).items():
         patch.status[key] = value
 

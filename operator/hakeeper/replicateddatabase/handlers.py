@@ -9,7 +9,6 @@ the `-primary` and `-replicas` Services select on, and posts the step's Events.
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -18,13 +17,14 @@ import kopf
 
 from hakeeper.api import REPLICATED_DATABASE
 from hakeeper.api.common import parse_duration
-from hakeeper.api.conditions import now_iso, set_condition
+from hakeeper.api.conditions import DatabaseReason, Verdict, now_iso
+from hakeeper.api.events import CommonEvent, DatabaseEvent
 from hakeeper.api.meta import SWITCHOVER_ANNOTATION
 from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
 from hakeeper.platform import kube as kubeapi
 from hakeeper.platform import loop
 from hakeeper.platform.spec import mark, on_spec, parse_spec
-from hakeeper.replicateddatabase import reconcile
+from hakeeper.replicateddatabase import reconcile, status
 from hakeeper.replicateddatabase.clustering import Cluster, LoopMemory, Policy
 
 GROUP, VERSION = REPLICATED_DATABASE.api_version.split("/")
@@ -33,9 +33,8 @@ OBJECTS_EVERY_SECONDS = 30.0
 RETRY_SECONDS = 2.0
 STATUS_EVERY_SECONDS = 30.0
 WORKERS = 32
-WARNING_EVENTS = ("Failed", "Lost", "ErrantTransactions", "Degraded")
 
-LOOP = loop.Loop(kind=REPLICATED_DATABASE.kind, failure_reason="ReconcileFailed", retry=RETRY_SECONDS,
+LOOP = loop.Loop(kind=REPLICATED_DATABASE.kind, failure_reason=CommonEvent.RECONCILE_FAILED, retry=RETRY_SECONDS,
                  executor=concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="replicateddatabase"))
 _wakeups = loop.Wakeups()
 
@@ -46,7 +45,7 @@ async def accept(body: kopf.Body, patch: kopf.Patch, namespace: str | None, name
         return
     _wakeups.wake((namespace, name))
     if not (body.get("status") or {}).get("phase"):
-        mark(body, patch, ready=False, reason="Initializing", message="starting the members",
+        mark(body, patch, ready=False, reason=DatabaseReason.INITIALIZING, message="starting the members",
              extra={"phase": "Initializing"})
 
 
@@ -79,38 +78,28 @@ class DatabasePass:
         try:
             credentials = reconcile.credentials(kube, name, namespace, spec)
         except reconcile.CredentialsMissing as error:
-            conditions = set_condition((body.get("status") or {}).get("conditions"), "Ready", False,
-                                       "CredentialsMissing", str(error), generation)
-            return loop.Outcome(status={"conditions": conditions}, next_in=interval)
+            problem = Verdict(False, DatabaseReason.CREDENTIALS_MISSING, str(error))
+            return loop.Outcome(status=status.not_ready(body.get("status"), generation, problem), next_in=interval)
         members, pods = reconcile.members(kube, name, namespace, spec)
         cluster = Cluster(spec.flavor, credentials, Policy.from_spec(spec))
         request = reconcile.switchover_request(body, name, spec, pods)
         result = cluster.step(members, self.primary, self.memory,
                               switchover_target=request[1] if request else None)
-        status = reconcile.status_of({**body, "status": {**(body.get("status") or {}), "history": self.history}},
+        written = reconcile.status_of({**body, "status": {**(body.get("status") or {}), "history": self.history}},
                                      result, now_iso())
         if request and result.history and result.history["kind"] == "switchover":
             # done: a later failover must not switch back to this target
-            status["handledSwitchover"] = request[0]
+            written["handledSwitchover"] = request[0]
         # the decision first: a crash after this line only leaves the label to move
-        if not self.writer.write(body, status):
+        if not self.writer.write(body, written):
             return loop.Outcome()
-        self.memory, self.primary, self.history = result.memory, result.primary, status["history"]
+        self.memory, self.primary, self.history = result.memory, result.primary, written["history"]
         reconcile.role_labels(kube, namespace, pods, result)
-        if status.get("handledSwitchover", "").startswith("annotation:"):
+        if written.get("handledSwitchover", "").startswith("annotation:"):
             kube.patch(REPLICATED_DATABASE.kind, namespace, name,
                        {"metadata": {"annotations": {SWITCHOVER_ANNOTATION: None}}})
-        events = [loop.Event("Warning" if reason in WARNING_EVENTS else "Normal", reason, message)
-                  for reason, message in result.events]
+        events = [loop.Event(DatabaseEvent.type_of(reason), reason, message) for reason, message in result.events]
         return loop.Outcome(events=events, next_in=max(0.05, interval - (time.monotonic() - started)))
-
-
-def volatile(status: Mapping[str, Any]) -> dict[str, Any]:
-    """The status without the lease's expiry, which moves at every renewal: writing for it
-    alone is skipped (losing it is safe: a failover then waits one lease longer)."""
-    memory = json.loads(status.get("loopMemory") or "{}")
-    memory.pop("lease_expires", None)
-    return {**status, "loopMemory": memory}
 
 
 # stopping: let a running pass (a failover, perhaps) finish before cancelling
@@ -121,7 +110,7 @@ async def run_cluster(body: kopf.Body, namespace: str | None, name: str, stopped
     key = (namespace, name)
     wake = _wakeups.register(key)
     writer = loop.StatusWriter(kubeapi.shared(), REPLICATED_DATABASE.kind, namespace, name,
-                               volatile=volatile, max_age=STATUS_EVERY_SECONDS)
+                               volatile=status.status_fingerprint, max_age=STATUS_EVERY_SECONDS)
     try:
         # the pass writes the status itself (before it moves the role label)
         await loop.run(LOOP, body, writer, DatabasePass(body, writer), wake, stopped, logger)

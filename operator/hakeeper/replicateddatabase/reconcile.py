@@ -1,6 +1,6 @@
 """A ReplicatedDatabase on Kubernetes: its objects, its members, the role labels, its status.
 
-The clustering decisions are mysql.loop's; this module gathers what the loop needs from the
+The clustering decisions are the clustering loop's; this module gathers what the loop needs from the
 cluster (members and their pod IPs, credentials, the remembered state) and carries out what
 it decided on the Kubernetes side. Order matters for crash safety: the new primary and the
 loop's memory are written to the status before the role label moves, so an operator that
@@ -10,19 +10,16 @@ dies in between finds the decision on restart and only has to move the label.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from hakeeper.api.conditions import set_condition
 from hakeeper.api.meta import ROLE_LABEL, SWITCHOVER_ANNOTATION
 from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
 from hakeeper.platform.kube import Kube, owned_by
 from hakeeper.replicateddatabase import objects
+from hakeeper.replicateddatabase import status as status_
 from hakeeper.replicateddatabase.clustering import Credentials, LoopMemory, Member, StepResult
 from hakeeper.replicateddatabase.clustering.classify import ANY_REPLICA
-
-HISTORY_LIMIT = 20
 
 
 class CredentialsMissing(RuntimeError):
@@ -105,11 +102,8 @@ def switchover_request(body: Mapping[str, Any], db: str, spec: ReplicatedDatabas
 
 
 def memory_of(status: Mapping[str, Any] | None) -> LoopMemory | None:
-    text = (status or {}).get("loopMemory")
-    try:
-        return LoopMemory.from_dict(json.loads(text)) if text else None
-    except (ValueError, TypeError):
-        return None  # losing it is safe (mysql.memory says why)
+    """The loop's memory from the status (status.memory_of: status.loop, or 0.1.0's loopMemory)."""
+    return status_.memory_of(status)
 
 
 def role_labels(kube: Kube, namespace: str, pods: Mapping[str, Mapping[str, Any]],
@@ -131,36 +125,5 @@ def role_labels(kube: Kube, namespace: str, pods: Mapping[str, Mapping[str, Any]
 
 
 def status_of(body: Mapping[str, Any], result: StepResult, now_iso: str) -> dict[str, Any]:
-    previous = body.get("status") or {}
-    generation = body["metadata"].get("generation")
-    history = list(previous.get("history") or [])
-    if result.history:
-        entry = {"time": result.history["time"], "kind": result.history["kind"],
-                 "from": result.history.get("from_member"), "to": result.history["to_member"],
-                 "reason": result.history["reason"], "durationSeconds": result.history.get("duration_seconds")}
-        history = [{k: v for k, v in entry.items() if v is not None}, *history][:HISTORY_LIMIT]
-    members = [{"name": m["name"], "role": m["role"], "reachable": m["reachable"],
-                **({"readOnly": m["read_only"]} if m["read_only"] is not None else {}),
-                **({"lagSeconds": m["lag_seconds"]} if m["lag_seconds"] is not None else {}),
-                **({"gtid": m["gtid"]} if m["gtid"] else {}), "errant": m["errant"],
-                **({"message": m["message"]} if m["message"] else {})} for m in result.members]
-    ready_members = sum(1 for m in result.members if m["role"] in ("primary", "replica") and m["reachable"])
-    conditions = previous.get("conditions")
-    available = (result.available, "PrimaryWritable" if result.available else "NoWritablePrimary",
-                 f"{result.primary} takes writes" if result.available else result.reason)
-    healthy = (result.healthy, "AllReplicating" if result.healthy else result.state, result.reason)
-    failing = (result.failover_in_progress, "FailoverInProgress" if result.failover_in_progress else "Idle",
-               result.reason if result.failover_in_progress else "no failover or switchover running")
-    ready = (result.available, "Available" if result.available else "NotAvailable", result.reason)
-    for kind, (ok, reason, message) in (("Available", available), ("Healthy", healthy),
-                                         ("FailoverInProgress", failing), ("Ready", ready)):
-        conditions = set_condition(conditions, kind, ok, reason, message, generation, now_iso)
-    out = {
-        "observedGeneration": generation, "phase": result.state, "currentPrimary": result.primary,
-        "readyMembers": ready_members, "members": members, "history": history, "conditions": conditions,
-        "loopMemory": json.dumps(result.memory.to_dict(), sort_keys=True),
-    }
-    last = history[0]["time"] if history and history[0]["kind"] == "failover" else previous.get("lastFailoverTime")
-    if last:
-        out["lastFailoverTime"] = last
-    return out
+    """The status patch after one step (status.status_model, as StatusModel.patch writes it)."""
+    return status_.status_model(body, result, now_iso).patch()

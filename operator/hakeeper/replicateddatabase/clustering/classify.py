@@ -20,12 +20,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hakeeper.api.replicateddatabase import Phase
 from hakeeper.replicateddatabase.clustering.gtid import GtidSet
 from hakeeper.replicateddatabase.clustering.members import Member, MemberState
 from hakeeper.replicateddatabase.clustering.memory import LoopMemory
 from hakeeper.replicateddatabase.clustering.policy import Policy
 
-ClusterState = Literal["Initializing", "Healthy", "Degraded", "Failed", "Lost", "Switching"]
+ClusterState = Phase
 Role = Literal["primary", "replica", "fenced", "unknown"]
 
 

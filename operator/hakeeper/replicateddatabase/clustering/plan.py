@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from hakeeper.api.events import DatabaseEvent
 from hakeeper.replicateddatabase.clustering.actions import (
     Action,
     AwaitLeaseExpiry,
@@ -65,14 +66,14 @@ def plan(c: Classification, members: Sequence[Member], states: Mapping[str, Memb
             return Plan(tuple(Fence(m.name, best_effort=True) for m in members
                               if m.name != c.primary and states[m.name].writable), primary=c.primary)
         return Plan(tuple(_configure(c.primary, members, states, c, policy)), primary=c.primary,
-                    notes=((("SwitchoverRefused", c.refused_switchover),) if c.refused_switchover else ()))
+                    notes=(((DatabaseEvent.SWITCHOVER_REFUSED, c.refused_switchover),) if c.refused_switchover else ()))
     if c.state == "Initializing":
         if c.candidate is None:
             return Plan()
         actions: list[Action] = [EnsureUsers(c.candidate)]
         actions += _configure(c.candidate, members, states, c, policy)
         return Plan(tuple(actions), primary=c.candidate,
-                    notes=(("Bootstrap", f"{c.candidate} becomes the primary: {c.reason}"),))
+                    notes=((DatabaseEvent.BOOTSTRAP, f"{c.candidate} becomes the primary: {c.reason}"),))
     if c.state == "Failed":
         return _failover(c, members, states, policy, memory, now)
     if c.state == "Switching":
@@ -80,7 +81,7 @@ def plan(c: Classification, members: Sequence[Member], states: Mapping[str, Memb
     # Lost: nothing is safe to promote; at least keep every reachable non-primary read-only.
     fences = tuple(Fence(m.name, best_effort=True) for m in members
                    if m.name != c.primary and states[m.name].writable)
-    return Plan(fences, primary=c.primary, notes=(("NoSafeCandidate", c.reason),))
+    return Plan(fences, primary=c.primary, notes=((DatabaseEvent.NO_SAFE_CANDIDATE, c.reason),))
 
 
 def _configure(primary: str, members: Sequence[Member], states: Mapping[str, MemberState], c: Classification,
@@ -119,10 +120,10 @@ def _failover(c: Classification, members: Sequence[Member], states: Mapping[str,
     old, new = c.primary, c.candidate
     assert old is not None and new is not None
     if not policy.failover_enabled:
-        return Plan(primary=old, notes=(("FailoverDisabled", f"{c.reason}; failover.enabled is false"),))
+        return Plan(primary=old, notes=((DatabaseEvent.FAILOVER_DISABLED, f"{c.reason}; failover.enabled is false"),))
     if memory.last_failover is not None and now - memory.last_failover < policy.anti_flap_window:
         wait = policy.anti_flap_window - (now - memory.last_failover)
-        return Plan(primary=old, notes=(("FailoverSuppressed", f"{c.reason}; the last failover was "
+        return Plan(primary=old, notes=((DatabaseEvent.FAILOVER_SUPPRESSED, f"{c.reason}; the last failover was "
                                          f"{now - memory.last_failover:.0f}s ago, within antiFlapWindow "
                                          f"({wait:.0f}s left)"),))
     reachable = [m for m in members if m.name != old and states[m.name].reachable]
@@ -166,7 +167,7 @@ def _failover(c: Classification, members: Sequence[Member], states: Mapping[str,
     actions += _semi_sync(new, cand, source=policy.semi_sync, replica=policy.semi_sync, policy=policy, force=True)
     actions.append(OpenWrites(new))
     return Plan(tuple(actions), primary=new, completes="failover",
-                notes=(("FailoverStarted", f"{c.reason}; promoting {new}"),))
+                notes=((DatabaseEvent.FAILOVER_STARTED, f"{c.reason}; promoting {new}"),))
 
 
 def _switchover(c: Classification, members: Sequence[Member], states: Mapping[str, MemberState],
@@ -205,7 +206,7 @@ def _switchover(c: Classification, members: Sequence[Member], states: Mapping[st
     actions.append(OpenWrites(new))
     actions += release_old
     return Plan(tuple(actions), primary=new, completes="switchover",
-                notes=(("SwitchoverStarted", f"{old} -> {new}"),))
+                notes=((DatabaseEvent.SWITCHOVER_STARTED, f"{old} -> {new}"),))
 
 
 # ------------------------------------------------------------------------------- helpers

@@ -1,0 +1,124 @@
+"""Every Event reason hakeeper posts, by kind, with the Event type each is posted as.
+
+Events are how the operator says what it did (a failover, a shed Deployment, a new config):
+`kubectl describe`, `kubectl events --for` and alerting on Warning Events show them. The
+reason is the machine-readable part (CamelCase, as the Kubernetes API conventions ask of
+reasons), so each is defined once, here, and its string never changes. The type follows
+the Event API: Warning for what a person may have to look at, Normal for the rest.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EventType(StrEnum):
+    """The `type` of a Kubernetes Event."""
+
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+class _Catalog(StrEnum):
+    """A kind's Event reasons; each member knows the type it is posted as (Normal by default)."""
+
+    type: EventType
+
+    def __new__(cls, reason: str, type_: EventType = EventType.NORMAL) -> _Catalog:
+        member = str.__new__(cls, reason)
+        member._value_ = reason
+        member.type = type_
+        return member
+
+    @classmethod
+    def type_of(cls, reason: str) -> EventType:
+        """The type of the Event with this reason: the member's, Normal for an unknown reason."""
+        try:
+            return cls(reason).type
+        except ValueError:
+            return EventType.NORMAL
+
+
+class CommonEvent(_Catalog):
+    """Reasons every kind's handlers may post."""
+
+    INVALID_SPEC = "InvalidSpec", EventType.WARNING
+    """The stored spec fails the schema; the message says where."""
+    RECONCILE_FAILED = "ReconcileFailed", EventType.WARNING
+    """The API server refused or failed a request; the loop retries."""
+
+
+class PoolEvent(_Catalog):
+    """Events on a LoadBalancerPool."""
+
+    CONFIG_CHANGED = "ConfigChanged"
+    """A new balancer config (its hash, and how many backends are ready)."""
+    INVALID_WEIGHT = "InvalidWeight", EventType.WARNING
+    """A backend pod's hakeeper.io/weight annotation is not a number from 0 to 256."""
+
+
+class DatabaseEvent(_Catalog):
+    """Events on a ReplicatedDatabase: what its clustering loop saw and did.
+
+    A change of phase is posted with the new phase as the reason (Initializing, Healthy,
+    Degraded, Failed, Lost, Switching).
+    """
+
+    # phases
+    INITIALIZING = "Initializing"
+    HEALTHY = "Healthy"
+    DEGRADED = "Degraded", EventType.WARNING
+    FAILED = "Failed", EventType.WARNING
+    LOST = "Lost", EventType.WARNING
+    SWITCHING = "Switching"
+    # decisions (clustering.plan's notes)
+    BOOTSTRAP = "Bootstrap"
+    FAILOVER_STARTED = "FailoverStarted"
+    FAILOVER_DISABLED = "FailoverDisabled"
+    FAILOVER_SUPPRESSED = "FailoverSuppressed"
+    """Within antiFlapWindow of the last failover."""
+    NO_SAFE_CANDIDATE = "NoSafeCandidate"
+    SWITCHOVER_STARTED = "SwitchoverStarted"
+    SWITCHOVER_REFUSED = "SwitchoverRefused"
+    FAILOVER_COMPLETED = "FailoverCompleted"
+    SWITCHOVER_COMPLETED = "SwitchoverCompleted"
+    ERRANT_TRANSACTIONS = "ErrantTransactions", EventType.WARNING
+    """A member has transactions the primary lacks; it stays out until re-initialized."""
+    # actions (clustering.act)
+    FENCED = "Fenced"
+    FENCE_SKIPPED = "FenceSkipped"
+    WRITABLE = "Writable"
+    STOP_IO_THREAD_SKIPPED = "StopIOThreadSkipped"
+    DETACHED = "Detached"
+    REPLICATION_CONFIGURED = "ReplicationConfigured"
+    REPLICATION_STOPPED = "ReplicationStopped"
+    USERS_ENSURED = "UsersEnsured"
+    LEASE_EXPIRED = "LeaseExpired"
+    ACTION_FAILED = "ActionFailed"
+    """An action of the plan failed; the next step re-plans."""
+
+
+class PolicyEvent(_Catalog):
+    """Events on a DegradationPolicy (those about a Deployment are posted on it too).
+
+    A change of state is posted with the new state as the reason (Normal, Pending, Degraded,
+    Recovering), as a Normal Event.
+    """
+
+    # states
+    NORMAL = "Normal"
+    PENDING = "Pending"
+    DEGRADED = "Degraded"
+    RECOVERING = "Recovering"
+    # Deployments
+    SHED = "Shed"
+    RESTORED = "Restored"
+    RELEASED = "Released", EventType.WARNING
+    """Restored from being shed without scaling it: something else had scaled it up."""
+    WOULD_SHED = "WouldShed"
+    WOULD_RESTORE = "WouldRestore"
+    SCALE_FAILED = "ScaleFailed", EventType.WARNING
+    CONFLICT = "Conflict", EventType.WARNING
+    # the policy itself
+    METRICS_UNAVAILABLE = "MetricsUnavailable", EventType.WARNING
+    EVALUATION_FAILED = "EvaluationFailed", EventType.WARNING
