@@ -179,15 +179,8 @@ def find_condition(conditions: Iterable[Condition], type_: str) -> Condition | N
     return next((c for c in conditions if c.type == type_), None)
 
 
-def set_condition(
-    conditions: Iterable[Mapping[str, Any]] | None,
-    type_: str,
-    status: bool | ConditionStatus,
-    reason: str,
-    message: str,
-    generation: int | None,
-    now: str | None = None,
-) -> list[dict[str, Any]]:
+def set_condition(conditions: Iterable[Mapping[str, Any]] | None, type_: str, status: bool | ConditionStatus,
+                  reason: str, message: str, generation: int | None, now: str | None = None) -> list[dict[str, Any]]:
     """with_condition on a status as read from the API, returning the conditions as written to it
     (camelCase dicts). For callers that patch a status without its model."""
     return [c.wire() for c in with_condition(conditions, type_, status, reason, message, generation, now)]

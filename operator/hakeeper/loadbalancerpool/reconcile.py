@@ -9,7 +9,6 @@ desired object.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,12 +22,13 @@ from hakeeper.loadbalancerpool.lvs.config import render as render_keepalived
 from hakeeper.loadbalancerpool.observe import Watched, observe_backends, observe_balancers
 from hakeeper.loadbalancerpool.status import pool_status
 from hakeeper.platform.kube import Kube, owned_by
+from hakeeper.platform.settings import settings
 
 DEFAULT_AGENT_IMAGE = "ghcr.io/hakeeper/hakeeper:0.1.0"
 
 
 def agent_image(spec: LoadBalancerPoolSpec) -> str:
-    return spec.balancer.agent_image or os.environ.get("HAKEEPER_AGENT_IMAGE") or DEFAULT_AGENT_IMAGE
+    return spec.balancer.agent_image or settings().agent_image or DEFAULT_AGENT_IMAGE
 
 
 @dataclasses.dataclass
