@@ -184,3 +184,31 @@ def test_the_loop_ends_when_the_object_is_gone(posted: list[tuple[str, str, str]
     kube.gone = True
     seen = run_loop(lambda snapshot, observed: loop.Outcome(status={"phase": "A"}, next_in=0.0), kube, passes=99)
     assert len(seen) == 1
+
+
+def test_one_wake_up_costs_one_pass_and_the_loop_then_sleeps(posted: list[tuple[str, str, str]]) -> None:
+    passes: list[float] = []
+
+    async def scenario() -> None:
+        stopped, wake = Stopped(), asyncio.Event()
+        settings = loop.Loop(kind="Thing", failure_reason="ReconcileFailed", retry=0.0, debounce=0.0,
+                             executor=concurrent.futures.ThreadPoolExecutor(1))
+        body = Body(apiVersion="x/v1", kind="Thing", metadata={"name": "one", "namespace": "ns"}, spec={}, status={})
+
+        def step(snapshot: Mapping[str, Any], observed: Any) -> loop.Outcome:
+            passes.append(0.0)
+            return loop.Outcome(next_in=None)  # until a wake-up
+
+        task = asyncio.ensure_future(loop.run(settings, body, writer(RecordingKube()), step, wake,  # type: ignore[arg-type]
+                                              stopped, _Logger()))
+        while len(passes) < 1:
+            await asyncio.sleep(0.01)
+        wake.set()
+        while len(passes) < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # a loop that forgot the wake-up would pass again and again here
+        stopped.flag.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+    assert len(passes) == 2

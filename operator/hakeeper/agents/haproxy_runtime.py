@@ -14,7 +14,8 @@ import ipaddress
 import re
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.api.configmaps.haproxy import SlotEntry
@@ -22,6 +23,7 @@ from hakeeper.api.configmaps.haproxy import SlotEntry
 # srv_admin_state bits (HAProxy's enum srv_admin): forced/inherited/resolution maintenance,
 # forced/inherited drain. The "maintenance from the configuration" bit (0x04) is kept by
 # HAProxy after a `disabled` server is set ready, so it does not mean maintenance by itself.
+T = TypeVar("T")
 ADMIN_MAINT = 0x01 | 0x02 | 0x20
 ADMIN_DRAIN = 0x08 | 0x10
 OP_STATES = {0: "stopped", 1: "starting", 2: "running", 3: "stopping"}
@@ -312,7 +314,7 @@ def reload(master: str, admin: str, timeout: float = 15.0) -> int:
     raise RuntimeApiError(f"no new HAProxy worker answered within {timeout:.0f}s of the reload")
 
 
-def _retrying(call, deadline: float):  # noqa: ANN001, ANN202
+def _retrying(call: Callable[[], T], deadline: float) -> T:
     """call() until it answers: the master CLI refuses connections for a few milliseconds
     after a worker starts (seen on 2.6 right after startup)."""
     while True:

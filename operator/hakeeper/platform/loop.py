@@ -190,6 +190,7 @@ async def run(loop: Loop, body: kopf.Body, writer: StatusWriter, step: Step, wak
     lock = lock or asyncio.Lock()
     failures: list[str] = []  # the last pass's error, if it failed: warn once per distinct one
     while not stopped:
+        wake.clear()  # what woke this pass is seen by it; a wake-up during it runs another
         async with lock:
             if stopped:
                 return
