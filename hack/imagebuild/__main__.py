@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 
@@ -25,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     ls.add_argument("--json", action="store_true", help="one JSON object per image, for scripts")
     ls.add_argument("--no-node", action="store_true", help="leave out the node's own images (pause, coredns)")
     args = parser.parse_args(argv)
+    # A stopped build (CI's timeout, make interrupted) still stops its private dockerd and
+    # unmounts what it mounted: SIGTERM unwinds through the `finally`s like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         if args.command == "build":
             results = builder.build_all(args.names or None, keep_going=args.keep_going)
