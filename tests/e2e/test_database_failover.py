@@ -127,12 +127,16 @@ def _fault(database, namespace: str, password: str, service_ip: str, fail, first
         cur.execute("SELECT id FROM t WHERE id >= %s", (first_id,))
         stored = {row[0] for row in cur.fetchall()}
     lost = writer.ids() - stored
-    assert not lost, f"{len(lost)} of {len(writer.acked)} acknowledged writes lost: {sorted(lost)[:10]}"
+    if lost:
+        raise AssertionError(f"{len(lost)} of {len(writer.acked)} acknowledged writes lost on {new}: "
+                             f"{sorted(lost)[:10]}\n{_diagnosis(database, namespace, password, sorted(lost))}")
     assert recovery_seconds < 30, recovery_seconds
     if new == old:
         return old, new
     history = _status(database, namespace, "db")["history"][0]
-    assert history["kind"] == (expect or "failover") and history["to"] == new, history
+    if not (history["kind"] == (expect or "failover") and history["to"] == new):
+        raise AssertionError(f"{old} -> {new}, but the last history entry is {history}\n"
+                             f"{_diagnosis(database, namespace, password, [])}")
 
     # the old primary comes back (the kubelet restarts its container or the StatefulSet its pod)
     # as a read-only replica of the new one, never promoted back by itself. MySQL keeps what a
@@ -166,6 +170,24 @@ def _fault(database, namespace: str, password: str, service_ip: str, fail, first
         raise AssertionError(f"{error}\nstatus: {json.dumps(status, indent=1)}\n{pods}\n{events}") from None
     assert _status(database, namespace, "db")["currentPrimary"] == new
     return old, new
+
+
+def _diagnosis(database, namespace: str, password: str, lost: list[int]) -> str:
+    """Where the lost writes are, what the operator decided, and its log: for the failure message."""
+    lines = []
+    for member in ("db-0", "db-1", "db-2"):
+        try:
+            with pymysql.connect(host=_pod_ip(database, namespace, member), user="root", password=password,
+                                 database="app", connect_timeout=5) as c, c.cursor() as cur:
+                ids = ",".join(str(int(i)) for i in lost)
+                cur.execute(f"SELECT COUNT(*) FROM t WHERE id IN ({ids})")
+                lines.append(f"{member} holds {cur.fetchone()[0]} of the lost writes")
+        except Exception as error:  # noqa: BLE001 - a diagnosis reports what it cannot see
+            lines.append(f"{member}: {error}")
+    status = _status(database, namespace, "db")
+    events = database.kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp").stdout[-4000:]
+    log = database.kubectl("logs", "-n", "hakeeper-system", "deployment/hakeeper", "--tail=150", check=False).stdout
+    return "\n".join([*lines, f"status: {json.dumps(status, indent=1)}", events, log])
 
 
 def test_database_bootstraps_fails_over_twice_and_never_flips_back(database, namespace):

@@ -418,3 +418,28 @@ def test_the_fake_refuses_statements_it_does_not_simulate(flavor: str) -> None:
         fleet.run(fleet.members[0], [("SET GLOBAL sync_binlog = 0", ())])
     with pytest.raises(UnknownStatement):  # a literal % that pymysql's formatting would reject
         fleet.run(fleet.members[0], [("SELECT 'Waiting for semi-sync ACK%'", ())])
+
+
+@FLAVORS
+def test_a_switchover_whose_old_primary_dies_before_it_is_repointed_still_moves_the_primary(flavor: str) -> None:
+    """A deleted primary pod: its preStop hook keeps the server up for the switchover, but the
+    kubelet may stop it before the last action (pointing it at the new primary). The new
+    primary already takes writes then, so it is the primary: recorded, and the switchover
+    completed; the old member is repointed when it comes back (found in e2e, 2026-11-29)."""
+    ctl = bootstrapped(flavor, writes=3)
+    fleet = ctl.fleet
+
+    def stop_old_primary(action: Action) -> None:
+        if isinstance(action, ReplicateFrom) and action.member == "db-0":
+            fleet.crash("db-0")
+
+    ctl.cluster = ctl.operator(before_action=stop_old_primary)
+    ctl.switchover = ANY_REPLICA
+    done = ctl.step()  # the Controller checks that no server but the recorded primary takes writes
+    assert done.primary in ("db-1", "db-2") and fleet.writable() == [done.primary]
+    assert done.history is not None and done.history["kind"] == "switchover"
+    assert "SwitchoverCompleted" in reasons(done) and done.error is not None
+    ctl.cluster = ctl.operator()
+    fleet.restart("db-0")
+    ctl.until(lambda r: r.state == "Healthy" and fleet.follows("db-0", done.primary))
+    assert fleet.has_all("db-0", fleet.acknowledged)

@@ -50,6 +50,10 @@ class GtidSet(ABC):
     def position_text(self) -> str:
         """The text a server's wait function takes (WAIT_FOR_EXECUTED_GTID_SET / MASTER_GTID_WAIT)."""
 
+    @abstractmethod
+    def behind(self: S, other: S) -> int:
+        """How many transactions `other` has that this set lacks (>= 0): the GTID distance."""
+
     def contains(self, other: GtidSet) -> bool:
         return other.subtract(self).is_empty()
 
@@ -165,6 +169,9 @@ class MySQLGtidSet(GtidSet):
     def count(self) -> int:
         return sum(b - a + 1 for _, intervals in self.sources for a, b in intervals)
 
+    def behind(self, other: MySQLGtidSet) -> int:
+        return other.subtract(self).count()
+
     def position_text(self) -> str:
         return str(self)
 
@@ -230,6 +237,12 @@ class MariaDBGtidList(GtidSet):
 
     def from_origins(self, origins: frozenset[str]) -> MariaDBGtidList:
         return MariaDBGtidList(tuple((k, v) for k, v in self.entries if str(k[1]) in origins))
+
+    def behind(self, other: MariaDBGtidList) -> int:
+        """Per replication domain, the newest sequence number's distance (MariaDB numbers the
+        transactions of a domain in one sequence, whichever server wrote them)."""
+        mine = {d: seq for d, (_, seq) in self.domain_positions().items()}
+        return sum(max(0, seq - mine.get(d, 0)) for d, (_, seq) in other.domain_positions().items())
 
     def domain_positions(self) -> dict[int, tuple[int, int]]:
         """Per domain the newest GTID (server_id, seq_no): what gtid_binlog_pos shows."""

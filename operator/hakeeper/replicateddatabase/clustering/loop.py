@@ -110,8 +110,15 @@ class Cluster:
         act = Executor(members, self.flavor, self.credentials, self.policy, self.before_action,
                        self.ops).execute(p.actions)
         elapsed = self.ops.monotonic() - started
-        completed = p.completes if act.ok else None
-        primary = p.primary if act.ok and p.primary is not None else recorded_primary
+        # Once the new primary takes writes it is the primary, whatever failed after that (the
+        # last action of a switchover points the old primary at it, and a deleted pod's server
+        # may be gone by then): recording the old one would leave the label, the Services and
+        # the next step on a fenced member while another one takes writes.
+        opened_new = p.primary is not None and any(
+            isinstance(a, OpenWrites) and a.member == p.primary for a in act.done)
+        decided = act.ok or opened_new
+        completed = p.completes if decided else None
+        primary = p.primary if decided and p.primary is not None else recorded_primary
 
         events: list[Event] = []
         if c.state != memory.last_state:
@@ -227,6 +234,9 @@ def _member_statuses(members: Sequence[Member], states: dict[str, MemberState], 
         if not s.reachable and not problems:
             problems = [f"unreachable: {s.error}"]
         lag = view.lag if view else None
+        leader = states.get(primary) if primary is not None else None
+        behind = (s.executed.behind(leader.executed) if s.executed is not None and leader is not None
+                  and leader.executed is not None and type(s.executed) is type(leader.executed) else None)
         out.append({
             "name": m.name,
             "role": role,
@@ -236,6 +246,8 @@ def _member_statuses(members: Sequence[Member], states: dict[str, MemberState], 
             "gtid": s.position or None,
             "errant": m.name in errant,
             "message": "; ".join(problems) or None,
+            "transactions_behind": behind,
+            "semi_sync_active": s.semi_sync_active if m.name == primary else None,
         })
     return out
 
