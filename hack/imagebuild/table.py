@@ -78,6 +78,7 @@ IMAGES: tuple[Image, ...] = (
     Image("mariadb", "ghcr.io/hakeeper/mariadb:10.11", "images/mariadb"),
     Image("mysql", "ghcr.io/hakeeper/mysql:9.7", "images/mysql", base="sid"),
     Image("prometheus", "ghcr.io/hakeeper/prometheus:2.42", "images/prometheus"),
+    Image("alertmanager", "ghcr.io/hakeeper/alertmanager:0.25", "images/alertmanager"),
     Image("test-http-backend", "ghcr.io/hakeeper/test-http-backend:1", "images/test-http-backend"),
 )
 

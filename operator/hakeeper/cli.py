@@ -36,6 +36,10 @@ def _run(args: argparse.Namespace) -> int:
         importlib.import_module(module)
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    if args.metrics_port:
+        from hakeeper.platform import metrics
+
+        metrics.serve(args.metrics_port)
     if args.namespace and args.all_namespaces:
         raise SystemExit("hakeeper run: give --namespace or --all-namespaces, not both")
     kopf.run(
@@ -121,6 +125,8 @@ def parser() -> argparse.ArgumentParser:
                      help="peering priority of this replica (default: derived from $POD_NAME, else 0)")
     run.add_argument("--liveness", default=None, metavar="URL",
                      help="serve liveness probes, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--metrics-port", type=int, default=8081, metavar="PORT",
+                     help="serve the operator's Prometheus metrics on :PORT/metrics (0: not at all)")
     run.add_argument("-v", "--verbose", action="store_true")
     run.add_argument("--log-format", default="full", choices=["plain", "full", "json"])
     run.set_defaults(func=_run)

@@ -146,6 +146,32 @@ def operator_pod(cluster: Cluster) -> dict:
     return running[0]
 
 
+def operator_metrics(cluster: Cluster) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The samples every running operator pod serves on /metrics, through the API server's pod
+    proxy (no route to the pod network needed): sample name -> [(labels, value)]."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    pods = cluster.get("pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/name=hakeeper")["items"]
+    for pod in pods:
+        if pod["status"].get("phase") != "Running":
+            continue
+        text = cluster.kubectl("get", "--raw", f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/pods/"
+                               f"{pod['metadata']['name']}:8081/proxy/metrics").stdout
+        for family in text_string_to_metric_families(text):
+            samples.setdefault(family.name, [])
+            for sample in family.samples:
+                samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return samples
+
+
+def metric(samples: dict[str, list[tuple[dict[str, str], float]]], sample: str, /, **labels: str) -> float | None:
+    """The value of the one sample with these labels (among others), or None when there is none."""
+    found = [v for sample_labels, v in samples.get(sample, []) if labels.items() <= sample_labels.items()]
+    assert len(found) <= 1, f"{sample}{labels}: {len(found)} samples"
+    return found[0] if found else None
+
+
 @pytest.fixture(scope="session")
 def operator(installed: Cluster) -> Iterator[Cluster]:
     """The chart's operator pod, Running and Ready; its log is printed when the session ends."""

@@ -21,6 +21,7 @@ import pytest
 
 from ..support.polling import poll
 from ..support.writer import Writer
+from .conftest import metric, operator_metrics
 
 pytestmark = pytest.mark.e2e
 APP_PASSWORD = "app-Secret-1"
@@ -263,3 +264,11 @@ def test_database_bootstraps_fails_over_twice_and_never_flips_back(database, nam
                               "involvedObject.kind=ReplicatedDatabase", "-o", "json").stdout
     assert "FailoverCompleted" in events and "SwitchoverCompleted" in events
     assert _status(database, namespace, "db")["loop"]["lastFailover"]  # the loop's memory, typed in the status
+    # what Prometheus scrapes from the operator tells the same story
+    db = {"namespace": namespace, "name": "db"}
+    samples = operator_metrics(database)
+    assert metric(samples, "hakeeper_database_failovers_total", outcome="completed", **db) >= 1
+    assert metric(samples, "hakeeper_database_switchovers_total", outcome="completed", **db) >= 1
+    assert metric(samples, "hakeeper_database_failover_duration_seconds_count", **db) >= 1
+    assert metric(samples, "hakeeper_database_members", role="primary", **db) == 1
+    assert metric(samples, "hakeeper_ready", kind="ReplicatedDatabase", **db) == 1

@@ -196,6 +196,11 @@ def test_prometheus_coredns_and_pause(address: str) -> None:
     assert "catatonit" in ctr_run(address, "pause", "/pause", "--version")
 
 
+def test_alertmanager_is_debians_0_25(address: str) -> None:
+    assert "version 0.25." in ctr_run(address, "alertmanager", "prometheus-alertmanager", "--version")
+    assert ctr_run(address, "alertmanager", "id", "-u").strip() == "997"
+
+
 def test_http_backend_answers_with_its_name(address: str) -> None:
     probe = ("import subprocess, sys, time, urllib.request\n"
              "p = subprocess.Popen([sys.executable, '/app/httpbackend.py', '--address', '127.0.0.1',"

@@ -7,6 +7,7 @@ the chart's kubeVersion constraint is checked against it and not against helm's 
 
 from __future__ import annotations
 
+import json
 import pathlib
 import re
 import subprocess
@@ -289,7 +290,8 @@ def test_scheduling_values_reach_the_pod():
     assert pod["spec"]["nodeSelector"] == {"role": "ops"}
     assert pod["spec"]["tolerations"] == [{"key": "ops", "operator": "Exists"}]
     assert pod["spec"]["imagePullSecrets"] == [{"name": "registry"}]
-    assert pod["metadata"]["annotations"] == {"team": "sre"}
+    assert pod["metadata"]["annotations"] == {"team": "sre", "prometheus.io/scrape": "true",
+                                              "prometheus.io/port": "8081", "prometheus.io/path": "/metrics"}
 
 
 @pytest.mark.parametrize(("value", "complaint"), [
@@ -306,3 +308,37 @@ def test_values_schema_refuses_bad_values(value, complaint):
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr
     assert complaint in result.stderr, result.stderr
+
+
+def test_metrics_are_served_and_described_for_prometheus():
+    docs = render()
+    pod = one(docs, "Deployment")["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert {"name": "metrics", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    assert container["args"][container["args"].index("--metrics-port") + 1] == "8081"
+    service = next(d for d in objects(docs, "Service") if d["metadata"]["name"].endswith("-metrics"))
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert not objects(docs, "ServiceMonitor") and not objects(docs, "PrometheusRule")  # off: no CRDs assumed
+    rules = next(d for d in objects(docs, "ConfigMap") if d["metadata"]["name"].endswith("-alerts"))
+    assert "HakeeperDatabaseFailover" in rules["data"]["hakeeper.rules.yaml"]
+
+
+def test_prometheus_operator_objects_and_the_dashboard_when_asked():
+    docs = render("metrics.serviceMonitor.enabled=true", "alerts.prometheusRule.enabled=true",
+                  "dashboard.enabled=true", "metrics.serviceMonitor.labels.release=kube-prometheus")
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    rule = one(docs, "PrometheusRule")
+    assert {g["name"] for g in rule["spec"]["groups"]} >= {"hakeeper.databases", "hakeeper.pools"}
+    dashboard = next(d for d in objects(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard"))
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["hakeeper.json"])["uid"] == "hakeeper"
+
+
+def test_no_metrics_port_means_no_metrics_objects():
+    docs = render("metrics.port=0")
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert all(p["name"] != "metrics" for p in container["ports"])
+    assert not [d for d in objects(docs, "Service") if d["metadata"]["name"].endswith("-metrics")]

@@ -67,6 +67,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - "http://0.0.0.0:8080/healthz"
 - --log-format
 - {{ .Values.logFormat | quote }}
+- --metrics-port
+- {{ .Values.metrics.port | quote }}
 {{- if .Values.verbose }}
 - -v
 {{- end }}

@@ -115,6 +115,10 @@ class MemberStatus(StatusModel):
     gtid: str | None = None
     """Its executed GTID set."""
     errant: bool = False
+    transactions_behind: int | None = None
+    """Transactions the primary has that this member has not applied (the GTID distance)."""
+    semi_sync_active: bool | None = None
+    """The primary only: whether it waits for replica acknowledgements (false: fallen back to async)."""
     """It has transactions the primary lacks: it stays out of the cluster until re-initialized."""
     message: str | None = None
     """What is wrong with it, if anything."""

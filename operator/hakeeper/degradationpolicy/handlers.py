@@ -32,6 +32,7 @@ from hakeeper.api.events import CommonEvent, PolicyEvent
 from hakeeper.degradationpolicy.cycle import Evaluator
 from hakeeper.degradationpolicy.decide import Memory
 from hakeeper.degradationpolicy.status import invalid_spec_status, memory_from_status
+from hakeeper.degradationpolicy.telemetry import PolicyTelemetry
 from hakeeper.platform import kube as kubeapi
 from hakeeper.platform import loop
 from hakeeper.platform.spec import explain
@@ -115,7 +116,8 @@ async def evaluate(body: kopf.Body, namespace: str | None, name: str, memo: kopf
     # A (re)started daemon, e.g. after this operator paused for a peer that acted meanwhile,
     # believes the status it reads now, not what it wrote before.
     state.writer = loop.StatusWriter(kubeapi.shared(), DEGRADATION_POLICY.kind, namespace, name)
-    await loop.run(LOOP, body, state.writer, PolicyPass(), state.wake, stopped, logger, lock=state.lock)
+    await loop.run(LOOP, body, state.writer, PolicyPass(), state.wake, stopped, logger, lock=state.lock,
+                   telemetry=PolicyTelemetry())
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, id="spec-changed", field="spec")

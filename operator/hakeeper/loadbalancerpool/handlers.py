@@ -22,6 +22,7 @@ from hakeeper.api.meta import POOL_LABEL
 from hakeeper.loadbalancerpool.backends import matches
 from hakeeper.loadbalancerpool.observe import SERVICE_NAME_LABEL, Watched, backends_service_name, trim_pod
 from hakeeper.loadbalancerpool.reconcile import reconcile
+from hakeeper.loadbalancerpool.telemetry import PoolTelemetry
 from hakeeper.platform import kube as kubeapi
 from hakeeper.platform import loop
 from hakeeper.platform.spec import on_spec, parse_spec
@@ -34,6 +35,7 @@ WORKERS = 16
 LOOP = loop.Loop(kind=LOAD_BALANCER_POOL.kind, failure_reason=CommonEvent.RECONCILE_FAILED, retry=2.0, debounce=0.1,
                  executor=concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="loadbalancerpool"))
 _wakeups = loop.Wakeups()
+_telemetry: dict[tuple[str, str], PoolTelemetry] = {}
 
 
 @on_spec(LOAD_BALANCER_POOL)
@@ -66,6 +68,7 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
     assert namespace is not None and slices_by_service is not None and pods_by_namespace is not None
     key = (namespace, name)
     wake = _wakeups.register(key)
+    telemetry = _telemetry[key] = PoolTelemetry()
     writer = loop.StatusWriter(kubeapi.shared(), LOAD_BALANCER_POOL.kind, namespace, name)
 
     def step(snapshot: Mapping[str, Any], watched: Watched) -> loop.Outcome:
@@ -93,16 +96,19 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
                        pods=tuple(pods_by_namespace.get(namespace, ())))
 
     try:
-        await loop.run(LOOP, body, writer, step, wake, stopped, logger, observe=watched)
+        await loop.run(LOOP, body, writer, step, wake, stopped, logger, observe=watched, telemetry=telemetry)
     finally:
         _wakeups.unregister(key)
+        _telemetry.pop(key, None)
 
 
 @kopf.on.event("discovery.k8s.io", "v1", "endpointslices")
 async def endpoint_slice_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
     service = (body.metadata.labels or {}).get(SERVICE_NAME_LABEL)
     if service:
-        _wakeups.wake_where(lambda key, watched: key[0] == namespace and watched[0] == service)
+        for key in _wakeups.wake_where(lambda key, watched: key[0] == namespace and watched[0] == service):
+            if key in _telemetry:
+                _telemetry[key].slices_changed()
 
 
 @kopf.on.event("", "v1", "pods")

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import kopf
 
 from hakeeper.api.conditions import set_condition
+from hakeeper.platform import metrics
 from hakeeper.platform.kube import ApiError, Kube
 
 MAX_MESSAGE = 1000
@@ -156,10 +157,14 @@ class Wakeups:
         if event is not None:
             event.set()
 
-    def wake_where(self, predicate: Callable[[Any, Any], bool]) -> None:
+    def wake_where(self, predicate: Callable[[Any, Any], bool]) -> list[Any]:
+        """Wakes the objects whose watch data matches; their keys."""
+        woken = []
         for key, event in list(self._events.items()):
             if key in self._data and predicate(key, self._data[key]):
                 event.set()
+                woken.append(key)
+        return woken
 
 
 @dataclasses.dataclass
@@ -180,33 +185,51 @@ class Loop:
 async def run(loop: Loop, body: kopf.Body, writer: StatusWriter, step: Step, wake: asyncio.Event,
               stopped: kopf.DaemonStopped, logger: Any,
               observe: Callable[[Mapping[str, Any]], Any] | None = None,
-              lock: asyncio.Lock | None = None) -> None:
+              lock: asyncio.Lock | None = None, telemetry: Telemetry | None = None) -> None:
     """Runs passes until the daemon is stopped (deletion, pause, exit).
 
     `observe(body)` runs in the event loop before each pass, where kopf's indexes may be
     read safely; its result is the step's second argument. `lock` is held for each pass
-    (a deletion handler that must not run alongside a pass takes it too).
+    (a deletion handler that must not run alongside a pass takes it too). After each pass
+    the resource's metrics are updated: hakeeper_ready from the status, then `telemetry`
+    (the kind's own families) with the status and the pass's Outcome. They are dropped
+    when the loop ends, so a paused standby or a deleted object exports nothing stale.
     """
     lock = lock or asyncio.Lock()
+    series = metrics.Series(loop.kind, writer.namespace, writer.name)
     failures: list[str] = []  # the last pass's error, if it failed: warn once per distinct one
-    while not stopped:
-        wake.clear()  # what woke this pass is seen by it; a wake-up during it runs another
-        async with lock:
-            if stopped:
+    try:
+        while not stopped:
+            wake.clear()  # what woke this pass is seen by it; a wake-up during it runs another
+            async with lock:
+                if stopped:
+                    return
+                delay = await _pass(loop, body, writer, step, logger, observe, failures, series, telemetry)
+            if delay == _GONE:
                 return
-            delay = await _pass(loop, body, writer, step, logger, observe, failures)
-        if delay == _GONE:
-            return
-        if await _sleep(delay, wake, stopped):
-            await asyncio.sleep(loop.debounce)
+            if await _sleep(delay, wake, stopped):
+                await asyncio.sleep(loop.debounce)
+    finally:
+        series.forget()
 
 
 _GONE = -1.0
 
+Telemetry = Callable[["metrics.Series", Mapping[str, Any], Outcome], None]
+"""A kind's own metrics after a pass: (the resource's series, its status now, the Outcome)."""
+
+
+def _ready(status: Mapping[str, Any]) -> bool | None:
+    condition = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), None)
+    return None if condition is None else condition.get("status") == "True"
+
 
 async def _pass(loop: Loop, body: kopf.Body, writer: StatusWriter, step: Step, logger: Any,
-                observe: Callable[[Mapping[str, Any]], Any] | None, failures: list[str]) -> float | None:
+                observe: Callable[[Mapping[str, Any]], Any] | None, failures: list[str],
+                series: metrics.Series, telemetry: Telemetry | None) -> float | None:
     """One pass; the seconds until the next (None: until a wake-up), or _GONE when the object is."""
+    started = time.monotonic()
+    metrics.RECONCILES.labels(loop.kind).inc()
     snapshot = writer.current({"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
                                "metadata": dict(body.metadata), "spec": dict(body.get("spec") or {}),
                                "status": dict(body.get("status") or {})})
@@ -219,14 +242,25 @@ async def _pass(loop: Loop, body: kopf.Body, writer: StatusWriter, step: Step, l
                                                               outcome.status):
             return _GONE
     except Exception as error:  # a pass may fail any way; the next one tries again
+        metrics.RECONCILE_ERRORS.labels(loop.kind).inc()
+        metrics.RECONCILE_DURATION.labels(loop.kind).observe(time.monotonic() - started)
         message = describe(error)
         logger.warning("%s failed: %s", loop.kind, message, exc_info=not isinstance(error, ApiError))
         if message not in failures:
             kopf.warn(body, reason=loop.failure_reason, message=message)
         failures[:] = [message]
         await _report_failure(loop, writer, snapshot, message)
+        series.ready(False)
         return loop.retry
+    metrics.RECONCILE_DURATION.labels(loop.kind).observe(time.monotonic() - started)
     failures.clear()
+    status = writer.current(snapshot)["status"]
+    series.ready(_ready(status))
+    if telemetry is not None:
+        try:
+            telemetry(series, status, outcome)
+        except Exception:
+            logger.exception("%s metrics failed", loop.kind)
     for event in outcome.events:
         objs: list[Any] = [body] if event.also is None else [body, event.also]
         kopf.event(objs, type=event.type, reason=event.reason, message=event.message[:MAX_MESSAGE])

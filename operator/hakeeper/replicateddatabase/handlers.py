@@ -24,7 +24,7 @@ from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
 from hakeeper.platform import kube as kubeapi
 from hakeeper.platform import loop
 from hakeeper.platform.spec import mark, on_spec, parse_spec
-from hakeeper.replicateddatabase import reconcile, status
+from hakeeper.replicateddatabase import reconcile, status, telemetry
 from hakeeper.replicateddatabase.clustering import Cluster, LoopMemory, Policy
 
 GROUP, VERSION = REPLICATED_DATABASE.api_version.split("/")
@@ -113,6 +113,7 @@ async def run_cluster(body: kopf.Body, namespace: str | None, name: str, stopped
                                volatile=status.status_fingerprint, max_age=STATUS_EVERY_SECONDS)
     try:
         # the pass writes the status itself (before it moves the role label)
-        await loop.run(LOOP, body, writer, DatabasePass(body, writer), wake, stopped, logger)
+        await loop.run(LOOP, body, writer, DatabasePass(body, writer), wake, stopped, logger,
+                       telemetry=telemetry.record)
     finally:
         _wakeups.unregister(key)

@@ -138,7 +138,8 @@ def _member(m: Mapping[str, Any]) -> MemberStatus:
     # empty strings are "nothing to say": left out, as nulls are
     return MemberStatus(name=m["name"], role=m["role"], reachable=m["reachable"], read_only=m["read_only"],
                         lag_seconds=m["lag_seconds"], gtid=m["gtid"] or None, errant=m["errant"],
-                        message=m["message"] or None)
+                        message=m["message"] or None, transactions_behind=m.get("transactions_behind"),
+                        semi_sync_active=m.get("semi_sync_active"))
 
 
 def status_model(body: Mapping[str, Any], result: StepResult, now_iso: str) -> ReplicatedDatabaseStatus:

@@ -1,0 +1,57 @@
+"""A LoadBalancerPool's own metrics after each pass, from its status and the pass's Events
+(platform/metrics.py defines the families), and the propagation latency: from an
+EndpointSlice change seen by the operator to every ready balancer running the configuration
+made from it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from hakeeper.api.events import PoolEvent
+from hakeeper.platform import metrics
+from hakeeper.platform.loop import Outcome
+
+
+class PoolTelemetry:
+    """One pool's metrics; `slices_changed()` when the watch sees its backends' slices change.
+
+    Clock: time.monotonic (seconds). Not thread-safe: the pool's loop calls it between passes,
+    the watch handler in the same event loop.
+    """
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self.clock = clock
+        self.changed_at: float | None = None
+        """The first slice change not yet rendered into a configuration."""
+        self.waiting: tuple[str, float] | None = None
+        """(config hash, when its slice change was seen): rendered, not yet applied everywhere."""
+
+    def slices_changed(self) -> None:
+        if self.changed_at is None:
+            self.changed_at = self.clock()
+
+    def __call__(self, series: metrics.Series, status: Mapping[str, Any], outcome: Outcome) -> None:
+        backends = status.get("backends") or {}
+        series.set(metrics.POOL_BACKENDS, float(backends.get("total") or 0))
+        series.set(metrics.POOL_BACKENDS_READY, float(backends.get("ready") or 0))
+        applied = _condition(status, "ConfigApplied")
+        series.set(metrics.POOL_CONFIG_APPLIED, float(applied))
+        balancers = status.get("balancers") or []
+        series.set(metrics.POOL_BALANCERS, float(len(balancers)))
+        holder = status.get("virtualIPHolder")
+        series.set(metrics.POOL_VRRP_MASTER, {(node,): 1.0 for node in (holder or "").split(",") if node})
+        config_hash = status.get("configHash")
+        if any(e.reason == PoolEvent.CONFIG_CHANGED for e in outcome.events):
+            series.inc(metrics.POOL_CONFIG_CHANGES)
+            if self.changed_at is not None and config_hash:
+                self.waiting = (config_hash, self.changed_at)
+        self.changed_at = None  # this pass saw the slices as they are now
+        if self.waiting is not None and applied and self.waiting[0] == config_hash:
+            series.observe(metrics.POOL_PROPAGATION, self.clock() - self.waiting[1])
+            self.waiting = None
+
+
+def _condition(status: Mapping[str, Any], type_: str) -> bool:
+    return any(c.get("type") == type_ and c.get("status") == "True" for c in status.get("conditions") or ())

@@ -1,0 +1,45 @@
+"""A ReplicatedDatabase's own metrics after each pass, from its status and the pass's Events
+(platform/metrics.py defines the families)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hakeeper.api.events import DatabaseEvent
+from hakeeper.platform import metrics
+from hakeeper.platform.loop import Outcome
+
+ROLES = ("primary", "replica", "fenced", "unknown")
+PHASES = ("Initializing", "Healthy", "Degraded", "Failed", "Lost", "Switching")
+
+
+def record(series: metrics.Series, status: Mapping[str, Any], outcome: Outcome) -> None:
+    """Gauges from the status (phase, members by role, lag, GTID distance, semi-sync), counters
+    and the failover duration from the Events this pass posted."""
+    members = status.get("members") or []
+    phase = status.get("phase")
+    series.set(metrics.DB_PHASE, {(p,): float(p == phase) for p in PHASES})
+    series.set(metrics.DB_MEMBERS, {(role,): float(sum(m.get("role") == role for m in members)) for role in ROLES})
+    series.set(metrics.DB_FENCED, float(sum(m.get("role") == "fenced" for m in members)))
+    series.set(metrics.DB_LAG, {(m["name"],): float(m["lagSeconds"]) for m in members
+                                if m.get("lagSeconds") is not None})
+    series.set(metrics.DB_BEHIND, {(m["name"],): float(m["transactionsBehind"]) for m in members
+                                   if m.get("transactionsBehind") is not None})
+    primary = next((m for m in members if m.get("role") == "primary"), None)
+    semi_sync = primary.get("semiSyncActive") if primary else None
+    series.set(metrics.DB_SEMI_SYNC, {} if semi_sync is None else {(): float(semi_sync)})
+    failing = any(e.reason in (DatabaseEvent.FAILED, DatabaseEvent.FAILOVER_STARTED) for e in outcome.events)
+    for event in outcome.events:
+        if event.reason == DatabaseEvent.FAILOVER_COMPLETED:
+            series.inc(metrics.DB_FAILOVERS, "completed")
+            history = (status.get("history") or [{}])[0]
+            if history.get("kind") == "failover" and history.get("durationSeconds") is not None:
+                series.observe(metrics.DB_FAILOVER_DURATION, float(history["durationSeconds"]))
+        elif event.reason == DatabaseEvent.SWITCHOVER_COMPLETED:
+            series.inc(metrics.DB_SWITCHOVERS, "completed")
+        elif event.reason == DatabaseEvent.ACTION_FAILED:
+            kind = metrics.DB_SWITCHOVERS if phase == "Switching" and not failing else metrics.DB_FAILOVERS
+            series.inc(kind, "failed")
+        elif event.reason in (DatabaseEvent.LOST, DatabaseEvent.NO_SAFE_CANDIDATE):
+            series.inc(metrics.DB_FAILOVERS_REFUSED)
