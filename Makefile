@@ -82,8 +82,8 @@ cluster-up: venv tools debs images ## start the local one-node cluster in the ba
 cluster-down: venv ## stop the local cluster (and remove what it left)
 	PYTHONPATH=hack $(PY) -m localcluster down --state-dir $(STATE)
 
-demo: venv tools debs images ## local cluster + CRDs + the chart + the quickstart samples, then `kubectl get hakeeper`
-	HAKEEPER_TOOLS_BIN=$(TOOLS_BIN) $(PY) hack/demo.py
+demo: venv tools debs images ## hakeeper's story on the local cluster, each step timed (ARGS=--keep leaves it running)
+	HAKEEPER_TOOLS_BIN=$(TOOLS_BIN) $(PY) hack/demo.py $(ARGS)
 
 e2e-kind: ## the e2e suite on a kind cluster (needs docker and kind; cannot run on the CI machine)
 	bash hack/e2e-kind.sh

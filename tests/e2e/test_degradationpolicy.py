@@ -7,10 +7,7 @@ process: the kubelet restarts the container, and the operator resumes from the a
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import urllib.parse
-import urllib.request
 
 import pytest
 
@@ -18,81 +15,15 @@ from ..integration.prometheus_support import Exporter
 from ..support.kube_objects import backend_deployment
 from ..support.polling import poll
 from .conftest import OPERATOR_NAMESPACE, operator_pod
+from .monitoring_support import ClusterPrometheus, host_ip
 
 pytestmark = pytest.mark.e2e
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _prometheus_image() -> str:
-    import imagebuild
-
-    return imagebuild.by_name()["prometheus"].reference
-
-
-class ClusterPrometheus:
-    """Prometheus as a pod (images/prometheus) scraping `target` every second.
-
-    `url` is what a policy names (the Service's DNS name, resolved in the operator's pod);
-    the test itself queries the pod's address."""
-
-    def __init__(self, cluster, namespace: str, target: str):
-        self.cluster, self.namespace = cluster, namespace
-        config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                  "scrape_configs": [{"job_name": "e2e", "static_configs": [{"targets": [target]}]}]}
-        labels = {"app": "prometheus"}
-        cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "prometheus"},
-                       "data": {"prometheus.yml": json.dumps(config)}}, "-n", namespace)
-        cluster.apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "prometheus"},
-                       "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
-                           "metadata": {"labels": labels}, "spec": {
-                               "securityContext": {"runAsNonRoot": True, "runAsUser": 65534},
-                               "containers": [{
-                                   "name": "prometheus", "image": _prometheus_image(),
-                                   "command": ["prometheus"],
-                                   "args": ["--config.file=/etc/prometheus/prometheus.yml",
-                                            "--storage.tsdb.path=/prometheus", "--web.listen-address=:9090"],
-                                   "ports": [{"name": "http", "containerPort": 9090}],
-                                   "readinessProbe": {"httpGet": {"path": "/-/ready", "port": "http"},
-                                                      "periodSeconds": 1},
-                                   "securityContext": {"readOnlyRootFilesystem": True,
-                                                       "allowPrivilegeEscalation": False},
-                                   "volumeMounts": [{"name": "config", "mountPath": "/etc/prometheus"},
-                                                    {"name": "data", "mountPath": "/prometheus"}]}],
-                               "volumes": [{"name": "config", "configMap": {"name": "prometheus"}},
-                                           {"name": "data", "emptyDir": {}}]}}}}, "-n", namespace)
-        cluster.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "prometheus"},
-                       "spec": {"selector": labels, "ports": [{"port": 9090, "targetPort": "http"}]}},
-                      "-n", namespace)
-        cluster.kubectl("rollout", "status", "deployment/prometheus", "-n", namespace, "--timeout=180s",
-                        timeout=200)
-        pod = cluster.get("pods", "-n", namespace, "-l", "app=prometheus")["items"][0]
-        self.pod_url = f"http://{pod['status']['podIP']}:9090"
-        self.url = f"http://prometheus.{namespace}.svc:9090"
-
-    def query_value(self, promql: str) -> float | None:
-        url = f"{self.pod_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                result = json.loads(answer.read())["data"]["result"]
-        except OSError:
-            return None
-        return float(result[0]["value"][1]) if result else None
-
-    def wait_value(self, promql: str, predicate, timeout: float = 20) -> None:
-        """Until Prometheus has scraped what the exporter now says."""
-        poll(lambda: predicate(self.query_value(promql)), timeout, what=f"{promql} in Prometheus", interval=0.2)
-
-
-def _host_ip(cluster) -> str:
-    """An address of the test's machine that pods reach: the local node's bridge address."""
-    if cluster.node is not None:
-        return cluster.node.network.node_ip
-    return os.environ["HAKEEPER_E2E_HOST_IP"]
-
-
 @pytest.fixture(scope="module")
 def exporter(cluster):
-    exp = Exporter(_host_ip(cluster))
+    exp = Exporter(host_ip(cluster))
     yield exp
     exp.close()
 

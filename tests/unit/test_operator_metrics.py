@@ -141,3 +141,18 @@ def test_every_family_is_in_the_monitoring_doc() -> None:
     families = {m.describe()[0].name for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)}
     missing = {f for f in families if f"`{f}`" not in doc and f"`{f}_total`" not in doc}
     assert not missing, f"docs/monitoring.md does not list {sorted(missing)}"
+
+
+def test_counters_start_at_zero_so_the_first_failover_is_an_increase() -> None:
+    """increase() over a counter that appears at 1 is 0: the first failover would page nobody."""
+    s = series("ReplicatedDatabase")
+    r = {"namespace": "ns", "name": s.name}
+    db_telemetry.record(s, db_status({"name": "db-0", "role": "primary"}), Outcome())
+    assert value("hakeeper_database_failovers_total", outcome="completed", **r) == 0
+    assert value("hakeeper_database_failovers_refused_total", **r) == 0
+    p, pool = PoolTelemetry(clock=lambda: 0.0), series("LoadBalancerPool")
+    p(pool, pool_status("h1", applied=True), Outcome())
+    assert value("hakeeper_pool_config_changes_total", namespace="ns", name=pool.name) == 0
+    policy = series("DegradationPolicy")
+    PolicyTelemetry(clock=lambda: 0.0)(policy, {"state": "Normal"}, Outcome())
+    assert value("hakeeper_policy_sheds_total", namespace="ns", name=policy.name) == 0

@@ -22,6 +22,8 @@ class PolicyTelemetry:
         self.unavailable = False
 
     def __call__(self, series: metrics.Series, status: Mapping[str, Any], outcome: Outcome) -> None:
+        for counter in (metrics.POLICY_SHEDS, metrics.POLICY_RESTORES, metrics.POLICY_METRICS_UNAVAILABLE):
+            series.inc(counter, amount=0)  # from 0: the first shed is an increase Prometheus sees
         now = self.clock()
         if self.unavailable and self.last is not None:
             series.inc(metrics.POLICY_METRICS_UNAVAILABLE, amount=now - self.last)

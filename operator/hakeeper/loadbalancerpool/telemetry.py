@@ -33,6 +33,7 @@ class PoolTelemetry:
             self.changed_at = self.clock()
 
     def __call__(self, series: metrics.Series, status: Mapping[str, Any], outcome: Outcome) -> None:
+        series.inc(metrics.POOL_CONFIG_CHANGES, amount=0)  # from 0: the first change is an increase
         backends = status.get("backends") or {}
         series.set(metrics.POOL_BACKENDS, float(backends.get("total") or 0))
         series.set(metrics.POOL_BACKENDS_READY, float(backends.get("ready") or 0))

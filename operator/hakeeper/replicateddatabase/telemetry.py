@@ -17,6 +17,11 @@ PHASES = ("Initializing", "Healthy", "Degraded", "Failed", "Lost", "Switching")
 def record(series: metrics.Series, status: Mapping[str, Any], outcome: Outcome) -> None:
     """Gauges from the status (phase, members by role, lag, GTID distance, semi-sync), counters
     and the failover duration from the Events this pass posted."""
+    # counters start at 0, so that the first failover is an increase Prometheus sees
+    for outcome_label in ("completed", "failed"):
+        series.inc(metrics.DB_FAILOVERS, outcome_label, amount=0)
+        series.inc(metrics.DB_SWITCHOVERS, outcome_label, amount=0)
+    series.inc(metrics.DB_FAILOVERS_REFUSED, amount=0)
     members = status.get("members") or []
     phase = status.get("phase")
     series.set(metrics.DB_PHASE, {(p,): float(p == phase) for p in PHASES})
