@@ -1,5 +1,5 @@
-"""The path from a failover to a person: Prometheus scrapes the operator and evaluates the
-chart's alert rules, Alertmanager routes the alert to a webhook receiver (this test, playing
+"""The path from a failover to a person: Prometheus scrapes the operator (and a balancer's
+HAProxy exporter) and evaluates the chart's alert rules, Alertmanager routes the alert to a webhook receiver (this test, playing
 the person on call): a crash-looping primary is replaced, the failover alert arrives, then its
 resolved notification."""
 
@@ -12,6 +12,7 @@ import yaml
 
 from localcluster import monitoring
 
+from ..support.kube_objects import backend_deployment
 from ..support.polling import poll
 from .conftest import OPERATOR_NAMESPACE, ROOT
 from .monitoring_support import ClusterAlertmanager, ClusterPrometheus, WebhookReceiver, host_ip
@@ -39,10 +40,20 @@ def _rules(cluster) -> str:
 
 
 def test_a_failover_pages_a_person_and_its_resolution_follows(operator, namespace, receiver):
+    # a pool whose balancer serves HAProxy's own exporter, which Prometheus scrapes too
+    operator.apply(backend_deployment("web", 2), "-n", namespace)
+    operator.apply({"apiVersion": "hakeeper.io/v1alpha1", "kind": "LoadBalancerPool", "metadata": {"name": "web"},
+                    "spec": {"backends": {"selector": {"matchLabels": {"app": "web"}}, "port": "http"},
+                             "balancer": {"replicas": 1, "metricsPort": 9101}}}, "-n", namespace)
+    operator.kubectl("wait", "--for=condition=Ready", "--timeout=120s", "-n", namespace, "lbp/web")
+    balancer = operator.get("pods", "-n", namespace, "-l", "hakeeper.io/pool=web")["items"][0]["status"]["podIP"]
+
     alertmanager = ClusterAlertmanager(operator, namespace, receiver.url)
-    config = monitoring.scrape_config(OPERATOR_NAMESPACE, alertmanager_url=alertmanager.url)
+    config = monitoring.scrape_config(OPERATOR_NAMESPACE, alertmanager_url=alertmanager.url,
+                                      extra_targets={"haproxy": f"{balancer}:9101"})
     prometheus = ClusterPrometheus(operator, namespace, config=config, rules={"hakeeper.yaml": _rules(operator)})
     prometheus.wait_value('up{job="hakeeper-metrics"}', lambda v: v == 1, 60)
+    prometheus.wait_value('haproxy_backend_active_servers{job="haproxy",proxy="servers"}', lambda v: v == 2, 60)
 
     operator.apply({"apiVersion": "hakeeper.io/v1alpha1", "kind": "ReplicatedDatabase", "metadata": {"name": "db"},
                     "spec": {"flavor": "mariadb", "replicas": 3, "storage": {"size": "1Gi"},

@@ -18,7 +18,8 @@ FAMILIES = {
     "hakeeper_database_fenced_members", "hakeeper_database_replication_lag_seconds",
     "hakeeper_database_transactions_behind", "hakeeper_database_semi_sync_active",
     "hakeeper_pool_backends", "hakeeper_pool_backends_ready", "hakeeper_pool_config_changes",
-    "hakeeper_pool_config_applied", "hakeeper_pool_balancers_ready", "hakeeper_pool_propagation_seconds",
+    "hakeeper_pool_config_applied", "hakeeper_pool_balancers_ready", "hakeeper_pool_balancer_reloads",
+    "hakeeper_pool_propagation_seconds",
     "hakeeper_pool_vrrp_master",
     "hakeeper_policy_trigger_value", "hakeeper_policy_trigger_firing", "hakeeper_policy_degraded",
     "hakeeper_policy_shed_deployments", "hakeeper_policy_shed_tiers", "hakeeper_policy_sheds",
@@ -54,6 +55,11 @@ def test_a_pools_series_follow_its_backends_and_go_with_it(operator, namespace):
     # propagation observed
     poll(lambda: (lambda s: s if s and (s["propagations"] or 0) > (first["propagations"] or 0) else None)(series(3)),
          120, what="3 ready backends and one more propagation measured")
+    # a structural change: the balancer's agent reloads HAProxy (hitlessly) and says so
+    operator.kubectl("patch", "lbp", "web", "-n", namespace, "--type=merge", "-p", '{"spec":{"algorithm":"leastconn"}}')
+    poll(lambda: [v for labels, v in operator_metrics(operator).get("hakeeper_pool_balancer_reloads", [])
+                  if labels.get("namespace") == namespace and v >= 1], 120,
+         what="a balancer reload counted after the algorithm change")
     operator.kubectl("delete", "lbp", "web", "-n", namespace, "--wait=true", "--timeout=60s")
     poll(lambda: metric(operator_metrics(operator), "hakeeper_pool_backends_ready", **pool) is None, 60,
          what="the deleted pool's series to go")

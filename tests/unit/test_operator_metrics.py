@@ -80,7 +80,8 @@ def test_forget_drops_every_series_of_the_resource() -> None:
 
 
 def pool_status(config_hash: str, applied: bool, ready: int = 2) -> dict:
-    return {"configHash": config_hash, "backends": {"total": 3, "ready": ready}, "balancers": [{"pod": "b-0"}],
+    return {"configHash": config_hash, "backends": {"total": 3, "ready": ready},
+            "balancers": [{"pod": "b-0", "reloads": 2}, {"pod": "b-1"}],
             "conditions": [{"type": "ConfigApplied", "status": "True" if applied else "False"}]}
 
 
@@ -99,6 +100,8 @@ def test_propagation_runs_from_the_slice_change_to_every_balancer_applying_its_c
     assert value("hakeeper_pool_propagation_seconds_sum", **r) == 2.5
     assert value("hakeeper_pool_config_changes_total", **r) == 1
     assert value("hakeeper_pool_backends_ready", **r) == 2 and value("hakeeper_pool_backends", **r) == 3
+    assert value("hakeeper_pool_balancer_reloads", pod="b-0", **r) == 2
+    assert value("hakeeper_pool_balancer_reloads", pod="b-1", **r) is None  # its agent said nothing yet
 
 
 def test_a_config_change_without_a_slice_change_is_no_propagation() -> None:

@@ -29,7 +29,7 @@ from hakeeper.agents.haproxy_runtime import RuntimeApiError, ServerState
 from hakeeper.agents.loop import ConfigMapView, Report, add_source_arguments, atomic_write, read_text_or_none, serve
 from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.api.configmaps.haproxy import ConfigError, SlotEntry
-from hakeeper.api.meta import APPLIED_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION
+from hakeeper.api.meta import APPLIED_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION, RELOADS_ANNOTATION
 
 log = logging.getLogger("hakeeper.agent")
 FILES = (configmap.CONFIG_FILE, configmap.SERVERS_FILE)
@@ -210,8 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
 
     def build(report: Report) -> Agent:
-        return Agent(args.config, args.socket, args.master_socket,
-                     lambda config_hash: report({APPLIED_HASH_ANNOTATION: config_hash}))
+        def applied(config_hash: str) -> None:
+            report({APPLIED_HASH_ANNOTATION: config_hash, RELOADS_ANNOTATION: str(agent.reloads)})
+
+        agent = Agent(args.config, args.socket, args.master_socket, applied)
+        return agent
 
     # re-check every 5 s (HAProxy may have restarted); every 0.25 s while waiting for it
     return serve(args, build, FILES, parser(), resync=5.0, retry=0.25)

@@ -258,6 +258,8 @@ class BalancerPodStatus(StatusModel):
     pod: str
     applied_hash: str | None = None
     """The config hash the pod's agent has applied (equal to configHash once it runs the current config)."""
+    reloads: int | None = None
+    """HAProxy: the hitless reloads the pod's agent has done since it started (structural changes)."""
     vrrp_state: str | None = None
     """Engine lvs: the VRRP state keepalived reports (MASTER holds the virtual IP, BACKUP, FAULT)."""
 

@@ -19,6 +19,7 @@ from hakeeper.api.meta import (
     COMPONENT_LABEL,
     IPVS_ANNOTATION,
     POOL_LABEL,
+    RELOADS_ANNOTATION,
     VRRP_STATE_ANNOTATION,
 )
 from hakeeper.loadbalancerpool import objects
@@ -77,9 +78,11 @@ def observe_balancers(watched: Watched, pool: str) -> list[BalancerPod]:
         conditions = (pod.get("status") or {}).get("conditions") or []
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
         annotations = meta.get("annotations") or {}
+        reloads = annotations.get(RELOADS_ANNOTATION)
         out.append(BalancerPod(meta["name"], ready, annotations.get(APPLIED_HASH_ANNOTATION),
                                annotations.get(VRRP_STATE_ANNOTATION), (pod.get("spec") or {}).get("nodeName"),
-                               annotations.get(IPVS_ANNOTATION)))
+                               annotations.get(IPVS_ANNOTATION),
+                               reloads=int(reloads) if reloads and reloads.isdigit() else None))
     return sorted(out, key=lambda b: b.name)
 
 

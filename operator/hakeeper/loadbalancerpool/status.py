@@ -29,6 +29,8 @@ class BalancerPod:
     node: str | None = None
     ipvs: str | None = None
     """lvs: "available" or "missing", as the agent on the node reports it."""
+    reloads: int | None = None
+    """haproxy: the hitless reloads the pod's agent has done since it started."""
 
 
 def backends_available(counts: Mapping[str, int]) -> Verdict:
@@ -113,7 +115,8 @@ def pool_status(
         algorithm=algorithm,
         config_hash=config_hash,
         backends=BackendCount.model_validate(count(backends)),
-        balancers=[BalancerPodStatus(pod=b.name, applied_hash=b.applied_hash, vrrp_state=b.vrrp_state or None)
+        balancers=[BalancerPodStatus(pod=b.name, applied_hash=b.applied_hash, vrrp_state=b.vrrp_state or None,
+                                     reloads=b.reloads)
                    for b in sorted(balancers, key=lambda b: b.name)],
         conditions=conditions_for((previous or {}).get("conditions"), generation, backends, config_hash, balancers,
                                   now),

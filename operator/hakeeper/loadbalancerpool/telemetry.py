@@ -41,6 +41,8 @@ class PoolTelemetry:
         series.set(metrics.POOL_CONFIG_APPLIED, float(applied))
         balancers = status.get("balancers") or []
         series.set(metrics.POOL_BALANCERS, float(len(balancers)))
+        series.set(metrics.POOL_RELOADS, {(b["pod"],): float(b["reloads"]) for b in balancers
+                                          if b.get("reloads") is not None})
         holder = status.get("virtualIPHolder")
         series.set(metrics.POOL_VRRP_MASTER, {(node,): 1.0 for node in (holder or "").split(",") if node})
         config_hash = status.get("configHash")

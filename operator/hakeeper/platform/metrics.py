@@ -64,6 +64,9 @@ POOL_CONFIG_CHANGES = Counter("hakeeper_pool_config_changes_total", "New balance
 POOL_CONFIG_APPLIED = Gauge("hakeeper_pool_config_applied",
                             "1 when every ready balancer pod runs the current configuration.", RESOURCE)
 POOL_BALANCERS = Gauge("hakeeper_pool_balancers_ready", "Balancer pods ready.", RESOURCE)
+POOL_RELOADS = Gauge("hakeeper_pool_balancer_reloads",
+                     "Hitless HAProxy reloads each balancer pod's agent has done since it started (it "
+                     "resets with the agent, so use it with resets() or increase()).", [*RESOURCE, "pod"])
 POOL_PROPAGATION = Histogram("hakeeper_pool_propagation_seconds",
                              "From an EndpointSlice change seen by the operator to every ready balancer "
                              "running the configuration made from it.", RESOURCE, buckets=PROPAGATION_BUCKETS)
