@@ -17,7 +17,8 @@ import pathlib
 import secrets
 import shlex
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -80,6 +81,25 @@ class Cluster:
             if entry["name"] == container and entry.get("containerID") and "running" in entry.get("state", {}):
                 return entry["containerID"].removeprefix("containerd://")
         raise AssertionError(f"container {container} of pod {namespace}/{pod} is not running: {status}")
+
+    def crash_loop(self, namespace: str, pod: str, container: str, done: Callable[[], bool], seconds: float) -> bool:
+        """SIGKILL the container each time the kubelet has (re)started it (its back-off grows from
+        10 s), until `done()` or `seconds` have passed; whether `done()` came true."""
+        deadline = time.monotonic() + seconds
+        restarts = -1
+        while time.monotonic() < deadline:
+            if done():
+                return True
+            status = self.get("pod", pod, "-n", namespace)["status"]
+            running = next((c for c in status.get("containerStatuses", []) if c["name"] == container), {})
+            if "running" in running.get("state", {}) and running.get("restartCount", 0) > restarts:
+                restarts = running.get("restartCount", 0)
+                try:
+                    self.kill_container(namespace, pod, container)
+                except (AssertionError, LookupError):
+                    pass  # it stopped between the look and the kill
+            time.sleep(0.2)
+        return False
 
     def kill_container(self, namespace: str, pod: str, container: str) -> None:
         """SIGKILL to the container's main process, from the node (a process cannot SIGKILL its

@@ -241,20 +241,8 @@ def test_database_bootstraps_fails_over_twice_and_never_flips_back(database, nam
     def crash_loop(pod: str) -> None:
         """SIGKILL again each time the kubelet brings the server back: its back-off grows from
         10 s, far beyond the failure threshold, so the primary must be replaced."""
-        deadline = time.monotonic() + 60
-        restarts = -1
-        while time.monotonic() < deadline:
-            if _status(database, namespace, "db").get("currentPrimary") not in (pod, None):
-                return
-            status = database.get("pod", pod, "-n", namespace)["status"]
-            container = next((c for c in status.get("containerStatuses", []) if c["name"] == database.flavor), {})
-            if "running" in container.get("state", {}) and container.get("restartCount", 0) > restarts:
-                restarts = container.get("restartCount", 0)
-                try:
-                    kill(pod)
-                except (AssertionError, LookupError):
-                    pass  # it stopped between the look and the kill
-            time.sleep(0.2)
+        database.crash_loop(namespace, pod, database.flavor,
+                            lambda: _status(database, namespace, "db").get("currentPrimary") not in (pod, None), 60)
 
     # last, as it may leave a MySQL member out for good (see _fault)
     second_old, second_new = _fault(database, namespace, password, service_ip, crash_loop, 3_000_000,
