@@ -347,6 +347,8 @@ class LoopDriver:
         self.primary: str | None = None
         self.memory = LoopMemory()
         self.switchover_target: str | None = None
+        self.force_target: str | None = None
+        """The force-failover annotation: dropped once a step used or ignored it."""
         self.observed: list[Observed] = []
         self.clock: Callable[[], float] = time.time
         self._stop = threading.Event()
@@ -363,9 +365,11 @@ class LoopDriver:
     def step(self) -> StepResult:
         started = time.monotonic()
         result = self.cluster.step(self.members, self.primary, self.memory, now=self.clock(),
-                                   switchover_target=self.switchover_target)
+                                   switchover_target=self.switchover_target, force_target=self.force_target)
         # Persist first, then "move the label" (the Service): the controller's order.
         self.memory, self.primary = result.memory, result.primary
+        if result.force is not None:
+            self.force_target = None
         self.observed.append(Observed(started, time.monotonic(), result))
         return result
 

@@ -152,6 +152,9 @@ class FakeServer:
     apply_lags: bool = False
     apply_paused: bool = False
     lag_seconds: float = 0.0
+    semi_sync_fallen_back: bool = False
+    """A source whose commit waited out rpl_semi_sync_*_timeout: asynchronous (status OFF) until
+    a semi-sync replica has caught up (MySQL 8.4 Reference Manual 19.4.10)."""
 
     @property
     def name(self) -> str:
@@ -275,11 +278,13 @@ class FakeFleet:
         """The simulated server `name` (KeyError for another name)."""
         return self.servers[name]
 
-    def write(self, name: str, count: int = 1) -> list[str]:
+    def write(self, name: str, count: int = 1, wait_timeout: bool = False) -> list[str]:
         """`count` client commits on `name`; returns the GTIDs acknowledged (also appended to
         self.acknowledged). A commit semi-sync cannot get acknowledged stays in the server's
-        binlog, unacknowledged. Raises OperationalError 2003 when the server is down, 1290
-        when it is read-only."""
+        binlog, unacknowledged (the client is still waiting) - unless wait_timeout: then the
+        client waits out the semi-sync timeout (the clock advances), the server falls back to
+        asynchronous replication and acknowledges it, and the following commits at once. Raises
+        OperationalError 2003 when the server is down, 1290 when it is read-only."""
         with self._lock:
             s = self.servers[name]
             if not s.up:
@@ -292,6 +297,10 @@ class FakeFleet:
             for _ in range(count):
                 entry = self._commit(s)
                 if self._acknowledged(s, entry):
+                    acked.append(entry.gtid)
+                elif wait_timeout:
+                    self.advance(s.semi_sync_timeout_ms / 1000)
+                    s.semi_sync_fallen_back = True
                     acked.append(entry.gtid)
             self.acknowledged += acked
             return acked
@@ -312,6 +321,12 @@ class FakeFleet:
                 for s in self.servers.values():
                     self._fetch(s)
                     self._apply(s)
+            for s in self.servers.values():
+                if s.semi_sync_fallen_back and any(
+                        r.channel is not None and r.channel.semi_sync and self._source(r) is s
+                        and self._io_state(r) == "Yes" and set(s.gtids()) <= set(r.gtids()) | set(r.channel.fetched)
+                        for r in self.servers.values() if r is not s):
+                    s.semi_sync_fallen_back = False  # a semi-sync replica caught up: synchronous again
 
     def advance(self, seconds: float) -> None:
         """Let `seconds` pass: every running server's lease event runs once a second (at
@@ -357,6 +372,7 @@ class FakeFleet:
             if lose_last:
                 del s.binlog[-lose_last:]
             s.up = True
+            s.semi_sync_fallen_back = False
             self._apply_settings(s)
             if s.read_only and not was_read_only:
                 self.transitions.append((self.now, name, False))
@@ -489,7 +505,7 @@ class FakeFleet:
                    MariaDBGtidList.parse(position).domain_positions().items())
 
     def _acknowledged(self, s: FakeServer, entry: Entry) -> bool:
-        if not s.semi_sync_source:
+        if not s.semi_sync_source or s.semi_sync_fallen_back:
             return True  # asynchronous: the client has its OK at once
         acks = 0
         for r in self.servers.values():
@@ -583,7 +599,8 @@ class FakeFleet:
         clients = sum(1 for r in self.servers.values() if r.channel is not None and r.channel.semi_sync
                       and self._source(r) is s and self._io_state(r) == "Yes")
         registered = s.channel is not None and s.channel.semi_sync and self._io_state(s) == "Yes"
-        return self._only({f"{source}_status": _on(s.semi_sync_source), f"{source}_clients": str(clients),
+        return self._only({f"{source}_status": _on(s.semi_sync_source and not s.semi_sync_fallen_back),
+                           f"{source}_clients": str(clients),
                            f"{replica}_status": _on(registered)}, self.flavor.status_variables, "status variables")
 
     def _only(self, values: dict[str, str], names: tuple[str, ...], what: str) -> dict[str, str]:
@@ -626,7 +643,7 @@ class FakeFleet:
             ("CHANGE REPLICATION SOURCE TO {rest}" if self.mysql else "CHANGE MASTER TO {rest}", self._change),
             (f"SHOW {word} STATUS", self._show_replica_status),
             (f"SET GLOBAL {source}_enabled = {{onoff}}",
-             lambda s, session, m, args: setattr(s, "semi_sync_source", m[1] == "ON")),
+             lambda s, session, m, args: self._set_semi_sync_source(s, m[1] == "ON")),
             (f"SET GLOBAL {replica}_enabled = {{onoff}}",
              lambda s, session, m, args: setattr(s, "semi_sync_replica", m[1] == "ON")),
             (f"SET GLOBAL {source}_timeout = %s",
@@ -678,6 +695,11 @@ class FakeFleet:
 
     def _sql_log_bin(self, s: FakeServer, session: dict[str, Any], m: re.Match[str], args: tuple) -> None:
         session["sql_log_bin"] = m[1] == "1"
+
+    def _set_semi_sync_source(self, s: FakeServer, on: bool) -> None:
+        s.semi_sync_source = on
+        if not on:
+            s.semi_sync_fallen_back = False  # switched off: switched on again, it starts synchronous
 
     def _set_read_only(self, s: FakeServer, on: bool) -> None:
         if on:

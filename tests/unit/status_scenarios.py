@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
 from hakeeper.loadbalancerpool.backends import Backend
 from hakeeper.loadbalancerpool.status import BalancerPod
 from hakeeper.replicateddatabase.clustering import LoopMemory, StepResult
@@ -87,15 +88,18 @@ LVS_STEPS: list[tuple[str, dict[str, Any]]] = [
 # -- ReplicatedDatabase ---------------------------------------------------------------------------
 def member(name: str, role: str, reachable: bool = True, read_only: bool | None = True, lag: float | None = 0.0,
            gtid: str | None = "0-1-10", errant: bool = False, message: str | None = None) -> dict[str, Any]:
-    """One StepResult.members entry (api.replicateddatabase.MemberStatus fields, snake_case)."""
+    """One StepResult.members entry (api.replicateddatabase.MemberStatus fields, snake_case); a
+    reachable replica without errant transactions or a message is serving."""
     return {"name": name, "role": role, "reachable": reachable, "read_only": read_only, "lag_seconds": lag,
-            "gtid": gtid, "errant": errant, "message": message}
+            "gtid": gtid, "errant": errant, "message": message,
+            "serving": role == "replica" and reachable and not errant and message is None}
 
 
 def step(state: str, reason: str, primary: str | None, members: list[dict[str, Any]], memory: LoopMemory, *,
          available: bool, healthy: bool, failing: bool = False, history: dict[str, Any] | None = None) -> StepResult:
     return StepResult(state=state, reason=reason, primary=primary, members=members, events=[], history=history,
-                      memory=memory, available=available, healthy=healthy, failover_in_progress=failing)
+                      memory=memory, available=available, healthy=healthy, failover_in_progress=failing,
+                      replicating=sum(1 for m in members if m["serving"]))
 
 
 T = 1_700_000_000.0
@@ -146,6 +150,10 @@ RDB_STEPS: list[tuple[str, int, StepResult, str]] = [
                                        "to_member": "db-0", "reason": "switchover to db-0 requested",
                                        "duration_seconds": None}), "2023-11-14T22:14:01Z"),
 ]
+
+
+RDB_SPEC = ReplicatedDatabaseSpec()
+"""Three members, semi-sync waiting for one replica: Ready needs one replica replicating."""
 
 
 def rdb_body(generation: int, status: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,8 @@ class Controller:
         self.primary: str | None = None
         self.memory: LoopMemory | None = None
         self.switchover: str | None = None
+        self.force: str | None = None
+        """The force-failover annotation; dropped once a step used or ignored it."""
 
     def operator(self, before_action: Callable[[Action], None] | None = None) -> Cluster:
         """A new operator process (it knows only what the controller persisted)."""
@@ -47,12 +49,14 @@ class Controller:
         self.fleet.advance(self.policy.probe_interval)
         self.fleet.replicate()
         result = self.cluster.step(self.fleet.members, self.primary, self.memory, now=self.fleet.now,
-                                   switchover_target=self.switchover)
+                                   switchover_target=self.switchover, force_target=self.force)
         if not persist:
             return result
         self.primary, self.memory = result.primary, result.memory
         if result.history and result.history["kind"] == "switchover":
             self.switchover = None
+        if result.force is not None:
+            self.force = None
         assert set(self.fleet.writable()) <= {result.primary}, (self.fleet.writable(), result)
         return result
 
@@ -407,6 +411,165 @@ def test_a_partitioned_primary_fences_itself_before_a_replica_opens_and_rejoins_
     healed = ctl.until(lambda r: r.state == "Healthy")
     assert healed.primary == new and fleet.follows("db-0", new)
     assert fleet.has_all("db-0", fleet.acknowledged) and fleet.writable() == [new]
+
+
+# ------------------------------------------------------------------------------- durability
+
+def fallen_back_then_killed(flavor: str, policy: Policy) -> tuple[Controller, list[str]]:
+    """A healthy cluster whose replicas stop acknowledging (a slow link: they fetch nothing),
+    so that the primary waits out the semi-sync timeout (keep it shorter than the lease: the
+    loop does not step while the fake's client waits), falls back to asynchronous replication
+    and acknowledges writes no replica has; the loop sees that; then the primary is killed and
+    the link comes back. Returns the controller and the acknowledged writes only db-0 had."""
+    ctl = bootstrapped(flavor, policy, writes=5)
+    fleet = ctl.fleet
+    for replica in ("db-1", "db-2"):
+        fleet.server(replica).fetch_paused = True
+    only_on_primary = fleet.write("db-0", 3, wait_timeout=True)
+    assert len(only_on_primary) == 3
+    seen = ctl.step()
+    assert member(seen, "db-0")["semi_sync_active"] is False and seen.memory.primary_semi_sync is False
+    fleet.crash("db-0")
+    for replica in ("db-1", "db-2"):
+        fleet.server(replica).fetch_paused = False
+    return ctl, only_on_primary
+
+
+def lost(fleet: FakeFleet, on: str) -> list[str]:
+    """Acknowledged writes `on` lacks: the writer's count of loss."""
+    return [g for g in fleet.acknowledged if not fleet.has_all(on, [g])]
+
+
+@FLAVORS
+def test_lossless_refuses_to_promote_after_semi_sync_fell_back_and_a_person_can_force_it(flavor: str) -> None:
+    ctl, only_on_primary = fallen_back_then_killed(flavor, Policy(semi_sync_timeout=1.0))
+    fleet = ctl.fleet
+    refused = ctl.until(lambda r: r.state == "Lost")
+    assert refused.refused and refused.primary == "db-0" and not refused.available
+    assert "FailoverRefused" in reasons(refused)
+    assert "semi-sync inactive" in refused.reason and "hakeeper.io/force-failover-to=" in refused.reason
+    for held in ctl.steps(5):  # it stays refused, and nobody takes writes
+        assert held.state == "Lost" and held.refused and held.history is None
+        assert "FailoverRefused" not in reasons(held)  # announced once
+    assert fleet.writable() == []
+
+    ctl.force = "db-2"
+    forced = ctl.step()
+    assert forced.primary == "db-2" and forced.force is not None and forced.force[0] == "used"
+    assert forced.history is not None and forced.history["forced"]
+    assert "semi-sync inactive" in (forced.history["possible_loss"] or "")
+    assert {"FailoverForced", "FailoverCompleted"} <= set(reasons(forced))
+    assert fleet.writable() == ["db-2"]
+    # what the forced failover cost: exactly the writes only the old primary had
+    assert lost(fleet, "db-2") == only_on_primary
+
+
+@FLAVORS
+def test_available_promotes_after_semi_sync_fell_back_and_the_writer_counts_the_loss(flavor: str) -> None:
+    """The negative control of the one above: the same history under durability Available loses
+    the writes only the old primary had, and the count sees them."""
+    ctl, only_on_primary = fallen_back_then_killed(flavor, Policy(semi_sync_timeout=1.0, lossless=False))
+    fleet = ctl.fleet
+    failover = ctl.until(lambda r: r.history is not None)
+    assert failover.primary in ("db-1", "db-2") and not failover.refused
+    assert failover.history is not None and not failover.history["forced"]
+    assert "semi-sync inactive" in (failover.history["possible_loss"] or "")
+    assert "FailoverMayLoseWrites" in reasons(failover)
+    assert lost(fleet, failover.primary) == only_on_primary
+
+
+@FLAVORS
+def test_semi_sync_back_on_after_a_fallback_makes_a_failover_lossless_again(flavor: str) -> None:
+    ctl = bootstrapped(flavor, Policy(semi_sync_timeout=1.0), writes=5)
+    fleet = ctl.fleet
+    fleet.server("db-1").fetch_paused = True
+    fleet.server("db-2").fetch_paused = True
+    fleet.write("db-0", 2, wait_timeout=True)
+    assert ctl.step().memory.primary_semi_sync is False
+    fleet.server("db-1").fetch_paused = False
+    fleet.server("db-2").fetch_paused = False
+    caught_up = ctl.until(lambda r: r.memory.primary_semi_sync is True)
+    assert caught_up.state == "Healthy"
+    fleet.crash("db-0")
+    failover = ctl.until(lambda r: r.history is not None)
+    assert failover.history is not None and failover.history["possible_loss"] is None
+    assert lost(fleet, failover.primary) == []
+
+
+@FLAVORS
+def test_a_force_annotation_with_nothing_refused_is_dropped_with_a_warning(flavor: str) -> None:
+    ctl = bootstrapped(flavor, writes=2)
+    ctl.force = "db-1"
+    result = ctl.step()
+    assert result.force is not None and result.force[0] == "ignored" and "the primary db-0 answers" in result.force[1]
+    assert "ForceFailoverIgnored" in reasons(result) and ctl.force is None
+    assert result.primary == "db-0" and result.history is None
+
+
+@FLAVORS
+def test_a_replica_caught_up_after_the_primary_died_is_promoted_whatever_lag_was_last_seen(flavor: str) -> None:
+    """Field fault (a): the lag last seen before the primary's death kept every replica
+    ineligible, and the database stayed Lost forever."""
+    ctl = bootstrapped(flavor, Policy(max_lag_seconds=30), writes=5)
+    fleet = ctl.fleet
+    for replica in ("db-1", "db-2"):
+        fleet.server(replica).lag_seconds = 120.0  # busy appliers, as their servers report it
+    fleet.write("db-0", 3)
+    lagging = ctl.step()
+    assert lagging.memory.last_lag == {"db-1": 120.0, "db-2": 120.0}
+    assert lagging.replicating == 0 and not member(lagging, "db-1")["serving"]  # out of -replicas
+    fleet.crash("db-0")
+    failover = ctl.until(lambda r: r.history is not None)
+    assert failover.primary in ("db-1", "db-2") and lost(fleet, failover.primary) == []
+
+
+@FLAVORS
+def test_a_new_database_is_ready_only_once_its_replicas_replicate(flavor: str) -> None:
+    """Field fault (i): Ready=True while the phase was still Initializing."""
+    from hakeeper.replicateddatabase.status import ready
+
+    policy = Policy()
+    ctl = Controller(FakeFleet(flavor, 3, policy), policy)
+    first = ctl.step()
+    assert first.available and first.state == "Initializing"
+    assert ready(first, needed=1)[:2] == (False, "Initializing")
+    settled = ctl.until(lambda r: r.state == "Healthy")
+    assert ready(settled, needed=2)[:2] == (True, "Available")
+    ctl.fleet.crash("db-1")
+    ctl.fleet.crash("db-2")
+    alone = ctl.step()
+    assert alone.available and ready(alone, needed=1)[:2] == (False, "ReplicasNotReplicating")
+
+
+@FLAVORS
+def test_only_replicas_that_replicate_in_time_serve_reads(flavor: str) -> None:
+    ctl = bootstrapped(flavor, writes=2)
+    fleet = ctl.fleet
+    healthy = ctl.step()
+    assert healthy.replicating == 2 and all(member(healthy, r)["serving"] for r in ("db-1", "db-2"))
+    fleet.server("db-2").lag_seconds = 100.0
+    lagging = ctl.step()
+    assert lagging.replicating == 1 and not member(lagging, "db-2")["serving"] and member(lagging, "db-1")["serving"]
+    fleet.server("db-2").lag_seconds = 0.0
+    assert ctl.step().replicating == 2
+    fleet.inject("db-1")  # errant: out, and it stays out
+    errant = ctl.step()
+    assert not member(errant, "db-1")["serving"] and member(errant, "db-2")["serving"]
+
+
+@FLAVORS
+def test_an_event_scheduler_someone_turned_off_is_turned_back_on_so_the_self_fence_stays_armed(flavor: str) -> None:
+    """Field fault (c): `SET GLOBAL event_scheduler = OFF` silently disarmed the lease fence."""
+    ctl = bootstrapped(flavor, writes=2)
+    fleet = ctl.fleet
+    fleet.server("db-0").event_scheduler = False
+    rearmed = ctl.step()
+    assert "InstallLeaseFence" in [name for name, _ in rearmed.action_seconds]
+    assert fleet.server("db-0").event_scheduler
+    # and it fences: cut off from the operator and its replicas, the primary stops taking writes
+    fleet.partition("db-0")
+    fleet.advance(2 * ctl.policy.lease_seconds + 2)
+    assert "db-0" not in fleet.writable()
 
 
 # ------------------------------------------------------------------------------- the fake itself

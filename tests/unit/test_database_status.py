@@ -25,7 +25,7 @@ def written(memory: LoopMemory, previous: dict | None = None) -> tuple[dict, dic
     """(the patch, the stored status) of a step that leaves `memory`."""
     name, generation, result, now = s.RDB_STEPS[1]
     result = type(result)(**{**result.__dict__, "memory": memory})
-    patch = status_of(s.rdb_body(generation, previous or {}), result, now)
+    patch = status_of(s.rdb_body(generation, previous or {}), s.RDB_SPEC, result, now)
     return patch, s.stored(previous, patch)
 
 
@@ -97,3 +97,31 @@ def test_missing_credentials_set_ready_false_and_nothing_else() -> None:
     assert (ready["status"], ready["reason"], ready["message"], ready["lastTransitionTime"]) == (
         "False", "CredentialsMissing", "secret db-credentials not found", "t9")
     assert [c["type"] for c in patch["conditions"]] == [c["type"] for c in previous["conditions"]]
+
+
+def test_asking_again_for_a_switchover_to_the_same_member_is_a_new_request() -> None:
+    """Field fault (f): a second annotation naming a member already switched to once was ignored forever."""
+    from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
+    from hakeeper.replicateddatabase.reconcile import handled_switchover, switchover_request
+
+    spec = ReplicatedDatabaseSpec()
+    result = s.RDB_STEPS[-1][2]  # a completed switchover (to db-0)
+
+    def body(annotation: str | None, handled: str | None) -> dict:
+        meta = {"name": "db", "namespace": "shop", "generation": 3,
+                "annotations": {"hakeeper.io/switchover-to": annotation} if annotation else {}}
+        return {"metadata": meta, "status": {"currentPrimary": "db-1", "handledSwitchover": handled}}
+
+    asked = body("db-0", None)
+    request = switchover_request(asked, "db", spec)
+    assert request == ("annotation:db-0", "db-0")
+    assert handled_switchover(asked, request, result) == (True, "annotation:db-0")
+    # the annotation is removed by the operator; the next pass forgets the handled request
+    assert switchover_request(body(None, "annotation:db-0"), "db", spec) is None
+    no_history = type(result)(**{**result.__dict__, "history": None})
+    assert handled_switchover(body(None, "annotation:db-0"), None, no_history) == (True, None)
+    # so the same member asked for again later is switched to again
+    assert switchover_request(body("0", None), "db", spec) == ("annotation:db-0", "db-0")
+    # while the annotation is still there (its removal failed), the request is not repeated
+    assert switchover_request(body("db-0", "annotation:db-0"), "db", spec) is None
+    assert handled_switchover(body("db-0", "annotation:db-0"), None, no_history) == (False, None)

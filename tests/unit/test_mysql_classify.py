@@ -82,10 +82,35 @@ CASES = [
      "db-0", LoopMemory(probe_failures=3, errant={"db-1": "0-2-3"}), POLICY, None, "Failed", "db-2", "lost"),
     ("lost: a replica is unreachable and may hold the only acknowledged copy",
      cluster(down("db-0"), down("db-1"), up("db-2", replication=replica(io="connecting"))),
-     "db-0", FAILED3, POLICY, None, "Lost", None, "db-1 unreachable too"),
-    ("failed without semi-sync: the reachable replica is enough",
+     "db-0", FAILED3, POLICY, None, "Lost", None, "db-1 is unreachable too"),
+    ("failed without semi-sync under durability Available: the reachable replica is promoted",
      cluster(down("db-0"), down("db-1"), up("db-2", replication=replica(io="connecting"))),
-     "db-0", FAILED3, Policy(semi_sync=False), None, "Failed", "db-2", "lost"),
+     "db-0", FAILED3, Policy(semi_sync=False, lossless=False), None, "Failed", "db-2", "lost"),
+    ("lost without semi-sync under durability Lossless: any write may be on the primary alone",
+     cluster(down("db-0"), up("db-1", replication=replica(io="connecting")),
+             up("db-2", replication=replica(io="connecting"))),
+     "db-0", FAILED3, Policy(semi_sync=False), None, "Lost", None, "semi-sync is off"),
+    ("lost: the primary was last seen with semi-sync fallen back to async (Lossless)",
+     cluster(down("db-0"), up("db-1", replication=replica(io="connecting", received="0-1-10")),
+             up("db-2", replication=replica(io="connecting", received="0-1-10"))),
+     "db-0", LoopMemory(probe_failures=3, primary_semi_sync=False), POLICY, None, "Lost", None,
+     "db-0 was last seen with semi-sync inactive"),
+    ("failed: semi-sync had fallen back, durability Available promotes the most complete",
+     cluster(down("db-0"), up("db-1", replication=replica(io="connecting", received="0-1-10")),
+             up("db-2", "0-1-11", replication=replica(io="connecting", received="0-1-11"))),
+     "db-0", LoopMemory(probe_failures=3, primary_semi_sync=False), Policy(lossless=False), None, "Failed", "db-2",
+     "3 failed probes"),
+    # field fault (a): the lag seen before the primary died no longer counts once the relay log is applied
+    ("failed: a replica caught up after the primary died is eligible whatever lag was last seen",
+     cluster(down("db-0"), up("db-1", "0-1-10", replication=replica(io="connecting", lag=None, received="0-1-10")),
+             up("db-2", "0-1-10", replication=replica(io="connecting", lag=None, received="0-1-10"))),
+     "db-0", LoopMemory(probe_failures=3, last_lag={"db-1": 90.0, "db-2": 120.0}), POLICY, None, "Failed", "db-1",
+     "3 failed probes"),
+    ("lost: the only complete replica still has a lagging relay log to apply",
+     cluster(down("db-0"), up("db-1", "0-1-5", replication=replica(io="connecting", lag=None, received="0-1-10")),
+             up("db-2", "0-1-5", replication=replica(io="connecting", lag=None, received="0-1-8"))),
+     "db-0", LoopMemory(probe_failures=3, last_lag={"db-1": 90.0, "db-2": 120.0}), POLICY, None, "Lost", None,
+     "only db-1, lagging more than maxLagSeconds"),
     ("lost: no replica left",
      cluster(down("db-0"), up("db-1", "0-1-10,0-2-3"), up("db-2", "0-1-10,0-3-3")),
      "db-0", LoopMemory(probe_failures=3, errant={"db-1": "0-2-3", "db-2": "0-3-3"}), POLICY, None, "Lost", None,
@@ -129,6 +154,33 @@ def test_classify(states, recorded, memory, policy, target, state, candidate, re
     c = classify(MEMBERS, states, recorded, memory, policy, target)
     assert (c.state, c.candidate) == (state, candidate), c.reason
     assert reason in c.reason
+
+
+REFUSED = cluster(down("db-0"), up("db-1", replication=replica(io="connecting", received="0-1-10")),
+                  up("db-2", "0-1-10", replication=replica(io="connecting", received="0-1-11")))
+FALLEN_BACK = LoopMemory(probe_failures=3, primary_semi_sync=False)
+
+
+def test_a_refused_failover_says_how_to_force_it_and_a_forced_one_names_what_may_be_lost() -> None:
+    refused = classify(MEMBERS, REFUSED, "db-0", FALLEN_BACK, POLICY)
+    assert (refused.state, refused.refused) == ("Lost", True)
+    assert "hakeeper.io/force-failover-to=db-2" in refused.reason, refused.reason
+    forced = classify(MEMBERS, REFUSED, "db-0", FALLEN_BACK, POLICY, force_target="db-1")
+    assert (forced.state, forced.candidate, forced.forced) == ("Failed", "db-1", True)
+    assert "semi-sync inactive" in (forced.possible_loss or "")
+    assert "db-1 lacks transactions db-2 has" in (forced.possible_loss or ""), forced.possible_loss
+    # a person's choice also overrides an automatic failover's own choice
+    chosen = classify(MEMBERS, REFUSED, "db-0", FAILED3, POLICY, force_target="db-1")
+    assert (chosen.state, chosen.candidate, chosen.forced) == ("Failed", "db-1", True)
+
+
+@pytest.mark.parametrize(("target", "why"), [
+    ("db-0", "it is the lost primary"), ("db-7", "it is not a member"), ("db-1", "it is unreachable"),
+])
+def test_a_force_that_names_no_possible_candidate_is_rejected(target: str, why: str) -> None:
+    states = {**REFUSED, "db-1": down("db-1")}
+    c = classify(MEMBERS, states, "db-0", FALLEN_BACK, POLICY, force_target=target)
+    assert (c.state, c.force_rejected) == ("Lost", why)
 
 
 @pytest.mark.parametrize(("target", "states", "why"), [

@@ -203,7 +203,7 @@ def test_lost_keeps_everyone_read_only() -> None:
     states = cluster(down("db-0"), down("db-1"), up("db-2", read_only=False))
     c, p = planned(states, memory=LoopMemory(probe_failures=3))
     assert c.state == "Lost" and p.actions == (Fence("db-2", best_effort=True),)
-    assert p.notes[0][0] == "NoSafeCandidate"
+    assert p.notes[0][0] == "FailoverRefused"
 
 
 # ------------------------------------------------------------------------------ properties

@@ -62,7 +62,8 @@ def test_a_completed_failover_is_counted_and_its_duration_observed() -> None:
     assert value("hakeeper_database_failovers_total", outcome="completed", **r) == 1
     assert value("hakeeper_database_failover_duration_seconds_count", **r) == 1
     assert value("hakeeper_database_failover_duration_seconds_sum", **r) == 4.2
-    db_telemetry.record(s, db_status(phase="Lost"), Outcome(events=[Event("Warning", DatabaseEvent.LOST, "…")]))
+    db_telemetry.record(s, db_status(phase="Lost"), Outcome(events=[Event("Warning", DatabaseEvent.LOST, "…"),
+                                                                   Event("Warning", DatabaseEvent.FAILOVER_REFUSED, "…")]))
     assert value("hakeeper_database_failovers_refused_total", **r) == 1
 
 

@@ -81,7 +81,10 @@ def test_the_warnings_are_the_ones_posted_as_warnings() -> None:
     def warnings(catalog: type) -> set[str]:
         return {str(m) for m in catalog if m.type == EventType.WARNING}
 
-    assert warnings(DatabaseEvent) == {"Failed", "Lost", "ErrantTransactions", "Degraded"}
+    assert warnings(DatabaseEvent) == {"Failed", "Lost", "ErrantTransactions", "Degraded",
+                                       # a failover refused, forced or possibly losing writes needs a person
+                                       "NoSafeCandidate", "FailoverRefused", "FailoverForced", "ForceFailoverIgnored",
+                                       "FailoverMayLoseWrites"}
     assert warnings(PolicyEvent) == {"Released", "ScaleFailed", "MetricsUnavailable", "Conflict", "EvaluationFailed"}
     assert warnings(PoolEvent) == {"InvalidWeight"}
     assert warnings(events.CommonEvent) == {"InvalidSpec", "ReconcileFailed"}

@@ -43,7 +43,7 @@ def current() -> dict[str, Any]:
     rdb: dict[str, Any] = {}
     out["rdb"] = []
     for name, generation, result, now in s.RDB_STEPS:
-        rdb = s.stored(rdb, status_of(s.rdb_body(generation, rdb), result, now))
+        rdb = s.stored(rdb, status_of(s.rdb_body(generation, rdb), s.RDB_SPEC, result, now))
         out["rdb"].append([name, {k: v for k, v in rdb.items() if k not in LOOP_FIELDS}])
     out["dp"] = [[status, [list(e) for e in events]] for status, events in s.policy_run()]
     out["dp-dry"] = [[status, [list(e) for e in events]] for status, events in s.policy_run(dry_run=True)]

@@ -87,7 +87,14 @@ class DatabaseReason(StrEnum):
     AVAILABLE = "Available"
     NOT_AVAILABLE = "NotAvailable"
     INITIALIZING = "Initializing"
-    """The spec was accepted; the clustering loop has not reported yet."""
+    """The spec was accepted and the members are being set up: no primary yet, or the first
+    one opened and the replicas not replicating from it yet."""
+    REPLICAS_NOT_REPLICATING = "ReplicasNotReplicating"
+    """The primary takes writes but fewer replicas replicate from it than acknowledge a write
+    (semiSync.waitForReplicaCount, or one): a failover now could not be lossless."""
+    FAILOVER_REFUSED = "FailoverRefused"
+    """The primary is lost and durability Lossless refuses every candidate (status.phase Lost;
+    the message says why and how to force it)."""
     CREDENTIALS_MISSING = "CredentialsMissing"
     """The credentials Secret, or one of its keys, is missing."""
 

@@ -77,7 +77,15 @@ class DatabaseEvent(_Catalog):
     FAILOVER_DISABLED = "FailoverDisabled"
     FAILOVER_SUPPRESSED = "FailoverSuppressed"
     """Within antiFlapWindow of the last failover."""
-    NO_SAFE_CANDIDATE = "NoSafeCandidate"
+    NO_SAFE_CANDIDATE = "NoSafeCandidate", EventType.WARNING
+    FAILOVER_REFUSED = "FailoverRefused", EventType.WARNING
+    """Durability Lossless: no candidate is known to hold every acknowledged write."""
+    FAILOVER_FORCED = "FailoverForced", EventType.WARNING
+    """A person forced a failover Lossless refused (annotation hakeeper.io/force-failover-to)."""
+    FORCE_IGNORED = "ForceFailoverIgnored", EventType.WARNING
+    """The force-failover annotation was removed unused: no failover is refused, or it names no candidate."""
+    POSSIBLE_LOSS = "FailoverMayLoseWrites", EventType.WARNING
+    """Durability Available promotes although acknowledged writes may be missing on the candidate."""
     SWITCHOVER_STARTED = "SwitchoverStarted"
     SWITCHOVER_REFUSED = "SwitchoverRefused"
     FAILOVER_COMPLETED = "FailoverCompleted"

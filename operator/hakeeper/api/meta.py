@@ -52,6 +52,10 @@ ROLE_LABEL = "hakeeper.io/role"
 """On a member pod: primary or replica; the -primary and -replicas Services select on it."""
 SWITCHOVER_ANNOTATION = "hakeeper.io/switchover-to"
 """On a ReplicatedDatabase: the member a person asks to make primary."""
+FORCE_FAILOVER_ANNOTATION = "hakeeper.io/force-failover-to"
+"""On a ReplicatedDatabase whose failover durability Lossless refused: the member (name or
+ordinal) a person accepts to promote anyway, knowing acknowledged writes may be lost. Used
+once, then removed; removed unused when no failover is refused."""
 
 # -- DegradationPolicy -----------------------------------------------------------------------------
 ORIGINAL_REPLICAS_ANNOTATION = "hakeeper.io/original-replicas"

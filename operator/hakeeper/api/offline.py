@@ -139,9 +139,32 @@ def _defaulted(schema: Mapping[str, Any], value: Any) -> Any:
 _cel = celpy.Environment()
 
 
+def _lower_ascii(text: Any) -> celpy.celtypes.StringType:
+    return celpy.celtypes.StringType("".join(c.lower() if c.isascii() else c for c in str(text)))
+
+
+def _replace(text: Any, old: Any, new: Any) -> celpy.celtypes.StringType:
+    return celpy.celtypes.StringType(str(text).replace(str(old), str(new)))
+
+
+# The Kubernetes CEL string library functions the rules use and cel-python lacks
+# (Kubernetes "CEL in Kubernetes", Strings library: lowerAscii, replace).
+_KUBERNETES_FUNCTIONS: dict[str, Any] = {"lowerAscii": _lower_ascii, "replace": _replace}
+
+
 @functools.cache
 def _program(rule: str) -> Any:
-    return _cel.program(_cel.compile(rule))
+    return _cel.program(_cel.compile(rule), functions=_KUBERNETES_FUNCTIONS)
+
+
+def _message(validation: Mapping[str, Any], value: Any) -> str:
+    """The rule's messageExpression evaluated as the API server would, else its message."""
+    if "messageExpression" in validation:
+        try:
+            return str(_program(validation["messageExpression"]).evaluate({"self": celpy.adapter.json_to_cel(value)}))
+        except celpy.evaluation.CELEvalError:
+            pass  # the API server falls back to message as well
+    return str(validation.get("message", validation["rule"]))
 
 
 def _rules(schema: Mapping[str, Any], value: Any, path: str, errors: list[str]) -> None:
@@ -151,7 +174,7 @@ def _rules(schema: Mapping[str, Any], value: Any, path: str, errors: list[str]) 
         except celpy.evaluation.CELEvalError:
             ok = False  # e.g. an int compared with a string: the API server refuses as well
         if not ok:
-            errors.append(f'{path}: Invalid value: {_show(value)}: {validation.get("message", validation["rule"])}')
+            errors.append(f"{path}: Invalid value: {_show(value)}: {_message(validation, value)}")
     if isinstance(value, dict):
         for name, prop in (schema.get("properties") or {}).items():
             if name in value:

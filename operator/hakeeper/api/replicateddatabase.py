@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias
+from typing import Annotated, Literal, TypeAlias
 
 from pydantic import ConfigDict, Field
 
@@ -11,12 +11,27 @@ from hakeeper.api.common import BaseStatus, Duration, Model, ObjectName, Resourc
 # Built from images/mysql and images/mariadb (Debian's mysql-server 9.x and mariadb-server 10.11);
 # any image with the flavor's server binaries and a non-root mysql user with uid/gid 999 works.
 DEFAULT_IMAGE = {"mysql": "ghcr.io/hakeeper/mysql:9.7", "mariadb": "ghcr.io/hakeeper/mariadb:10.11"}
-# my.cnf settings the operator owns: letting a user override them would break replication.
+# my.cnf settings the operator owns: letting a user override them would break replication,
+# durability or the self-fence. Written as the server reads option names: case-insensitive, `-`
+# and `_` alike, optionally prefixed `loose-` and one of `skip-`/`disable-`/`enable-` (MySQL 8.4
+# Reference Manual, 6.2.2.2 "Using Options on the Command Line" and 6.2.2.4 "Program Option
+# Modifiers"; MariaDB's "mariadbd Options" page says the same), so `Skip-Log-Bin` and
+# `loose_read-only` are refused like `log_bin` and `read_only`.
 OPERATOR_OWNED_SETTINGS = (
-    "server_id", "server-id", "gtid_mode", "gtid-mode", "enforce_gtid_consistency",
-    "enforce-gtid-consistency", "read_only", "read-only", "super_read_only", "super-read-only",
-    "log_bin", "log-bin", "gtid_domain_id", "gtid-domain-id", "port", "bind_address", "bind-address",
+    "server_id", "server_uuid", "gtid_mode", "enforce_gtid_consistency", "read_only", "super_read_only",
+    "log_bin", "log_bin_basename", "log_replica_updates", "log_slave_updates", "sync_binlog", "binlog_format",
+    "innodb_flush_log_at_trx_commit", "gtid_domain_id", "gtid_strict_mode", "port", "bind_address",
+    "socket", "datadir", "init_file", "event_scheduler", "skip_slave_start", "skip_replica_start",
+    "relay_log", "relay_log_recovery", "init_rpl_role", "report_host", "slave_net_timeout",
+    "replica_net_timeout", "plugin_load_add", "plugin_load",
 )
+OWNED_SETTING_PATTERNS = ("rpl_semi_sync_.*",)
+"""Families of operator-owned settings (the semi-sync plugins' variables)."""
+OWNED_SETTING_REGEX = ("^(loose_)?((skip|disable|enable)_)?(" + "|".join(OPERATOR_OWNED_SETTINGS)
+                       + "|" + "|".join(OWNED_SETTING_PATTERNS) + ")$")
+"""Matches an option name, lower-cased with `-` as `_`, that the operator owns."""
+CONFIG_KEY_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+"""An option name as my.cnf takes it: no space, `=`, `#`, bracket or newline."""
 
 
 class Credentials(Model):
@@ -76,8 +91,17 @@ class ReplicatedDatabaseSpec(Model):
     failover: Failover = Field(default_factory=Failover)
     switchover: Switchover = Field(default_factory=Switchover)
     service: DatabaseService = Field(default_factory=DatabaseService)
-    config: dict[str, str] = Field(default_factory=dict, max_length=128)
-    """Extra [mysqld] settings for my.cnf."""
+    config: dict[str, Annotated[str, Field(max_length=1024)]] = Field(default_factory=dict, max_length=128)
+    """Extra [mysqld] settings for my.cnf (name -> value; no newline in either). Settings the
+    operator owns (server ids, GTIDs, binary log, read_only, semi-sync, the event scheduler,
+    init-file ...) are refused in any spelling."""
+    durability: Literal["Lossless", "Available"] = "Lossless"
+    """Lossless: a failover never promotes a member that may lack a write the primary acknowledged
+    (the primary was last seen with semi-sync fallen back to asynchronous, or the members that may
+    hold the only copy are unreachable); the database then reports Ready=False, reason
+    FailoverRefused, until the old primary is back or a person names the member to promote in the
+    annotation hakeeper.io/force-failover-to. Available: the most advanced replica is promoted
+    anyway, and the possible loss is recorded in status.history."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -88,9 +112,27 @@ class ReplicatedDatabaseSpec(Model):
                     "with flavor mariadb semi-sync waits for one replica: waitForReplicaCount must be 1"),
                 cel("!has(self.switchover.targetMember) || self.switchover.targetMember < self.replicas",
                     "switchover.targetMember must name an existing member (0 to replicas-1)"),
-                cel("!self.config.exists(k, k in " + repr(list(OPERATOR_OWNED_SETTINGS)) + ")",
-                    "config may not set server_id, gtid_mode, read_only, log_bin, port or bind_address: "
-                    "the operator manages them"),
+                {"rule": f"self.config.all(k, k.matches('{CONFIG_KEY_PATTERN}'))",
+                 "messageExpression": "'config key ' + self.config.filter(k, !k.matches('"
+                                      + CONFIG_KEY_PATTERN + "'))[0] + ' is not an option name "
+                                      "(a letter, then letters, digits, _ . -)'",
+                 "message": "a config key is not an option name"},
+                {"rule": "self.config.all(k, !k.lowerAscii().replace('-', '_').matches('"
+                         + OWNED_SETTING_REGEX + "'))",
+                 "messageExpression": "'config may not set ' + self.config.filter(k, k.lowerAscii()"
+                                      ".replace('-', '_').matches('" + OWNED_SETTING_REGEX + "'))[0] + "
+                                      "': the operator manages it (server ids, GTIDs, the binary log, "
+                                      "read_only, semi-sync, the event scheduler, init-file)'",
+                 "message": "config may not set a setting the operator manages"},
+                {"rule": "self.config.all(k, !self.config[k].contains('\\n') && !self.config[k]"
+                         ".contains('\\r'))",
+                 "messageExpression": "'config value of ' + self.config.filter(k, self.config[k]"
+                                      ".contains('\\n') || self.config[k].contains('\\r'))[0] + "
+                                      "' has a line break: my.cnf takes one line per setting'",
+                 "message": "a config value has a line break"},
+                cel("self.durability != 'Lossless' || self.replicas == 1 || self.semiSync.enabled",
+                    "durability Lossless needs semiSync.enabled: without semi-sync a failover may lose writes "
+                    "the primary acknowledged (set durability: Available to accept that)"),
                 cel("duration(self.failover.antiFlapWindow) >= duration(self.failover.probeInterval)",
                     "failover.antiFlapWindow must be at least one probeInterval"),
             ]
@@ -115,11 +157,14 @@ class MemberStatus(StatusModel):
     gtid: str | None = None
     """Its executed GTID set."""
     errant: bool = False
+    """It has transactions the primary lacks: it stays out of the cluster until re-initialized."""
     transactions_behind: int | None = None
     """Transactions the primary has that this member has not applied (the GTID distance)."""
     semi_sync_active: bool | None = None
     """The primary only: whether it waits for replica acknowledgements (false: fallen back to async)."""
-    """It has transactions the primary lacks: it stays out of the cluster until re-initialized."""
+    serving: bool = False
+    """A replica in the -replicas Service: reachable, both replication threads running, lag
+    within failover.maxLagSeconds, no errant transaction."""
     message: str | None = None
     """What is wrong with it, if anything."""
 
@@ -135,6 +180,11 @@ class HistoryEntry(StatusModel):
     reason: str
     duration_seconds: float | None = None
     """From the first failed probe (failover) or the request (switchover) to the new primary taking writes."""
+    possible_loss: str | None = None
+    """Why writes the old primary acknowledged may be missing on the new one (durability
+    Available, or a failover a person forced); none when the promotion was lossless."""
+    forced: bool = False
+    """A person forced this failover (annotation hakeeper.io/force-failover-to)."""
 
 
 class SwitchoverStatus(StatusModel):
@@ -184,6 +234,9 @@ class LoopMemoryStatus(StatusModel):
     """The phase of the last step: a change is announced by an Event."""
     last_notes: list[str] = Field(default_factory=list)
     """Reasons of the decisions announced last step: a held-back failover is announced once, not every probe."""
+    primary_semi_sync: bool | None = None
+    """Whether the primary, when last seen taking writes, waited for replica acknowledgements
+    (false: fallen back to asynchronous: durability Lossless then refuses a failover)."""
 
 
 class ReplicatedDatabaseStatus(BaseStatus):

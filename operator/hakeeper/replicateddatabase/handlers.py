@@ -19,7 +19,7 @@ from hakeeper.api import REPLICATED_DATABASE
 from hakeeper.api.common import parse_duration
 from hakeeper.api.conditions import DatabaseReason, Verdict, now_iso
 from hakeeper.api.events import CommonEvent, DatabaseEvent
-from hakeeper.api.meta import SWITCHOVER_ANNOTATION
+from hakeeper.api.meta import FORCE_FAILOVER_ANNOTATION, SWITCHOVER_ANNOTATION
 from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
 from hakeeper.platform import kube as kubeapi
 from hakeeper.platform import loop
@@ -83,21 +83,25 @@ class DatabasePass:
         members, pods = reconcile.members(kube, name, namespace, spec)
         cluster = Cluster(spec.flavor, credentials, Policy.from_spec(spec))
         request = reconcile.switchover_request(body, name, spec, pods)
+        force = reconcile.force_request(body, name)
         result = cluster.step(members, self.primary, self.memory,
-                              switchover_target=request[1] if request else None)
+                              switchover_target=request[1] if request else None, force_target=force)
         written = reconcile.status_of({**body, "status": {**(body.get("status") or {}), "history": self.history}},
-                                     result, now_iso())
-        if request and result.history and result.history["kind"] == "switchover":
+                                     spec, result, now_iso())
+        write_handled, handled = reconcile.handled_switchover(body, request, result)
+        if write_handled:
             # done: a later failover must not switch back to this target
-            written["handledSwitchover"] = request[0]
+            written["handledSwitchover"] = handled
         # the decision first: a crash after this line only leaves the label to move
         if not self.writer.write(body, written):
             return loop.Outcome()
         self.memory, self.primary, self.history = result.memory, result.primary, written["history"]
         reconcile.role_labels(kube, namespace, pods, result)
-        if written.get("handledSwitchover", "").startswith("annotation:"):
-            kube.patch(REPLICATED_DATABASE.kind, namespace, name,
-                       {"metadata": {"annotations": {SWITCHOVER_ANNOTATION: None}}})
+        done_with = {SWITCHOVER_ANNOTATION: None} if (handled or "").startswith("annotation:") else {}
+        if result.force is not None:
+            done_with[FORCE_FAILOVER_ANNOTATION] = None  # used once, or refused with an Event
+        if done_with:
+            kube.patch(REPLICATED_DATABASE.kind, namespace, name, {"metadata": {"annotations": done_with}})
         events = [loop.Event(DatabaseEvent.type_of(reason), reason, message) for reason, message in result.events]
         return loop.Outcome(events=events, next_in=max(0.05, interval - (time.monotonic() - started)))
 

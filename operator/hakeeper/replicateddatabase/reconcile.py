@@ -13,7 +13,7 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
-from hakeeper.api.meta import ROLE_LABEL, SWITCHOVER_ANNOTATION
+from hakeeper.api.meta import FORCE_FAILOVER_ANNOTATION, ROLE_LABEL, SWITCHOVER_ANNOTATION
 from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
 from hakeeper.platform.kube import Kube, owned_by
 from hakeeper.replicateddatabase import objects
@@ -114,7 +114,8 @@ def role_labels(kube: Kube, namespace: str, pods: Mapping[str, Mapping[str, Any]
         pod = pods.get(member["name"])
         if pod is None:
             continue
-        want = {"primary": "primary", "replica": "replica"}.get(member["role"])
+        # only a serving replica takes reads: one that stopped, lags or is errant leaves -replicas
+        want = {"primary": "primary", "replica": "replica" if member.get("serving") else None}.get(member["role"])
         if member["role"] == "primary" and member["name"] != result.primary:
             want = None
         have = (pod["metadata"].get("labels") or {}).get(ROLE_LABEL)
@@ -124,6 +125,30 @@ def role_labels(kube: Kube, namespace: str, pods: Mapping[str, Mapping[str, Any]
     return changed
 
 
-def status_of(body: Mapping[str, Any], result: StepResult, now_iso: str) -> dict[str, Any]:
+def status_of(body: Mapping[str, Any], spec: ReplicatedDatabaseSpec, result: StepResult,
+              now_iso: str) -> dict[str, Any]:
     """The status patch after one step (status.status_model, as StatusModel.patch writes it)."""
-    return status_.status_model(body, result, now_iso).patch()
+    needed = status_.replicas_needed(spec.replicas, spec.semi_sync.enabled, spec.semi_sync.wait_for_replica_count)
+    return status_.status_model(body, result, now_iso, needed).patch()
+
+
+def force_request(body: Mapping[str, Any], db: str) -> str | None:
+    """The member a person names in the force-failover annotation (a name or an ordinal), or None."""
+    annotated = ((body["metadata"].get("annotations") or {}).get(FORCE_FAILOVER_ANNOTATION) or "").strip()
+    if not annotated:
+        return None
+    return annotated if annotated.startswith(f"{db}-") else f"{db}-{annotated}"
+
+
+def handled_switchover(body: Mapping[str, Any], request: tuple[str, str] | None,
+                       result: StepResult) -> tuple[bool, str | None]:
+    """(write it, the value) of status.handledSwitchover after a step: the request once its
+    switchover completed; cleared once an annotation request it names is gone, so that asking
+    again for the same member is a new request (field fault f: it was ignored forever)."""
+    if request and result.history and result.history["kind"] == "switchover":
+        return True, request[0]
+    handled = (body.get("status") or {}).get("handledSwitchover") or ""
+    annotated = ((body["metadata"].get("annotations") or {}).get(SWITCHOVER_ANNOTATION) or "").strip()
+    if handled.startswith("annotation:") and not annotated:
+        return True, None
+    return False, None

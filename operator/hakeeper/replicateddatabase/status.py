@@ -53,6 +53,7 @@ def loop_status(memory: LoopMemory) -> LoopMemoryStatus:
         lease_expires=_time(memory.lease_expires),
         last_state=memory.last_state,
         last_notes=list(memory.last_notes),
+        primary_semi_sync=memory.primary_semi_sync,
     )
 
 
@@ -72,6 +73,7 @@ def loop_memory(loop: LoopMemoryStatus) -> LoopMemory:
         lease_expires=epoch_of(loop.lease_expires),
         last_state=loop.last_state,
         last_notes=tuple(loop.last_notes),
+        primary_semi_sync=loop.primary_semi_sync,
     )
 
 
@@ -94,17 +96,39 @@ def memory_of(status: Mapping[str, Any] | None) -> LoopMemory | None:
 
 
 # -- conditions ---------------------------------------------------------------------------------
-def ready(available: bool, reason: str, problem: Verdict | None = None) -> Verdict:
-    """Ready: a writable primary exists (condition Available); `reason` is the step's, for people.
-    A problem that keeps the loop from running at all (CredentialsMissing) wins."""
+def ready(result: StepResult | None, problem: Verdict | None = None, needed: int = 1) -> Verdict:
+    """Ready: the primary takes writes and at least `needed` replicas replicate from it (as many
+    as acknowledge a write: semiSync.waitForReplicaCount, one without semi-sync, none for a lone
+    member), bootstrap done. A problem that keeps the loop from running at all
+    (CredentialsMissing) wins; a refused failover says FailoverRefused."""
     if problem is not None:
         return problem
-    return Verdict(available, DatabaseReason.AVAILABLE if available else DatabaseReason.NOT_AVAILABLE, reason)
+    assert result is not None
+    if result.refused:
+        return Verdict(False, DatabaseReason.FAILOVER_REFUSED, result.reason)
+    if not result.available:
+        return Verdict(False, DatabaseReason.NOT_AVAILABLE, result.reason)
+    if result.state == "Initializing":
+        return Verdict(False, DatabaseReason.INITIALIZING, f"{result.primary} takes writes; setting up the replicas")
+    if result.replicating < needed:
+        return Verdict(False, DatabaseReason.REPLICAS_NOT_REPLICATING,
+                       f"{result.primary} takes writes but only {result.replicating} of the {needed} replica(s) "
+                       f"that must acknowledge each write replicate: {result.reason}")
+    return Verdict(True, DatabaseReason.AVAILABLE, f"{result.primary} takes writes; {result.replicating} "
+                   f"replica{'s' if result.replicating != 1 else ''} replicating")
+
+
+def replicas_needed(members: int, semi_sync: bool, wait_for_replica_count: int) -> int:
+    """Replicas that must replicate for Ready: those that acknowledge a write."""
+    if members <= 1:
+        return 0
+    return min(members - 1, wait_for_replica_count if semi_sync else 1)
 
 
 def conditions_for(previous: Iterable[Condition | Mapping[str, Any]] | None, generation: int | None,
-                   result: StepResult, now: str) -> list[Condition]:
-    """The previous conditions with Available, Healthy, FailoverInProgress and Ready set from the step."""
+                   result: StepResult, now: str, needed: int = 1) -> list[Condition]:
+    """The previous conditions with Available, Healthy, FailoverInProgress and Ready (see ready;
+    `needed` replicas replicating) set from the step."""
     if result.available:
         available = Verdict(True, DatabaseReason.PRIMARY_WRITABLE, f"{result.primary} takes writes")
     else:
@@ -120,7 +144,7 @@ def conditions_for(previous: Iterable[Condition | Mapping[str, Any]] | None, gen
         (ConditionType.AVAILABLE, available),
         (ConditionType.HEALTHY, healthy),
         (ConditionType.FAILOVER_IN_PROGRESS, failing),
-        (ConditionType.READY, ready(result.available, result.reason)),
+        (ConditionType.READY, ready(result, needed=needed)),
     ], generation, now)
 
 
@@ -129,7 +153,7 @@ def not_ready(previous: Mapping[str, Any] | None, generation: int | None, proble
     """The status patch that sets Ready=False for a problem that stops the loop (reason
     DatabaseReason.CREDENTIALS_MISSING), leaving the rest of the status as it is."""
     conditions = with_verdicts((previous or {}).get("conditions"),
-                               [(ConditionType.READY, ready(False, problem.message, problem))], generation, now)
+                               [(ConditionType.READY, ready(None, problem))], generation, now)
     return ReplicatedDatabaseStatus(conditions=conditions).patch()
 
 
@@ -139,10 +163,11 @@ def _member(m: Mapping[str, Any]) -> MemberStatus:
     return MemberStatus(name=m["name"], role=m["role"], reachable=m["reachable"], read_only=m["read_only"],
                         lag_seconds=m["lag_seconds"], gtid=m["gtid"] or None, errant=m["errant"],
                         message=m["message"] or None, transactions_behind=m.get("transactions_behind"),
-                        semi_sync_active=m.get("semi_sync_active"))
+                        semi_sync_active=m.get("semi_sync_active"), serving=bool(m.get("serving")))
 
 
-def status_model(body: Mapping[str, Any], result: StepResult, now_iso: str) -> ReplicatedDatabaseStatus:
+def status_model(body: Mapping[str, Any], result: StepResult, now_iso: str,
+                 needed: int = 1) -> ReplicatedDatabaseStatus:
     """The status after one step: phase, primary, members, history (newest first, HISTORY_LIMIT
     entries), conditions, the loop's memory; `body["status"]` is the previous status as read from
     the API, `now_iso` the time of a condition that changes. handledSwitchover is the caller's."""
@@ -158,7 +183,7 @@ def status_model(body: Mapping[str, Any], result: StepResult, now_iso: str) -> R
         ready_members=sum(1 for m in result.members if m["role"] in ("primary", "replica") and m["reachable"]),
         members=[_member(m) for m in result.members],
         history=history,
-        conditions=conditions_for(previous.get("conditions"), generation, result, now_iso),
+        conditions=conditions_for(previous.get("conditions"), generation, result, now_iso, needed),
         loop=loop_status(result.memory),
         loop_memory=None,  # 0.1.0's JSON string: superseded by loop, removed
     )

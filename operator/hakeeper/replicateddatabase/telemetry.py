@@ -46,5 +46,7 @@ def record(series: metrics.Series, status: Mapping[str, Any], outcome: Outcome) 
         elif event.reason == DatabaseEvent.ACTION_FAILED:
             kind = metrics.DB_SWITCHOVERS if phase == "Switching" and not failing else metrics.DB_FAILOVERS
             series.inc(kind, "failed")
-        elif event.reason in (DatabaseEvent.LOST, DatabaseEvent.NO_SAFE_CANDIDATE):
-            series.inc(metrics.DB_FAILOVERS_REFUSED)
+    # a refusal is announced by the phase (Lost) and the decision's note: counted once
+    refusals = (DatabaseEvent.LOST, DatabaseEvent.NO_SAFE_CANDIDATE, DatabaseEvent.FAILOVER_REFUSED)
+    if any(event.reason in refusals for event in outcome.events):
+        series.inc(metrics.DB_FAILOVERS_REFUSED)

@@ -7,9 +7,11 @@ Degraded     the primary is there, something else is not (a replica down, stoppe
              missed fewer than failureThreshold probes, or that the replicas still see.
 Failed       the primary is lost: failureThreshold consecutive failed probes and every
              reachable replica's IO thread lost it too - or it came back without transactions
-             its replicas have. A failover candidate exists.
+             its replicas have. A failover candidate exists (durability Available: possibly
+             one that lacks acknowledged writes, said in possible_loss), or a person forced one.
 Lost         the primary is lost and no member can take over without losing acknowledged
-             writes (or none is left).
+             writes (or none is left): the failover is refused until the members that may
+             hold them are back, or a person forces it.
 Switching    a planned switchover is under way.
 Initializing no primary is recorded yet (a fresh cluster).
 """
@@ -20,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hakeeper.api.meta import FORCE_FAILOVER_ANNOTATION
 from hakeeper.api.replicateddatabase import Phase
 from hakeeper.replicateddatabase.clustering.gtid import GtidSet
 from hakeeper.replicateddatabase.clustering.members import Member, MemberState
@@ -38,6 +41,8 @@ class MemberView:
     errant: str | None = None
     """The GTIDs this member has and the primary lacks (it must not rejoin)."""
     lag: float | None = None
+    serving: bool = False
+    """A replica fit to serve reads (the -replicas Service): replicating, in time, not errant."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,14 @@ class Classification:
     members: tuple[MemberView, ...] = ()
     primary_lost_data: bool = False
     refused_switchover: str | None = None
+    refused: bool = False
+    """Lost in a failover: the primary is lost and no member may be promoted (FailoverRefused)."""
+    forced: bool = False
+    """Failed with a candidate a person named (the force-failover annotation)."""
+    force_rejected: str | None = None
+    """Why the member a person named cannot be promoted."""
+    possible_loss: str | None = None
+    """Failed: why the candidate may lack acknowledged writes (durability Available, or forced)."""
     views: dict[str, MemberView] = field(default_factory=dict, compare=False, repr=False)
 
     def view(self, name: str) -> MemberView:
@@ -60,6 +73,17 @@ class Classification:
 def lag_of(state: MemberState, memory: LoopMemory) -> float | None:
     if state.replication is not None and state.replication.seconds_behind is not None:
         return state.replication.seconds_behind
+    return memory.last_lag.get(state.name)
+
+
+def candidate_lag(state: MemberState, memory: LoopMemory) -> float | None:
+    """A replica's lag as a failover candidate, the primary being lost: what the server reports;
+    else none when it has applied everything it fetched (nothing is left to apply, and what it
+    lacks no lag measures); else the lag last seen while the primary was alive."""
+    if state.replication is not None and state.replication.seconds_behind is not None:
+        return state.replication.seconds_behind
+    if state.executed is not None and state.relay_log_applied:
+        return 0.0
     return memory.last_lag.get(state.name)
 
 
@@ -90,21 +114,24 @@ def primary_lost_data(states: Sequence[MemberState], primary: MemberState) -> li
 
 
 def classify(members: Sequence[Member], states: Mapping[str, MemberState], recorded_primary: str | None,
-             memory: LoopMemory, policy: Policy, switchover_target: str | None = None) -> Classification:
+             memory: LoopMemory, policy: Policy, switchover_target: str | None = None,
+             force_target: str | None = None) -> Classification:
+    """The cluster's state (module docstring). switchover_target: a member's name, ANY_REPLICA
+    or None; force_target: the member a person names to promote when the primary is lost."""
     by_name = {m.name: m for m in members}
     if recorded_primary is None or recorded_primary not in by_name:
         return _initializing(members, states)
     primary = by_name[recorded_primary]
     p_state = states[primary.name]
     if not p_state.reachable:
-        return _primary_unreachable(members, states, primary, memory, policy)
+        return _primary_unreachable(members, states, primary, memory, policy, force_target)
 
     views = _member_views(members, states, primary, memory, policy)
     behind = primary_lost_data([states[m.name] for m in members], p_state)
     if behind:
         return _failed(members, states, primary, memory, policy, views, lost_data=True,
                        reason=f"primary {primary.name} restarted without transactions that "
-                              f"{', '.join(behind)} already have")
+                              f"{', '.join(behind)} already have", force_target=force_target)
 
     switching = _switchover(members, states, primary, memory, switchover_target, views)
     if isinstance(switching, Classification):
@@ -160,7 +187,7 @@ def _member_views(members: Sequence[Member], states: Mapping[str, MemberState], 
                 problems.append("replication SQL thread stopped")
             if lag is not None and lag > policy.max_lag_seconds:
                 problems.append(f"lagging {lag:.0f}s (maxLagSeconds {policy.max_lag_seconds:.0f})")
-        views[m.name] = MemberView(m.name, "replica", tuple(problems), lag=lag)
+        views[m.name] = MemberView(m.name, "replica", tuple(problems), lag=lag, serving=not problems)
     return views
 
 
@@ -193,7 +220,7 @@ def _initializing(members: Sequence[Member], states: Mapping[str, MemberState]) 
 
 
 def _primary_unreachable(members: Sequence[Member], states: Mapping[str, MemberState], primary: Member,
-                         memory: LoopMemory, policy: Policy) -> Classification:
+                         memory: LoopMemory, policy: Policy, force_target: str | None) -> Classification:
     views = _member_views_without_primary(members, states, primary, memory, policy)
     p_error = states[primary.name].error
     if memory.probe_failures < policy.failure_threshold:
@@ -209,7 +236,7 @@ def _primary_unreachable(members: Sequence[Member], states: Mapping[str, MemberS
             "still replicate from it: not failing over", primary.name, members=tuple(views.values()), views=views)
     return _failed(members, states, primary, memory, policy, views, lost_data=False,
                    reason=f"primary {primary.name} lost: {memory.probe_failures} failed probes ({p_error}) and no "
-                          "replica is connected to it")
+                          "replica is connected to it", force_target=force_target)
 
 
 def _member_views_without_primary(members: Sequence[Member], states: Mapping[str, MemberState], primary: Member,
@@ -226,40 +253,107 @@ def _member_views_without_primary(members: Sequence[Member], states: Mapping[str
             views[m.name] = MemberView(m.name, "fenced", ("has errant transactions",), errant=memory.errant[m.name],
                                        lag=lag_of(s, memory))
         else:
-            views[m.name] = MemberView(m.name, "replica", (f"primary {primary.name} unreachable",),
-                                       lag=lag_of(s, memory))
+            # Its data is as fresh as any while the primary is away: it keeps serving reads
+            # unless it cannot apply or was lagging already.
+            lag = lag_of(s, memory)
+            r = s.replication
+            serving = (r is not None and r.sql_running and not r.sql_failed
+                       and (lag is None or lag <= policy.max_lag_seconds))
+            views[m.name] = MemberView(m.name, "replica", (f"primary {primary.name} unreachable",), lag=lag,
+                                       serving=serving)
     return views
 
 
 def _failed(members: Sequence[Member], states: Mapping[str, MemberState], primary: Member, memory: LoopMemory,
-            policy: Policy, views: dict[str, MemberView], lost_data: bool, reason: str) -> Classification:
+            policy: Policy, views: dict[str, MemberView], lost_data: bool, reason: str,
+            force_target: str | None = None) -> Classification:
+    """Failed with the member to promote, or Lost with why none may be (refused).
+
+    Durability Lossless promotes only a member known to hold every acknowledged write: every
+    acknowledged write is on at least waitForReplicaCount replicas while semi-sync is active
+    (MySQL 8.4 Reference Manual 19.4.10 "Semisynchronous Replication"; MariaDB's "Semisynchronous
+    Replication" page), so the most complete reachable replica holds them all when fewer than that
+    many replicas are unreachable and the primary was last seen with semi-sync active. Available
+    promotes the most complete reachable replica anyway and says what may be lost; so does a
+    person's force_target, under either durability."""
     order = {m.name: i for i, m in enumerate(members)}
     others = [m for m in members if m.name != primary.name]
     could_ack = [m for m in others if m.name not in memory.errant and views[m.name].errant is None]
     unreachable = [m.name for m in could_ack if not states[m.name].reachable]
-    if not could_ack:
-        return Classification("Lost", f"{reason}; no replica without errant transactions is left", primary.name,
-                              members=tuple(views.values()), views=views, primary_lost_data=lost_data)
-    if policy.semi_sync and len(unreachable) >= policy.semi_sync_wait_count:
-        # An acknowledged write is on at least waitForReplicaCount replicas; if that many are
-        # unreachable it may exist only there, and promoting another member would lose it.
-        return Classification(
-            "Lost", f"{reason}; {', '.join(unreachable)} unreachable too and may hold the only copy of "
-            "acknowledged writes: waiting for them", primary.name, members=tuple(views.values()), views=views,
-            primary_lost_data=lost_data)
+
+    def lost(why: str) -> Classification:
+        return Classification("Lost", f"{reason}; {why}", primary.name, members=tuple(views.values()), views=views,
+                              primary_lost_data=lost_data, refused=True)
+
+    risks = _loss_risks(primary, memory, policy, unreachable)
     pool = [s for s in (states[m.name] for m in could_ack)
             if s.reachable and not (s.replication is not None and s.replication.sql_failed)]
-    lags = {s.name: lag_of(s, memory) for s in pool}
+    lags = {s.name: candidate_lag(s, memory) for s in pool}
+    if force_target is not None:
+        return _forced(force_target, members, states, primary, memory, views, pool, risks, reason, lost_data)
+    if not could_ack:
+        return lost("no replica without errant transactions is left")
     eligible = [s for s in pool if (lag := lags[s.name]) is None or lag <= policy.max_lag_seconds]
     best = _most_complete(eligible, pool, order, lags)
     if best is None:
         complete = _most_complete(pool, pool, order, lags)
         why = (f"only {complete}, lagging more than maxLagSeconds, has every transaction"
-               if complete else "the replicas have diverged (none has every transaction of the others)")
-        return Classification("Lost", f"{reason}; {why}", primary.name, members=tuple(views.values()), views=views,
-                              primary_lost_data=lost_data)
+               if complete else "no reachable replica has every transaction of the others (diverged, or "
+               "none is reachable)")
+        return lost(f"{why}; {_force_hint(complete)}")
+    if risks and policy.lossless:
+        return lost(f"refusing to promote {best} (durability Lossless): {'; '.join(risks)}; {_force_hint(best)}")
     return Classification("Failed", reason, primary.name, candidate=best, members=tuple(views.values()),
-                          views=views, primary_lost_data=lost_data)
+                          views=views, primary_lost_data=lost_data, possible_loss="; ".join(risks) or None)
+
+
+def _loss_risks(primary: Member, memory: LoopMemory, policy: Policy, unreachable: Sequence[str]) -> list[str]:
+    """Why the most complete reachable replica may still lack writes the primary acknowledged."""
+    risks = []
+    if not policy.semi_sync:
+        risks.append("semi-sync is off, so writes the primary acknowledged may be on no replica")
+    elif memory.primary_semi_sync is False:
+        risks.append(f"{primary.name} was last seen with semi-sync inactive (fallen back to asynchronous "
+                     "replication), so writes it acknowledged since may be on no replica")
+    if policy.semi_sync and len(unreachable) >= policy.semi_sync_wait_count:
+        risks.append(f"{', '.join(unreachable)} {'is' if len(unreachable) == 1 else 'are'} unreachable too and "
+                     "may hold the only copy of acknowledged writes")
+    return risks
+
+
+def _force_hint(member: str | None) -> str:
+    return (f"to promote {member or 'a member'} anyway, accepting the loss, annotate the database "
+            f"{FORCE_FAILOVER_ANNOTATION}={member or '<member>'}")
+
+
+def _forced(target: str, members: Sequence[Member], states: Mapping[str, MemberState], primary: Member,
+            memory: LoopMemory, views: dict[str, MemberView], pool: Sequence[MemberState], risks: Sequence[str],
+            reason: str, lost_data: bool) -> Classification:
+    """A person names the member to promote: Failed with it, or Lost with why it cannot be."""
+    names = {m.name for m in members}
+    problem = None
+    if target == primary.name:
+        problem = "it is the lost primary"
+    elif target not in names:
+        problem = "it is not a member"
+    elif not states[target].reachable:
+        problem = "it is unreachable"
+    elif target in memory.errant or views[target].errant:
+        problem = "it has errant transactions"
+    elif states[target].replication is not None and states[target].replication.sql_failed:  # type: ignore[union-attr]
+        problem = "its replication SQL thread failed"
+    if problem is not None:
+        return Classification("Lost", f"{reason}; cannot force a failover to {target}: {problem}", primary.name,
+                              members=tuple(views.values()), views=views, primary_lost_data=lost_data, refused=True,
+                              force_rejected=problem)
+    chosen = states[target]
+    missing = [s.name for s in pool if s.name != target and s.progress is not None and
+               (chosen.progress is None or not chosen.progress.contains(s.progress))]
+    loss = list(risks) + ([f"{target} lacks transactions {', '.join(missing)} {'has' if len(missing) == 1 else 'have'}"]
+                          if missing else [])
+    return Classification("Failed", f"{reason}; a person forced the failover to {target}", primary.name,
+                          candidate=target, members=tuple(views.values()), views=views, primary_lost_data=lost_data,
+                          forced=True, possible_loss="; ".join(loss) or "none known")
 
 
 ANY_REPLICA = "*"

@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from hakeeper.api.events import DatabaseEvent
+from hakeeper.api.meta import FORCE_FAILOVER_ANNOTATION
 from hakeeper.replicateddatabase.clustering.act import Executor
 from hakeeper.replicateddatabase.clustering.actions import Action, OpenWrites, ReplicateFrom
 from hakeeper.replicateddatabase.clustering.classify import Classification, ClusterState, classify
@@ -51,6 +53,13 @@ class StepResult:
     healthy: bool
     """Every member replicates from the primary in time (condition Healthy)."""
     failover_in_progress: bool
+    refused: bool = False
+    """The primary is lost and no member may be promoted (FailoverRefused; state Lost)."""
+    replicating: int = 0
+    """Replicas serving: replicating from the primary, in time, not errant (the -replicas Service)."""
+    force: tuple[str, str] | None = None
+    """("used" | "ignored", why) when the step consumed a person's force_target: the controller
+    removes the annotation then."""
     probe_seconds: float = 0.0
     """How long gathering took (the rest of the step is acting): a metric."""
     action_seconds: list[tuple[str, float]] = field(default_factory=list)
@@ -93,19 +102,21 @@ class Cluster:
         return {m.name: states[m.name] for m in members}
 
     def step(self, members: Sequence[Member], recorded_primary: str | None, memory: LoopMemory | None,
-             now: float | None = None, switchover_target: str | None = None) -> StepResult:
+             now: float | None = None, switchover_target: str | None = None,
+             force_target: str | None = None) -> StepResult:
         """gather -> classify -> plan -> act, once. members: in ordinal order; recorded_primary
         and memory: what the last step returned (None for a new cluster); now: epoch seconds
         (default time.time()); switchover_target: a member's name, classify.ANY_REPLICA, or
-        None. Action failures are reported in the result, not raised; what before_action
-        raises is."""
+        None; force_target: the member a person names to promote although the failover may
+        lose writes (used once: StepResult.force says when). Action failures are reported in
+        the result, not raised; what before_action raises is."""
         started = self.ops.monotonic()
         now = time.time() if now is None else now
         memory = memory or LoopMemory()
         states = self.gather(members, recorded_primary)
         probed = self.ops.monotonic() - started
         memory = _count_probe(memory, states, recorded_primary, now)
-        c = classify(members, states, recorded_primary, memory, self.policy, switchover_target)
+        c = classify(members, states, recorded_primary, memory, self.policy, switchover_target, force_target)
         p = plan(c, members, states, self.policy, memory, now)
         act = Executor(members, self.flavor, self.credentials, self.policy, self.before_action,
                        self.ops).execute(p.actions)
@@ -134,7 +145,9 @@ class Cluster:
                 memory.switchover.started if memory.switchover else now)
             duration = round(now + elapsed - (since if since is not None else now), 3)
             history = {"time": _iso(now + elapsed), "kind": completed, "from_member": c.primary,
-                       "to_member": primary, "reason": c.reason, "duration_seconds": duration}
+                       "to_member": primary, "reason": c.reason, "duration_seconds": duration,
+                       "possible_loss": c.possible_loss if completed == "failover" else None,
+                       "forced": c.forced and completed == "failover"}
             events.append((f"{completed.capitalize()}Completed",
                            f"{c.primary} -> {primary} in {duration:.1f}s: {c.reason}"))
 
@@ -146,11 +159,17 @@ class Cluster:
             switchover=_switchover_memory(memory, c, completed, now),
             lease_expires=(now + (act.lease_renewed_at - started) + self.policy.lease_seconds
                            if act.lease_renewed_at is not None else memory.lease_expires),
+            primary_semi_sync=_primary_semi_sync(memory, states, recorded_primary),
         )
         if completed == "failover":
-            new_memory = new_memory.with_(last_failover=now + elapsed, probe_failures=0, failing_since=None)
+            new_memory = new_memory.with_(last_failover=now + elapsed, probe_failures=0, failing_since=None,
+                                          primary_semi_sync=None)
         elif completed == "switchover":
-            new_memory = new_memory.with_(probe_failures=0, failing_since=None)
+            new_memory = new_memory.with_(probe_failures=0, failing_since=None, primary_semi_sync=None)
+        force = _force_outcome(force_target, c, states, recorded_primary, completed)
+        if force is not None and force[0] == "ignored":
+            events.append((DatabaseEvent.FORCE_IGNORED, f"{FORCE_FAILOVER_ANNOTATION}={force_target} removed "
+                                                        f"unused: {force[1]}"))
 
         state, reason = c.state, c.reason
         if completed:
@@ -159,13 +178,14 @@ class Cluster:
         opened = any(isinstance(a, OpenWrites) and a.member == primary for a in act.done)
         available = primary is not None and (opened or (states.get(primary) is not None and states[primary].writable
                                                         and act.ok))
+        statuses = _member_statuses(members, states, c, primary, errant,
+                                    repointed={a.member for a in act.done if isinstance(a, ReplicateFrom)})
         return StepResult(
-            state=state, reason=reason, primary=primary,
-            members=_member_statuses(members, states, c, primary, errant,
-                                     repointed={a.member for a in act.done if isinstance(a, ReplicateFrom)}),
+            state=state, reason=reason, primary=primary, members=statuses,
             events=events, history=history, memory=new_memory, available=available,
             healthy=c.state == "Healthy" and act.ok,
             failover_in_progress=c.state in ("Failed", "Switching") and not completed,
+            refused=c.refused and not completed, replicating=sum(1 for m in statuses if m["serving"]), force=force,
             probe_seconds=probed, action_seconds=act.seconds, done=act.done, error=act.error, states=states,
         )
 
@@ -179,6 +199,32 @@ def _count_probe(memory: LoopMemory, states: dict[str, MemberState], primary: st
         return memory.with_(probe_failures=0, failing_since=None)
     return memory.with_(probe_failures=memory.probe_failures + 1,
                         failing_since=memory.failing_since if memory.failing_since is not None else now)
+
+
+def _primary_semi_sync(memory: LoopMemory, states: dict[str, MemberState], primary: str | None) -> bool | None:
+    """The primary's semi-sync status as last seen while it took writes (a restarted primary,
+    read-only, has not acknowledged anything since)."""
+    state = states.get(primary) if primary is not None else None
+    if state is not None and state.writable and state.semi_sync_active is not None:
+        return state.semi_sync_active
+    return memory.primary_semi_sync
+
+
+def _force_outcome(target: str | None, c: Classification, states: dict[str, MemberState], primary: str | None,
+                   completed: str | None) -> tuple[str, str] | None:
+    """Whether a person's force-failover request is done with: used by a completed failover,
+    or ignored (it names no possible candidate, or no failover is pending: the primary answers)."""
+    if target is None:
+        return None
+    if completed == "failover" and c.forced:
+        return "used", f"forced failover to {target} completed"
+    if c.force_rejected:
+        return "ignored", f"cannot force a failover to {target}: {c.force_rejected}"
+    if primary is None:
+        return "ignored", "the database has no primary yet"
+    if c.state in ("Healthy", "Degraded", "Switching") and states[primary].reachable:
+        return "ignored", f"no failover is refused: the primary {primary} answers"
+    return None
 
 
 def _lags(memory: LoopMemory, c: Classification, states: dict[str, MemberState], members: Sequence[Member],
@@ -248,6 +294,7 @@ def _member_statuses(members: Sequence[Member], states: dict[str, MemberState], 
             "message": "; ".join(problems) or None,
             "transactions_behind": behind,
             "semi_sync_active": s.semi_sync_active if m.name == primary else None,
+            "serving": role == "replica" and view is not None and view.serving and m.name not in errant,
         })
     return out
 

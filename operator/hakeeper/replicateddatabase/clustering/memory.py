@@ -36,6 +36,10 @@ class LoopMemory:
     last_notes: tuple[str, ...] = ()
     """Reasons of the decisions announced last step: a held-back failover is announced once,
     not every probe."""
+    primary_semi_sync: bool | None = None
+    """Whether the primary, when last seen taking writes, waited for replica acknowledgements
+    (Rpl_semi_sync_*_status); False: it had fallen back to asynchronous replication, so writes
+    it acknowledged may exist on no replica. None: not seen taking writes since it became primary."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -36,7 +36,7 @@ def state_from(name: str, flavor: Flavor, variables: Mapping[str, str], status: 
         semi_sync_replica=flavor.semi_sync_replica_enabled(variables),
         semi_sync_timeout_ms=flavor.semi_sync_timeout_ms(variables),
         semi_sync_active=flavor.semi_sync_active(status),
-        lease_fence=lease_fence,
+        lease_fence=lease_fence and _flag(variables.get("event_scheduler")) is not False,
     )
 
 

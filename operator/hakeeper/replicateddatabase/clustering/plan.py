@@ -81,7 +81,8 @@ def plan(c: Classification, members: Sequence[Member], states: Mapping[str, Memb
     # Lost: nothing is safe to promote; at least keep every reachable non-primary read-only.
     fences = tuple(Fence(m.name, best_effort=True) for m in members
                    if m.name != c.primary and states[m.name].writable)
-    return Plan(fences, primary=c.primary, notes=((DatabaseEvent.NO_SAFE_CANDIDATE, c.reason),))
+    refusal = DatabaseEvent.FAILOVER_REFUSED if c.refused else DatabaseEvent.NO_SAFE_CANDIDATE
+    return Plan(fences, primary=c.primary, notes=((refusal, c.reason),))
 
 
 def _configure(primary: str, members: Sequence[Member], states: Mapping[str, MemberState], c: Classification,
@@ -119,9 +120,10 @@ def _failover(c: Classification, members: Sequence[Member], states: Mapping[str,
               memory: LoopMemory, now: float) -> Plan:
     old, new = c.primary, c.candidate
     assert old is not None and new is not None
-    if not policy.failover_enabled:
+    # A person who names the member to promote overrides the automatic failover's holds.
+    if not policy.failover_enabled and not c.forced:
         return Plan(primary=old, notes=((DatabaseEvent.FAILOVER_DISABLED, f"{c.reason}; failover.enabled is false"),))
-    if memory.last_failover is not None and now - memory.last_failover < policy.anti_flap_window:
+    if not c.forced and memory.last_failover is not None and now - memory.last_failover < policy.anti_flap_window:
         wait = policy.anti_flap_window - (now - memory.last_failover)
         return Plan(primary=old, notes=((DatabaseEvent.FAILOVER_SUPPRESSED, f"{c.reason}; the last failover was "
                                          f"{now - memory.last_failover:.0f}s ago, within antiFlapWindow "
@@ -166,8 +168,12 @@ def _failover(c: Classification, members: Sequence[Member], states: Mapping[str,
         actions.append(RenewLease(new))
     actions += _semi_sync(new, cand, source=policy.semi_sync, replica=policy.semi_sync, policy=policy, force=True)
     actions.append(OpenWrites(new))
-    return Plan(tuple(actions), primary=new, completes="failover",
-                notes=((DatabaseEvent.FAILOVER_STARTED, f"{c.reason}; promoting {new}"),))
+    notes: tuple[Event, ...] = ((DatabaseEvent.FAILOVER_STARTED, f"{c.reason}; promoting {new}"),)
+    if c.forced:
+        notes = ((DatabaseEvent.FAILOVER_FORCED, f"{c.reason}; promoting {new}; possible loss: {c.possible_loss}"),)
+    elif c.possible_loss:
+        notes += ((DatabaseEvent.POSSIBLE_LOSS, f"durability Available: promoting {new} although {c.possible_loss}"),)
+    return Plan(tuple(actions), primary=new, completes="failover", notes=notes)
 
 
 def _switchover(c: Classification, members: Sequence[Member], states: Mapping[str, MemberState],

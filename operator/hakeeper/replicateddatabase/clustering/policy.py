@@ -16,6 +16,10 @@ class Policy:
     semi_sync: bool = True
     semi_sync_wait_count: int = 1
     semi_sync_timeout: float = 10.0
+    lossless: bool = True
+    """spec.durability Lossless: never promote a member that may lack an acknowledged write
+    (classify._failed says when that may be); False (Available): promote the most advanced one
+    and record the possible loss."""
     lease: bool = True
     """The primary fences itself (read_only, kills commits waiting for an acknowledgement)
     when the loop stops renewing its lease: a primary cut off from the operator cannot keep
@@ -58,5 +62,6 @@ class Policy:
             semi_sync=spec.semi_sync.enabled and spec.replicas > 1,
             semi_sync_wait_count=spec.semi_sync.wait_for_replica_count,
             semi_sync_timeout=parse_duration(spec.semi_sync.timeout),
+            lossless=spec.durability == "Lossless",
             lease=lease,
         )
