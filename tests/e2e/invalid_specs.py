@@ -71,6 +71,8 @@ INVALID = [
      "config value of max_connections has a line break"),
     ("rdb-config-bad-key", "ReplicatedDatabase",
      {"config": {"max connections": "50"}}, "config key max connections is not an option name"),
+    ("rdb-lossless-short-semi-sync-timeout", "ReplicatedDatabase",
+     {"semiSync": {"timeout": "1s"}}, "with durability Lossless semiSync.timeout must be at least 3s"),
     ("rdb-lossless-without-semi-sync", "ReplicatedDatabase",
      {"replicas": 3, "semiSync": {"enabled": False}}, "durability Lossless needs semiSync.enabled"),
     ("dp-no-triggers", "DegradationPolicy", {**DP_BASE, "triggers": []}, "spec.triggers"),

@@ -89,6 +89,37 @@ def _healthy(cluster, namespace: str) -> dict:
                              f"conditions {last.get('conditions')}") from None
 
 
+def _application(database, namespace: str) -> tuple[str, str]:
+    """The application's schema and account, made through the -primary Service; returns (the
+    root password, the Service's cluster IP). The account has no SUPER (MariaDB's read_only
+    does not stop SUPER or READ ONLY ADMIN), so a fenced or restarting member refuses its
+    writes, as it must."""
+    secret = database.get("secret", "db-credentials", "-n", namespace)["data"]
+    password = base64.b64decode(secret["root-password"]).decode()
+    service_ip = database.get("service", "db-primary", "-n", namespace)["spec"]["clusterIP"]
+    with pymysql.connect(host=service_ip, user="root", password=password, autocommit=True, connect_timeout=5) as c:
+        with c.cursor() as cur:
+            cur.execute("CREATE DATABASE app")
+            cur.execute("CREATE TABLE app.t (id INT PRIMARY KEY)")
+            cur.execute("CREATE USER 'app'@'%%' IDENTIFIED BY %s", (APP_PASSWORD,))
+            cur.execute("GRANT SELECT, INSERT ON app.* TO 'app'@'%'")
+    return password, service_ip
+
+
+def _stored(database, namespace: str, member: str, password: str, first_id: int) -> set[int]:
+    with pymysql.connect(host=_pod_ip(database, namespace, member), user="root", password=password,
+                         database="app", connect_timeout=5) as c, c.cursor() as cur:
+        cur.execute("SELECT id FROM t WHERE id >= %s", (first_id,))
+        return {row[0] for row in cur.fetchall()}
+
+
+def _active_operator(cluster) -> str:
+    """The operator pod that acts: the live peer with the highest priority in kopf's peering object."""
+    peers = (cluster.get("clusterkopfpeering", "hakeeper").get("status") or {})
+    live = [(info.get("priority", 0), name) for name, info in peers.items() if info.get("lifetime", 0) > 0]
+    return max(live)[1]
+
+
 def _fault(database, namespace: str, password: str, service_ip: str, fail, first_id: int,
            expect: str | None = "failover") -> tuple[str, str]:
     """Writes through the -primary Service while `fail(primary)` runs; returns (old primary,
@@ -209,17 +240,7 @@ def test_database_bootstraps_fails_over_twice_and_never_flips_back(database, nam
         uid = database.exec(namespace, pod, database.flavor, "id", "-u").stdout.strip()
         assert uid == "999", f"{pod} runs as uid {uid}"
 
-    secret = database.get("secret", "db-credentials", "-n", namespace)["data"]
-    password = base64.b64decode(secret["root-password"]).decode()
-    service_ip = database.get("service", "db-primary", "-n", namespace)["spec"]["clusterIP"]
-    # the application's own account: no SUPER (MariaDB's read_only does not stop SUPER or READ
-    # ONLY ADMIN), so a fenced or restarting member refuses its writes, as it must
-    with pymysql.connect(host=service_ip, user="root", password=password, autocommit=True, connect_timeout=5) as c:
-        with c.cursor() as cur:
-            cur.execute("CREATE DATABASE app")
-            cur.execute("CREATE TABLE app.t (id INT PRIMARY KEY)")
-            cur.execute("CREATE USER 'app'@'%%' IDENTIFIED BY %s", (APP_PASSWORD,))
-            cur.execute("GRANT SELECT, INSERT ON app.* TO 'app'@'%'")
+    password, service_ip = _application(database, namespace)
 
     def kill(pod: str) -> None:
         database.kill_container(namespace, pod, database.flavor)
@@ -260,3 +281,50 @@ def test_database_bootstraps_fails_over_twice_and_never_flips_back(database, nam
     assert metric(samples, "hakeeper_database_failover_duration_seconds_count", **db) >= 1
     assert metric(samples, "hakeeper_database_members", role="primary", **db) == 1
     assert metric(samples, "hakeeper_ready", kind="ReplicatedDatabase", **db) == 1
+
+
+def test_writes_go_on_while_the_active_operator_is_killed_and_a_standby_takes_over(database, namespace):
+    """Issue 11 item 3: with durability Lossless the primary keeps taking writes while no operator
+    runs (its lease lapses after 2 s; it fences only when cut off from its replicas), and a
+    standby operator takes over from a SIGKILLed active one within the peering lifetime (12 s),
+    measured from the kill to a switchover the new operator carries out."""
+    from .conftest import OPERATOR_NAMESPACE, ROOT
+
+    primary = _healthy(database, namespace)["currentPrimary"]
+    password, service_ip = _application(database, namespace)
+    chart = str(ROOT / "charts/hakeeper")
+    database.helm("upgrade", "hakeeper", chart, "-n", OPERATOR_NAMESPACE, "--reuse-values",
+                  "--set", "replicaCount=2", "--wait", "--timeout", "5m")
+    writer = _writer(service_ip, 5_000_000)
+    try:
+        poll(lambda: len(database.get("clusterkopfpeering", "hakeeper").get("status") or {}) >= 2, 120,
+             what="two operator replicas in the peering object")
+        active = _active_operator(database)
+        writer.start()
+        poll(lambda: len(writer.acked) > 50, 60, what="the writer's first writes")
+        target = next(m["name"] for m in _status(database, namespace, "db")["members"] if m["name"] != primary)
+        killed_at = time.monotonic()
+        database.kill_container(OPERATOR_NAMESPACE, active, "operator")
+        # what the next acting operator must do: a switchover nobody has carried out yet
+        database.kubectl("annotate", "rdb", "db", "-n", namespace, f"hakeeper.io/switchover-to={target}")
+        # the killed replica's restarts are killed too, so the standby is the one that takes over
+        took_over = database.crash_loop(
+            OPERATOR_NAMESPACE, active, "operator",
+            lambda: _status(database, namespace, "db").get("currentPrimary") == target, 60)
+        takeover = time.monotonic() - killed_at
+        assert took_over, f"no operator carried out the switchover within 60 s of the kill ({active} killed)"
+        count = len(writer.acked)
+        poll(lambda: len(writer.acked) > count + 20, 60, what="writes on the new primary")
+    finally:
+        writer.stop(10)
+        database.helm("upgrade", "hakeeper", chart, "-n", OPERATOR_NAMESPACE, "--reuse-values",
+                      "--set", "replicaCount=1", "--wait", "--timeout", "5m")
+    # while no operator ran (from the kill until the switchover began) writes never stopped
+    outage = [a.at for a in writer.acked if killed_at <= a.at <= killed_at + takeover - 2.0]
+    gaps = [b - a for a, b in zip([killed_at, *outage], [*outage, killed_at + takeover - 2.0], strict=True)]
+    print(f"{database.flavor}: standby took over {takeover:.1f}s after the kill; {len(outage)} writes acknowledged "
+          f"meanwhile, longest gap {max(gaps):.2f}s")
+    assert max(gaps) < 1.5, f"writes stopped for {max(gaps):.1f}s while the operator was away"
+    assert takeover <= 15, f"the standby took {takeover:.1f}s to take over"
+    lost = writer.ids() - _stored(database, namespace, target, password, 5_000_000)
+    assert not lost, f"{len(lost)} acknowledged writes lost: {sorted(lost)[:10]}"

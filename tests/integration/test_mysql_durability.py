@@ -36,7 +36,7 @@ CASES = [(flavor, durability) for flavor in ("mariadb", "mysql") for durability 
 @pytest.fixture(params=CASES, ids=[f"{f}-{d}" for f, d in CASES])
 def fleet(request):
     flavor, durability = request.param
-    yield from pod_fleet_fixture(database_spec(flavor, durability=durability, semiSync={"timeout": "1s"}))
+    yield from pod_fleet_fixture(database_spec(flavor, durability=durability, semiSync={"timeout": "3s"}))
 
 
 @contextlib.contextmanager

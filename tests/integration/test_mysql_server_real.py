@@ -74,6 +74,8 @@ def test_members_initialise_and_start_as_non_root_on_a_read_only_root(fleet: Pod
         with pytest.raises(pymysql.err.OperationalError):
             pod.connect("root", "wrong").close()
         assert pod.value("SELECT @@server_id") == 100 + pod.index
+        assert "NO_BACKSLASH_ESCAPES" in str(pod.value("SELECT @@GLOBAL.sql_mode"))  # and yet the passwords work
+        assert pod.value("SELECT @@relay_log_recovery") == 0  # one rule for both flavors
         assert pod.value("SELECT @@report_host") == pod.host
         assert pod.value("SELECT @@read_only") == 1
         if flavor.has_super_read_only:

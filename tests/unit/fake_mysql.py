@@ -26,8 +26,10 @@ What it simulates, where the loop's safety depends on it:
   registered as semi-sync (when their IO thread started) fetched it at commit time.
 - The lease: its database, table and renewal (NOW(6) + INTERVAL), the event that, every
   second while event_scheduler is on, fences its server when writable with the lease lapsed
-  (running the fence statements found in the event body), DROP EVENT. The event runs at the
-  worst moment of each second by default (lease_event_phase).
+  (running the fence statements found in the event body) - the cut-off event only when no
+  replica's dump thread is there or a commit has waited a second or more for its
+  acknowledgement (dump threads outlive a partition, as on real servers) - DROP EVENT. The
+  event runs at the worst moment of each second by default (lease_event_phase).
 - Accounts: created by the bootstrap, replicated, and checked when an IO thread logs in.
 - Crashes and restarts (back read-only, replication threads stopped, source-side semi-sync
   off: the server settings; optionally without its last transactions), partitions between
@@ -54,10 +56,11 @@ from typing import Any
 
 import pymysql
 
+from hakeeper.replicateddatabase.clustering import lease
 from hakeeper.replicateddatabase.clustering.flavor import Flavor, Statement, flavor_for
 from hakeeper.replicateddatabase.clustering.gtid import GtidSet, MariaDBGtidList
 from hakeeper.replicateddatabase.clustering.members import Member, MemberState
-from hakeeper.replicateddatabase.clustering.observe import LEASE_EVENT, state_from
+from hakeeper.replicateddatabase.clustering.observe import state_from
 from hakeeper.replicateddatabase.clustering.ops import Rows, describe
 from hakeeper.replicateddatabase.clustering.policy import Policy
 
@@ -73,8 +76,9 @@ class UnknownStatement(BaseException):
 
 
 class SplitBrain(BaseException):
-    """A statement would make a server writable while another running one is (reachable or
-    not). A BaseException for the same reason as UnknownStatement."""
+    """A statement would make a server writable while another running one (reachable or not)
+    would acknowledge a client's commit (FakeFleet.acknowledging). A BaseException for the same
+    reason as UnknownStatement."""
 
 
 def _error(code: int, message: str) -> pymysql.err.OperationalError:
@@ -152,6 +156,9 @@ class FakeServer:
     apply_lags: bool = False
     apply_paused: bool = False
     lag_seconds: float = 0.0
+    waiting_since: float | None = None
+    """When the oldest commit still waiting for its semi-sync acknowledgement began waiting
+    (its client has no answer yet); None when none waits."""
     semi_sync_fallen_back: bool = False
     """A source whose commit waited out rpl_semi_sync_*_timeout: asynchronous (status OFF) until
     a semi-sync replica has caught up (MySQL 8.4 Reference Manual 19.4.10)."""
@@ -216,7 +223,7 @@ class FakeFleet:
             if not self._operator_reaches(s):
                 return MemberState(name=member.name, reachable=False, error=describe(self._unreachable(s)))
             return state_from(member.name, self.flavor, self._variables(s), self._status(s), self._replica_row(s),
-                              LEASE_EVENT in s.events)
+                              lease.event_name(self.policy) in s.events)
 
     def run(self, member: Member, statements: Sequence[Statement], read_timeout: float | None = None) -> list[Rows]:
         """Ops.run: interpret the statements in a session of their own (kept until close() or a
@@ -298,9 +305,15 @@ class FakeFleet:
                 entry = self._commit(s)
                 if self._acknowledged(s, entry):
                     acked.append(entry.gtid)
-                elif wait_timeout:
+                    continue
+                if s.waiting_since is None:
+                    s.waiting_since = self.now  # its client waits for the acknowledgement
+                if wait_timeout:
                     self.advance(s.semi_sync_timeout_ms / 1000)
+                    if s.read_only:
+                        break  # its lease event killed the waiting client and fenced the server
                     s.semi_sync_fallen_back = True
+                    s.waiting_since = None
                     acked.append(entry.gtid)
             self.acknowledged += acked
             return acked
@@ -327,6 +340,8 @@ class FakeFleet:
                         and self._io_state(r) == "Yes" and set(s.gtids()) <= set(r.gtids()) | set(r.channel.fetched)
                         for r in self.servers.values() if r is not s):
                     s.semi_sync_fallen_back = False  # a semi-sync replica caught up: synchronous again
+                if s.waiting_since is not None and self._caught_up(s):
+                    s.waiting_since = None  # the waiting commits got their acknowledgements
 
     def advance(self, seconds: float) -> None:
         """Let `seconds` pass: every running server's lease event runs once a second (at
@@ -338,18 +353,24 @@ class FakeFleet:
             for s in self.servers.values():
                 if not (s.up and s.event_scheduler and not s.read_only and "hakeeper.lease" in s.tables):
                     continue
-                for created, fence in s.events.values():
+                for created, fence, cut_off in s.events.values():
                     first = created + self.lease_event_phase
                     # the first run after now at which the lease has lapsed (expires > NOW(6) false,
                     # or no lease row); the epsilon keeps float noise from moving a run a second later
                     k = max(0, math.floor(self.now - first) + 1)
                     if s.lease_expires is not None:
                         k = max(k, math.ceil(s.lease_expires - first - 1e-9))
+                    if cut_off and self._dump_connected(s):
+                        # a replica is connected: only a commit waiting a second or more fences
+                        if s.waiting_since is None:
+                            continue
+                        k = max(k, math.ceil(s.waiting_since + 1 - first - 1e-9))
                     if first + k <= end:
                         fires.append((first + k, s.name, fence))
             # fencing one server changes nothing for another: the order only dates the transitions
             for tick, name, fence in sorted(fires):
                 self.now = tick
+                self.servers[name].waiting_since = None  # KILL CONNECTION of every waiter
                 for sql in fence:
                     self._execute(self.servers[name], {"sql_log_bin": True}, sql, ())
             self.now = end
@@ -358,6 +379,7 @@ class FakeFleet:
         """kill -9: the server stops answering anyone; its data stays."""
         with self._lock:
             self.servers[name].up = False
+            self.servers[name].waiting_since = None
             self._sessions.pop(name, None)
 
     def restart(self, name: str, lose_last: int = 0) -> None:
@@ -398,6 +420,19 @@ class FakeFleet:
         with self._lock:
             for s in self.servers.values():
                 s.side, s.operator_link = OPERATOR_SIDE, True
+
+    def acknowledging(self) -> list[str]:
+        """Writable servers that would acknowledge a client's commit now: asynchronous ones, and
+        semi-synchronous ones that enough registered replicas reach. A writable server cut off
+        from its replicas is not one: its commits wait (and its lease event kills them)."""
+        with self._lock:
+            return [s.name for s in self.servers.values() if s.writable and (
+                not s.semi_sync_source or s.semi_sync_fallen_back or self._ack_capacity(s)
+                >= (s.semi_sync_wait_count if self.mysql else 1))]
+
+    def _ack_capacity(self, s: FakeServer) -> int:
+        return sum(1 for r in self.servers.values() if r is not s and r.channel is not None and r.channel.semi_sync
+                   and self._source(r) is s and self._io_state(r) == "Yes")
 
     def writable(self) -> list[str]:
         """Running servers that accept client writes, partitioned or not."""
@@ -469,6 +504,20 @@ class FakeFleet:
         if ch is None:
             return None
         return next((o for o in self.servers.values() if (o.member.host, o.member.port) == (ch.host, ch.port)), None)
+
+    def _dump_connected(self, s: FakeServer) -> bool:
+        """A replica's connection shows on `s` (a dump thread): its IO thread was started at s
+        and its server runs. A partition does not end it: the source notices a silent replica
+        only when TCP gives up, minutes later."""
+        return any(r is not s and r.up and r.channel is not None and r.channel.io and self._source(r) is s
+                   for r in self.servers.values())
+
+    def _caught_up(self, s: FakeServer) -> bool:
+        """Enough semi-sync replicas reach `s` and have fetched its whole binlog."""
+        have = sum(1 for r in self.servers.values()
+                   if r is not s and r.channel is not None and r.channel.semi_sync and self._source(r) is s
+                   and self._io_state(r) == "Yes" and set(s.gtids()) <= set(r.gtids()) | set(r.channel.fetched))
+        return have >= (s.semi_sync_wait_count if self.mysql else 1)
 
     def _io_state(self, s: FakeServer) -> str:
         ch = s.channel
@@ -720,9 +769,9 @@ class FakeFleet:
 
     def _set_writable(self, s: FakeServer, writable: bool) -> None:
         if writable and s.read_only:
-            others = [o.name for o in self.servers.values() if o is not s and o.writable]
+            others = [name for name in self.acknowledging() if name != s.name]
             if others:
-                raise SplitBrain(f"{s.name} opened for writes at {self.now - EPOCH:.2f}s while {others} accept "
+                raise SplitBrain(f"{s.name} opened for writes at {self.now - EPOCH:.2f}s while {others} acknowledge "
                                  "writes too")
         if s.read_only == writable:
             self.transitions.append((self.now, s.name, writable))
@@ -832,19 +881,24 @@ class FakeFleet:
         if "hakeeper" not in s.schemas:
             raise _error(1049, "Unknown database 'hakeeper'")
         body = m[2]
+        lapsed = ("IF @@GLOBAL.read_only = 0 AND NOT EXISTS ( SELECT 1 FROM hakeeper.lease WHERE id = 1 AND "
+                  "expires > NOW(6))")
+        cut_off = (" AND ( NOT EXISTS (SELECT 1 FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog "
+                   "Dump%%') OR EXISTS (SELECT 1 FROM information_schema.PROCESSLIST WHERE STATE LIKE 'Waiting for "
+                   "semi-sync ACK%%' AND TIME >= 1))")
+        when = {lapsed + " THEN": False, lapsed + cut_off + " THEN": True}
         checks = ("SELECT ID FROM information_schema.PROCESSLIST WHERE STATE LIKE 'Waiting for semi-sync ACK%%'",
-                  "KILL CONNECTION waiter;",
-                  ("IF @@GLOBAL.read_only = 0 AND NOT EXISTS ( SELECT 1 FROM hakeeper.lease WHERE id = 1 AND "
-                   "expires > NOW(6)) THEN"))
+                  "KILL CONNECTION waiter;")
+        condition = next((c for c in when if c in body), None)
         fence = re.search(r"CLOSE waiters; (.*?) END IF; END$", body)
-        if fence is None or not all(c in body for c in checks):
+        if fence is None or condition is None or not all(c in body for c in checks):
             raise UnknownStatement(f"a lease event body the fake does not simulate: {body!r}")
         statements = tuple(part.strip() for part in fence[1].split(";") if part.strip())
         for sql in statements:
             if not any(p.fullmatch(sql) for p, _ in self._handlers):
                 raise UnknownStatement(f"the lease event fences with {sql!r}")
         self._operator_write(s, session)
-        s.events.setdefault(m[1], (self.now, statements))
+        s.events.setdefault(m[1], (self.now, statements, when[condition]))
 
     def _drop_event(self, s: FakeServer, session: dict[str, Any], m: re.Match[str], args: tuple) -> None:
         self._operator_write(s, session)

@@ -342,3 +342,17 @@ def test_no_metrics_port_means_no_metrics_objects():
     container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert all(p["name"] != "metrics" for p in container["ports"])
     assert not [d for d in objects(docs, "Service") if d["metadata"]["name"].endswith("-metrics")]
+
+
+def test_the_peering_lifetime_reaches_the_operator_and_a_short_one_is_refused() -> None:
+    """A standby takes over within peering.lifetime seconds of a crash (kopf's default: 60)."""
+    from hakeeper.platform.settings import Settings
+
+    assert Settings.from_env({}).peering_lifetime == 12
+    for values, lifetime in (((), "12"), (("peering.lifetime=20",), "20")):
+        env = {e["name"]: e for e in container(render(*values))["env"]}
+        assert env["HAKEEPER_PEERING_LIFETIME"]["value"] == lifetime
+        assert Settings.from_env({"HAKEEPER_PEERING_LIFETIME": lifetime}).peering_lifetime == int(lifetime)
+    assert Settings.from_env({"HAKEEPER_PEERING_LIFETIME": "30"}).peering_lifetime == 30
+    with pytest.raises(ValueError, match="at least 11"):
+        Settings.from_env({"HAKEEPER_PEERING_LIFETIME": "5"})

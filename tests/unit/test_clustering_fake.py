@@ -57,7 +57,9 @@ class Controller:
             self.switchover = None
         if result.force is not None:
             self.force = None
-        assert set(self.fleet.writable()) <= {result.primary}, (self.fleet.writable(), result)
+        assert set(self.fleet.acknowledging()) <= {result.primary}, (self.fleet.acknowledging(), result)
+        if not self.policy.fence_only_when_cut_off:
+            assert set(self.fleet.writable()) <= {result.primary}, (self.fleet.writable(), result)
         return result
 
     def steps(self, count: int) -> list[StepResult]:
@@ -348,6 +350,9 @@ def test_an_operator_crash_at_any_action_of_a_failover_is_finished_by_the_next_o
             assert new == "db-2"  # the interrupted promotion is finished, not redone elsewhere
         other = "db-1" if new == "db-2" else "db-2"
         ctl.until(lambda _: fleet.follows(other, new))  # noqa: B023 - called within this iteration
+        if loss == "partitioned":
+            fleet.heal()  # the old primary, cut off and idle, may still be writable: the loop fences it
+            ctl.until(lambda _: fleet.writable() == [new])  # noqa: B023
         assert fleet.writable() == [new], (crash_at, actions[crash_at])
         assert fleet.has_all(new, fleet.acknowledged) and fleet.has_all("db-1", fleet.acknowledged)
 
@@ -389,7 +394,9 @@ def test_a_primary_the_replicas_still_reach_is_not_failed_over(flavor: str) -> N
 @pytest.mark.parametrize("threshold", [2, 3])
 def test_a_partitioned_primary_fences_itself_before_a_replica_opens_and_rejoins_after(flavor: str,
                                                                                       threshold: int) -> None:
-    ctl = bootstrapped(flavor, Policy(failure_threshold=threshold), writes=5)
+    """Durability Available: the lease alone fences, so the old primary is read-only before the
+    new one opens, whether a client writes there or not."""
+    ctl = bootstrapped(flavor, Policy(failure_threshold=threshold, lossless=False), writes=5)
     fleet = ctl.fleet
     cut = fleet.now
     fleet.partition("db-0")  # alive, writable, on its own
@@ -411,6 +418,64 @@ def test_a_partitioned_primary_fences_itself_before_a_replica_opens_and_rejoins_
     healed = ctl.until(lambda r: r.state == "Healthy")
     assert healed.primary == new and fleet.follows("db-0", new)
     assert fleet.has_all("db-0", fleet.acknowledged) and fleet.writable() == [new]
+
+
+@FLAVORS
+@pytest.mark.parametrize("threshold", [2, 3])
+def test_a_partitioned_primary_acknowledges_nothing_after_the_cut_and_fences_itself_when_a_client_writes(
+        flavor: str, threshold: int) -> None:
+    """Durability Lossless: the old primary's lease event fences it once it is cut off and a
+    commit waits; no commit made there after the cut is ever acknowledged, before or after the
+    new primary opens."""
+    ctl = bootstrapped(flavor, Policy(failure_threshold=threshold), writes=5)
+    fleet = ctl.fleet
+    cut = fleet.now
+    fleet.partition("db-0")
+    assert fleet.write("db-0") == []  # its replicas are gone: the client waits
+    unacknowledged = fleet.server("db-0").gtids()[-1]
+    failover = ctl.until(lambda r: r.primary != "db-0")
+    new = failover.primary
+    assert new is not None
+    fenced = next(t for t, name, writable in fleet.transitions if t > cut and name == "db-0" and not writable)
+    assert fenced <= cut + ctl.policy.lease_seconds + 2.0  # its lease lapsed, then one or two event runs
+    with pytest.raises(pymysql.err.OperationalError) as refused:
+        fleet.write("db-0")
+    assert refused.value.args[0] == 1290
+    assert unacknowledged not in fleet.acknowledged
+    assert len(fleet.write(new, 5)) == 5
+    fleet.heal()
+    # back, it holds the commit nobody acknowledged: kept out as errant (until re-seeded), read-only
+    back = ctl.until(lambda r: member(r, "db-0")["errant"])
+    assert back.primary == new and fleet.writable() == [new] and not member(back, "db-0")["serving"]
+    assert fleet.has_all(new, fleet.acknowledged)
+
+
+@FLAVORS
+def test_an_operator_outage_never_stops_writes_under_lossless_and_does_after_a_lease_under_available(
+        flavor: str) -> None:
+    """Issue 11 item 3: a healthy primary keeps taking writes while the operator is away for a
+    minute; a primary cut off from its replicas meanwhile stops at its first waiting commit.
+    Available keeps the old rule: the lease alone fences."""
+    lossless = bootstrapped(flavor, Policy(), writes=2)
+    fleet = lossless.fleet
+    for _ in range(60):  # no operator: nobody renews the lease
+        fleet.advance(1.0)
+        fleet.replicate()
+        assert len(fleet.write("db-0")) == 1
+    fleet.replicate()
+    assert fleet.writable() == ["db-0"] and fleet.has_all("db-1", fleet.acknowledged)
+    fleet.partition("db-0")  # now it is cut off from its replicas too
+    assert fleet.write("db-0") == []
+    fleet.advance(2.0)
+    assert fleet.writable() == []  # fenced: the waiting commit was killed, never acknowledged
+    assert fleet.server("db-0").waiting_since is None
+
+    available = bootstrapped(flavor, Policy(lossless=False), writes=2)
+    fleet = available.fleet
+    fleet.advance(available.policy.lease_seconds + 2)
+    assert fleet.writable() == []
+    with pytest.raises(pymysql.err.OperationalError):
+        fleet.write("db-0")
 
 
 # ------------------------------------------------------------------------------- durability
@@ -568,6 +633,7 @@ def test_an_event_scheduler_someone_turned_off_is_turned_back_on_so_the_self_fen
     assert fleet.server("db-0").event_scheduler
     # and it fences: cut off from the operator and its replicas, the primary stops taking writes
     fleet.partition("db-0")
+    assert fleet.write("db-0") == []
     fleet.advance(2 * ctl.policy.lease_seconds + 2)
     assert "db-0" not in fleet.writable()
 

@@ -108,7 +108,7 @@ def test_init_file_escapes_the_passwords(flavor: str, tmp_path) -> None:
     assert "IDENTIFIED BY 'a\\'b\\\\c'" in sql.replace(" WITH caching_sha2_password", "")
     assert "BY '$(x) `y` $z'" in sql
     assert "BY '\\\\\\''" in sql
-    assert sql.startswith("SET sql_log_bin=0;") and sql.rstrip().endswith("SET sql_log_bin=1;")
+    assert sql.startswith("SET SESSION sql_mode='';\nSET sql_log_bin=0;") and sql.rstrip().endswith("SET sql_log_bin=1;")
 
 
 def test_mysql_init_file_uses_caching_sha2_and_lifts_super_read_only() -> None:
@@ -117,7 +117,7 @@ def test_mysql_init_file_uses_caching_sha2_and_lifts_super_read_only() -> None:
     assert sql.count("IDENTIFIED WITH caching_sha2_password BY") == 7
     assert "ALTER USER 'root'@'localhost'" in sql  # --initialize-insecure left it without a password
     lines = sql.splitlines()
-    assert lines[2] == "SET GLOBAL super_read_only=OFF;"
+    assert lines[3] == "SET GLOBAL super_read_only=OFF;"
     assert lines[-2] == "SET GLOBAL super_read_only=@hakeeper_super_read_only;"
     assert "super_read_only" not in objects.init_sql("mariadb")
     assert "caching_sha2" not in objects.init_sql("mariadb")

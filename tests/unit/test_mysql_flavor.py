@@ -9,6 +9,7 @@ import pytest
 from hakeeper.api.replicateddatabase import OPERATOR_OWNED_SETTINGS
 from hakeeper.replicateddatabase.clustering import lease
 from hakeeper.replicateddatabase.clustering.flavor import MariaDB, MySQL, flavor_for
+from hakeeper.replicateddatabase.clustering.policy import Policy
 
 
 def render(statement: tuple[str, tuple]) -> str:
@@ -127,22 +128,54 @@ def test_mariadb_restarted_primary_drops_its_unacknowledged_tail() -> None:
 def test_mysql_settings() -> None:
     settings = MySQL().server_settings(2)
     assert settings["gtid_mode"] == "ON" and settings["enforce_gtid_consistency"] == "ON"
-    assert settings["super_read_only"] == "ON" and settings["relay_log_recovery"] == "OFF"
+    assert settings["super_read_only"] == "ON"
     assert "semisync_source.so" in settings["plugin_load_add"]
 
 
+@pytest.mark.parametrize("flavor", [MariaDB(), MySQL()])
+def test_both_flavors_keep_a_replicas_relay_log_across_a_restart(flavor) -> None:
+    """Field fault (g): MariaDB had relay-log-recovery=ON, MySQL OFF; a relay log may hold the
+    only copy of an acknowledged write. One rule, in the settings and in the shipped my.cnf."""
+    from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
+    from hakeeper.replicateddatabase.clustering.policy import Policy
+    from hakeeper.replicateddatabase.objects import my_cnf
+
+    assert flavor.settings_for(Policy(), 1)["relay_log_recovery"] == "OFF"
+    lines = my_cnf(ReplicatedDatabaseSpec(flavor=flavor.name)).splitlines()
+    assert [line for line in lines if line.startswith("relay")] == ["relay-log=relay-bin", "relay-log-recovery=OFF"]
+
+
+LOSSLESS, AVAILABLE = Policy(), Policy(lossless=False)
+
+
+def event_body(flavor, policy) -> str:
+    return next(sql for sql in rendered(lease.install(flavor, policy)) if sql.lstrip().startswith("CREATE EVENT"))
+
+
 def test_mysql_lifts_super_read_only_only_around_its_own_statements() -> None:
-    sql = rendered(lease.install(MySQL()))
+    sql = rendered(lease.install(MySQL(), LOSSLESS))
     assert sql[0].startswith("SET @hakeeper_super_read_only") and sql[1] == "SET GLOBAL super_read_only = OFF"
     assert sql[-1] == "SET GLOBAL super_read_only = @hakeeper_super_read_only"
-    assert rendered(lease.install(MariaDB()))[0] == "SET SESSION sql_log_bin = 0"
+    assert rendered(lease.install(MariaDB(), LOSSLESS))[0] == "SET SESSION sql_log_bin = 0"
 
 
-def test_lease_event_kills_unacknowledged_commits_then_fences() -> None:
-    body = rendered(lease.install(MariaDB()))[3]
+@pytest.mark.parametrize("policy", [LOSSLESS, AVAILABLE])
+def test_lease_event_kills_unacknowledged_commits_then_fences(policy) -> None:
+    body = event_body(MariaDB(), policy)
     assert "LIKE 'Waiting for semi-sync ACK%'" in body
     assert body.index("KILL CONNECTION") < body.index("SET GLOBAL read_only = ON")
-    assert "SET GLOBAL super_read_only = ON" in rendered(lease.install(MySQL()))[5]
+    assert "SET GLOBAL super_read_only = ON" in event_body(MySQL(), policy)
+
+
+def test_under_lossless_only_a_primary_cut_off_from_its_replicas_fences_and_one_event_replaces_the_other() -> None:
+    lossless, available = rendered(lease.install(MySQL(), LOSSLESS)), rendered(lease.install(MySQL(), AVAILABLE))
+    assert "DROP EVENT IF EXISTS hakeeper.hakeeper_lease_fence" in lossless
+    assert "DROP EVENT IF EXISTS hakeeper.hakeeper_lease_fence_cut_off" in available
+    cut_off = event_body(MySQL(), LOSSLESS)
+    assert "CREATE EVENT IF NOT EXISTS hakeeper.hakeeper_lease_fence_cut_off" in cut_off
+    assert "COMMAND LIKE 'Binlog Dump%'" in cut_off and "AND TIME >= 1" in cut_off
+    assert "Binlog Dump" not in event_body(MySQL(), AVAILABLE)
+    assert lease.event_name(Policy(semi_sync=False, lossless=True)) == "hakeeper_lease_fence"
     assert rendered(lease.renew(2.5))[1] == (
         "REPLACE INTO hakeeper.lease (id, expires) VALUES (1, NOW(6) + INTERVAL 2500000 MICROSECOND)")
     assert all("sql_log_bin" in s for s in rendered(lease.renew(1))[::2])  # never a GTID

@@ -97,6 +97,8 @@ class DatabaseReason(StrEnum):
     the message says why and how to force it)."""
     CREDENTIALS_MISSING = "CredentialsMissing"
     """The credentials Secret, or one of its keys, is missing."""
+    CREDENTIALS_INVALID = "CredentialsInvalid"
+    """A password in the credentials Secret has a line break or NUL."""
 
 
 class PolicyReason(StrEnum):

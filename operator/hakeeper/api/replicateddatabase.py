@@ -51,7 +51,8 @@ class SemiSync(Model):
     enabled: bool = True
     wait_for_replica_count: int = Field(default=1, ge=1, le=8)
     timeout: Duration = "10s"
-    """After this long without an acknowledgement the primary falls back to asynchronous."""
+    """After this long without an acknowledgement the primary falls back to asynchronous
+    (at least 3s with durability Lossless)."""
 
 
 class Failover(Model):
@@ -133,6 +134,11 @@ class ReplicatedDatabaseSpec(Model):
                 cel("self.durability != 'Lossless' || self.replicas == 1 || self.semiSync.enabled",
                     "durability Lossless needs semiSync.enabled: without semi-sync a failover may lose writes "
                     "the primary acknowledged (set durability: Available to accept that)"),
+                cel("self.durability != 'Lossless' || !self.semiSync.enabled || "
+                    "duration(self.semiSync.timeout) >= duration('3s')",
+                    "with durability Lossless semiSync.timeout must be at least 3s: a primary cut off from its "
+                    "replicas kills a commit that waits for an acknowledgement (after 1 to 2 s) before the timeout "
+                    "would let it through without one"),
                 cel("duration(self.failover.antiFlapWindow) >= duration(self.failover.probeInterval)",
                     "failover.antiFlapWindow must be at least one probeInterval"),
             ]

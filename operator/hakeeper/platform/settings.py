@@ -23,6 +23,15 @@ def configure(settings: kopf.OperatorSettings, **_: object) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
+    # A standby takes over when the active replica's peering record expires: kopf renews it
+    # 5 to 10 s before it would (kopf's peering.keepalive), so a crashed operator is replaced
+    # within this many seconds, and while it is away a database's primary keeps its writes
+    # (durability Lossless: clustering/lease.py).
+    settings.peering.lifetime = Settings.from_env(os.environ).peering_lifetime
+
+
+PEERING_LIFETIME_SECONDS = 12
+"""kopf's default is 60: a minute without an operator after a crash."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +43,19 @@ class Settings:
     it to the operator's own image)."""
     pod_name: str | None = None
     """POD_NAME (downward API): this replica's name, for its peering priority."""
+    peering_lifetime: int = PEERING_LIFETIME_SECONDS
+    """HAKEEPER_PEERING_LIFETIME: seconds a replica's peering record stays valid unrenewed, so
+    the longest a standby waits to take over from a crashed active replica (at least 11: kopf
+    renews it 5 to 10 s before it expires)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        return cls(agent_image=env.get("HAKEEPER_AGENT_IMAGE") or None, pod_name=env.get("POD_NAME") or None)
+        """ValueError for a HAKEEPER_PEERING_LIFETIME that is not an integer of at least 11."""
+        lifetime = int(env.get("HAKEEPER_PEERING_LIFETIME") or PEERING_LIFETIME_SECONDS)
+        if lifetime < 11:
+            raise ValueError(f"HAKEEPER_PEERING_LIFETIME must be at least 11 (seconds), not {lifetime}")
+        return cls(agent_image=env.get("HAKEEPER_AGENT_IMAGE") or None, pod_name=env.get("POD_NAME") or None,
+                   peering_lifetime=lifetime)
 
 
 @functools.cache

@@ -78,7 +78,7 @@ class DatabasePass:
         try:
             credentials = reconcile.credentials(kube, name, namespace, spec)
         except reconcile.CredentialsMissing as error:
-            problem = Verdict(False, DatabaseReason.CREDENTIALS_MISSING, str(error))
+            problem = Verdict(False, error.reason, str(error))
             return loop.Outcome(status=status.not_ready(body.get("status"), generation, problem), next_in=interval)
         members, pods = reconcile.members(kube, name, namespace, spec)
         cluster = Cluster(spec.flavor, credentials, Policy.from_spec(spec))
@@ -92,10 +92,13 @@ class DatabasePass:
         if write_handled:
             # done: a later failover must not switch back to this target
             written["handledSwitchover"] = handled
+        # The decision is this process's before it is written: a status write that fails (the
+        # pass raises and is retried) must not make the next step plan from the old record and
+        # hand the primary back (field fault b).
+        self.memory, self.primary, self.history = result.memory, result.primary, written["history"]
         # the decision first: a crash after this line only leaves the label to move
         if not self.writer.write(body, written):
             return loop.Outcome()
-        self.memory, self.primary, self.history = result.memory, result.primary, written["history"]
         reconcile.role_labels(kube, namespace, pods, result)
         done_with = {SWITCHOVER_ANNOTATION: None} if (handled or "").startswith("annotation:") else {}
         if result.force is not None:

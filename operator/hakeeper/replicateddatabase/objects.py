@@ -150,7 +150,7 @@ def my_cnf(spec: ReplicatedDatabaseSpec) -> str:
     server = layout(spec.flavor)
     lines = ["[mysqld]", f"datadir={server.datadir}", f"socket={RUN_DIR}/mysqld.sock",
              f"pid-file={RUN_DIR}/mysqld.pid", f"tmpdir={TMP_DIR}", f"secure-file-priv={FILES_DIR}",
-             "port=3306", "relay-log-recovery=ON", f"init-file={CONF_DIR}/init.sql", *server.settings]
+             "port=3306", f"init-file={CONF_DIR}/init.sql", *server.settings]
     lines += [f"{'loose-' if key.startswith(server.plugin_settings) else ''}{key.replace('_', '-')}={value}"
               for key, value in owned.items()]
     lines += [f"{key}={value}" for key, value in sorted(spec.config.items())]
@@ -172,7 +172,9 @@ def init_sql(flavor: str) -> str:
     super_read_only is lifted around the statements and put back. MariaDB: root@localhost stays
     socket-authenticated as the OS user root, which never runs in the pod."""
     using = " WITH caching_sha2_password" if flavor == "mysql" else ""
-    lines = ["SET sql_log_bin=0;"]
+    # The passwords are escaped with backslashes: a user's sql_mode (spec.config) with
+    # NO_BACKSLASH_ESCAPES must not change how this file reads them.
+    lines = ["SET SESSION sql_mode='';", "SET sql_log_bin=0;"]
     if flavor == "mysql":
         lines += ["SET @hakeeper_super_read_only=@@GLOBAL.super_read_only;", "SET GLOBAL super_read_only=OFF;"]
     for user, password, privileges in (

@@ -13,6 +13,7 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
+from hakeeper.api.conditions import DatabaseReason
 from hakeeper.api.meta import FORCE_FAILOVER_ANNOTATION, ROLE_LABEL, SWITCHOVER_ANNOTATION
 from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
 from hakeeper.platform.kube import Kube, owned_by
@@ -23,7 +24,16 @@ from hakeeper.replicateddatabase.clustering.classify import ANY_REPLICA
 
 
 class CredentialsMissing(RuntimeError):
-    pass
+    """The credentials Secret, or one of its keys, is missing (Ready=False, this reason)."""
+
+    reason = DatabaseReason.CREDENTIALS_MISSING
+
+
+class CredentialsInvalid(CredentialsMissing):
+    """A password the servers' init file cannot hold: a line break or a NUL (the server reads
+    the file a line at a time)."""
+
+    reason = DatabaseReason.CREDENTIALS_INVALID
 
 
 def ensure_objects(kube: Kube, body: Mapping[str, Any], spec: ReplicatedDatabaseSpec) -> None:
@@ -44,7 +54,9 @@ def secret_name(db: str, spec: ReplicatedDatabaseSpec) -> str:
 
 
 def credentials(kube: Kube, db: str, namespace: str, spec: ReplicatedDatabaseSpec) -> Credentials:
-    """The passwords from the database's Secret; CredentialsMissing when it or a key is missing."""
+    """The passwords from the database's Secret; CredentialsMissing when it or a key is missing,
+    CredentialsInvalid when a password has a line break or NUL (quotes and backslashes are fine:
+    the init script escapes them)."""
     name = secret_name(db, spec)
     secret = kube.get("Secret", namespace, name)
     if secret is None:
@@ -53,6 +65,10 @@ def credentials(kube: Kube, db: str, namespace: str, spec: ReplicatedDatabaseSpe
     missing = [k for k in objects.PASSWORD_KEYS if not data.get(k)]
     if missing:
         raise CredentialsMissing(f"secret {name} lacks {', '.join(missing)}")
+    unfit = [k for k in objects.PASSWORD_KEYS if any(c in data[k] for c in "\r\n\0")]
+    if unfit:
+        raise CredentialsInvalid(f"secret {name}: {', '.join(unfit)} has a line break or NUL, which the servers' "
+                                 "init file cannot hold; set a password without one")
     return Credentials(root_password=data["root-password"], replication_password=data["replication-password"],
                        operator_password=data["operator-password"], replication_user=objects.REPLICATION_USER,
                        operator_user=objects.OPERATOR_USER)

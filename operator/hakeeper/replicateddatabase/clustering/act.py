@@ -152,7 +152,7 @@ class Executor:
             self._run(action.member, statements)
             return None
         if isinstance(action, actions.InstallLeaseFence):
-            self._run(action.member, lease.install(f) if action.enabled else lease.uninstall(f))
+            self._run(action.member, lease.install(f, policy) if action.enabled else lease.uninstall(f))
             return None
         if isinstance(action, actions.RenewLease):
             self._run(action.member, lease.renew(policy.lease_seconds, f))

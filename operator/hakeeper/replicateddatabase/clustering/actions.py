@@ -81,7 +81,8 @@ class SetSemiSync(MemberAction):
 
 @dataclass(frozen=True)
 class InstallLeaseFence(MemberAction):
-    """Install (or, not enabled, drop) the event that fences the primary when its lease lapses."""
+    """Install (or, not enabled, drop) the event that fences the primary when its lease lapses
+    (the one the policy needs: lease.event_name; the other one is dropped)."""
 
     enabled: bool = True
 

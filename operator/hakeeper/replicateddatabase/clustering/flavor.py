@@ -161,16 +161,34 @@ class Flavor(ABC):
 
     def settings_for(self, policy: Policy, server_id: int) -> dict[str, str]:
         """server_settings for a cluster run with `policy` (Policy.from_spec turns semi-sync off
-        for a single member: there is no replica to hold a crashed primary's tail)."""
-        return self.server_settings(
+        for a single member: there is no replica to hold a crashed primary's tail), plus the
+        settings both flavors share (COMMON_SETTINGS)."""
+        return {**self.server_settings(
             server_id, semi_sync=policy.semi_sync, semi_sync_timeout_ms=int(policy.semi_sync_timeout * 1000),
             wait_for_replica_count=policy.semi_sync_wait_count,
-            net_timeout_seconds=max(2, math.ceil(policy.failure_threshold * policy.probe_interval)))
+            net_timeout_seconds=max(2, math.ceil(policy.failure_threshold * policy.probe_interval))),
+            **COMMON_SETTINGS}
 
     @abstractmethod
     def server_settings(self, server_id: int, semi_sync: bool = True, semi_sync_timeout_ms: int = 10000,
                         wait_for_replica_count: int = 1, net_timeout_seconds: int = 4) -> dict[str, str]:
         """The [mysqld] settings the operator owns (see api OPERATOR_OWNED_SETTINGS)."""
+
+
+COMMON_SETTINGS = {
+    # One rule for both flavors. Semi-sync acknowledges a write once a replica has it in its
+    # relay log (AFTER_SYNC: written and flushed, MySQL 8.4 Reference Manual 19.4.10.1;
+    # MariaDB's "Semisynchronous Replication"), so when the primary is gone a replica's relay
+    # log may hold the only copy of an acknowledged write. relay_log_recovery=ON would make a
+    # replica that restarts in that window throw its relay log away and fetch again from a
+    # primary that no longer exists (MySQL 8.4 Reference Manual 19.4.2, "Handling an Unexpected
+    # Halt of a Replica"); OFF keeps it, and a failover applies it (the loop starts only the SQL
+    # thread of a candidate: MariaDB discards the relay log whenever a GTID IO thread starts).
+    # The applied position is crash-safe either way (InnoDB tables mysql.slave_relay_log_info,
+    # mysql.gtid_slave_pos) and GTID auto-positioning fetches what a replica lacks.
+    "relay_log_recovery": "OFF",
+}
+"""The [mysqld] settings the operator owns on both flavors."""
 
 
 class MariaDB(Flavor):
@@ -367,8 +385,6 @@ class MySQL(Flavor):
             "super_read_only": "ON",
             "read_only": "ON",
             "skip_replica_start": "ON",
-            # Relay log recovery would drop fetched-but-unapplied transactions a failover needs.
-            "relay_log_recovery": "OFF",
             "plugin_load_add": "semisync_source.so;semisync_replica.so",
             "rpl_semi_sync_source_enabled": "OFF",
             "rpl_semi_sync_replica_enabled": _on(semi_sync),

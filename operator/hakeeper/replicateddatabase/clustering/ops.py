@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import pymysql
 import pymysql.cursors
 
+from hakeeper.replicateddatabase.clustering import lease
 from hakeeper.replicateddatabase.clustering.flavor import Flavor, Statement
 from hakeeper.replicateddatabase.clustering.gtid import GtidSet
 from hakeeper.replicateddatabase.clustering.members import Credentials, Member, MemberState
@@ -88,9 +89,11 @@ def connect(member: Member, credentials: Credentials, timeout: float) -> pymysql
     return pymysql.connect(user=credentials.root_user, password=credentials.root_password, **common)
 
 
-def gather(member: Member, flavor: Flavor, credentials: Credentials, timeout: float = 1.0) -> MemberState:
+def gather(member: Member, flavor: Flavor, credentials: Credentials, timeout: float = 1.0,
+           lease_event: str = LEASE_EVENT) -> MemberState:
     """Probe one member over a connection of its own (timeout in seconds); never raises: an
-    unreachable or failing member is a MemberState with reachable=False and the error."""
+    unreachable or failing member is a MemberState with reachable=False and the error.
+    lease_event: the name of the lease event the member should have (lease.event_name)."""
     try:
         conn = connect(member, credentials, timeout)
     except Exception as exc:  # noqa: BLE001 - an unreachable member is an observation
@@ -102,7 +105,7 @@ def gather(member: Member, flavor: Flavor, credentials: Credentials, timeout: fl
             cur.execute(flavor.replica_status_sql)
             row = cur.fetchone()
             cur.execute("SELECT COUNT(*) AS n FROM information_schema.EVENTS "
-                        "WHERE EVENT_SCHEMA = 'hakeeper' AND EVENT_NAME = %s", (LEASE_EVENT,))
+                        "WHERE EVENT_SCHEMA = 'hakeeper' AND EVENT_NAME = %s", (lease_event,))
             lease = bool((cur.fetchone() or {}).get("n"))
         return state_from(member.name, flavor, variables, status, row, lease)
     except Exception as exc:  # noqa: BLE001
@@ -130,7 +133,8 @@ class PyMySQLOps:
 
     def gather(self, member: Member) -> MemberState:
         """See Ops.gather; the probe's timeout is policy.probe_timeout."""
-        return gather(member, self.flavor, self.credentials, self.policy.probe_timeout)
+        return gather(member, self.flavor, self.credentials, self.policy.probe_timeout,
+                      lease.event_name(self.policy))
 
     def _conn(self, member: Member, read_timeout: float | None = None) -> pymysql.Connection:
         conn = self._conns.get(member.name)

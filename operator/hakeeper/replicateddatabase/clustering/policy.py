@@ -22,12 +22,19 @@ class Policy:
     and record the possible loss."""
     lease: bool = True
     """The primary fences itself (read_only, kills commits waiting for an acknowledgement)
-    when the loop stops renewing its lease: a primary cut off from the operator cannot keep
-    taking writes while a replica is promoted. The cost: if the operator is down longer
-    than the lease, writes stop until it is back."""
+    when the loop stops renewing its lease - under durability Lossless only once it is also cut
+    off from its replicas (fence_only_when_cut_off): a primary cut off from the operator cannot
+    keep taking writes while a replica is promoted."""
     catch_up_timeout: float = 30.0
     """How long a promotion waits for the candidate to apply its relay log, or a switchover
     target to catch up with the fenced primary."""
+
+    @property
+    def fence_only_when_cut_off(self) -> bool:
+        """The primary's lease event fences only a primary cut off from its replicas, so that an
+        operator outage never stops writes: with durability Lossless and semi-sync (lease.py
+        says why that is safe then and only then)."""
+        return self.lossless and self.semi_sync
 
     @property
     def probe_timeout(self) -> float:
