@@ -24,7 +24,6 @@ from ..support.writer import Writer
 from .conftest import metric, operator_metrics
 
 pytestmark = pytest.mark.e2e
-APP_PASSWORD = "app-Secret-1"
 
 
 def _database(name: str, flavor: str) -> dict:
@@ -52,11 +51,12 @@ def _slice_addresses(cluster, namespace: str, service: str) -> set[str]:
             for a in e["addresses"]}
 
 
-def _writer(host: str, first_id: int) -> Writer:
+def _writer(host: str, first_id: int, password: str) -> Writer:
     """The application: INSERTs ids from first_id on into app.t through the -primary Service
-    (`host`, its cluster IP) as the app account; waits 0.2 s after a failed statement."""
+    (`host`, its cluster IP) as the generated application account (user app, the credentials
+    Secret's application-password); waits 0.2 s after a failed statement."""
     def connect(address: str) -> pymysql.Connection:
-        return pymysql.connect(host=address, user="app", password=APP_PASSWORD, database="app", autocommit=True,
+        return pymysql.connect(host=address, user="app", password=password, database="app", autocommit=True,
                                connect_timeout=2, read_timeout=5, write_timeout=5)
 
     return Writer(lambda: host, connect, "INSERT INTO t (id) VALUES (%s)", first_id=first_id, retry_pause=0.2)
@@ -89,21 +89,24 @@ def _healthy(cluster, namespace: str) -> dict:
                              f"conditions {last.get('conditions')}") from None
 
 
-def _application(database, namespace: str) -> tuple[str, str]:
-    """The application's schema and account, made through the -primary Service; returns (the
-    root password, the Service's cluster IP). The account has no SUPER (MariaDB's read_only
-    does not stop SUPER or READ ONLY ADMIN), so a fenced or restarting member refuses its
-    writes, as it must."""
+def _application(database, namespace: str) -> tuple[str, str, str]:
+    """The application's schema, made through the -primary Service with the account the operator
+    generated for it (user app, no SUPER or READ ONLY ADMIN: a fenced or restarting member
+    refuses its writes, as it must); returns (the root password, the application's password, the
+    Service's cluster IP)."""
     secret = database.get("secret", "db-credentials", "-n", namespace)["data"]
     password = base64.b64decode(secret["root-password"]).decode()
+    app_password = base64.b64decode(secret["application-password"]).decode()
+    assert base64.b64decode(secret["application-user"]).decode() == "app"
     service_ip = database.get("service", "db-primary", "-n", namespace)["spec"]["clusterIP"]
-    with pymysql.connect(host=service_ip, user="root", password=password, autocommit=True, connect_timeout=5) as c:
-        with c.cursor() as cur:
-            cur.execute("CREATE DATABASE app")
-            cur.execute("CREATE TABLE app.t (id INT PRIMARY KEY)")
-            cur.execute("CREATE USER 'app'@'%%' IDENTIFIED BY %s", (APP_PASSWORD,))
-            cur.execute("GRANT SELECT, INSERT ON app.* TO 'app'@'%'")
-    return password, service_ip
+    with pymysql.connect(host=service_ip, user="app", password=app_password, autocommit=True,
+                         connect_timeout=5) as c, c.cursor() as cur:
+        cur.execute("CREATE DATABASE app")
+        cur.execute("CREATE TABLE app.t (id INT PRIMARY KEY)")
+        cur.execute("SHOW GRANTS")
+        grants = " ".join(row[0] for row in cur.fetchall())
+        assert not any(p in grants for p in ("SUPER", "READ_ONLY ADMIN", "ALL PRIVILEGES")), grants
+    return password, app_password, service_ip
 
 
 def _stored(database, namespace: str, member: str, password: str, first_id: int) -> set[int]:
@@ -121,7 +124,7 @@ def _active_operator(cluster) -> str:
 
 
 def _fault(database, namespace: str, password: str, service_ip: str, fail, first_id: int,
-           expect: str | None = "failover") -> tuple[str, str]:
+           expect: str | None = "failover", *, app_password: str) -> tuple[str, str]:
     """Writes through the -primary Service while `fail(primary)` runs; returns (old primary,
     primary after) once writes flow again, after checking that no acknowledged write was lost.
     With `expect` ("failover" or "switchover"), another member must have been promoted that way,
@@ -131,7 +134,7 @@ def _fault(database, namespace: str, password: str, service_ip: str, fail, first
     old = _healthy(database, namespace)["currentPrimary"]
     poll(lambda: _slice_addresses(database, namespace, "db-primary") == {_pod_ip(database, namespace, old)},
          60, what="the -primary Service on the primary")
-    writer = _writer(service_ip, first_id)
+    writer = _writer(service_ip, first_id, app_password)
     writer.start()
     try:
         poll(lambda: len(writer.acked) > 50, 60, what="the writer's first writes")
@@ -240,7 +243,7 @@ def test_database_bootstraps_fails_over_twice_and_never_flips_back(database, nam
         uid = database.exec(namespace, pod, database.flavor, "id", "-u").stdout.strip()
         assert uid == "999", f"{pod} runs as uid {uid}"
 
-    password, service_ip = _application(database, namespace)
+    password, app_password, service_ip = _application(database, namespace)
 
     def kill(pod: str) -> None:
         database.kill_container(namespace, pod, database.flavor)
@@ -248,7 +251,7 @@ def test_database_bootstraps_fails_over_twice_and_never_flips_back(database, nam
     # one crash: the kubelet restarts the server at once; whether the same primary is opened
     # again (it restarted within the failure threshold holding every acknowledged write) or a
     # replica is promoted, nothing acknowledged is lost and the cluster is whole again
-    _fault(database, namespace, password, service_ip, kill, 1_000_000, expect=None)
+    _fault(database, namespace, password, service_ip, kill, 1_000_000, expect=None, app_password=app_password)
 
     def delete(pod: str) -> None:
         database.kubectl("delete", "pod", pod, "-n", namespace, "--wait=false")
@@ -256,7 +259,7 @@ def test_database_bootstraps_fails_over_twice_and_never_flips_back(database, nam
     # a deleted primary pod is a planned restart: its preStop hook keeps the server up until the
     # operator has switched over to the best replica and pointed the old primary at it
     first_old, first_new = _fault(database, namespace, password, service_ip, delete, 2_000_000,
-                                  expect="switchover")
+                                  expect="switchover", app_password=app_password)
     assert first_new != first_old
 
     def crash_loop(pod: str) -> None:
@@ -267,7 +270,7 @@ def test_database_bootstraps_fails_over_twice_and_never_flips_back(database, nam
 
     # last, as it may leave a MySQL member out for good (see _fault)
     second_old, second_new = _fault(database, namespace, password, service_ip, crash_loop, 3_000_000,
-                                    expect="failover")
+                                    expect="failover", app_password=app_password)
     assert second_old == first_new and second_new != first_new
     events = database.kubectl("get", "events", "-n", namespace, "--field-selector",
                               "involvedObject.kind=ReplicatedDatabase", "-o", "json").stdout
@@ -291,11 +294,11 @@ def test_writes_go_on_while_the_active_operator_is_killed_and_a_standby_takes_ov
     from .conftest import OPERATOR_NAMESPACE, ROOT
 
     primary = _healthy(database, namespace)["currentPrimary"]
-    password, service_ip = _application(database, namespace)
+    password, app_password, service_ip = _application(database, namespace)
     chart = str(ROOT / "charts/hakeeper")
     database.helm("upgrade", "hakeeper", chart, "-n", OPERATOR_NAMESPACE, "--reuse-values",
                   "--set", "replicaCount=2", "--wait", "--timeout", "5m")
-    writer = _writer(service_ip, 5_000_000)
+    writer = _writer(service_ip, 5_000_000, app_password)
     try:
         poll(lambda: len(database.get("clusterkopfpeering", "hakeeper").get("status") or {}) >= 2, 120,
              what="two operator replicas in the peering object")

@@ -45,7 +45,7 @@ from hakeeper.replicateddatabase.clustering import Credentials
 from hakeeper.replicateddatabase.clustering.flavor import flavor_for
 
 from ..support.polling import poll
-from .mariadb_support import Members, ServerProcess, stop_background
+from .mariadb_support import APP_PASSWORD, Members, ServerProcess, stop_background
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hakeeper"
 ROOTFS = CACHE / "rootfs"
@@ -53,7 +53,7 @@ NAMESPACE = "integration"
 DB = "db"
 # Passwords a user might choose: the init file must escape them.
 PASSWORDS = {"root-password": "r00t'pa\\ss", "replication-password": "repl-'secret'",
-             "operator-password": "op\\'secret"}
+             "operator-password": "op\\'secret", "application-password": APP_PASSWORD}
 CREDENTIALS = Credentials(root_password=PASSWORDS["root-password"],
                           replication_password=PASSWORDS["replication-password"],
                           operator_password=PASSWORDS["operator-password"],

@@ -73,6 +73,16 @@ def test_members_initialise_and_start_as_non_root_on_a_read_only_root(fleet: Pod
                 assert cur.fetchone()[0] == f"{user}@%"
         with pytest.raises(pymysql.err.OperationalError):
             pod.connect("root", "wrong").close()
+        # the application's account, from the Secret's application-password: no administrative
+        # privilege, so read_only stops it (the member is read-only until the operator opens one)
+        with pod.connect("app", PASSWORDS["application-password"]) as conn, conn.cursor() as cur:
+            cur.execute("SHOW GRANTS")
+            grants = " ".join(row[0] for row in cur.fetchall())
+            assert "INSERT" in grants and not any(p in grants for p in ("SUPER", "READ_ONLY ADMIN", "ALL PRIVILEGES",
+                                                                        "GRANT OPTION", "CONNECTION_ADMIN"))
+            with pytest.raises(pymysql.err.OperationalError) as refused:
+                cur.execute("CREATE DATABASE app_scratch")
+            assert refused.value.args[0] == 1290, refused.value
         assert pod.value("SELECT @@server_id") == 100 + pod.index
         assert "NO_BACKSLASH_ESCAPES" in str(pod.value("SELECT @@GLOBAL.sql_mode"))  # and yet the passwords work
         assert pod.value("SELECT @@relay_log_recovery") == 0  # one rule for both flavors
@@ -135,11 +145,21 @@ def test_the_loop_replicates_switches_over_and_fails_over_without_losing_a_write
     with app_connect(fleet[1].host) as conn, conn.cursor() as cur, pytest.raises(pymysql.err.OperationalError):
         cur.execute("INSERT INTO hk.writes (id, at) VALUES (-1, 0)")
 
+    # an administrator's session on the primary: read_only does not stop root on MariaDB, so the
+    # fence kills it; on MySQL super_read_only refuses it. Either way it commits nothing after.
+    admin = primary.connect("root", PASSWORDS["root-password"])
+
     # switchover: db-1 promoted, db-0 and db-2 re-pointed at it, nothing lost
     loop.switchover_target = "db-1"
     switched = loop.wait(lambda r: r.primary == "db-1" and r.state == "Healthy", 30, "the switchover to db-1")
     loop.switchover_target = None
     assert switched.history is None or switched.history["to_member"] == "db-1"
+    with pytest.raises(pymysql.err.OperationalError) as stopped:
+        with admin.cursor() as cur:
+            cur.execute("INSERT INTO hk.writes (id, at) VALUES (-2, 0)")
+    # MariaDB: the session was killed (2006/2013: gone); MySQL: super_read_only (1290)
+    assert stopped.value.args[0] in ((2006, 2013) if fleet.flavor == "mariadb" else (1290,)), stopped.value
+    admin.close()
     for member in ("db-0", "db-2"):
         poll(lambda m=member: follows(fleet, m, "db-1") and auto_positioned(fleet, m), 20,
              what=f"{member} to follow db-1", ignore=Exception)

@@ -156,6 +156,9 @@ class FakeServer:
     apply_lags: bool = False
     apply_paused: bool = False
     lag_seconds: float = 0.0
+    admin_sessions: set[int] = field(default_factory=set)
+    """Ids of connected sessions of accounts read_only does not stop (MariaDB: SUPER, READ_ONLY
+    ADMIN), which a fence must kill."""
     waiting_since: float | None = None
     """When the oldest commit still waiting for its semi-sync acknowledgement began waiting
     (its client has no answer yet); None when none waits."""
@@ -723,6 +726,9 @@ class FakeFleet:
             ]
         else:
             table.append(("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos", self._adopt_binlog_pos))
+            table.append((" ".join(self.flavor.bypassers_sql("%s")[0].split()),
+                          lambda s, session, m, args: [{"ID": i} for i in sorted(s.admin_sessions)]))
+            table.append(("KILL CONNECTION %s", lambda s, session, m, args: s.admin_sessions.discard(int(args[0]))))
         return [(_pattern(template), handler) for template, handler in table]
 
     def _execute(self, s: FakeServer, session: dict[str, Any], sql: str, args: tuple[Any, ...]) -> Rows:

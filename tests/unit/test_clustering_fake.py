@@ -638,6 +638,23 @@ def test_an_event_scheduler_someone_turned_off_is_turned_back_on_so_the_self_fen
     assert "db-0" not in fleet.writable()
 
 
+@FLAVORS
+def test_a_fence_leaves_no_session_that_could_still_commit(flavor: str) -> None:
+    """Issue 11 item 4: MariaDB's read_only does not stop SUPER or READ_ONLY ADMIN accounts, so the
+    fence kills their sessions; MySQL's super_read_only stops them (nothing to kill)."""
+    ctl = bootstrapped(flavor, writes=2)
+    fleet = ctl.fleet
+    fleet.server("db-0").admin_sessions = {41, 42}
+    ctl.switchover = "db-1"
+    switched = ctl.until(lambda r: r.primary == "db-1")
+    fenced = [m for reason, m in switched.events if reason == "Fenced" and m.startswith("db-0")]
+    if flavor == "mariadb":
+        assert fleet.server("db-0").admin_sessions == set()
+        assert fenced == ["db-0 is read-only; killed 2 session(s) of accounts read_only does not stop"]
+    else:
+        assert fleet.server("db-0").super_read_only and fenced == ["db-0 is read-only"]
+
+
 # ------------------------------------------------------------------------------- the fake itself
 
 @FLAVORS

@@ -109,6 +109,12 @@ def test_init_file_escapes_the_passwords(flavor: str, tmp_path) -> None:
     assert "BY '$(x) `y` $z'" in sql
     assert "BY '\\\\\\''" in sql
     assert sql.startswith("SET SESSION sql_mode='';\nSET sql_log_bin=0;") and sql.rstrip().endswith("SET sql_log_bin=1;")
+    assert "'app'@'%'" not in sql  # no application-password in the Secret: no application account
+    password = "o'k\\\\"  # a quote and two backslashes
+    subprocess.run(["dash", "-c", script], check=True, env={**env, "APPLICATION_PASSWORD": password})
+    sql = (tmp_path / "init.sql").read_text().replace(" WITH caching_sha2_password", "")
+    literal = password.replace("\\", "\\\\").replace("'", "\\'")
+    assert f"CREATE USER IF NOT EXISTS 'app'@'%' IDENTIFIED BY '{literal}';" in sql
 
 
 def test_mysql_init_file_uses_caching_sha2_and_lifts_super_read_only() -> None:
@@ -167,3 +173,20 @@ def test_deleting_the_primary_pod_asks_for_a_switchover_to_the_best_replica():
     assert switchover_request(body, "db", spec, pods) == ("terminating:b", ANY_REPLICA)
     body["status"]["handledSwitchover"] = "terminating:b"
     assert switchover_request(body, "db", spec, pods) is None
+
+
+def test_the_application_account_comes_from_the_secret_without_administrative_privileges(tmp_path) -> None:
+    """Issue 11 item 4: a generated application account (user app, key application-password)
+    that read_only stops, created at every start like the operator's, only when the key is there."""
+    secret = objects.credentials_secret("db", "shop")["stringData"]
+    assert secret["application-user"] == "app" and len(secret["application-password"]) >= 24
+    for flavor in ("mariadb", "mysql"):
+        sql = objects.application_sql(flavor)
+        assert "GRANT SELECT, INSERT, UPDATE, DELETE" in sql and "'app'@'%'" in sql
+        assert not any(p in sql for p in ("SUPER", "ALL PRIVILEGES", "GRANT OPTION", "READ_ONLY ADMIN"))
+        assert sql.startswith("SET SESSION sql_mode='';\nSET sql_log_bin=0;")
+    init = next(c for c in objects.statefulset("db", "shop", ReplicatedDatabaseSpec())["spec"]["template"]["spec"]
+                ["initContainers"])
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in init["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+    assert env["APPLICATION_PASSWORD"] == {"name": "db-credentials", "key": "application-password", "optional": True}
+    assert 'if [ -n "${APPLICATION_PASSWORD:-}" ]' in init["command"][2]

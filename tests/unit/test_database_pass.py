@@ -117,3 +117,22 @@ def test_a_password_with_a_line_break_is_refused_with_a_reason() -> None:
     with pytest.raises(reconcile.CredentialsInvalid) as refused:
         reconcile.credentials(api, "db", "shop", ReplicatedDatabaseSpec())  # type: ignore[arg-type]
     assert refused.value.reason == "CredentialsInvalid" and "operator-password has a line break" in str(refused.value)
+
+
+def test_a_secret_generated_before_the_application_account_gets_its_password_added() -> None:
+    from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
+    from hakeeper.replicateddatabase import reconcile
+
+    api = Api(FakeFleet("mariadb", 1))
+    patches: list[tuple[str, dict]] = []
+    api.patch = lambda kind, namespace, name, body: patches.append((kind, body)) or body  # type: ignore[method-assign]
+    body = {"apiVersion": "hakeeper.io/v1alpha1", "kind": "ReplicatedDatabase",
+            "metadata": {"name": "db", "namespace": "shop", "uid": "u1"}}
+    reconcile.ensure_objects(api, body, ReplicatedDatabaseSpec())  # type: ignore[arg-type]
+    (kind, patch), = patches
+    assert kind == "Secret" and set(patch["data"]) == {"application-password", "application-user"}
+    assert base64.b64decode(patch["data"]["application-user"]) == b"app"
+    # the other passwords are never rewritten, and a Secret that has the key is left alone
+    api.secret["data"].update(patch["data"])
+    reconcile.ensure_objects(api, body, ReplicatedDatabaseSpec())  # type: ignore[arg-type]
+    assert len(patches) == 1

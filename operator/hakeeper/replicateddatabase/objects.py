@@ -38,6 +38,15 @@ FILES_DIR = "/var/lib/mysql-files"
 OPERATOR_USER = "hakeeper"
 REPLICATION_USER = "hakeeper-repl"
 PASSWORD_KEYS = ("root-password", "replication-password", "operator-password")
+APPLICATION_USER = "app"
+"""The application's account: every data and schema privilege on every schema, no administrative
+one (no SUPER, READ ONLY ADMIN, CONNECTION ADMIN, GRANT OPTION...), so read_only stops it on a
+fenced member (MariaDB's read_only does not stop root or the operator's account)."""
+APPLICATION_PASSWORD_KEY = "application-password"
+"""Its password's key in the credentials Secret (generated; optional in a Secret of your own)."""
+APPLICATION_PRIVILEGES = ("SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, REFERENCES, INDEX, ALTER, "
+                          "CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, CREATE VIEW, SHOW VIEW, CREATE ROUTINE, "
+                          "ALTER ROUTINE, TRIGGER")
 SERVER_UID = 999
 """The mysql user and group of images/mariadb and images/mysql (Docker's official images use
 999 too). fsGroup makes the claim writable for it; a hostPath volume must be already."""
@@ -136,10 +145,12 @@ def selector(db: str) -> dict[str, str]:
 
 
 def credentials_secret(db: str, namespace: str) -> dict[str, Any]:
-    """Generated once; the operator creates it only when absent and never rewrites it."""
+    """Generated once; the operator creates it only when absent and never rewrites a password
+    (reconcile adds the application's to a Secret generated before it existed)."""
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": names(db)["credentials"], "namespace": namespace, "labels": labels(db)},
-            "stringData": {key: secrets.token_urlsafe(24) for key in PASSWORD_KEYS}}
+            "stringData": {**{key: secrets.token_urlsafe(24) for key in (*PASSWORD_KEYS, APPLICATION_PASSWORD_KEY)},
+                           "application-user": APPLICATION_USER}}
 
 
 def my_cnf(spec: ReplicatedDatabaseSpec) -> str:
@@ -193,6 +204,22 @@ def init_sql(flavor: str) -> str:
     return "\n".join(lines)
 
 
+def application_sql(flavor: str) -> str:
+    """The application's account (APPLICATION_USER), like the operator's: at every start, binary
+    logging off, its password from the Secret ($application_password, escaped)."""
+    using = " WITH caching_sha2_password" if flavor == "mysql" else ""
+    lines = ["SET SESSION sql_mode='';", "SET sql_log_bin=0;"]
+    if flavor == "mysql":
+        lines += ["SET @hakeeper_super_read_only=@@GLOBAL.super_read_only;", "SET GLOBAL super_read_only=OFF;"]
+    lines += [f"CREATE USER IF NOT EXISTS '{APPLICATION_USER}'@'%' IDENTIFIED{using} BY '$application_password';",
+              f"ALTER USER '{APPLICATION_USER}'@'%' IDENTIFIED{using} BY '$application_password';",
+              f"GRANT {APPLICATION_PRIVILEGES} ON *.* TO '{APPLICATION_USER}'@'%';"]
+    if flavor == "mysql":
+        lines.append("SET GLOBAL super_read_only=@hakeeper_super_read_only;")
+    lines.append("SET sql_log_bin=1;")
+    return "\n".join(lines)
+
+
 # A password as the body of an SQL string literal: \ and ' escaped. (A newline cannot be in one:
 # the server reads the init file a line at a time.)
 _SQL_STRING = r"""sql_string() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e "s/'/\\\\'/g"; }"""
@@ -215,13 +242,21 @@ umask 077
 cat > {CONF_DIR}/init.sql <<EOF
 {init_sql(flavor)}
 EOF
+if [ -n "${{APPLICATION_PASSWORD:-}}" ]; then
+application_password=$(sql_string "$APPLICATION_PASSWORD")
+cat >> {CONF_DIR}/init.sql <<EOF
+{application_sql(flavor)}
+EOF
+fi
 umask 022
 {layout(flavor).initialise}"""
 
 
 def _secret_env(secret: str) -> list[dict[str, Any]]:
-    return [{"name": key.upper().replace("-", "_"), "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
-            for key in PASSWORD_KEYS]
+    required = [{"name": key.upper().replace("-", "_"), "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+                for key in PASSWORD_KEYS]
+    return [*required, {"name": "APPLICATION_PASSWORD", "valueFrom": {"secretKeyRef": {
+        "name": secret, "key": APPLICATION_PASSWORD_KEY, "optional": True}}}]
 
 
 POD_SECURITY: dict[str, Any] = {

@@ -104,7 +104,9 @@ class Executor:
                     raise
                 return ("FenceSkipped", f"{action.member} unreachable, not fenced directly ({describe(exc)})")
             self._fenced.add(action.member)
-            return ("Fenced", f"{action.member} is read-only")
+            killed = self._kill_bypassers(action.member)
+            return ("Fenced", f"{action.member} is read-only" + (
+                f"; killed {killed} session(s) of accounts read_only does not stop" if killed else ""))
         if isinstance(action, actions.OpenWrites):
             self._run(action.member, f.open_writes())
             return ("Writable", f"{action.member} accepts writes")
@@ -165,6 +167,21 @@ class Executor:
             return None
         raise TypeError(f"unknown action {action!r}")
 
+    def _kill_bypassers(self, member: str) -> int:
+        """Kill the sessions a fence does not stop (flavor.bypassers_sql); how many. A session
+        that ended meanwhile is no failure."""
+        if self.flavor.read_only_stops_everyone:
+            return 0
+        rows = self._run(member, [self.flavor.bypassers_sql(self.credentials.operator_user)])[0]
+        killed = 0
+        for row in rows:
+            try:
+                self._run(member, [("KILL CONNECTION %s", (int(_first(row)),))])
+                killed += 1
+            except Exception:  # noqa: BLE001 - gone already
+                pass
+        return killed
+
     def _concurrently(self, group: actions.Concurrently, result: ActResult) -> Event | None:
         """Each action in its own thread; fails if any one fails. The plan groups actions on
         different members only, and Ops allows concurrent calls for different members."""
@@ -189,6 +206,10 @@ class Executor:
     def _wait(self, name: str, position: str, timeout: float, what: str) -> None:
         if not self.ops.wait_for_executed(self.members[name], position, timeout):
             raise ActionFailed(f"{name} did not apply {what} within {timeout:.0f}s")
+
+
+def _first(row: Any) -> Any:
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]
 
 
 def _label(action: actions.Action) -> str:

@@ -101,6 +101,20 @@ class Flavor(ABC):
     def fence(self) -> list[Statement]:
         """Refuse client writes (replication still applies)."""
 
+    read_only_stops_everyone = True
+    """Whether fence() stops every account; when not (MariaDB's read_only lets SUPER and READ_ONLY
+    ADMIN accounts write), a fence also kills those accounts' sessions (bypassers_sql)."""
+
+    def bypassers_sql(self, operator_user: str) -> Statement:
+        """The ids of the client sessions a fence does not stop: accounts holding SUPER or
+        READ_ONLY ADMIN (information_schema.USER_PRIVILEGES), other than the operator's own and
+        this session; replication and event threads are not clients ('system user', 'event_scheduler')."""
+        return ("SELECT p.ID FROM information_schema.PROCESSLIST p WHERE p.ID <> CONNECTION_ID() "
+                "AND p.USER NOT IN (%s, 'system user', 'event_scheduler', 'unauthenticated user') "
+                "AND EXISTS (SELECT 1 FROM information_schema.USER_PRIVILEGES u "
+                "WHERE u.GRANTEE LIKE CONCAT(CHAR(39), p.USER, CHAR(39), '@%%') "
+                "AND u.PRIVILEGE_TYPE IN ('SUPER', 'READ_ONLY ADMIN'))", (operator_user,))
+
     @abstractmethod
     def open_writes(self) -> list[Statement]: ...
 
@@ -204,6 +218,7 @@ class MariaDB(Flavor):
                               replica_enabled="rpl_semi_sync_slave_enabled",
                               timeout_ms="rpl_semi_sync_master_timeout", active="Rpl_semi_sync_master_status")
     has_super_read_only = False
+    read_only_stops_everyone = False
     variables = (
         "server_id", "read_only", "gtid_binlog_state", "gtid_binlog_pos", "gtid_slave_pos", "gtid_current_pos",
         "rpl_semi_sync_master_enabled", "rpl_semi_sync_slave_enabled", "rpl_semi_sync_master_timeout",
