@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "operator"), str(ROOT), str(Path(__file__).resolve().parent)]
+sys.path[:0] = [str(ROOT / "operator"), str(ROOT), str(ROOT / "hack"), str(Path(__file__).resolve().parent)]
 
 from stats import percentile, table
 
