@@ -123,3 +123,36 @@ def test_a_failover_after_semi_sync_fell_back_is_refused_under_lossless_and_lose
           "acknowledged writes lost")
     assert lost == at_risk[new], "the writes lost are exactly those only the old primary had"  # type: ignore[index]
     assert len(lost) > 0
+
+
+@pytest.fixture(params=["mariadb", "mysql"])
+def lossless_fleet(request):
+    yield from pod_fleet_fixture(database_spec(request.param, semiSync={"timeout": "3s"}))
+
+
+def test_with_the_operator_away_a_primary_keeps_its_writes_until_it_is_cut_off_from_its_replicas(
+        lossless_fleet: PodFleet) -> None:
+    """Issue 11 item 3 on real servers: no operator renews the lease (the loop is stopped), yet
+    the primary takes writes for several leases; cut off from its replicas, its next commit
+    waits, is killed by the lease event unacknowledged, and the primary is read-only."""
+    fleet = lossless_fleet
+    policy = Policy.from_spec(fleet.spec)
+    loop = bootstrap(fleet, policy)  # type: ignore[arg-type]
+    primary = fleet.by_name(loop.primary)  # type: ignore[arg-type]
+    writer = Writer(loop.primary_host)
+    writer.start()
+    poll(lambda: len(writer.ids()) >= 20, 30, what="writes")
+    away = time.monotonic()  # the loop never steps again: the lease lapses after lease_seconds
+    hold(lambda: primary.value("SELECT @@read_only") == 0, 3 * policy.lease_seconds,
+         what="the primary taking writes with no operator")
+    assert len(writer.acked_since(away + policy.lease_seconds + 1)) > 20, "writes stopped with the operator"
+    with replication_cut(primary.host):
+        cut = time.monotonic()
+        fenced = poll(lambda: primary.value("SELECT @@read_only") == 1 and time.monotonic(), 15,
+                      what="the cut-off primary to fence itself")
+        writer.stop()
+    late = [a for a in writer.acked if a.at > cut + 0.5]
+    print(f"{fleet.flavor}: fenced {fenced - cut:.1f}s after the cut, the operator away for {cut - away:.0f}s; "
+          f"after the cut: {[(round(t - cut, 2), e[:60]) for t, e in writer.errors if t > cut][:4]}")
+    assert not late, f"{len(late)} writes acknowledged after the cut"
+    assert writer.errors, "no commit was refused"
