@@ -40,8 +40,7 @@ from stats import percentile, table
 
 from hakeeper.replicateddatabase.clustering import Policy
 from tests.integration.mariadb_support import LoopDriver, Writer, bootstrap, stop_background, stored_ids
-from tests.integration.mysql_support import PodFleet, database_spec
-from tests.integration.test_mysql_durability import replication_cut
+from tests.integration.mysql_support import PodFleet, database_spec, fall_back_then_kill
 from tests.support.polling import poll
 
 
@@ -206,12 +205,7 @@ def bench_durability(flavor: str, durability: str, trials: int, res: Results) ->
             writer.start()
             poll(lambda: len(writer.acked) >= 50, 30, what="writes before the cut")
             old = fleet.by_name(loop.primary)  # type: ignore[arg-type]
-            with replication_cut(old.host):
-                cut = time.monotonic()
-                loop.wait(lambda r: r.memory.primary_semi_sync is False, 30, "semi-sync to fall back")
-                poll(lambda: len(writer.acked_since(cut)) >= 50, 30, what="asynchronous writes")
-                old.kill()
-                killed = time.monotonic()
+            _, killed = fall_back_then_kill(loop, writer, old)
             writer.stop()
             acked = writer.ids()
             if durability == "Lossless":

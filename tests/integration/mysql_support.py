@@ -22,6 +22,7 @@ Only what is in the StatefulSet decides how the server starts: nothing here adds
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -32,6 +33,7 @@ import subprocess
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -322,3 +324,32 @@ def pod_fleet_fixture(spec: ReplicatedDatabaseSpec) -> Iterator[PodFleet]:
 def replica_row(pod: Pod) -> dict:
     rows = pod.query(flavor_for(pod.flavor).replica_status_sql)
     return rows[0] if rows else {}
+
+
+# ------------------------------------------------------------------------ semi-sync forced off
+
+@contextlib.contextmanager
+def replication_cut(primary_host: str) -> Iterator[None]:
+    """Drop every packet the database servers (uid SERVER_UID) send to the primary's port: the
+    replicas' acknowledgements and their TCP ACKs, so nothing more reaches them either; the
+    operator's and the writer's connections (root) still do. iptables' owner match."""
+    rule = ["OUTPUT", "-o", "lo", "-p", "tcp", "-d", primary_host, "--dport", "3306",
+            "-m", "owner", "--uid-owner", str(objects.SERVER_UID), "-j", "DROP"]
+    subprocess.run(["iptables", "-I", *rule], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["iptables", "-D", *rule], check=False)
+
+
+def fall_back_then_kill(loop: Any, writer: Any, primary: Pod, asynchronous: int = 50) -> tuple[float, float]:
+    """With the primary's replication links cut, wait for the loop to see its semi-sync fall back
+    and for `asynchronous` writes acknowledged after the cut (on no replica), then kill -9 it;
+    the links come back. Returns (cut, killed) as time.monotonic()."""
+    with replication_cut(primary.host):
+        cut = time.monotonic()
+        loop.wait(lambda r: r.memory.primary_semi_sync is False, 30, "the loop to see semi-sync fall back")
+        poll(lambda: len(writer.acked_since(cut)) >= asynchronous, 30, what="writes acknowledged asynchronously")
+        primary.kill()
+        killed = time.monotonic()
+    return cut, killed

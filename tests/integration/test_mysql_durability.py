@@ -13,20 +13,16 @@ can see a loss.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from hakeeper.replicateddatabase.clustering import Policy
-from hakeeper.replicateddatabase.objects import SERVER_UID
 
 from ..support.polling import hold, poll
 from .mariadb_support import Writer, bootstrap, stored_ids
-from .mysql_support import PodFleet, database_spec, pod_fleet_fixture
+from .mysql_support import PodFleet, database_spec, fall_back_then_kill, pod_fleet_fixture, replication_cut
 
 pytestmark = pytest.mark.integration
 
@@ -37,19 +33,6 @@ CASES = [(flavor, durability) for flavor in ("mariadb", "mysql") for durability 
 def fleet(request):
     flavor, durability = request.param
     yield from pod_fleet_fixture(database_spec(flavor, durability=durability, semiSync={"timeout": "3s"}))
-
-
-@contextlib.contextmanager
-def replication_cut(primary_host: str) -> Iterator[None]:
-    """Drop every packet the database servers (uid SERVER_UID) send to the primary's port: the
-    replicas' acknowledgements and their TCP ACKs, so nothing more reaches them either."""
-    rule = ["OUTPUT", "-o", "lo", "-p", "tcp", "-d", primary_host, "--dport", "3306",
-            "-m", "owner", "--uid-owner", str(SERVER_UID), "-j", "DROP"]
-    subprocess.run(["iptables", "-I", *rule], check=True)
-    try:
-        yield
-    finally:
-        subprocess.run(["iptables", "-D", *rule], check=False)
 
 
 def acknowledged_missing(writer: Writer, fleet: PodFleet, member: str) -> list[int]:
@@ -68,12 +51,7 @@ def test_a_failover_after_semi_sync_fell_back_is_refused_under_lossless_and_lose
     loop.start()
     poll(lambda: len(writer.ids()) >= 50, 30, what="50 acknowledged writes")
 
-    with replication_cut(primary.host):
-        cut = time.monotonic()
-        loop.wait(lambda r: r.memory.primary_semi_sync is False, 30, "the loop to see semi-sync fall back")
-        poll(lambda: len(writer.acked_since(cut)) >= 50, 30, what="writes acknowledged asynchronously")
-        primary.kill()
-        killed = time.monotonic()
+    cut, killed = fall_back_then_kill(loop, writer, primary)
     writer.stop()
     acked = writer.ids()
     replicas = [p.name for p in fleet if p.name != primary.name]
