@@ -14,8 +14,12 @@ Which lapsed lease fences depends on the durability (event_name):
   A healthy primary keeps taking writes however long the operator is away. This is safe
   because a Lossless promotion happens only when fewer than waitForReplicaCount replicas are
   unreachable and the reachable ones have stopped fetching from the old primary: from then
-  on no commit there can collect its acknowledgements, so it waits, and the event kills it
-  before semiSync.timeout (at least 3 s, a CEL rule) would let it through asynchronously.
+  on no commit there can collect its acknowledgements, so it waits, and the event kills its
+  session before semiSync.timeout (at least 3 s, a CEL rule) would let it through
+  asynchronously: its client is never told it committed. MariaDB is read-only at once; on
+  MySQL the killed commit keeps waiting until the timeout and `SET GLOBAL super_read_only`
+  waits for it (new writes block behind it, then are refused), so a commit that enters its
+  wait between the kill and the fence could be acknowledged at the timeout (README, limits).
   A cut-off primary with no commit in flight may stay writable until a client tries one.
 - LEASE_EVENT (durability Available, or no semi-sync): every primary whose lease lapsed
   fences, since Available may promote while replicas that still acknowledge the old primary
