@@ -51,3 +51,14 @@ def test_a_status_patch_sends_what_was_set_and_nulls_what_must_go():
     assert cleared.patch() == {"virtualIPHolder": None, "balancers": [{"pod": "p"}]}
     loop = ReplicatedDatabaseStatus(loop=LoopMemoryStatus(probe_failures=1)).patch()["loop"]
     assert loop["switchover"] is None and loop["leaseExpires"] is None and loop["probeFailures"] == 1
+
+
+def test_condition_status_reads_a_status_as_the_api_returns_it() -> None:
+    from hakeeper.api.conditions import condition_status
+
+    status = {"conditions": [{"type": "Ready", "status": "True"}, {"type": "ConfigApplied", "status": "False"},
+                             {"type": "Healthy", "status": "Unknown"}]}
+    assert condition_status(status, "Ready") is True
+    assert condition_status(status, "ConfigApplied") is False
+    assert condition_status(status, "Healthy") is None and condition_status(status, "Available") is None
+    assert condition_status({}, "Ready") is None

@@ -198,3 +198,11 @@ def set_condition(conditions: Iterable[Mapping[str, Any]] | None, type_: str, st
 def get_condition(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:
     """The condition of that type in a status as read from the API, or None."""
     return next((c for c in conditions or () if c.get("type") == type_), None)
+
+
+def condition_status(status: Mapping[str, Any], type_: str) -> bool | None:
+    """Whether the condition of that type in a status as read from the API is True; None when
+    the status has no such condition (or its status is Unknown)."""
+    condition = get_condition(status.get("conditions"), type_)
+    value = None if condition is None else condition.get("status")
+    return {"True": True, "False": False}.get(value or "")

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from hakeeper.api.conditions import ConditionType, condition_status
 from hakeeper.api.events import PolicyEvent
 from hakeeper.platform import metrics
 from hakeeper.platform.loop import Outcome
@@ -28,8 +29,7 @@ class PolicyTelemetry:
         if self.unavailable and self.last is not None:
             series.inc(metrics.POLICY_METRICS_UNAVAILABLE, amount=now - self.last)
         self.last = now
-        self.unavailable = any(c.get("type") == "MetricsAvailable" and c.get("status") == "False"
-                               for c in status.get("conditions") or ())
+        self.unavailable = condition_status(status, ConditionType.METRICS_AVAILABLE) is False
         triggers = status.get("triggers") or []
         series.set(metrics.POLICY_TRIGGER_VALUE, {(t["name"],): float(t["value"]) for t in triggers
                                                   if t.get("value") is not None})

@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from hakeeper.api.conditions import ConditionType, condition_status
 from hakeeper.api.events import PoolEvent
 from hakeeper.platform import metrics
 from hakeeper.platform.loop import Outcome
@@ -37,7 +38,7 @@ class PoolTelemetry:
         backends = status.get("backends") or {}
         series.set(metrics.POOL_BACKENDS, float(backends.get("total") or 0))
         series.set(metrics.POOL_BACKENDS_READY, float(backends.get("ready") or 0))
-        applied = _condition(status, "ConfigApplied")
+        applied = condition_status(status, ConditionType.CONFIG_APPLIED) is True
         series.set(metrics.POOL_CONFIG_APPLIED, float(applied))
         balancers = status.get("balancers") or []
         series.set(metrics.POOL_BALANCERS, float(len(balancers)))
@@ -54,7 +55,3 @@ class PoolTelemetry:
         if self.waiting is not None and applied and self.waiting[0] == config_hash:
             series.observe(metrics.POOL_PROPAGATION, self.clock() - self.waiting[1])
             self.waiting = None
-
-
-def _condition(status: Mapping[str, Any], type_: str) -> bool:
-    return any(c.get("type") == type_ and c.get("status") == "True" for c in status.get("conditions") or ())

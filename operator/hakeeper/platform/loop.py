@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import kopf
 
-from hakeeper.api.conditions import set_condition
+from hakeeper.api.conditions import ConditionType, condition_status, set_condition
 from hakeeper.platform import metrics
 from hakeeper.platform.kube import ApiError, Kube
 
@@ -219,11 +219,6 @@ Telemetry = Callable[["metrics.Series", Mapping[str, Any], Outcome], None]
 """A kind's own metrics after a pass: (the resource's series, its status now, the Outcome)."""
 
 
-def _ready(status: Mapping[str, Any]) -> bool | None:
-    condition = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), None)
-    return None if condition is None else condition.get("status") == "True"
-
-
 async def _pass(loop: Loop, body: kopf.Body, writer: StatusWriter, step: Step, logger: Any,
                 observe: Callable[[Mapping[str, Any]], Any] | None, failures: list[str],
                 series: metrics.Series, telemetry: Telemetry | None) -> float | None:
@@ -255,7 +250,7 @@ async def _pass(loop: Loop, body: kopf.Body, writer: StatusWriter, step: Step, l
     metrics.RECONCILE_DURATION.labels(loop.kind).observe(time.monotonic() - started)
     failures.clear()
     status = writer.current(snapshot)["status"]
-    series.ready(_ready(status))
+    series.ready(condition_status(status, ConditionType.READY))
     if telemetry is not None:
         try:
             telemetry(series, status, outcome)
