@@ -146,6 +146,8 @@ class ReplicatedDatabaseSpec(Model):
     )
 
 
+MemberRole: TypeAlias = Literal["primary", "replica", "fenced", "unknown"]
+"""A member's role as the clustering loop sees it (MemberStatus.role)."""
 Phase: TypeAlias = Literal["Initializing", "Healthy", "Degraded", "Failed", "Lost", "Switching"]
 """The cluster's state as the clustering loop classified it (see replicateddatabase.clustering.classify)."""
 
@@ -154,7 +156,7 @@ class MemberStatus(StatusModel):
     """One member (pod and server) as the last probe saw it."""
 
     name: str
-    role: Literal["primary", "replica", "fenced", "unknown"] = "unknown"
+    role: MemberRole = "unknown"
     """fenced: a writable member that is not the primary, made read-only; unknown: not reachable."""
     reachable: bool = False
     read_only: bool | None = None

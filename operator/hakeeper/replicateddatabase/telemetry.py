@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, get_args
 
 from hakeeper.api.events import DatabaseEvent
+from hakeeper.api.replicateddatabase import MemberRole, Phase
 from hakeeper.platform import metrics
 from hakeeper.platform.loop import Outcome
 
-ROLES = ("primary", "replica", "fenced", "unknown")
-PHASES = ("Initializing", "Healthy", "Degraded", "Failed", "Lost", "Switching")
+ROLES = get_args(MemberRole)
+PHASES = get_args(Phase)
 
 
 def record(series: metrics.Series, status: Mapping[str, Any], outcome: Outcome) -> None:

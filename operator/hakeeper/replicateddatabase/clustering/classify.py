@@ -20,17 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from hakeeper.api.meta import FORCE_FAILOVER_ANNOTATION
-from hakeeper.api.replicateddatabase import Phase
+from hakeeper.api.replicateddatabase import MemberRole, Phase
 from hakeeper.replicateddatabase.clustering.gtid import GtidSet
 from hakeeper.replicateddatabase.clustering.members import Member, MemberState
 from hakeeper.replicateddatabase.clustering.memory import LoopMemory
 from hakeeper.replicateddatabase.clustering.policy import Policy
 
 ClusterState = Phase
-Role = Literal["primary", "replica", "fenced", "unknown"]
+Role = MemberRole
 
 
 @dataclass(frozen=True)
