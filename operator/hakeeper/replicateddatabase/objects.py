@@ -149,8 +149,12 @@ def credentials_secret(db: str, namespace: str) -> dict[str, Any]:
     (reconcile adds the application's to a Secret generated before it existed)."""
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": names(db)["credentials"], "namespace": namespace, "labels": labels(db)},
-            "stringData": {**{key: secrets.token_urlsafe(24) for key in (*PASSWORD_KEYS, APPLICATION_PASSWORD_KEY)},
-                           "application-user": APPLICATION_USER}}
+            "stringData": {**{key: secrets.token_urlsafe(24) for key in PASSWORD_KEYS}, **application_credentials()}}
+
+
+def application_credentials() -> dict[str, str]:
+    """The application account's keys of the credentials Secret, its password generated."""
+    return {APPLICATION_PASSWORD_KEY: secrets.token_urlsafe(24), "application-user": APPLICATION_USER}
 
 
 def my_cnf(spec: ReplicatedDatabaseSpec) -> str:
