@@ -338,12 +338,10 @@ class FakeFleet:
                     self._fetch(s)
                     self._apply(s)
             for s in self.servers.values():
-                if s.semi_sync_fallen_back and any(
-                        r.channel is not None and r.channel.semi_sync and self._source(r) is s
-                        and self._io_state(r) == "Yes" and set(s.gtids()) <= set(r.gtids()) | set(r.channel.fetched)
-                        for r in self.servers.values() if r is not s):
+                caught_up = len(self._semi_sync_replicas(s, caught_up=True))
+                if s.semi_sync_fallen_back and caught_up:
                     s.semi_sync_fallen_back = False  # a semi-sync replica caught up: synchronous again
-                if s.waiting_since is not None and self._caught_up(s):
+                if s.waiting_since is not None and caught_up >= self._acks_needed(s):
                     s.waiting_since = None  # the waiting commits got their acknowledgements
 
     def advance(self, seconds: float) -> None:
@@ -430,12 +428,19 @@ class FakeFleet:
         from its replicas is not one: its commits wait (and its lease event kills them)."""
         with self._lock:
             return [s.name for s in self.servers.values() if s.writable and (
-                not s.semi_sync_source or s.semi_sync_fallen_back or self._ack_capacity(s)
-                >= (s.semi_sync_wait_count if self.mysql else 1))]
+                not s.semi_sync_source or s.semi_sync_fallen_back
+                or len(self._semi_sync_replicas(s)) >= self._acks_needed(s))]
 
-    def _ack_capacity(self, s: FakeServer) -> int:
-        return sum(1 for r in self.servers.values() if r is not s and r.channel is not None and r.channel.semi_sync
-                   and self._source(r) is s and self._io_state(r) == "Yes")
+    def _semi_sync_replicas(self, s: FakeServer, caught_up: bool = False) -> list[FakeServer]:
+        """The replicas registered as semi-sync at `s` whose IO thread reaches it (those that can
+        acknowledge its commits); with caught_up, only those that fetched its whole binlog."""
+        return [r for r in self.servers.values()
+                if r is not s and r.channel is not None and r.channel.semi_sync and self._source(r) is s
+                and self._io_state(r) == "Yes"
+                and (not caught_up or set(s.gtids()) <= set(r.gtids()) | set(r.channel.fetched))]
+
+    def _acks_needed(self, s: FakeServer) -> int:
+        return s.semi_sync_wait_count if self.mysql else 1
 
     def writable(self) -> list[str]:
         """Running servers that accept client writes, partitioned or not."""
@@ -515,13 +520,6 @@ class FakeFleet:
         return any(r is not s and r.up and r.channel is not None and r.channel.io and self._source(r) is s
                    for r in self.servers.values())
 
-    def _caught_up(self, s: FakeServer) -> bool:
-        """Enough semi-sync replicas reach `s` and have fetched its whole binlog."""
-        have = sum(1 for r in self.servers.values()
-                   if r is not s and r.channel is not None and r.channel.semi_sync and self._source(r) is s
-                   and self._io_state(r) == "Yes" and set(s.gtids()) <= set(r.gtids()) | set(r.channel.fetched))
-        return have >= (s.semi_sync_wait_count if self.mysql else 1)
-
     def _io_state(self, s: FakeServer) -> str:
         ch = s.channel
         if ch is None or not ch.io:
@@ -565,7 +563,7 @@ class FakeFleet:
                 continue
             self._fetch(r)
             acks += entry.gtid in r.channel.fetched
-        return acks >= (s.semi_sync_wait_count if self.mysql else 1)
+        return acks >= self._acks_needed(s)
 
     # replication -----------------------------------------------------------
     def _fetch(self, s: FakeServer) -> None:
