@@ -99,8 +99,22 @@ def _application(database, namespace: str) -> tuple[str, str, str]:
     app_password = base64.b64decode(secret["application-password"]).decode()
     assert base64.b64decode(secret["application-user"]).decode() == "app"
     service_ip = database.get("service", "db-primary", "-n", namespace)["spec"]["clusterIP"]
-    with pymysql.connect(host=service_ip, user="app", password=app_password, autocommit=True,
-                         connect_timeout=5) as c, c.cursor() as cur:
+    primary = _status(database, namespace, "db")["currentPrimary"]
+    # Ready says the primary takes writes; the Service follows its role label through the
+    # EndpointSlice controller and then kube-proxy's next sync, each a moment later
+    poll(lambda: _slice_addresses(database, namespace, "db-primary") == {_pod_ip(database, namespace, primary)},
+         60, what="the -primary Service on the primary")
+
+    def connect():
+        try:
+            return pymysql.connect(host=service_ip, user="app", password=app_password, autocommit=True,
+                                   connect_timeout=5)
+        except pymysql.err.OperationalError as error:
+            if error.args[0] != 2003:  # only "can't connect" is kube-proxy's lag; a refused login is a fault
+                raise
+            return None
+
+    with poll(connect, 30, what="kube-proxy routing the -primary Service") as c, c.cursor() as cur:
         cur.execute("CREATE DATABASE app")
         cur.execute("CREATE TABLE app.t (id INT PRIMARY KEY)")
         cur.execute("SHOW GRANTS")
