@@ -4,8 +4,9 @@ For each flavor (MariaDB 10.11 from bookworm, MySQL 9.7 from Debian sid), the ch
 pod bootstraps replication and labels the primary. Then, with an application writing through
 the `-primary` Service all along: one SIGKILL of the primary's server process (the kubelet
 restarts it at once: the same primary may be opened again, holding every acknowledged write),
-a crash-looping primary (failed over), and a deleted primary pod (switched over: a planned
-restart). Each time no
+a crash-looping primary (failed over), and an evicted primary pod (switched over: a planned
+restart, as in a node drain); then a config change rolled out replicas first, with one
+switchover. Each time no
 acknowledged write is lost, the `-primary` EndpointSlice follows, and a replaced primary comes
 back as a read-only replica, never promoted back.
 """
@@ -240,7 +241,7 @@ def _diagnosis(database, namespace: str, password: str, lost: list[int]) -> str:
 
 
 def test_database_bootstraps_fails_over_twice_and_never_flips_back(database, namespace):
-    """Bootstrap; one SIGKILL of the primary's server; a deleted primary pod; a crash-looping primary."""
+    """Bootstrap; one SIGKILL of the primary's server; an evicted primary pod; a crash-looping primary."""
     status = _healthy(database, namespace)
     primary = status["currentPrimary"]
     assert status["phase"] == "Healthy" and status["readyMembers"] == 3
@@ -267,12 +268,16 @@ def test_database_bootstraps_fails_over_twice_and_never_flips_back(database, nam
     # replica is promoted, nothing acknowledged is lost and the cluster is whole again
     _fault(database, namespace, password, service_ip, kill, 1_000_000, expect=None, app_password=app_password)
 
-    def delete(pod: str) -> None:
-        database.kubectl("delete", "pod", pod, "-n", namespace, "--wait=false")
+    def evict(pod: str) -> None:
+        """What `kubectl drain` does to each pod of the node: the Eviction API, which the
+        database's PodDisruptionBudget admits (then the pod is deleted)."""
+        eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": namespace}}
+        database.kubectl("create", "--raw", f"/api/v1/namespaces/{namespace}/pods/{pod}/eviction", "-f", "-",
+                         input=json.dumps(eviction))
 
-    # a deleted primary pod is a planned restart: its preStop hook keeps the server up until the
-    # operator has switched over to the best replica and pointed the old primary at it
-    first_old, first_new = _fault(database, namespace, password, service_ip, delete, 2_000_000,
+    # an evicted (or deleted) primary pod is a planned restart: its preStop hook keeps the server
+    # up until the operator has switched over to the best replica and pointed the old primary at it
+    first_old, first_new = _fault(database, namespace, password, service_ip, evict, 2_000_000,
                                   expect="switchover", app_password=app_password)
     assert first_new != first_old
 
@@ -345,3 +350,69 @@ def test_writes_go_on_while_the_active_operator_is_killed_and_a_standby_takes_ov
     assert takeover <= 15, f"the standby took {takeover:.1f}s to take over"
     lost = writer.ids() - _stored(database, namespace, target, password, 5_000_000)
     assert not lost, f"{len(lost)} acknowledged writes lost: {sorted(lost)[:10]}"
+
+
+def test_a_config_change_restarts_the_replicas_then_switches_over_once_and_loses_no_write(database, namespace):
+    """Issue 11 item 5: a new spec.config is a planned rollout, not a failover. Under writes
+    through the -primary Service, the operator evicts the replicas one at a time, switches over
+    to one of them once they all run the new my.cnf, then restarts the old primary as a replica:
+    every server ends with the new setting, the history gains one switchover and no failover,
+    writes pause for no longer than a switchover, and no acknowledged write is lost."""
+    before = _healthy(database, namespace)
+    primary, history = before["currentPrimary"], before.get("history") or []
+    password, app_password, service_ip = _application(database, namespace)
+    writer = _writer(service_ip, 4_000_000, app_password)
+    writer.start()
+    pending_seen: list[list[str]] = []
+
+    def rolled_out():
+        status = _status(database, namespace, "db")
+        rollout = status.get("rollout")
+        if rollout:
+            if not pending_seen or pending_seen[-1] != rollout["pending"]:
+                pending_seen.append(rollout["pending"])
+            return None
+        if not pending_seen or not _condition(status, "Healthy"):
+            return None
+        values = []
+        for member in ("db-0", "db-1", "db-2"):
+            with pymysql.connect(host=_pod_ip(database, namespace, member), user="root", password=password,
+                                 connect_timeout=5) as c, c.cursor() as cur:
+                cur.execute("SELECT @@max_connections")
+                values.append(cur.fetchone()[0])
+        return status if values == [222, 222, 222] else None
+
+    try:
+        poll(lambda: len(writer.acked) > 50, 60, what="the writer's first writes")
+        started = time.monotonic()
+        database.kubectl("patch", "rdb", "db", "-n", namespace, "--type", "merge",
+                         "-p", json.dumps({"spec": {"config": {"max_connections": "222"}}}))
+        try:
+            after = poll(rolled_out, 600, what="every member restarted with max_connections 222", interval=0.3,
+                         ignore=pymysql.err.OperationalError)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; rollouts seen {pending_seen}\n"
+                                 f"{_diagnosis(database, namespace, password, [])}") from None
+        took = time.monotonic() - started
+        count = len(writer.acked)
+        poll(lambda: len(writer.acked) > count + 20, 60, what="writes after the rollout")
+    finally:
+        writer.stop(10)
+    new = after["currentPrimary"]
+    acks = [a.at for a in writer.acked if a.at >= started]
+    gap = max(b - a for a, b in zip(acks, acks[1:]))
+    print(f"{database.flavor}: rolled out in {took:.0f}s, {primary} -> {new}, longest write gap {gap:.2f}s; "
+          f"pending as seen: {pending_seen}")
+    # the replicas went first, one at a time; the old primary last, after the switchover
+    assert pending_seen[0] == ["db-0", "db-1", "db-2"], pending_seen
+    assert all(primary in p for p in pending_seen) and pending_seen[-1] == [primary], pending_seen
+    assert all(len(a) - len(b) <= 1 for a, b in zip(pending_seen, pending_seen[1:])), pending_seen
+    added = (after.get("history") or [])[:len(after.get("history") or []) - len(history)]
+    assert [(h["kind"], h["from"], h["to"]) for h in added] == [("switchover", primary, new)], added
+    assert (after.get("loop") or {}).get("lastFailover") == (before.get("loop") or {}).get("lastFailover")
+    assert gap < 3.0, f"writes stopped for {gap:.1f}s during the rollout"
+    lost = writer.ids() - _stored(database, namespace, new, password, 4_000_000)
+    assert not lost, f"{len(lost)} acknowledged writes lost: {sorted(lost)[:10]}"
+    events = database.kubectl("get", "events", "-n", namespace, "--field-selector",
+                              "involvedObject.kind=ReplicatedDatabase", "-o", "json").stdout
+    assert events.count("RolloutRestart") >= 3 and "RolloutCompleted" in events

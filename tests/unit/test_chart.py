@@ -86,6 +86,7 @@ NAMESPACED = {
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("", "pods"): {"get", "list", "watch", "patch"},
+    ("", "pods/eviction"): {"create"},  # a database's rollout restarts its members
     ("", "services"): WRITE,
     ("", "configmaps"): WRITE,
     ("", "serviceaccounts"): WRITE,

@@ -190,3 +190,19 @@ def test_the_application_account_comes_from_the_secret_without_administrative_pr
     env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in init["env"] if "secretKeyRef" in e.get("valueFrom", {})}
     assert env["APPLICATION_PASSWORD"] == {"name": "db-credentials", "key": "application-password", "optional": True}
     assert 'if [ -n "${APPLICATION_PASSWORD:-}" ]' in init["command"][2]
+
+
+def test_the_operator_rolls_out_a_new_template_and_a_new_config_is_a_new_template() -> None:
+    """Issue 11 item 5: the StatefulSet controller never restarts a member by itself (OnDelete:
+    hakeeper.replicateddatabase.rollout does, replicas first); a spec.config change changes the
+    pod template, so it reaches the servers through that rollout."""
+    base = build("mariadb", config={"max_connections": "100"})
+    assert base["spec"]["updateStrategy"] == {"type": "OnDelete"}
+
+    def config_hash(statefulset: dict) -> str:
+        return statefulset["spec"]["template"]["metadata"]["annotations"]["hakeeper.io/config-hash"]
+
+    assert config_hash(build("mariadb", config={"max_connections": "100"})) == config_hash(base)
+    assert config_hash(build("mariadb", config={"max_connections": "200"})) != config_hash(base)
+    # what is not in my.cnf does not restart anyone through the hash
+    assert config_hash(build("mariadb", config={"max_connections": "100"}, replicas=5)) == config_hash(base)

@@ -110,6 +110,11 @@ resource, "clusterkopfpeerings" or "kopfpeerings", the only rule that differs.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "patch"]
+# A database's rollout restarts its members one at a time through the Eviction API, which
+# honours the database's PodDisruptionBudget.
+- apiGroups: [""]
+  resources: ["pods/eviction"]
+  verbs: ["create"]
 # Owned objects, written by server-side apply (patch, and create when missing) and removed
 # when no longer wanted: balancer Services and config ConfigMaps, database Services, and the
 # agent's ServiceAccount. The agent's Role grants configmaps get/list/watch, held here.

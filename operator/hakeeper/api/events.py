@@ -90,6 +90,10 @@ class DatabaseEvent(_Catalog):
     SWITCHOVER_REFUSED = "SwitchoverRefused"
     FAILOVER_COMPLETED = "FailoverCompleted"
     SWITCHOVER_COMPLETED = "SwitchoverCompleted"
+    ROLLOUT_RESTART = "RolloutRestart"
+    """A member is evicted to restart with a new pod template (replicas first, the old primary last)."""
+    ROLLOUT_COMPLETED = "RolloutCompleted"
+    """Every member runs the StatefulSet's template."""
     ERRANT_TRANSACTIONS = "ErrantTransactions", EventType.WARNING
     """A member has transactions the primary lacks; it stays out until re-initialized."""
     # actions (clustering.act)

@@ -206,6 +206,18 @@ class SwitchoverStatus(StatusModel):
     """When it began (RFC 3339)."""
 
 
+class RolloutStatus(StatusModel):
+    """A new pod template (image, resources, config) being rolled out to the members: replicas
+    first, then a switchover, then the old primary (replicateddatabase.rollout)."""
+
+    revision: str
+    """The StatefulSet's updateRevision: the template being rolled out."""
+    pending: list[str] = Field(default_factory=list)
+    """Members still running an older template, in ordinal order."""
+    next: str | None = None
+    """What the rollout does or waits for now."""
+
+
 class MemberLag(StatusModel):
     member: str
     seconds: float
@@ -273,6 +285,8 @@ class ReplicatedDatabaseStatus(BaseStatus):
     members, the primary's lease), so that a restarted operator resumes where the last one
     stopped. Losing it is safe: a failover then comes failureThreshold probes later and waits
     one lease longer."""
+    rollout: RolloutStatus | None = None
+    """A rollout under way; absent when every member runs the StatefulSet's template."""
     loop_memory: str | None = None
     """Deprecated: the loop's memory as JSON, written by hakeeper 0.1.0. Read once by an upgraded
     operator to resume, then removed; superseded by loop."""

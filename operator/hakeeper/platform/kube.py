@@ -189,6 +189,24 @@ class Kube:
                 return False
             raise
 
+    def evict(self, namespace: str, name: str, uid: str | None = None) -> bool:
+        """Evicts a pod through the Eviction API (policy/v1), which honours its
+        PodDisruptionBudgets, as `kubectl drain` does; with `uid`, only that incarnation of the
+        pod (a precondition). False when the API refuses now (429: a budget allows no
+        disruption) or the pod is gone or was replaced (404, 409); ApiError otherwise.
+        https://kubernetes.io/docs/concepts/scheduling-eviction/api-eviction/"""
+        body: dict[str, Any] = {"apiVersion": "policy/v1", "kind": "Eviction",
+                                "metadata": {"name": name, "namespace": namespace}}
+        if uid is not None:
+            body["deleteOptions"] = {"preconditions": {"uid": uid}}
+        try:
+            self.request("POST", path("Pod", namespace, name, "eviction"), body=body)
+            return True
+        except ApiError as error:
+            if error.status in (404, 409, 429):
+                return False
+            raise
+
 
 _shared: Kube | None = None
 

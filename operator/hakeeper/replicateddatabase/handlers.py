@@ -24,7 +24,7 @@ from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
 from hakeeper.platform import kube as kubeapi
 from hakeeper.platform import loop
 from hakeeper.platform.spec import mark, on_spec, parse_spec
-from hakeeper.replicateddatabase import reconcile, status, telemetry
+from hakeeper.replicateddatabase import reconcile, rollout, status, telemetry
 from hakeeper.replicateddatabase.clustering import Cluster, LoopMemory, Policy
 
 GROUP, VERSION = REPLICATED_DATABASE.api_version.split("/")
@@ -60,6 +60,7 @@ class DatabasePass:
         self.primary: str | None = status.get("currentPrimary")
         self.history: list[dict[str, Any]] = list(status.get("history") or [])
         self.applied: tuple[int | None, float] = (None, 0.0)
+        self.rollout: rollout.RolloutDecision | None = None
 
     def __call__(self, body: Mapping[str, Any], observed: Any = None) -> loop.Outcome:
         started = time.monotonic()
@@ -82,12 +83,15 @@ class DatabasePass:
             return loop.Outcome(status=status.not_ready(body.get("status"), generation, problem), next_in=interval)
         members, pods = reconcile.members(kube, name, namespace, spec)
         cluster = Cluster(spec.flavor, credentials, Policy.from_spec(spec))
-        request = reconcile.switchover_request(body, name, spec, pods)
+        request = (reconcile.switchover_request(body, name, spec, pods)
+                   or reconcile.rollout_switchover(body, self.rollout, self.primary))
         force = reconcile.force_request(body, name)
         result = cluster.step(members, self.primary, self.memory,
                               switchover_target=request[1] if request else None, force_target=force)
+        decision = rollout.decide(kube.get("StatefulSet", namespace, name), pods, result.members, result.primary,
+                                  busy=result.failover_in_progress)
         written = reconcile.status_of({**body, "status": {**(body.get("status") or {}), "history": self.history}},
-                                     spec, result, now_iso())
+                                     spec, result, now_iso(), decision)
         write_handled, handled = reconcile.handled_switchover(body, request, result)
         if write_handled:
             # done: a later failover must not switch back to this target
@@ -106,7 +110,22 @@ class DatabasePass:
         if done_with:
             kube.patch(REPLICATED_DATABASE.kind, namespace, name, {"metadata": {"annotations": done_with}})
         events = [loop.Event(DatabaseEvent.type_of(reason), reason, message) for reason, message in result.events]
+        events += self._roll(kube, namespace, pods, decision)
         return loop.Outcome(events=events, next_in=max(0.05, interval - (time.monotonic() - started)))
+
+    def _roll(self, kube: kubeapi.Kube, namespace: str, pods: Mapping[str, Any],
+              decision: rollout.RolloutDecision) -> list[loop.Event]:
+        """Carries out the rollout's decision after the step's status is written: evicts the
+        member to restart (a switchover is asked for by the next step); its Events."""
+        before, self.rollout = self.rollout, decision
+        if decision.action == "restart" and reconcile.restart_member(kube, namespace, pods, decision):
+            return [loop.Event(DatabaseEvent.type_of(DatabaseEvent.ROLLOUT_RESTART), DatabaseEvent.ROLLOUT_RESTART,
+                               f"{decision.reason} (revision {decision.revision}; "
+                               f"{len(decision.outdated) - 1} more to go)")]
+        if decision.action == "none" and before is not None and before.outdated:
+            return [loop.Event(DatabaseEvent.type_of(DatabaseEvent.ROLLOUT_COMPLETED),
+                               DatabaseEvent.ROLLOUT_COMPLETED, f"every member runs revision {decision.revision}")]
+        return []
 
 
 # stopping: let a running pass (a failover, perhaps) finish before cancelling

@@ -14,11 +14,20 @@ datadir, the socket/pid directory, tmpdir, secure_file_priv, the generated confi
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from hakeeper.api.meta import DATABASE_LABEL, INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, NAME_LABEL, ROLE_LABEL
+from hakeeper.api.meta import (
+    CONFIG_HASH_ANNOTATION,
+    DATABASE_LABEL,
+    INSTANCE_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    NAME_LABEL,
+    ROLE_LABEL,
+)
 from hakeeper.api.replicateddatabase import DEFAULT_IMAGE, ReplicatedDatabaseSpec
 from hakeeper.replicateddatabase.clustering.flavor import flavor_for
 from hakeeper.replicateddatabase.clustering.policy import Policy
@@ -179,6 +188,11 @@ def config_map(db: str, namespace: str, spec: ReplicatedDatabaseSpec) -> dict[st
             "data": {"my.cnf": my_cnf(spec)}}
 
 
+def config_hash(spec: ReplicatedDatabaseSpec) -> str:
+    """The my.cnf's SHA-256, 16 hex digits: the pod template's CONFIG_HASH_ANNOTATION."""
+    return hashlib.sha256(my_cnf(spec).encode()).hexdigest()[:16]
+
+
 def init_sql(flavor: str) -> str:
     """The operator's accounts (a heredoc: $..._password are the escaped Secret values), run by
     the server at every start with binary logging off, so a rotated Secret applies at the next
@@ -308,9 +322,13 @@ def statefulset(db: str, namespace: str, spec: ReplicatedDatabaseSpec, secret: s
         "metadata": {"name": n["statefulset"], "namespace": namespace, "labels": labels(db)},
         "spec": {
             "serviceName": n["headless"], "replicas": spec.replicas, "podManagementPolicy": "Parallel",
+            # the operator restarts the members in its own order (replicas, a switchover, the
+            # old primary: hakeeper.replicateddatabase.rollout), never the StatefulSet controller
+            "updateStrategy": {"type": "OnDelete"},
             "selector": {"matchLabels": selector(db)},
             "template": {
-                "metadata": {"labels": labels(db)},
+                # a new my.cnf is a new pod template: the rollout restarts the members with it
+                "metadata": {"labels": labels(db), "annotations": {CONFIG_HASH_ANNOTATION: config_hash(spec)}},
                 "spec": {
                     "terminationGracePeriodSeconds": 30,
                     "securityContext": dict(POD_SECURITY),

@@ -15,9 +15,9 @@ from typing import Any
 
 from hakeeper.api.conditions import DatabaseReason
 from hakeeper.api.meta import FORCE_FAILOVER_ANNOTATION, ROLE_LABEL, SWITCHOVER_ANNOTATION
-from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
+from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec, RolloutStatus
 from hakeeper.platform.kube import Kube, owned_by
-from hakeeper.replicateddatabase import objects
+from hakeeper.replicateddatabase import objects, rollout
 from hakeeper.replicateddatabase import status as status_
 from hakeeper.replicateddatabase.clustering import Credentials, LoopMemory, Member, StepResult
 from hakeeper.replicateddatabase.clustering.classify import ANY_REPLICA
@@ -105,7 +105,7 @@ def switchover_request(body: Mapping[str, Any], db: str, spec: ReplicatedDatabas
     """(request id, target member) of a switchover asked for and not yet carried out.
 
     Asked for by the annotation, by spec.switchover.targetMember, or by the deletion of the
-    current primary's pod (a drain, a rollout, `kubectl delete pod`): then to the best replica
+    current primary's pod (a drain, `kubectl delete pod`): then to the best replica
     (classify.ANY_REPLICA), while the pod's preStop hook keeps its server up."""
     primary = (body.get("status") or {}).get("currentPrimary")
     primary_pod = (pods or {}).get(primary or "") or {}
@@ -124,6 +124,33 @@ def switchover_request(body: Mapping[str, Any], db: str, spec: ReplicatedDatabas
     if request == (body.get("status") or {}).get("handledSwitchover"):
         return None
     return request, target
+
+
+def rollout_switchover(body: Mapping[str, Any], decision: rollout.RolloutDecision | None,
+                       primary: str | None) -> tuple[str, str] | None:
+    """(request id, ANY_REPLICA) when the last rollout decision was to switch over from the
+    primary, which is still `primary`, and it has not been carried out yet; else None."""
+    if decision is None or decision.action != "switchover" or decision.member != primary:
+        return None
+    if decision.request_id == (body.get("status") or {}).get("handledSwitchover"):
+        return None
+    return decision.request_id, ANY_REPLICA
+
+
+def rollout_status(decision: rollout.RolloutDecision) -> RolloutStatus | None:
+    """status.rollout for a decision: None (the field removed) when nothing is pending."""
+    if decision.action == "none" or decision.revision is None:
+        return None
+    return RolloutStatus(revision=decision.revision, pending=list(decision.outdated), next=decision.reason or None)
+
+
+def restart_member(kube: Kube, namespace: str, pods: Mapping[str, Mapping[str, Any]],
+                   decision: rollout.RolloutDecision) -> bool:
+    """Evicts the pod a "restart" decision names (that incarnation only); True when evicted,
+    False when its PodDisruptionBudget or the API refuses for now (the next pass asks again)."""
+    assert decision.action == "restart" and decision.member is not None
+    pod = pods[decision.member]
+    return kube.evict(namespace, decision.member, uid=pod["metadata"].get("uid"))
 
 
 def memory_of(status: Mapping[str, Any] | None) -> LoopMemory | None:
@@ -151,10 +178,14 @@ def role_labels(kube: Kube, namespace: str, pods: Mapping[str, Mapping[str, Any]
 
 
 def status_of(body: Mapping[str, Any], spec: ReplicatedDatabaseSpec, result: StepResult,
-              now_iso: str) -> dict[str, Any]:
-    """The status patch after one step (status.status_model, as StatusModel.patch writes it)."""
+              now_iso: str, decision: rollout.RolloutDecision | None = None) -> dict[str, Any]:
+    """The status patch after one step (status.status_model, as StatusModel.patch writes it),
+    with status.rollout from the rollout's decision when one is given."""
     needed = status_.replicas_needed(spec.replicas, spec.semi_sync.enabled, spec.semi_sync.wait_for_replica_count)
-    return status_.status_model(body, result, now_iso, needed).patch()
+    model = status_.status_model(body, result, now_iso, needed)
+    if decision is not None:
+        model.rollout = rollout_status(decision)
+    return model.patch()
 
 
 def force_request(body: Mapping[str, Any], db: str) -> str | None:
