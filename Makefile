@@ -8,9 +8,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 TOOLS_BIN = $(shell bash hack/build-tools.sh)
-DEBS := haproxy mariadb-server mariadb-client prometheus keepalived wrk iproute2 \
+DEBS := haproxy prometheus keepalived wrk sysbench iproute2 \
   containerd runc containernetworking-plugins iptables conntrack docker.io mmdebstrap
-DEB_BINS := haproxy mariadbd prometheus keepalived wrk ip containerd runc dockerd mmdebstrap iptables conntrack \
+DEB_BINS := haproxy prometheus keepalived wrk sysbench ip containerd runc dockerd mmdebstrap iptables conntrack \
   /usr/lib/cni/bridge /usr/lib/cni/portmap
 STATE := .cluster
 
@@ -61,7 +61,7 @@ lint: venv tools crds-check check ## the static checks and helm lint of the char
 unit: venv tools ## unit tier
 	HAKEEPER_TOOLS_BIN=$(TOOLS_BIN) $(PY) -m pytest tests/unit
 
-integration: venv debs ## integration tier: real haproxy, mariadbd, prometheus, keepalived
+integration: venv debs ## integration tier: real haproxy, MariaDB and MySQL from their images, prometheus, keepalived
 	$(PY) -m pytest tests/integration
 
 e2e: venv tools debs images ## e2e tier on the local one-node cluster (or HAKEEPER_E2E_KUBECONFIG)

@@ -1,76 +1,48 @@
-"""Real mariadbd instances for the integration tests and the failover benchmark.
+"""The clustering loop's side of the database integration tests, for both flavors.
 
-Each instance has its own datadir, unix socket and log in a temporary directory, listens on
-its own address (127.0.40.N:3306 by default) and runs with the settings the operator owns
-(hakeeper.replicateddatabase.clustering.flavor.MariaDB.server_settings) plus small memory settings. One datadir is
-initialised once per process and copied, since mariadb-install-db takes seconds.
+The members themselves are mysql_support.PodFleet: servers started from the images exactly
+as the StatefulSet starts them (the shipped my.cnf, the init container's accounts). Here is
+what plays around them:
 
-An instance may run inside a network namespace reached through a veth pair, so a test can
-cut its network while the process keeps running (see NetnsLink).
+- ServerProcess and Members: the bases of a member (a server process, root's queries to it)
+  and of a fleet (started in parallel, stopped whatever happened);
+- NetnsLink: a network namespace joined to the host by a veth pair, so a test can cut a
+  member's network while its server keeps running;
+- LoopDriver and bootstrap: the controller's part (Cluster.step every probeInterval, the
+  primary and the loop's memory persisted between steps, the -primary Service's address);
+- Writer: the application, and what it was told (stored_ids, replica_status, follows read
+  what the servers have).
+
+(The module's name is older than MySQL's support; bench/failover imports it too.)
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pymysql
 
-from hakeeper.replicateddatabase.clustering import Cluster, Credentials, LoopMemory, Member, Policy, StepResult
-from hakeeper.replicateddatabase.clustering.flavor import MariaDB, flavor_for
+from hakeeper.replicateddatabase.clustering import Cluster, LoopMemory, Member, Policy, StepResult
+from hakeeper.replicateddatabase.clustering.flavor import flavor_for
 
 from ..support import writer
 from ..support.netns import add_namespace, delete_namespace, ip
-from ..support.polling import poll
 
-MARIADBD = "/usr/sbin/mariadbd"
-INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
-ROOT_PASSWORD = "root-secret"
-REPLICATION_PASSWORD = "repl-secret"
-OPERATOR_PASSWORD = "operator-secret"
+if TYPE_CHECKING:
+    from .mysql_support import Pod, PodFleet
+
 APP_USER, APP_PASSWORD = "app", "app-secret"
 
-# Small footprint: three instances on two cores next to other test suites.
-SMALL = {
-    "innodb_buffer_pool_size": "32M",
-    "innodb_log_file_size": "16M",
-    "performance_schema": "OFF",
-    "max_connections": "100",
-    "thread_cache_size": "8",
-    "key_buffer_size": "1M",
-    "table_open_cache": "200",
-}
-
-_template_lock = threading.Lock()
 _background: list = []  # LoopDriver and Writer threads to stop at teardown
-_template_dir: Path | None = None
-
-
-def _template() -> Path:
-    """One initialised datadir per process, copied for every instance."""
-    global _template_dir
-    with _template_lock:
-        if _template_dir is None:
-            base = Path(tempfile.mkdtemp(prefix="hk-mariadb-template-"))
-            atexit.register(shutil.rmtree, base, True)
-            data = base / "data"
-            subprocess.run(
-                [INSTALL_DB, "--no-defaults", f"--datadir={data}", "--user=root",
-                 "--auth-root-authentication-method=normal", "--skip-test-db",
-                 "--innodb-log-file-size=16M", "--innodb-buffer-pool-size=32M"],
-                check=True, capture_output=True, timeout=120)
-            _template_dir = data
-        return _template_dir
 
 
 class ServerProcess:
@@ -114,102 +86,6 @@ class ServerProcess:
         return next(iter(rows[0].values())) if rows else None
 
 
-@dataclass
-class Instance(ServerProcess):
-    index: int
-    host: str
-    base: Path
-    port: int = 3306
-    netns: str | None = None
-    settings: dict[str, str] = field(default_factory=dict)
-    policy: Policy = field(default_factory=Policy)
-    process: subprocess.Popen | None = None
-
-    @property
-    def name(self) -> str:
-        return f"db-{self.index}"
-
-    @property
-    def server_id(self) -> int:
-        return self.index + 1
-
-    @property
-    def datadir(self) -> Path:
-        return self.base / "data"
-
-    @property
-    def socket(self) -> str:
-        return str(self.base / "mysqld.sock")
-
-    @property
-    def log(self) -> Path:
-        return self.base / "error.log"
-
-    def prepare(self) -> None:
-        if not self.datadir.exists():
-            shutil.copytree(_template(), self.datadir)
-
-    def command(self) -> list[str]:
-        options = {
-            **MariaDB().settings_for(self.policy, self.server_id),
-            **SMALL,
-            **self.settings,
-            "datadir": str(self.datadir),
-            "socket": self.socket,
-            "pid_file": str(self.base / "mysqld.pid"),
-            "log_error": str(self.log),
-            "bind_address": self.host,
-            "port": str(self.port),
-            "user": "root",
-        }
-        args = [MARIADBD, "--no-defaults"] + [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
-        if self.netns:
-            args = ["ip", "netns", "exec", self.netns] + args
-        return args
-
-    def start(self, timeout: float = 60) -> None:
-        assert self.process is None or self.process.poll() is not None, f"{self.name} already running"
-        self.prepare()
-        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True)
-        try:
-            # the server refuses connections until it is up: any error means "not yet"
-            poll(self._answers, timeout, what=f"{self.name} to accept connections", interval=0.05, ignore=Exception)
-        except AssertionError:
-            tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else "(no log)"
-            raise TimeoutError(f"{self.name} did not start; log tail:\n{tail}") from None
-
-    def _answers(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else "(no log)"
-            raise RuntimeError(f"{self.name} exited with {self.process.returncode}; log tail:\n{tail}")
-        with self.admin() as conn, conn.cursor() as cur:
-            cur.execute("SELECT 1")
-        return True
-
-    def admin(self, **kwargs) -> pymysql.Connection:
-        """root over the unix socket: reaches the server even when its network is cut."""
-        return pymysql.connect(unix_socket=self.socket, user="root", password="", autocommit=True,
-                               connect_timeout=2, read_timeout=kwargs.pop("read_timeout", 10), **kwargs)
-
-    _root_connection = admin  # query() and value() go through the unix socket
-
-
-def seed_users(instance: Instance) -> None:
-    """What the image's entrypoint does: a root account reachable over TCP. Not binlogged,
-    so every member starts with an empty GTID history."""
-    with instance.admin() as conn, conn.cursor() as cur:
-        cur.execute("SET SESSION sql_log_bin = 0")
-        # mariadb-install-db also makes password-less root@127.0.0.1/::1/<hostname>; the
-        # more specific host would win over root@'%' for TCP clients.
-        cur.execute("SELECT Host FROM mysql.user WHERE User = 'root' AND Host NOT IN ('localhost', '%')")
-        for (host,) in cur.fetchall():
-            cur.execute("DROP USER 'root'@%s", (host,))
-        cur.execute("CREATE USER IF NOT EXISTS 'root'@'%%' IDENTIFIED BY %s", (ROOT_PASSWORD,))
-        cur.execute("GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION")
-        cur.execute("RESET MASTER")
-
-
 class Members:
     """Database servers started in parallel; close() stops every one, whatever happened.
 
@@ -218,9 +94,6 @@ class Members:
 
     instances: list
     base: Path
-
-    def _start_member(self, member: Any) -> None:
-        member.start()
 
     def start(self):
         self._errors: list[BaseException] = []
@@ -235,7 +108,7 @@ class Members:
 
     def _start_one(self, member: Any) -> None:
         try:
-            self._start_member(member)
+            member.start()
         except BaseException as exc:  # noqa: BLE001 - reported by start()
             self._errors.append(exc)
 
@@ -254,33 +127,12 @@ class Members:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-class Fleet(Members):
-    """N mariadbd instances on loopback addresses (or in network namespaces), users seeded."""
-
-    def __init__(self, count: int, prefix: str = "127.0.40", base: Path | None = None,
-                 hosts: list[str] | None = None, netns: dict[int, str] | None = None,
-                 settings: dict[str, str] | None = None, policy: Policy | None = None) -> None:
-        self.base = base or Path(tempfile.mkdtemp(prefix="hk-mariadb-"))
-        hosts = hosts or [f"{prefix}.{i + 1}" for i in range(count)]
-        self.instances = [
-            Instance(index=i, host=hosts[i], base=self.base / f"m{i}", netns=(netns or {}).get(i),
-                     settings=dict(settings or {}), policy=policy or Policy(semi_sync=count > 1))
-            for i in range(count)
-        ]
-        for inst in self.instances:
-            inst.base.mkdir(parents=True, exist_ok=True)
-
-    def _start_member(self, member: Instance) -> None:
-        member.start()
-        seed_users(member)
-
-
 # --------------------------------------------------------------------- network namespace
 
 class NetnsLink:
     """A network namespace joined to the host by a veth pair.
 
-    Inside: `inner_ip` on the veth, routes to `host_net` (where the host-side instances
+    Inside: `inner_ip` on the veth, routes to `host_net` (where the host-side members
     listen, on `lo`) through the veth. Outside: `outer_ip` on the veth. cut() downs the
     host side of the pair: both directions go silent (no reset), like a real partition.
     """
@@ -323,9 +175,6 @@ class NetnsLink:
 
 # ------------------------------------------------------------------- the loop, and a client
 
-CREDENTIALS = Credentials(ROOT_PASSWORD, REPLICATION_PASSWORD, OPERATOR_PASSWORD)
-
-
 @dataclass
 class Observed:
     started: float
@@ -338,11 +187,10 @@ class LoopDriver:
     memory between steps, and publishes the primary's address the way the -primary Service
     would (writers look it up before each connection)."""
 
-    def __init__(self, fleet: Fleet, policy: Policy, cluster: Cluster | None = None) -> None:
+    def __init__(self, fleet: PodFleet, policy: Policy, cluster: Cluster | None = None) -> None:
         self.fleet, self.policy = fleet, policy
-        # a fleet may be of either flavor, with its own credentials (mysql_support.PodFleet)
-        self.cluster = cluster or Cluster(getattr(fleet, "flavor", "mariadb"),
-                                          getattr(fleet, "credentials", CREDENTIALS), policy)
+        # the fleet's flavor, and the credentials its init container gave the accounts
+        self.cluster = cluster or Cluster(fleet.flavor, fleet.credentials, policy)
         self.members = [Member(i.name, i.host, i.port) for i in fleet]
         self.primary: str | None = None
         self.memory = LoopMemory()
@@ -428,7 +276,7 @@ class LoopDriver:
                            f"{last and (last.state, last.reason, last.error)}")
 
 
-def bootstrap(fleet: Fleet, policy: Policy) -> LoopDriver:
+def bootstrap(fleet: PodFleet, policy: Policy) -> LoopDriver:
     """A healthy cluster with an application schema and account (a client without SUPER or
     READ_ONLY ADMIN, so read_only applies to it)."""
     loop = LoopDriver(fleet, policy)
@@ -464,21 +312,21 @@ class Writer(writer.Writer):
         _background.append(self)
 
 
-def stored_ids(instance: Instance) -> set[int]:
-    return {int(r["id"]) for r in instance.query("SELECT id FROM hk.writes")}
+def stored_ids(member: ServerProcess) -> set[int]:
+    return {int(r["id"]) for r in member.query("SELECT id FROM hk.writes")}
 
 
-def replica_status(instance: Instance) -> dict:
-    rows = instance.query(flavor_for(getattr(instance, "flavor", "mariadb")).replica_status_sql)
+def replica_status(member: Pod) -> dict:
+    """SHOW SLAVE STATUS (MariaDB) / SHOW REPLICA STATUS (MySQL): {} when not a replica."""
+    rows = member.query(flavor_for(member.flavor).replica_status_sql)
     return rows[0] if rows else {}
 
 
 def follows(fleet: Members, member: str, primary: str) -> bool:
-    """`member` replicates from `primary` (both replication threads running) and is read-only;
-    for a Fleet (MariaDB) or a PodFleet of either flavor. Raises pymysql errors when a server
-    does not answer."""
+    """`member` replicates from `primary` (both replication threads running) and is read-only,
+    in the words of its flavor. Raises pymysql errors when a server does not answer."""
     replica, source = fleet.by_name(member), fleet.by_name(primary)
-    c = flavor_for(getattr(replica, "flavor", "mariadb")).columns
+    c = flavor_for(replica.flavor).columns
     row = replica_status(replica)
     return (row.get(c.source_host) == source.host and row.get(c.io_running) == "Yes"
             and row.get(c.sql_running) == "Yes" and replica.value("SELECT @@read_only") == 1)
@@ -492,13 +340,3 @@ def stop_background() -> None:
             worker.stop()
         except BaseException:  # noqa: BLE001 - the test already reported what went wrong
             pass
-
-
-def fleet_fixture(count: int = 3, **kwargs) -> Iterator[Fleet]:
-    """Body of the tests' fixtures: start N instances, stop every one (and every thread) afterwards."""
-    fleet = Fleet(count, **kwargs)
-    try:
-        yield fleet.start()
-    finally:
-        stop_background()
-        fleet.close()

@@ -15,7 +15,11 @@ hakeeper.replicateddatabase.objects runs the way the kubelet would run that pod:
   with no capabilities and no_new_privs (allowPrivilegeEscalation: false);
 - the init container's command and env (HOSTNAME = the pod name, POD_IP, the Secret's
   passwords) and then the server container's command and args, with $(VAR) expanded as the
-  kubelet does. POD_IP is a loopback address of its own (127.0.<net>.<ordinal+1>).
+  kubelet does. POD_IP is a loopback address of its own (127.0.<net>.<ordinal+1>), or the
+  address a test gives it;
+- a member may run in a network namespace of its own (PodFleet(netns=...)): both containers,
+  as in a pod, so a test can cut the member's network while its server keeps running; its
+  unix socket (in the "run" volume, a host directory) still reaches it (Pod.admin).
 
 Only what is in the StatefulSet decides how the server starts: nothing here adds an option.
 """
@@ -191,7 +195,9 @@ def _namespaced(spec: dict[str, Any], pod: Pod) -> list[str]:
     run = ["setpriv", "--no-new-privs", "chroot", f"--userspec={uid}:{gid}", f"--groups={groups}", str(root),
            "/usr/bin/env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
     script = " && ".join(setup) + " && exec " + shlex.join(run)
-    return ["unshare", "--mount", "--uts", "--propagation", "private", "--", "sh", "-ec", script]
+    # `ip netns exec` and unshare exec what follows (no fork): the process is the server's
+    netns = ["ip", "netns", "exec", pod.netns] if pod.netns else []
+    return [*netns, "unshare", "--mount", "--uts", "--propagation", "private", "--", "sh", "-ec", script]
 
 
 class Pod(ServerProcess):
@@ -201,7 +207,8 @@ class Pod(ServerProcess):
         self.fleet, self.index = fleet, index
         self.flavor = fleet.flavor
         self.name = f"{DB}-{index}"
-        self.host = f"127.0.{NETS[self.flavor]}.{index + 1}"
+        self.host = fleet.hosts[index] if fleet.hosts else f"127.0.{NETS[self.flavor]}.{index + 1}"
+        self.netns = fleet.netns.get(index)
         self.port = 3306
         self.base = fleet.base / self.name
         self.rootfs = fleet.rootfs
@@ -270,6 +277,20 @@ class Pod(ServerProcess):
 
     _root_connection = connect  # query() and value() go over TCP as root
 
+    @property
+    def socket(self) -> str:
+        """The server's unix socket (my.cnf: RUN_DIR/mysqld.sock), in the pod's "run" volume."""
+        return str(self.volumes["run"] / "mysqld.sock")
+
+    def admin(self, **kwargs: Any) -> pymysql.Connection:
+        """root over the unix socket, which a cut network does not touch. The socket's client is
+        root@localhost, not root@'%': on MySQL init.sql gives it the root password; on MariaDB it
+        is socket-authenticated as the OS user root (mariadb-install-db
+        --auth-root-authentication-method=socket), which the tests run as."""
+        return pymysql.connect(unix_socket=self.socket, user="root", password=PASSWORDS["root-password"],
+                               autocommit=True, connect_timeout=2, read_timeout=kwargs.pop("read_timeout", 10),
+                               **kwargs)
+
     def server_uids(self) -> tuple[int, int]:
         """Real uid and gid of the running server process."""
         status = Path(f"/proc/{self.process.pid}/status").read_text()  # type: ignore[union-attr]
@@ -284,10 +305,16 @@ class Pod(ServerProcess):
 
 class PodFleet(Members):
     """The members of one ReplicatedDatabase, started from the image as the StatefulSet starts
-    them; usable wherever mariadb_support.Fleet is (LoopDriver, bootstrap, Writer)."""
+    them, for the clustering loop (mariadb_support: LoopDriver, bootstrap, Writer).
 
-    def __init__(self, spec: ReplicatedDatabaseSpec) -> None:
+    hosts: each member's POD_IP (the address it binds), by ordinal; 127.0.<net>.<ordinal+1> by
+    default. netns: ordinal -> the network namespace that member's pod runs in (the test makes
+    it, and the route to the others' addresses: mariadb_support.NetnsLink)."""
+
+    def __init__(self, spec: ReplicatedDatabaseSpec, hosts: list[str] | None = None,
+                 netns: dict[int, str] | None = None) -> None:
         self.spec, self.flavor = spec, spec.flavor
+        self.hosts, self.netns = hosts, dict(netns or {})
         self.credentials = CREDENTIALS
         self.rootfs = rootfs(spec.flavor)
         self.statefulset = objects.statefulset(DB, NAMESPACE, spec)
@@ -312,8 +339,10 @@ def database_spec(flavor: str, replicas: int = 3, **overrides: Any) -> Replicate
         "flavor": flavor, "replicas": replicas, "config": SMALL[flavor], **overrides})
 
 
-def pod_fleet_fixture(spec: ReplicatedDatabaseSpec) -> Iterator[PodFleet]:
-    fleet = PodFleet(spec)
+def pod_fleet_fixture(spec: ReplicatedDatabaseSpec, **kwargs: Any) -> Iterator[PodFleet]:
+    """Body of the tests' fixtures: start the members (kwargs: PodFleet's hosts, netns), stop
+    every one (and every loop and writer thread) afterwards."""
+    fleet = PodFleet(spec, **kwargs)
     try:
         yield fleet.start()
     finally:

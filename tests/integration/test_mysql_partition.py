@@ -1,5 +1,7 @@
-"""A network partition of the primary: its mariadbd runs in a network namespace joined to the
-host by a veth pair, and the test cuts the link while the process keeps running.
+"""A network partition of the primary, for each flavor: the members are started from the server
+image exactly as the StatefulSet starts them (mysql_support.PodFleet), the primary's pod in a
+network namespace joined to the host by a veth pair, and the test cuts the link while its
+server keeps running.
 
 The operator cannot reach the partitioned primary to fence it, so the primary fences itself
 (hakeeper.replicateddatabase.clustering.lease). Under durability Available it does when its
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pymysql
 import pytest
@@ -18,17 +21,8 @@ import pytest
 from hakeeper.replicateddatabase.clustering import Policy
 
 from ..support.polling import poll
-from .mariadb_support import (
-    APP_PASSWORD,
-    APP_USER,
-    Fleet,
-    NetnsLink,
-    Writer,
-    bootstrap,
-    fleet_fixture,
-    replica_status,
-    stored_ids,
-)
+from .mariadb_support import APP_PASSWORD, APP_USER, NetnsLink, Writer, bootstrap, follows, stored_ids
+from .mysql_support import Pod, PodFleet, database_spec, pod_fleet_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -47,16 +41,26 @@ def link():
         link.destroy()
 
 
-@pytest.fixture
-def fleet(link: NetnsLink):
-    yield from fleet_fixture(3, hosts=[INSIDE, *REPLICAS], netns={0: NETNS})
+@pytest.fixture(params=["mariadb", "mysql"])
+def fleet(request, link: NetnsLink, durability: str):
+    """db-0's pod in the namespace; the spec's durability is the test's."""
+    spec = database_spec(request.param, durability=durability)
+    yield from pod_fleet_fixture(spec, hosts=[INSIDE, *REPLICAS], netns={0: NETNS})
+
+
+def socket_value(pod: Pod, sql: str) -> object:
+    """The first column of the first row, as root over the member's unix socket."""
+    with pod.admin() as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        row = cur.fetchone()
+        return row[0] if row else None
 
 
 class ReadOnlyWatch(threading.Thread):
     """Polls read_only of every member over its unix socket (which the partition does not
     touch) and records when each one changed."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: PodFleet) -> None:
         super().__init__(daemon=True)
         self.fleet = fleet
         self.changes: list[tuple[float, str, int]] = []
@@ -67,7 +71,7 @@ class ReadOnlyWatch(threading.Thread):
         while not self.halt.is_set():
             for inst in self.fleet:
                 try:
-                    value = int(inst.value("SELECT @@read_only"))  # type: ignore[arg-type]
+                    value = int(socket_value(inst, "SELECT @@read_only"))  # type: ignore[arg-type]
                 except Exception:  # noqa: BLE001
                     continue
                 if last.get(inst.name) != value:
@@ -79,12 +83,17 @@ class ReadOnlyWatch(threading.Thread):
         return next((t for t, n, v in self.changes if n == name and v == value and t > after), None)
 
 
-def socket_writer(fleet: Fleet, first_id: int) -> Writer:
-    """A client of the old primary that still reaches it over its unix socket."""
+def app_over_socket(pod: Pod, read_timeout: float) -> Callable[[str], pymysql.Connection]:
+    """The application's account (APP_USER@'%') over the member's unix socket."""
     def connect(_: str) -> pymysql.Connection:
-        return pymysql.connect(unix_socket=fleet[0].socket, user=APP_USER, password=APP_PASSWORD, autocommit=True,
-                               read_timeout=15)
+        return pymysql.connect(unix_socket=pod.socket, user=APP_USER, password=APP_PASSWORD, autocommit=True,
+                               connect_timeout=2, read_timeout=read_timeout)
+    return connect
 
+
+def socket_writer(fleet: PodFleet, first_id: int) -> Writer:
+    """A client of the old primary that still reaches it over its unix socket."""
+    connect = app_over_socket(fleet[0], read_timeout=15)
     writer = Writer(lambda: "socket")
     writer.connect, writer.next_id, writer.retry_pause = connect, first_id, 0.2
     return writer
@@ -92,9 +101,11 @@ def socket_writer(fleet: Fleet, first_id: int) -> Writer:
 
 @pytest.mark.parametrize("durability", ["Available", "Lossless"])
 def test_a_partitioned_primary_fences_itself_and_acknowledges_nothing_once_a_replica_is_promoted(
-        fleet: Fleet, link: NetnsLink, durability: str) -> None:
+        fleet: PodFleet, link: NetnsLink, durability: str) -> None:
     lossless = durability == "Lossless"
-    loop = bootstrap(fleet, Policy(lossless=lossless)).start()
+    policy = Policy.from_spec(fleet.spec)
+    assert policy.lossless is lossless
+    loop = bootstrap(fleet, policy).start()
     assert loop.primary == "db-0" and fleet[0].host == INSIDE
     writer = Writer(loop.primary_host)
     writer.start()
@@ -114,7 +125,7 @@ def test_a_partitioned_primary_fences_itself_and_acknowledges_nothing_once_a_rep
     new = failover.primary
     fenced_at = poll(lambda: watch.first("db-0", 1, cut), 10, what="db-0 to fence itself")
     opened_at = poll(lambda: watch.first(new, 0, cut), 10, what=f"{new} to open")  # type: ignore[arg-type]
-    print(f"\npartition ({durability}): db-0 read-only after {fenced_at - cut:.2f}s, {new} writable after "
+    print(f"\n{fleet.flavor} partition ({durability}): db-0 read-only after {fenced_at - cut:.2f}s, {new} writable after "
           f"{opened_at - cut:.2f}s")
     if lossless:
         stranded.stop()
@@ -125,8 +136,7 @@ def test_a_partitioned_primary_fences_itself_and_acknowledges_nothing_once_a_rep
         assert fenced_at < opened_at
 
     # A client that still reaches the old primary (over its socket) cannot write there.
-    with pymysql.connect(unix_socket=fleet[0].socket, user=APP_USER, password=APP_PASSWORD, autocommit=True,
-                         read_timeout=5) as conn, conn.cursor() as cur:
+    with app_over_socket(fleet[0], read_timeout=5)("socket") as conn, conn.cursor() as cur:
         with pytest.raises(pymysql.err.OperationalError) as refused:
             cur.execute("INSERT INTO hk.writes (id, at) VALUES (-1, 0)")
     assert refused.value.args[0] == 1290  # --read-only
@@ -156,8 +166,7 @@ def test_a_partitioned_primary_fences_itself_and_acknowledges_nothing_once_a_rep
         watch.halt.set()
         watch.join()
         assert rejoined.primary == new
-        status = replica_status(fleet[0])
-        assert status["Master_Host"] == fleet.by_name(new).host and status["Slave_IO_Running"] == "Yes"
+        assert follows(fleet, "db-0", new)  # both replication threads running, read-only
         poll(lambda: writer.ids() | acked <= stored_ids(fleet[0]), 15, what="db-0 to catch up", ignore=Exception)
 
     # Never two writable members in what the loop saw, nor (Available) on the servers themselves.
