@@ -16,6 +16,13 @@ Measures, in one run, for MariaDB 10.11 and MySQL 9.7:
   the old primary, restarted, is opened again (writes it lost counted); Available promotes and
   the writer counts the acknowledged writes lost (the negative control: the count sees loss).
 
+- linearizability: all along, READERS clients read SELECT MAX(id) through the -primary
+  endpoint; the writer's INSERTs (with their call times, acknowledgements and unknown
+  outcomes) and those reads, across every failover and switchover of a flavor, are judged by
+  porcupine (tests/support/linearizability.py, a checker nobody here wrote): every
+  acknowledged write present, no read going back in time. The Available trials are its
+  negative control: their lost writes must make the history non-linearizable.
+
 Settings: the spec's defaults (probeInterval 1s, failureThreshold 3, semi-sync waiting for
 1 replica, timeout 10s, durability Lossless), except antiFlapWindow 1s so failovers can follow
 one another (and semiSync.timeout 3s in the durability runs).
@@ -39,9 +46,14 @@ sys.path[:0] = [str(ROOT / "operator"), str(ROOT), str(ROOT / "hack"), str(Path(
 from stats import percentile, table
 
 from hakeeper.replicateddatabase.clustering import Policy
-from tests.integration.mariadb_support import LoopDriver, Writer, bootstrap, stop_background, stored_ids
+from tests.integration.mariadb_support import LoopDriver, Writer, app_connect, bootstrap, stop_background, stored_ids
 from tests.integration.mysql_support import PodFleet, database_spec, fall_back_then_kill
+from tests.support.linearizability import Verdict, check, history
 from tests.support.polling import poll
+from tests.support.writer import Reader
+
+READERS = 2
+"""Clients reading SELECT MAX(id) through the -primary endpoint all along, for the history."""
 
 
 def log(message: str) -> None:
@@ -64,6 +76,30 @@ class Results:
         self.lossless_refused = 0
         self.lossless_trials = 0
         self.lossless_lost: list[int] = []
+        self.verdicts: list[tuple[str, Verdict]] = []
+        """(what was judged, porcupine's verdict)."""
+
+
+def readers(loop: LoopDriver, first_id: int) -> list[Reader]:
+    """READERS started readers of the highest id at or above first_id through the -primary endpoint."""
+    started = [Reader(loop.primary_host, app_connect,
+                      f"SELECT COALESCE(MAX(id), 0) FROM hk.writes WHERE id >= {int(first_id)}")
+               for _ in range(READERS)]
+    for reader in started:
+        reader.start()
+    return started
+
+
+def judge(what: str, writer: Writer, reading: list[Reader], res: Results) -> Verdict:
+    """The writer's and the readers' history (both stopped) checked by porcupine."""
+    for reader in reading:
+        reader.stop()
+    verdict = check(history(writer, reading), timeout=300)
+    res.verdicts.append((what, verdict))
+    log(f"{what}: porcupine says linearizable={verdict.linearizable} ({verdict.writes} writes, {verdict.reads} "
+        f"reads, {verdict.unknown} of unknown outcome; {verdict.seconds:.2f}s)"
+        + (f"; see {verdict.visualization}" if verdict.visualization else ""))
+    return verdict
 
 
 def decision_time(loop: LoopDriver, result) -> float:
@@ -107,6 +143,7 @@ def bench_failovers(flavor: str, count: int, switchovers: int, res: Results) -> 
         loop = bootstrap(fleet, policy_of(fleet, anti_flap_window=1.0)).start()  # type: ignore[arg-type]
         writer = Writer(loop.primary_host)
         writer.start()
+        reading = readers(loop, 1)
         for i in range(count):
             wait_healthy(loop, fleet, res)
             before = len(writer.acked)
@@ -154,6 +191,7 @@ def bench_failovers(flavor: str, count: int, switchovers: int, res: Results) -> 
                 f"lost {len(missing)}")
 
         writer.stop()
+        judge(f"{flavor}: {count} failovers and {switchovers} switchovers", writer, reading, res)
         wait_healthy(loop, fleet, res)
         acked = writer.ids()
         res.acked += len(acked)
@@ -203,6 +241,7 @@ def bench_durability(flavor: str, durability: str, trials: int, res: Results) ->
             writer = Writer(loop.primary_host)
             writer.next_id = 10_000_000 * (i + 1)
             writer.start()
+            reading = readers(loop, writer.next_id)
             poll(lambda: len(writer.acked) >= 50, 30, what="writes before the cut")
             old = fleet.by_name(loop.primary)  # type: ignore[arg-type]
             _, killed = fall_back_then_kill(loop, writer, old)
@@ -214,6 +253,8 @@ def bench_durability(flavor: str, durability: str, trials: int, res: Results) ->
                 res.lossless_refused += bool(refused.refused and refused.history is None)
                 old.start()
                 loop.wait(lambda r: r.primary == old.name and r.available, 60, "the old primary reopened")
+                poll_reads(reading, loop.last.primary, fleet)
+                judge(f"{flavor} Lossless trial {i + 1} (refused, the old primary back)", writer, reading, res)
                 res.lossless_lost.append(len(acked - stored_ids(old)))
                 log(f"{flavor} Lossless {i + 1}/{trials}: refused {refused.refused}; the old primary back "
                     f"lacks {res.lossless_lost[-1]} of {len(acked)} acknowledged writes")
@@ -223,6 +264,8 @@ def bench_durability(flavor: str, durability: str, trials: int, res: Results) ->
                 res.available_promoted.append(time.monotonic() - killed)
                 res.available_lost.append(len(acked - stored_ids(new)))
                 res.available_acked.append(len(acked))
+                poll_reads(reading, new.name, fleet)
+                judge(f"{flavor} Available trial {i + 1} (the negative control)", writer, reading, res)
                 log(f"{flavor} Available {i + 1}/{trials}: promoted {new.name}; lost {res.available_lost[-1]} of "
                     f"{len(acked)} acknowledged writes")
                 old.start()  # back with writes the new primary lacks: errant, re-initialized
@@ -230,6 +273,13 @@ def bench_durability(flavor: str, durability: str, trials: int, res: Results) ->
     finally:
         stop_background()
         fleet.close()
+
+
+def poll_reads(reading: list[Reader], primary: str | None, fleet: PodFleet) -> None:
+    """Wait until every reader has answers from `primary` after the fault: the reads that judge it."""
+    since = time.monotonic()
+    poll(lambda: all(any(r.call > since for r in reader.reads) for reader in reading), 30,
+         what=f"reads through the -primary endpoint on {primary}")
 
 
 def report(flavor: str, res: Results) -> None:
@@ -252,6 +302,9 @@ def report(flavor: str, res: Results) -> None:
     print(f"semi-sync fallen back, then kill -9: Lossless refused {res.lossless_refused} of {res.lossless_trials} "
           f"failovers, the old primary back lacked {res.lossless_lost} acknowledged writes; Available lost "
           f"{res.available_lost} of {res.available_acked} acknowledged writes (the negative control)")
+    for what, verdict in res.verdicts:
+        print(f"porcupine: {what}: linearizable {verdict.linearizable} ({verdict.writes} writes, {verdict.reads} "
+              f"reads, {verdict.unknown} of unknown outcome, checked in {verdict.seconds:.2f}s)")
     goal = res.total and percentile(res.total, 50) <= 3.0
     print(f"goal failover p50 <= 3s: {'met' if goal else 'NOT met'}; 0 lost under Lossless failovers: "
           f"{'met' if res.lost == 0 else 'NOT met'}")

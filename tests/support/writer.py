@@ -1,7 +1,7 @@
 """An application that writes through a database endpoint during a failover, and what it was told.
 
-The same client for the integration tier (mariadbd processes, the -primary "Service" is
-LoopDriver.primary_host) and the e2e tier (the -primary Service's cluster IP): it INSERTs
+The same client for the integration tier (servers started from the images, the -primary
+"Service" is LoopDriver.primary_host) and the e2e tier (the -primary Service's cluster IP): it INSERTs
 one id after another with autocommit and records every id the server acknowledged, so a
 test can check afterwards that none of them is missing on the new primary.
 """
@@ -53,6 +53,9 @@ class Writer(threading.Thread):
         self.pause, self.retry_pause = pause, retry_pause
         self.acked: list[Ack] = []
         self.errors: list[tuple[float, str]] = []
+        self.calls: dict[int, float] = {}
+        """id -> time.monotonic() just before its INSERT was sent: with `acked`, the history a
+        linearizability checker reads (tests/support/linearizability.py)."""
         self.next_id = first_id
         self._halt = threading.Event()
 
@@ -70,6 +73,7 @@ class Writer(threading.Thread):
                     conn, conn_host = self.connect(host), host
                 i = self.next_id
                 self.next_id += 1
+                self.calls[i] = time.monotonic()
                 with conn.cursor() as cur:
                     cur.execute(self.sql, self.params(i))
                 self.acked.append(Ack(i, time.monotonic(), host))
@@ -112,3 +116,64 @@ def _close(conn: Any) -> None:
             conn.close()
         except Exception:  # noqa: BLE001 - the connection is broken already
             pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Read:
+    """One answered read: when it was sent and answered (time.monotonic() seconds), what it returned."""
+
+    call: float
+    ret: float
+    value: int
+
+
+class Reader(threading.Thread):
+    """Runs one query that returns a single integer (SELECT MAX(id) ...), again and again,
+    against whatever host endpoint() names, and records every answer with its call and return
+    times in `reads` (a failed read says nothing and is only counted in `failures`): the reads
+    of a history a linearizability checker judges (tests/support/linearizability.py).
+
+    endpoint, connect, retry_pause: as Writer's. pause: seconds between two reads. A daemon
+    thread: start() it, stop() it.
+    """
+
+    def __init__(self, endpoint: Callable[[], str | None], connect: Callable[[str], Any], sql: str, *,
+                 pause: float = 0.005, retry_pause: float = 0.01) -> None:
+        super().__init__(name="reader", daemon=True)
+        self.endpoint, self.connect, self.sql = endpoint, connect, sql
+        self.pause, self.retry_pause = pause, retry_pause
+        self.reads: list[Read] = []
+        self.failures = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        conn: Any = None
+        conn_host: str | None = None
+        while not self._halt.is_set():
+            host = self.endpoint()
+            if host is None:
+                self._halt.wait(0.02)
+                continue
+            try:
+                if conn is None or conn_host != host:
+                    _close(conn)
+                    conn, conn_host = self.connect(host), host
+                call = time.monotonic()
+                with conn.cursor() as cur:
+                    cur.execute(self.sql)
+                    value = int(cur.fetchone()[0] or 0)
+                self.reads.append(Read(call, time.monotonic(), value))
+            except Exception:  # noqa: BLE001 - what a client sees during a failover
+                self.failures += 1
+                _close(conn)
+                conn = None
+                self._halt.wait(self.retry_pause)
+            if self.pause:
+                self._halt.wait(self.pause)
+        _close(conn)
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stops reading and waits up to `timeout` seconds for the thread to end."""
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout=timeout)
