@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import time
 
+import pymysql
 import pytest
 
 from hakeeper.api.replicateddatabase import HistoryEntry
 from hakeeper.replicateddatabase.clustering import Policy
 
 from ..support.polling import poll
-from .mariadb_support import Writer, bootstrap, follows, stored_ids
+from .mariadb_support import Writer, app_connect, bootstrap, follows, stored_ids
 from .mysql_support import PodFleet, database_spec, pod_fleet_fixture
 
 pytestmark = pytest.mark.integration
@@ -28,6 +29,10 @@ def test_planned_switchover_under_writes_loses_nothing(fleet: PodFleet) -> None:
     writer = Writer(loop.primary_host)
     writer.start()
     poll(lambda: len(writer.acked) >= 200, 30, what="writes")
+    # a pooled connection of the application's, idle on the primary across the switchover
+    pooled = app_connect(fleet[0].host)
+    with pooled.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM hk.writes")
 
     requested = time.monotonic()
     loop.switchover_target = "db-2"
@@ -38,6 +43,11 @@ def test_planned_switchover_under_writes_loses_nothing(fleet: PodFleet) -> None:
     HistoryEntry.model_validate(done.history)
     poll(lambda: writer.first_ack(requested, fleet[2].host), 10, what="a write on db-2")
     poll(lambda: len(writer.acked_since(host=fleet[2].host)) >= 100, 20, what="more writes")
+    # the fence killed it: the application reconnects (through the -primary Service, to db-2)
+    # instead of writing on into a read-only old primary (error 1290) for as long as it stays open
+    with pytest.raises(pymysql.err.OperationalError) as gone, pooled.cursor() as cur:
+        cur.execute("INSERT INTO hk.writes (id, at) VALUES (-1, 0)")
+    assert gone.value.args[0] in (2006, 2013, 4031), gone.value.args
     writer.stop()
 
     # Write unavailability: the longest gap between two acknowledgements around the switch.

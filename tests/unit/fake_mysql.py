@@ -156,9 +156,11 @@ class FakeServer:
     apply_lags: bool = False
     apply_paused: bool = False
     lag_seconds: float = 0.0
-    admin_sessions: set[int] = field(default_factory=set)
-    """Ids of connected sessions of accounts read_only does not stop (MariaDB: SUPER, READ_ONLY
-    ADMIN), which a fence must kill."""
+    client_sessions: dict[int, str] = field(default_factory=dict)
+    """Connected application sessions, id -> account, which a fence must kill; the processlist
+    also shows a replica's dump thread (id 7) and a server thread (id 1), never to be killed."""
+    killed_threads: list[int] = field(default_factory=list)
+    """Ids KILLed that were no client session (a replica's dump thread, a server thread)."""
     waiting_since: float | None = None
     """When the oldest commit still waiting for its semi-sync acknowledgement began waiting
     (its client has no answer yet); None when none waits."""
@@ -724,9 +726,11 @@ class FakeFleet:
             ]
         else:
             table.append(("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos", self._adopt_binlog_pos))
-            table.append((" ".join(self.flavor.bypassers_sql("%s")[0].split()),
-                          lambda s, session, m, args: [{"ID": i} for i in sorted(s.admin_sessions)]))
-            table.append(("KILL CONNECTION %s", lambda s, session, m, args: s.admin_sessions.discard(int(args[0]))))
+        table.append((self.flavor.sessions_sql()[0], lambda s, session, m, args: [
+            {"id": i, "user": user, "command": "Sleep"} for i, user in sorted(s.client_sessions.items())]
+            + [{"id": 7, "user": "repl", "command": "Binlog Dump GTID"}, {"id": 1, "user": "system user",
+                                                                          "command": "Daemon"}]))
+        table.append(("KILL CONNECTION %s", self._kill))
         return [(_pattern(template), handler) for template, handler in table]
 
     def _execute(self, s: FakeServer, session: dict[str, Any], sql: str, args: tuple[Any, ...]) -> Rows:
@@ -849,6 +853,10 @@ class FakeFleet:
         float(options[f"{prefix}_HEARTBEAT_PERIOD"])  # a plain decimal literal, or ValueError
         s.channel = Channel(str(options[f"{prefix}_HOST"]), int(options[f"{prefix}_PORT"]),
                             str(options[f"{prefix}_USER"]), str(options[f"{prefix}_PASSWORD"]))
+
+    def _kill(self, s: FakeServer, session: dict[str, Any], m: re.Match[str], args: tuple) -> None:
+        if s.client_sessions.pop(int(args[0]), None) is None:
+            s.killed_threads.append(int(args[0]))
 
     def _adopt_binlog_pos(self, s: FakeServer, session: dict[str, Any], m: re.Match[str], args: tuple) -> None:
         self._running(s)

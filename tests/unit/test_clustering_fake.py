@@ -639,20 +639,19 @@ def test_an_event_scheduler_someone_turned_off_is_turned_back_on_so_the_self_fen
 
 
 @FLAVORS
-def test_a_fence_leaves_no_session_that_could_still_commit(flavor: str) -> None:
-    """Issue 11 item 4: MariaDB's read_only does not stop SUPER or READ_ONLY ADMIN accounts, so the
-    fence kills their sessions; MySQL's super_read_only stops them (nothing to kill)."""
+def test_a_fence_kills_every_client_session_and_no_replication_thread(flavor: str) -> None:
+    """Issue 11 item 4: MariaDB's read_only does not stop SUPER or READ_ONLY ADMIN accounts, and
+    on both flavors a client's open connection would go on reaching the old primary (kube-proxy
+    keeps its backend): the fence kills every client session, the replicas' dump threads and the
+    server's own threads not."""
     ctl = bootstrapped(flavor, writes=2)
     fleet = ctl.fleet
-    fleet.server("db-0").admin_sessions = {41, 42}
+    fleet.server("db-0").client_sessions = {41: "root", 42: "app"}
     ctl.switchover = "db-1"
     switched = ctl.until(lambda r: r.primary == "db-1")
     fenced = [m for reason, m in switched.events if reason == "Fenced" and m.startswith("db-0")]
-    if flavor == "mariadb":
-        assert fleet.server("db-0").admin_sessions == set()
-        assert fenced == ["db-0 is read-only; killed 2 session(s) of accounts read_only does not stop"]
-    else:
-        assert fleet.server("db-0").super_read_only and fenced == ["db-0 is read-only"]
+    assert fleet.server("db-0").client_sessions == {} and fleet.server("db-0").killed_threads == []
+    assert fenced == ["db-0 is read-only; killed 2 client session(s), to reconnect to the new primary"]
 
 
 # ------------------------------------------------------------------------------- the fake itself

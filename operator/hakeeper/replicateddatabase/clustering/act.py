@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hakeeper.replicateddatabase.clustering import actions, lease
-from hakeeper.replicateddatabase.clustering.flavor import Flavor, Statement
+from hakeeper.replicateddatabase.clustering.flavor import Flavor, Statement, clients_to_kill
 from hakeeper.replicateddatabase.clustering.members import Credentials, Member
 from hakeeper.replicateddatabase.clustering.ops import Ops, PyMySQLOps, describe
 from hakeeper.replicateddatabase.clustering.policy import Policy
@@ -104,9 +104,9 @@ class Executor:
                     raise
                 return ("FenceSkipped", f"{action.member} unreachable, not fenced directly ({describe(exc)})")
             self._fenced.add(action.member)
-            killed = self._kill_bypassers(action.member)
+            killed = self._kill_clients(action.member)
             return ("Fenced", f"{action.member} is read-only" + (
-                f"; killed {killed} session(s) of accounts read_only does not stop" if killed else ""))
+                f"; killed {killed} client session(s), to reconnect to the new primary" if killed else ""))
         if isinstance(action, actions.OpenWrites):
             self._run(action.member, f.open_writes())
             return ("Writable", f"{action.member} accepts writes")
@@ -167,16 +167,15 @@ class Executor:
             return None
         raise TypeError(f"unknown action {action!r}")
 
-    def _kill_bypassers(self, member: str) -> int:
-        """Kill the sessions a fence does not stop (flavor.bypassers_sql); how many. A session
-        that ended meanwhile is no failure."""
-        if self.flavor.read_only_stops_everyone:
-            return 0
-        rows = self._run(member, [self.flavor.bypassers_sql(self.credentials.operator_user)])[0]
+    def _kill_clients(self, member: str) -> int:
+        """Kill the fenced member's application sessions (flavor.clients_to_kill); how many. A
+        session that ended meanwhile is no failure."""
+        rows = self._run(member, [self.flavor.sessions_sql()])[0]
+        keep = (self.credentials.operator_user, self.credentials.replication_user)
         killed = 0
-        for row in rows:
+        for session in clients_to_kill(rows, keep):
             try:
-                self._run(member, [("KILL CONNECTION %s", (int(_first(row)),))])
+                self._run(member, [("KILL CONNECTION %s", (session,))])
                 killed += 1
             except Exception:  # noqa: BLE001 - gone already
                 pass
@@ -207,9 +206,6 @@ class Executor:
         if not self.ops.wait_for_executed(self.members[name], position, timeout):
             raise ActionFailed(f"{name} did not apply {what} within {timeout:.0f}s")
 
-
-def _first(row: Any) -> Any:
-    return next(iter(row.values())) if isinstance(row, dict) else row[0]
 
 
 def _label(action: actions.Action) -> str:

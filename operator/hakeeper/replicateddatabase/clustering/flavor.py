@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -101,19 +101,11 @@ class Flavor(ABC):
     def fence(self) -> list[Statement]:
         """Refuse client writes (replication still applies)."""
 
-    read_only_stops_everyone = True
-    """Whether fence() stops every account; when not (MariaDB's read_only lets SUPER and READ_ONLY
-    ADMIN accounts write), a fence also kills those accounts' sessions (bypassers_sql)."""
-
-    def bypassers_sql(self, operator_user: str) -> Statement:
-        """The ids of the client sessions a fence does not stop: accounts holding SUPER or
-        READ_ONLY ADMIN (information_schema.USER_PRIVILEGES), other than the operator's own and
-        this session; replication and event threads are not clients ('system user', 'event_scheduler')."""
-        return ("SELECT p.ID FROM information_schema.PROCESSLIST p WHERE p.ID <> CONNECTION_ID() "
-                "AND p.USER NOT IN (%s, 'system user', 'event_scheduler', 'unauthenticated user') "
-                "AND EXISTS (SELECT 1 FROM information_schema.USER_PRIVILEGES u "
-                "WHERE u.GRANTEE LIKE CONCAT(CHAR(39), p.USER, CHAR(39), '@%%') "
-                "AND u.PRIVILEGE_TYPE IN ('SUPER', 'READ_ONLY ADMIN'))", (operator_user,))
+    def sessions_sql(self) -> Statement:
+        """Every other session of the server with its account and command (id, user, command):
+        what a fence chooses the client sessions to kill from (clients_to_kill)."""
+        return ("SELECT ID AS id, USER AS user, COMMAND AS command FROM information_schema.PROCESSLIST "
+                "WHERE ID <> CONNECTION_ID()", ())
 
     @abstractmethod
     def open_writes(self) -> list[Statement]: ...
@@ -218,7 +210,6 @@ class MariaDB(Flavor):
                               replica_enabled="rpl_semi_sync_slave_enabled",
                               timeout_ms="rpl_semi_sync_master_timeout", active="Rpl_semi_sync_master_status")
     has_super_read_only = False
-    read_only_stops_everyone = False
     variables = (
         "server_id", "read_only", "gtid_binlog_state", "gtid_binlog_pos", "gtid_slave_pos", "gtid_current_pos",
         "rpl_semi_sync_master_enabled", "rpl_semi_sync_slave_enabled", "rpl_semi_sync_master_timeout",
@@ -431,3 +422,20 @@ def flavor_for(name: str) -> Flavor:
         return FLAVORS[name]
     except KeyError:
         raise ValueError(f"unknown flavor {name!r}: expected one of {sorted(FLAVORS)}") from None
+
+
+SERVER_THREADS = ("system user", "event_scheduler", "unauthenticated user", "")
+"""PROCESSLIST users that are the server's own threads (replication applier, event scheduler,
+handshakes, daemon plugins), never a client's."""
+
+
+def clients_to_kill(rows: Sequence[Mapping[str, Any]], keep_users: Sequence[str]) -> list[int]:
+    """The ids of the application sessions among sessions_sql()'s rows: not the server's own
+    threads, not the accounts in keep_users (the operator's, the replication account's), not
+    a replica's binlog dump. A fenced primary's clients are killed so that they reconnect
+    through the -primary Service to the new primary: their open connections would otherwise go
+    on reaching the old one (kube-proxy keeps an established connection's backend), refused
+    read-only or, on MariaDB, writing with SUPER or READ_ONLY ADMIN (MOCO kills them too)."""
+    keep = {*SERVER_THREADS, *keep_users}
+    return [int(r["id"]) for r in rows
+            if (r.get("user") or "") not in keep and not str(r.get("command") or "").startswith("Binlog Dump")]
