@@ -11,6 +11,7 @@ Either way the chart is installed with helm and the operator under test is the c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -100,6 +101,31 @@ class Cluster:
                     pass  # it stopped between the look and the kill
             time.sleep(0.2)
         return False
+
+    def node_shell(self, script: str, node: str, check: bool = True) -> subprocess.CompletedProcess:
+        """sh -c script on the node (this machine for the local node)."""
+        if self.node is not None:
+            return subprocess.run(["sh", "-c", script], check=check, capture_output=True, text=True, timeout=60)
+        node_exec = os.environ.get("HAKEEPER_E2E_NODE_EXEC")
+        if not node_exec:
+            raise AssertionError("set HAKEEPER_E2E_NODE_EXEC (e.g. 'docker exec {node}') to reach a node's shell")
+        return subprocess.run([*shlex.split(node_exec.format(node=node)), "sh", "-c", script], check=check,
+                              capture_output=True, text=True, timeout=60)
+
+    @contextlib.contextmanager
+    def dropped(self, node: str, sources: list[str], destination: str, port: int) -> Iterator[None]:
+        """Packets from the pod IPs `sources` to destination:port dropped on `node` while the
+        block runs (iptables FORWARD, which bridged pod traffic crosses with br_netfilter, as
+        kube-proxy needs): a one-way cut, like a replica whose acknowledgements never arrive."""
+        rules = [shlex.join(["FORWARD", "-s", source, "-d", destination, "-p", "tcp", "--dport", str(port),
+                             "-j", "DROP"]) for source in sources]
+        for rule in rules:
+            self.node_shell(f"iptables -I {rule}", node)
+        try:
+            yield
+        finally:
+            for rule in rules:
+                self.node_shell(f"iptables -D {rule}", node, check=False)
 
     def kill_container(self, namespace: str, pod: str, container: str) -> None:
         """SIGKILL to the container's main process, from the node (a process cannot SIGKILL its

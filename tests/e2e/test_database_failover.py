@@ -416,3 +416,80 @@ def test_a_config_change_restarts_the_replicas_then_switches_over_once_and_loses
     events = database.kubectl("get", "events", "-n", namespace, "--field-selector",
                               "involvedObject.kind=ReplicatedDatabase", "-o", "json").stdout
     assert events.count("RolloutRestart") >= 3 and "RolloutCompleted" in events
+
+
+@pytest.fixture(params=FLAVORS)
+def lossless(request, operator, namespace):
+    """A Lossless database (the default) whose primary falls back to asynchronous replication
+    3 s after its replicas' acknowledgements stop."""
+    spec = _database("db", request.param)
+    spec["spec"]["semiSync"] = {"timeout": "3s"}
+    operator.apply(spec, "-n", namespace)
+    operator.kubectl("wait", "--for=condition=Ready", "--timeout=300s", "-n", namespace, "rdb/db", timeout=320)
+    operator.flavor = request.param
+    return operator
+
+
+def test_a_failover_after_semi_sync_fell_back_is_refused_until_a_person_forces_it(lossless, namespace):
+    """Issue 11 item 2 on the real node: the replicas' packets to the primary are dropped on the
+    node, so its semi-sync falls back and it acknowledges writes no replica holds; then its server
+    crash-loops. Lossless refuses to promote (phase Lost, Ready=False FailoverRefused, a Warning
+    Event saying how to force it); a person annotates hakeeper.io/force-failover-to; that member
+    is promoted once (FailoverForced, history.forced, the annotation removed), and the writes
+    only the old primary had are gone: the writer counts them (the negative control)."""
+    database = lossless
+    status = _healthy(database, namespace)
+    primary = status["currentPrimary"]
+    replicas = [m["name"] for m in status["members"] if m["name"] != primary]
+    password, app_password, service_ip = _application(database, namespace)
+    node = database.get("pod", primary, "-n", namespace)["spec"]["nodeName"]
+    writer = _writer(service_ip, 6_000_000, app_password)
+    writer.start()
+    target = replicas[0]
+    seen: dict[str, dict] = {}
+
+    def refused_then_forced():
+        status = _status(database, namespace, "db")
+        ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
+        if "refused" not in seen and ready.get("reason") == "FailoverRefused":
+            seen["refused"] = status
+            database.kubectl("annotate", "rdb", "db", "-n", namespace, f"hakeeper.io/force-failover-to={target}")
+        history = status.get("history") or []
+        return bool(history) and history[0].get("forced") is True
+
+    try:
+        poll(lambda: len(writer.acked) > 50, 60, what="the writer's first writes")
+        ips = {m: _pod_ip(database, namespace, m) for m in (primary, *replicas)}
+        with database.dropped(node, [ips[r] for r in replicas], ips[primary], 3306):
+            cut = time.monotonic()
+            poll(lambda: (_status(database, namespace, "db").get("loop") or {}).get("primarySemiSync") is False,
+                 60, what="the operator to see the primary's semi-sync fall back")
+            # more than a TCP window of binlog: some of it cannot have reached a replica
+            poll(lambda: len(writer.acked_since(cut)) > 500, 60, what="writes acknowledged asynchronously")
+            forced = database.crash_loop(namespace, primary, database.flavor, refused_then_forced, 180)
+    finally:
+        writer.stop(10)
+    assert "refused" in seen, f"no FailoverRefused within 180 s: {json.dumps(_status(database, namespace, 'db'))}"
+    refused = seen["refused"]
+    assert refused["phase"] == "Lost" and refused["currentPrimary"] == primary, refused
+    ready = next(c for c in refused["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and "semi-sync" in ready["message"], ready
+    assert forced, f"the forced failover did not happen: {json.dumps(_status(database, namespace, 'db'))}"
+    after = _status(database, namespace, "db")
+    entry = after["history"][0]
+    assert (entry["kind"], entry["from"], entry["to"], entry["forced"]) == ("failover", primary, target, True)
+    assert "semi-sync" in (entry.get("possibleLoss") or ""), entry
+    assert after["currentPrimary"] == target
+    annotations = database.get("rdb", "db", "-n", namespace)["metadata"].get("annotations") or {}
+    assert "hakeeper.io/force-failover-to" not in annotations  # used once
+    events = database.kubectl("get", "events", "-n", namespace, "--field-selector",
+                              "involvedObject.kind=ReplicatedDatabase", "-o", "json").stdout
+    assert "FailoverRefused" in events and "FailoverForced" in events
+    assert "hakeeper.io/force-failover-to" in events  # the refusal says how to force it
+    # what only the old primary acknowledged is gone
+    lost = writer.ids() - _stored(database, namespace, target, password, 6_000_000)
+    asynchronous = {a.id for a in writer.acked_since(cut)}
+    print(f"{database.flavor}: refused, then forced to {target}: {len(lost)} of {len(writer.acked)} acknowledged "
+          f"writes lost ({len(asynchronous)} acknowledged after the cut)")
+    assert lost, "the forced failover lost nothing: the cut stranded no acknowledged write (no negative control)"
+    assert lost <= asynchronous, f"writes acknowledged before the cut are gone: {sorted(lost - asynchronous)[:10]}"
