@@ -120,6 +120,9 @@ def wait_healthy(loop: LoopDriver, fleet: PodFleet, res: Results, timeout: float
         for m in last.members:
             if m["errant"]:
                 log(f"  {m['name']} has errant transactions; re-initializing it")
+                # the loop is stopped meanwhile: it must neither act on the member being
+                # re-initialized nor write back the memory that still says it is errant
+                loop.stop()
                 inst = fleet.by_name(m["name"])
                 inst.kill()
                 shutil.rmtree(inst.volumes["data"])
@@ -127,6 +130,10 @@ def wait_healthy(loop: LoopDriver, fleet: PodFleet, res: Results, timeout: float
                 res.reinitialized += 1
                 loop.memory = loop.memory.with_(errant={k: v for k, v in loop.memory.errant.items()
                                                         if k != m["name"]})
+                loop.start()
+                loop.wait(lambda r, name=m["name"]: not any(x["errant"] for x in r.members if x["name"] == name),
+                          30, f"{m['name']} to come back without errant transactions")
+                break
         time.sleep(0.2)
     raise TimeoutError(f"cluster not healthy after {timeout}s: {loop.last.state} {loop.last.reason}")
 
