@@ -357,7 +357,7 @@ def test_a_config_change_restarts_the_replicas_then_switches_over_once_and_loses
     through the -primary Service, the operator evicts the replicas one at a time, switches over
     to one of them once they all run the new my.cnf, then restarts the old primary as a replica:
     every server ends with the new setting, the history gains one switchover and no failover,
-    writes pause for no longer than a switchover, and no acknowledged write is lost."""
+    writes pause only for the switchover and the Service's move, and no acknowledged write is lost."""
     before = _healthy(database, namespace)
     primary, history = before["currentPrimary"], before.get("history") or []
     password, app_password, service_ip = _application(database, namespace)
@@ -410,7 +410,10 @@ def test_a_config_change_restarts_the_replicas_then_switches_over_once_and_loses
     added = (after.get("history") or [])[:len(after.get("history") or []) - len(history)]
     assert [(h["kind"], h["from"], h["to"]) for h in added] == [("switchover", primary, new)], added
     assert (after.get("loop") or {}).get("lastFailover") == (before.get("loop") or {}).get("lastFailover")
-    assert gap < 3.0, f"writes stopped for {gap:.1f}s during the rollout"
+    # the pause is the switchover and the Service's move to the new primary (the EndpointSlice,
+    # then kube-proxy's next sync: seconds on a busy 2-core node); restarting the primary in
+    # place would stop writes for its whole restart, well over 10 s
+    assert gap < 10.0, f"writes stopped for {gap:.1f}s during the rollout"
     lost = writer.ids() - _stored(database, namespace, new, password, 4_000_000)
     assert not lost, f"{len(lost)} acknowledged writes lost: {sorted(lost)[:10]}"
     events = database.kubectl("get", "events", "-n", namespace, "--field-selector",

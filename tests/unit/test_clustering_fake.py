@@ -654,6 +654,24 @@ def test_a_fence_kills_every_client_session_and_no_replication_thread(flavor: st
     assert fenced == ["db-0 is read-only; killed 2 client session(s), to reconnect to the new primary"]
 
 
+@FLAVORS
+def test_a_former_primary_s_clients_are_disconnected_again_on_request(flavor: str) -> None:
+    """Clients that reconnected to the old primary through the Service before kube-proxy moved
+    (the controller asks once the -primary Service no longer routes there): killed, the
+    replication threads not; a member that is down or has no client posts nothing."""
+    ctl = bootstrapped(flavor, writes=2)
+    ctl.switchover = "db-1"
+    ctl.until(lambda r: r.primary == "db-1")
+    fleet = ctl.fleet
+    fleet.server("db-0").client_sessions = {51: "app", 52: "app"}
+    events = ctl.cluster.disconnect_clients(fleet.members, "db-0")
+    assert [reason for reason, _ in events] == ["ClientsDisconnected"] and "killed 2" in events[0][1]
+    assert fleet.server("db-0").client_sessions == {} and fleet.server("db-0").killed_threads == []
+    assert ctl.cluster.disconnect_clients(fleet.members, "db-0") == []
+    fleet.crash("db-0")
+    assert ctl.cluster.disconnect_clients(fleet.members, "db-0") == []
+
+
 # ------------------------------------------------------------------------------- the fake itself
 
 @FLAVORS

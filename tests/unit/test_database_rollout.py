@@ -133,3 +133,21 @@ def test_the_status_shows_a_rollout_under_way_and_drops_it_once_done() -> None:
     assert shown.next and "db-2" in shown.next
     pods, members = cluster({"db-0": NEW, "db-1": NEW, "db-2": NEW})
     assert reconcile.rollout_status(decide(sts(), pods, members, "db-0")) is None
+
+
+def test_a_former_primary_s_clients_are_disconnected_once_the_service_stopped_routing_there() -> None:
+    """reconcile.Departure: KUBE_PROXY_MARGIN after the -primary EndpointSlice dropped the
+    member (kube-proxy's sync), or DEPARTURE_DEADLINE after it left whatever the slice says."""
+    from hakeeper.replicateddatabase.reconcile import DEPARTURE_DEADLINE, KUBE_PROXY_MARGIN, Departure
+
+    left = Departure(since=100.0)
+    assert not left.due(routed=True, now=101.0)
+    assert not left.due(routed=False, now=101.5)  # just dropped: kube-proxy may still route there
+    assert not left.due(routed=False, now=101.5 + KUBE_PROXY_MARGIN - 0.1)
+    assert left.due(routed=False, now=101.5 + KUBE_PROXY_MARGIN)
+    flapping = Departure(since=100.0)
+    assert not flapping.due(routed=False, now=101.0)
+    assert not flapping.due(routed=True, now=102.0)  # listed again: the margin starts over
+    assert not flapping.due(routed=False, now=102.5 + KUBE_PROXY_MARGIN - 0.1)
+    stuck = Departure(since=100.0)
+    assert stuck.due(routed=True, now=100.0 + DEPARTURE_DEADLINE)

@@ -100,6 +100,8 @@ class DatabaseEvent(_Catalog):
     FENCED = "Fenced"
     FENCE_SKIPPED = "FenceSkipped"
     WRITABLE = "Writable"
+    CLIENTS_DISCONNECTED = "ClientsDisconnected"
+    """A former primary's client sessions killed once the -primary Service stopped routing to it."""
     STOP_IO_THREAD_SKIPPED = "StopIOThreadSkipped"
     DETACHED = "Detached"
     REPLICATION_CONFIGURED = "ReplicationConfigured"

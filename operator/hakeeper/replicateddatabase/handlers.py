@@ -61,6 +61,9 @@ class DatabasePass:
         self.history: list[dict[str, Any]] = list(status.get("history") or [])
         self.applied: tuple[int | None, float] = (None, 0.0)
         self.rollout: rollout.RolloutDecision | None = None
+        self.departures: dict[str, reconcile.Departure] = {}
+        """Former primaries whose client sessions are to be killed once the -primary Service
+        no longer routes to them."""
 
     def __call__(self, body: Mapping[str, Any], observed: Any = None) -> loop.Outcome:
         started = time.monotonic()
@@ -86,6 +89,7 @@ class DatabasePass:
         request = (reconcile.switchover_request(body, name, spec, pods)
                    or reconcile.rollout_switchover(body, self.rollout, self.primary))
         force = reconcile.force_request(body, name)
+        before = self.primary
         result = cluster.step(members, self.primary, self.memory,
                               switchover_target=request[1] if request else None, force_target=force)
         decision = rollout.decide(kube.get("StatefulSet", namespace, name), pods, result.members, result.primary,
@@ -111,7 +115,28 @@ class DatabasePass:
             kube.patch(REPLICATED_DATABASE.kind, namespace, name, {"metadata": {"annotations": done_with}})
         events = [loop.Event(DatabaseEvent.type_of(reason), reason, message) for reason, message in result.events]
         events += self._roll(kube, namespace, pods, decision)
+        if before is not None and result.primary != before:
+            self.departures[before] = reconcile.Departure(since=time.monotonic())
+        events += self._disconnect(kube, cluster, members, name, namespace, pods, result.primary)
         return loop.Outcome(events=events, next_in=max(0.05, interval - (time.monotonic() - started)))
+
+    def _disconnect(self, kube: kubeapi.Kube, cluster: Cluster, members: list[Any], name: str, namespace: str,
+                    pods: Mapping[str, Any], primary: str | None) -> list[loop.Event]:
+        """Kills the client sessions of former primaries the -primary Service no longer routes
+        to: a client that reconnected (or kept a connection) through the Service before kube-proxy
+        moved would stay on a read-only member (found with sysbench on the real node)."""
+        if not self.departures:
+            return []
+        self.departures.pop(primary or "", None)  # the primary again: its clients are welcome
+        routed = reconcile.primary_endpoints(kube, name, namespace)
+        events = []
+        for member, departure in list(self.departures.items()):
+            ip = ((pods.get(member) or {}).get("status") or {}).get("podIP")
+            if departure.due(ip is not None and ip in routed, time.monotonic()):
+                del self.departures[member]
+                events += [loop.Event(DatabaseEvent.type_of(reason), reason, message)
+                           for reason, message in cluster.disconnect_clients(members, member)]
+        return events
 
     def _roll(self, kube: kubeapi.Kube, namespace: str, pods: Mapping[str, Any],
               decision: rollout.RolloutDecision) -> list[loop.Event]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from hakeeper.api.conditions import DatabaseReason
@@ -151,6 +152,40 @@ def restart_member(kube: Kube, namespace: str, pods: Mapping[str, Mapping[str, A
     assert decision.action == "restart" and decision.member is not None
     pod = pods[decision.member]
     return kube.evict(namespace, decision.member, uid=pod["metadata"].get("uid"))
+
+
+KUBE_PROXY_MARGIN = 2.0
+"""Seconds from the -primary EndpointSlice dropping a member to kube-proxy no longer sending new
+connections there (its rules follow within minSyncPeriod, 1 s by default)."""
+DEPARTURE_DEADLINE = 60.0
+"""Seconds after which a former primary's clients are disconnected even though the -primary
+EndpointSlice still lists it (the EndpointSlice controller is down or slow)."""
+
+
+@dataclass
+class Departure:
+    """A member the primary role left (at `since`, monotonic seconds); `unrouted`: when the
+    -primary EndpointSlice was first seen without it."""
+
+    since: float
+    unrouted: float | None = None
+
+    def due(self, routed: bool, now: float) -> bool:
+        """Whether to disconnect its clients now: KUBE_PROXY_MARGIN after the Service stopped
+        routing to it, or DEPARTURE_DEADLINE after it left whatever the Service does."""
+        if routed:
+            self.unrouted = None
+            return now - self.since >= DEPARTURE_DEADLINE
+        if self.unrouted is None:
+            self.unrouted = now
+        return now - self.unrouted >= KUBE_PROXY_MARGIN
+
+
+def primary_endpoints(kube: Kube, db: str, namespace: str) -> set[str]:
+    """The addresses the -primary Service's EndpointSlices list, ready or not."""
+    slices = kube.list("EndpointSlice", namespace,
+                       label_selector=f"kubernetes.io/service-name={objects.names(db)['primary']}")
+    return {a for s in slices for e in s.get("endpoints") or [] for a in e.get("addresses") or []}
 
 
 def memory_of(status: Mapping[str, Any] | None) -> LoopMemory | None:

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from hakeeper.api.events import DatabaseEvent
 from hakeeper.replicateddatabase.clustering import actions, lease
 from hakeeper.replicateddatabase.clustering.flavor import Flavor, Statement, clients_to_kill
 from hakeeper.replicateddatabase.clustering.members import Credentials, Member
@@ -107,6 +108,12 @@ class Executor:
             killed = self._kill_clients(action.member)
             return ("Fenced", f"{action.member} is read-only" + (
                 f"; killed {killed} client session(s), to reconnect to the new primary" if killed else ""))
+        if isinstance(action, actions.DisconnectClients):
+            killed = self._kill_clients(action.member)
+            if not killed:
+                return None
+            return (DatabaseEvent.CLIENTS_DISCONNECTED, f"{action.member} is no longer the -primary Service's "
+                    f"endpoint; killed {killed} client session(s) still on it, to reconnect to the primary")
         if isinstance(action, actions.OpenWrites):
             self._run(action.member, f.open_writes())
             return ("Writable", f"{action.member} accepts writes")

@@ -21,6 +21,12 @@ class Fence(MemberAction):
     """An unreachable member is skipped (a dead old primary; its lease fences it)."""
 
 
+class DisconnectClients(MemberAction):
+    """Kill a former primary's client sessions once the -primary Service no longer routes to it:
+    those a client opened or re-opened through the Service before kube-proxy moved (the fence
+    killed the ones before it), which would otherwise stay on a read-only member."""
+
+
 class OpenWrites(MemberAction):
     """Let clients write: read_only (and super_read_only) off; the member is the primary now."""
 
@@ -110,4 +116,4 @@ class Concurrently:
 
 Action = (Concurrently | Fence | OpenWrites | StopIOThread | StartSQLThread | WaitRelayApplied | CatchUp | Detach
           | ReplicateFrom | StopReplication | EnsureUsers | SetSemiSync | InstallLeaseFence | RenewLease
-          | AwaitLeaseExpiry)
+          | AwaitLeaseExpiry | DisconnectClients)

@@ -20,7 +20,7 @@ from typing import Any
 from hakeeper.api.events import DatabaseEvent
 from hakeeper.api.meta import FORCE_FAILOVER_ANNOTATION
 from hakeeper.replicateddatabase.clustering.act import Executor
-from hakeeper.replicateddatabase.clustering.actions import Action, OpenWrites, ReplicateFrom
+from hakeeper.replicateddatabase.clustering.actions import Action, DisconnectClients, OpenWrites, ReplicateFrom
 from hakeeper.replicateddatabase.clustering.classify import Classification, ClusterState, classify
 from hakeeper.replicateddatabase.clustering.flavor import Flavor, flavor_for
 from hakeeper.replicateddatabase.clustering.members import Credentials, Member, MemberState
@@ -85,6 +85,13 @@ class Cluster:
         self.before_action = before_action
         """Called before each action; tests raise from it to simulate an operator crash."""
         self.ops: Ops = ops if ops is not None else PyMySQLOps(self.flavor, credentials, policy)
+
+    def disconnect_clients(self, members: Sequence[Member], member: str) -> list[Event]:
+        """actions.DisconnectClients on `member` (a former primary): its Events; none when it
+        had no client or cannot be reached (a member that is down has no client to keep)."""
+        done = Executor(members, self.flavor, self.credentials, self.policy, self.before_action,
+                        self.ops).execute([DisconnectClients(member)])
+        return done.events if done.ok else []
 
     def gather(self, members: Sequence[Member], primary: str | None = None) -> dict[str, MemberState]:
         """Probe the others in parallel, then the primary: whatever a replica was seen to have
