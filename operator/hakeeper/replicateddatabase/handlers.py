@@ -2,8 +2,10 @@
 
 Every probeInterval a pass makes sure the objects exist, gathers the members' pod IPs and
 the credentials, takes one step of the clustering loop (gather, classify, plan, act), then
-writes the decision (primary, loop memory) to the status before moving the role label that
-the `-primary` and `-replicas` Services select on, and posts the step's Events.
+writes the decision (primary, loop memory, the rollout's progress) to the status before moving
+the role label that the `-primary` and `-replicas` Services select on, and posts the step's
+Events. After that it carries out the rollout's next eviction (rollout.py) and disconnects the
+clients of a former primary once the `-primary` Service no longer routes to it.
 """
 
 from __future__ import annotations
