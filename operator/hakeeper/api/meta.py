@@ -28,13 +28,18 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "hakeeper"
 BALANCER_COMPONENT = "balancer"
 
+# -- Kubernetes' own -----------------------------------------------------------------------------
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+"""Set on an EndpointSlice by the EndpointSlice controller: the Service it belongs to."""
+
 # -- LoadBalancerPool ----------------------------------------------------------------------------
 POOL_LABEL = "hakeeper.io/pool"
 """On a pool's balancer pods and objects: the pool's name."""
 WEIGHT_ANNOTATION = "hakeeper.io/weight"
 """On a backend pod: its weight (0..256), overriding the pool's."""
 CONFIG_HASH_ANNOTATION = "hakeeper.io/config-hash"
-"""On a balancer ConfigMap: the hash of its files, written by the operator."""
+"""On a balancer ConfigMap: the hash of its files, written by the operator; on a database's pod
+template: the hash of its my.cnf (a new config is a new template, rolled out)."""
 APPLIED_HASH_ANNOTATION = "hakeeper.io/applied-hash"
 """On a balancer pod: the config hash its agent has applied (ConfigApplied)."""
 POD_SPEC_ANNOTATION = "hakeeper.io/pod-spec"

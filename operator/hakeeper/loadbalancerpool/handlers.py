@@ -18,9 +18,9 @@ import kopf
 from hakeeper.api import LOAD_BALANCER_POOL
 from hakeeper.api.events import CommonEvent, PoolEvent
 from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
-from hakeeper.api.meta import POOL_LABEL
+from hakeeper.api.meta import POOL_LABEL, SERVICE_NAME_LABEL
 from hakeeper.loadbalancerpool.backends import matches
-from hakeeper.loadbalancerpool.observe import SERVICE_NAME_LABEL, Watched, backends_service_name, trim_pod
+from hakeeper.loadbalancerpool.observe import Watched, backends_service_name, trim_pod
 from hakeeper.loadbalancerpool.reconcile import reconcile
 from hakeeper.loadbalancerpool.telemetry import PoolTelemetry
 from hakeeper.platform import kube as kubeapi

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from hakeeper.api.conditions import condition_status
 from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
 from hakeeper.api.meta import (
     APPLIED_HASH_ANNOTATION,
@@ -25,9 +26,6 @@ from hakeeper.api.meta import (
 from hakeeper.loadbalancerpool import objects
 from hakeeper.loadbalancerpool.backends import Backend, backends_from, matches
 from hakeeper.loadbalancerpool.status import BalancerPod
-
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-"""Set on an EndpointSlice by the EndpointSlice controller: the Service it belongs to."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +73,7 @@ def observe_balancers(watched: Watched, pool: str) -> list[BalancerPod]:
     out = []
     for pod in balancer_pods(watched.pods, pool):
         meta = pod["metadata"]
-        conditions = (pod.get("status") or {}).get("conditions") or []
-        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        ready = condition_status(pod.get("status") or {}, "Ready") is True
         annotations = meta.get("annotations") or {}
         reloads = annotations.get(RELOADS_ANNOTATION)
         out.append(BalancerPod(meta["name"], ready, annotations.get(APPLIED_HASH_ANNOTATION),

@@ -115,7 +115,7 @@ class DatabasePass:
             done_with[FORCE_FAILOVER_ANNOTATION] = None  # used once, or refused with an Event
         if done_with:
             kube.patch(REPLICATED_DATABASE.kind, namespace, name, {"metadata": {"annotations": done_with}})
-        events = [loop.Event(DatabaseEvent.type_of(reason), reason, message) for reason, message in result.events]
+        events = _events(result.events)
         events += self._roll(kube, namespace, pods, decision)
         if before is not None and result.primary != before:
             self.departures[before] = reconcile.Departure(since=time.monotonic())
@@ -136,8 +136,7 @@ class DatabasePass:
             ip = ((pods.get(member) or {}).get("status") or {}).get("podIP")
             if departure.due(ip is not None and ip in routed, time.monotonic()):
                 del self.departures[member]
-                events += [loop.Event(DatabaseEvent.type_of(reason), reason, message)
-                           for reason, message in cluster.disconnect_clients(members, member)]
+                events += _events(cluster.disconnect_clients(members, member))
         return events
 
     def _roll(self, kube: kubeapi.Kube, namespace: str, pods: Mapping[str, Any],
@@ -146,13 +145,16 @@ class DatabasePass:
         member to restart (a switchover is asked for by the next step); its Events."""
         before, self.rollout = self.rollout, decision
         if decision.action == "restart" and reconcile.restart_member(kube, namespace, pods, decision):
-            return [loop.Event(DatabaseEvent.type_of(DatabaseEvent.ROLLOUT_RESTART), DatabaseEvent.ROLLOUT_RESTART,
-                               f"{decision.reason} (revision {decision.revision}; "
-                               f"{len(decision.outdated) - 1} more to go)")]
+            return [loop.Event.of(DatabaseEvent.ROLLOUT_RESTART, f"{decision.reason} (revision {decision.revision}; "
+                                  f"{len(decision.outdated) - 1} more to go)")]
         if decision.action == "none" and before is not None and before.outdated:
-            return [loop.Event(DatabaseEvent.type_of(DatabaseEvent.ROLLOUT_COMPLETED),
-                               DatabaseEvent.ROLLOUT_COMPLETED, f"every member runs revision {decision.revision}")]
+            return [loop.Event.of(DatabaseEvent.ROLLOUT_COMPLETED, f"every member runs revision {decision.revision}")]
         return []
+
+
+def _events(pairs: list[tuple[str, str]]) -> list[loop.Event]:
+    """The clustering loop's (reason, message) pairs as Events, each of its catalog type."""
+    return [loop.Event(DatabaseEvent.type_of(reason), reason, message) for reason, message in pairs]
 
 
 # stopping: let a running pass (a failover, perhaps) finish before cancelling

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hakeeper.api.conditions import DatabaseReason
-from hakeeper.api.meta import FORCE_FAILOVER_ANNOTATION, ROLE_LABEL, SWITCHOVER_ANNOTATION
+from hakeeper.api.meta import FORCE_FAILOVER_ANNOTATION, ROLE_LABEL, SERVICE_NAME_LABEL, SWITCHOVER_ANNOTATION
 from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec, RolloutStatus
 from hakeeper.platform.kube import Kube, owned_by
 from hakeeper.replicateddatabase import objects, rollout
@@ -184,7 +184,7 @@ class Departure:
 def primary_endpoints(kube: Kube, db: str, namespace: str) -> set[str]:
     """The addresses the -primary Service's EndpointSlices list, ready or not."""
     slices = kube.list("EndpointSlice", namespace,
-                       label_selector=f"kubernetes.io/service-name={objects.names(db)['primary']}")
+                       label_selector=f"{SERVICE_NAME_LABEL}={objects.names(db)['primary']}")
     return {a for s in slices for e in s.get("endpoints") or [] for a in e.get("addresses") or []}
 
 

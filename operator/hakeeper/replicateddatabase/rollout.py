@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from hakeeper.api.conditions import condition_status
+
 REVISION_LABEL = "controller-revision-hash"
 """The label the StatefulSet controller puts on each pod: the revision it was made from."""
 
@@ -52,8 +54,7 @@ class RolloutDecision:
 
 
 def _ready(pod: Mapping[str, Any]) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    return condition_status(pod.get("status") or {}, "Ready") is True
 
 
 def _terminating(pod: Mapping[str, Any]) -> bool:
