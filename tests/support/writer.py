@@ -25,7 +25,58 @@ class Ack:
     host: str
 
 
-class Writer(threading.Thread):
+class Client(threading.Thread):
+    """A client of the database endpoint, one statement after another: against whatever host
+    endpoint() names at that moment (None: nowhere to go yet, ask again in 20 ms), over a
+    connection made by connect(host), a new one when the host changes and after every error
+    (which counts as one: any exception from connect or the statement). Subclasses say what one
+    statement is (_once) and what an error means to them (_failed). pause: seconds between two
+    statements; retry_pause: seconds to wait after an error. A daemon thread: start() it, stop() it.
+    """
+
+    def __init__(self, name: str, endpoint: Callable[[], str | None], connect: Callable[[str], Any], *,
+                 pause: float, retry_pause: float) -> None:
+        super().__init__(name=name, daemon=True)
+        self.endpoint, self.connect = endpoint, connect
+        self.pause, self.retry_pause = pause, retry_pause
+        self._halt = threading.Event()
+
+    def _once(self, conn: Any, host: str) -> None:
+        raise NotImplementedError
+
+    def _failed(self, exc: Exception) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        conn: Any = None
+        conn_host: str | None = None
+        while not self._halt.is_set():
+            host = self.endpoint()
+            if host is None:
+                self._halt.wait(0.02)
+                continue
+            try:
+                if conn is None or conn_host != host:
+                    _close(conn)
+                    conn, conn_host = self.connect(host), host
+                self._once(conn, host)
+            except Exception as exc:  # noqa: BLE001 - what a client sees during a failover
+                self._failed(exc)
+                _close(conn)
+                conn = None
+                self._halt.wait(self.retry_pause)
+            if self.pause:
+                self._halt.wait(self.pause)
+        _close(conn)
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stops and waits up to `timeout` seconds for the thread to end."""
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout=timeout)
+
+
+class Writer(Client):
     """INSERTs ids first_id, first_id + 1, ... one at a time, each in its own autocommit
     statement, against whatever host endpoint() names at that moment.
 
@@ -48,49 +99,25 @@ class Writer(threading.Thread):
     def __init__(self, endpoint: Callable[[], str | None], connect: Callable[[str], Any], sql: str, *,
                  params: Callable[[int], tuple] = lambda i: (i,), first_id: int = 1, pause: float = 0.0,
                  retry_pause: float = 0.01) -> None:
-        super().__init__(name="writer", daemon=True)
-        self.endpoint, self.connect, self.sql, self.params = endpoint, connect, sql, params
-        self.pause, self.retry_pause = pause, retry_pause
+        super().__init__("writer", endpoint, connect, pause=pause, retry_pause=retry_pause)
+        self.sql, self.params = sql, params
         self.acked: list[Ack] = []
         self.errors: list[tuple[float, str]] = []
         self.calls: dict[int, float] = {}
         """id -> time.monotonic() just before its INSERT was sent: with `acked`, the history a
         linearizability checker reads (tests/support/linearizability.py)."""
         self.next_id = first_id
-        self._halt = threading.Event()
 
-    def run(self) -> None:
-        conn: Any = None
-        conn_host: str | None = None
-        while not self._halt.is_set():
-            host = self.endpoint()
-            if host is None:
-                time.sleep(0.02)
-                continue
-            try:
-                if conn is None or conn_host != host:
-                    _close(conn)
-                    conn, conn_host = self.connect(host), host
-                i = self.next_id
-                self.next_id += 1
-                self.calls[i] = time.monotonic()
-                with conn.cursor() as cur:
-                    cur.execute(self.sql, self.params(i))
-                self.acked.append(Ack(i, time.monotonic(), host))
-            except Exception as exc:  # noqa: BLE001 - what a client sees during a failover
-                self.errors.append((time.monotonic(), str(exc)))
-                _close(conn)
-                conn = None
-                self._halt.wait(self.retry_pause)
-            if self.pause:
-                self._halt.wait(self.pause)
-        _close(conn)
+    def _once(self, conn: Any, host: str) -> None:
+        i = self.next_id
+        self.next_id += 1
+        self.calls[i] = time.monotonic()
+        with conn.cursor() as cur:
+            cur.execute(self.sql, self.params(i))
+        self.acked.append(Ack(i, time.monotonic(), host))
 
-    def stop(self, timeout: float = 30) -> None:
-        """Stops writing and waits up to `timeout` seconds for the thread to end."""
-        self._halt.set()
-        if self.is_alive():
-            self.join(timeout=timeout)
+    def _failed(self, exc: Exception) -> None:
+        self.errors.append((time.monotonic(), str(exc)))
 
     def ids(self) -> set[int]:
         """Every acknowledged id."""
@@ -127,7 +154,7 @@ class Read:
     value: int
 
 
-class Reader(threading.Thread):
+class Reader(Client):
     """Runs one query that returns a single integer (SELECT MAX(id) ...), again and again,
     against whatever host endpoint() names, and records every answer with its call and return
     times in `reads` (a failed read says nothing and is only counted in `failures`): the reads
@@ -139,41 +166,17 @@ class Reader(threading.Thread):
 
     def __init__(self, endpoint: Callable[[], str | None], connect: Callable[[str], Any], sql: str, *,
                  pause: float = 0.005, retry_pause: float = 0.01) -> None:
-        super().__init__(name="reader", daemon=True)
-        self.endpoint, self.connect, self.sql = endpoint, connect, sql
-        self.pause, self.retry_pause = pause, retry_pause
+        super().__init__("reader", endpoint, connect, pause=pause, retry_pause=retry_pause)
+        self.sql = sql
         self.reads: list[Read] = []
         self.failures = 0
-        self._halt = threading.Event()
 
-    def run(self) -> None:
-        conn: Any = None
-        conn_host: str | None = None
-        while not self._halt.is_set():
-            host = self.endpoint()
-            if host is None:
-                self._halt.wait(0.02)
-                continue
-            try:
-                if conn is None or conn_host != host:
-                    _close(conn)
-                    conn, conn_host = self.connect(host), host
-                call = time.monotonic()
-                with conn.cursor() as cur:
-                    cur.execute(self.sql)
-                    value = int(cur.fetchone()[0] or 0)
-                self.reads.append(Read(call, time.monotonic(), value))
-            except Exception:  # noqa: BLE001 - what a client sees during a failover
-                self.failures += 1
-                _close(conn)
-                conn = None
-                self._halt.wait(self.retry_pause)
-            if self.pause:
-                self._halt.wait(self.pause)
-        _close(conn)
+    def _once(self, conn: Any, host: str) -> None:
+        call = time.monotonic()
+        with conn.cursor() as cur:
+            cur.execute(self.sql)
+            value = int(cur.fetchone()[0] or 0)
+        self.reads.append(Read(call, time.monotonic(), value))
 
-    def stop(self, timeout: float = 30) -> None:
-        """Stops reading and waits up to `timeout` seconds for the thread to end."""
-        self._halt.set()
-        if self.is_alive():
-            self.join(timeout=timeout)
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
