@@ -234,9 +234,10 @@ class Pod(ServerProcess):
                 path.chmod(0o777)  # emptyDir's mode; the hostPath claim's too (fsGroup does not apply)
 
     def fresh_volumes(self) -> None:
-        """A new pod: emptyDirs start empty; the claim stays."""
+        """A new pod: emptyDirs start empty; the claim and the ConfigMaps (base-conf; reseed,
+        which a test writes as the operator would) stay."""
         for name, path in self.volumes.items():
-            if name not in ("data", "base-conf"):
+            if name not in ("data", "base-conf", "reseed"):
                 shutil.rmtree(path, ignore_errors=True)
         self.prepare()
 

@@ -93,7 +93,7 @@ def test_kill_9_of_the_primary_under_writes_loses_no_acknowledged_write(fleet: P
     # The old primary comes back (its pod restarts: the init container again, the claim kept):
     # read-only first, then a replica of the new primary. MySQL keeps what the killed primary had
     # binlogged but no replica had received (MariaDB's init_rpl_role=SLAVE cuts that tail): such
-    # a member comes back errant and is kept out, read-only, until re-initialized; what it has
+    # a member comes back errant and is kept out, read-only, until re-seeded; what it has
     # beyond the new primary are writes no client was told of.
     fleet.by_name(old).start()
     assert fleet.by_name(old).value("SELECT @@read_only") == 1
@@ -164,7 +164,7 @@ def test_a_replica_with_an_errant_transaction_is_never_promoted(fleet: PodFleet)
     assert 999999 in stored_ids(fleet[1]) and 999999 not in stored_ids(fleet[0])
     flagged = loop.wait(lambda r: r.members[1]["errant"], 10, "db-1 flagged errant")
     status = {m["name"]: m for m in flagged.members}["db-1"]
-    assert status["role"] == "fenced" and "re-initialized" in status["message"]
+    assert status["role"] == "fenced" and "re-seeded" in status["message"]
     assert any(reason == "ErrantTransactions" for reason, _ in flagged.events)
     poll(lambda: replica_status(fleet[1]).get(columns.sql_running) == "No", 10, what="db-1's replication stopped",
          ignore=Exception)

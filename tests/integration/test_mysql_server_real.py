@@ -112,6 +112,21 @@ def test_members_initialise_and_start_as_non_root_on_a_read_only_root(fleet: Pod
     assert pod.value("SELECT @@server_id") == 101
     assert "--initialize" not in pod.init_output
 
+    if fleet.flavor == "mariadb":
+        # a volume from before 0.3 held MariaDB's datadir at its root: moved into data/, kept
+        with pod.admin() as conn, conn.cursor() as cur:
+            cur.execute("SET sql_log_bin = 0")
+            cur.execute("CREATE DATABASE kept_across_the_move")
+        pod.stop()
+        volume = pod.volumes["data"]
+        for entry in list((volume / "data").iterdir()):
+            entry.rename(volume / entry.name)
+        (volume / "data").rmdir()
+        pod.start()
+        assert not (volume / "mysql").exists() and (volume / "data" / "kept_across_the_move").is_dir()
+        assert pod.value("SELECT COUNT(*) FROM information_schema.SCHEMATA "
+                         "WHERE SCHEMA_NAME = 'kept_across_the_move'") == 1
+
 
 def test_the_loop_replicates_switches_over_and_fails_over_without_losing_a_write(fleet: PodFleet) -> None:
     policy = policy_for(fleet, anti_flap_window=2.0)

@@ -692,6 +692,8 @@ class FakeFleet:
             (f"START {word} IO_THREAD", lambda s, session, m, args: self._start(s, io=True, sql=False)),
             (f"START {word} SQL_THREAD", lambda s, session, m, args: self._start(s, io=False, sql=True)),
             (f"RESET {word} ALL", self._reset),
+            # the applier's position only (the CHANGE after it deletes the relay log anyway)
+            (f"RESET {word}", lambda s, session, m, args: self._running(s)),
             ("CHANGE REPLICATION SOURCE TO {rest}" if self.mysql else "CHANGE MASTER TO {rest}", self._change),
             (f"SHOW {word} STATUS", self._show_replica_status),
             (f"SET GLOBAL {source}_enabled = {{onoff}}",

@@ -263,7 +263,7 @@ def test_a_replica_with_errant_transactions_is_reported_kept_out_and_never_promo
     assert flagged.state == "Degraded" and flagged.primary == "db-0"
     assert reasons(flagged).count("ErrantTransactions") == 1
     status = member(flagged, "db-1")
-    assert status["errant"] and status["role"] == "fenced" and "re-initialized" in status["message"]
+    assert status["errant"] and status["role"] == "fenced" and "re-seeded" in status["message"]
     assert not fleet.follows("db-1", "db-0")  # its replication is stopped
     again = ctl.step()
     assert "ErrantTransactions" not in reasons(again) and member(again, "db-1")["errant"]  # said once

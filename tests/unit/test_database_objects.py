@@ -40,9 +40,9 @@ def test_each_flavor_runs_its_own_server(flavor: str, server: str, image: str) -
 
 def test_mariadb_initialises_with_mariadb_install_db() -> None:
     script = pod("mariadb")["initContainers"][0]["command"][2]
-    assert "mariadb-install-db --no-defaults --datadir=/var/lib/mysql " in script and " --force " in script
+    assert "mariadb-install-db --no-defaults --datadir=/var/lib/mysql/data " in script and " --force " in script
     assert "mysqld " not in script and "--initialize" not in script and "--user" not in script
-    assert settings(objects.my_cnf(ReplicatedDatabaseSpec(flavor="mariadb")))["datadir"] == "/var/lib/mysql"
+    assert settings(objects.my_cnf(ReplicatedDatabaseSpec(flavor="mariadb")))["datadir"] == "/var/lib/mysql/data"
 
 
 def test_mysql_initialises_with_mysqld_into_a_directory_renamed_when_complete() -> None:
@@ -70,12 +70,16 @@ def test_nothing_runs_as_root_or_writes_outside_its_volumes(flavor: str) -> None
         assert container["securityContext"] == {
             "runAsNonRoot": True, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]}}
-        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"] if m["name"] != "reseed"}
         assert mounts == {"/var/lib/mysql": "data", "/etc/mysql/hakeeper-base": "base-conf",
                           "/etc/mysql/hakeeper": "conf", "/run/mysqld": "run", "/tmp": "tmp",
                           "/var/lib/mysql-files": "files"}
+    # the init container alone reads the re-seed entries, read-only
+    reseed_mount, = (m for m in spec["initContainers"][0]["volumeMounts"] if m["name"] == "reseed")
+    assert reseed_mount == {"name": "reseed", "mountPath": "/etc/hakeeper/reseed", "readOnly": True}
     volumes = {v["name"]: v for v in spec["volumes"]}
-    assert set(volumes) == {"base-conf", "conf", "run", "tmp", "files"}  # data: the claim template
+    assert set(volumes) == {"base-conf", "conf", "run", "tmp", "files", "reseed"}  # data: the claim template
+    assert volumes["reseed"]["configMap"] == {"name": "db-reseed", "optional": True}
     assert all(volumes[name] == {"name": name, "emptyDir": {}} for name in ("conf", "run", "tmp", "files"))
     # every path the server writes is on one of those volumes
     cnf = settings(objects.my_cnf(ReplicatedDatabaseSpec(flavor=flavor)))
@@ -142,7 +146,7 @@ def test_mysql_plugin_settings_survive_initialize() -> None:
     cnf = objects.my_cnf(ReplicatedDatabaseSpec(flavor="mysql"))
     semi = [line for line in cnf.splitlines() if "rpl-semi-sync" in line]
     assert semi and all(line.startswith("loose-rpl-semi-sync-") for line in semi)
-    assert "plugin-load-add=semisync_source.so;semisync_replica.so" in cnf.splitlines()
+    assert "plugin-load-add=semisync_source.so;semisync_replica.so;mysql_clone.so" in cnf.splitlines()
     # MariaDB's semi-sync is built in: a typo there must fail the start, not pass silently
     assert "loose-" not in objects.my_cnf(ReplicatedDatabaseSpec(flavor="mariadb"))
 

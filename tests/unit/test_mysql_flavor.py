@@ -43,6 +43,7 @@ def test_mysql_points_a_replica_at_a_source_with_auto_position() -> None:
     sql = rendered(MySQL().replicate_from("10.0.0.5", 3307, "repl", "secret", 2.5, adopt_binlog_position=True))
     assert sql == [
         "STOP REPLICA",
+        "RESET REPLICA",  # a clone of a replica names relay logs it does not have
         "CHANGE REPLICATION SOURCE TO SOURCE_HOST = '10.0.0.5', SOURCE_PORT = 3307, SOURCE_USER = 'repl', "
         "SOURCE_PASSWORD = 'secret', SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 1, "
         "SOURCE_HEARTBEAT_PERIOD = 2.5, GET_SOURCE_PUBLIC_KEY = 1",

@@ -65,7 +65,7 @@ def test_member_statuses_fit_the_status_schema() -> None:
     parsed = [MemberStatus.model_validate(r) for r in rows]
     assert [(m.name, m.role, m.errant) for m in parsed] == [("db-0", "primary", False), ("db-1", "fenced", True),
                                                           ("db-2", "unknown", False)]
-    assert parsed[1].message and "re-initialized" in parsed[1].message
+    assert parsed[1].message and "re-seeded" in parsed[1].message
     assert parsed[2].lag_seconds == 2.0 and not parsed[2].reachable
     wire = parsed[1].wire()
     assert wire["readOnly"] is True and wire["gtid"] == "0-1-10,0-2-3"

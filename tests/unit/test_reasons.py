@@ -84,7 +84,9 @@ def test_the_warnings_are_the_ones_posted_as_warnings() -> None:
     assert warnings(DatabaseEvent) == {"Failed", "Lost", "ErrantTransactions", "Degraded",
                                        # a failover refused, forced or possibly losing writes needs a person
                                        "NoSafeCandidate", "FailoverRefused", "FailoverForced", "ForceFailoverIgnored",
-                                       "FailoverMayLoseWrites"}
+                                       "FailoverMayLoseWrites",
+                                       # a member to rebuild waits for a person, or its re-seed failed
+                                       "ReseedRequired", "ReseedFailed", "ReseedIgnored"}
     assert warnings(PolicyEvent) == {"Released", "ScaleFailed", "MetricsUnavailable", "Conflict", "EvaluationFailed"}
     assert warnings(PoolEvent) == {"InvalidWeight"}
     assert warnings(events.CommonEvent) == {"InvalidSpec", "ReconcileFailed"}

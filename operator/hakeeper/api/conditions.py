@@ -36,6 +36,8 @@ class ConditionType(StrEnum):
     HEALTHY = "Healthy"
     """Every member replicates from the primary, in time."""
     FAILOVER_IN_PROGRESS = "FailoverInProgress"
+    RESEED_REQUIRED = "ReseedRequired"
+    """A member must be rebuilt from another member's data (errant, or its binary logs purged)."""
     # DegradationPolicy
     METRICS_AVAILABLE = "MetricsAvailable"
     """Every trigger's query returned a value."""
@@ -99,6 +101,11 @@ class DatabaseReason(StrEnum):
     """The credentials Secret, or one of its keys, is missing."""
     CREDENTIALS_INVALID = "CredentialsInvalid"
     """A password in the credentials Secret has a line break or NUL."""
+    # ReseedRequired
+    NO_RESEED_REQUIRED = "NoneRequired"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    """spec.autoReseed is false: the message names the member and the annotation that starts it."""
+    RESEEDING = "Reseeding"
 
 
 class PolicyReason(StrEnum):

@@ -95,7 +95,19 @@ class DatabaseEvent(_Catalog):
     ROLLOUT_COMPLETED = "RolloutCompleted"
     """Every member runs the StatefulSet's template."""
     ERRANT_TRANSACTIONS = "ErrantTransactions", EventType.WARNING
-    """A member has transactions the primary lacks; it stays out until re-initialized."""
+    """A member has transactions the primary lacks; it stays out until re-seeded."""
+    RESEED_REQUIRED = "ReseedRequired", EventType.WARNING
+    """A member must be rebuilt from another's data (errant, or the binary logs it needs are
+    purged) and spec.autoReseed is false: the message gives the command that starts it."""
+    RESEED_STARTED = "ReseedStarted"
+    """A member is being rebuilt from a donor's data (MySQL: the clone plugin; MariaDB: mariabackup)."""
+    RESEED_RESTART = "ReseedRestart"
+    """A member's pod is evicted to start from the donor's data (its own kept when errant)."""
+    RESEED_COMPLETED = "ReseedCompleted"
+    RESEED_FAILED = "ReseedFailed", EventType.WARNING
+    """A re-seed failed (the donor went away, the copy failed); it starts over with autoReseed."""
+    RESEED_IGNORED = "ReseedIgnored", EventType.WARNING
+    """The reseed annotation was removed unused: it names no member that needs one."""
     # actions (clustering.act)
     FENCED = "Fenced"
     FENCE_SKIPPED = "FenceSkipped"
@@ -108,6 +120,8 @@ class DatabaseEvent(_Catalog):
     REPLICATION_STOPPED = "ReplicationStopped"
     USERS_ENSURED = "UsersEnsured"
     LEASE_EXPIRED = "LeaseExpired"
+    CLONED = "Cloned"
+    """A member's server copied a donor's data (a MySQL re-seed's copy)."""
     ACTION_FAILED = "ActionFailed"
     """An action of the plan failed; the next step re-plans."""
 

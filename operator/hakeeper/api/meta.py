@@ -61,6 +61,10 @@ FORCE_FAILOVER_ANNOTATION = "hakeeper.io/force-failover-to"
 """On a ReplicatedDatabase whose failover durability Lossless refused: the member (name or
 ordinal) a person accepts to promote anyway, knowing acknowledged writes may be lost. Used
 once, then removed; removed unused when no failover is refused."""
+RESEED_ANNOTATION = "hakeeper.io/reseed"
+"""On a ReplicatedDatabase with spec.autoReseed false: the member (name or ordinal) a person asks
+to rebuild from a healthy member's data (its own kept on its volume when errant). Removed once
+the re-seed began, or when the member needs none."""
 
 # -- DegradationPolicy -----------------------------------------------------------------------------
 ORIGINAL_REPLICAS_ANNOTATION = "hakeeper.io/original-replicas"

@@ -103,6 +103,12 @@ class ReplicatedDatabaseSpec(Model):
     FailoverRefused, until the old primary is back or a person names the member to promote in the
     annotation hakeeper.io/force-failover-to. Available: the most advanced replica is promoted
     anyway, and the possible loss is recorded in status.history."""
+    auto_reseed: bool = False
+    """Rebuild a member from a healthy member's data, without asking, when it cannot rejoin by
+    replication: it has errant transactions (kept on its volume as errant-<id>), or the binary
+    logs it needs were purged. MySQL copies with the clone plugin, MariaDB with mariabackup.
+    false: the ReseedRequired condition and an Event name the member and the annotation
+    (hakeeper.io/reseed=<member>) that starts it."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -165,7 +171,7 @@ class MemberStatus(StatusModel):
     gtid: str | None = None
     """Its executed GTID set."""
     errant: bool = False
-    """It has transactions the primary lacks: it stays out of the cluster until re-initialized."""
+    """It has transactions the primary lacks: it stays out of the cluster until re-seeded."""
     transactions_behind: int | None = None
     """Transactions the primary has that this member has not applied (the GTID distance)."""
     semi_sync_active: bool | None = None
@@ -175,6 +181,20 @@ class MemberStatus(StatusModel):
     within failover.maxLagSeconds, no errant transaction."""
     message: str | None = None
     """What is wrong with it, if anything."""
+    reseed: str | None = None
+    """Why it cannot rejoin by replication and must be rebuilt from another member's data."""
+
+
+class ReseedStatus(StatusModel):
+    """A member being rebuilt from a donor's data (replicateddatabase.reseed)."""
+
+    member: str
+    donor: str
+    phase: Literal["Copying", "Restarting"]
+    """Copying: the member's server clones the donor's data next to its own (MySQL). Restarting:
+    its pod restarts and starts from the donor's data (MariaDB streams it there)."""
+    started: str
+    """When it began (RFC 3339)."""
 
 
 class HistoryEntry(StatusModel):
@@ -246,7 +266,7 @@ class LoopMemoryStatus(StatusModel):
     """Each replica's lag as last seen while the primary was alive (afterwards the server reports none)."""
     errant: list[ErrantMember] = Field(default_factory=list, json_schema_extra={
         "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["member"]})
-    """Members found with transactions the primary lacks; they stay out until re-initialized."""
+    """Members found with transactions the primary lacks; they stay out until re-seeded."""
     switchover: SwitchoverStatus | None = None
     lease_expires: str | None = None
     """When the primary's lease, as last renewed, runs out (RFC 3339): a failover waits for it."""
@@ -287,6 +307,8 @@ class ReplicatedDatabaseStatus(BaseStatus):
     one lease longer."""
     rollout: RolloutStatus | None = None
     """A rollout under way; absent when every member runs the StatefulSet's template."""
+    reseed: ReseedStatus | None = None
+    """A re-seed under way; absent otherwise."""
     loop_memory: str | None = None
     """Deprecated: the loop's memory as JSON, written by hakeeper 0.1.0. Read once by an upgraded
     operator to resume, then removed; superseded by loop."""

@@ -11,6 +11,7 @@ clients of a former primary once the `-primary` Service no longer routes to it.
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -21,12 +22,12 @@ from hakeeper.api import REPLICATED_DATABASE
 from hakeeper.api.common import parse_duration
 from hakeeper.api.conditions import DatabaseReason, Verdict, now_iso
 from hakeeper.api.events import CommonEvent, DatabaseEvent
-from hakeeper.api.meta import FORCE_FAILOVER_ANNOTATION, SWITCHOVER_ANNOTATION
+from hakeeper.api.meta import FORCE_FAILOVER_ANNOTATION, RESEED_ANNOTATION, SWITCHOVER_ANNOTATION
 from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
 from hakeeper.platform import kube as kubeapi
 from hakeeper.platform import loop
 from hakeeper.platform.spec import mark, on_spec, parse_spec
-from hakeeper.replicateddatabase import reconcile, rollout, status, telemetry
+from hakeeper.replicateddatabase import objects, reconcile, reseed, rollout, status, telemetry
 from hakeeper.replicateddatabase.clustering import Cluster, LoopMemory, Policy
 
 GROUP, VERSION = REPLICATED_DATABASE.api_version.split("/")
@@ -39,6 +40,8 @@ WORKERS = 32
 LOOP = loop.Loop(kind=REPLICATED_DATABASE.kind, failure_reason=CommonEvent.RECONCILE_FAILED, retry=RETRY_SECONDS,
                  executor=concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="replicateddatabase"))
 _wakeups = loop.Wakeups()
+COPIES = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="reseed-copy")
+"""MySQL re-seeds' clones: each blocks until its copy is complete, off the passes' threads."""
 
 
 @on_spec(REPLICATED_DATABASE)
@@ -66,6 +69,12 @@ class DatabasePass:
         self.departures: dict[str, reconcile.Departure] = {}
         """Former primaries whose client sessions are to be killed once the -primary Service
         no longer routes to them."""
+        self.reseeds: dict[str, reseed.Entry | None] | None = None
+        """The `<db>-reseed` ConfigMap's entries as last read or written (None: not read yet)."""
+        self.copies: dict[str, tuple[str, concurrent.futures.Future[tuple[bool, list[Any]]]]] = {}
+        """member -> (entry id, its clone running or done in COPIES)."""
+        self.reported: set[tuple[str, str]] = set()
+        """(member, why) already announced by a ReseedRequired Event."""
 
     def __call__(self, body: Mapping[str, Any], observed: Any = None) -> loop.Outcome:
         started = time.monotonic()
@@ -96,8 +105,9 @@ class DatabasePass:
                               switchover_target=request[1] if request else None, force_target=force)
         decision = rollout.decide(kube.get("StatefulSet", namespace, name), pods, result.members, result.primary,
                                   busy=result.failover_in_progress)
+        reseeding = self._reseed_decision(kube, body, spec, members, pods, result)
         written = reconcile.status_of({**body, "status": {**(body.get("status") or {}), "history": self.history}},
-                                     spec, result, now_iso(), decision)
+                                     spec, result, now_iso(), decision, reseeding)
         write_handled, handled = reconcile.handled_switchover(body, request, result)
         if write_handled:
             # done: a later failover must not switch back to this target
@@ -117,6 +127,7 @@ class DatabasePass:
             kube.patch(REPLICATED_DATABASE.kind, namespace, name, {"metadata": {"annotations": done_with}})
         events = _events(result.events)
         events += self._roll(kube, namespace, pods, decision)
+        events += self._reseed(kube, cluster, body, members, pods, reseeding)
         if before is not None and result.primary != before:
             self.departures[before] = reconcile.Departure(since=time.monotonic())
         events += self._disconnect(kube, cluster, members, name, namespace, pods, result.primary)
@@ -137,6 +148,75 @@ class DatabasePass:
             if departure.due(ip is not None and ip in routed, time.monotonic()):
                 del self.departures[member]
                 events += _events(cluster.disconnect_clients(members, member))
+        return events
+
+    def _reseed_decision(self, kube: kubeapi.Kube, body: Mapping[str, Any], spec: ReplicatedDatabaseSpec,
+                         members: list[Any], pods: Mapping[str, Any], result: Any) -> reseed.ReseedDecision:
+        """The re-seed's next step (reseed.decide). The ConfigMap is read at the first pass and
+        while a member needs or undergoes a re-seed; the operator is its only writer."""
+        meta = body["metadata"]
+        required = any(m.get("reseed") for m in result.members)
+        if self.reseeds is None or required or self.reseeds:
+            self.reseeds = reseed.entries_of(kube.get("ConfigMap", meta["namespace"],
+                                                      objects.names(meta["name"])["reseed"]))
+        copies: dict[str, reseed.CopyState] = {}
+        for member, (copy_id, future) in self.copies.items():
+            entry = self.reseeds.get(member)
+            if entry is not None and entry.id == copy_id:
+                copies[member] = "running" if not future.done() else "done" if future.result()[0] else "failed"
+        return reseed.decide(spec.flavor, result.members, pods, {m.name: m.host for m in members}, self.reseeds,
+                             result.primary, auto=spec.auto_reseed, requested=reconcile.reseed_request(body),
+                             copies=copies, busy=result.failover_in_progress,
+                             new_id=datetime.datetime.now(datetime.UTC).strftime("%Y%m%dt%H%M%Sz"), now=now_iso())
+
+    def _reseed(self, kube: kubeapi.Kube, cluster: Cluster, body: Mapping[str, Any], members: list[Any],
+                pods: Mapping[str, Any], d: reseed.ReseedDecision) -> list[loop.Event]:
+        """Carries out the re-seed's decision after the step's status is written; its Events."""
+        meta = body["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        entries = dict(self.reseeds or {})
+        events: list[loop.Event] = []
+        requested = reconcile.reseed_request(body)
+        required = dict(d.required)
+        self.reported &= set(d.required)
+        if d.action == "report":
+            for needy, why in d.required:
+                if (needy, why) not in self.reported:
+                    self.reported.add((needy, why))
+                    events.append(loop.Event.of(DatabaseEvent.RESEED_REQUIRED, f"{needy}: {why}; to rebuild it from "
+                                                f"a healthy member's data: {reseed.command(name, needy)}"))
+        unannotate = {"metadata": {"annotations": {RESEED_ANNOTATION: None}}}
+        if requested is not None and requested not in required and requested not in entries:
+            kube.patch(REPLICATED_DATABASE.kind, namespace, name, unannotate)
+            events.append(loop.Event.of(DatabaseEvent.RESEED_IGNORED, f"{requested} needs no re-seed: it can rejoin "
+                                        "by replication, or is not a member (annotation removed)"))
+        entry, member = d.entry, d.member
+        if d.action in ("begin", "copied") and entry is not None:
+            entries[entry.member] = entry
+            reconcile.write_reseeds(kube, body, entries)
+            if d.action == "begin":
+                events.append(loop.Event.of(DatabaseEvent.RESEED_STARTED, d.reason))
+                if requested == entry.member:
+                    kube.patch(REPLICATED_DATABASE.kind, namespace, name, unannotate)
+        elif d.action == "copy" and entry is not None:
+            directory = f"{objects.VOLUME_DIR}/.reseed-{entry.id}"
+            self.copies[entry.member] = (entry.id, COPIES.submit(cluster.clone, members, entry.member, entry.donor,
+                                                                 directory))
+        elif d.action == "restart" and entry is not None:
+            if kube.evict(namespace, entry.member, uid=entry.pod):
+                events.append(loop.Event.of(DatabaseEvent.RESEED_RESTART, d.reason))
+        elif d.action in ("complete", "fail") and member is not None:
+            entries.pop(member, None)
+            reconcile.write_reseeds(kube, body, entries)
+            self.copies.pop(member, None)
+            reason = DatabaseEvent.RESEED_COMPLETED if d.action == "complete" else DatabaseEvent.RESEED_FAILED
+            events.append(loop.Event.of(reason, d.reason))
+        for _, future in list(self.copies.values()):
+            if future.done():
+                events += _events(future.result()[1])
+        self.copies = {m: (i, f) for m, (i, f) in self.copies.items() if not f.done() or m == member
+                       and d.action == "copy"}
+        self.reseeds = entries
         return events
 
     def _roll(self, kube: kubeapi.Kube, namespace: str, pods: Mapping[str, Any],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,9 +36,12 @@ from hakeeper.replicateddatabase.clustering.policy import Policy
 SERVER_ID_BASE = 100
 VOLUME_DIR = "/var/lib/mysql"
 """Where each member's PersistentVolumeClaim is mounted."""
-DATA_DIR = VOLUME_DIR
-"""MariaDB's datadir; MySQL's is a directory inside the volume (see _MYSQL_INITIALISE)."""
-MYSQL_DATA_DIR = f"{VOLUME_DIR}/data"
+DATA_DIR = f"{VOLUME_DIR}/data"
+"""Both flavors' datadir: a directory inside the volume, so that a re-seed can put a copy in its
+place with two renames (and mysqld --initialize refuses a volume root holding lost+found)."""
+RESEED_DIR = "/etc/hakeeper/reseed"
+"""Where the init container finds the `<db>-reseed` ConfigMap: a file per member being rebuilt
+(replicateddatabase.reseed.Entry)."""
 CONF_DIR = "/etc/mysql/hakeeper"
 BASE_CONF_DIR = "/etc/mysql/hakeeper-base"
 RUN_DIR = "/run/mysqld"
@@ -79,12 +83,23 @@ class ServerLayout:
     replica_status: str = "SHOW REPLICA STATUS"
 
 
+# Versions before 0.3 kept MariaDB's datadir at the volume's root: moved into data/ once (a run cut
+# short is completed by the next: .moving is the datadir being filled).
+_MARIADB_MOVE = f"""if [ ! -d {DATA_DIR} ] && {{ [ -d {VOLUME_DIR}/mysql ] || [ -d {VOLUME_DIR}/.moving ]; }}; then
+  mkdir -p {VOLUME_DIR}/.moving
+  for entry in {VOLUME_DIR}/* {VOLUME_DIR}/.[!.]*; do
+    case "${{entry##*/}}" in .moving|lost+found|errant-*|.reseed-*|.discard-*|'*'|'.[!.]*') continue ;; esac
+    mv "$entry" {VOLUME_DIR}/.moving/
+  done
+  mv {VOLUME_DIR}/.moving {DATA_DIR}
+fi
+"""
 # mariadb-install-db is re-runnable: a run cut short is completed by the next one.
 # --no-defaults: the image's /etc/mysql configuration plays no part (the server never reads it).
 # --force: it refuses to run when the host name does not resolve (no /etc/hosts entry for it in
 # an image run without Kubernetes' hosts file); --skip-name-resolve makes no account by host name
 # anyway. Its messages (errors included) go to stdout: kept, for `kubectl logs -c init`.
-_MARIADB_INITIALISE = f"""if [ ! -d {DATA_DIR}/mysql ]; then
+_MARIADB_INITIALISE = _MARIADB_MOVE + f"""if [ ! -d {DATA_DIR}/mysql ]; then
   mariadb-install-db --no-defaults --datadir={DATA_DIR} --skip-test-db --skip-name-resolve --force --auth-root-authentication-method=socket
 fi
 """
@@ -95,13 +110,47 @@ fi
 # initialisation (lower_case_table_names, innodb_page_size, ...) matches, but not init-file
 # (init.sql belongs to the server's starts). --initialize-insecure: root@localhost without a
 # password until init.sql gives it the root password at the first start.
-_MYSQL_INITIALISE = f"""if [ ! -d {MYSQL_DATA_DIR} ]; then
+_MYSQL_INITIALISE = f"""if [ ! -d {DATA_DIR} ]; then
   rm -rf {VOLUME_DIR}/.initialising
   if ! mysqld --defaults-file={BASE_CONF_DIR}/my.cnf --initialize-insecure --datadir={VOLUME_DIR}/.initialising --init-file=/dev/null --log-error={TMP_DIR}/initialise.log; then
     cat {TMP_DIR}/initialise.log >&2
     exit 1
   fi
-  mv {VOLUME_DIR}/.initialising {MYSQL_DATA_DIR}
+  mv {VOLUME_DIR}/.initialising {DATA_DIR}
+fi
+"""
+
+# A re-seed (replicateddatabase.reseed): before the server starts, the copy of a donor's data
+# in .reseed-<id> takes the datadir's place; the old datadir becomes errant-<id> (kept for a
+# person) or is removed. Leftovers of an attempt cut short or superseded are removed first. Each
+# step is a rename, and a start cut short anywhere is completed by the next one. The entry's
+# values are [A-Za-z0-9._:-] (reseed.Entry.render), safe in a path.
+_RESEED = f"""reseed_entry={RESEED_DIR}/$HOSTNAME
+field() {{ [ -f "$reseed_entry" ] && sed -n "s/^$1=//p" "$reseed_entry" || true; }}
+reseed_id=$(field id)
+reseed_phase=$(field phase)
+for leftover in {VOLUME_DIR}/.reseed-* {VOLUME_DIR}/.discard-*; do
+  [ -e "$leftover" ] || continue
+  [ "$reseed_phase" = restart ] && [ "$leftover" = "{VOLUME_DIR}/.reseed-$reseed_id" ] && continue
+  echo "removing $leftover, left by a re-seed that did not complete"
+  rm -rf "$leftover"
+done
+if [ "$reseed_phase" = restart ]; then
+__FETCH__
+  if [ -d "{VOLUME_DIR}/.reseed-$reseed_id" ]; then
+    if [ -d {DATA_DIR} ]; then
+      if [ "$(field keep)" = errant ]; then
+        mv {DATA_DIR} "{VOLUME_DIR}/errant-$reseed_id"
+        echo "the errant data is kept in {VOLUME_DIR}/errant-$reseed_id"
+      else
+        mv {DATA_DIR} "{VOLUME_DIR}/.discard-$reseed_id"
+      fi
+    fi
+    mv "{VOLUME_DIR}/.reseed-$reseed_id" {DATA_DIR}
+    echo "$reseed_id" > {DATA_DIR}/.reseed-id
+    rm -rf "{VOLUME_DIR}/.discard-$reseed_id"
+    echo "re-seeded from $(field donor)'s data (copy $reseed_id)"
+  fi
 fi
 """
 
@@ -109,7 +158,7 @@ LAYOUTS: dict[str, ServerLayout] = {
     "mariadb": ServerLayout("mariadb", "mariadbd", DATA_DIR, _MARIADB_INITIALISE, client="mariadb",
                             replica_status="SHOW SLAVE STATUS"),
     # The X Protocol plugin is off: nothing uses it, and it would listen on a second port.
-    "mysql": ServerLayout("mysql", "mysqld", MYSQL_DATA_DIR, _MYSQL_INITIALISE, ("loose-mysqlx=OFF",),
+    "mysql": ServerLayout("mysql", "mysqld", DATA_DIR, _MYSQL_INITIALISE, ("loose-mysqlx=OFF",),
                           plugin_settings=("rpl_semi_sync_",)),
 }
 
@@ -141,7 +190,7 @@ def pre_stop_script(flavor: str) -> str:
 
 def names(db: str) -> dict[str, str]:
     return {"statefulset": db, "headless": db, "primary": f"{db}-primary", "replicas": f"{db}-replicas",
-            "config": f"{db}-config", "credentials": f"{db}-credentials", "pdb": db}
+            "config": f"{db}-config", "credentials": f"{db}-credentials", "pdb": db, "reseed": f"{db}-reseed"}
 
 
 def labels(db: str) -> dict[str, str]:
@@ -267,7 +316,13 @@ cat >> {CONF_DIR}/init.sql <<EOF
 EOF
 fi
 umask 022
-{layout(flavor).initialise}"""
+{reseed_script(flavor)}{layout(flavor).initialise}"""
+
+
+def reseed_script(flavor: str) -> str:
+    """The init container's part of a re-seed (_RESEED): MySQL's copy is there already (the
+    member's server cloned it before the restart); MariaDB's is fetched first (_MARIADB_FETCH)."""
+    return _RESEED.replace("__FETCH__\n", "")
 
 
 def _secret_env(secret: str) -> list[dict[str, Any]]:
@@ -297,6 +352,7 @@ def statefulset(db: str, namespace: str, spec: ReplicatedDatabaseSpec, secret: s
     pod_ip = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
     mounts = [{"name": "data", "mountPath": VOLUME_DIR}, {"name": "base-conf", "mountPath": BASE_CONF_DIR},
               *({"name": name, "mountPath": path} for name, path in SCRATCH_VOLUMES.items())]
+    reseed_mount = {"name": "reseed", "mountPath": RESEED_DIR, "readOnly": True}
     resources = spec.resources.wire()
     server = {
         "name": server_layout.container, "image": image,
@@ -312,7 +368,7 @@ def statefulset(db: str, namespace: str, spec: ReplicatedDatabaseSpec, secret: s
         "securityContext": dict(CONTAINER_SECURITY),
     }
     init = {"name": "init", "image": image, "command": ["sh", "-c", init_script(spec.flavor)],
-            "env": [pod_ip, *_secret_env(secret or n["credentials"])], "volumeMounts": mounts,
+            "env": [pod_ip, *_secret_env(secret or n["credentials"])], "volumeMounts": [*mounts, reseed_mount],
             "securityContext": dict(CONTAINER_SECURITY)}
     if resources:
         server["resources"] = resources
@@ -334,7 +390,9 @@ def statefulset(db: str, namespace: str, spec: ReplicatedDatabaseSpec, secret: s
                     "securityContext": dict(POD_SECURITY),
                     "initContainers": [init], "containers": [server],
                     "volumes": [*({"name": name, "emptyDir": {}} for name in SCRATCH_VOLUMES),
-                                {"name": "base-conf", "configMap": {"name": n["config"]}}],
+                                {"name": "base-conf", "configMap": {"name": n["config"]}},
+                                # written only while a member is re-seeded (reseed.py)
+                                {"name": "reseed", "configMap": {"name": n["reseed"], "optional": True}}],
                     "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
                         "weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
                                                            "labelSelector": {"matchLabels": selector(db)}}}]}},
@@ -366,6 +424,13 @@ def services(db: str, namespace: str, spec: ReplicatedDatabaseSpec) -> list[dict
         service(n["primary"], "primary", type=spec.service.type),
         service(n["replicas"], "replica", type=spec.service.type),
     ]
+
+
+def reseed_config_map(db: str, namespace: str, entries: Mapping[str, str]) -> dict[str, Any]:
+    """The `<db>-reseed` ConfigMap: member name -> reseed.Entry.render()."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": names(db)["reseed"], "namespace": namespace, "labels": labels(db)},
+            "data": dict(entries)}
 
 
 def pod_disruption_budget(db: str, namespace: str, spec: ReplicatedDatabaseSpec) -> dict[str, Any] | None:

@@ -14,11 +14,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hakeeper.api.conditions import DatabaseReason
-from hakeeper.api.meta import FORCE_FAILOVER_ANNOTATION, ROLE_LABEL, SERVICE_NAME_LABEL, SWITCHOVER_ANNOTATION
+from hakeeper.api.conditions import ConditionType, DatabaseReason, with_verdicts
+from hakeeper.api.meta import (
+    FORCE_FAILOVER_ANNOTATION,
+    RESEED_ANNOTATION,
+    ROLE_LABEL,
+    SERVICE_NAME_LABEL,
+    SWITCHOVER_ANNOTATION,
+)
 from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec, RolloutStatus
 from hakeeper.platform.kube import Kube, owned_by
-from hakeeper.replicateddatabase import objects, rollout
+from hakeeper.replicateddatabase import objects, reseed, rollout
 from hakeeper.replicateddatabase import status as status_
 from hakeeper.replicateddatabase.clustering import Credentials, LoopMemory, Member, StepResult
 from hakeeper.replicateddatabase.clustering.classify import ANY_REPLICA
@@ -213,14 +219,37 @@ def role_labels(kube: Kube, namespace: str, pods: Mapping[str, Mapping[str, Any]
 
 
 def status_of(body: Mapping[str, Any], spec: ReplicatedDatabaseSpec, result: StepResult,
-              now_iso: str, decision: rollout.RolloutDecision | None = None) -> dict[str, Any]:
+              now_iso: str, decision: rollout.RolloutDecision | None = None,
+              reseeding: reseed.ReseedDecision | None = None) -> dict[str, Any]:
     """The status patch after one step (status.status_model, as StatusModel.patch writes it),
-    with status.rollout from the rollout's decision when one is given."""
+    with status.rollout from the rollout's decision, status.reseed and the ReseedRequired
+    condition from the re-seed's, when given."""
     needed = status_.replicas_needed(spec.replicas, spec.semi_sync.enabled, spec.semi_sync.wait_for_replica_count)
     model = status_.status_model(body, result, now_iso, needed)
     if decision is not None:
         model.rollout = rollout_status(decision)
+    if reseeding is not None:
+        model.reseed = reseed.status_of(reseeding)
+        model.conditions = with_verdicts(model.conditions, [(ConditionType.RESEED_REQUIRED, reseed.verdict(
+            reseeding, body["metadata"]["name"], spec.auto_reseed))], body["metadata"].get("generation"), now_iso)
     return model.patch()
+
+
+def reseed_request(body: Mapping[str, Any]) -> str | None:
+    """The member a person names in the reseed annotation (a name or an ordinal), or None."""
+    annotated = ((body["metadata"].get("annotations") or {}).get(RESEED_ANNOTATION) or "").strip()
+    if not annotated:
+        return None
+    db = body["metadata"]["name"]
+    return annotated if annotated.startswith(f"{db}-") else f"{db}-{annotated}"
+
+
+def write_reseeds(kube: Kube, body: Mapping[str, Any], entries: Mapping[str, reseed.Entry | None]) -> None:
+    """Applies the `<db>-reseed` ConfigMap with these entries (a void one, None, is dropped)."""
+    meta = body["metadata"]
+    owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
+    data = {member: entry.render() for member, entry in entries.items() if entry is not None}
+    kube.apply(owned_by(objects.reseed_config_map(meta["name"], meta["namespace"], data), owner))
 
 
 def force_request(body: Mapping[str, Any], db: str) -> str | None:

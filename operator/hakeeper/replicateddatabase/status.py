@@ -163,7 +163,8 @@ def _member(m: Mapping[str, Any]) -> MemberStatus:
     return MemberStatus(name=m["name"], role=m["role"], reachable=m["reachable"], read_only=m["read_only"],
                         lag_seconds=m["lag_seconds"], gtid=m["gtid"] or None, errant=m["errant"],
                         message=m["message"] or None, transactions_behind=m.get("transactions_behind"),
-                        semi_sync_active=m.get("semi_sync_active"), serving=bool(m.get("serving")))
+                        semi_sync_active=m.get("semi_sync_active"), serving=bool(m.get("serving")),
+                        reseed=m.get("reseed") or None)
 
 
 def status_model(body: Mapping[str, Any], result: StepResult, now_iso: str,

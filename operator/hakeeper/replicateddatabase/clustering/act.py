@@ -21,6 +21,8 @@ from hakeeper.replicateddatabase.clustering.ops import Ops, PyMySQLOps, describe
 from hakeeper.replicateddatabase.clustering.policy import Policy
 
 Event = tuple[str, str]
+CLONE_TIMEOUT = 6 * 3600.0
+"""Seconds a clone may take (the statement returns when the copy is complete)."""
 
 
 class ActionFailed(Exception):
@@ -160,6 +162,11 @@ class Executor:
                 statements += f.restart_io_thread()
             self._run(action.member, statements)
             return None
+        if isinstance(action, actions.Clone):
+            donor = self.members[action.donor]
+            self._run(action.member, f.clone_from(donor.host, donor.port, creds.operator_user, creds.operator_password,
+                                                  action.directory), read_timeout=CLONE_TIMEOUT)
+            return (DatabaseEvent.CLONED, f"{action.member} copied {action.donor}'s data into {action.directory}")
         if isinstance(action, actions.InstallLeaseFence):
             self._run(action.member, lease.install(f, policy) if action.enabled else lease.uninstall(f))
             return None

@@ -107,6 +107,15 @@ class AwaitLeaseExpiry:
 
 
 @dataclass(frozen=True)
+class Clone(MemberAction):
+    """Copy `donor`'s data into `directory` on the member's volume (the member keeps serving
+    from its own data meanwhile): a re-seed's copy (MySQL's clone plugin)."""
+
+    donor: str
+    directory: str
+
+
+@dataclass(frozen=True)
 class Concurrently:
     """Independent actions run at the same time: stopping IO threads that are stuck
     connecting to a silent primary each take up to slave_net_timeout."""
@@ -116,4 +125,4 @@ class Concurrently:
 
 Action = (Concurrently | Fence | OpenWrites | StopIOThread | StartSQLThread | WaitRelayApplied | CatchUp | Detach
           | ReplicateFrom | StopReplication | EnsureUsers | SetSemiSync | InstallLeaseFence | RenewLease
-          | AwaitLeaseExpiry | DisconnectClients)
+          | AwaitLeaseExpiry | DisconnectClients | Clone)

@@ -42,6 +42,8 @@ class MemberView:
     lag: float | None = None
     serving: bool = False
     """A replica fit to serve reads (the -replicas Service): replicating, in time, not errant."""
+    reseed: str | None = None
+    """Why it cannot rejoin by replication and must be rebuilt from another member's data."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,24 @@ def errant_against(state: MemberState, primary: MemberState) -> GtidSet | None:
     extra = state.progress.subtract(primary.executed)
     foreign = extra.subtract(extra.from_origins(frozenset({primary.origin or ""})))
     return foreign or None
+
+
+BINLOG_GONE_ERRORS = ("1236:", "13114:")
+"""A replica's IO thread error when its source cannot send what it asks for (purged binary logs,
+or a GTID the source's binlogs never had): 1236 ER_MASTER_FATAL_ERROR_READING_BINLOG on MariaDB,
+13114 ER_SERVER_SOURCE_FATAL_ERROR_READING_BINLOG (carrying 1236) on MySQL 8+. Replication
+retrying cannot mend it; copying a healthy member's data can."""
+
+
+def reseed_reason(state: MemberState, errant: GtidSet | None) -> str | None:
+    """Why a member must be rebuilt from another member's data, or None: it has errant
+    transactions, or its source cannot send the transactions it lacks (BINLOG_GONE_ERRORS)."""
+    if errant:
+        return f"it has transactions the primary lacks ({errant})"
+    r = state.replication
+    if r is not None and r.io_error.startswith(BINLOG_GONE_ERRORS):
+        return f"its source no longer has the binary logs it needs ({r.io_error})"
+    return None
 
 
 def primary_lost_data(states: Sequence[MemberState], primary: MemberState) -> list[str]:
@@ -166,8 +186,9 @@ def _member_views(members: Sequence[Member], states: Mapping[str, MemberState], 
         if errant:
             views[m.name] = MemberView(
                 m.name, "fenced",
-                (f"has transactions the primary lacks ({errant}); it stays out of the cluster until its "
-                 "data is re-initialized (delete its volume and pod)",), errant=str(errant), lag=lag)
+                (f"has transactions the primary lacks ({errant}); it stays out of the cluster until it is "
+                 "re-seeded from a healthy member",), errant=str(errant), lag=lag,
+                reseed=reseed_reason(s, errant))
             continue
         problems: list[str] = []
         r = s.replication
@@ -186,7 +207,8 @@ def _member_views(members: Sequence[Member], states: Mapping[str, MemberState], 
                 problems.append("replication SQL thread stopped")
             if lag is not None and lag > policy.max_lag_seconds:
                 problems.append(f"lagging {lag:.0f}s (maxLagSeconds {policy.max_lag_seconds:.0f})")
-        views[m.name] = MemberView(m.name, "replica", tuple(problems), lag=lag, serving=not problems)
+        views[m.name] = MemberView(m.name, "replica", tuple(problems), lag=lag, serving=not problems,
+                                   reseed=reseed_reason(s, None))
     return views
 
 

@@ -110,6 +110,11 @@ class Flavor(ABC):
     @abstractmethod
     def open_writes(self) -> list[Statement]: ...
 
+    @abstractmethod
+    def clone_from(self, host: str, port: int, user: str, password: str, directory: str) -> list[Statement]:
+        """Copy the server at host:port's data into `directory` on this server (which must not
+        exist), as `user`; NotImplementedError where the server cannot (MariaDB)."""
+
     def stop_replication(self) -> list[Statement]:
         return [(f"STOP {self.replica_word}", ())]
 
@@ -247,6 +252,10 @@ class MariaDB(Flavor):
         ]
         return statements
 
+    def clone_from(self, host: str, port: int, user: str, password: str, directory: str) -> list[Statement]:
+        raise NotImplementedError("MariaDB has no clone plugin: its members are re-seeded with mariabackup "
+                                  "by their init container")
+
     def wait_for_executed(self, position: str, timeout_seconds: float) -> Statement:
         return (f"SELECT MASTER_GTID_WAIT(%s, {_num(timeout_seconds)})", (position,))
 
@@ -335,14 +344,27 @@ class MySQL(Flavor):
     def replicate_from(self, host: str, port: int, user: str, password: str, heartbeat_seconds: float,
                        adopt_binlog_position: bool = False) -> list[Statement]:
         # Auto-positioning sends gtid_executed, which already includes a former primary's own writes.
+        # RESET REPLICA: applier metadata that names relay log files this server lacks (a clone
+        # of a replica copies it, not the files: MySQL 9.7 Reference Manual 7.6.6.7 "Cloning for
+        # Replication") fails START REPLICA with 1872; resetting it drops nothing more than the
+        # CHANGE below, which deletes the relay logs anyway (15.4.2.2 "CHANGE REPLICATION SOURCE
+        # TO Statement"): auto-positioning asks the source for whatever is not executed.
         return [
             ("STOP REPLICA", ()),
+            ("RESET REPLICA", ()),
             ("CHANGE REPLICATION SOURCE TO SOURCE_HOST = %s, SOURCE_PORT = %s, SOURCE_USER = %s, "
              "SOURCE_PASSWORD = %s, SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 1, "
              f"SOURCE_HEARTBEAT_PERIOD = {_num(heartbeat_seconds)}, GET_SOURCE_PUBLIC_KEY = 1",
              (host, int(port), user, password)),
             ("START REPLICA", ()),
         ]
+
+    def clone_from(self, host: str, port: int, user: str, password: str, directory: str) -> list[Statement]:
+        # MySQL 9.7 Reference Manual, 7.6.6 "The Clone Plugin": the recipient names its donor in
+        # clone_valid_donor_list; DATA DIRECTORY leaves the recipient's own data in place.
+        return [("SET GLOBAL clone_valid_donor_list = %s", (f"{host}:{int(port)}",)),
+                ("CLONE INSTANCE FROM %s@%s:%s IDENTIFIED BY %s DATA DIRECTORY = %s",
+                 (user, host, int(port), password, directory))]
 
     def wait_for_executed(self, position: str, timeout_seconds: float) -> Statement:
         return (f"SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, {_num(timeout_seconds)})", (position,))
@@ -391,7 +413,8 @@ class MySQL(Flavor):
             "super_read_only": "ON",
             "read_only": "ON",
             "skip_replica_start": "ON",
-            "plugin_load_add": "semisync_source.so;semisync_replica.so",
+            # clone: a member is re-seeded from another's data (replicateddatabase.reseed)
+            "plugin_load_add": "semisync_source.so;semisync_replica.so;mysql_clone.so",
             "rpl_semi_sync_source_enabled": "OFF",
             "rpl_semi_sync_replica_enabled": _on(semi_sync),
             "rpl_semi_sync_source_timeout": str(semi_sync_timeout_ms),

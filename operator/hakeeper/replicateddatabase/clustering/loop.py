@@ -20,7 +20,7 @@ from typing import Any
 from hakeeper.api.events import DatabaseEvent
 from hakeeper.api.meta import FORCE_FAILOVER_ANNOTATION
 from hakeeper.replicateddatabase.clustering.act import Executor
-from hakeeper.replicateddatabase.clustering.actions import Action, DisconnectClients, OpenWrites, ReplicateFrom
+from hakeeper.replicateddatabase.clustering.actions import Action, Clone, DisconnectClients, OpenWrites, ReplicateFrom
 from hakeeper.replicateddatabase.clustering.classify import Classification, ClusterState, classify
 from hakeeper.replicateddatabase.clustering.flavor import Flavor, flavor_for
 from hakeeper.replicateddatabase.clustering.members import Credentials, Member, MemberState
@@ -85,6 +85,7 @@ class Cluster:
         self.before_action = before_action
         """Called before each action; tests raise from it to simulate an operator crash."""
         self.ops: Ops = ops if ops is not None else PyMySQLOps(self.flavor, credentials, policy)
+        self._own_ops = ops is None
 
     def disconnect_clients(self, members: Sequence[Member], member: str) -> list[Event]:
         """actions.DisconnectClients on `member` (a former primary): its Events; none when it
@@ -92,6 +93,15 @@ class Cluster:
         done = Executor(members, self.flavor, self.credentials, self.policy, self.before_action,
                         self.ops).execute([DisconnectClients(member)])
         return done.events if done.ok else []
+
+    def clone(self, members: Sequence[Member], member: str, donor: str, directory: str) -> tuple[bool, list[Event]]:
+        """actions.Clone: `member`'s server copies `donor`'s data into `directory` (blocks until
+        the copy is complete: run it off the step's thread, which it shares no connection with).
+        (succeeded, its Events)."""
+        ops = PyMySQLOps(self.flavor, self.credentials, self.policy) if self._own_ops else self.ops
+        done = Executor(members, self.flavor, self.credentials, self.policy, self.before_action,
+                        ops).execute([Clone(member, donor, directory)])
+        return done.ok, done.events
 
     def gather(self, members: Sequence[Member], primary: str | None = None) -> dict[str, MemberState]:
         """Probe the others in parallel, then the primary: whatever a replica was seen to have
@@ -145,7 +155,7 @@ class Cluster:
         errant = _errant(memory, c, states)
         for name in sorted(set(errant) - set(memory.errant)):
             events.append(("ErrantTransactions", f"{name} has transactions the primary lacks ({errant[name]}); "
-                                                 "it stays out of the cluster until its data is re-initialized"))
+                                                 "it stays out until it is re-seeded from a healthy member"))
         history = None
         if completed:
             since = memory.failing_since if completed == "failover" else (
@@ -302,6 +312,7 @@ def _member_statuses(members: Sequence[Member], states: dict[str, MemberState], 
             "transactions_behind": behind,
             "semi_sync_active": s.semi_sync_active if m.name == primary else None,
             "serving": role == "replica" and view is not None and view.serving and m.name not in errant,
+            "reseed": view.reseed if view else None,
         })
     return out
 

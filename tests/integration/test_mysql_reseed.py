@@ -1,0 +1,118 @@
+"""Re-seeding against real servers: a member that cannot rejoin by replication is rebuilt from a
+healthy member's data, the way the operator does it (replicateddatabase.reseed): MySQL's own
+server clones the donor next to its data (Cluster.clone), then its pod restarts with the
+re-seed entry the `<db>-reseed` ConfigMap gives its init container, which puts the copy in the
+datadir's place. Members start from the images exactly as the StatefulSet starts them."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from hakeeper.replicateddatabase import objects
+from hakeeper.replicateddatabase.clustering import Policy
+from hakeeper.replicateddatabase.clustering.flavor import flavor_for
+from hakeeper.replicateddatabase.reseed import Entry
+
+from ..support.polling import poll
+from .mariadb_support import LoopDriver, Writer, bootstrap, stored_ids
+from .mysql_support import Pod, PodFleet, database_spec, pod_fleet_fixture
+
+pytestmark = pytest.mark.integration
+
+ERRANT_ID = 999999
+
+
+@pytest.fixture(params=["mysql"])
+def fleet(request):
+    yield from pod_fleet_fixture(database_spec(request.param))
+
+
+def member(loop: LoopDriver, name: str) -> dict[str, Any]:
+    return next(m for m in loop.last.members if m["name"] == name)
+
+
+def reseed(loop: LoopDriver, pod: Pod, donor: str, copy_id: str, keep: str) -> None:
+    """What the operator does: the copy (MySQL: the member's server clones the donor into the
+    volume), then the entry in the member's file of the ConfigMap volume, then a new pod."""
+    ok, events = loop.cluster.clone(loop.members, pod.name, donor, f"{objects.VOLUME_DIR}/.reseed-{copy_id}")
+    assert ok, events
+    assert (pod.volumes["data"] / f".reseed-{copy_id}").is_dir()
+    entry = Entry(member=pod.name, id=copy_id, donor=donor, host=loop.fleet.by_name(donor).host, phase="restart",
+                  keep=keep, pod="uid-1", started="2026-11-29T20:00:00Z")  # type: ignore[arg-type]
+    (pod.volumes["reseed"] / pod.name).write_text(entry.render())
+    pod.stop()
+    pod.start()
+
+
+def test_an_errant_member_is_rebuilt_from_a_replica_and_its_errant_data_kept(fleet: PodFleet) -> None:
+    policy = dataclasses.replace(Policy.from_spec(fleet.spec), probe_interval=0.5)
+    loop = bootstrap(fleet, policy).start()
+    writer = Writer(loop.primary_host)
+    writer.start()
+    poll(lambda: len(writer.acked) >= 100, 30, what="writes")
+    # db-2 writes a row of its own: a transaction the primary never had
+    with fleet[2].connect() as conn, conn.cursor() as cur:
+        for sql, args in flavor_for(fleet.flavor).unlocked(
+                [("INSERT INTO hk.writes (id, at) VALUES (%s, 0)", (ERRANT_ID,))]):
+            cur.execute(sql, args or None)
+    flagged = loop.wait(lambda r: member_of(r, "db-2")["errant"], 15, "db-2 flagged errant")
+    assert member_of(flagged, "db-2")["reseed"].startswith("it has transactions the primary lacks")
+
+    # the copy is made while the writes go on
+    reseed(loop, fleet[2], "db-1", "t1", keep="errant")
+    assert "re-seeded from db-1's data (copy t1)" in fleet[2].init_output
+    assert "errant data is kept in /var/lib/mysql/errant-t1" in fleet[2].init_output
+    back = loop.wait(lambda r: member_of(r, "db-2")["serving"], 30, "db-2 serving again")
+    assert not member_of(back, "db-2")["errant"] and member_of(back, "db-2")["reseed"] is None
+    so_far = len(writer.acked)
+    poll(lambda: len(writer.acked) >= so_far + 50, 30, what="writes after db-2's return")
+    writer.stop()
+    poll(lambda: writer.ids() <= stored_ids(fleet[2]), 20, what="db-2 to have every acknowledged write",
+         ignore=Exception)
+    assert ERRANT_ID not in stored_ids(fleet[2]) and ERRANT_ID not in stored_ids(fleet[0])
+    # the errant data is kept, whole: a datadir a person can start a server on
+    kept = fleet[2].volumes["data"] / "errant-t1"
+    assert (kept / "hk" / "writes.ibd").is_file() and (kept / "auto.cnf").is_file()
+    assert not list(fleet[2].volumes["data"].glob(".reseed-*"))
+
+    # the entry stays until the operator removes it: a restart with it changes nothing
+    fleet[2].stop()
+    fleet[2].start()
+    assert "re-seeded" not in fleet[2].init_output
+    loop.wait(lambda r: member_of(r, "db-2")["serving"], 30, "db-2 serving after a restart")
+    loop.stop()
+
+
+def test_a_member_whose_binlogs_were_purged_is_rebuilt_and_catches_up(fleet: PodFleet) -> None:
+    policy = dataclasses.replace(Policy.from_spec(fleet.spec), probe_interval=0.5)
+    loop = bootstrap(fleet, policy).start()
+    fleet[2].stop()
+    writer = Writer(loop.primary_host)
+    writer.start()
+    poll(lambda: len(writer.acked) >= 100, 30, what="writes while db-2 is down")
+    # every member that could be db-2's source forgets what db-2 lacks
+    for pod in (fleet[0], fleet[1]):
+        pod.query("FLUSH BINARY LOGS")
+        pod.query("PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 SECOND")
+    fleet[2].start()
+    purged = loop.wait(lambda r: (member_of(r, "db-2")["reseed"] or "").startswith(
+        "its source no longer has the binary logs"), 30, "db-2 to need a re-seed")
+    assert not member_of(purged, "db-2")["serving"]
+
+    reseed(loop, fleet[2], "db-1", "t2", keep="discard")
+    assert "re-seeded from db-1's data (copy t2)" in fleet[2].init_output
+    loop.wait(lambda r: member_of(r, "db-2")["serving"], 30, "db-2 serving again")
+    writer.stop()
+    poll(lambda: writer.ids() <= stored_ids(fleet[2]), 20, what="db-2 to have every acknowledged write",
+         ignore=Exception)
+    # stale data, not errant: nothing is kept
+    assert not [p.name for p in fleet[2].volumes["data"].iterdir() if p.name.startswith(("errant-", ".reseed-",
+                                                                                          ".discard-"))]
+    loop.stop()
+
+
+def member_of(result: Any, name: str) -> dict[str, Any]:
+    return next(m for m in result.members if m["name"] == name)
