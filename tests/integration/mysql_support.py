@@ -33,6 +33,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
@@ -215,12 +216,14 @@ class Pod(ServerProcess):
         template = fleet.statefulset["spec"]["template"]["spec"]
         self.pod_security = template["securityContext"]
         self.init_spec, = template["initContainers"]
-        self.server_spec, = template["containers"]
+        self.server_spec, *self.sidecar_specs = template["containers"]
         self.volumes: dict[str, Path] = {}
         for volume in template["volumes"]:
             self.volumes[volume["name"]] = self.base / "volumes" / volume["name"]
         self.volumes["data"] = self.base / "volumes" / "data"  # the claim: a hostPath directory
         self.process: subprocess.Popen | None = None
+        self.sidecars: list[subprocess.Popen] = []
+        """The pod's other containers (MariaDB's backup container), started after the server."""
         self.init_output = ""
 
     def prepare(self) -> None:
@@ -260,6 +263,30 @@ class Pod(ServerProcess):
             poll(self._answers, timeout, what=f"{self.name} to accept connections", interval=0.2, ignore=Exception)
         except AssertionError:
             raise TimeoutError(f"{self.name} did not start; log tail:\n{self.log_tail()}") from None
+        for spec in self.sidecar_specs:
+            with open(self.base / f"{spec['name']}.log", "ab") as log:
+                self.sidecars.append(subprocess.Popen(_namespaced(spec, self), stdout=log, stderr=log,
+                                                      start_new_session=True))
+
+    def sidecar_log(self, name: str) -> str:
+        path = self.base / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill(self) -> None:
+        """kill -9 of every container of the pod (the server's: ServerProcess.kill)."""
+        self._stop_sidecars()
+        super().kill()
+
+    def stop(self) -> None:
+        self._stop_sidecars()
+        super().stop()
+
+    def _stop_sidecars(self) -> None:
+        for process in self.sidecars:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+        self.sidecars = []
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else "(no log)"

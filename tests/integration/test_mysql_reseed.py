@@ -1,12 +1,15 @@
 """Re-seeding against real servers: a member that cannot rejoin by replication is rebuilt from a
-healthy member's data, the way the operator does it (replicateddatabase.reseed): MySQL's own
-server clones the donor next to its data (Cluster.clone), then its pod restarts with the
-re-seed entry the `<db>-reseed` ConfigMap gives its init container, which puts the copy in the
-datadir's place. Members start from the images exactly as the StatefulSet starts them."""
+healthy member's data, the way the operator does it (replicateddatabase.reseed). Its pod
+restarts with the re-seed entry the `<db>-reseed` ConfigMap gives its init container, which
+puts the copy in the datadir's place: on MySQL a copy the member's own server cloned from the
+donor beforehand (Cluster.clone), on MariaDB one it streams from the donor pod's backup
+container (mariabackup) and prepares. Members start from the images exactly as the StatefulSet
+starts them, backup container included."""
 
 from __future__ import annotations
 
 import dataclasses
+import socket
 from typing import Any
 
 import pytest
@@ -25,7 +28,7 @@ pytestmark = pytest.mark.integration
 ERRANT_ID = 999999
 
 
-@pytest.fixture(params=["mysql"])
+@pytest.fixture(params=["mariadb", "mysql"])
 def fleet(request):
     yield from pod_fleet_fixture(database_spec(request.param))
 
@@ -35,11 +38,12 @@ def member(loop: LoopDriver, name: str) -> dict[str, Any]:
 
 
 def reseed(loop: LoopDriver, pod: Pod, donor: str, copy_id: str, keep: str) -> None:
-    """What the operator does: the copy (MySQL: the member's server clones the donor into the
-    volume), then the entry in the member's file of the ConfigMap volume, then a new pod."""
-    ok, events = loop.cluster.clone(loop.members, pod.name, donor, f"{objects.VOLUME_DIR}/.reseed-{copy_id}")
-    assert ok, events
-    assert (pod.volumes["data"] / f".reseed-{copy_id}").is_dir()
+    """What the operator does: on MySQL the copy first (the member's server clones the donor
+    into its volume); then the entry in the member's file of the ConfigMap volume, then a new pod."""
+    if pod.flavor == "mysql":
+        ok, events = loop.cluster.clone(loop.members, pod.name, donor, f"{objects.VOLUME_DIR}/.reseed-{copy_id}")
+        assert ok, events
+        assert (pod.volumes["data"] / f".reseed-{copy_id}").is_dir()
     entry = Entry(member=pod.name, id=copy_id, donor=donor, host=loop.fleet.by_name(donor).host, phase="restart",
                   keep=keep, pod="uid-1", started="2026-11-29T20:00:00Z")  # type: ignore[arg-type]
     (pod.volumes["reseed"] / pod.name).write_text(entry.render())
@@ -64,6 +68,16 @@ def test_an_errant_member_is_rebuilt_from_a_replica_and_its_errant_data_kept(fle
     # the copy is made while the writes go on
     reseed(loop, fleet[2], "db-1", "t1", keep="errant")
     assert "re-seeded from db-1's data (copy t1)" in fleet[2].init_output
+    if fleet.flavor == "mariadb":
+        assert "copying db-1's data" in fleet[2].init_output
+        assert "copy complete" in fleet[1].sidecar_log("backup")
+        # the copy is the replication password's to ask for: anything else gets nothing
+        with socket.create_connection((fleet[1].host, objects.BACKUP_PORT), timeout=5) as conn:
+            conn.sendall(b"not-the-password\n")
+            conn.settimeout(30)
+            assert conn.recv(1024) == b""
+        poll(lambda: "refused a copy request: wrong token" in fleet[1].sidecar_log("backup"), 10,
+             what="the refusal in the backup container's log")
     assert "errant data is kept in /var/lib/mysql/errant-t1" in fleet[2].init_output
     back = loop.wait(lambda r: member_of(r, "db-2")["serving"], 30, "db-2 serving again")
     assert not member_of(back, "db-2")["errant"] and member_of(back, "db-2")["reseed"] is None
@@ -75,7 +89,7 @@ def test_an_errant_member_is_rebuilt_from_a_replica_and_its_errant_data_kept(fle
     assert ERRANT_ID not in stored_ids(fleet[2]) and ERRANT_ID not in stored_ids(fleet[0])
     # the errant data is kept, whole: a datadir a person can start a server on
     kept = fleet[2].volumes["data"] / "errant-t1"
-    assert (kept / "hk" / "writes.ibd").is_file() and (kept / "auto.cnf").is_file()
+    assert (kept / "hk" / "writes.ibd").is_file() and (kept / "mysql").is_dir()
     assert not list(fleet[2].volumes["data"].glob(".reseed-*"))
 
     # the entry stays until the operator removes it: a restart with it changes nothing

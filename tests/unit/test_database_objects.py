@@ -30,7 +30,10 @@ def settings(cnf: str) -> dict[str, str]:
 ])
 def test_each_flavor_runs_its_own_server(flavor: str, server: str, image: str) -> None:
     spec = pod(flavor)
-    container, = spec["containers"]
+    container, *others = spec["containers"]
+    # MariaDB has no clone plugin: a backup container serves a copy to a member re-seeded from it
+    assert [c["name"] for c in others] == (["backup"] if flavor == "mariadb" else [])
+    assert all(c["image"] == image for c in others)
     assert container["command"] == [server]
     assert container["args"] == ["--defaults-file=/etc/mysql/hakeeper-base/my.cnf", "--bind-address=$(POD_IP)"]
     assert container["image"] == image == DEFAULT_IMAGE[flavor]
@@ -71,9 +74,12 @@ def test_nothing_runs_as_root_or_writes_outside_its_volumes(flavor: str) -> None
             "runAsNonRoot": True, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]}}
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"] if m["name"] != "reseed"}
-        assert mounts == {"/var/lib/mysql": "data", "/etc/mysql/hakeeper-base": "base-conf",
-                          "/etc/mysql/hakeeper": "conf", "/run/mysqld": "run", "/tmp": "tmp",
-                          "/var/lib/mysql-files": "files"}
+        everything = {"/var/lib/mysql": "data", "/etc/mysql/hakeeper-base": "base-conf",
+                      "/etc/mysql/hakeeper": "conf", "/run/mysqld": "run", "/tmp": "tmp",
+                      "/var/lib/mysql-files": "files"}
+        # the backup container reads the data and the settings, talks to the server, writes to /tmp
+        assert mounts == ({k: v for k, v in everything.items() if v in ("data", "base-conf", "run", "tmp")}
+                          if container["name"] == "backup" else everything)
     # the init container alone reads the re-seed entries, read-only
     reseed_mount, = (m for m in spec["initContainers"][0]["volumeMounts"] if m["name"] == "reseed")
     assert reseed_mount == {"name": "reseed", "mountPath": "/etc/hakeeper/reseed", "readOnly": True}

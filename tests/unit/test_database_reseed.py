@@ -126,6 +126,10 @@ def test_the_pod_named_in_the_entry_is_restarted_and_its_successor_completes_the
     done = decide([member("db-0", role="primary", serving=False), member("db-1"), member("db-2")],
                   entries=restart, pods=successor)
     assert done.action == "complete" and "errant-x1" in done.reason
+    # the donor went away while the member copies from it: start over (with another donor)
+    gone = [member("db-0", role="primary", serving=False), member("db-1", role="unknown", serving=False),
+            member("db-2", role="unknown", serving=False, reachable=False)]
+    assert decide(gone, flavor="mariadb", entries=restart, pods=successor).action == "fail"
     # up, and still errant: the copy was not used
     still = decide(errant_db2(), entries=restart, pods=successor)
     assert still.action == "fail" and "init container" in still.reason

@@ -154,6 +154,54 @@ __FETCH__
 fi
 """
 
+BACKUP_PORT = 3307
+"""The MariaDB backup container's port: a copy of the member's data for a member re-seeded."""
+STREAM_COMPLETE = "hakeeper-stream-complete"
+"""The file the backup container appends to its stream once mariabackup succeeded: a copy
+without it was cut short (mbstream exits 0 on a stream that simply ends)."""
+
+# MariaDB's copy, fetched by the init container of the member re-seeded from the donor's backup
+# container (the server is not running): the stream is extracted into .reseed-<id>.partial,
+# checked complete, prepared, given the donor's replication position, and only then renamed
+# .reseed-<id>, which the swap below puts in the datadir's place. The token is the replication
+# password (whoever has it can read every transaction already). socat's `ignoreeof`: the token is
+# the whole request, and the connection stays open for the reply (socat's default would close it
+# 0.5 s after the request). The position: the donor's (xtrabackup_slave_info when the donor is a
+# replica, else the binlog position's GTID), stored in mysql.gtid_slave_pos by a bootstrap run
+# with no binary log, so the member starts with no transaction of its own and replicates with
+# MASTER_USE_GTID=slave_pos from there (MariaDB's "Setting up a Replica with mariadb-backup").
+_MARIADB_FETCH = rf"""  if [ ! -d "{VOLUME_DIR}/.reseed-$reseed_id" ] && [ "$(cat {DATA_DIR}/.reseed-id 2>/dev/null)" != "$reseed_id" ]; then
+    partial="{VOLUME_DIR}/.reseed-$reseed_id.partial"
+    rm -rf "$partial"
+    mkdir "$partial"
+    echo "copying $(field donor)'s data from $(field host):{BACKUP_PORT}"
+    printf '%s\n' "$REPLICATION_PASSWORD" | socat -,ignoreeof "TCP:$(field host):{BACKUP_PORT},connect-timeout=10" \
+      | mbstream -x -C "$partial"
+    if [ ! -f "$partial/{STREAM_COMPLETE}" ]; then
+      echo "the copy from $(field donor) is incomplete: see its backup container's log" >&2
+      exit 1
+    fi
+    if ! mariabackup --prepare --target-dir="$partial" > {TMP_DIR}/prepare.log 2>&1 \
+        || ! grep -q '^backup_type = log-applied$' "$partial/xtrabackup_checkpoints"; then
+      cat {TMP_DIR}/prepare.log >&2
+      exit 1
+    fi
+    if [ -f "$partial/xtrabackup_slave_info" ]; then
+      gtid=$(sed -n "s/^SET GLOBAL gtid_slave_pos = '\([0-9,-]*\)';$/\1/p" "$partial/xtrabackup_slave_info")
+    else
+      gtid=$(cut -f3 "$partial/xtrabackup_binlog_info")
+    fi
+    echo "$gtid" | grep -Eq '^([0-9]+-[0-9]+-[0-9]+(,|$))*$'
+    {{ echo "DELETE FROM mysql.gtid_slave_pos;"
+      echo "$gtid" | tr ',' '\n' | awk -F- 'NF == 3 {{ printf "INSERT INTO mysql.gtid_slave_pos (domain_id, sub_id, server_id, seq_no) VALUES (%s, %d, %s, %s);\n", $1, NR, $2, $3 }}'
+    }} | mariadbd --no-defaults --datadir="$partial" --bootstrap --skip-networking --skip-log-bin \
+      --innodb-buffer-pool-size=32M --log-error={TMP_DIR}/position.log || {{ cat {TMP_DIR}/position.log >&2; exit 1; }}
+    echo "$reseed_id" > "$partial/.reseed-id"
+    mv "$partial" "{VOLUME_DIR}/.reseed-$reseed_id"
+    echo "copied; it replicates from GTID position '$gtid'"
+  fi
+"""
+
 LAYOUTS: dict[str, ServerLayout] = {
     "mariadb": ServerLayout("mariadb", "mariadbd", DATA_DIR, _MARIADB_INITIALISE, client="mariadb",
                             replica_status="SHOW SLAVE STATUS"),
@@ -322,7 +370,35 @@ umask 022
 def reseed_script(flavor: str) -> str:
     """The init container's part of a re-seed (_RESEED): MySQL's copy is there already (the
     member's server cloned it before the restart); MariaDB's is fetched first (_MARIADB_FETCH)."""
-    return _RESEED.replace("__FETCH__\n", "")
+    return _RESEED.replace("__FETCH__\n", _MARIADB_FETCH if flavor == "mariadb" else "")
+
+
+def backup_script() -> str:
+    """The MariaDB backup container: serves a stream of the member's data (mariabackup
+    --backup --stream=xbstream, the operator's account, over the server's socket) to a client
+    that sends the replication password as its first line, then STREAM_COMPLETE; anything else
+    is refused. One request at a time per connection (socat forks per connection); mariabackup
+    writes nothing on this side. Its messages go to this container's log."""
+    serve = rf"""IFS= read -r token || exit 0
+if [ "$token" != "$REPLICATION_PASSWORD" ]; then
+  echo "refused a copy request: wrong token" >&2
+  exit 0
+fi
+echo "streaming a copy of the data" >&2
+work=$(mktemp -d {TMP_DIR}/backup.XXXXXX)
+if mariabackup --defaults-file={BASE_CONF_DIR}/my.cnf --backup --stream=xbstream --target-dir="$work" \
+    --user={OPERATOR_USER} --password="$OPERATOR_PASSWORD" --socket={RUN_DIR}/mysqld.sock --slave-info; then
+  date > "$work/{STREAM_COMPLETE}"
+  (cd "$work" && mbstream -c {STREAM_COMPLETE})
+  echo "copy complete" >&2
+else
+  echo "mariabackup failed: the copy is incomplete" >&2
+fi
+rm -rf "$work"
+"""
+    return (f"cat > {TMP_DIR}/serve-copy.sh <<'SERVE'\n{serve}SERVE\n"
+            f"exec socat -t 86400 TCP-LISTEN:{BACKUP_PORT},bind=$POD_IP,reuseaddr,fork "
+            f"SYSTEM:'sh {TMP_DIR}/serve-copy.sh'\n")
 
 
 def _secret_env(secret: str) -> list[dict[str, Any]]:
@@ -373,6 +449,17 @@ def statefulset(db: str, namespace: str, spec: ReplicatedDatabaseSpec, secret: s
     if resources:
         server["resources"] = resources
         init["resources"] = resources  # mysqld --initialize starts the storage engine
+    containers = [server]
+    if spec.flavor == "mariadb":
+        # a copy of this member's data for a member re-seeded from it (MariaDB has no clone plugin)
+        containers.append({
+            "name": "backup", "image": image, "command": ["sh", "-c", backup_script()],
+            "env": [pod_ip, *[e for e in _secret_env(secret or n["credentials"])
+                              if e["name"] in ("OPERATOR_PASSWORD", "REPLICATION_PASSWORD")]],
+            "ports": [{"name": "backup", "containerPort": BACKUP_PORT}],
+            "volumeMounts": [m for m in mounts if m["name"] in ("data", "base-conf", "run", "tmp")],
+            "securityContext": dict(CONTAINER_SECURITY),
+        })
     return {
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": {"name": n["statefulset"], "namespace": namespace, "labels": labels(db)},
@@ -388,7 +475,7 @@ def statefulset(db: str, namespace: str, spec: ReplicatedDatabaseSpec, secret: s
                 "spec": {
                     "terminationGracePeriodSeconds": 30,
                     "securityContext": dict(POD_SECURITY),
-                    "initContainers": [init], "containers": [server],
+                    "initContainers": [init], "containers": containers,
                     "volumes": [*({"name": name, "emptyDir": {}} for name in SCRATCH_VOLUMES),
                                 {"name": "base-conf", "configMap": {"name": n["config"]}},
                                 # written only while a member is re-seeded (reseed.py)

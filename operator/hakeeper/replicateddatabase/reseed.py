@@ -215,6 +215,10 @@ def _continue(entry: Entry, members: Mapping[str, Mapping[str, Any]], pods: Mapp
     if status.get("reachable") and status.get("reseed"):
         return decision("fail", f"{member} restarted but still cannot rejoin ({status['reseed']}); its init "
                         "container's log says why the copy was not used")
+    donor = members.get(entry.donor) or {}
+    if not status.get("reachable") and not (donor.get("serving") or donor.get("role") == "primary"):
+        # MariaDB's init container copies from the donor: it retries in vain once the donor is gone
+        return decision("fail", f"{entry.donor}, which {member} copies from, no longer serves")
     return decision("wait", f"{member} is starting from {entry.donor}'s data")
 
 
