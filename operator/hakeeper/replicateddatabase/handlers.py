@@ -208,14 +208,15 @@ class DatabasePass:
         elif d.action in ("complete", "fail") and member is not None:
             entries.pop(member, None)
             reconcile.write_reseeds(kube, body, entries)
-            self.copies.pop(member, None)
             reason = DatabaseEvent.RESEED_COMPLETED if d.action == "complete" else DatabaseEvent.RESEED_FAILED
             events.append(loop.Event.of(reason, d.reason))
-        for _, future in list(self.copies.values()):
+        # a clone's outcome is dropped once a decision used it (copied, fail), never before: a
+        # clone that ended after this pass's decision is seen by the next one, not started again
+        if d.action in ("copied", "fail") and member in self.copies:
+            _, future = self.copies.pop(member)
             if future.done():
-                events += _events(future.result()[1])
-        self.copies = {m: (i, f) for m, (i, f) in self.copies.items() if not f.done() or m == member
-                       and d.action == "copy"}
+                events = _events(future.result()[1]) + events
+        self.copies = {m: c for m, c in self.copies.items() if m in entries}
         self.reseeds = entries
         return events
 
