@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -47,7 +46,7 @@ from stats import percentile, table
 
 from hakeeper.replicateddatabase.clustering import Policy
 from tests.integration.mariadb_support import LoopDriver, Writer, app_connect, bootstrap, stop_background, stored_ids
-from tests.integration.mysql_support import PodFleet, database_spec, fall_back_then_kill
+from tests.integration.mysql_support import PodFleet, database_spec, fall_back_then_kill, reseed
 from tests.support.linearizability import Verdict, check, history
 from tests.support.polling import poll
 from tests.support.writer import Reader
@@ -69,7 +68,7 @@ class Results:
         self.switchover_gap: list[float] = []
         self.acked = 0
         self.lost = 0
-        self.reinitialized = 0
+        self.reseeded = 0
         self.available_promoted: list[float] = []
         self.available_lost: list[int] = []
         self.available_acked: list[int] = []
@@ -111,26 +110,21 @@ def decision_time(loop: LoopDriver, result) -> float:
 def wait_healthy(loop: LoopDriver, fleet: PodFleet, res: Results, timeout: float = 90) -> None:
     """Wait for every member to replicate again; an old primary that came back with errant
     transactions (MySQL keeps a killed primary's unacknowledged tail; MariaDB's recovery cuts
-    it) is re-initialized - a new volume, the init container again - and counted."""
+    it) is re-seeded from a serving replica as the operator does it (mysql_support.reseed: the
+    clone or mariabackup copy, then a restart that swaps it in), the loop running, and counted."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         last = loop.last
         if last.state == "Healthy":
             return
         for m in last.members:
-            if m["errant"]:
-                log(f"  {m['name']} has errant transactions; re-initializing it")
-                # the loop is stopped meanwhile: it must neither act on the member being
-                # re-initialized nor write back the memory that still says it is errant
-                loop.stop()
-                inst = fleet.by_name(m["name"])
-                inst.kill()
-                shutil.rmtree(inst.volumes["data"])
-                inst.start()
-                res.reinitialized += 1
-                loop.memory = loop.memory.with_(errant={k: v for k, v in loop.memory.errant.items()
-                                                        if k != m["name"]})
-                loop.start()
+            if m["errant"] and m["reachable"]:
+                donor = next((x["name"] for x in last.members if x["serving"]), None)
+                if donor is None:
+                    break
+                log(f"  {m['name']} has errant transactions; re-seeding it from {donor}")
+                res.reseeded += 1
+                reseed(loop, fleet.by_name(m["name"]), donor, f"b{res.reseeded}", keep="discard")
                 loop.wait(lambda r, name=m["name"]: not any(x["errant"] for x in r.members if x["name"] == name),
                           30, f"{m['name']} to come back without errant transactions")
                 break
@@ -275,7 +269,7 @@ def bench_durability(flavor: str, durability: str, trials: int, res: Results) ->
                 judge(f"{flavor} Available trial {i + 1} (the negative control)", writer, reading, res)
                 log(f"{flavor} Available {i + 1}/{trials}: promoted {new.name}; lost {res.available_lost[-1]} of "
                     f"{len(acked)} acknowledged writes")
-                old.start()  # back with writes the new primary lacks: errant, re-initialized
+                old.start()  # back with writes the new primary lacks: errant, re-seeded
         loop.stop()
     finally:
         stop_background()
@@ -304,8 +298,8 @@ def report(flavor: str, res: Results) -> None:
     ]))
     ratio = percentile(res.total, 50) / percentile(res.restart, 50) if res.total and res.restart else float("nan")
     print(f"\nfailover p50 / restart-the-primary p50 = {ratio:.2f}x")
-    print(f"acknowledged writes: {res.acked}, lost: {res.lost}; old primaries re-initialized for errant "
-          f"transactions: {res.reinitialized}")
+    print(f"acknowledged writes: {res.acked}, lost: {res.lost}; old primaries re-seeded for errant "
+          f"transactions: {res.reseeded}")
     print(f"semi-sync fallen back, then kill -9: Lossless refused {res.lossless_refused} of {res.lossless_trials} "
           f"failovers, the old primary back lacked {res.lossless_lost} acknowledged writes; Available lost "
           f"{res.available_lost} of {res.available_acked} acknowledged writes (the negative control)")

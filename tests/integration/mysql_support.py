@@ -50,6 +50,7 @@ from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
 from hakeeper.replicateddatabase import objects
 from hakeeper.replicateddatabase.clustering import Credentials
 from hakeeper.replicateddatabase.clustering.flavor import flavor_for
+from hakeeper.replicateddatabase.reseed import Entry
 
 from ..support.polling import poll
 from .mariadb_support import APP_PASSWORD, Members, ServerProcess, stop_background
@@ -360,6 +361,20 @@ class PodFleet(Members):
         self.base = Path(tempfile.mkdtemp(prefix=f"{spec.flavor}-", dir=work))
         self.base.chmod(0o755)
         self.instances = [Pod(self, i) for i in range(spec.replicas)]
+
+
+def reseed(loop: Any, pod: Pod, donor: str, copy_id: str, keep: str) -> None:
+    """What the operator does: on MySQL the copy first (the member's server clones the donor
+    into its volume); then the entry in the member's file of the ConfigMap volume, then a new pod."""
+    if pod.flavor == "mysql":
+        ok, events = loop.cluster.clone(loop.members, pod.name, donor, f"{objects.VOLUME_DIR}/.reseed-{copy_id}")
+        assert ok, events
+        assert (pod.volumes["data"] / f".reseed-{copy_id}").is_dir()
+    entry = Entry(member=pod.name, id=copy_id, donor=donor, host=loop.fleet.by_name(donor).host, phase="restart",
+                  keep=keep, pod="uid-1", started="2026-11-29T20:00:00Z")  # type: ignore[arg-type]
+    (pod.volumes["reseed"] / pod.name).write_text(entry.render())
+    pod.stop()
+    pod.start()
 
 
 def database_spec(flavor: str, replicas: int = 3, **overrides: Any) -> ReplicatedDatabaseSpec:

@@ -17,11 +17,10 @@ import pytest
 from hakeeper.replicateddatabase import objects
 from hakeeper.replicateddatabase.clustering import Policy
 from hakeeper.replicateddatabase.clustering.flavor import flavor_for
-from hakeeper.replicateddatabase.reseed import Entry
 
 from ..support.polling import poll
 from .mariadb_support import LoopDriver, Writer, bootstrap, stored_ids
-from .mysql_support import Pod, PodFleet, database_spec, pod_fleet_fixture
+from .mysql_support import PodFleet, database_spec, pod_fleet_fixture, reseed
 
 pytestmark = pytest.mark.integration
 
@@ -35,20 +34,6 @@ def fleet(request):
 
 def member(loop: LoopDriver, name: str) -> dict[str, Any]:
     return next(m for m in loop.last.members if m["name"] == name)
-
-
-def reseed(loop: LoopDriver, pod: Pod, donor: str, copy_id: str, keep: str) -> None:
-    """What the operator does: on MySQL the copy first (the member's server clones the donor
-    into its volume); then the entry in the member's file of the ConfigMap volume, then a new pod."""
-    if pod.flavor == "mysql":
-        ok, events = loop.cluster.clone(loop.members, pod.name, donor, f"{objects.VOLUME_DIR}/.reseed-{copy_id}")
-        assert ok, events
-        assert (pod.volumes["data"] / f".reseed-{copy_id}").is_dir()
-    entry = Entry(member=pod.name, id=copy_id, donor=donor, host=loop.fleet.by_name(donor).host, phase="restart",
-                  keep=keep, pod="uid-1", started="2026-11-29T20:00:00Z")  # type: ignore[arg-type]
-    (pod.volumes["reseed"] / pod.name).write_text(entry.render())
-    pod.stop()
-    pod.start()
 
 
 def test_an_errant_member_is_rebuilt_from_a_replica_and_its_errant_data_kept(fleet: PodFleet) -> None:
