@@ -165,7 +165,7 @@ def expand(value: str, env: dict[str, str]) -> str:
                   lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), value)
 
 
-def _namespaced(spec: dict[str, Any], pod: Pod) -> list[str]:
+def container_argv(spec: dict[str, Any], pod: Pod) -> list[str]:
     """argv (run as root) that starts one container of `pod` as the kubelet would."""
     security = {**pod.pod_security, **(spec.get("securityContext") or {})}
     assert security.get("runAsNonRoot") and security.get("runAsUser"), "the containers must not run as root"
@@ -252,12 +252,12 @@ class Pod(ServerProcess):
     def start(self, timeout: float = 120) -> None:
         assert not self.running, f"{self.name} already running"
         self.fresh_volumes()
-        init = subprocess.run(_namespaced(self.init_spec, self), capture_output=True, text=True, timeout=300)
+        init = subprocess.run(container_argv(self.init_spec, self), capture_output=True, text=True, timeout=300)
         self.init_output = init.stdout + init.stderr
         if init.returncode != 0:
             raise RuntimeError(f"{self.name}: init container exited {init.returncode}:\n{self.init_output[-4000:]}")
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(_namespaced(self.server_spec, self), stdout=log, stderr=log,
+            self.process = subprocess.Popen(container_argv(self.server_spec, self), stdout=log, stderr=log,
                                             start_new_session=True)
         try:
             # the server refuses connections until it is up: any error means "not yet"
@@ -266,7 +266,7 @@ class Pod(ServerProcess):
             raise TimeoutError(f"{self.name} did not start; log tail:\n{self.log_tail()}") from None
         for spec in self.sidecar_specs:
             with open(self.base / f"{spec['name']}.log", "ab") as log:
-                self.sidecars.append(subprocess.Popen(_namespaced(spec, self), stdout=log, stderr=log,
+                self.sidecars.append(subprocess.Popen(container_argv(spec, self), stdout=log, stderr=log,
                                                       start_new_session=True))
 
     def sidecar_log(self, name: str) -> str:

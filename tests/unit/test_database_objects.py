@@ -43,7 +43,8 @@ def test_each_flavor_runs_its_own_server(flavor: str, server: str, image: str) -
 
 def test_mariadb_initialises_with_mariadb_install_db() -> None:
     script = pod("mariadb")["initContainers"][0]["command"][2]
-    assert "mariadb-install-db --no-defaults --datadir=/var/lib/mysql/data " in script and " --force " in script
+    assert "mariadb-install-db --no-defaults --datadir=/var/lib/mysql/.initialising " in script
+    assert " --force " in script and "mv /var/lib/mysql/.initialising /var/lib/mysql/data" in script
     assert "mysqld " not in script and "--initialize" not in script and "--user" not in script
     assert settings(objects.my_cnf(ReplicatedDatabaseSpec(flavor="mariadb")))["datadir"] == "/var/lib/mysql/data"
 

@@ -94,13 +94,18 @@ _MARIADB_MOVE = f"""if [ ! -d {DATA_DIR} ] && {{ [ -d {VOLUME_DIR}/mysql ] || [ 
   mv {VOLUME_DIR}/.moving {DATA_DIR}
 fi
 """
-# mariadb-install-db is re-runnable: a run cut short is completed by the next one.
+# A run of mariadb-install-db cut short (the pod deleted meanwhile) left a mysql/ directory the
+# old check took for a complete datadir: the server then started without the accounts init.sql
+# creates (clients got error 1130; field fault h). So, as for MySQL: a scratch directory,
+# renamed once complete, and a run cut short starts over.
 # --no-defaults: the image's /etc/mysql configuration plays no part (the server never reads it).
 # --force: it refuses to run when the host name does not resolve (no /etc/hosts entry for it in
 # an image run without Kubernetes' hosts file); --skip-name-resolve makes no account by host name
 # anyway. Its messages (errors included) go to stdout: kept, for `kubectl logs -c init`.
-_MARIADB_INITIALISE = _MARIADB_MOVE + f"""if [ ! -d {DATA_DIR}/mysql ]; then
-  mariadb-install-db --no-defaults --datadir={DATA_DIR} --skip-test-db --skip-name-resolve --force --auth-root-authentication-method=socket
+_MARIADB_INITIALISE = _MARIADB_MOVE + f"""if [ ! -d {DATA_DIR} ]; then
+  rm -rf {VOLUME_DIR}/.initialising
+  mariadb-install-db --no-defaults --datadir={VOLUME_DIR}/.initialising --skip-test-db --skip-name-resolve --force --auth-root-authentication-method=socket
+  mv {VOLUME_DIR}/.initialising {DATA_DIR}
 fi
 """
 
