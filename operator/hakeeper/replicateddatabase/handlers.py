@@ -4,8 +4,9 @@ Every probeInterval a pass makes sure the objects exist, gathers the members' po
 the credentials, takes one step of the clustering loop (gather, classify, plan, act), then
 writes the decision (primary, loop memory, the rollout's progress) to the status before moving
 the role label that the `-primary` and `-replicas` Services select on, and posts the step's
-Events. After that it carries out the rollout's next eviction (rollout.py) and disconnects the
-clients of a former primary once the `-primary` Service no longer routes to it.
+Events. After that it carries out the rollout's next eviction (rollout.py) and the re-seed's next
+step (reseed.py: the `<db>-reseed` ConfigMap, a MySQL clone on a thread of COPIES, an eviction),
+and disconnects the clients of a former primary once the `-primary` Service no longer routes to it.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class DatabasePass:
         cluster = Cluster(spec.flavor, credentials, Policy.from_spec(spec))
         request = (reconcile.switchover_request(body, name, spec, pods)
                    or reconcile.rollout_switchover(body, self.rollout, self.primary))
-        force = reconcile.force_request(body, name)
+        force = reconcile.force_request(body)
         before = self.primary
         result = cluster.step(members, self.primary, self.memory,
                               switchover_target=request[1] if request else None, force_target=force)

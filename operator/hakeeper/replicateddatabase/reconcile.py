@@ -237,7 +237,12 @@ def status_of(body: Mapping[str, Any], spec: ReplicatedDatabaseSpec, result: Ste
 
 def reseed_request(body: Mapping[str, Any]) -> str | None:
     """The member a person names in the reseed annotation (a name or an ordinal), or None."""
-    annotated = ((body["metadata"].get("annotations") or {}).get(RESEED_ANNOTATION) or "").strip()
+    return _named_member(body, RESEED_ANNOTATION)
+
+
+def _named_member(body: Mapping[str, Any], annotation: str) -> str | None:
+    """The member an annotation of the database names, by name or ordinal; None when unset."""
+    annotated = ((body["metadata"].get("annotations") or {}).get(annotation) or "").strip()
     if not annotated:
         return None
     db = body["metadata"]["name"]
@@ -252,12 +257,9 @@ def write_reseeds(kube: Kube, body: Mapping[str, Any], entries: Mapping[str, res
     kube.apply(owned_by(objects.reseed_config_map(meta["name"], meta["namespace"], data), owner))
 
 
-def force_request(body: Mapping[str, Any], db: str) -> str | None:
+def force_request(body: Mapping[str, Any]) -> str | None:
     """The member a person names in the force-failover annotation (a name or an ordinal), or None."""
-    annotated = ((body["metadata"].get("annotations") or {}).get(FORCE_FAILOVER_ANNOTATION) or "").strip()
-    if not annotated:
-        return None
-    return annotated if annotated.startswith(f"{db}-") else f"{db}-{annotated}"
+    return _named_member(body, FORCE_FAILOVER_ANNOTATION)
 
 
 def handled_switchover(body: Mapping[str, Any], request: tuple[str, str] | None,
