@@ -78,9 +78,15 @@ def test_nothing_runs_as_root_or_writes_outside_its_volumes(flavor: str) -> None
         everything = {"/var/lib/mysql": "data", "/etc/mysql/hakeeper-base": "base-conf",
                       "/etc/mysql/hakeeper": "conf", "/run/mysqld": "run", "/tmp": "tmp",
                       "/var/lib/mysql-files": "files"}
-        # the backup container reads the data and the settings, talks to the server, writes to /tmp
-        assert mounts == ({k: v for k, v in everything.items() if v in ("data", "base-conf", "run", "tmp")}
+        # the backup container reads the data and the settings (all of my.cnf's), talks to the server,
+        # writes to /tmp
+        assert mounts == ({k: v for k, v in everything.items() if v in ("data", "base-conf", "conf", "run", "tmp")}
                           if container["name"] == "backup" else everything)
+        # whoever reads my.cnf sees the directory it includes (mariabackup aborts without it, and
+        # an image has no such directory of its own: PodFleet's shared root filesystem hid that)
+        included = [line.split(" ", 1)[1] for line in objects.my_cnf(ReplicatedDatabaseSpec(flavor=flavor))
+                    .splitlines() if line.startswith("!includedir ")]
+        assert included and all(path in mounts for path in included)
     # the init container alone reads the re-seed entries, read-only
     reseed_mount, = (m for m in spec["initContainers"][0]["volumeMounts"] if m["name"] == "reseed")
     assert reseed_mount == {"name": "reseed", "mountPath": "/etc/hakeeper/reseed", "readOnly": True}

@@ -462,7 +462,9 @@ def statefulset(db: str, namespace: str, spec: ReplicatedDatabaseSpec, secret: s
             "env": [pod_ip, *[e for e in _secret_env(secret or n["credentials"])
                               if e["name"] in ("OPERATOR_PASSWORD", "REPLICATION_PASSWORD")]],
             "ports": [{"name": "backup", "containerPort": BACKUP_PORT}],
-            "volumeMounts": [m for m in mounts if m["name"] in ("data", "base-conf", "run", "tmp")],
+            # conf: my.cnf's !includedir, which mariabackup reads (it aborts on a missing directory)
+            "volumeMounts": [{**m, "readOnly": True} if m["name"] == "conf" else m
+                             for m in mounts if m["name"] in ("data", "base-conf", "conf", "run", "tmp")],
             "securityContext": dict(CONTAINER_SECURITY),
         })
     return {
