@@ -240,3 +240,23 @@ def namespace(crds: Cluster) -> Iterator[str]:
          60, what=f"the default ServiceAccount in {name}")
     yield name
     crds.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+FLAVORS = ["mariadb", "mysql"]
+"""The ReplicatedDatabase flavors every database test runs with."""
+
+
+def database_manifest(name: str, flavor: str) -> dict:
+    """A 3-member ReplicatedDatabase; a short anti-flap window: tests fail over twice in a row on purpose."""
+    return {"apiVersion": "hakeeper.io/v1alpha1", "kind": "ReplicatedDatabase", "metadata": {"name": name},
+            "spec": {"flavor": flavor, "replicas": 3, "storage": {"size": "1Gi"},
+                     "failover": {"probeInterval": "1s", "failureThreshold": 3, "antiFlapWindow": "5s"}}}
+
+
+@pytest.fixture(params=FLAVORS)
+def database(request, operator, namespace):
+    """A Ready database `db` of each flavor in the test's namespace (operator.flavor says which)."""
+    operator.apply(database_manifest("db", request.param), "-n", namespace)
+    operator.kubectl("wait", "--for=condition=Ready", "--timeout=300s", "-n", namespace, "rdb/db", timeout=320)
+    operator.flavor = request.param
+    return operator

@@ -22,16 +22,10 @@ import pytest
 
 from ..support.polling import poll
 from ..support.writer import Writer
-from .conftest import metric, operator_metrics
+from .conftest import FLAVORS, metric, operator_metrics
+from .conftest import database_manifest as _database
 
 pytestmark = pytest.mark.e2e
-
-
-def _database(name: str, flavor: str) -> dict:
-    # a short anti-flap window: the test fails over twice in a row on purpose
-    return {"apiVersion": "hakeeper.io/v1alpha1", "kind": "ReplicatedDatabase", "metadata": {"name": name},
-            "spec": {"flavor": flavor, "replicas": 3, "storage": {"size": "1Gi"},
-                     "failover": {"probeInterval": "1s", "failureThreshold": 3, "antiFlapWindow": "5s"}}}
 
 
 def _status(cluster, namespace: str, name: str) -> dict:
@@ -61,17 +55,6 @@ def _writer(host: str, first_id: int, password: str) -> Writer:
                                connect_timeout=2, read_timeout=5, write_timeout=5)
 
     return Writer(lambda: host, connect, "INSERT INTO t (id) VALUES (%s)", first_id=first_id, retry_pause=0.2)
-
-
-FLAVORS = ["mariadb", "mysql"]
-
-
-@pytest.fixture(params=FLAVORS)
-def database(request, operator, namespace):
-    operator.apply(_database("db", request.param), "-n", namespace)
-    operator.kubectl("wait", "--for=condition=Ready", "--timeout=300s", "-n", namespace, "rdb/db", timeout=320)
-    operator.flavor = request.param
-    return operator
 
 
 def _healthy(cluster, namespace: str) -> dict:

@@ -8,7 +8,8 @@ operator takes it out of the cluster and asks for approval (member errant, not s
 command; a Warning Event ReseedRequired), and does nothing more. A person annotates
 `hakeeper.io/reseed=<ordinal>`: the operator rebuilds the member from a healthy member's data
 (MySQL: its own server clones the donor next to its data, its pod is evicted, the init container
-swaps the copy in), keeps the errant data on the member's volume as `errant-<id>/`, and the
+swaps the copy in; MariaDB: its pod is evicted, its init container streams a mariabackup copy
+from the donor pod's backup container, prepares it and swaps it in), keeps the errant data on the member's volume as `errant-<id>/`, and the
 member serves again. No acknowledged write is lost, the errant row is on no serving member, and
 the primary never changes.
 """
@@ -26,7 +27,6 @@ from hakeeper.replicateddatabase.clustering.flavor import flavor_for
 from ..support.polling import poll
 from .test_database_failover import (
     _application,
-    _database,
     _healthy,
     _pod_ip,
     _status,
@@ -36,22 +36,12 @@ from .test_database_failover import (
 
 pytestmark = pytest.mark.e2e
 
-FLAVORS = ["mysql"]
-"""MariaDB joins once its re-seed (mariabackup streamed by the init container) has landed."""
 
 ERRANT_ID = 999_999_999
 """The row written on the replica alone: far from every id the writer uses."""
 FIRST_ID = 7_000_000
 VOLUME = "/var/lib/mysql"
 """Where each member's volume is mounted (operator objects.VOLUME_DIR)."""
-
-
-@pytest.fixture(params=FLAVORS)
-def database(request, operator, namespace):
-    operator.apply(_database("db", request.param), "-n", namespace)
-    operator.kubectl("wait", "--for=condition=Ready", "--timeout=300s", "-n", namespace, "rdb/db", timeout=320)
-    operator.flavor = request.param
-    return operator
 
 
 def _members(status: dict) -> dict[str, dict]:
@@ -106,14 +96,27 @@ def _diagnosis(database, namespace: str, victim: str) -> str:
     status = _status(database, namespace, "db")
     events = "\n".join(f"{e.get('type')} {e.get('reason')}: {e.get('message')}" for e in _events(database, namespace))
     pods = database.kubectl("get", "pods", "-n", namespace, "-o", "wide").stdout
+    every = database.kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False).stdout
     init = database.kubectl("logs", "-n", namespace, victim, "-c", "init", check=False)
+    server = database.kubectl("logs", "-n", namespace, victim, "-c", database.flavor, "--tail=40", check=False)
+    donors = ""  # where a copy is served from a sidecar (MariaDB's backup container), its side of the story
+    for pod in database.get("pods", "-n", namespace, "-l", "app.kubernetes.io/instance=db")["items"]:
+        if any(c["name"] == "backup" for c in pod["spec"]["containers"]):
+            name = pod["metadata"]["name"]
+            backup = database.kubectl("logs", "-n", namespace, name, "-c", "backup", "--tail=30", check=False)
+            donors += f"{name} backup log:\n{backup.stdout}{backup.stderr}\n"
     log = database.kubectl("logs", "-n", "hakeeper-system", "deployment/hakeeper", "--tail=120", check=False).stdout
     return (f"status: {json.dumps(status, indent=1)}\nreseed ConfigMap: {_reseed_entries(database, namespace)}\n"
-            f"events:\n{events}\n{pods}\n{victim} init log:\n{init.stdout}{init.stderr}\noperator log:\n{log}")
+            f"the database's events:\n{events}\n{pods}\nevery event:\n{every[-4000:]}\n"
+            f"{victim} init log:\n{init.stdout}{init.stderr}\n{victim} server log:\n{server.stdout}{server.stderr}\n"
+            f"{donors}operator log:\n{log}")
 
 
 def test_an_errant_replica_is_reseeded_once_a_person_approves_keeping_its_errant_data(database, namespace):
-    before = _healthy(database, namespace)
+    try:
+        before = _healthy(database, namespace)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{_diagnosis(database, namespace, 'db-2')}") from None
     primary, history = before["currentPrimary"], before.get("history") or []
     victim = "db-2" if primary != "db-2" else "db-1"
     other = next(m for m in ("db-0", "db-1", "db-2") if m not in (primary, victim))
@@ -198,7 +201,12 @@ def test_an_errant_replica_is_reseeded_once_a_person_approves_keeping_its_errant
             raise AssertionError(f"{error}; seen {seen}\n{_diagnosis(database, namespace, victim)}") from None
         reseed_seconds = time.monotonic() - approved_at
         count = len(writer.acked)
-        poll(lambda: len(writer.acked) > count + 50, 60, what="writes after the re-seed")
+
+        def more_writes():
+            _track(transitions, approved_at, _members(_status(database, namespace, "db")).get(victim) or {})
+            return len(writer.acked) > count + 500
+
+        poll(more_writes, 60, what="writes after the re-seed", interval=0.5)
     finally:
         writer.stop(10)
 
@@ -272,4 +280,5 @@ def test_an_errant_replica_is_reseeded_once_a_person_approves_keeping_its_errant
     database.exec(namespace, victim, database.flavor, "test", "-f", f"{VOLUME}/errant-{copy_id}/app/t.ibd")
     print(f"{database.flavor}: {victim} flagged errant {flagged_seconds:.1f}s after its write, re-seeded from "
           f"{other} {reseed_seconds:.1f}s after the approval (phases {seen['phases']}); {len(writer.acked)} writes "
-          f"acknowledged, none lost; errant data in {VOLUME}/errant-{copy_id}")
+          f"acknowledged, none lost; errant data in {VOLUME}/errant-{copy_id}; {victim} as seen since the "
+          f"approval: {transitions}")

@@ -130,6 +130,14 @@ def test_the_pod_named_in_the_entry_is_restarted_and_its_successor_completes_the
     gone = [member("db-0", role="primary", serving=False), member("db-1", role="unknown", serving=False),
             member("db-2", role="unknown", serving=False, reachable=False)]
     assert decide(gone, flavor="mariadb", entries=restart, pods=successor).action == "fail"
+    # the copy keeps failing (its init container restarted INIT_FAILURES times): given up
+    crashing = pod("db-2", uid="new")
+    crashing["status"]["initContainerStatuses"] = [{"name": "init", "restartCount": reseed.INIT_FAILURES}]
+    failing = decide(errant_db2(reachable=False), flavor="mariadb", entries=restart, pods={**PODS, "db-2": crashing})
+    assert failing.action == "fail" and "kubectl logs db-2 -c init" in failing.reason
+    crashing["status"]["initContainerStatuses"][0]["restartCount"] = reseed.INIT_FAILURES - 1
+    assert decide(errant_db2(reachable=False), flavor="mariadb", entries=restart,
+                  pods={**PODS, "db-2": crashing}).action == "wait"
     # up, and still errant: the copy was not used
     still = decide(errant_db2(), entries=restart, pods=successor)
     assert still.action == "fail" and "init container" in still.reason

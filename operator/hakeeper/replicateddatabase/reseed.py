@@ -117,6 +117,18 @@ class ReseedDecision:
     required: tuple[tuple[str, str], ...] = ()
 
 
+INIT_FAILURES = 3
+"""Failed starts of a re-seeded member's init container (the copy, its checks, the swap) after
+which the re-seed is given up: the entry removed, the next start is from the member's own data."""
+
+
+def init_failures(pod: Mapping[str, Any]) -> int:
+    """How many times the pod's init container was restarted (Kubernetes restarts it only after
+    it failed: restartCount in status.initContainerStatuses)."""
+    statuses = (pod.get("status") or {}).get("initContainerStatuses") or []
+    return max((int(s.get("restartCount") or 0) for s in statuses), default=0)
+
+
 def _ready(pod: Mapping[str, Any] | None) -> bool:
     return pod is not None and condition_status(pod.get("status") or {}, "Ready") is True
 
@@ -219,6 +231,11 @@ def _continue(entry: Entry, members: Mapping[str, Mapping[str, Any]], pods: Mapp
     if not status.get("reachable") and not (donor.get("serving") or donor.get("role") == "primary"):
         # MariaDB's init container copies from the donor: it retries in vain once the donor is gone
         return decision("fail", f"{entry.donor}, which {member} copies from, no longer serves")
+    failures = init_failures(pod)
+    if not status.get("reachable") and failures >= INIT_FAILURES:
+        return decision("fail", f"{member}'s init container failed {failures} times starting from "
+                        f"{entry.donor}'s data (kubectl logs {member} -c init); the member starts from its own "
+                        "data again")
     return decision("wait", f"{member} is starting from {entry.donor}'s data")
 
 
