@@ -124,7 +124,10 @@ def wait_healthy(loop: LoopDriver, fleet: PodFleet, res: Results, timeout: float
                     break
                 log(f"  {m['name']} has errant transactions; re-seeding it from {donor}")
                 res.reseeded += 1
-                reseed(loop, fleet.by_name(m["name"]), donor, f"b{res.reseeded}", keep="discard")
+                member = fleet.by_name(m["name"])
+                reseed(loop, member, donor, f"b{res.reseeded}", keep="discard")
+                log("    " + "; ".join(line for line in member.init_output.splitlines() if "GTID" in line
+                                       or "re-seeded" in line))
                 loop.wait(lambda r, name=m["name"]: not any(x["errant"] for x in r.members if x["name"] == name),
                           30, f"{m['name']} to come back without errant transactions")
                 break

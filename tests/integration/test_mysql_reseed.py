@@ -115,3 +115,28 @@ def test_a_member_whose_binlogs_were_purged_is_rebuilt_and_catches_up(fleet: Pod
 
 def member_of(result: Any, name: str) -> dict[str, Any]:
     return next(m for m in result.members if m["name"] == name)
+
+
+def test_a_former_primary_rebuilt_before_the_new_primary_wrote_replays_nothing(fleet: PodFleet) -> None:
+    """The copy's last GTID is the member's own, from its days as the primary, and it has no
+    binary log yet: MariaDB repointed it adopting its (empty) binlog position as its replica
+    position, and it replayed everything from the start (1062, duplicate key; bench/failover)."""
+    policy = dataclasses.replace(Policy.from_spec(fleet.spec), probe_interval=0.5)
+    loop = bootstrap(fleet, policy).start()
+    assert loop.primary == "db-0"
+    writer = Writer(loop.primary_host)
+    writer.start()
+    poll(lambda: len(writer.acked) >= 100, 30, what="writes on db-0")
+    writer.stop()
+    loop.switchover_target = "db-1"
+    loop.wait(lambda r: r.primary == "db-1" and member_of(r, "db-0")["serving"], 30, "db-0 a serving replica")
+    reseed(loop, fleet[0], "db-2", "t3", keep="discard")
+    loop.wait(lambda r: member_of(r, "db-0")["serving"], 30, "db-0 serving again")
+    writer = Writer(loop.primary_host)
+    writer.next_id = 5_000_000
+    writer.start()
+    poll(lambda: len(writer.acked) >= 50, 30, what="writes on db-1")
+    writer.stop()
+    poll(lambda: writer.ids() <= stored_ids(fleet[0]), 20, what="db-0 to have the new writes", ignore=Exception)
+    assert member_of(loop.last, "db-0")["serving"], member_of(loop.last, "db-0")
+    loop.stop()

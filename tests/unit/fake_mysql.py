@@ -727,7 +727,7 @@ class FakeFleet:
                  lambda s, session, m, args: setattr(s, "semi_sync_wait_count", int(args[0]))),
             ]
         else:
-            table.append(("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos", self._adopt_binlog_pos))
+            table.append(("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos", self._adopt_current_pos))
         table.append((self.flavor.sessions_sql()[0], lambda s, session, m, args: [
             {"id": i, "user": user, "command": "Sleep"} for i, user in sorted(s.client_sessions.items())]
             + [{"id": 7, "user": "repl", "command": "Binlog Dump GTID"}, {"id": 1, "user": "system user",
@@ -860,9 +860,9 @@ class FakeFleet:
         if s.client_sessions.pop(int(args[0]), None) is None:
             s.killed_threads.append(int(args[0]))
 
-    def _adopt_binlog_pos(self, s: FakeServer, session: dict[str, Any], m: re.Match[str], args: tuple) -> None:
+    def _adopt_current_pos(self, s: FakeServer, session: dict[str, Any], m: re.Match[str], args: tuple) -> None:
         self._running(s)
-        s.slave_pos = MariaDBGtidList.parse(",".join(s.gtids())).position_text()
+        s.slave_pos = self._all_variables(s)["gtid_current_pos"]
 
     def _create_user(self, s: FakeServer, session: dict[str, Any], m: re.Match[str], args: tuple) -> None:
         user, password = args

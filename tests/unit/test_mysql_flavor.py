@@ -35,7 +35,7 @@ def test_mariadb_points_a_replica_at_a_source_with_gtid() -> None:
 
 def test_mariadb_former_primary_continues_after_its_own_binlog() -> None:
     sql = rendered(MariaDB().replicate_from("h", 3306, "u", "p", 1.0, adopt_binlog_position=True))
-    assert sql[1] == "SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos"
+    assert sql[1] == "SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos"
     assert sql.index("STOP SLAVE") < 1 < sql.index("START SLAVE")
 
 

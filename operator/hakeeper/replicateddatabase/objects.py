@@ -171,8 +171,10 @@ without it was cut short (mbstream exits 0 on a stream that simply ends)."""
 # .reseed-<id>, which the swap below puts in the datadir's place. The token is the replication
 # password (whoever has it can read every transaction already). socat's `ignoreeof`: the token is
 # the whole request, and the connection stays open for the reply (socat's default would close it
-# 0.5 s after the request). The position: the donor's (xtrabackup_slave_info when the donor is a
-# replica, else the binlog position's GTID), stored in mysql.gtid_slave_pos by a bootstrap run
+# 0.5 s after the request). The position: the donor's binlog position at the copy's point
+# (xtrabackup_binlog_info; every member logs what it replicates, a primary donor only there), or
+# its replica position when it has none (xtrabackup_slave_info), stored in mysql.gtid_slave_pos by
+# a bootstrap run
 # with no binary log, so the member starts with no transaction of its own and replicates with
 # MASTER_USE_GTID=slave_pos from there (MariaDB's "Setting up a Replica with mariadb-backup").
 _MARIADB_FETCH = rf"""  if [ ! -d "{VOLUME_DIR}/.reseed-$reseed_id" ] && [ "$(cat {DATA_DIR}/.reseed-id 2>/dev/null)" != "$reseed_id" ]; then
@@ -191,10 +193,9 @@ _MARIADB_FETCH = rf"""  if [ ! -d "{VOLUME_DIR}/.reseed-$reseed_id" ] && [ "$(ca
       cat {TMP_DIR}/prepare.log >&2
       exit 1
     fi
-    if [ -f "$partial/xtrabackup_slave_info" ]; then
+    gtid=$(cut -f3 "$partial/xtrabackup_binlog_info")
+    if [ -z "$gtid" ] && [ -f "$partial/xtrabackup_slave_info" ]; then
       gtid=$(sed -n "s/^SET GLOBAL gtid_slave_pos = '\([0-9,-]*\)';$/\1/p" "$partial/xtrabackup_slave_info")
-    else
-      gtid=$(cut -f3 "$partial/xtrabackup_binlog_info")
     fi
     echo "$gtid" | grep -Eq '^([0-9]+-[0-9]+-[0-9]+(,|$))*$'
     {{ echo "DELETE FROM mysql.gtid_slave_pos;"

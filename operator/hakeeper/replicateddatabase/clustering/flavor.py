@@ -242,7 +242,11 @@ class MariaDB(Flavor):
         statements: list[Statement] = [("STOP SLAVE", ())]
         if adopt_binlog_position:
             # A former primary's gtid_slave_pos is stale: its own writes are in the binlog only.
-            statements.append(("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos", ()))
+            # gtid_current_pos takes a domain's binlog position where this server wrote the last
+            # GTID in its binlog, else the replica position (MariaDB's "gtid_current_pos"): a
+            # member re-seeded from a copy whose last GTID is its own old one has no binlog yet,
+            # and gtid_binlog_pos, empty, made it replay everything (1062, found by bench/failover).
+            statements.append(("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos", ()))
         statements += [
             ("CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = %s, MASTER_PASSWORD = %s, "
              "MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, "
