@@ -43,12 +43,16 @@ def test_mysql_points_a_replica_at_a_source_with_auto_position() -> None:
     sql = rendered(MySQL().replicate_from("10.0.0.5", 3307, "repl", "secret", 2.5, adopt_binlog_position=True))
     assert sql == [
         "STOP REPLICA",
-        "RESET REPLICA",  # a clone of a replica names relay logs it does not have
         "CHANGE REPLICATION SOURCE TO SOURCE_HOST = '10.0.0.5', SOURCE_PORT = 3307, SOURCE_USER = 'repl', "
         "SOURCE_PASSWORD = 'secret', SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 1, "
         "SOURCE_HEARTBEAT_PERIOD = 2.5, GET_SOURCE_PUBLIC_KEY = 1",
         "START REPLICA",
     ]
+
+
+def test_mysql_resets_the_applier_only_when_asked() -> None:
+    sql = rendered(MySQL().replicate_from("10.0.0.5", 3307, "repl", "secret", 2.5, reset_applier=True))
+    assert sql[:2] == ["STOP REPLICA", "RESET REPLICA"] and sql[-1] == "START REPLICA"
 
 
 @pytest.mark.parametrize(("flavor", "fence", "open_", "stop", "stop_io", "reset", "wait", "ok", "timeout"), [

@@ -62,6 +62,18 @@ def test_a_stopped_sql_thread_is_restarted_but_a_failed_one_is_left_for_a_person
     assert not any(getattr(a, "member", None) == "db-2" for a in p.actions)
 
 
+def test_a_replica_whose_applier_metadata_cannot_be_read_is_reset_and_repointed() -> None:
+    """A clone of a replica carries applier metadata naming relay logs it lacks: START REPLICA
+    fails (1872) and the SQL thread reports 13124; only such a replica is reset first."""
+    broken = "13124: Replica failed to initialize applier metadata structure from the repository"
+    _, p = planned(cluster(primary(), up("db-1", replication=replica(sql=False, sql_error=broken)),
+                           up("db-2", replication=replica(sql=False, sql_error="1062: dup"))))
+    assert ReplicateFrom("db-1", "db-0", reset_applier=True) in p.actions
+    assert not any(getattr(a, "member", None) == "db-2" for a in p.actions)
+    _, p = planned(cluster(primary(), up("db-1", replication=replica(io="stopped")), up("db-2")))
+    assert ReplicateFrom("db-1", "db-0") in p.actions  # reset_applier=False: a delay or the like is kept
+
+
 def test_a_returning_old_primary_is_fenced_first_then_rejoins_after_its_own_binlog() -> None:
     # db-1 is the primary now; db-0 (server 1) comes back writable with nothing db-1 lacks.
     states = cluster(up("db-0", "0-1-10", read_only=False), primary("db-1", "0-1-10,0-2-15"),

@@ -146,7 +146,7 @@ class Executor:
             source = self.members[action.source]
             self._run(action.member, f.replicate_from(
                 source.host, source.port, creds.replication_user, creds.replication_password,
-                policy.heartbeat_seconds, action.adopt_binlog_position))
+                policy.heartbeat_seconds, action.adopt_binlog_position, action.reset_applier))
             return ("ReplicationConfigured", f"{action.member} replicates from {action.source}")
         if isinstance(action, actions.StopReplication):
             self._run(action.member, f.stop_replication())

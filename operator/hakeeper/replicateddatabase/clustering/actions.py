@@ -65,6 +65,9 @@ class ReplicateFrom(MemberAction):
 
     source: str
     adopt_binlog_position: bool = False
+    reset_applier: bool = False
+    """Reset the applier's metadata first (MySQL RESET REPLICA): it names relay logs the member
+    lacks (plan.applier_broken)."""
 
 
 class StopReplication(MemberAction):

@@ -130,11 +130,12 @@ class Flavor(ABC):
 
     @abstractmethod
     def replicate_from(self, host: str, port: int, user: str, password: str, heartbeat_seconds: float,
-                       adopt_binlog_position: bool = False) -> list[Statement]:
+                       adopt_binlog_position: bool = False, reset_applier: bool = False) -> list[Statement]:
         """Stop, point at the source with GTID auto-positioning, start.
 
         adopt_binlog_position: this member wrote transactions itself (it was a primary) and has
         been checked to have nothing errant, so replication continues after its own binlog.
+        reset_applier: its replication metadata cannot be read (plan.applier_broken): reset first.
         """
 
     @abstractmethod
@@ -238,7 +239,7 @@ class MariaDB(Flavor):
         return [("SET GLOBAL read_only = OFF", ())]
 
     def replicate_from(self, host: str, port: int, user: str, password: str, heartbeat_seconds: float,
-                       adopt_binlog_position: bool = False) -> list[Statement]:
+                       adopt_binlog_position: bool = False, reset_applier: bool = False) -> list[Statement]:
         statements: list[Statement] = [("STOP SLAVE", ())]
         if adopt_binlog_position:
             # A former primary's gtid_slave_pos is stale: its own writes are in the binlog only.
@@ -346,16 +347,16 @@ class MySQL(Flavor):
         return [("SET GLOBAL super_read_only = OFF", ()), ("SET GLOBAL read_only = OFF", ())]
 
     def replicate_from(self, host: str, port: int, user: str, password: str, heartbeat_seconds: float,
-                       adopt_binlog_position: bool = False) -> list[Statement]:
+                       adopt_binlog_position: bool = False, reset_applier: bool = False) -> list[Statement]:
         # Auto-positioning sends gtid_executed, which already includes a former primary's own writes.
-        # RESET REPLICA: applier metadata that names relay log files this server lacks (a clone
-        # of a replica copies it, not the files: MySQL 9.7 Reference Manual 7.6.6.7 "Cloning for
-        # Replication") fails START REPLICA with 1872; resetting it drops nothing more than the
-        # CHANGE below, which deletes the relay logs anyway (15.4.2.2 "CHANGE REPLICATION SOURCE
-        # TO Statement"): auto-positioning asks the source for whatever is not executed.
+        # reset_applier (RESET REPLICA): applier metadata that names relay log files this server
+        # lacks (a clone of a replica copies it, not the files: MySQL 9.7 Reference Manual 7.6.6.7
+        # "Cloning for Replication") fails START REPLICA with 1872; resetting it drops nothing more
+        # than the CHANGE below, which deletes the relay logs anyway (15.4.2.2 "CHANGE REPLICATION
+        # SOURCE TO Statement"). Only then: it also resets settings such as SOURCE_DELAY.
         return [
             ("STOP REPLICA", ()),
-            ("RESET REPLICA", ()),
+            *([("RESET REPLICA", ())] if reset_applier else []),
             ("CHANGE REPLICATION SOURCE TO SOURCE_HOST = %s, SOURCE_PORT = %s, SOURCE_USER = %s, "
              "SOURCE_PASSWORD = %s, SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = 1, "
              f"SOURCE_HEARTBEAT_PERIOD = {_num(heartbeat_seconds)}, GET_SOURCE_PUBLIC_KEY = 1",

@@ -109,7 +109,8 @@ def _configure(primary: str, members: Sequence[Member], states: Mapping[str, Mem
         actions += _semi_sync(m.name, s, source=False, replica=policy.semi_sync, policy=policy,
                               restart_io=not repoint and s.replication is not None)
         if repoint:
-            actions.append(ReplicateFrom(m.name, primary, adopt_binlog_position=_wrote_itself(s)))
+            actions.append(ReplicateFrom(m.name, primary, adopt_binlog_position=_wrote_itself(s),
+                                         reset_applier=applier_broken(s)))
     actions += _semi_sync(primary, p, source=policy.semi_sync, replica=policy.semi_sync, policy=policy)
     if p.read_only is not False or p.super_read_only:
         actions.append(OpenWrites(primary))
@@ -227,9 +228,24 @@ def _member(members: Sequence[Member], name: str) -> Member:
     return next(m for m in members if m.name == name)
 
 
+APPLIER_METADATA_ERRORS = ("13124:", "1872:", "13117:", "1871:")
+"""MySQL's "failed to initialize applier (relay log info) / connection metadata structure from the
+repository": the metadata names relay logs this server lacks, as a clone of a replica carries
+(MySQL 9.7 Reference Manual 7.6.6.7 "Cloning for Replication"); START REPLICA keeps failing."""
+
+
+def applier_broken(s: MemberState) -> bool:
+    """Whether the member's replication metadata cannot be read (APPLIER_METADATA_ERRORS): a
+    repoint resets it first, which drops nothing the CHANGE after it would not (it deletes the
+    relay logs anyway; auto-positioning fetches whatever is not executed)."""
+    r = s.replication
+    return r is not None and (r.sql_error.startswith(APPLIER_METADATA_ERRORS)
+                              or r.io_error.startswith(APPLIER_METADATA_ERRORS))
+
+
 def _needs_repoint(s: MemberState, primary: Member) -> bool:
     r = s.replication
-    if r is None or not s.replicates_from(primary):
+    if r is None or not s.replicates_from(primary) or applier_broken(s):
         return True
     if r.io == "stopped":
         # Stopped by us or by a person: restart. Stopped by a fatal error (the IO thread
