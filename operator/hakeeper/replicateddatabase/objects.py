@@ -83,7 +83,7 @@ class ServerLayout:
     replica_status: str = "SHOW REPLICA STATUS"
 
 
-# Versions before 0.3 kept MariaDB's datadir at the volume's root: moved into data/ once (a run cut
+# Earlier versions kept MariaDB's datadir at the volume's root: moved into data/ once (a run cut
 # short is completed by the next: .moving is the datadir being filled).
 _MARIADB_MOVE = f"""if [ ! -d {DATA_DIR} ] && {{ [ -d {VOLUME_DIR}/mysql ] || [ -d {VOLUME_DIR}/.moving ]; }}; then
   mkdir -p {VOLUME_DIR}/.moving
@@ -174,9 +174,9 @@ without it was cut short (mbstream exits 0 on a stream that simply ends)."""
 # 0.5 s after the request). The position: the donor's binlog position at the copy's point
 # (xtrabackup_binlog_info; every member logs what it replicates, a primary donor only there), or
 # its replica position when it has none (xtrabackup_slave_info), stored in mysql.gtid_slave_pos by
-# a bootstrap run
-# with no binary log, so the member starts with no transaction of its own and replicates with
-# MASTER_USE_GTID=slave_pos from there (MariaDB's "Setting up a Replica with mariadb-backup").
+# a bootstrap run with no binary log, so the member starts with no transaction of its own and
+# replicates with MASTER_USE_GTID=slave_pos from there (MariaDB's "Setting up a Replica with
+# mariadb-backup").
 _MARIADB_FETCH = rf"""  if [ ! -d "{VOLUME_DIR}/.reseed-$reseed_id" ] && [ "$(cat {DATA_DIR}/.reseed-id 2>/dev/null)" != "$reseed_id" ]; then
     partial="{VOLUME_DIR}/.reseed-$reseed_id.partial"
     rm -rf "$partial"
