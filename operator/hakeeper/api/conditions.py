@@ -213,3 +213,13 @@ def condition_status(status: Mapping[str, Any], type_: str) -> bool | None:
     condition = get_condition(status.get("conditions"), type_)
     value = None if condition is None else condition.get("status")
     return {"True": True, "False": False}.get(value or "")
+
+
+def pod_ready(pod: Mapping[str, Any] | None) -> bool:
+    """Whether a pod as read from the API has condition Ready=True (False for no pod)."""
+    return pod is not None and condition_status(pod.get("status") or {}, "Ready") is True
+
+
+def pod_terminating(pod: Mapping[str, Any]) -> bool:
+    """Whether a pod as read from the API is being deleted (metadata.deletionTimestamp is set)."""
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))

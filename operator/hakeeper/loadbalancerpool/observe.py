@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from hakeeper.api.conditions import condition_status
+from hakeeper.api.conditions import pod_ready, pod_terminating
 from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
 from hakeeper.api.meta import (
     APPLIED_HASH_ANNOTATION,
@@ -73,7 +73,7 @@ def observe_balancers(watched: Watched, pool: str) -> list[BalancerPod]:
     out = []
     for pod in balancer_pods(watched.pods, pool):
         meta = pod["metadata"]
-        ready = condition_status(pod.get("status") or {}, "Ready") is True
+        ready = pod_ready(pod)
         annotations = meta.get("annotations") or {}
         reloads = annotations.get(RELOADS_ANNOTATION)
         out.append(BalancerPod(meta["name"], ready, annotations.get(APPLIED_HASH_ANNOTATION),
@@ -88,4 +88,4 @@ def balancer_pods(pods: Iterable[Mapping[str, Any]], pool: str) -> list[Mapping[
     return [p for p in pods
             if (p["metadata"].get("labels") or {}).get(POOL_LABEL) == pool
             and (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == BALANCER_COMPONENT
-            and not p["metadata"].get("deletionTimestamp")]
+            and not pod_terminating(p)]

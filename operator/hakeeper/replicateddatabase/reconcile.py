@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hakeeper.api.conditions import ConditionType, DatabaseReason, with_verdicts
+from hakeeper.api.conditions import ConditionType, DatabaseReason, pod_terminating, with_verdicts
 from hakeeper.api.meta import (
     FORCE_FAILOVER_ANNOTATION,
     RESEED_ANNOTATION,
@@ -116,14 +116,14 @@ def switchover_request(body: Mapping[str, Any], db: str, spec: ReplicatedDatabas
     (classify.ANY_REPLICA), while the pod's preStop hook keeps its server up."""
     primary = (body.get("status") or {}).get("currentPrimary")
     primary_pod = (pods or {}).get(primary or "") or {}
-    annotated = ((body["metadata"].get("annotations") or {}).get(SWITCHOVER_ANNOTATION) or "").strip()
+    annotated = _named_member(body, SWITCHOVER_ANNOTATION)
     if annotated:
-        target = annotated if annotated.startswith(f"{db}-") else f"{db}-{annotated}"
+        target = annotated
         request = f"annotation:{target}"
     elif spec.switchover.target_member is not None:
         target = f"{db}-{spec.switchover.target_member}"
         request = f"spec:{body['metadata'].get('generation')}:{target}"
-    elif primary_pod.get("metadata", {}).get("deletionTimestamp"):
+    elif pod_terminating(primary_pod):
         target = ANY_REPLICA
         request = f"terminating:{primary_pod['metadata'].get('uid')}"
     else:

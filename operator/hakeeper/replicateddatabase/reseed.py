@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from hakeeper.api.conditions import DatabaseReason, Verdict, condition_status
+from hakeeper.api.conditions import DatabaseReason, Verdict, pod_ready, pod_terminating
 from hakeeper.api.meta import RESEED_ANNOTATION
 from hakeeper.api.replicateddatabase import ReseedStatus
 
@@ -129,10 +129,6 @@ def init_failures(pod: Mapping[str, Any]) -> int:
     return max((int(s.get("restartCount") or 0) for s in statuses), default=0)
 
 
-def _ready(pod: Mapping[str, Any] | None) -> bool:
-    return pod is not None and condition_status(pod.get("status") or {}, "Ready") is True
-
-
 def command(db: str, member: str) -> str:
     """The command a person runs to re-seed `member` (in the ReseedRequired condition)."""
     return f"kubectl annotate rdb {db} {RESEED_ANNOTATION}={member}"
@@ -182,9 +178,9 @@ def decide(flavor: str, members: Sequence[Mapping[str, Any]], pods: Mapping[str,
     pod = pods.get(member)
     if donor is None or donor not in hosts:
         return ReseedDecision("wait", member, reason=f"no member serves to copy {member} from", required=required)
-    if pod is None or pod.get("metadata", {}).get("deletionTimestamp"):
+    if pod is None or pod_terminating(pod):
         return ReseedDecision("wait", member, reason=f"{member} has no running pod", required=required)
-    if flavor == "mysql" and not (by_name[member].get("reachable") and _ready(pod)):
+    if flavor == "mysql" and not (by_name[member].get("reachable") and pod_ready(pod)):
         # the member's own server runs the clone
         return ReseedDecision("wait", member, reason=f"{member}'s server must be up to clone", required=required)
     why = dict(required)[member]
@@ -216,7 +212,7 @@ def _continue(entry: Entry, members: Mapping[str, Mapping[str, Any]], pods: Mapp
             return decision("wait", f"{member} has no pod")
         return decision("copied", f"{member} holds a copy of {entry.donor}'s data; restarting it from the copy",
                         replace(entry, phase="restart", pod=str(pod["metadata"].get("uid") or "")))
-    if pod is None or pod.get("metadata", {}).get("deletionTimestamp"):
+    if pod is None or pod_terminating(pod):
         return decision("wait", f"{member} is restarting")
     if pod["metadata"].get("uid") == entry.pod:
         return decision("restart", f"{member} restarts from {entry.donor}'s data")

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from hakeeper.api.conditions import condition_status
+from hakeeper.api.conditions import pod_ready, pod_terminating
 
 REVISION_LABEL = "controller-revision-hash"
 """The label the StatefulSet controller puts on each pod: the revision it was made from."""
@@ -53,14 +53,6 @@ class RolloutDecision:
         return f"rollout:{self.revision}:{self.member}"
 
 
-def _ready(pod: Mapping[str, Any]) -> bool:
-    return condition_status(pod.get("status") or {}, "Ready") is True
-
-
-def _terminating(pod: Mapping[str, Any]) -> bool:
-    return bool(pod.get("metadata", {}).get("deletionTimestamp"))
-
-
 def decide(statefulset: Mapping[str, Any] | None, pods: Mapping[str, Mapping[str, Any]],
            members: Sequence[Mapping[str, Any]], primary: str | None, *, busy: bool = False) -> RolloutDecision:
     """The next rollout step.
@@ -89,7 +81,7 @@ def decide(statefulset: Mapping[str, Any] | None, pods: Mapping[str, Mapping[str
     missing = [n for n in names if n not in pods]
     if missing:
         return wait(f"{', '.join(missing)} has no pod yet")
-    terminating = [n for n in names if _terminating(pods[n])]
+    terminating = [n for n in names if pod_terminating(pods[n])]
     if terminating:
         return wait(f"{', '.join(terminating)} is stopping")
     if len(names) == 1:
@@ -99,7 +91,7 @@ def decide(statefulset: Mapping[str, Any] | None, pods: Mapping[str, Mapping[str
     def serving(name: str) -> bool:
         m = by_name[name]
         fit = m.get("serving") if name != primary else m.get("role") == "primary"
-        return bool(fit) and _ready(pods[name])
+        return bool(fit) and pod_ready(pods[name])
 
     not_serving = [n for n in names if not serving(n)]
     replicas = [n for n in outdated if n != primary]
