@@ -19,7 +19,7 @@ from hakeeper.replicateddatabase.clustering import Policy
 from hakeeper.replicateddatabase.clustering.flavor import flavor_for
 
 from ..support.polling import poll
-from .mariadb_support import LoopDriver, Writer, bootstrap, stored_ids
+from .mariadb_support import Writer, bootstrap, stored_ids
 from .mysql_support import PodFleet, database_spec, pod_fleet_fixture, reseed
 
 pytestmark = pytest.mark.integration
@@ -32,8 +32,8 @@ def fleet(request):
     yield from pod_fleet_fixture(database_spec(request.param))
 
 
-def member(loop: LoopDriver, name: str) -> dict[str, Any]:
-    return next(m for m in loop.last.members if m["name"] == name)
+def member_of(result: Any, name: str) -> dict[str, Any]:
+    return next(m for m in result.members if m["name"] == name)
 
 
 def test_an_errant_member_is_rebuilt_from_a_replica_and_its_errant_data_kept(fleet: PodFleet) -> None:
@@ -111,10 +111,6 @@ def test_a_member_whose_binlogs_were_purged_is_rebuilt_and_catches_up(fleet: Pod
     assert not [p.name for p in fleet[2].volumes["data"].iterdir() if p.name.startswith(("errant-", ".reseed-",
                                                                                           ".discard-"))]
     loop.stop()
-
-
-def member_of(result: Any, name: str) -> dict[str, Any]:
-    return next(m for m in result.members if m["name"] == name)
 
 
 def test_a_former_primary_rebuilt_before_the_new_primary_wrote_replays_nothing(fleet: PodFleet) -> None:
