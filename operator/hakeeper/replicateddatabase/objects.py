@@ -202,6 +202,9 @@ _MARIADB_FETCH = rf"""  if [ ! -d "{VOLUME_DIR}/.reseed-$reseed_id" ] && [ "$(ca
       echo "$gtid" | tr ',' '\n' | awk -F- 'NF == 3 {{ printf "INSERT INTO mysql.gtid_slave_pos (domain_id, sub_id, server_id, seq_no) VALUES (%s, %d, %s, %s);\n", $1, NR, $2, $3 }}'
     }} | mariadbd --no-defaults --datadir="$partial" --bootstrap --skip-networking --skip-log-bin \
       --innodb-buffer-pool-size=32M --log-error={TMP_DIR}/position.log || {{ cat {TMP_DIR}/position.log >&2; exit 1; }}
+    # the copy carries its id: once it is the datadir, a start cut short before the swap's own
+    # note of the id does not fetch it again
+    echo "$reseed_id" > "$partial/.reseed-id"
     mv "$partial" "{VOLUME_DIR}/.reseed-$reseed_id"
     echo "copied; it replicates from GTID position '$gtid'"
   fi
