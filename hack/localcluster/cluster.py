@@ -10,20 +10,26 @@ when anything is left behind (a process, a container, a network namespace, a lin
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
 import pathlib
+import signal
 import subprocess
 import threading
 import time
 
 from . import addons
 from .api import Api, ApiError
-from .controlplane import ControlPlane, processes_mentioning, service_network, wait_until
-from .network import NodeNetwork, leftovers
+from .controlplane import ControlPlane, StartupError, processes_mentioning, service_network, wait_until
+from .network import NodeNetwork, leftovers, remove_orphans
 from .node import Node
 from .storage import Provisioner
 
 NODE_NAME = "hakeeper-node"
+LOCK_PATH = pathlib.Path("/run/lock/hakeeper-localcluster.lock")
+PODS_CGROUP = pathlib.Path("/sys/fs/cgroup/pids/kubepods")
+log = logging.getLogger(__name__)
 
 
 class TeardownError(RuntimeError):
@@ -36,6 +42,60 @@ def images() -> dict[str, str]:
 
     table = imagebuild.by_name()
     return {name: table[name].reference for name in ("pause", "coredns")}
+
+
+class MachineLock:
+    """One local cluster a machine (they share the bridge, the pod range and the chains): an
+    exclusive flock(2) on `path`, held from start() to the end of stop() and so let go by the
+    kernel when its holder is killed. The file names the holder's state directory, which tells
+    the next holder whose processes a killed cluster left running."""
+
+    def __init__(self, path: pathlib.Path = LOCK_PATH):
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, state_dir: pathlib.Path) -> pathlib.Path | None:
+        """Takes the lock for `state_dir`; returns the state directory of a holder that did not
+        let go (killed), else None. Raises StartupError when another cluster holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = pathlib.Path(self.path).read_text().strip()
+            os.close(fd)
+            raise StartupError(f"another local cluster runs on this machine (state {holder or 'unknown'}); "
+                               "stop it first (`make cluster-down`)") from None
+        previous = os.read(fd, 4096).decode(errors="replace").strip()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(state_dir).encode(), 0)
+        self._fd = fd
+        return pathlib.Path(previous) if previous else None
+
+    def release(self) -> None:
+        """Lets go, leaving the file empty: the cluster stopped in order."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = None
+
+
+def stop_orphans(previous: pathlib.Path | None) -> None:
+    """Kills what a killed cluster in `previous` left running (its processes name their state
+    directory; its pods' are in PODS_CGROUP) and removes its network, so that a session stopped mid-run does not fail the
+    next one. Call only holding the MachineLock."""
+    pids = set(processes_mentioning(str(previous).encode() + b"/")) if previous is not None else set()
+    # the pods' own processes name no state directory; the kubelet (cgroupfs driver) put them here
+    for procs in PODS_CGROUP.rglob("cgroup.procs") if PODS_CGROUP.is_dir() else ():
+        pids.update(int(pid) for pid in procs.read_text().split())
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    removed = remove_orphans()
+    if removed:
+        log.warning("removed what a killed local cluster left: %s", "; ".join(removed))
 
 
 class LocalCluster:
@@ -56,6 +116,7 @@ class LocalCluster:
         self.startup_seconds = 0.0
         self.timings: dict[str, float] = {}
         self._stop = threading.Event()
+        self._lock = MachineLock()
         self._storage_thread: threading.Thread | None = None
 
     @property
@@ -69,6 +130,7 @@ class LocalCluster:
 
     def start(self, timeout: float = 180) -> None:
         started = time.monotonic()
+        stop_orphans(self._lock.acquire(self.state_dir))
         try:
             self._start(timeout)
         except BaseException:
@@ -164,8 +226,11 @@ class LocalCluster:
                 if self.node is not None:
                     self.node.stop()
             finally:
-                self.control_plane.stop()
-                self.network.down()
+                try:
+                    self.control_plane.stop()
+                    self.network.down()
+                finally:
+                    self._lock.release()
         if check:
             left = leftovers() + self._own_processes()
             if left:

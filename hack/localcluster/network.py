@@ -64,10 +64,11 @@ class NodeNetwork:
         return str(self.service_network.network_address + 10)
 
     def up(self) -> None:
-        """Creates the bridge and fences both ranges; refuses a second cluster."""
+        """Creates the bridge and fences both ranges. The caller holds the machine's cluster lock
+        (cluster.MachineLock), so a bridge found here is an orphan and goes with remove_orphans()."""
         if link_exists(BRIDGE):
-            raise NetworkError(f"the bridge {BRIDGE} exists: another local cluster runs on this machine "
-                               f"(or one was not torn down: `make cluster-down`, or `ip link del {BRIDGE}`)")
+            raise NetworkError(f"the bridge {BRIDGE} exists: a local cluster was not torn down "
+                               f"(`make cluster-down`, or `ip link del {BRIDGE}`)")
         for key, value in SYSCTLS.items():
             path = pathlib.Path("/proc/sys") / key
             if not path.exists():
@@ -141,6 +142,23 @@ def remove_chains() -> None:
                 run(tool, "-t", table, "-F", chain, check=False)
             for chain in chains:
                 run(tool, "-t", table, "-X", chain, check=False)
+
+
+def remove_orphans() -> list[str]:
+    """Removes what a killed cluster left (its bridge, pod network namespaces with their veths,
+    chains) and returns what leftovers() listed before. Only for a caller holding the machine's
+    cluster lock: with it held, nothing of this belongs to a running cluster."""
+    found = leftovers()
+    netns = pathlib.Path("/var/run/netns")
+    if netns.is_dir():
+        for path in netns.iterdir():
+            if path.name.startswith("cni-"):
+                # deleting the namespace deletes the pod's end of each veth, and so the host's end
+                run("ip", "netns", "del", path.name, check=False)
+    run("ip", "link", "del", BRIDGE, check=False)
+    run("ip", "route", "del", "unreachable", str(POD_CIDR), check=False)
+    remove_chains()
+    return found
 
 
 def leftovers() -> list[str]:
