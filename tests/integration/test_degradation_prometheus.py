@@ -138,6 +138,13 @@ def test_a_value_no_data_nan_and_errors_are_told_apart(prometheus, exporter):
     nan = source.read("max(reading_nan)")
     assert (nan.outcome, nan.message) == ("no-data", "the query returned NaN")
 
+    # a division by zero is how an idle ratio (errors / requests with no requests) answers:
+    # Prometheus sends "+Inf"/"-Inf", and neither is a measurement
+    for query, text in (("max(reading_gauge) / 0", "+Inf"), ("-max(reading_gauge) / 0", "-Inf"), ("1/0", "+Inf")):
+        infinite = source.read(query)
+        assert (infinite.outcome, infinite.message) == ("no-data", f"the query returned {text}"), query
+    assert source.read("max(reading_gauge) / 2").value == 3.75  # the control: a finite ratio is a value
+
     exporter.set("reading_other", 1)
     prometheus.wait_value("count(reading_other)", lambda v: v == 1)
     several = source.read('{__name__=~"reading_(gauge|other)"}')
@@ -278,6 +285,20 @@ def test_no_data_never_sheds(prometheus, exporter):
         metrics = run.condition("MetricsAvailable")
         assert (metrics["status"], metrics["reason"]) == ("False", "NoData")
         assert "no series" in metrics["message"]
+    assert fleet.patches == [] and run.status["state"] == "Normal"
+
+
+def test_an_infinite_ratio_never_sheds(prometheus, exporter):
+    """An error ratio over no requests at all is +Inf: far above any threshold, were it a value."""
+    fleet = shop()
+    settle(prometheus, exporter, "idle_errors", 3)
+    with Runner(fleet, policy(prometheus.url, "idle_errors", triggers=[
+            {"name": "errors", "query": "max(idle_errors) / 0", "threshold": 10, "for": "1s"}])) as run:
+        run.wait_evaluations(4)  # well past `for`
+        metrics = run.condition("MetricsAvailable")
+        assert (metrics["status"], metrics["reason"]) == ("False", "NoData")
+        assert "+Inf" in metrics["message"]
+        assert run.status["triggers"][0]["condition"] == "NoData"
     assert fleet.patches == [] and run.status["state"] == "Normal"
 
 

@@ -5,7 +5,7 @@ Per trigger, each reading is classified:
     Breaching    the comparison with `threshold` holds
     Between      past recoverThreshold but not past threshold (hysteresis: nothing changes)
     Recovered    back on the good side of recoverThreshold (threshold when not given)
-    NoData       empty result, NaN, stale series
+    NoData       empty result, NaN, +Inf/-Inf, stale series
     Unavailable  Prometheus unreachable, or the query failed
 
 A trigger *fires* once it has been Breaching for `for`, and stays firing until it counts as

@@ -2,9 +2,11 @@
 
 Three outcomes, never confused:
 - a value: the query returned exactly one sample with a number;
-- no data: an empty result or NaN. Prometheus itself drops a series from instant queries
-  once it is stale (a staleness marker when the series disappears from its target or the
-  target goes away, or after the 5-minute lookback): a stale series is no data, never zero;
+- no data: an empty result, NaN, +Inf or -Inf. Prometheus itself drops a series from instant
+  queries once it is stale (a staleness marker when the series disappears from its target or
+  the target goes away, or after the 5-minute lookback): a stale series is no data, never zero.
+  An infinity is what a division by a zero rate gives (errors/requests with no requests at
+  all): no measurement, not an infinitely bad one, so it never sheds;
 - unavailable: Prometheus cannot be reached, answers an error, or the query is not a single
   instant sample (a range vector, several series: the message says which).
 """
@@ -54,6 +56,10 @@ def _number(text: Any) -> Reading:
         return Reading("unavailable", message=f"not a number: {str(text)[:100]}")
     if math.isnan(value):
         return Reading("no-data", message="the query returned NaN")
+    if math.isinf(value):
+        # Prometheus writes infinities as "+Inf"/"-Inf" (HTTP API, "Expression query result
+        # formats"); a ratio over an idle denominator gives one, and it means nothing measured
+        return Reading("no-data", message=f"the query returned {'+Inf' if value > 0 else '-Inf'}")
     return Reading("value", value=value)
 
 
