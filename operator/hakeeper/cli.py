@@ -36,6 +36,9 @@ def _run(args: argparse.Namespace) -> int:
         importlib.import_module(module)
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    from hakeeper.platform.redact import redact_logs
+
+    redact_logs()  # a URL's credentials (a policy's prometheus.url) never reach the log or an Event
     if args.metrics_port:
         from hakeeper.platform import metrics
 

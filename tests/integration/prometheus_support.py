@@ -93,16 +93,21 @@ class PrometheusServer:
     """One Prometheus process; its TSDB and config live in a temp dir removed by close()."""
 
     def __init__(self, ip: str, exporter: Exporter, scrape_interval: str = "1s",
-                 tls: tuple[bytes, bytes, bytes] | None = None):
-        """tls: (certificate PEM, key PEM, CA PEM) to serve HTTPS (Prometheus' --web.config.file)."""
+                 tls: tuple[bytes, bytes, bytes] | None = None, remote_read: str | None = None):
+        """tls: (certificate PEM, key PEM, CA PEM) to serve HTTPS (Prometheus' --web.config.file).
+        remote_read: a remote-read endpoint also asked for recent data (read_recent); when it fails,
+        Prometheus answers queries that select series with the local data and a warning."""
         self.ip = ip
         self.port = free_port(ip)
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="hakeeper-prometheus-"))
-        (self.dir / "prometheus.yml").write_text(json.dumps({
+        config: dict[str, Any] = {
             "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval,
                        "scrape_timeout": scrape_interval},
             "scrape_configs": [{"job_name": "exporter", "static_configs": [{"targets": [exporter.target]}]}],
-        }))
+        }
+        if remote_read:
+            config["remote_read"] = [{"url": remote_read, "read_recent": True}]
+        (self.dir / "prometheus.yml").write_text(json.dumps(config))
         self.process: subprocess.Popen | None = None
         self.log = self.dir / "prometheus.log"
         self.flags: list[str] = []

@@ -190,6 +190,33 @@ def test_https_with_the_policys_ca(exporter):
         server.close()
 
 
+def test_an_answer_with_warnings_is_unavailable(prometheus, exporter):
+    """A Prometheus whose remote-read endpoint fails answers with its local data *and* a warning
+    (a real way to get `warnings`; Thanos does the same for a failed store, partial response)."""
+    partial = PrometheusServer("127.0.30.4", exporter, remote_read="http://127.0.30.9:9/api/v1/read").start()
+    try:
+        settle(prometheus, exporter, "warned_gauge", 12)
+        partial.wait_value("max(warned_gauge)", lambda v: v == 12)
+        reading = PrometheusSource(partial.url, 2).read("max(warned_gauge)")
+        assert reading.outcome == "unavailable"
+        assert "with warnings, so the answer may be partial: remote_read" in reading.message
+        # the controls: the same query where nothing fails, and a query that selects no series
+        # (so asks no remote) on the warning Prometheus, are values
+        assert PrometheusSource(prometheus.url, 2).read("max(warned_gauge)").value == 12
+        assert PrometheusSource(partial.url, 2).read("vector(1)").value == 1
+
+        fleet = shop()
+        with Runner(fleet, policy(partial.url, "warned_gauge", triggers=[
+                {"name": "load", "query": "max(warned_gauge)", "threshold": 10, "for": "1s"}])) as run:
+            run.wait_evaluations(4)  # well past `for`: 12 > 10 would have shed
+            metrics = run.condition("MetricsAvailable")
+            assert (metrics["status"], metrics["reason"]) == ("False", "Unavailable")
+            assert "warnings" in metrics["message"]
+        assert fleet.patches == [] and run.status["state"] == "Normal"
+    finally:
+        partial.close()
+
+
 # -- the policy ----------------------------------------------------------------------------------
 
 def test_a_breach_shorter_than_for_sheds_nothing(prometheus, exporter):

@@ -35,6 +35,7 @@ from hakeeper.degradationpolicy.status import invalid_spec_status, memory_from_s
 from hakeeper.degradationpolicy.telemetry import PolicyTelemetry
 from hakeeper.platform import kube as kubeapi
 from hakeeper.platform import loop
+from hakeeper.platform.redact import scrub, secrets_of
 from hakeeper.platform.spec import explain
 
 GROUP, VERSION = DEGRADATION_POLICY.api_version.split("/")
@@ -73,15 +74,21 @@ def _memo(memo: kopf.Memo) -> PolicyMemo:
 
 
 def read_spec(body: Mapping[str, Any]) -> tuple[DegradationPolicySpec | None, str]:
-    """The spec, or None and the API server's words for what is wrong with it."""
+    """The spec, or None and the API server's words for what is wrong with it (which may quote
+    prometheus.url: its credentials hidden, as the status and an Event show it)."""
     try:
         offline.check({"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
                        "metadata": {"name": body["metadata"]["name"]}, "spec": body.get("spec") or {}})
         return DegradationPolicySpec.model_validate(body.get("spec") or {}), ""
     except offline.InvalidManifest as error:
-        return None, "; ".join(error.errors)
+        return None, scrub("; ".join(error.errors), _url_secrets(body))
     except ValidationError as error:
-        return None, explain(error)
+        return None, scrub(explain(error), _url_secrets(body))
+
+
+def _url_secrets(body: Mapping[str, Any]) -> tuple[str, ...]:
+    url = ((body.get("spec") or {}).get("prometheus") or {}).get("url")
+    return secrets_of(url) if isinstance(url, str) else ()
 
 
 class PolicyPass:

@@ -7,8 +7,13 @@ Three outcomes, never confused:
   the target goes away, or after the 5-minute lookback): a stale series is no data, never zero.
   An infinity is what a division by a zero rate gives (errors/requests with no requests at
   all): no measurement, not an infinitely bad one, so it never sheds;
-- unavailable: Prometheus cannot be reached, answers an error, or the query is not a single
-  instant sample (a range vector, several series: the message says which).
+- unavailable: Prometheus cannot be reached, answers an error, answers with `warnings` (the
+  answer may be partial: a remote-read or, behind Thanos, a store that failed), or the query is
+  not a single instant sample (a range vector, several series: the message says which).
+
+Every query asks `partial_response=false`: Thanos then answers an error rather than what the
+stores that did answer had (Thanos' query API, "Partial Response"); Prometheus ignores the
+parameter. The URL may carry credentials (`http://user:secret@...`): no message shows them.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ import math
 import os
 import re
 import tempfile
+import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import requests
@@ -30,6 +36,31 @@ from urllib3.util.retry import Retry
 
 from hakeeper.api.degradationpolicy import Trigger
 from hakeeper.degradationpolicy.decide import Reading
+from hakeeper.platform.redact import redact_url, scrub, secrets_of
+
+
+def reading_from_answer(answer: Mapping[str, Any]) -> Reading:
+    """Classifies a whole answer of GET /api/v1/query (Prometheus HTTP API, "Format overview":
+    {"status": "success" | "error", "data": {"resultType", "result"}, "warnings": [str],
+    "infos": [str], "errorType", "error"}).
+
+    `warnings` say the answer may be incomplete (a secondary storage, such as a remote-read
+    endpoint or a Thanos store, failed) or wrong (PromQL's warning annotations): unavailable,
+    never a good reading. `infos` are notes on the query (PromQL's info annotations, e.g. "metric
+    might not be a counter") and change nothing.
+    """
+    if answer.get("status") != "success":
+        return Reading("unavailable", message=f"Prometheus answered {answer.get('errorType') or 'an error'}: "
+                                              f"{str(answer.get('error') or answer)[:200]}")
+    warned = answer.get("warnings") or []
+    if warned:
+        shown = "; ".join(str(w) for w in warned)
+        return Reading("unavailable", message="Prometheus answered with warnings, so the answer may be partial: "
+                                              + (shown if len(shown) <= 300 else shown[:300] + "..."))
+    data = answer.get("data")
+    if not isinstance(data, Mapping) or "result" not in data:
+        return Reading("unavailable", message=f"not a query answer (no data.result): {str(answer)[:200]}")
+    return reading_from_result(data["result"])
 
 
 def reading_from_result(result: Any) -> Reading:
@@ -73,12 +104,19 @@ class PrometheusSource:
     def __init__(self, url: str, timeout: float, *, bearer_token: str | None = None, ca_pem: str | None = None,
                  insecure_skip_verify: bool = False) -> None:
         self.url = url.rstrip("/")
+        self.shown_url = redact_url(self.url)
+        """The URL as messages show it: credentials in it hidden (platform.redact)."""
+        self._secrets = secrets_of(self.url)
         self.timeout = timeout
         session = requests.Session()
         session.verify = _ca_file(ca_pem) if ca_pem else not insecure_skip_verify
         if insecure_skip_verify and not ca_pem:
             # the policy asked for it and its spec says so; a warning per query would flood the log
             warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        # custom_query returns data.result only; the warnings beside it are read from the
+        # response itself, kept per thread by this hook (it runs in the thread that queries)
+        self._last = threading.local()
+        session.hooks["response"].append(self._keep)
         headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else None
         # No retries inside a query: the next evaluation is the retry, and an evaluation must
         # not outlast its timeout because urllib3 backs off between attempts.
@@ -86,19 +124,45 @@ class PrometheusSource:
                                         retry=Retry(total=0, raise_on_status=False), timeout=timeout)
         self.config = (url, timeout, bearer_token, ca_pem, insecure_skip_verify)
 
+    def _keep(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._last.response = response
+
+    def params(self) -> dict[str, str]:
+        """The query parameters besides the query (Prometheus HTTP API, "Instant queries").
+
+        timeout: Prometheus' own evaluation timeout keeps a heavy query from running on after we
+          gave up. partial_response=false: Thanos fails the query when a store fails, instead of
+          answering with what the others had (Prometheus ignores an unknown parameter).
+        """
+        return {"timeout": f"{self.timeout:g}s", "partial_response": "false"}
+
     def read(self, query: str) -> Reading:
+        reading = self._read(query)
+        if reading.message:  # an error may quote the URL, credentials and all
+            reading = Reading(reading.outcome, reading.value, scrub(reading.message, self._secrets))
+        return reading
+
+    def _read(self, query: str) -> Reading:
+        self._last.response = None
         try:
-            # Prometheus' own evaluation timeout keeps a heavy query from running on after we gave up
-            result = self.client.custom_query(query, params={"timeout": f"{self.timeout:g}s"})
+            result = self.client.custom_query(query, params=self.params())
         except PrometheusApiClientException as error:
             return Reading("unavailable", message=f"Prometheus refused the query: {_short(error)}")
         except requests.exceptions.Timeout:
             return Reading("unavailable", message=f"Prometheus did not answer within {self.timeout:g}s")
+        except requests.exceptions.JSONDecodeError as error:  # a RequestException too: told apart first
+            return Reading("unavailable", message=f"Prometheus answered something else than JSON: {_short(error)}")
         except requests.exceptions.RequestException as error:
-            return Reading("unavailable", message=f"cannot reach Prometheus at {self.url}: {_cause(error)}")
+            return Reading("unavailable", message=f"cannot reach Prometheus at {self.shown_url}: {_cause(error)}")
         except ValueError as error:  # not JSON
             return Reading("unavailable", message=f"Prometheus answered something else than JSON: {_short(error)}")
-        return reading_from_result(result)
+        except (KeyError, TypeError):  # JSON, but without data.result
+            return Reading("unavailable", message=f"{self.shown_url} answered JSON that is no query answer")
+        response = getattr(self._last, "response", None)
+        answer = response.json() if response is not None else None
+        if not isinstance(answer, Mapping):
+            return reading_from_result(result)
+        return reading_from_answer(answer)
 
     def read_all(self, triggers: Iterable[Trigger]) -> dict[str, Reading]:
         return {t.name: self.read(t.query) for t in triggers}

@@ -29,6 +29,7 @@ import kopf
 from hakeeper.api.conditions import ConditionType, condition_status, set_condition
 from hakeeper.platform import metrics
 from hakeeper.platform.kube import ApiError, Kube
+from hakeeper.platform.redact import scrub
 
 MAX_MESSAGE = 1000
 """Condition messages and Events are cut here: the API server refuses very long ones."""
@@ -73,9 +74,10 @@ class Step(Protocol):
 
 
 def describe(error: BaseException) -> str:
-    """One line for a condition message or an Event: the API server's words for an ApiError."""
+    """One line for a condition message or an Event: the API server's words for an ApiError;
+    a URL's credentials in it hidden (platform.redact)."""
     text = str(error) if isinstance(error, ApiError) else f"{type(error).__name__}: {error}"
-    return text[:MAX_MESSAGE]
+    return scrub(text)[:MAX_MESSAGE]
 
 
 class StatusWriter:
@@ -258,7 +260,7 @@ async def _pass(loop: Loop, body: kopf.Body, writer: StatusWriter, step: Step, l
             logger.exception("%s metrics failed", loop.kind)
     for event in outcome.events:
         objs: list[Any] = [body] if event.also is None else [body, event.also]
-        kopf.event(objs, type=event.type, reason=event.reason, message=event.message[:MAX_MESSAGE])
+        kopf.event(objs, type=event.type, reason=event.reason, message=scrub(event.message)[:MAX_MESSAGE])
     return outcome.next_in
 
 
