@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from hakeeper.api import CATEGORY, KINDS
+from hakeeper.api.common import DURATION_PATTERN, cel_string
 from hakeeper.api.crdgen import all_crds, crd
 from hakeeper.cli import main
 
@@ -88,3 +89,31 @@ def _rules(node):
     elif isinstance(node, list):
         for value in node:
             yield from _rules(value)
+
+
+ZERO_ALLOWED = {"DegradationPolicy": {"$.spec.triggers[].for", "$.spec.restore.cooldown"}}
+"""The durations that may be 0s (a trigger firing at its first breaching evaluation, a restore as
+soon as every trigger recovered); every other one is a period or a timeout."""
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_every_period_and_timeout_refuses_zero(kind):
+    schema = crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    durations = {path: node for path, node in _walk(schema, "$.spec") if node.get("pattern") == DURATION_PATTERN}
+    assert durations
+    positive = {path for path, node in durations.items()
+                if any("duration(self) > duration('0s')" in r["rule"] for r in node.get("x-kubernetes-validations", []))}
+    assert set(durations) - positive == ZERO_ALLOWED.get(kind.kind, set())
+
+
+def test_every_character_rule_is_its_fields_pattern():
+    """A field's words and its pattern never drift apart: the CEL rule matches the very pattern."""
+    rules = 0
+    for kind in KINDS:
+        for path, node in _walk(crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]):
+            for rule in node.get("x-kubernetes-validations", []):
+                if rule["rule"].startswith("self.matches("):
+                    rules += 1
+                    assert rule["rule"] == f"self.matches({cel_string(node['pattern'])})", path
+                    assert "maxLength" in node, f"{path}: the CEL cost estimate needs a maxLength"
+    assert rules >= 6  # mysqlUser, cookie name, hashHeader, health check path, interface, IPv4 addresses

@@ -22,6 +22,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # duration() parses the same syntax, so cross-field rules can compare them.
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
+"""A duration that may be zero (the pattern admits no sign, so none is negative)."""
 
 # A DNS-1123 label: names of Kubernetes objects the operator derives other names from.
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -34,6 +35,34 @@ def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any
     if field_path:
         entry["fieldPath"] = field_path
     return entry
+
+
+def cel_string(text: str) -> str:
+    """`text` as a CEL string literal: single-quoted, backslashes and quotes escaped, so that a
+    regular expression such as `^a\\.b$` reaches the CEL regex engine (RE2) as written."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def allowed_characters(pattern: str, message: str) -> dict[str, Any]:
+    """The json_schema_extra of a string field that is written into a configuration file.
+
+    The field keeps `pattern` as its OpenAPI pattern (pydantic checks it too); this adds a CEL
+    rule with the same expression, because the pattern's own refusal shows only the regular
+    expression, while `message` says in words which characters the field may hold. The API
+    server reports both.
+    """
+    return {"x-kubernetes-validations": [cel(f"self.matches({cel_string(pattern)})", message)]}
+
+
+POSITIVE_DURATION_MESSAGE = "must be longer than 0s (e.g. 500ms, 5s, 1m30s): it is a period or a timeout"
+PositiveDuration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32, json_schema_extra={
+    "x-kubernetes-validations": [
+        # a malformed value gets the pattern's refusal alone: duration() would fail on it as well
+        cel(f"!self.matches({cel_string(DURATION_PATTERN)}) || duration(self) > duration('0s')",
+            POSITIVE_DURATION_MESSAGE)]})]
+"""A period or timeout: a Duration longer than zero. "0s", "0ms", "0m0.0s" are refused by a CEL
+rule (Kubernetes CEL's duration() reads Go's duration syntax to the nanosecond, so less than 1ns
+counts as zero; cel-python, which `hakeeper render` uses, to the microsecond)."""
 
 
 class Model(BaseModel):

@@ -6,14 +6,25 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from hakeeper.api.common import BaseStatus, Duration, LabelSelector, Model, ObjectName, SecretKeyRef, StatusModel, cel
+from hakeeper.api.common import (
+    BaseStatus,
+    Duration,
+    LabelSelector,
+    Model,
+    ObjectName,
+    PositiveDuration,
+    SecretKeyRef,
+    StatusModel,
+    cel,
+)
 
 
 class Prometheus(Model):
     url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2048)
     """Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring.svc:9090."""
-    timeout: Duration = "5s"
-    """How long one query may take; a slower answer counts as metrics unavailable."""
+    timeout: PositiveDuration = "5s"
+    """How long one query may take (longer than 0s, at most interval); a slower answer counts as
+    metrics unavailable."""
     bearer_token_secret_ref: SecretKeyRef | None = None
     """A Secret key holding a bearer token sent as `Authorization: Bearer <token>`."""
     ca_secret_ref: SecretKeyRef | None = None
@@ -37,12 +48,17 @@ class Trigger(Model):
     query: str = Field(min_length=1, max_length=4096)
     """PromQL returning one sample (e.g. wrapped in max() or sum()); an empty result or NaN is no data."""
     operator: Literal[">", ">=", "<", "<="] = ">"
-    threshold: float
+    threshold: float = Field(allow_inf_nan=False)
+    """A finite number. NaN and infinities cannot be written: JSON has none, and kubectl refuses
+    YAML's .nan and .inf before sending ("json: unsupported value: NaN"); `hakeeper render`
+    refuses them with the same words."""
     for_: Duration = Field(default="1m", alias="for")
-    """How long the comparison must hold before the trigger fires."""
-    recover_threshold: float | None = None
+    """How long the comparison must hold before the trigger fires. 0s is allowed and means: fire
+    at the first evaluation that finds the threshold crossed, as a Prometheus alerting rule
+    without `for` does (the threshold, recoverThreshold and the staged shedding still apply)."""
+    recover_threshold: float | None = Field(default=None, allow_inf_nan=False)
     """The value must cross back past this (not just the threshold) to count as recovered;
-    between the two nothing changes."""
+    between the two nothing changes. A finite number, as threshold."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -82,16 +98,18 @@ class Tier(Model):
 
 class Restore(Model):
     cooldown: Duration = "5m"
-    """Every trigger must stay recovered this long before anything is restored."""
-    interval: Duration = "1m"
-    """Restore one tier per interval."""
+    """Every trigger must stay recovered this long before anything is restored. 0s is allowed
+    and means: restore at the first evaluation that finds every trigger recovered (each
+    trigger's recoverThreshold still keeps a value near the threshold from counting)."""
+    interval: PositiveDuration = "1m"
+    """Restore one tier per interval (longer than 0s)."""
     order: Literal["HighestPriorityFirst", "LowestPriorityFirst"] = "HighestPriorityFirst"
 
 
 class DegradationPolicySpec(Model):
     prometheus: Prometheus
-    interval: Duration = "15s"
-    """How often the triggers are evaluated."""
+    interval: PositiveDuration = "15s"
+    """How often the triggers are evaluated (at least 1s)."""
     triggers: list[Trigger] = Field(min_length=1, max_length=16, json_schema_extra={
         "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]})
     tiers: list[Tier] = Field(min_length=1, max_length=16, json_schema_extra={
@@ -113,7 +131,7 @@ class DegradationPolicySpec(Model):
     system priority (2000000000 and up) are never touched either."""
     dry_run: bool = False
     """Report what would be shed or restored (status and Events) without scaling anything."""
-    max_shed_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    max_shed_fraction: float = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False)
     """Never shed more than this fraction (rounded down) of the Deployments running in the
     policy's namespaces, counting those it has shed."""
     max_targets_per_step: int = Field(default=10, ge=1, le=1000)

@@ -8,13 +8,14 @@ from pydantic import ConfigDict, Field
 
 from hakeeper.api.common import (
     BaseStatus,
-    Duration,
     LabelSelector,
     Model,
     ObjectName,
+    PositiveDuration,
     ResourceRequirements,
     SecretKeyRef,
     StatusModel,
+    allowed_characters,
     cel,
 )
 
@@ -28,7 +29,19 @@ RETRY_ON = (
     "all-retryable-errors",
 )
 
-IPv4 = Annotated[str, Field(pattern=r"^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$")]
+# Strings written into haproxy.cfg or keepalived.conf: each field's pattern lists the characters
+# it may hold, and its CEL rule says them in words. The renderers check them again
+# (loadbalancerpool/haproxy/config.py, lvs/config.py) before a value reaches a file.
+IPV4_PATTERN = r"^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])$"
+IPv4 = Annotated[str, Field(pattern=IPV4_PATTERN, max_length=15, json_schema_extra=allowed_characters(
+    IPV4_PATTERN, "must be an IPv4 address: four numbers from 0 to 255 joined by dots, e.g. 10.0.0.100"))]
+TOKEN_PATTERN = r"^[A-Za-z0-9_.-]+$"
+"""A cookie or MySQL user name as haproxy.cfg carries it unquoted: no space, quote, '#' or '$'."""
+HEADER_PATTERN = r"^[A-Za-z0-9-]+$"
+HEALTH_PATH_PATTERN = r"^/[A-Za-z0-9/?&=:,;+@*%._~-]*$"
+"""What both balancers can carry: no space, quote, '#' or '!' (comments in keepalived.conf), '$'
+(variables in both), braces or backslash. Anything else can be percent-encoded."""
+INTERFACE_PATTERN = r"^[a-zA-Z0-9_.:-]+$"
 Port = Annotated[int, Field(ge=1, le=65535)]
 PortName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=15)]
 
@@ -68,14 +81,23 @@ class HealthCheck(Model):
     """How the balancer decides a backend is up."""
 
     type: Literal["tcp", "http", "mysql", "none"] = "tcp"
-    path: str | None = Field(default=None, pattern=r"^/", max_length=1024)
-    """HTTP path for type http (default /)."""
+    path: str | None = Field(default=None, pattern=HEALTH_PATH_PATTERN, max_length=1024, json_schema_extra=(
+        allowed_characters(HEALTH_PATH_PATTERN, "must start with / and may hold letters, digits "
+                           "and / ? & = : , ; + @ * % . _ ~ - only (percent-encode anything else, e.g. %20 for a "
+                           "space): it is written into haproxy.cfg or keepalived.conf")))
+    """HTTP path for type http (default /), with its query if any: starts with /; letters, digits and
+    / ? & = : , ; + @ * % . _ ~ - (percent-encode anything else)."""
     expect_status: int | None = Field(default=None, ge=100, le=599)
     """Expected HTTP status for type http (default 200)."""
-    mysql_user: str | None = Field(default=None, max_length=32)
-    """User for HAProxy's mysql-check (type mysql); it needs no password and no grants."""
-    interval: Duration = "2s"
-    timeout: Duration = "1s"
+    mysql_user: str | None = Field(default=None, pattern=TOKEN_PATTERN, max_length=32, json_schema_extra=(
+        allowed_characters(TOKEN_PATTERN, "may hold letters, digits, '_', '.' and '-' "
+                           "only: it is written into haproxy.cfg")))
+    """User for HAProxy's mysql-check (type mysql); it needs no password and no grants. Letters,
+    digits, _ . - (at most 32)."""
+    interval: PositiveDuration = "2s"
+    """Time between two checks of a backend (longer than 0s)."""
+    timeout: PositiveDuration = "1s"
+    """How long one check may take (longer than 0s, at most interval)."""
     rise: int = Field(default=2, ge=1, le=100)
     """Consecutive successes before a backend is up."""
     fall: int = Field(default=3, ge=1, le=100)
@@ -96,11 +118,15 @@ class HealthCheck(Model):
 
 
 class CookieAffinity(Model):
-    name: str = Field(default="SERVERID", pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)
+    name: str = Field(default="SERVERID", pattern=TOKEN_PATTERN, max_length=64, json_schema_extra=(
+        allowed_characters(TOKEN_PATTERN, "may hold letters, digits, '_', '.' and '-' "
+                           "only: it is written into haproxy.cfg")))
+    """The cookie's name: letters, digits, _ . -"""
     mode: Literal["insert", "prefix"] = "insert"
     """insert: the balancer adds its own cookie; prefix: it prefixes the application's cookie."""
-    max_idle: Duration | None = None
-    """Forget the affinity after this long without a request."""
+    max_idle: PositiveDuration | None = None
+    """Forget the affinity after this long without a request (longer than 0s; leave it out to
+    keep the affinity as long as the cookie lives)."""
 
 
 class SessionAffinity(Model):
@@ -121,18 +147,24 @@ class SessionAffinity(Model):
 
 
 class Timeouts(Model):
-    connect: Duration = "5s"
-    client: Duration = "50s"
-    server: Duration = "50s"
-    queue: Duration = "30s"
+    """HAProxy's timeouts, each longer than 0s (HAProxy reads a zero timeout as none at all)."""
+
+    connect: PositiveDuration = "5s"
+    """For a connection to a backend to be established."""
+    client: PositiveDuration = "50s"
+    """Of inactivity on the client side."""
+    server: PositiveDuration = "50s"
+    """Of inactivity on the backend side."""
+    queue: PositiveDuration = "30s"
+    """In the queue for a free connection slot of a backend."""
 
 
 class ServerOptions(Model):
     """Options applied to every backend server."""
 
     maxconn: int | None = Field(default=None, ge=1, le=1_000_000)
-    slowstart: Duration | None = None
-    """Ramp a recovered server's weight up over this time."""
+    slowstart: PositiveDuration | None = None
+    """Ramp a recovered server's weight up over this time (longer than 0s; leave it out for no ramp)."""
 
 
 class Balancer(Model):
@@ -164,7 +196,10 @@ class Vrrp(Model):
     """Base priority; each further node gets one less, in node-name order."""
     advert_interval: int = Field(default=1, ge=1, le=255)
     """Seconds between advertisements; a backup takes over after about 3 missed ones."""
-    interface: str = Field(default="eth0", pattern=r"^[a-zA-Z0-9_.:-]+$", max_length=15)
+    interface: str = Field(default="eth0", pattern=INTERFACE_PATTERN, max_length=15, json_schema_extra=(
+        allowed_characters(INTERFACE_PATTERN, "must be a network interface name: letters, digits, "
+                           "'_', '.', ':' and '-' only (it is written into keepalived.conf)")))
+    """The node's network interface that carries VRRP and the virtual IP (at most 15 characters)."""
     unicast_peers: list[IPv4] = Field(default_factory=list, max_length=16)
     """Peers' addresses, for networks that drop multicast."""
     auth_secret_ref: SecretKeyRef | None = None
@@ -195,8 +230,10 @@ class LoadBalancerPoolSpec(Model):
     algorithm: str | None = None
     """HAProxy: roundrobin (default), static-rr, leastconn, random, source, uri, hdr.
     LVS: rr, wrr, lc, wlc (default), sh, dh, mh, sed, nq."""
-    hash_header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]+$", max_length=64)
-    """The header hashed by algorithm hdr."""
+    hash_header: str | None = Field(default=None, pattern=HEADER_PATTERN, max_length=64, json_schema_extra=(
+        allowed_characters(HEADER_PATTERN, "must be an HTTP header name: letters, digits and '-' only "
+                           "(it is written into haproxy.cfg)")))
+    """The header hashed by algorithm hdr: letters, digits and -."""
     hash_type: Literal["map-based", "consistent"] | None = None
     """consistent: adding or removing a server moves few clients (hash algorithms only)."""
     health_check: HealthCheck = Field(default_factory=HealthCheck)

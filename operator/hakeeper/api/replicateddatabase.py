@@ -6,7 +6,15 @@ from typing import Annotated, Literal, TypeAlias
 
 from pydantic import ConfigDict, Field
 
-from hakeeper.api.common import BaseStatus, Duration, Model, ObjectName, ResourceRequirements, StatusModel, cel
+from hakeeper.api.common import (
+    BaseStatus,
+    Model,
+    ObjectName,
+    PositiveDuration,
+    ResourceRequirements,
+    StatusModel,
+    cel,
+)
 
 # Built from images/mysql and images/mariadb (Debian's mysql-server 9.x and mariadb-server 10.11);
 # any image with the flavor's server binaries and a non-root mysql user with uid/gid 999 works.
@@ -32,6 +40,11 @@ OWNED_SETTING_REGEX = ("^(loose_)?((skip|disable|enable)_)?(" + "|".join(OPERATO
 """Matches an option name, lower-cased with `-` as `_`, that the operator owns."""
 CONFIG_KEY_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 """An option name as my.cnf takes it: no space, `=`, `#`, bracket or newline."""
+CONFIG_VALUE_PATTERN = r'^[ !"$-~]*$'
+"""An option value as a my.cnf line carries it: printable ASCII (space to `~`) but `#`, which
+starts a comment anywhere on an option file's line (MySQL 8.4 Reference Manual, 6.2.2.2 "Using
+Option Files"); no line break or other control character. Quotes and backslash escapes keep
+the meaning the server gives them inside one value."""
 
 
 class Credentials(Model):
@@ -50,20 +63,21 @@ class SemiSync(Model):
 
     enabled: bool = True
     wait_for_replica_count: int = Field(default=1, ge=1, le=8)
-    timeout: Duration = "10s"
+    timeout: PositiveDuration = "10s"
     """After this long without an acknowledgement the primary falls back to asynchronous
-    (at least 3s with durability Lossless)."""
+    (longer than 0s; at least 3s with durability Lossless)."""
 
 
 class Failover(Model):
     enabled: bool = True
-    probe_interval: Duration = "1s"
+    probe_interval: PositiveDuration = "1s"
+    """Time between two probes of every member (longer than 0s)."""
     failure_threshold: int = Field(default=3, ge=1, le=100)
     """Consecutive failed probes of the primary before it is declared failed."""
     max_lag_seconds: int = Field(default=30, ge=0, le=86400)
     """A replica lagging more than this is not a failover candidate."""
-    anti_flap_window: Duration = "5m"
-    """No second automatic failover within this time after one."""
+    anti_flap_window: PositiveDuration = "5m"
+    """No second automatic failover within this time after one (at least one probeInterval)."""
 
 
 class Switchover(Model):
@@ -93,9 +107,10 @@ class ReplicatedDatabaseSpec(Model):
     switchover: Switchover = Field(default_factory=Switchover)
     service: DatabaseService = Field(default_factory=DatabaseService)
     config: dict[str, Annotated[str, Field(max_length=1024)]] = Field(default_factory=dict, max_length=128)
-    """Extra [mysqld] settings for my.cnf (name -> value; no newline in either). Settings the
-    operator owns (server ids, GTIDs, binary log, read_only, semi-sync, the event scheduler,
-    init-file ...) are refused in any spelling."""
+    """Extra [mysqld] settings for my.cnf: name (a letter, then letters, digits, _ . -) -> value
+    (printable ASCII without `#`; no line break). Settings the operator owns (server ids, GTIDs,
+    binary log, read_only, semi-sync, the event scheduler, init-file ...) are refused in any
+    spelling."""
     durability: Literal["Lossless", "Available"] = "Lossless"
     """Lossless: a failover never promotes a member that may lack a write the primary acknowledged
     (the primary was last seen with semi-sync fallen back to asynchronous, or the members that may
@@ -137,6 +152,11 @@ class ReplicatedDatabaseSpec(Model):
                                       ".contains('\\n') || self.config[k].contains('\\r'))[0] + "
                                       "' has a line break: my.cnf takes one line per setting'",
                  "message": "a config value has a line break"},
+                {"rule": f"self.config.all(k, self.config[k].matches('{CONFIG_VALUE_PATTERN}'))",
+                 "messageExpression": "'config value of ' + self.config.filter(k, !self.config[k].matches('"
+                                      + CONFIG_VALUE_PATTERN + "'))[0] + ' may hold printable ASCII characters "
+                                      "(space to ~) except #: my.cnf reads the rest of a line from # as a comment'",
+                 "message": "a config value may hold printable ASCII characters (space to ~) except #"},
                 cel("self.durability != 'Lossless' || self.replicas == 1 || self.semiSync.enabled",
                     "durability Lossless needs semiSync.enabled: without semi-sync a failover may lose writes "
                     "the primary acknowledged (set durability: Available to accept that)"),
