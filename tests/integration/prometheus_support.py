@@ -204,6 +204,9 @@ class Fleet:
         self.items = {(d["metadata"]["namespace"], d["metadata"]["name"]): copy.deepcopy(d) for d in deployments}
         self.classes = classes or {}
         self.hpa_list: list[dict[str, Any]] = []
+        self.scaled: dict[tuple[str, str], dict[str, Any]] = {}
+        """KEDA ScaledObjects by (namespace, name); add_scaled_object puts one in."""
+        self.scaled_patches: list[tuple[str, str, dict]] = []
         self.patches: list[tuple[str, str, dict]] = []
         self._lock = threading.Lock()
         self._version = 1
@@ -224,8 +227,43 @@ class Fleet:
     def hpas(self, namespace: str) -> list[dict[str, Any]]:
         return [h for h in self.hpa_list if h["metadata"]["namespace"] == namespace]
 
+    def scaled_objects(self, namespace: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [copy.deepcopy(o) for (ns, _), o in sorted(self.scaled.items()) if ns == namespace]
+
     def secret_key(self, namespace: str, name: str, key: str) -> str:
         raise AssertionError("no Secrets in the fleet")
+
+    def add_scaled_object(self, name: str, deployment: str, namespace: str = "shop",
+                          annotations: dict[str, str] | None = None) -> None:
+        """A KEDA ScaledObject scaling the Deployment (nothing scales here: KEDA does not run)."""
+        with self._lock:
+            self._version += 1
+            self.scaled[(namespace, name)] = {
+                "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+                "metadata": {"name": name, "namespace": namespace, "resourceVersion": str(self._version),
+                             "annotations": dict(annotations or {})},
+                "spec": {"scaleTargetRef": {"name": deployment}}}
+
+    def scaled_annotations(self, name: str, namespace: str = "shop") -> dict[str, str]:
+        with self._lock:
+            return dict(self.scaled[(namespace, name)]["metadata"].get("annotations") or {})
+
+    def patch_scaled_object(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """What the API server does with a merge patch of a ScaledObject (resourceVersion precondition)."""
+        with self._lock:
+            current = self.scaled.get((namespace, name))
+            if current is None:
+                raise ApiError(404, "Not Found")
+            wanted = (body.get("metadata") or {}).get("resourceVersion")
+            if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
+                raise ApiError(409, "Conflict")
+            self._version += 1
+            updated = merge_patch(current, body)
+            updated["metadata"]["resourceVersion"] = str(self._version)
+            self.scaled[(namespace, name)] = updated
+            self.scaled_patches.append((namespace, name, body))
+            return copy.deepcopy(updated)
 
     # what the API server does with the policy's patches
     def patch(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -101,6 +101,7 @@ NAMESPACED = {
     ("rbac.authorization.k8s.io", "rolebindings"): WRITE,
     ("coordination.k8s.io", "leases"): {"get", "list", "watch", "create", "update", "patch"},
     ("autoscaling", "horizontalpodautoscalers"): {"list"},  # DegradationPolicy names a shed Deployment's HPA
+    ("keda.sh", "scaledobjects"): {"get", "list", "patch"},  # and pauses its KEDA ScaledObject while shed
 }
 CRDS = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
         ("scheduling.k8s.io", "priorityclasses"): {"list"}}  # DegradationPolicy tiers by pod priority

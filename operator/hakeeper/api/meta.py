@@ -75,3 +75,9 @@ SHED_ANNOTATIONS = (ORIGINAL_REPLICAS_ANNOTATION, SHED_BY_ANNOTATION, SHED_TIER_
 """On a shed Deployment: what restoring it needs, and who shed it when."""
 PROTECTED_LABEL = "hakeeper.io/protected"
 """On a Deployment or namespace: never shed."""
+KEDA_PAUSED_REPLICAS_ANNOTATION = "autoscaling.keda.sh/paused-replicas"
+"""KEDA's own, on a ScaledObject: KEDA scales its target to this count and stops autoscaling it
+until the annotation goes (https://keda.sh/docs/latest/concepts/scaling-deployments/#pause-autoscaling).
+A policy sets it to "0" on the ScaledObject of a Deployment it sheds."""
+PAUSED_BY_ANNOTATION = "hakeeper.io/paused-by"
+"""On a ScaledObject a policy paused: the policy (namespace/name), so it resumes only its own pauses."""

@@ -10,7 +10,9 @@ patch; if something else has scaled the Deployment up meanwhile, its count is le
 only the annotations go. Every write uses the one field manager `hakeeper`.
 
 An HPA on a shed Deployment pauses by itself (it does not scale a target at 0 replicas) and
-resumes after the restore; nothing is written to it.
+resumes after the restore; nothing is written to it. A KEDA ScaledObject does not (KEDA scales
+from zero itself): it is paused through KEDA's own annotation while its Deployment is shed
+(keda.py says the rule and the order), with a second patcher for ScaledObjects.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from hakeeper.api.meta import (
     SHED_SINCE_ANNOTATION,
     SHED_TIER_ANNOTATION,
 )
+from hakeeper.degradationpolicy.keda import ScaledObject, pause_patch, resume_patch
 from hakeeper.degradationpolicy.targets import Action, Outcome, Target, shed_mark
 from hakeeper.platform.kube import ApiError, Kube
 
@@ -69,12 +72,16 @@ def replicas_manager(deployment: Mapping[str, Any]) -> str | None:
     return f"{manager} ({operation}{' at ' + time if time else ''})"
 
 
-def conflict_message(deployment: Mapping[str, Any], hpa: str | None) -> str:
+def conflict_message(deployment: Mapping[str, Any], hpa: str | None, scaled: ScaledObject | None = None) -> str:
     replicas = deployment["spec"].get("replicas", 1)
     who = replicas_manager(deployment)
     text = f"scaled back to {replicas} replicas by {who or 'someone else'}"
     if hpa:
         text += f"; HorizontalPodAutoscaler {hpa} targets it"
+    if scaled is not None and scaled.paused_replicas is not None and scaled.paused_by is None:
+        text += f"; KEDA ScaledObject {scaled} holds it at {scaled.paused_replicas} replicas (paused by someone else)"
+    elif scaled is not None:
+        text += f"; KEDA ScaledObject {scaled} scales it"
     return text + "; left alone until the policy restores"
 
 
@@ -99,11 +106,40 @@ def cluster_patcher(kube: Kube) -> Patcher:
     return patch
 
 
-class Scaler:
-    """Sheds and restores Deployments through a patcher (the API server's apps/v1, as `hakeeper`)."""
+def cluster_scaled_object_patcher(kube: Kube) -> Patcher:
+    """Merge-patches KEDA ScaledObjects (keda.sh/v1alpha1) through the API server, as FIELD_MANAGER."""
+    def patch(namespace: str, name: str, body: dict[str, Any]) -> Any:
+        return kube.patch("ScaledObject", namespace, name, body)
+    return patch
 
-    def __init__(self, patch: Patcher) -> None:
+
+class Scaler:
+    """Sheds and restores Deployments through a patcher (the API server's apps/v1, as `hakeeper`),
+    and pauses and resumes KEDA ScaledObjects through another (None: there is none to patch)."""
+
+    def __init__(self, patch: Patcher, patch_scaled_object: Patcher | None = None) -> None:
         self.patch = patch
+        self.patch_scaled_object = patch_scaled_object
+
+    def _keda(self, so: ScaledObject, body: dict[str, Any]) -> str:
+        """"" once patched, else why not (409: changed since read; the next evaluation tries again)."""
+        if self.patch_scaled_object is None:
+            return "no way to patch ScaledObjects here"
+        try:
+            self.patch_scaled_object(so.namespace, so.name, body)
+            return ""
+        except ApiError as error:
+            if error.status == 409:
+                return "changed since it was read"
+            return str(error)
+
+    def pause(self, so: ScaledObject, policy: str) -> str:
+        """Pauses KEDA at 0 replicas for `policy`; "" or why it failed."""
+        return self._keda(so, pause_patch(so, policy))
+
+    def resume(self, so: ScaledObject) -> str:
+        """Removes the pause (and the policy's mark); "" or why it failed."""
+        return self._keda(so, resume_patch(so))
 
     def _patch(self, target: Target, body: dict[str, Any]) -> tuple[Action | None, str]:
         try:

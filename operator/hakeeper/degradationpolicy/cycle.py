@@ -17,8 +17,15 @@ from typing import Any
 from hakeeper.api.common import parse_duration, rfc3339
 from hakeeper.api.conditions import PolicyReason, Verdict
 from hakeeper.api.degradationpolicy import DegradationPolicySpec
+from hakeeper.degradationpolicy import keda
 from hakeeper.degradationpolicy import status as status_
-from hakeeper.degradationpolicy.act import Scaler, cluster_patcher, conflict_message, hpas_by_target
+from hakeeper.degradationpolicy.act import (
+    Scaler,
+    cluster_patcher,
+    cluster_scaled_object_patcher,
+    conflict_message,
+    hpas_by_target,
+)
 from hakeeper.degradationpolicy.decide import Memory, Reading, decide
 from hakeeper.degradationpolicy.metrics import PrometheusSource
 from hakeeper.degradationpolicy.observe import ClusterReader, SecretMissing
@@ -55,7 +62,7 @@ class Evaluator:
 
     @classmethod
     def for_cluster(cls, kube: Kube) -> Evaluator:
-        return cls(ClusterReader(kube), Scaler(cluster_patcher(kube)))
+        return cls(ClusterReader(kube), Scaler(cluster_patcher(kube), cluster_scaled_object_patcher(kube)))
 
     # -- Prometheus ---------------------------------------------------------------------------
     def source(self, spec: DegradationPolicySpec, body: Mapping[str, Any]) -> PrometheusSource:
@@ -130,18 +137,71 @@ class Evaluator:
                            status_.dry_marks(previous, policy))
         plan = decide(spec, memory, readings, selection, now)
 
-        involved = {t.namespace for t in selection.all_shed()} | {t.namespace for t in plan.shed}
+        # namespaces with something shed, about to be, or shed at the last evaluation (a ScaledObject
+        # paused for a Deployment deleted since is resumed there)
+        involved = ({t.namespace for t in selection.all_shed()} | {t.namespace for t in plan.shed}
+                    | {e["namespace"] for e in previous.get("shed") or [] if not e.get("dryRun")})
         hpas = hpas_by_target(h for ns in sorted(involved) for h in self.reader.hpas(ns))
-        outcomes = self._act(spec, policy, plan.shed, plan.restore, deployments, hpas, now)
-        conflicts = {t.key: conflict_message(deployments[t.key], hpas.get(t.key))
+        scaled = keda.by_target(so for ns in sorted(involved) for so in self.reader.scaled_objects(ns))
+        outcomes = self._act(spec, policy, plan.shed, plan.restore, deployments, hpas, scaled, now)
+        if not spec.dry_run:
+            outcomes += self._sweep(policy, scaled, keda.shed_after(selection, outcomes),
+                                    {t.key for t in plan.shed + plan.restore})
+        conflicts = {t.key: conflict_message(deployments[t.key], hpas.get(t.key), scaled.get(t.key))
                      for t in selection.all_shed() if t.conflict and t.key in deployments}
         status, events = status_.build(spec, body["metadata"].get("generation"), previous, plan, selection,
                                        outcomes, hpas, conflicts, ready, now)
         return Evaluation(status, events, plan.memory, now + plan.wake_in)
 
+    def _restore(self, target: Target, deployment: Mapping[str, Any], so: keda.ScaledObject | None,
+                 policy: str) -> Outcome:
+        """Resumes the ScaledObject this policy paused, then restores the Deployment (keda.py: why in
+        this order); a failed resume holds the restore until the next evaluation."""
+        if keda.to_resume(so, policy):
+            assert so is not None
+            why = self.scaler.resume(so)
+            if why:
+                return Outcome(target, "failed", f"restoring {target}: resuming KEDA ScaledObject {so}: {why}; "
+                               "tried again at the next evaluation", target.shed.original_replicas
+                               if target.shed else None, deployment)
+        outcome = self.scaler.restore(target, deployment)
+        if keda.to_resume(so, policy) and outcome.action in ("restored", "released"):
+            outcome = dataclasses.replace(outcome, message=outcome.message + f"; KEDA ScaledObject {so} resumed")
+        return outcome
+
+    def _shed(self, target: Target, deployment: Mapping[str, Any], so: keda.ScaledObject | None, policy: str,
+              since: str) -> list[Outcome]:
+        """Sheds the Deployment, then pauses its ScaledObject at 0 replicas (keda.py)."""
+        outcome = self.scaler.shed(target, deployment, policy, since)
+        if outcome.action != "shed" or so is None:
+            return [outcome]
+        if not keda.to_pause(so):
+            note = (f"; KEDA ScaledObject {so} is paused at {so.paused_replicas} replicas by "
+                    f"{so.paused_by or 'someone else'}: left alone")
+            return [dataclasses.replace(outcome, message=outcome.message + note)]
+        why = self.scaler.pause(so, policy)
+        if why:
+            return [outcome, Outcome(target, "failed", f"pausing KEDA ScaledObject {so} of {target}: {why}; "
+                                     "tried again at the next evaluation", deployment=deployment)]
+        return [dataclasses.replace(outcome, message=outcome.message + (
+            f"; KEDA ScaledObject {so} paused at 0 replicas (autoscaling.keda.sh/paused-replicas) until the restore"))]
+
+    def _sweep(self, policy: str, scaled: Mapping[tuple[str, str], keda.ScaledObject], shed: set[tuple[str, str]],
+               handled: set[tuple[str, str]]) -> list[Outcome]:
+        """Pauses and resumes what keda.sweep finds; the failures, as outcomes (a Warning each)."""
+        pause, resume = keda.sweep(policy, scaled, shed, handled)
+        failed = []
+        for so, why, verb in ([(so, self.scaler.pause(so, policy), "pausing") for so in pause]
+                              + [(so, self.scaler.resume(so), "resuming") for so in resume]):
+            if why:
+                target = Target(so.namespace, so.deployment, "", 0, None, 0)
+                failed.append(Outcome(target, "failed", f"{verb} KEDA ScaledObject {so} of {target}: {why}; "
+                                      "tried again at the next evaluation"))
+        return failed
+
     def _act(self, spec: DegradationPolicySpec, policy: str, shed: tuple[Target, ...], restore: tuple[Target, ...],
              deployments: Mapping[tuple[str, str], dict], hpas: Mapping[tuple[str, str], str],
-             now: float) -> list[Outcome]:
+             scaled: Mapping[tuple[str, str], keda.ScaledObject], now: float) -> list[Outcome]:
         outcomes: list[Outcome] = []
         since = rfc3339(now) or ""
         for target in restore:
@@ -151,18 +211,20 @@ class Evaluator:
                                         f"{target.tier}) back to {target.shed.original_replicas} replicas",
                                         target.shed.original_replicas, deployment))
             else:
-                outcomes.append(self.scaler.restore(target, deployment))
+                outcomes.append(self._restore(target, deployment, scaled.get(target.key), policy))
         for target in shed:
             deployment = deployments[target.key]
+            so = scaled.get(target.key)
             if spec.dry_run:
+                also = f" and pause KEDA ScaledObject {so}" if keda.to_pause(so) else ""
                 outcomes.append(Outcome(target, "would-shed", f"dryRun: would scale {target} (tier {target.tier}) "
-                                        f"from {target.replicas} to 0 replicas", target.replicas, deployment))
+                                        f"from {target.replicas} to 0 replicas{also}", target.replicas, deployment))
                 continue
-            outcome = self.scaler.shed(target, deployment, policy, since)
-            if outcome.action == "shed" and target.key in hpas:
-                outcome = dataclasses.replace(outcome, message=outcome.message + (
+            done = self._shed(target, deployment, so, policy, since)
+            if done[0].action == "shed" and target.key in hpas and so is None:  # KEDA's own HPA: said above
+                done[0] = dataclasses.replace(done[0], message=done[0].message + (
                     f"; HorizontalPodAutoscaler {hpas[target.key]} pauses at 0 replicas and resumes after the restore"))
-            outcomes.append(outcome)
+            outcomes.extend(done)
         return outcomes
 
     # -- the policy goes ----------------------------------------------------------------------
@@ -173,6 +235,7 @@ class Evaluator:
         namespaces |= {e["namespace"] for e in (body.get("status") or {}).get("shed") or []}
         outcomes = []
         for namespace in sorted(namespaces):
+            scaled = keda.by_target(self.reader.scaled_objects(namespace))
             for deployment in self.reader.deployments(namespace):
                 mark = shed_mark(deployment)
                 if mark is None or mark.policy != policy:
@@ -180,6 +243,9 @@ class Evaluator:
                 meta = deployment["metadata"]
                 target = Target(namespace, meta["name"], mark.tier, 0, None,
                                 int(deployment["spec"].get("replicas", 1)), mark)
-                outcomes.append(self.scaler.restore(target, deployment))
+                outcomes.append(self._restore(target, deployment, scaled.get(target.key), policy))
+            # paused for a Deployment that is no longer there, or no longer shed
+            handled = {o.target.key for o in outcomes}
+            outcomes += self._sweep(policy, scaled, set(), handled)
         self.forget(body)
         return outcomes

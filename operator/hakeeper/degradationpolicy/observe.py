@@ -1,4 +1,4 @@
-"""Reading what a policy decides on: Deployments, PriorityClasses, HPAs, its Secrets.
+"""Reading what a policy decides on: Deployments, PriorityClasses, HPAs, KEDA ScaledObjects, its Secrets.
 
 Objects are read as plain JSON (as the API serves them, camelCase) so the pure modules see
 exactly what `kubectl get -o json` shows.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from hakeeper.platform.kube import Kube
+from hakeeper.platform.kube import ApiError, Kube
 
 
 class SecretMissing(Exception):
@@ -33,6 +33,16 @@ class ClusterReader:
 
     def hpas(self, namespace: str) -> list[dict[str, Any]]:
         return self.kube.list("HorizontalPodAutoscaler", namespace)
+
+    def scaled_objects(self, namespace: str) -> list[dict[str, Any]]:
+        """KEDA's ScaledObjects (keda.sh/v1alpha1); none where KEDA is not installed (the API server
+        answers 404 for a resource no CRD defines)."""
+        try:
+            return self.kube.list("ScaledObject", namespace)
+        except ApiError as error:
+            if error.not_found:
+                return []
+            raise
 
     def secret_key(self, namespace: str, name: str, key: str) -> str:
         """A key of a Secret, decoded and stripped; SecretMissing when the Secret or the key is."""

@@ -50,6 +50,8 @@ RESOURCES: dict[str, Resource] = {
     "PriorityClass": Resource("/apis/scheduling.k8s.io/v1", "priorityclasses", namespaced=False),
     "Role": Resource("/apis/rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": Resource("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+    # KEDA's, when installed (a DegradationPolicy pauses the ScaledObject of what it sheds)
+    "ScaledObject": Resource("/apis/keda.sh/v1alpha1", "scaledobjects"),
     **{k.kind: Resource(f"/apis/{k.api_version}", k.plural) for k in KINDS},
 }
 """Every kind the operator reads or writes, and nothing else."""
