@@ -1,17 +1,25 @@
 """Manifests the API server must refuse, each with the words a person should read.
 
-Kept as data so the same list serves the e2e test against a real API server and,
-later, the offline `hakeeper render` check.
+Kept as data so the same list serves the e2e test against a real API server
+(tests/e2e/test_api.py, which sends each as YAML, as a person writes it) and the offline
+check of `hakeeper render` (tests/unit/test_offline_validation.py).
+
+A refusal by a CEL rule reads `<field>: Invalid value: "<the field's type>": <message>` on
+both. NaN and infinities never reach the API server: kubectl refuses YAML's .nan and .inf
+while converting the manifest to JSON ("json: unsupported value: NaN").
 """
 
 from __future__ import annotations
 
 LBP_BACKENDS = {"selector": {"matchLabels": {"app": "web"}}, "port": 8080}
+LVS = {"virtualIP": "10.0.0.100", "port": 8080, "vrrp": {"virtualRouterID": 51}}
 DP_BASE = {
     "prometheus": {"url": "http://prometheus:9090"},
     "triggers": [{"name": "load", "query": "max(up)", "threshold": 1}],
     "tiers": [{"name": "batch", "priority": 1, "selector": {"matchLabels": {"tier": "batch"}}}],
 }
+ZERO = 'Invalid value: "string": must be longer than 0s'
+"""A period or timeout of zero (the field's path comes before it)."""
 
 # (id, kind, spec, fragment the error message must contain)
 INVALID = [
@@ -104,4 +112,72 @@ INVALID = [
     ("dp-bad-for", "DegradationPolicy",
      {**DP_BASE, "triggers": [{"name": "load", "query": "max(up)", "threshold": 1, "for": "1 minute"}]},
      "spec.triggers[0].for"),
+    # periods and timeouts: zero is refused however it is written
+    ("lbp-zero-check-interval", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "healthCheck": {"interval": "0s", "timeout": "0s"}},
+     f"spec.healthCheck.interval: {ZERO}"),
+    ("lbp-zero-check-timeout", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "healthCheck": {"timeout": "0ms"}}, f"spec.healthCheck.timeout: {ZERO}"),
+    ("lbp-zero-timeout-connect", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "timeouts": {"connect": "0m0.0s"}}, f"spec.timeouts.connect: {ZERO}"),
+    ("lbp-zero-timeout-client", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "timeouts": {"client": "0s"}}, f"spec.timeouts.client: {ZERO}"),
+    ("lbp-zero-timeout-server", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "timeouts": {"server": "0h"}}, f"spec.timeouts.server: {ZERO}"),
+    ("lbp-zero-timeout-queue", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "timeouts": {"queue": "0.0s"}}, f"spec.timeouts.queue: {ZERO}"),
+    ("lbp-zero-slowstart", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "server": {"slowstart": "0s"}}, f"spec.server.slowstart: {ZERO}"),
+    ("lbp-zero-cookie-max-idle", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "sessionAffinity": {"type": "Cookie", "cookie": {"maxIdle": "0m"}}},
+     f"spec.sessionAffinity.cookie.maxIdle: {ZERO}"),
+    ("rdb-zero-probe-interval", "ReplicatedDatabase",
+     {"failover": {"probeInterval": "0s"}}, f"spec.failover.probeInterval: {ZERO}"),
+    ("rdb-zero-anti-flap-window", "ReplicatedDatabase",
+     {"failover": {"antiFlapWindow": "0s"}}, f"spec.failover.antiFlapWindow: {ZERO}"),
+    ("rdb-zero-semi-sync-timeout", "ReplicatedDatabase",
+     {"durability": "Available", "semiSync": {"timeout": "0ms"}}, f"spec.semiSync.timeout: {ZERO}"),
+    ("dp-zero-prometheus-timeout", "DegradationPolicy",
+     {**DP_BASE, "prometheus": {"url": "http://prometheus:9090", "timeout": "0s"}},
+     f"spec.prometheus.timeout: {ZERO}"),
+    ("dp-zero-restore-interval", "DegradationPolicy",
+     {**DP_BASE, "restore": {"interval": "0s"}}, f"spec.restore.interval: {ZERO}"),
+    # strings written into haproxy.cfg, keepalived.conf or my.cnf: the characters they may hold
+    ("lbp-mysql-user-characters", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "healthCheck": {"type": "mysql", "mysqlUser": "check post-41\n  server x"}},
+     "spec.healthCheck.mysqlUser: Invalid value: \"string\": may hold letters, digits, '_', '.' and '-' only"),
+    ("lbp-cookie-name-characters", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "sessionAffinity": {"type": "Cookie", "cookie": {"name": "SRV id"}}},
+     "spec.sessionAffinity.cookie.name: Invalid value: \"string\": may hold letters, digits, '_', '.' and '-' only"),
+    ("lbp-hash-header-characters", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "algorithm": "hdr", "hashHeader": "X-User: id"},
+     "spec.hashHeader: Invalid value: \"string\": must be an HTTP header name: letters, digits and '-' only"),
+    ("lbp-health-path-characters", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "healthCheck": {"type": "http", "path": "/health check#now"}},
+     "spec.healthCheck.path: Invalid value: \"string\": must start with / and may hold letters, digits and"),
+    ("lbp-vrrp-interface-characters", "LoadBalancerPool",
+     {"engine": "lvs", "backends": LBP_BACKENDS, "lvs": {**LVS, "vrrp": {"virtualRouterID": 51, "interface": "eth0 {"}}},
+     "spec.lvs.vrrp.interface: Invalid value: \"string\": must be a network interface name"),
+    ("lbp-unicast-peer-not-an-address", "LoadBalancerPool",
+     {"engine": "lvs", "backends": LBP_BACKENDS,
+      "lvs": {**LVS, "vrrp": {"virtualRouterID": 51, "unicastPeers": ["10.0.0.2", "10.0.0.2 }"]}}},
+     "spec.lvs.vrrp.unicastPeers[1]: Invalid value: \"string\": must be an IPv4 address"),
+    ("rdb-config-value-comment", "ReplicatedDatabase",
+     {"config": {"sql_mode": "STRICT_ALL_TABLES # strict"}},
+     "config value of sql_mode may hold printable ASCII characters (space to ~) except #"),
+    ("rdb-config-value-control-character", "ReplicatedDatabase",
+     {"config": {"max_connections": "50", "ft_stopword_file": "a\tb"}},
+     "config value of ft_stopword_file may hold printable ASCII characters"),
+    # numbers: NaN and infinities are refused by kubectl, before the API server
+    ("dp-nan-threshold", "DegradationPolicy",
+     {**DP_BASE, "triggers": [{"name": "load", "query": "max(up)", "threshold": float("nan")}]},
+     "unsupported value: NaN"),
+    ("dp-infinite-threshold", "DegradationPolicy",
+     {**DP_BASE, "triggers": [{"name": "load", "query": "max(up)", "threshold": float("inf")}]},
+     "unsupported value: +Inf"),
+    ("dp-infinite-recover-threshold", "DegradationPolicy",
+     {**DP_BASE, "triggers": [{"name": "load", "query": "max(up)", "threshold": 1, "recoverThreshold": float("-inf")}]},
+     "unsupported value: -Inf"),
+    ("dp-nan-shed-fraction", "DegradationPolicy", {**DP_BASE, "maxShedFraction": float("nan")},
+     "unsupported value: NaN"),
 ]

@@ -6,9 +6,10 @@ import json
 import pathlib
 
 import pytest
+import yaml
 
 from ..support.polling import poll
-from .invalid_specs import INVALID
+from .invalid_specs import DP_BASE, INVALID
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 QUICKSTART = sorted((ROOT / "examples/quickstart").glob("*.yaml"))
@@ -45,10 +46,20 @@ def test_every_example_is_accepted_by_the_api_server(crds, namespace):
 @pytest.mark.parametrize("case", INVALID, ids=lambda c: c[0])
 def test_invalid_specs_are_refused_with_a_clear_message(crds, namespace, case):
     name, kind, spec, fragment = case
-    result = crds.apply(_doc(kind, name, namespace, spec), check=False)
+    # YAML, as a person writes it: a NaN or an infinity goes as .nan or .inf, which JSON cannot carry
+    result = crds.apply(yaml.safe_dump(_doc(kind, name, namespace, spec)), check=False)
     assert result.returncode != 0, f"{name} was accepted"
     assert fragment in result.stderr, result.stderr
     assert crds.kubectl("get", kind.lower(), name, "-n", namespace, check=False).returncode != 0
+
+
+def test_zero_for_and_cooldown_are_accepted(crds, namespace):
+    # a trigger that fires at its first breaching evaluation, a restore as soon as all recovered
+    spec = {**DP_BASE, "triggers": [{"name": "load", "query": "max(up)", "threshold": 1, "for": "0s"}],
+            "restore": {"cooldown": "0s"}}
+    result = crds.apply(yaml.safe_dump(_doc("DegradationPolicy", "zero-waits", namespace, spec)), "--dry-run=server",
+                        check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def test_defaults_are_filled_in_by_the_api_server(crds, namespace):

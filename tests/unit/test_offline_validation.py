@@ -9,7 +9,7 @@ import yaml
 
 from hakeeper.api.offline import InvalidManifest, check
 
-from ..e2e.invalid_specs import INVALID
+from ..e2e.invalid_specs import DP_BASE, INVALID
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
@@ -46,3 +46,35 @@ def test_unknown_fields_and_several_errors_are_all_reported():
     assert 'The LoadBalancerPool "x" is invalid' in message
     assert 'spec: unknown field "colour"' in message
     assert "spec.retries: Invalid value: -1: spec.retries in body should be greater than or equal to 0" in message
+
+
+def test_a_zero_for_and_cooldown_are_accepted():
+    """Unlike the periods and timeouts, these two waits mean something at 0s (see their docstrings)."""
+    spec = {**DP_BASE, "triggers": [{"name": "load", "query": "max(up)", "threshold": 1, "for": "0s"}],
+            "restore": {"cooldown": "0s"}}
+    _, checked = check(_doc("DegradationPolicy", spec))
+    assert checked["triggers"][0]["for"] == "0s" and checked["restore"]["cooldown"] == "0s"
+
+
+def test_yaml_nan_and_inf_are_refused_in_any_field_with_kubectls_words():
+    # YAML loads .nan and .inf as floats; kubectl cannot turn them into JSON, whatever the field
+    text = ("apiVersion: hakeeper.io/v1alpha1\nkind: ReplicatedDatabase\nmetadata: {name: x}\n"
+            "spec: {replicas: .nan, failover: {maxLagSeconds: -.inf}}\n")
+    with pytest.raises(InvalidManifest) as refused:
+        check(yaml.safe_load(text))
+    message = str(refused.value)
+    assert "spec.replicas: Invalid value: NaN: json: unsupported value: NaN" in message
+    assert "spec.failover.maxLagSeconds: Invalid value: -Inf: json: unsupported value: -Inf" in message
+
+
+def test_a_pattern_error_does_not_hide_the_rules_but_a_type_error_does():
+    """As the API server: the CEL rules run after a pattern or range error, not after a wrong type."""
+    with pytest.raises(InvalidManifest) as refused:
+        check(_doc("LoadBalancerPool", {"backends": {"selector": {"matchLabels": {"a": "b"}}, "port": 80},
+                                        "retries": -1, "timeouts": {"client": "0s"}}))
+    assert 'spec.timeouts.client: Invalid value: "string": must be longer than 0s' in str(refused.value)
+    with pytest.raises(InvalidManifest) as refused:
+        check(_doc("LoadBalancerPool", {"backends": {"selector": {"matchLabels": {"a": "b"}}, "port": 80},
+                                        "retries": "3", "timeouts": {"client": "0s"}}))
+    assert "must be longer than 0s" not in str(refused.value)
+    assert "some validation rules were not checked" in str(refused.value)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -67,7 +68,20 @@ def _type_ok(schema: Mapping[str, Any], value: Any) -> bool:
     return kind is None or isinstance(value, _TYPES[kind])
 
 
+def _go_float(value: float) -> str:
+    """A non-finite float as Go prints it (NaN, +Inf, -Inf)."""
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+
+
 def _structural(schema: Mapping[str, Any], value: Any, path: str, errors: list[str]) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        # YAML's .nan and .inf load as floats, in any field, but JSON has no such number:
+        # kubectl refuses the manifest before sending it ("error converting YAML to JSON: json:
+        # unsupported value: NaN"), and the API server's decoder a JSON body with 1e999
+        shown = _go_float(value)
+        errors.append(f"{path}: Invalid value: {shown}: json: unsupported value: {shown} (JSON, and so the "
+                      "Kubernetes API, has no NaN or infinity: write a finite number)")
+        return
     if not _type_ok(schema, value):
         errors.append(f'{path}: Invalid value: {_show(value)}: {path} in body must be of type {schema.get("type")}: '
                       f'{_show(type(value).__name__)}')
@@ -174,7 +188,10 @@ def _rules(schema: Mapping[str, Any], value: Any, path: str, errors: list[str]) 
         except celpy.evaluation.CELEvalError:
             ok = False  # e.g. an int compared with a string: the API server refuses as well
         if not ok:
-            errors.append(f"{path}: Invalid value: {_show(value)}: {_message(validation, value)}")
+            # the API server shows the schema's type in place of the value ("string", "object";
+            # "" for int-or-string), not the value itself
+            errors.append(f"{path}: Invalid value: {json.dumps(schema.get('type', ''))}: "
+                          f"{_message(validation, value)}")
     if isinstance(value, dict):
         for name, prop in (schema.get("properties") or {}).items():
             if name in value:
@@ -185,6 +202,17 @@ def _rules(schema: Mapping[str, Any], value: Any, path: str, errors: list[str]) 
     elif isinstance(value, list):
         for i, item in enumerate(value):
             _rules(schema.get("items") or {}, item, f"{path}[{i}]", errors)
+
+
+# The structural errors after which the API server runs no CEL rule (apiextensions-apiserver's
+# hasBlockingErr: a wrong type, an enum, a required field, maxLength, maxItems/maxProperties),
+# besides those it refuses before validating (an unknown field, a number JSON cannot carry).
+# After the others (pattern, minimum, maximum, minLength, minItems) it runs the rules as well,
+# so that a bad value is told by its pattern and by the rule that says it in words.
+_BLOCKING = (" must be of type ", ": Unsupported value: ", ": Required value", ": Too long: ", ": Too many: ",
+             ": unknown field ", ": json: unsupported value: ")
+_NOT_CHECKED = ("<nil>: Invalid value: null: some validation rules were not checked because the object was "
+                "invalid; correct the existing errors to complete validation")
 
 
 def check(doc: Mapping[str, Any]) -> tuple[Kind, dict[str, Any]]:
@@ -199,7 +227,8 @@ def check(doc: Mapping[str, Any]) -> tuple[Kind, dict[str, Any]]:
         raise InvalidManifest(kind.kind, name, errors)
     schema = _spec_schema(kind)
     _structural(schema, doc["spec"], "spec", errors)
-    if errors:
+    if any(marker in error for error in errors for marker in _BLOCKING):
+        errors.append(_NOT_CHECKED)
         raise InvalidManifest(kind.kind, name, errors)
     spec = _defaulted(schema, doc["spec"])
     _rules(schema, spec, "spec", errors)
