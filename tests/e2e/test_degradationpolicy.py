@@ -268,3 +268,59 @@ def test_the_bearer_token_comes_from_a_secret(cluster, shop, prometheus, exporte
     cluster.kubectl("wait", "--for=condition=Ready", "--timeout=30s", "-n", ns, "dp/auth")
     poll(lambda: _condition(_dp(cluster, ns, "auth"), "MetricsAvailable").get("status") == "True", 20,
          what="MetricsAvailable once the token is there")
+
+
+# KEDA itself does not run here: only its ScaledObject kind exists, from a minimal CRD with KEDA's
+# group, version and kind (the schema keeps any field), so the API server stores ScaledObjects and
+# the operator reads and annotates them as it would with KEDA installed. What KEDA then does with
+# the annotation (hold the Deployment at 0, scale again once it goes) is KEDA's documented
+# behaviour, played by the unit tests (tests/unit/test_degradation_keda.py).
+SCALED_OBJECT_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "scaledobjects.keda.sh"},
+    "spec": {"group": "keda.sh", "scope": "Namespaced",
+             "names": {"kind": "ScaledObject", "listKind": "ScaledObjectList", "plural": "scaledobjects",
+                       "singular": "scaledobject"},
+             "versions": [{"name": "v1alpha1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                 "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
+
+
+def test_a_keda_scaled_deployment_is_paused_while_shed_and_resumed_on_restore(cluster, shop, prometheus, exporter):
+    ns = shop
+    _set(prometheus, exporter, "e2e_keda_load", 1)
+    # a cluster with KEDA's own CRD (HAKEEPER_E2E_KUBECONFIG) keeps it: only ours is deleted after
+    ours = cluster.kubectl("get", "crd", "scaledobjects.keda.sh", check=False).returncode != 0
+    if ours:
+        cluster.apply(SCALED_OBJECT_CRD)
+    try:
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/scaledobjects.keda.sh")
+        cluster.apply(_deployment("batch", 2, {"tier": "batch"}), "-n", ns)
+        cluster.apply({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "batch"},
+                       "spec": {"scaleTargetRef": {"name": "batch"}, "minReplicaCount": 1,
+                                "triggers": [{"type": "cpu", "metadata": {"value": "80"}}]}}, "-n", ns)
+        _wait_counts(cluster, ns, {"batch": (2, 2)}, 90, "pods ready")
+        cluster.apply(_policy("peak", "e2e_keda_load", prometheus.url, BY_LABEL[:1]), "-n", ns)
+        cluster.kubectl("wait", "--for=condition=Ready", "--timeout=30s", "-n", ns, "dp/peak")
+
+        def paused() -> dict:
+            so = cluster.get("scaledobject.keda.sh", "batch", "-n", ns)
+            return {k: v for k, v in (so["metadata"].get("annotations") or {}).items()
+                    if k in ("autoscaling.keda.sh/paused-replicas", "hakeeper.io/paused-by")}
+
+        _set(prometheus, exporter, "e2e_keda_load", 12)
+        _wait_counts(cluster, ns, {"batch": (0, 0)}, 30, "batch shed")
+        poll(lambda: paused() == {"autoscaling.keda.sh/paused-replicas": "0", "hakeeper.io/paused-by": f"{ns}/peak"},
+             10, what="the ScaledObject paused at 0 by the policy")
+        assert _condition(_dp(cluster, ns, "peak"), "Conflict").get("status") == "False"
+        shed = [e["message"] for e in cluster.get("events", "-n", ns, "--field-selector",
+                                                  "involvedObject.name=batch,reason=Shed")["items"]]
+        assert any(f"KEDA ScaledObject {ns}/batch paused at 0 replicas" in m for m in shed), shed
+
+        _set(prometheus, exporter, "e2e_keda_load", 2)
+        _wait_counts(cluster, ns, {"batch": (2, 2)}, 60, "batch restored")
+        poll(lambda: paused() == {}, 10, what="the pause removed")
+    finally:
+        cluster.kubectl("delete", "dp", "--all", "-n", ns, "--timeout=60s", check=False)
+        if ours:
+            cluster.kubectl("delete", "crd", "scaledobjects.keda.sh", "--timeout=60s", check=False)
