@@ -25,7 +25,9 @@ from hakeeper.loadbalancerpool.haproxy.config import render
 from hakeeper.loadbalancerpool.lvs import objects as lvs_objects
 from hakeeper.loadbalancerpool.lvs.config import render as render_keepalived
 
-_BACKEND = re.compile(r"^(?:(?P<name>[A-Za-z0-9_.-]+)=)?(?P<address>[0-9.]+):(?P<port>[0-9]+)(?:@(?P<weight>[0-9]+))?$")
+# bounded digits: int() refuses strings of more than 4300 digits with a bare ValueError
+_BACKEND = re.compile(r"(?:(?P<name>[A-Za-z0-9_.-]+)=)?(?P<address>[0-9.]+):(?P<port>[0-9]{1,5})"
+                      r"(?:@(?P<weight>[0-9]{1,3}))?")
 
 
 class RenderError(ValueError):
@@ -34,7 +36,7 @@ class RenderError(ValueError):
 
 def parse_backend(text: str) -> Backend:
     """[NAME=]ADDRESS:PORT[@WEIGHT], e.g. web-0=10.244.0.5:8080@3."""
-    match = _BACKEND.match(text)
+    match = _BACKEND.fullmatch(text)
     if not match or not 1 <= int(match["port"]) <= 65535 or int(match["weight"] or 1) > 256:
         raise RenderError(f"backend {text!r}: expected [NAME=]ADDRESS:PORT[@WEIGHT] (weight 0-256)")
     name = match["name"] or f"{match['address']}-{match['port']}"

@@ -67,6 +67,8 @@ loopback address."""
 PLACEHOLDER_ADDRESS = "0.0.0.0"
 PLACEHOLDER_PORT = 0
 STICK_TABLE = "stick-table type ipv6 size 1m expire 30m"
+MAX_TIMER = 2**31 - 1
+"""HAProxy's timers are signed 32-bit counts of their unit (milliseconds; seconds for maxidle)."""
 HARD_STOP_AFTER = "60s"
 """After a reload, the old worker finishes its open connections; this bounds how long, so
 that repeated reloads cannot pile up old workers holding long-lived connections."""
@@ -170,6 +172,27 @@ def _check_spec(pool: str, spec: LoadBalancerPoolSpec) -> None:
         _check_token(spec.session_affinity.cookie.name, _TOKEN, "cookie name")
     if check.mysql_user is not None:
         _check_token(check.mysql_user, _TOKEN, "mysqlUser")
+    for what, duration, unit in _timers(spec):
+        if round(parse_duration(duration) / unit) > MAX_TIMER:
+            # HAProxy refuses the file: "timer overflow ... (maximum value is 2147483647 ms or ~24.8 days)"
+            longest = "2147483647ms, about 24.8 days" if unit < 1 else "2147483647s"
+            raise ConfigError(f"{what} {duration} is longer than HAProxy's longest timer ({longest})")
+    if "none" in spec.retry_on and set(spec.retry_on) != {"none"}:
+        # HAProxy: "'retry-on' 'none' keyword only usable alone" (found by the fuzz tests)
+        raise ConfigError("retryOn: none (retry on no condition) cannot be combined with other conditions")
+
+
+def _timers(spec: LoadBalancerPoolSpec) -> list[tuple[str, str, float]]:
+    """(field, duration, the unit HAProxy reads it in) of every duration rendered."""
+    t, check, cookie = spec.timeouts, spec.health_check, spec.session_affinity.cookie
+    timers = [("timeouts.connect", t.connect, 0.001), ("timeouts.client", t.client, 0.001),
+              ("timeouts.server", t.server, 0.001), ("timeouts.queue", t.queue, 0.001),
+              ("healthCheck.interval", check.interval, 0.001), ("healthCheck.timeout", check.timeout, 0.001)]
+    if spec.server.slowstart is not None:
+        timers.append(("server.slowstart", spec.server.slowstart, 0.001))
+    if cookie is not None and cookie.max_idle is not None:
+        timers.append(("sessionAffinity.cookie.maxIdle", cookie.max_idle, 1.0))  # rendered in seconds
+    return timers
 
 
 def _check_token(value: str, pattern: re.Pattern[str], what: str) -> None:
@@ -305,7 +328,8 @@ def _haproxy_cfg(pool: str, spec: LoadBalancerPoolSpec, entries: Sequence[SlotEn
     lines.append("    option redispatch" if spec.redispatch else "    no option redispatch")
     if spec.retry_on:
         if proxy_mode == "http":
-            lines.append("    retry-on " + " ".join(spec.retry_on))
+            # each condition once: HAProxy refuses `none` twice as it refuses it with others
+            lines.append("    retry-on " + " ".join(dict.fromkeys(spec.retry_on)))
         else:
             lines.append("    # retryOn is for HTTP; in mode tcp failed connections are retried (retries)")
     lines += ["    " + line for line in _health_lines(spec)]

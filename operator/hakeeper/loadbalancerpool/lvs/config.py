@@ -50,9 +50,11 @@ from hakeeper.api.configmaps.keepalived import (
 from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LVS_ALGORITHMS, LoadBalancerPoolSpec
 from hakeeper.loadbalancerpool.backends import Backend
 
-_POOL = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-_INTERFACE = re.compile(r"^[a-zA-Z0-9_.:-]{1,15}$")
-_PATH = re.compile(r"^/[A-Za-z0-9/?&=:,;+@*%._~-]*$")
+# Used with fullmatch: with match, "$" also matches before a final newline, and a pool named
+# "x\n" broke the file (found by the fuzz tests).
+_POOL = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+_INTERFACE = re.compile(r"[a-zA-Z0-9_.:-]{1,15}")
+_PATH = re.compile(r"/[A-Za-z0-9/?&=:,;+@*%._~-]*")
 """No space, quote, '#', '!' (keepalived comments), '$' (its variables), braces or backslash."""
 _AUTH_LINE = re.compile(r"^(?P<indent>\s+)auth_pass \S+$", re.M)
 INDENT = "    "
@@ -92,12 +94,12 @@ def _check(spec: LoadBalancerPoolSpec, backends: Sequence[Backend], auth_passwor
         raise ConfigError("mysql health checks need engine haproxy; use tcp with engine lvs")
     if lvs.protocol == "UDP" and spec.health_check.type == "http":
         raise ConfigError("a UDP virtual server cannot use an http health check")
-    if not _INTERFACE.match(lvs.vrrp.interface):
+    if not _INTERFACE.fullmatch(lvs.vrrp.interface):
         raise ConfigError(f"interface {lvs.vrrp.interface!r} is not an interface name")
     _address(lvs.virtual_ip, "virtualIP")
     for peer in lvs.vrrp.unicast_peers:
         _address(peer, "unicast peer")
-    if spec.health_check.path is not None and not _PATH.match(spec.health_check.path):
+    if spec.health_check.path is not None and not _PATH.fullmatch(spec.health_check.path):
         raise ConfigError(f"health check path {spec.health_check.path!r} has characters keepalived cannot read "
                           "(space, quote, '#', '!', '$', braces, backslash)")
     for duration, what in ((spec.health_check.interval, "interval"), (spec.health_check.timeout, "timeout")):
@@ -229,7 +231,7 @@ def render(
     fills in the Secret mounted into its pod (`--auth-password-file`).
     `nodes`: the balancer nodes' names; written to priorities.json with each node's priority.
     """
-    if not _POOL.match(pool) or len(pool) > 63:
+    if not _POOL.fullmatch(pool) or len(pool) > 63:
         raise ConfigError(f"pool name {pool!r} is not a Kubernetes object name")
     _check(spec, backends, auth_password)
     assert spec.lvs is not None
