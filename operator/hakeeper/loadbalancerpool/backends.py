@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
@@ -41,17 +42,25 @@ def matches(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
     return True
 
 
+def annotated_weight(raw: Any) -> int | None:
+    """The weight an annotation value gives, or None when it is not a number from 0 to 256.
+
+    ASCII digits only, and the same reading for applying and for reporting: int() alone
+    also takes " 3", "+3", "1_0" and other scripts' digits ("٣"), and raises on
+    "²" (a digit to str.isdigit) and on strings of more than 4300 digits.
+    """
+    if not isinstance(raw, str) or not re.fullmatch(r"[0-9]{1,3}", raw):
+        return None
+    weight = int(raw)
+    return weight if weight <= 256 else None
+
+
 def weight_of(spec: Backends, pod: Mapping[str, Any] | None) -> int:
     """The pod annotation wins over the weight rules; a bad annotation falls back to the rules."""
     meta = (pod or {}).get("metadata", {})
-    raw = (meta.get("annotations") or {}).get(WEIGHT_ANNOTATION)
-    if raw is not None:
-        try:
-            weight = int(raw)
-        except ValueError:
-            weight = -1
-        if 0 <= weight <= 256:
-            return weight
+    weight = annotated_weight((meta.get("annotations") or {}).get(WEIGHT_ANNOTATION))
+    if weight is not None:
+        return weight
     labels = meta.get("labels") or {}
     for rule in spec.weight_rules:
         if matches(rule.selector, labels):
@@ -67,7 +76,7 @@ def invalid_weight_annotations(pods: Iterable[Mapping[str, Any]]) -> list[str]:
         raw = (meta.get("annotations") or {}).get(WEIGHT_ANNOTATION)
         if raw is None:
             continue
-        if not raw.isdigit() or not 0 <= int(raw) <= 256:
+        if annotated_weight(raw) is None:
             bad.append(f"{meta.get('name')}: {WEIGHT_ANNOTATION}={raw!r} is not a number from 0 to 256")
     return sorted(bad)
 
@@ -97,7 +106,7 @@ def backends_from(
     slices: Iterable[Mapping[str, Any]],
     pods: Mapping[str, Mapping[str, Any]],
 ) -> list[Backend]:
-    """Every endpoint of the slices as a backend, sorted, each address once.
+    """Every endpoint of the slices as a backend, sorted, each address and each name once.
 
     `pods` maps pod names to pod objects, for weights; an endpoint whose pod is gone
     from the map keeps the rule-based weight.
@@ -115,15 +124,26 @@ def backends_from(
                 continue
             ref = endpoint.get("targetRef") or {}
             pod_name = ref.get("name") if ref.get("kind") == "Pod" else None
-            for address in endpoint.get("addresses") or []:
-                name = pod_name or f"{address}-{port}"
-                backend = Backend(name=name, address=address, port=port,
-                                  weight=weight_of(spec, pods.get(pod_name) if pod_name else None), state=state)
-                key = (address, port)
-                # the same endpoint can sit in two slices while they are being rebalanced
-                if key not in found or _rank(backend.state) < _rank(found[key].state):
-                    found[key] = backend
-    return sorted(found.values())
+            addresses = endpoint.get("addresses") or []
+            if not addresses:
+                continue
+            # The API: an endpoint's addresses "are all assumed to be fungible and clients may
+            # choose to only use the first element". Taking each would make one pod two
+            # backends of the same name, which the renderer refuses (found by the fuzz tests).
+            address = addresses[0]
+            name = pod_name or f"{address}-{port}"
+            backend = Backend(name=name, address=address, port=port,
+                              weight=weight_of(spec, pods.get(pod_name) if pod_name else None), state=state)
+            key = (address, port)
+            # the same endpoint can sit in two slices while they are being rebalanced
+            if key not in found or _rank(backend.state) < _rank(found[key].state):
+                found[key] = backend
+    # One backend per name, the best placed: server slots are keyed by name, and slices that
+    # catch up with a pod recreated under its old name can show it at two addresses.
+    by_name: dict[str, Backend] = {}
+    for backend in sorted(found.values(), key=lambda b: (_rank(b.state), b)):
+        by_name.setdefault(backend.name, backend)
+    return sorted(by_name.values())
 
 
 def _rank(state: State) -> int:
