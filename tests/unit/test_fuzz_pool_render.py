@@ -264,3 +264,12 @@ def test_a_trailing_newline_does_not_slip_into_keepalived_conf():
     spec.health_check.path = "/healthz\n"
     with pytest.raises(keepalived_cm.ConfigError, match="health check path"):
         lvs_config.render("web", spec, [])
+
+
+def test_hakeeper_render_refuses_what_only_the_model_refuses():
+    # the schema check's Python "$" takes a final newline; the model then raised a bare
+    # ValidationError, a traceback from `hakeeper render`
+    manifest = ("apiVersion: hakeeper.io/v1alpha1\nkind: LoadBalancerPool\nmetadata: {name: web}\n"
+                'spec: {backends: {service: "web\\n", port: 80}}\n')
+    with pytest.raises(RenderError, match=r'The LoadBalancerPool "web" is invalid: spec\.backends\.service: '):
+        render_documents(manifest, [])

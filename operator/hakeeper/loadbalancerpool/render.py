@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from hakeeper.api import GROUP
 from hakeeper.api.configmaps.haproxy import SlotEntry, on_disk, parse_servers
@@ -55,7 +56,14 @@ def pools(documents: Iterable[Any]) -> Iterator[tuple[str, str, LoadBalancerPool
         kind, spec = check(doc)
         if kind.kind == "LoadBalancerPool":
             meta = doc.get("metadata") or {}
-            yield meta["name"], meta.get("namespace") or "default", LoadBalancerPoolSpec.model_validate(spec)
+            try:
+                model = LoadBalancerPoolSpec.model_validate(spec)
+            except ValidationError as error:
+                # What the schema check let through and the model refuses (a final newline, which
+                # Python's "$" takes), said as a refusal instead of a traceback (found by the fuzz tests)
+                problems = "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+                raise RenderError(f'The LoadBalancerPool "{meta["name"]}" is invalid: {problems}') from None
+            yield meta["name"], meta.get("namespace") or "default", model
 
 
 def render_documents(text: str, backends: list[Backend], *, as_configmap: bool = False) -> str:
