@@ -110,6 +110,10 @@ def render(
     reloading to fewer slots and back.
     """
     _check_spec(pool, spec)
+    if spec.balancer.metrics_port == frontend_port:
+        # haproxy -c accepts two frontends bound to one port, and HAProxy starts with both
+        # (SO_REUSEPORT): the kernel then hands half the clients to the metrics frontend's 404
+        raise ConfigError(f"balancer.metricsPort {frontend_port} is the port the balancer serves clients on")
     _check_token(listen_address, _LISTEN, "listen address")
     _check_token(run_dir, _RUN_DIR, "run directory")
     names = [b.name for b in backends]
