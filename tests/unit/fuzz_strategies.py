@@ -53,6 +53,12 @@ hostile_text = st.one_of(
 )
 
 
+def mostly(good: st.SearchStrategy[Any], odd: st.SearchStrategy[Any], odds: int = 4) -> st.SearchStrategy[Any]:
+    """`good` (odds-1) times in odds, else `odd`: st.one_of draws its distinct branches evenly
+    whatever the repetitions."""
+    return st.integers(1, odds).flatmap(lambda n: odd if n == odds else good)
+
+
 def spoiled(valid: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     """A valid value made hostile at one end: what a lenient `$` or a missing strip lets through."""
     return st.tuples(valid, st.sampled_from(["\n", " ", "#", '"', "\n#x", " x", "\t"]), st.booleans()).map(

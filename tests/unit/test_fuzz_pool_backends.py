@@ -11,6 +11,7 @@ from following its backends, so unlike a bad spec it is a fault too.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import given
@@ -160,3 +161,31 @@ def test_weight_annotations_are_ascii_numbers_from_0_to_256_for_applying_and_rep
     for raw in ("²", "9" * 5000, " 3", "3 ", "+3", "1_0", "٣", "257", "-1", ""):
         assert weight_of(spec, _pod(raw)) == 5, raw  # the weight rule's, as if not annotated
         assert len(invalid_weight_annotations([_pod(raw)])) == 1, raw
+
+
+# -- the last render, read back from a ConfigMap anyone with edit rights can change ----------
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2, 2**40), st.floats(), hostile_text,
+                         st.sampled_from(["web-0", "web-1", "10.0.0.1"]))
+slot_entries = st.lists(st.fixed_dictionaries({
+    "slot": st.one_of(st.integers(-1, 40), json_scalars), "name": st.one_of(st.sampled_from(POD_NAMES), json_scalars),
+    "address": st.one_of(ipv4, json_scalars), "port": st.one_of(st.integers(1, 65535), json_scalars),
+    "weight": st.one_of(st.integers(0, 256), json_scalars), "state": st.sampled_from(["ready", "down", "x"])}),
+    max_size=6)
+configmap_data = st.one_of(st.none(), st.fixed_dictionaries({}, optional={
+    haproxy_cm.SERVERS_FILE: st.one_of(slot_entries.map(json.dumps), hostile_text, st.just("[1, NaN]")),
+    haproxy_cm.CONFIG_FILE: st.one_of(hostile_text, st.integers(0, 300).map(
+        lambda n: "".join(f"    server s{i} 0.0.0.0:0 disabled weight 1\n" for i in range(1, n + 1))))}))
+
+
+@fuzz(100)
+@given(data=configmap_data, slices=slices, pods=pods())
+def test_fuzz_a_hand_edited_configmap_only_guides_the_slots(data, slices, pods, tmp_path):
+    """The operator keeps every backend in its slot by reading its last render back from the
+    ConfigMap; whatever that holds, the render must go on and HAProxy accept it."""
+    spec = pool_spec({}, 8080)
+    backends = backends_from(spec.backends, slices, pods)
+    rendered = haproxy_config.render("web", spec, backends, haproxy_config.previous_slots(data),
+                                     run_dir=str(tmp_path))
+    haproxy_accepts(haproxy_cm.on_disk(rendered.files[haproxy_cm.CONFIG_FILE],
+                                       haproxy_cm.parse_servers(rendered.files[haproxy_cm.SERVERS_FILE])), tmp_path)
