@@ -100,6 +100,20 @@ def client_service(pool: str, namespace: str, spec: LoadBalancerPoolSpec) -> dic
     }
 
 
+def pod_security(spec: LoadBalancerPoolSpec) -> dict[str, Any]:
+    """The balancer pod's securityContext: Pod Security Standards `restricted`.
+
+    Only the metrics port can lie below 1024 (the frontend is FRONTEND_PORT inside the pod);
+    then the pod's network namespace lets unprivileged processes bind from that port up
+    (net.ipv4.ip_unprivileged_port_start, a namespaced sysctl that `restricted` allows),
+    which no capability could do for a non-root process."""
+    security: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    if spec.balancer.metrics_port < 1024:
+        security["sysctls"] = [{"name": "net.ipv4.ip_unprivileged_port_start",
+                                "value": str(spec.balancer.metrics_port)}]
+    return security
+
+
 def deployment(pool: str, namespace: str, spec: LoadBalancerPoolSpec, agent_image: str,
                structure_hash: str) -> dict[str, Any]:
     n = names(pool)
@@ -146,7 +160,10 @@ def deployment(pool: str, namespace: str, spec: LoadBalancerPoolSpec, agent_imag
         # the configuration binds "${POD_IP}:8080": the pod's own address, nothing else
         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
         "volumeMounts": [run_mount],
-        "securityContext": {**restricted, "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}},
+        # no capability: haproxy runs as uid 65532, and an added capability never reaches a
+        # non-root process's effective set (Kubernetes sets no ambient capabilities); a port
+        # below 1024 is opened by the pod's sysctl below instead
+        "securityContext": restricted,
     }
     if resources:
         haproxy["resources"] = resources
@@ -178,7 +195,7 @@ def deployment(pool: str, namespace: str, spec: LoadBalancerPoolSpec, agent_imag
                         "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
                                             "labelSelector": {"matchLabels": {POOL_LABEL: pool}}},
                     }]}},
-                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "securityContext": pod_security(spec),
                 },
             },
         },
