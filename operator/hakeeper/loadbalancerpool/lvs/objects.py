@@ -59,9 +59,12 @@ def daemonset(pool: str, namespace: str, spec: LoadBalancerPoolSpec) -> dict[str
         "args": ["--dont-fork", "--log-console", "--use-file", f"{CONFIG_DIR}/keepalived.conf",
                  "--pid", f"{RUN_DIR}/keepalived.pid", "--vrrp_pid", f"{RUN_DIR}/vrrp.pid",
                  "--checkers_pid", f"{RUN_DIR}/checkers.pid"],
+        # root: the capabilities reach only a root process's effective set (Kubernetes gives a
+        # non-root one no ambient capabilities). The root filesystem is read-only: keepalived
+        # writes its pid files to RUN_DIR and its signal dumps (keepalived.data, .stats) to /tmp
         "securityContext": {"capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"]},
-                            "allowPrivilegeEscalation": False},
-        "volumeMounts": shared,
+                            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
+        "volumeMounts": [*shared, {"name": "tmp", "mountPath": "/tmp"}],
     }
     resources = spec.balancer.resources.wire()
     if resources:
@@ -72,7 +75,8 @@ def daemonset(pool: str, namespace: str, spec: LoadBalancerPoolSpec) -> dict[str
                   "--pid-file", f"{RUN_DIR}/keepalived.pid"]
     agent_mounts = list(shared)
     volumes: list[dict[str, Any]] = [{"name": "config", "emptyDir": {}},
-                                     {"name": "run", "emptyDir": {"medium": "Memory"}}]
+                                     {"name": "run", "emptyDir": {"medium": "Memory"}},
+                                     {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}]
     if secret is not None:
         agent_args += ["--auth-password-file", f"{PASSWORD_DIR}/{secret.key}"]
         agent_mounts.append({"name": "vrrp-password", "mountPath": PASSWORD_DIR, "readOnly": True})
@@ -106,7 +110,11 @@ def daemonset(pool: str, namespace: str, spec: LoadBalancerPoolSpec) -> dict[str
                     # the agent reloads keepalived with SIGHUP: it must see keepalived's pid
                     # (one process namespace) and run as the same user (it holds no CAP_KILL)
                     "shareProcessNamespace": True,
-                    "securityContext": {"runAsUser": 0, "runAsGroup": 0},
+                    # The pod passes Pod Security Standards `privileged` only (host network, root,
+                    # NET_ADMIN): its namespace must allow that. The runtime's default seccomp
+                    # profile still filters keepalived's system calls (netlink, raw sockets pass).
+                    "securityContext": {"runAsUser": 0, "runAsGroup": 0,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
                     "serviceAccountName": n["serviceaccount"],
                     "nodeSelector": dict(spec.lvs.node_selector or spec.balancer.node_selector),
                     "initContainers": [agent], "containers": [keepalived],
