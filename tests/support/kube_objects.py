@@ -5,6 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 BACKEND_IMAGE = "ghcr.io/hakeeper/test-http-backend:1"  # images/test-http-backend
+RESTRICTED_CONTAINER: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                        "runAsNonRoot": True}
+"""What Pod Security Standards `restricted` asks of each container (the e2e namespaces enforce it)."""
+
+
+def restricted(obj: dict[str, Any]) -> dict[str, Any]:
+    """obj (a Pod, or a Deployment or any workload with a pod template; other objects are
+    returned as they are), its pod given seccompProfile RuntimeDefault and runAsNonRoot and its
+    containers RESTRICTED_CONTAINER, where they do not say already; the same object, changed."""
+    spec = obj.get("spec") or {}
+    pod = spec if "containers" in spec else (spec.get("template") or {}).get("spec")
+    if pod is None:
+        return obj
+    pod_sc = pod.setdefault("securityContext", {})
+    pod_sc.setdefault("runAsNonRoot", True)
+    pod_sc.setdefault("seccompProfile", {"type": "RuntimeDefault"})
+    for container in [*pod.get("initContainers", []), *pod["containers"]]:
+        sc = container.setdefault("securityContext", {})
+        for key, value in RESTRICTED_CONTAINER.items():
+            sc.setdefault(key, value)
+    return obj
 
 
 def backend_deployment(name: str, replicas: int, *, labels: dict[str, str] | None = None,
@@ -13,7 +34,8 @@ def backend_deployment(name: str, replicas: int, *, labels: dict[str, str] | Non
     backend: it answers with its pod's name on container port 8080 (named http) and is ready
     when /healthz answers (probed every second, unready after one failure).
 
-    Its pods are labelled app=<name>, which is also its selector; `labels` go on the
+    Its pods pass Pod Security Standards `restricted` (the image runs as uid 65532) and are
+    labelled app=<name>, which is also its selector; `labels` go on the
     Deployment's own metadata (what a DegradationPolicy tier selects on), `priority_class`
     becomes the pods' priorityClassName, `grace_seconds` their terminationGracePeriodSeconds.
     """
@@ -28,6 +50,6 @@ def backend_deployment(name: str, replicas: int, *, labels: dict[str, str] | Non
     metadata: dict[str, Any] = {"name": name}
     if labels is not None:
         metadata["labels"] = labels
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata,
-            "spec": {"replicas": replicas, "selector": {"matchLabels": pod_labels},
-                     "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec}}}
+    return restricted({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata,
+                       "spec": {"replicas": replicas, "selector": {"matchLabels": pod_labels},
+                                "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec}}})
