@@ -30,9 +30,10 @@ from hakeeper.degradationpolicy.act import Scaler
 from hakeeper.degradationpolicy.cycle import Evaluator
 from hakeeper.degradationpolicy.decide import Memory, Reading
 from hakeeper.degradationpolicy.metrics import reading_from_result
+from hakeeper.degradationpolicy.targets import shed_mark
 
 from ..integration.prometheus_support import Fleet, deployment, merge_patch
-from .fuzz_strategies import fuzz, hostile_text, judged, mutated, spec_strategy
+from .fuzz_strategies import fuzz, hostile_text, judged, mostly, mutated, spec_strategy
 
 T0 = 1_700_000_000.0
 POLICY = "shop/peak"
@@ -50,7 +51,13 @@ def _policy_valid(draw: st.DrawFn) -> dict[str, Any]:
         "spec.prometheus.url": st.just("http://prometheus:9090"),
         "spec.interval": st.sampled_from(["1s", "2s", "15s", "1m", "9999h"]),
         "spec.prometheus.timeout": st.sampled_from(["1s", "100ms"]),
-        "spec.maxShedFraction": st.sampled_from([0.0, 0.5, 1.0]),
+        "spec.maxShedFraction": st.sampled_from([1.0, 0.5, 0.0]),
+        "spec.triggers[].threshold": st.sampled_from([10.0, 0.5, -1e300, 1e300]),
+        "spec.triggers[].recoverThreshold": st.sampled_from([5.0, 0.25, 20.0]),
+        # short enough that a dozen evaluations see restores too
+        "spec.restore.cooldown": st.sampled_from(["100ms", "1s", "30s", "5m"]),
+        "spec.restore.interval": st.sampled_from(["1s", "10s", "1m"]),
+        "spec.triggers[].for": st.sampled_from(["1s", "100ms", "30s", "2m"]),
     }))
     prometheus = spec["prometheus"]
     prometheus.setdefault("timeout", "1s")  # the default 5s would outlast the short intervals
@@ -63,6 +70,7 @@ def _policy_valid(draw: st.DrawFn) -> dict[str, Any]:
             tier["selector"] = {"matchLabels": {"tier": TIER_LABELS[index % len(TIER_LABELS)]}}
     for index, trigger in enumerate(spec["triggers"]):
         trigger["name"] = f"q{index}"
+        trigger.setdefault("for", draw(st.sampled_from(["1s", "100ms", "30s"])))  # not the 1m default
         if "recoverThreshold" in trigger:
             low, high = sorted((trigger["recoverThreshold"], trigger["threshold"]))
             upward = trigger.get("operator", ">") in (">", ">=")
@@ -76,7 +84,9 @@ sample_values = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.sampled_from(["NaN", "+Inf", "-Inf", "1e309", "-0", "0", "12", "1e-320", " 5", "0x1p3", "5_0"]),
     hostile_text)
-answers = st.one_of(
+# a plain low or high value (alternating by parity: sampled_from leans to its first element)
+plain = st.integers(0, 99).map(lambda n: [0, "0"] if n % 2 else [0, "1e9"])
+answers = mostly(plain, st.one_of(
     # what Prometheus' query API answers in data.result, for each result type
     st.tuples(st.floats(0, 2e9), sample_values).map(list),  # scalar
     st.lists(st.fixed_dictionaries({"metric": st.dictionaries(st.sampled_from(["job", "__name__"]), st.text(max_size=5),
@@ -86,19 +96,20 @@ answers = st.one_of(
     st.lists(st.fixed_dictionaries({"metric": st.just({}), "values": st.lists(
         st.tuples(st.floats(0, 2e9), sample_values).map(list), max_size=2)}), min_size=1, max_size=2),  # matrix
     st.just("unavailable"),  # Prometheus unreachable: PrometheusSource's own Reading
-)
-annotation_values = st.one_of(st.integers(-2, 6).map(str), hostile_text)
+), odds=2)  # half the time a plain low or high value, so that runs shed and restore
+annotation_values = mostly(st.one_of(st.integers(-2, 6), st.sampled_from([2**31, 10**30])).map(str), hostile_text)
 
 
 @st.composite
 def deployments(draw: st.DrawFn) -> list[dict[str, Any]]:
     out = []
-    for name in draw(st.lists(st.sampled_from(["a1", "a2", "b1", "c1", "core"]), unique=True, max_size=5)):
+    for name in draw(st.lists(st.sampled_from(["a1", "a2", "b1", "c1", "core"]), unique=True, min_size=1, max_size=5)):
         labels = {"tier": draw(st.sampled_from([*TIER_LABELS, "core"]))}
-        if draw(st.integers(0, 5)) == 0:
+        if draw(st.integers(0, 5)) == 5:  # (the draws lean to 0)
             labels["hakeeper.io/protected"] = "true"
-        d = deployment(name, draw(st.integers(0, 5)), labels, namespace=draw(st.sampled_from(["shop", "shop", "other"])))
-        if draw(st.integers(0, 3)) == 0:  # shed before: by this policy or another, annotations of any kind
+        d = deployment(name, draw(mostly(st.integers(1, 5), st.just(0))), labels,
+                       namespace=draw(mostly(st.just("shop"), st.just("other"))))
+        if draw(st.integers(0, 3)) == 3:  # shed before: by this policy or another, annotations of any kind
             d["metadata"]["annotations"] = {
                 SHED_BY_ANNOTATION: draw(st.sampled_from([POLICY, "shop/other", ""])),
                 ORIGINAL_REPLICAS_ANNOTATION: draw(annotation_values),
@@ -123,9 +134,9 @@ class Scripted(Evaluator):
 
 @fuzz(120)
 @given(spec=policy_specs, fleet_items=deployments(),
-       steps=st.lists(st.tuples(st.one_of(st.floats(0, 120), st.sampled_from([0.0, -5.0, 1e7])),
-                                st.lists(answers, min_size=1, max_size=3)), min_size=1, max_size=12))
-def test_fuzz_policy_evaluations_write_only_what_the_api_server_takes(spec, fleet_items, steps):
+       runs=st.lists(st.tuples(mostly(st.floats(0.5, 3), st.one_of(st.floats(0, 120), st.sampled_from([0.0, -5.0, 1e7]))),
+                               st.lists(answers, min_size=1, max_size=3), st.integers(1, 6)), min_size=2, max_size=6))
+def test_fuzz_policy_evaluations_write_only_what_the_api_server_takes(spec, fleet_items, runs):
     model, why = judged("DegradationPolicy", "peak", spec, DegradationPolicySpec)
     if model is None:
         assert why.strip()
@@ -138,6 +149,8 @@ def test_fuzz_policy_evaluations_write_only_what_the_api_server_takes(spec, flee
                             "metadata": {"name": "peak", "namespace": "shop", "generation": 1},
                             "spec": model.wire(), "status": {}}
     memory, now = Memory(), T0
+    # runs of the same answers, so that a trigger holds long enough to fire and to recover
+    steps = [(dt, answers) for dt, answers, repeat in runs for _ in range(repeat)]
     for dt, trigger_answers in steps:
         now += dt
         names = [t.name for t in model.triggers]
@@ -150,3 +163,19 @@ def test_fuzz_policy_evaluations_write_only_what_the_api_server_takes(spec, flee
             assert isinstance(replicas, int) and replicas >= 0, (name, replicas)
         memory = result.memory
         body["status"] = merge_patch(body["status"], result.status)
+    for _, _, patch in fleet.patches:
+        event("shed" if patch.get("spec", {}).get("replicas") == 0 else
+              "restored" if "spec" in patch else "unmarked")
+
+
+# -- what the fuzzer found, one case each ----------------------------------------------------
+
+def test_a_shed_mark_with_a_count_the_api_server_refuses_is_not_restored_to_it():
+    # restored to spec.replicas -1 (or past int32): the API server refuses the patch, every time
+    for original in ("-1", str(2**31), "9" * 30):
+        d = deployment("a1", 0, {"tier": "a"})
+        d["metadata"]["annotations"] = {SHED_BY_ANNOTATION: POLICY, ORIGINAL_REPLICAS_ANNOTATION: original,
+                                        SHED_TIER_ANNOTATION: "t", SHED_SINCE_ANNOTATION: ""}
+        assert shed_mark(d) is None, original
+        d["metadata"]["annotations"][ORIGINAL_REPLICAS_ANNOTATION] = "3"
+        assert shed_mark(d) is not None and shed_mark(d).original_replicas == 3

@@ -28,6 +28,8 @@ from hakeeper.api.meta import (
 # PriorityClass values above one billion are reserved for the system (system-cluster-critical,
 # system-node-critical): such pods are never shed, whatever a tier says.
 SYSTEM_PRIORITY = 1_000_000_000
+MAX_REPLICAS = 2**31 - 1
+"""spec.replicas is an int32."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,11 @@ def shed_mark(deployment: Mapping[str, Any]) -> Shed | None:
     try:
         original = int(annotations[ORIGINAL_REPLICAS_ANNOTATION])
     except ValueError:
+        return None
+    if not 0 <= original <= MAX_REPLICAS:
+        # a count the restore could not write back: the API server refuses spec.replicas -1 or
+        # past int32, and the Deployment stayed at 0 with a failed restore each evaluation
+        # (found with the fuzz test's harness); read as unmarked, like a count that is not a number
         return None
     return Shed(policy=annotations[SHED_BY_ANNOTATION], original_replicas=original,
                 tier=annotations.get(SHED_TIER_ANNOTATION, ""), since=annotations.get(SHED_SINCE_ANNOTATION, ""))
