@@ -297,3 +297,14 @@ def test_the_metrics_port_cannot_be_the_client_port(tmp_path):
     with pytest.raises(haproxy_cm.ConfigError, match="balancer.metricsPort 8080"):
         haproxy_config.render("web", _haproxy_spec(balancer={"metricsPort": 8080}), [])
     haproxy_config.render("web", _haproxy_spec(balancer={"metricsPort": 8081}), [])
+
+
+def test_a_health_check_timer_beyond_keepalived_is_refused_and_the_longest_renders(tmp_path):
+    # keepalived -t: "number '4500' outside range [0.000001, 4294.967295]" for a 1.25h timeout
+    for check, what in (({"type": "tcp", "interval": "2h", "timeout": "1.25h"}, "timeout"),
+                        ({"type": "none", "interval": "99999999999999999999999999999h"}, "interval")):
+        with pytest.raises(keepalived_cm.ConfigError, match=f"health check {what} .* longer than keepalived"):
+            lvs_config.render("web", _lvs_spec(healthCheck=check), [Backend("web-0", "10.0.0.7", 8080)])
+    longest = _lvs_spec(healthCheck={"type": "tcp", "interval": "5000000h", "timeout": "4294967ms"})
+    rendered = lvs_config.render("web", longest, [Backend("web-0", "10.0.0.7", 8080)])
+    keepalived_accepts(rendered.files[keepalived_cm.CONFIG_FILE], tmp_path)

@@ -56,6 +56,9 @@ _POOL = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 _INTERFACE = re.compile(r"[a-zA-Z0-9_.:-]{1,15}")
 _PATH = re.compile(r"/[A-Za-z0-9/?&=:,;+@*%._~-]*")
 """No space, quote, '#', '!' (keepalived comments), '$' (its variables), braces or backslash."""
+_LONGEST = {"interval": (18446744073709.551615, "delay_loop"), "timeout": (4294.967295, "connect_timeout")}
+"""keepalived keeps these timers in microseconds: delay_loop and delay_before_retry in 64 bits,
+connect_timeout in 32 (71.5 minutes)."""
 _AUTH_LINE = re.compile(r"^(?P<indent>\s+)auth_pass \S+$", re.M)
 INDENT = "    "
 
@@ -110,6 +113,11 @@ def _check(spec: LoadBalancerPoolSpec, backends: Sequence[Backend], auth_passwor
             if isinstance(exc, ConfigError):
                 raise
             raise ConfigError(f"health check {what}: {exc}") from None
+        longest, keyword = _LONGEST[what]
+        if (what == "interval" or spec.health_check.type != "none") and parse_duration(duration) > longest:
+            # keepalived -t: "number '4500' outside range [0.000001, 4294.967295]" (found by the fuzz tests)
+            raise ConfigError(f"health check {what} {duration} is longer than keepalived's {keyword} takes "
+                              f"({longest:.6f}s)")
     if auth_password is not None and not PASSWORD_PATTERN.match(auth_password):
         raise ConfigError(f"the VRRP password must be 1 to {MAX_PASSWORD} characters: letters, digits or "
                           "_.,:;+=*%^&()[]<>|/?~@- (VRRP PASS authentication carries 8 bytes)")
