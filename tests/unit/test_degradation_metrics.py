@@ -30,6 +30,19 @@ from hakeeper.degradationpolicy.metrics import PrometheusSource, reading_from_an
      'returns 2 series ({a="1"}, {a="2"}...); wrap it in max() or sum()'),
     ([{"metric": {}, "values": [[1, "1"], [2, "2"]]}], "unavailable", None, "range vector"),
     ([1700000000.1, "soon"], "unavailable", None, "not a number"),
+    # not Prometheus' shapes (found by the evaluation fuzz test: each raised and failed the whole
+    # evaluation): unavailable, saying what was wrong
+    ([{}], "unavailable", None, "the series has no value"),
+    ([{"metric": {}}], "unavailable", None, "the series has no value"),
+    ([{"value": []}], "unavailable", None, "a value that is not [time, number]: []"),
+    ([{"metric": {}, "value": "5"}], "unavailable", None, "a value that is not [time, number]: 5"),
+    ([None], "unavailable", None, "series 0 is not an object"),
+    ([[]], "unavailable", None, "series 0 is not an object"),
+    (["x"], "unavailable", None, "series 0 is not an object"),
+    ([{"metric": {}, "value": [1, "1"]}, None], "unavailable", None, "series 1 is not an object"),
+    ([{"metric": None, "value": [1, "1"]}, {"metric": [1], "value": [1, "2"]}], "unavailable", None,
+     "returns 2 series ({}, {?}...)"),
+    ([{"metric": {}, "histogram": [1, {"count": "3"}]}], "unavailable", None, "native histogram"),
 ])
 def test_query_results_are_classified(result, outcome, value, words):
     reading = reading_from_result(result)

@@ -96,6 +96,14 @@ answers = mostly(plain, st.one_of(
     st.lists(st.fixed_dictionaries({"metric": st.just({}), "values": st.lists(
         st.tuples(st.floats(0, 2e9), sample_values).map(list), max_size=2)}), min_size=1, max_size=2),  # matrix
     st.just("unavailable"),  # Prometheus unreachable: PrometheusSource's own Reading
+    # not Prometheus' shapes (a proxy, a broken exporter): series that are no object, lack
+    # `value`, or whose `value` is no [time, value] pair; metrics.py must read them as unavailable
+    st.lists(st.one_of(st.none(), st.just([]), hostile_text, st.integers(), st.lists(st.integers(), max_size=3),
+                       st.fixed_dictionaries({}, optional={
+                           "metric": st.one_of(st.none(), st.just({}), st.lists(st.integers(), max_size=2)),
+                           "value": st.one_of(st.none(), st.lists(sample_values, max_size=3), sample_values),
+                           "histogram": st.just([0, {"count": "1"}])})),
+             min_size=1, max_size=3),
 ), odds=2)  # half the time a plain low or high value, so that runs shed and restore
 annotation_values = mostly(st.one_of(st.integers(-2, 6), st.sampled_from([2**31, 10**30])).map(str), hostile_text)
 

@@ -64,20 +64,45 @@ def reading_from_answer(answer: Mapping[str, Any]) -> Reading:
 
 
 def reading_from_result(result: Any) -> Reading:
-    """Classifies what custom_query returned (the `data.result` of the query API)."""
-    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
-        return _number(result[1])  # a scalar: [time, "value"]
+    """Classifies what custom_query returned (the `data.result` of the query API).
+
+    The shapes (Prometheus HTTP API, "Expression query result formats"): a scalar or string is
+    `[<unix time>, "<value>"]`; an instant vector a list of `{"metric": {labels}, "value":
+    [<unix time>, "<value>"]}` (a native histogram has `"histogram"` in place of `"value"`); a
+    range vector a list of `{"metric", "values": [[<unix time>, "<value>"], ...]}`. Anything
+    else (a series that is no object, no `value`, a `value` that is no pair) is unavailable with
+    a message saying what was wrong: never an exception, which would fail the whole evaluation.
+    """
     if not isinstance(result, list):
         return Reading("unavailable", message=f"unexpected answer: {str(result)[:200]}")
     if not result:
         return Reading("no-data", message="the query returned no series (none exist, or they went stale)")
+    if len(result) == 2 and _is_time(result[0]):
+        return _number(result[1])  # a scalar: [time, "value"]
+    malformed = next((i for i, series in enumerate(result) if not isinstance(series, Mapping)), None)
+    if malformed is not None:
+        return Reading("unavailable", message=f"unexpected answer: series {malformed} is not an object "
+                                              f"with metric and value: {str(result[malformed])[:100]}")
     if any("values" in series for series in result):
         return Reading("unavailable", message="the query returns a range vector; wrap it in e.g. max_over_time()")
     if len(result) > 1:
-        shown = ", ".join(_labels(series.get("metric", {})) for series in result[:3])
+        shown = ", ".join(_labels(series.get("metric")) for series in result[:3])
         return Reading("unavailable",
                        message=f"the query returns {len(result)} series ({shown}...); wrap it in max() or sum()")
-    return _number(result[0]["value"][1])
+    series = result[0]
+    if "value" not in series and "histogram" in series:
+        return Reading("unavailable", message="the query returns a native histogram, not a number; "
+                                              "wrap it in e.g. histogram_quantile() or histogram_count()")
+    sample = series.get("value")
+    if not isinstance(sample, list) or len(sample) != 2:
+        what = "no value" if "value" not in series else f"a value that is not [time, number]: {str(sample)[:100]}"
+        return Reading("unavailable", message=f"unexpected answer: the series has {what}")
+    return _number(sample[1])
+
+
+def _is_time(item: Any) -> bool:
+    """A sample's time: a JSON number of seconds (Prometheus writes it unquoted)."""
+    return isinstance(item, (int, float)) and not isinstance(item, bool)
 
 
 def _number(text: Any) -> Reading:
@@ -94,8 +119,10 @@ def _number(text: Any) -> Reading:
     return Reading("value", value=value)
 
 
-def _labels(metric: dict[str, str]) -> str:
-    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(metric.items())) + "}"
+def _labels(metric: Any) -> str:
+    if not isinstance(metric, Mapping):
+        return "{}" if metric is None else "{?}"  # a series without labels, or labels that are no object
+    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(metric.items(), key=lambda kv: str(kv[0]))) + "}"
 
 
 class PrometheusSource:
