@@ -141,6 +141,8 @@ def test_password_from_secret_stays_out_of_the_configmap(tmp_path):
         node_text(rendered, password=None)
     with pytest.raises(ConfigError, match="1 to 8"):
         node_text(rendered, password="123456789")
+    with pytest.raises(ConfigError, match="1 to 8"):  # re's match took it: "$" matched before the newline
+        node_text(rendered, password="abc\n")
     text = node_text(rendered, password="p@ss-1")
     assert "auth_pass p@ss-1\n" in text
     keepalived_check(text, tmp_path)
@@ -179,6 +181,8 @@ def with_path(path: str) -> LoadBalancerPoolSpec:
     (lambda: config.render("web", make_spec(), BACKENDS, auth_password="has space"), "1 to 8"),
     (lambda: config.render("web", make_spec(), BACKENDS, auth_password="a#b"), "1 to 8"),
     (lambda: config.render("web", make_spec(), BACKENDS, auth_password=""), "1 to 8"),
+    # re's match let "$" match before a final newline: the line break reached auth_pass
+    (lambda: config.render("web", make_spec(), BACKENDS, auth_password="abc\n"), "1 to 8"),
     (lambda: config.render("Web Pool", make_spec(), BACKENDS), "object name"),
     (lambda: config.render("web", make_spec(), [Backend("x", "10.0.0.1 9", 80)]), "IPv4"),
     (lambda: config.render("web", make_spec(), [Backend("x", "host.example", 80)]), "IPv4"),

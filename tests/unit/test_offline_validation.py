@@ -78,3 +78,34 @@ def test_a_pattern_error_does_not_hide_the_rules_but_a_type_error_does():
                                         "retries": "3", "timeouts": {"client": "0s"}}))
     assert "must be longer than 0s" not in str(refused.value)
     assert "some validation rules were not checked" in str(refused.value)
+
+
+@pytest.mark.parametrize(("spec", "words"), [
+    # the API server's JSON decoder reads an integer past int64 as a float64; here it made
+    # cel-python raise a bare ValueError("overflow") (found by the fuzz tests)
+    ({**DP_BASE, "maxShedFraction": 2**63},
+     "spec.maxShedFraction: Invalid value: 9.223372036854776e+18: spec.maxShedFraction in body should be less "
+     "than or equal to 1"),
+    ({**DP_BASE, "maxShedFraction": -(2**63) - 1}, "spec.maxShedFraction in body should be greater than or equal"),
+    ({**DP_BASE, "tiers": [{"name": "batch", "priority": 10**30, "selector": {"matchLabels": {"t": "b"}}}]},
+     'spec.tiers[0].priority in body must be of type integer: "number"'),
+])
+def test_an_integer_past_int64_is_refused_as_the_api_server_reads_it(spec, words):
+    with pytest.raises(InvalidManifest) as refused:
+        check(_doc("DegradationPolicy", spec))
+    assert words in str(refused.value)
+
+
+def test_an_integer_past_int64_where_any_number_goes_is_taken_as_a_float():
+    spec = {**DP_BASE, "triggers": [{"name": "load", "query": "max(up)", "threshold": 2**64}]}
+    _, checked = check(_doc("DegradationPolicy", spec))
+    assert checked["triggers"][0]["threshold"] == float(2**64)
+
+
+@pytest.mark.parametrize("name", ["web\n", "web\n\n", "\nweb"])
+def test_a_pattern_does_not_take_a_line_break_at_the_end(name):
+    """Go's regexp: `$` is the end of the text; Python's re.search let "web\n" pass ^...$."""
+    spec = {"backends": {"service": name, "port": 80}}
+    with pytest.raises(InvalidManifest) as refused:
+        check(_doc("LoadBalancerPool", spec))
+    assert "spec.backends.service in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'" in str(refused.value)

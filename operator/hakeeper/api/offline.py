@@ -13,13 +13,13 @@ import copy
 import functools
 import json
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import celpy
 import celpy.adapter
 import celpy.evaluation
+import re2  # type: ignore[import-untyped]  # google-re2, which cel-python itself uses for matches()
 
 from hakeeper.api.crdgen import crd
 from hakeeper.api.kinds import KINDS, Kind
@@ -55,6 +55,31 @@ def _show(value: Any) -> str:
 
 
 _TYPES = {"object": dict, "array": list, "string": str, "boolean": bool}
+_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number",
+               type(None): "null"}
+"""The JSON type names the API server shows for a value of the wrong type ("number", not "float")."""
+
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _as_decoded(value: Any) -> Any:
+    """`value` as the API server's JSON decoder reads it: an integer beyond int64 becomes a
+    float64 (k8s.io/apimachinery/pkg/util/json: a number is an int64 if it fits, else a float64).
+
+    So `maxShedFraction: 9223372036854775808` is refused as a number past the maximum, and
+    `retries: 9223372036854775808` as a number where an integer belongs, as the API server
+    does; left an int, it made cel-python raise a bare ValueError("overflow").
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
+        try:
+            return float(value)
+        except OverflowError:  # past float64 too (about 1.8e308): Go's decoder fails, so JSON cannot carry it
+            return math.inf if value > 0 else -math.inf
+    if isinstance(value, dict):
+        return {key: _as_decoded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_decoded(item) for item in value]
+    return value
 
 
 def _type_ok(schema: Mapping[str, Any], value: Any) -> bool:
@@ -84,13 +109,15 @@ def _structural(schema: Mapping[str, Any], value: Any, path: str, errors: list[s
         return
     if not _type_ok(schema, value):
         errors.append(f'{path}: Invalid value: {_show(value)}: {path} in body must be of type {schema.get("type")}: '
-                      f'{_show(type(value).__name__)}')
+                      f'{_show(_JSON_TYPES.get(type(value), type(value).__name__))}')
         return
     if "enum" in schema and value not in schema["enum"]:
         supported = ", ".join(json.dumps(v) for v in schema["enum"])
         errors.append(f"{path}: Unsupported value: {_show(value)}: supported values: {supported}")
     if isinstance(value, str):
-        if "pattern" in schema and not re.search(schema["pattern"], value):
+        # Go's regexp, as the API server: unanchored, `$` the end of the text only; Python's re
+        # lets `$` match before a final newline, so "web\n" passed a ^...$ pattern here
+        if "pattern" in schema and not re2.search(schema["pattern"], value):
             errors.append(f"{path}: Invalid value: {_show(value)}: {path} in body should match '{schema['pattern']}'")
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             errors.append(f"{path}: Too long: may not be more than {schema['maxLength']} bytes")
@@ -226,11 +253,12 @@ def check(doc: Mapping[str, Any]) -> tuple[Kind, dict[str, Any]]:
         errors.append("spec: Required value")
         raise InvalidManifest(kind.kind, name, errors)
     schema = _spec_schema(kind)
-    _structural(schema, doc["spec"], "spec", errors)
+    given = _as_decoded(doc["spec"])
+    _structural(schema, given, "spec", errors)
     if any(marker in error for error in errors for marker in _BLOCKING):
         errors.append(_NOT_CHECKED)
         raise InvalidManifest(kind.kind, name, errors)
-    spec = _defaulted(schema, doc["spec"])
+    spec = _defaulted(schema, given)
     _rules(schema, spec, "spec", errors)
     if errors:
         raise InvalidManifest(kind.kind, name, errors)

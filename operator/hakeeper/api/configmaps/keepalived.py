@@ -29,7 +29,9 @@ MAX_PASSWORD = 8
 """VRRP PASS authentication carries 8 bytes; keepalived truncates longer ones (and warns)."""
 
 
-PASSWORD_PATTERN = re.compile(r"^[A-Za-z0-9_.,:;+=*%^&()\[\]<>|/?~@-]{1,8}$")
+PASSWORD_PATTERN = re.compile(r"[A-Za-z0-9_.,:;+=*%^&()\[\]<>|/?~@-]{1,8}")
+"""Used with fullmatch: with match, a "$" matched before a final newline, and "abc\n" reached
+the auth_pass line, breaking it."""
 
 
 _PRIORITY_LINE = re.compile(r"^(?P<indent>\s+)priority [0-9]+$", re.M)
@@ -80,7 +82,7 @@ def for_node(text: str, priority: int, password: str | None = None) -> str:
         if password is None:
             raise ConfigError("the configuration asks for the VRRP password from a Secret, and none was given "
                               "(--auth-password-file)")
-        if not PASSWORD_PATTERN.match(password):
+        if not PASSWORD_PATTERN.fullmatch(password):
             raise ConfigError(f"the VRRP password must be 1 to {MAX_PASSWORD} characters: letters, digits or "
                               "_.,:;+=*%^&()[]<>|/?~@-")
         text = text.replace(f"auth_pass {PASSWORD_PLACEHOLDER}", f"auth_pass {password}")

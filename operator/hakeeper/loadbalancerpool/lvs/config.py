@@ -118,7 +118,7 @@ def _check(spec: LoadBalancerPoolSpec, backends: Sequence[Backend], auth_passwor
             # keepalived -t: "number '4500' outside range [0.000001, 4294.967295]" (found by the fuzz tests)
             raise ConfigError(f"health check {what} {duration} is longer than keepalived's {keyword} takes "
                               f"({longest:.6f}s)")
-    if auth_password is not None and not PASSWORD_PATTERN.match(auth_password):
+    if auth_password is not None and not PASSWORD_PATTERN.fullmatch(auth_password):
         raise ConfigError(f"the VRRP password must be 1 to {MAX_PASSWORD} characters: letters, digits or "
                           "_.,:;+=*%^&()[]<>|/?~@- (VRRP PASS authentication carries 8 bytes)")
     for backend in backends:
