@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from hakeeper.api import KINDS
 from hakeeper.api.common import parse_duration
-from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
+from hakeeper.api.loadbalancerpool import FRONTEND_PORT, LoadBalancerPoolSpec
+from hakeeper.loadbalancerpool.objects import FRONTEND_PORT as BALANCER_FRONTEND_PORT
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BY_KIND = {k.kind: k for k in KINDS}
@@ -45,3 +46,8 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_refuses(text):
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
+
+
+def test_the_schemas_client_port_is_the_balancers():
+    """metricsPort's CEL rule names the port the HAProxy pod serves clients on (objects.py's)."""
+    assert FRONTEND_PORT == BALANCER_FRONTEND_PORT

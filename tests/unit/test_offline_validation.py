@@ -15,15 +15,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
 
 
-def _doc(kind: str, spec: dict) -> dict:
-    return {"apiVersion": "hakeeper.io/v1alpha1", "kind": kind, "metadata": {"name": "x"}, "spec": spec}
+def _doc(kind: str, spec: dict, name: str = "x") -> dict:
+    return {"apiVersion": "hakeeper.io/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec}
 
 
 @pytest.mark.parametrize("case", INVALID, ids=lambda c: c[0])
 def test_refused_with_the_api_servers_words(case):
-    _, kind, spec, fragment = case
+    name, kind, spec, fragment = case  # the name as in the e2e test: a rule may be about it
     with pytest.raises(InvalidManifest) as refused:
-        check(_doc(kind, spec))
+        check(_doc(kind, spec, name))
     assert fragment in str(refused.value)
 
 
@@ -109,3 +109,27 @@ def test_a_pattern_does_not_take_a_line_break_at_the_end(name):
     with pytest.raises(InvalidManifest) as refused:
         check(_doc("LoadBalancerPool", spec))
     assert "spec.backends.service in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'" in str(refused.value)
+
+
+def test_a_dotted_name_is_refused_for_an_haproxy_pool_only():
+    """An haproxy pool's Service takes the pool's name, and a Service name is a DNS label;
+    engine lvs makes no Service, and its renderer takes a dot."""
+    lvs = {"virtualIP": "10.0.0.100", "port": 8080, "vrrp": {"virtualRouterID": 51}}
+    backends = {"selector": {"matchLabels": {"app": "web"}}, "port": 8080}
+    check(_doc("LoadBalancerPool", {"engine": "lvs", "backends": backends, "lvs": lvs}, "web.v1"))
+    with pytest.raises(InvalidManifest) as refused:
+        check(_doc("LoadBalancerPool", {"backends": backends}, "web.v1"))
+    assert '<nil>: Invalid value: "object": a LoadBalancerPool of engine haproxy needs a name' in str(refused.value)
+
+
+def test_the_longest_timers_haproxy_and_keepalived_take_are_accepted():
+    backends = {"selector": {"matchLabels": {"app": "web"}}, "port": 8080}
+    check(_doc("LoadBalancerPool", {
+        "backends": backends, "timeouts": {"client": "2147483647ms"}, "server": {"slowstart": "2147483647ms"},
+        "healthCheck": {"interval": "2147483647ms", "timeout": "2147483647ms"},
+        "sessionAffinity": {"type": "Cookie", "cookie": {"maxIdle": "2147483647s"}}, "retryOn": ["none"]}))
+    lvs = {"virtualIP": "10.0.0.100", "port": 8080, "vrrp": {"virtualRouterID": 51}}
+    check(_doc("LoadBalancerPool", {"engine": "lvs", "backends": backends, "lvs": lvs,
+                                    "healthCheck": {"interval": "2000000h", "timeout": "4294.967295s"}}))
+    check(_doc("LoadBalancerPool", {"engine": "lvs", "backends": backends, "lvs": lvs,  # a check type none has no timeout
+                                    "healthCheck": {"type": "none", "interval": "3h", "timeout": "2h"}}))

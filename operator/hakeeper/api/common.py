@@ -55,11 +55,21 @@ def allowed_characters(pattern: str, message: str) -> dict[str, Any]:
 
 
 POSITIVE_DURATION_MESSAGE = "must be longer than 0s (e.g. 500ms, 5s, 1m30s): it is a period or a timeout"
-PositiveDuration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32, json_schema_extra={
-    "x-kubernetes-validations": [
-        # a malformed value gets the pattern's refusal alone: duration() would fail on it as well
-        cel(f"!self.matches({cel_string(DURATION_PATTERN)}) || duration(self) > duration('0s')",
-            POSITIVE_DURATION_MESSAGE)]})]
+
+
+def duration_rules(longest: str | None = None, why: str = "") -> dict[str, Any]:
+    """The json_schema_extra of a period or timeout: a CEL rule that it is longer than zero and,
+    given `longest` (a Go duration, e.g. "2147483647ms"), one that it is at most that long, `why`
+    saying whose limit it is in the refusal. A malformed value gets the pattern's refusal alone,
+    since duration() would fail on it as well."""
+    matches = f"!self.matches({cel_string(DURATION_PATTERN)})"
+    rules = [cel(f"{matches} || duration(self) > duration('0s')", POSITIVE_DURATION_MESSAGE)]
+    if longest is not None:
+        rules.append(cel(f"{matches} || duration(self) <= duration('{longest}')", f"must be at most {longest}{why}"))
+    return {"x-kubernetes-validations": rules}
+
+
+PositiveDuration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32, json_schema_extra=duration_rules())]
 """A period or timeout: a Duration longer than zero. "0s", "0ms", "0m0.0s" are refused by a CEL
 rule (Kubernetes CEL's duration() reads Go's duration syntax to the nanosecond, so less than 1ns
 counts as zero; cel-python, which `hakeeper render` uses, to the microsecond)."""

@@ -126,7 +126,7 @@ def schema_of(model: type[BaseModel]) -> dict[str, Any]:
 def crd(kind: Kind) -> dict[str, Any]:
     spec = schema_of(kind.spec)
     status = schema_of(kind.status)
-    root = {
+    root: dict[str, Any] = {
         "type": "object",
         "description": kind.description,
         "properties": {
@@ -138,6 +138,8 @@ def crd(kind: Kind) -> dict[str, Any]:
         },
         "required": ["spec"],
     }
+    if kind.rules:
+        root["x-kubernetes-validations"] = [dict(rule) for rule in kind.rules]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

@@ -32,6 +32,8 @@ class Kind:
     status: type[BaseModel]
     columns: tuple[dict, ...]
     description: str
+    rules: tuple[dict, ...] = ()
+    """CEL rules on the whole object (x-kubernetes-validations of the root: metadata.name)."""
 
     @property
     def crd_name(self) -> str:
@@ -63,6 +65,7 @@ LOAD_BALANCER_POOL = Kind(
     spec=lbp.LoadBalancerPoolSpec,
     status=lbp.LoadBalancerPoolStatus,
     description="A pool of HAProxy or keepalived/LVS balancers kept in step with the backend pods it selects.",
+    rules=lbp.POOL_NAME_RULES,
     columns=(
         column("Engine", ".spec.engine"),
         column("Algorithm", ".status.algorithm"),

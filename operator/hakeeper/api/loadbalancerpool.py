@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 
 from hakeeper.api.common import (
+    DURATION_PATTERN,
     BaseStatus,
     LabelSelector,
     Model,
@@ -17,6 +18,8 @@ from hakeeper.api.common import (
     StatusModel,
     allowed_characters,
     cel,
+    cel_string,
+    duration_rules,
 )
 
 HAPROXY_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "random", "source", "uri", "hdr")
@@ -43,6 +46,25 @@ HEALTH_PATH_PATTERN = r"^/[A-Za-z0-9/?&=:,;+@*%._~-]*$"
 (variables in both), braces or backslash. Anything else can be percent-encoded."""
 INTERFACE_PATTERN = r"^[a-zA-Z0-9_.:-]+$"
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+# HAProxy keeps its timers as signed 32-bit counts of milliseconds (seconds for a cookie's
+# maxidle): past them `haproxy -c` refuses the file, "timer overflow ... (maximum value is
+# 2147483647 ms or ~24.8 days)". These fields are refused at apply rather than at reconcile.
+HAPROXY_LONGEST_TIMER = "2147483647ms"
+HAPROXY_LONGEST_MAX_IDLE = "2147483647s"
+HAProxyTimer = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32, json_schema_extra=duration_rules(
+    HAPROXY_LONGEST_TIMER, " (about 24.8 days): HAProxy's longest timer"))]
+"""A period or timeout HAProxy alone reads (timeouts.*, server.slowstart): longer than 0s, at most 2147483647ms."""
+HAProxyMaxIdle = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32, json_schema_extra=duration_rules(
+    HAPROXY_LONGEST_MAX_IDLE, " (about 68 years): HAProxy's longest maxidle"))]
+"""A cookie's maxidle, which HAProxy reads in seconds: longer than 0s, at most 2147483647s."""
+# keepalived keeps a check's connect_timeout as 32-bit microseconds: past it `keepalived -t`
+# refuses the file, "number '4500' outside range [0.000001, 4294.967295]". Its delay_loop (the
+# interval) is 64-bit microseconds, longer than any duration CEL reads (about 292 years).
+KEEPALIVED_LONGEST_TIMEOUT = "4294.967295s"
+FRONTEND_PORT = 8080
+"""The port the HAProxy balancer serves clients on inside its pod (loadbalancerpool/objects.py's
+FRONTEND_PORT, which a unit test keeps equal); spec.service.port maps to it."""
 PortName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=15)]
 
 
@@ -124,9 +146,9 @@ class CookieAffinity(Model):
     """The cookie's name: letters, digits, _ . -"""
     mode: Literal["insert", "prefix"] = "insert"
     """insert: the balancer adds its own cookie; prefix: it prefixes the application's cookie."""
-    max_idle: PositiveDuration | None = None
-    """Forget the affinity after this long without a request (longer than 0s; leave it out to
-    keep the affinity as long as the cookie lives)."""
+    max_idle: HAProxyMaxIdle | None = None
+    """Forget the affinity after this long without a request (longer than 0s, at most
+    2147483647s; leave it out to keep the affinity as long as the cookie lives)."""
 
 
 class SessionAffinity(Model):
@@ -147,15 +169,16 @@ class SessionAffinity(Model):
 
 
 class Timeouts(Model):
-    """HAProxy's timeouts, each longer than 0s (HAProxy reads a zero timeout as none at all)."""
+    """HAProxy's timeouts, each longer than 0s (HAProxy reads a zero timeout as none at all) and at
+    most 2147483647ms (about 24.8 days, HAProxy's longest timer)."""
 
-    connect: PositiveDuration = "5s"
+    connect: HAProxyTimer = "5s"
     """For a connection to a backend to be established."""
-    client: PositiveDuration = "50s"
+    client: HAProxyTimer = "50s"
     """Of inactivity on the client side."""
-    server: PositiveDuration = "50s"
+    server: HAProxyTimer = "50s"
     """Of inactivity on the backend side."""
-    queue: PositiveDuration = "30s"
+    queue: HAProxyTimer = "30s"
     """In the queue for a free connection slot of a backend."""
 
 
@@ -163,8 +186,9 @@ class ServerOptions(Model):
     """Options applied to every backend server."""
 
     maxconn: int | None = Field(default=None, ge=1, le=1_000_000)
-    slowstart: PositiveDuration | None = None
-    """Ramp a recovered server's weight up over this time (longer than 0s; leave it out for no ramp)."""
+    slowstart: HAProxyTimer | None = None
+    """Ramp a recovered server's weight up over this time (longer than 0s, at most 2147483647ms;
+    leave it out for no ramp)."""
 
 
 class Balancer(Model):
@@ -178,7 +202,19 @@ class Balancer(Model):
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     node_selector: dict[str, str] = Field(default_factory=dict)
     metrics_port: Port = 8404
-    """HAProxy's built-in Prometheus exporter."""
+    """HAProxy's built-in Prometheus exporter; not 8080, the port the balancer serves clients on."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                # haproxy -c accepts two frontends on one port and HAProxy starts with both
+                # (SO_REUSEPORT): the kernel then hands about half the clients to the metrics 404
+                cel(f"self.metricsPort != {FRONTEND_PORT}",
+                    f"metricsPort must not be {FRONTEND_PORT}: the balancer serves clients on port {FRONTEND_PORT} "
+                    "inside its pod (service.port maps to it)"),
+            ]
+        }
+    )
 
 
 class PoolService(Model):
@@ -242,7 +278,16 @@ class LoadBalancerPoolSpec(Model):
     retries: int = Field(default=3, ge=0, le=100)
     redispatch: bool = True
     """Retry a failed connection on another server."""
-    retry_on: list[Literal[RETRY_ON]] = Field(default_factory=list, max_length=16)  # type: ignore[valid-type]
+    retry_on: list[Literal[RETRY_ON]] = Field(  # type: ignore[valid-type]
+        default_factory=list, max_length=16, json_schema_extra={
+            # a set: the API server refuses a condition given twice ("Duplicate value")
+            "x-kubernetes-list-type": "set",
+            "x-kubernetes-validations": [
+                # HAProxy: "'retry-on' 'none' keyword only usable alone"
+                cel("!('none' in self) || size(self) == 1",
+                    "none (retry on no condition) cannot be combined with other conditions"),
+            ]})
+    """HAProxy's retry-on conditions, each at most once; none alone."""
     server: ServerOptions = Field(default_factory=ServerOptions)
     balancer: Balancer = Field(default_factory=Balancer)
     service: PoolService = Field(default_factory=PoolService)
@@ -277,9 +322,30 @@ class LoadBalancerPoolSpec(Model):
                     "DR and TUN forwarding cannot map ports: backends.port must equal lvs.port"),
                 cel("!has(self.lvs) || self.lvs.protocol == 'TCP' || !(self.healthCheck.type in ['http', 'mysql'])",
                     "a UDP virtual server cannot use an http or mysql health check"),
+                # the timeout is at most the interval (HealthCheck's rule), so it is bounded too
+                cel(f"self.engine != 'haproxy' || duration(self.healthCheck.interval) <= "
+                    f"duration('{HAPROXY_LONGEST_TIMER}')",
+                    f"with engine haproxy, healthCheck.interval (and so its timeout) must be at most "
+                    f"{HAPROXY_LONGEST_TIMER} (about 24.8 days): HAProxy's longest timer"),
+                cel(f"self.engine != 'lvs' || self.healthCheck.type == 'none' || duration(self.healthCheck.timeout) "
+                    f"<= duration('{KEEPALIVED_LONGEST_TIMEOUT}')",
+                    f"with engine lvs, healthCheck.timeout must be at most {KEEPALIVED_LONGEST_TIMEOUT} (about 71.5 "
+                    "minutes): keepalived's connect_timeout"),
             ]
         }
     )
+
+
+POOL_NAME_RULES = (
+    # The pool's name is its Service's name (`<pool>.<namespace>.svc` reaches the balancers), and
+    # a Service's name is a DNS label: a dot (`web.v1`), which the API server accepts in a
+    # LoadBalancerPool's name, failed every reconcile. Engine lvs makes no Service.
+    cel("self.spec.engine != 'haproxy' || self.metadata.name.matches(" + cel_string(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        + ")",
+        "a LoadBalancerPool of engine haproxy needs a name that is a DNS label: lowercase letters, digits and '-', "
+        "no '.' (it names the pool's Service)"),
+)
+"""CEL rules on the whole object (metadata.name can be read at the root only)."""
 
 
 class BackendCount(StatusModel):

@@ -42,10 +42,14 @@ def kind_of(doc: Mapping[str, Any]) -> Kind:
 _schemas: dict[str, dict[str, Any]] = {}
 
 
-def _spec_schema(kind: Kind) -> dict[str, Any]:
+def _root_schema(kind: Kind) -> dict[str, Any]:
     if kind.kind not in _schemas:
-        _schemas[kind.kind] = crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        _schemas[kind.kind] = crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     return _schemas[kind.kind]
+
+
+def _spec_schema(kind: Kind) -> dict[str, Any]:
+    return _root_schema(kind)["properties"]["spec"]
 
 
 def _show(value: Any) -> str:
@@ -98,6 +102,31 @@ def _go_float(value: float) -> str:
     return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
 
 
+def _list_items(schema: Mapping[str, Any], value: list[Any], path: str, errors: list[str]) -> None:
+    """A list's own checks: its length, and each item once in a set or a map (by its keys)."""
+    if "maxItems" in schema and len(value) > schema["maxItems"]:
+        errors.append(f"{path}: Too many: {len(value)}: must have at most {schema['maxItems']} items")
+    if "minItems" in schema and len(value) < schema["minItems"]:
+        errors.append(f"{path}: Invalid value: {len(value)}: {path} in body should have at least "
+                      f"{schema['minItems']} items")
+    keys = schema.get("x-kubernetes-list-map-keys") or []
+    seen: set[tuple] = set()
+    if schema.get("x-kubernetes-list-type") == "set":  # each item once, as the API server words it
+        shown_before: set[str] = set()
+        for i, item in enumerate(value):
+            shown = json.dumps(item, sort_keys=True)
+            if shown in shown_before:
+                errors.append(f"{path}[{i}]: Duplicate value: {_show(item)}")
+            shown_before.add(shown)
+    for i, item in enumerate(value):
+        if keys and isinstance(item, dict):
+            key = tuple(item.get(k) for k in keys)
+            if key in seen:
+                shown = ", ".join(f"{k}={item.get(k)!r}" for k in keys)
+                errors.append(f"{path}[{i}]: Duplicate value: {{{shown}}}")
+            seen.add(key)
+
+
 def _structural(schema: Mapping[str, Any], value: Any, path: str, errors: list[str]) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         # YAML's .nan and .inf load as floats, in any field, but JSON has no such number:
@@ -132,20 +161,7 @@ def _structural(schema: Mapping[str, Any], value: Any, path: str, errors: list[s
             errors.append(f"{path}: Invalid value: {value}: {path} in body should be less than or equal to "
                           f"{schema['maximum']}")
     if isinstance(value, list):
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            errors.append(f"{path}: Too many: {len(value)}: must have at most {schema['maxItems']} items")
-        if "minItems" in schema and len(value) < schema["minItems"]:
-            errors.append(f"{path}: Invalid value: {len(value)}: {path} in body should have at least "
-                          f"{schema['minItems']} items")
-        keys = schema.get("x-kubernetes-list-map-keys") or []
-        seen: set[tuple] = set()
-        for i, item in enumerate(value):
-            if keys and isinstance(item, dict):
-                key = tuple(item.get(k) for k in keys)
-                if key in seen:
-                    shown = ", ".join(f"{k}={item.get(k)!r}" for k in keys)
-                    errors.append(f"{path}[{i}]: Duplicate value: {{{shown}}}")
-                seen.add(key)
+        _list_items(schema, value, path, errors)
         for i, item in enumerate(value):
             _structural(schema.get("items") or {}, item, f"{path}[{i}]", errors)
     if isinstance(value, dict):
@@ -260,6 +276,11 @@ def check(doc: Mapping[str, Any]) -> tuple[Kind, dict[str, Any]]:
         raise InvalidManifest(kind.kind, name, errors)
     spec = _defaulted(schema, given)
     _rules(schema, spec, "spec", errors)
+    if name:  # the rules on the whole object (metadata.name); the API server words them with no path
+        whole = {"apiVersion": doc.get("apiVersion"), "kind": doc.get("kind"), "metadata": {"name": name},
+                 "spec": spec}
+        _rules({"type": "object", "x-kubernetes-validations":
+                _root_schema(kind).get("x-kubernetes-validations") or []}, whole, "<nil>", errors)
     if errors:
         raise InvalidManifest(kind.kind, name, errors)
     return kind, spec
