@@ -31,6 +31,22 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "hakeeper-system"
 
 pytestmark = pytest.mark.e2e
+POD_SECURITY = "restricted"
+"""The Pod Security Standards level every e2e namespace enforces unless its test is marked
+`pod_security(level)` (engine lvs: privileged), the operator's included: whatever a test or
+the operator creates there must pass it, and Pod Security Admission refuses what does not."""
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "pod_security(level): the Pod Security Standards level the test's "
+                                       "namespace enforces, not restricted (privileged for engine lvs)")
+
+
+def create_namespace(cluster: Cluster, name: str, level: str = POD_SECURITY) -> None:
+    """Namespace `name` (or the one already there) enforcing Pod Security Standards `level`,
+    in the version of the cluster's own API server."""
+    cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {
+        "pod-security.kubernetes.io/enforce": level, "pod-security.kubernetes.io/enforce-version": "latest"}}})
 
 
 class Cluster:
@@ -174,6 +190,8 @@ def installed(crds: Cluster, pytestconfig) -> Iterator[Cluster]:
     if os.environ.get("HAKEEPER_E2E_OPERATOR") == "external":
         yield crds
         return
+    # the chart's operator pod passes `restricted`: its namespace enforces it from the start
+    create_namespace(crds, OPERATOR_NAMESPACE)
     # one replica: with two on one node the standby only waits (peering is tested on its own)
     crds.helm("upgrade", "--install", "hakeeper", str(ROOT / "charts/hakeeper"), "--namespace",
               OPERATOR_NAMESPACE, "--create-namespace", "--set", "replicaCount=1", "--wait", "--timeout", "5m")
@@ -233,9 +251,12 @@ def operator(installed: Cluster) -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def namespace(crds: Cluster) -> Iterator[str]:
+def namespace(crds: Cluster, request) -> Iterator[str]:
+    """A new namespace e2e-<6 hex digits> enforcing POD_SECURITY, or the level of the test's
+    `pod_security(level)` marker; deleted after the test."""
     name = f"e2e-{secrets.token_hex(3)}"
-    crds.kubectl("create", "namespace", name)
+    marker = request.node.get_closest_marker("pod_security")
+    create_namespace(crds, name, marker.args[0] if marker else POD_SECURITY)
     poll(lambda: crds.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
          60, what=f"the default ServiceAccount in {name}")
     yield name

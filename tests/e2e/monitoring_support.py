@@ -10,6 +10,7 @@ import urllib.request
 from localcluster import monitoring
 from localcluster.monitoring import WebhookReceiver
 
+from ..support.kube_objects import restricted
 from ..support.polling import poll
 
 
@@ -26,8 +27,8 @@ class ClusterPrometheus:
         self.cluster, self.namespace = cluster, namespace
         config = config or {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                             "scrape_configs": [{"job_name": "e2e", "static_configs": [{"targets": [target]}]}]}
-        for doc in monitoring.prometheus(config, rules):
-            cluster.apply(doc, "-n", namespace)
+        for doc in monitoring.prometheus(config, rules):  # restricted: the e2e namespaces enforce it
+            cluster.apply(restricted(doc), "-n", namespace)
         cluster.kubectl("rollout", "status", "deployment/prometheus", "-n", namespace, "--timeout=180s",
                         timeout=200)
         pod = cluster.get("pods", "-n", namespace, "-l", "app=prometheus")["items"][0]
@@ -63,7 +64,7 @@ class ClusterAlertmanager:
 
     def __init__(self, cluster, namespace: str, webhook: str):
         for doc in monitoring.alertmanager(webhook):
-            cluster.apply(doc, "-n", namespace)
+            cluster.apply(restricted(doc), "-n", namespace)
         cluster.kubectl("rollout", "status", "deployment/alertmanager", "-n", namespace, "--timeout=180s",
                         timeout=200)
         self.url = f"alertmanager.{namespace}.svc:9093"

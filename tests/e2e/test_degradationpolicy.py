@@ -14,7 +14,7 @@ import pytest
 from ..integration.prometheus_support import Exporter
 from ..support.kube_objects import backend_deployment
 from ..support.polling import poll
-from .conftest import OPERATOR_NAMESPACE, operator_pod
+from .conftest import OPERATOR_NAMESPACE, create_namespace, operator_pod
 from .monitoring_support import ClusterPrometheus, host_ip
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +31,7 @@ def exporter(cluster):
 @pytest.fixture(scope="module")
 def prometheus(operator, exporter):
     namespace = "e2e-monitoring"
-    operator.kubectl("create", "namespace", namespace)
+    create_namespace(operator, namespace)  # Prometheus's pod passes restricted, as every e2e pod
     try:
         yield ClusterPrometheus(operator, namespace, exporter.target)
     finally:

@@ -19,7 +19,9 @@ import pytest
 from ..support.kube_objects import backend_deployment
 from ..support.polling import poll
 
-pytestmark = pytest.mark.e2e
+# keepalived's pods need the node's network namespace, root and NET_ADMIN/NET_RAW (IPVS and
+# VRRP): Pod Security Standards `privileged`, which the namespace must allow
+pytestmark = [pytest.mark.e2e, pytest.mark.pod_security("privileged")]
 # the local node's bridge (hack/localcluster/network.py); on kind the node's eth0
 VRRP_INTERFACE = os.environ.get("HAKEEPER_E2E_VRRP_INTERFACE", "hakeeper0")
 VIRTUAL_IP = os.environ.get("HAKEEPER_E2E_VIRTUAL_IP", "10.244.255.10")

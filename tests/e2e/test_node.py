@@ -1,8 +1,9 @@
 """The cluster under the e2e tier is a real one: what a user checks first on a new cluster.
 
 A Ready node on containerd, pods with addresses on the node's bridge, a ClusterIP balanced by
-kube-proxy, Service names resolved by the cluster DNS, a claim's data kept across pods, and the
-chart's operator running as the chart says (non-root, read-only root filesystem).
+kube-proxy, Service names resolved by the cluster DNS, a claim's data kept across pods, the
+chart's operator running as the chart says (non-root, read-only root filesystem), and Pod
+Security Admission enforcing `restricted` where the tests run.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from ..support.kube_objects import BACKEND_IMAGE, backend_deployment
+from ..support.kube_objects import BACKEND_IMAGE, backend_deployment, restricted
 from ..support.polling import poll
 from .conftest import OPERATOR_NAMESPACE, operator_pod
 
@@ -74,11 +75,11 @@ def test_a_claim_keeps_its_data_across_pods(cluster, namespace):
     cluster.apply(claim, "-n", namespace)
 
     def pod(name: str, script: str) -> dict:
-        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-                "spec": {"restartPolicy": "Never", "securityContext": {"runAsUser": 65532},
-                         "containers": [{"name": "c", "image": BACKEND_IMAGE, "command": ["sh", "-c", script],
-                                         "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
-                         "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}
+        return restricted({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                           "spec": {"restartPolicy": "Never", "securityContext": {"runAsUser": 65532},
+                                    "containers": [{"name": "c", "image": BACKEND_IMAGE, "command": ["sh", "-c", script],
+                                                    "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}})
 
     cluster.apply(pod("writer", "echo kept > /data/marker"), "-n", namespace)
     poll(lambda: cluster.get("pod", "writer", "-n", namespace)["status"].get("phase") == "Succeeded", 120,
@@ -99,3 +100,20 @@ def test_the_operator_runs_as_the_chart_says(operator):
     assert denied.returncode != 0 and "Read-only file system" in denied.stderr
     listing = operator.kubectl("get", "pods", "-A").stdout
     assert any(line.startswith(OPERATOR_NAMESPACE) and "Running" in line for line in listing.splitlines())
+
+
+def test_pod_security_admission_refuses_what_restricted_forbids(operator, namespace):
+    """The test namespaces and the operator's enforce `restricted` (conftest.create_namespace):
+    a pod of the default shape (may run as root, escalate, keep capabilities) is refused, and
+    the same pod made restricted is admitted; so every pod the other tests see running passed."""
+    for ns in (namespace, OPERATOR_NAMESPACE):
+        labels = operator.get("namespace", ns)["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted", ns
+
+    def pod(name: str) -> dict:
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                "spec": {"containers": [{"name": "c", "image": BACKEND_IMAGE}]}}
+
+    refused = operator.apply(pod("default-shape"), "-n", namespace, check=False)
+    assert refused.returncode != 0 and 'violates PodSecurity "restricted:latest"' in refused.stderr, refused.stderr
+    operator.apply(restricted(pod("restricted-shape")), "-n", namespace)
