@@ -146,6 +146,24 @@ class ControlPlane:
     def ca_file(self) -> pathlib.Path:
         return self.dir / "pki" / "ca.crt"
 
+    @property
+    def audit_log(self) -> pathlib.Path:
+        """The API server's audit log (JSON lines, audit.k8s.io/v1 Events at Metadata level) of
+        every request a ServiceAccount outside kube-system made: what the e2e suite's
+        least-privilege test reads."""
+        return self.dir / "logs" / "audit.log"
+
+    def _audit_policy(self) -> pathlib.Path:
+        path = self.dir / "audit-policy.yaml"
+        # kube-system's controllers act as ServiceAccounts too (--use-service-account-credentials);
+        # they are Kubernetes' own and would only fill the log
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+            "rules": [{"level": "None", "userGroups": ["system:serviceaccounts:kube-system"]},
+                      {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+                      {"level": "None"}]}))
+        return path
+
     def _spawn(self, name: str, args: list[str]) -> Process:
         process = spawn(self.dir / "logs", name, args)
         self.processes.append(process)
@@ -213,7 +231,13 @@ class ControlPlane:
             "--kubelet-client-certificate", str(pki["apiserver-kubelet-client"]),
             "--kubelet-client-key", str(pki["apiserver-kubelet-client_key"]),
             "--kubelet-preferred-address-types", "InternalIP",
-            "--authorization-mode", "Node,RBAC", "--enable-admission-plugins", "NodeRestriction",
+            "--authorization-mode", "Node,RBAC",
+            # OwnerReferencesPermissionEnforcement: an owner reference that blocks the owner's
+            # deletion needs the right to update the owner's finalizers, as on clusters that
+            # enable it (OpenShift does); the chart's finalizers rule is there for it
+            "--enable-admission-plugins", "NodeRestriction,OwnerReferencesPermissionEnforcement",
+            "--audit-policy-file", str(self._audit_policy()), "--audit-log-path", str(self.audit_log),
+            "--audit-log-format", "json", "--audit-log-maxsize", "0",
             "--allow-privileged=true",
             "--service-cluster-ip-range", str(self.service_network),
             "--service-account-issuer", f"{self.server}/",

@@ -69,44 +69,41 @@ def grants(rules: list[dict]) -> dict[tuple[str, str], set[str]]:
     return table
 
 
-WRITE = {"get", "list", "watch", "create", "patch", "update", "delete"}
-
-# Everything the operator may do in a namespace it serves. A change here is a change of the
-# operator's privileges: make it together with the rule and its reason in _helpers.tpl.
+# Everything the operator may do in a namespace it serves: what the e2e suite's audit log shows
+# it uses (tests/e2e/test_least_privilege.py), which this table follows. A change here is a
+# change of the operator's privileges: make it together with the rule and its reason in _helpers.tpl.
+APPLIED = {"create", "patch"}  # written by server-side apply, which creates what is missing
 NAMESPACED = {
-    ("hakeeper.io", "loadbalancerpools"): {"get", "list", "watch", "patch", "update"},
-    ("hakeeper.io", "replicateddatabases"): {"get", "list", "watch", "patch", "update"},
-    ("hakeeper.io", "degradationpolicies"): {"get", "list", "watch", "patch", "update"},
-    ("hakeeper.io", "loadbalancerpools/status"): {"get", "patch", "update"},
-    ("hakeeper.io", "replicateddatabases/status"): {"get", "patch", "update"},
-    ("hakeeper.io", "degradationpolicies/status"): {"get", "patch", "update"},
+    ("hakeeper.io", "loadbalancerpools"): {"list", "watch", "patch"},
+    ("hakeeper.io", "replicateddatabases"): {"list", "watch", "patch"},
+    ("hakeeper.io", "degradationpolicies"): {"list", "watch", "patch"},
+    ("hakeeper.io", "loadbalancerpools/status"): {"patch"},
+    ("hakeeper.io", "replicateddatabases/status"): {"patch"},
+    ("hakeeper.io", "degradationpolicies/status"): {"patch"},
     ("hakeeper.io", "loadbalancerpools/finalizers"): {"update"},
     ("hakeeper.io", "replicateddatabases/finalizers"): {"update"},
     ("hakeeper.io", "degradationpolicies/finalizers"): {"update"},
-    ("", "events"): {"create", "patch"},
-    ("events.k8s.io", "events"): {"create", "patch"},
-    ("", "pods"): {"get", "list", "watch", "patch"},
+    ("", "events"): {"create"},
+    ("", "pods"): {"list", "watch", "patch"},
     ("", "pods/eviction"): {"create"},  # a database's rollout restarts its members
-    ("", "services"): WRITE,
-    ("", "configmaps"): WRITE,
-    ("", "serviceaccounts"): WRITE,
-    ("", "secrets"): {"get", "list", "watch", "create", "patch"},
-    ("discovery.k8s.io", "endpointslices"): {"get", "list", "watch"},
-    ("apps", "deployments"): WRITE,
-    ("apps", "daemonsets"): WRITE,
-    ("apps", "statefulsets"): WRITE,
-    ("apps", "deployments/scale"): {"get", "patch", "update"},
-    ("policy", "poddisruptionbudgets"): WRITE,
-    ("rbac.authorization.k8s.io", "roles"): WRITE,
-    ("rbac.authorization.k8s.io", "rolebindings"): WRITE,
-    ("coordination.k8s.io", "leases"): {"get", "list", "watch", "create", "update", "patch"},
+    ("", "services"): APPLIED,
+    ("", "serviceaccounts"): APPLIED,
+    ("", "configmaps"): {"get", "watch", *APPLIED},
+    ("", "secrets"): {"get", "create", "patch"},
+    ("discovery.k8s.io", "endpointslices"): {"list", "watch"},
+    ("apps", "deployments"): {"get", "list", *APPLIED},
+    ("apps", "daemonsets"): APPLIED,
+    ("apps", "statefulsets"): {"get", *APPLIED},
+    ("policy", "poddisruptionbudgets"): {"delete", *APPLIED},
+    ("rbac.authorization.k8s.io", "roles"): APPLIED,
+    ("rbac.authorization.k8s.io", "rolebindings"): APPLIED,
     ("autoscaling", "horizontalpodautoscalers"): {"list"},  # DegradationPolicy names a shed Deployment's HPA
-    ("keda.sh", "scaledobjects"): {"get", "list", "patch"},  # and pauses its KEDA ScaledObject while shed
+    ("keda.sh", "scaledobjects"): {"list", "patch"},  # and pauses its KEDA ScaledObject while shed
 }
 CRDS = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
         ("scheduling.k8s.io", "priorityclasses"): {"list"}}  # DegradationPolicy tiers by pod priority
-CLUSTER_WIDE = {**NAMESPACED, **CRDS, ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"}}
-PER_NAMESPACE = {**NAMESPACED, ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"}}
+CLUSTER_WIDE = {**NAMESPACED, **CRDS, ("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "patch"}}
+PER_NAMESPACE = {**NAMESPACED, ("kopf.dev", "kopfpeerings"): {"list", "watch", "patch"}}
 CLUSTER_READS_WHEN_NAMESPACED = {**CRDS, ("", "namespaces"): {"list", "watch"}}
 
 

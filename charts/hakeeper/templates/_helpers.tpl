@@ -80,84 +80,88 @@ cluster-wide, or each watched namespace's Role holds them. Argument: the kopf pe
 resource, "clusterkopfpeerings" or "kopfpeerings", the only rule that differs.
 */}}
 {{- define "hakeeper.namespacedRules" -}}
-# The three kinds the operator reconciles. patch/update: kopf writes its finalizer and
-# progress annotations on the objects themselves.
+# Every verb below is one the e2e suite saw the operator use, in the API server's audit log
+# (tests/e2e/test_least_privilege.py), or is named there with the reason it is not requested.
+# The three kinds the operator reconciles: kopf lists and watches them, and patches its
+# finalizer and progress annotations onto them.
 - apiGroups: ["hakeeper.io"]
   resources: ["loadbalancerpools", "replicateddatabases", "degradationpolicies"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["list", "watch", "patch"]
 # Their status: observedGeneration, conditions, and what each controller reports.
 - apiGroups: ["hakeeper.io"]
   resources: ["loadbalancerpools/status", "replicateddatabases/status", "degradationpolicies/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 # The objects the operator owns carry ownerReferences with blockOwnerDeletion, which clusters
 # running the OwnerReferencesPermissionEnforcement admission plugin allow only to who may
-# update the owner's finalizers.
+# update the owner's finalizers (the e2e API server runs it).
 - apiGroups: ["hakeeper.io"]
   resources: ["loadbalancerpools/finalizers", "replicateddatabases/finalizers", "degradationpolicies/finalizers"]
   verbs: ["update"]
-# Events for every action taken (failover, shed, restore, invalid spec): kopf posts core
-# v1 Events; the operator's own code may post through events.k8s.io/v1. The agent's Role
-# grants events create, held here.
+# Events for every action taken (failover, shed, restore, invalid spec).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-# Pods: pool status counts balancer pods, backends come with their pods, and the database
+  verbs: ["create"]
+# Pods: backends come with their pods, pool status counts balancer pods, and the database
 # controller moves the role label on database pods. The balancer agent's Role grants pods
-# get/patch, held here.
+# patch, held here (a Role may grant only what its writer holds).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 # A database's rollout restarts its members one at a time through the Eviction API, which
 # honours the database's PodDisruptionBudget.
 - apiGroups: [""]
   resources: ["pods/eviction"]
   verbs: ["create"]
-# Owned objects, written by server-side apply (patch, and create when missing) and removed
-# when no longer wanted: balancer Services and config ConfigMaps, database Services, and the
-# agent's ServiceAccount. The agent's Role grants configmaps get/list/watch, held here.
+# Owned objects, written by server-side apply: patch, and create when the apply creates the
+# object (the API server authorizes that as create). Removed by garbage collection with their
+# owner. Balancer Services and ConfigMaps, database Services, the agent's ServiceAccount.
+# The operator reads back its own ConfigMaps (a pool's server slots, a database's re-seeds);
+# the agent's Role grants configmaps get/watch, held here.
 - apiGroups: [""]
-  resources: ["services", "configmaps", "serviceaccounts"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# Database credentials: read the user's Secrets, create generated ones. Never updated or
-# deleted by the operator (garbage collection removes those it owns).
+  resources: ["services", "serviceaccounts"]
+  verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "watch", "create", "patch"]
+# Database credentials: read the user's Secrets and a DegradationPolicy's bearer token,
+# create generated ones; patch adds the application's password to a generated Secret made
+# before it existed. Never listed, watched or deleted.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "patch"]
-# Backends of a pool are the endpoints of its Service.
+  verbs: ["get", "create", "patch"]
+# Backends of a pool are the endpoints of its Service; a database's -primary Service is
+# checked the same way before its old primary's clients are disconnected.
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
-  verbs: ["get", "list", "watch"]
-# Balancer Deployments (HAProxy) and DaemonSets (keepalived on the nodes), database StatefulSets.
+  verbs: ["list", "watch"]
+# Balancer Deployments (HAProxy) and DaemonSets (keepalived), database StatefulSets (read for
+# a rollout's revisions). DegradationPolicy lists the Deployments it may shed, scales them by
+# patching spec.replicas, and reads one it shed in a namespace it no longer covers.
 - apiGroups: ["apps"]
-  resources: ["deployments", "daemonsets", "statefulsets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# DegradationPolicy scales low-priority Deployments to zero and back through /scale.
+  resources: ["daemonsets"]
+  verbs: ["create", "patch"]
 - apiGroups: ["apps"]
-  resources: ["deployments/scale"]
-  verbs: ["get", "patch", "update"]
-# Balancer and database PodDisruptionBudgets.
+  resources: ["statefulsets"]
+  verbs: ["get", "create", "patch"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "create", "patch"]
+# Balancer and database PodDisruptionBudgets; a pool of one balancer has none (it would
+# block every node drain), so going down to one deletes it.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["create", "patch", "delete"]
 # The balancer agent's Role and RoleBinding. No `bind` or `escalate`: the API server lets
 # a subject grant rules it holds itself, and the agent's Role grants only such rules
-# (configmaps get/list/watch, pods get/patch, events create).
+# (configmaps get/watch, pods patch).
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# Leases: not used yet; reserved for Lease-based leader election between operator
-# replicas, the planned successor of kopf peering.
-- apiGroups: ["coordination.k8s.io"]
-  resources: ["leases"]
-  verbs: ["get", "list", "watch", "create", "update", "patch"]
+  verbs: ["create", "patch"]
 # kopf peering: every replica lists and watches the peering object and patches its own
 # heartbeat into it; only the highest-priority live replica acts.
 - apiGroups: ["kopf.dev"]
   resources: [{{ . | quote }}]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 {{- end }}
 
 {{/* Cluster-scoped reads in both modes: kopf's scan of the cluster's resources. */}}

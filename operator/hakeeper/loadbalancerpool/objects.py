@@ -214,7 +214,8 @@ def pod_disruption_budget(pool: str, namespace: str, spec: LoadBalancerPoolSpec)
 
 
 def agent_rbac(pool: str, namespace: str, configmap: str | None = None) -> list[dict[str, Any]]:
-    """The agent may read its own ConfigMap and annotate pods; nothing else."""
+    """The agent may read and watch its own ConfigMap and annotate pods; nothing else (what the
+    e2e suite's audit log shows the agents use, tests/e2e/test_least_privilege.py)."""
     n = {**names(pool), **({"configmap": configmap} if configmap else {})}
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(n["serviceaccount"], namespace, pool)},
@@ -222,8 +223,8 @@ def agent_rbac(pool: str, namespace: str, configmap: str | None = None) -> list[
          "metadata": _meta(n["role"], namespace, pool),
          "rules": [
              {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [n["configmap"]],
-              "verbs": ["get", "list", "watch"]},
-             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]},
+              "verbs": ["get", "watch"]},
+             {"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]},
          ]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
          "metadata": _meta(n["role"], namespace, pool),
