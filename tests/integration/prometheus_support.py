@@ -251,24 +251,17 @@ class Fleet:
 
     def patch_scaled_object(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """What the API server does with a merge patch of a ScaledObject (resourceVersion precondition)."""
-        with self._lock:
-            current = self.scaled.get((namespace, name))
-            if current is None:
-                raise ApiError(404, "Not Found")
-            wanted = (body.get("metadata") or {}).get("resourceVersion")
-            if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
-                raise ApiError(409, "Conflict")
-            self._version += 1
-            updated = merge_patch(current, body)
-            updated["metadata"]["resourceVersion"] = str(self._version)
-            self.scaled[(namespace, name)] = updated
-            self.scaled_patches.append((namespace, name, body))
-            return copy.deepcopy(updated)
+        return self._merge(self.scaled, self.scaled_patches, namespace, name, body)
 
     # what the API server does with the policy's patches
     def patch(self, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._merge(self.items, self.patches, namespace, name, body)
+
+    def _merge(self, store: dict, log: list, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of store[(namespace, name)] with the resourceVersion precondition:
+        404 when missing, 409 on a stale resourceVersion; the body is appended to `log`."""
         with self._lock:
-            current = self.items.get((namespace, name))
+            current = store.get((namespace, name))
             if current is None:
                 raise ApiError(404, "Not Found")
             wanted = (body.get("metadata") or {}).get("resourceVersion")
@@ -277,8 +270,8 @@ class Fleet:
             self._version += 1
             updated = merge_patch(current, body)
             updated["metadata"]["resourceVersion"] = str(self._version)
-            self.items[(namespace, name)] = updated
-            self.patches.append((namespace, name, body))
+            store[(namespace, name)] = updated
+            log.append((namespace, name, body))
             return copy.deepcopy(updated)
 
     def scale(self, name: str, replicas: int, namespace: str = "shop", manager: str = "kubectl") -> None:
