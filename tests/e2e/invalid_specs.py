@@ -182,10 +182,18 @@ INVALID = [
      "unsupported value: NaN"),
     # an integer past int64: the API server's JSON decoder reads it as a float64
     ("dp-shed-fraction-past-int64", "DegradationPolicy", {**DP_BASE, "maxShedFraction": 2**63},
-     "spec.maxShedFraction in body should be less than or equal to 1"),
+     "spec.maxShedFraction: Invalid value: 9.223372036854776e+18: spec.maxShedFraction in body should be less than "
+     "or equal to 1"),
     ("dp-priority-past-int64", "DegradationPolicy",
      {**DP_BASE, "tiers": [{"name": "batch", "priority": 2**63, "selector": {"matchLabels": {"tier": "batch"}}}]},
-     "spec.tiers[0].priority in body must be of type integer"),
+     'spec.tiers[0].priority: Invalid value: "number": spec.tiers[0].priority in body must be of type integer: '
+     '"number"'),
+    ("dp-priority-past-int64-bound", "DegradationPolicy",  # the bound is checked too, written as Go writes it
+     {**DP_BASE, "tiers": [{"name": "batch", "priority": 2**63, "selector": {"matchLabels": {"tier": "batch"}}}]},
+     "spec.tiers[0].priority: Invalid value: 9.223372036854776e+18: spec.tiers[0].priority in body should be less "
+     "than or equal to 1e+09"),
+    ("lbp-maxconn-past-bound", "LoadBalancerPool", {"backends": LBP_BACKENDS, "server": {"maxconn": 2000000}},
+     "spec.server.maxconn: Invalid value: 2000000: spec.server.maxconn in body should be less than or equal to 1e+06"),
     # a pattern's "$" is the end of the text: a final line break does not pass
     ("lbp-service-final-newline", "LoadBalancerPool", {"backends": {"service": "web\n", "port": 80}},
      "spec.backends.service in body should match"),
@@ -193,7 +201,7 @@ INVALID = [
     ("lbp-retry-on-twice", "LoadBalancerPool", {"backends": LBP_BACKENDS, "retryOn": ["503", "conn-failure", "503"]},
      'spec.retryOn[2]: Duplicate value: "503"'),
     ("lbp-retry-on-none-and-more", "LoadBalancerPool", {"backends": LBP_BACKENDS, "retryOn": ["none", "503"]},
-     "none (retry on no condition) cannot be combined with other conditions"),
+     'spec.retryOn: Invalid value: "array": none (retry on no condition) cannot be combined with other conditions'),
     ("lbp-timeout-past-haproxy-timer", "LoadBalancerPool", {"backends": LBP_BACKENDS, "timeouts": {"client": "597h"}},
      "spec.timeouts.client: Invalid value: \"string\": must be at most 2147483647ms (about 24.8 days)"),
     ("lbp-slowstart-past-haproxy-timer", "LoadBalancerPool", {"backends": LBP_BACKENDS, "server": {"slowstart": "600h"}},
@@ -203,13 +211,14 @@ INVALID = [
      "spec.sessionAffinity.cookie.maxIdle: Invalid value: \"string\": must be at most 2147483647s"),
     ("lbp-check-interval-past-haproxy-timer", "LoadBalancerPool",
      {"backends": LBP_BACKENDS, "healthCheck": {"interval": "600h", "timeout": "600h"}},
-     "with engine haproxy, healthCheck.interval (and so its timeout) must be at most 2147483647ms"),
+     'spec: Invalid value: "object": with engine haproxy, healthCheck.interval (and so its timeout) must be at most '
+     "2147483647ms"),
     ("lbp-check-timeout-past-keepalived", "LoadBalancerPool",
      {"engine": "lvs", "backends": LBP_BACKENDS, "lvs": LVS, "healthCheck": {"interval": "2h", "timeout": "1.25h"}},
-     "with engine lvs, healthCheck.timeout must be at most 4294.967295s"),
+     'spec: Invalid value: "object": with engine lvs, healthCheck.timeout must be at most 4294.967295s'),
     ("lbp-metrics-port-is-client-port", "LoadBalancerPool", {"backends": LBP_BACKENDS, "balancer": {"metricsPort": 8080}},
-     "metricsPort must not be 8080: the balancer serves clients on port 8080"),
+     'spec.balancer: Invalid value: "object": metricsPort must not be 8080: the balancer serves clients on port 8080'),
     # the case's name is the pool's name: an haproxy pool's Service takes it, and cannot hold a dot
     ("lbp.dotted-name", "LoadBalancerPool", {"backends": LBP_BACKENDS},
-     "a LoadBalancerPool of engine haproxy needs a name that is a DNS label"),
+     '<nil>: Invalid value: "object": a LoadBalancerPool of engine haproxy needs a name that is a DNS label'),
 ]

@@ -88,7 +88,11 @@ def test_a_pattern_error_does_not_hide_the_rules_but_a_type_error_does():
      "than or equal to 1"),
     ({**DP_BASE, "maxShedFraction": -(2**63) - 1}, "spec.maxShedFraction in body should be greater than or equal"),
     ({**DP_BASE, "tiers": [{"name": "batch", "priority": 10**30, "selector": {"matchLabels": {"t": "b"}}}]},
-     'spec.tiers[0].priority in body must be of type integer: "number"'),
+     'spec.tiers[0].priority: Invalid value: "number": spec.tiers[0].priority in body must be of type integer: '
+     '"number"'),
+    ({**DP_BASE, "tiers": [{"name": "batch", "priority": 10**30, "selector": {"matchLabels": {"t": "b"}}}]},
+     "spec.tiers[0].priority: Invalid value: 1e+30: spec.tiers[0].priority in body should be less than or equal to "
+     "1e+09"),
 ])
 def test_an_integer_past_int64_is_refused_as_the_api_server_reads_it(spec, words):
     with pytest.raises(InvalidManifest) as refused:

@@ -10,6 +10,7 @@ wording, so a refusal reads the same offline as at `kubectl apply`.
 from __future__ import annotations
 
 import copy
+import decimal
 import functools
 import json
 import math
@@ -68,7 +69,9 @@ INT64 = (-(2**63), 2**63 - 1)
 
 def _as_decoded(value: Any) -> Any:
     """`value` as the API server's JSON decoder reads it: an integer beyond int64 becomes a
-    float64 (k8s.io/apimachinery/pkg/util/json: a number is an int64 if it fits, else a float64).
+    float64 (sigs.k8s.io/json, UnmarshalCaseSensitivePreserveInts: "JSON integers are unmarshaled
+    ... as an int64 instead of a float64 when possible, falling back to float64 on any parse or
+    overflow error").
 
     So `maxShedFraction: 9223372036854775808` is refused as a number past the maximum, and
     `retries: 9223372036854775808` as a number where an integer belongs, as the API server
@@ -127,6 +130,33 @@ def _list_items(schema: Mapping[str, Any], value: list[Any], path: str, errors: 
             seen.add(key)
 
 
+def _go_number(number: float) -> str:
+    """A number as the API server prints it in a bound or a value: an integer as is, a float as
+    Go's strconv.FormatFloat(x, 'g', -1, 64): its shortest digits, with an exponent (two digits at
+    least) when it is below -4 or 6 and above, so 1 (not 1.0), 1e+09 and 9.223372036854776e+18."""
+    if isinstance(number, int) or number == 0:
+        return str(int(number))
+    sign, digits, exponent = decimal.Decimal(repr(number)).normalize().as_tuple()
+    assert isinstance(exponent, int)  # a finite float
+    places = exponent + len(digits) - 1  # the power of ten of the first digit
+    text = "".join(map(str, digits))
+    if places < -4 or places >= 6:
+        shown = text[0] + ("." + text[1:] if len(text) > 1 else "") + f"e{'-' if places < 0 else '+'}{abs(places):02d}"
+    else:
+        shown = format(decimal.Decimal(repr(abs(number))), "f")
+        shown = shown.rstrip("0").rstrip(".") if "." in shown else shown
+    return ("-" if sign else "") + shown
+
+
+def _bounds(schema: Mapping[str, Any], value: float, path: str, errors: list[str]) -> None:
+    if "minimum" in schema and value < schema["minimum"]:
+        errors.append(f"{path}: Invalid value: {_go_number(value)}: {path} in body should be greater than or equal to "
+                      f"{_go_number(float(schema['minimum']))}")
+    if "maximum" in schema and value > schema["maximum"]:
+        errors.append(f"{path}: Invalid value: {_go_number(value)}: {path} in body should be less than or equal to "
+                      f"{_go_number(float(schema['maximum']))}")
+
+
 def _structural(schema: Mapping[str, Any], value: Any, path: str, errors: list[str]) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         # YAML's .nan and .inf load as floats, in any field, but JSON has no such number:
@@ -137,8 +167,12 @@ def _structural(schema: Mapping[str, Any], value: Any, path: str, errors: list[s
                       "Kubernetes API, has no NaN or infinity: write a finite number)")
         return
     if not _type_ok(schema, value):
-        errors.append(f'{path}: Invalid value: {_show(value)}: {path} in body must be of type {schema.get("type")}: '
-                      f'{_show(_JSON_TYPES.get(type(value), type(value).__name__))}')
+        # the API server shows the value's JSON type, and still checks a number's bounds
+        # (a float64 where an integer belongs: "must be of type integer", and past the maximum)
+        shown = _show(_JSON_TYPES.get(type(value), type(value).__name__))
+        errors.append(f'{path}: Invalid value: {shown}: {path} in body must be of type {schema.get("type")}: {shown}')
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            _bounds(schema, value, path, errors)
         return
     if "enum" in schema and value not in schema["enum"]:
         supported = ", ".join(json.dumps(v) for v in schema["enum"])
@@ -154,12 +188,7 @@ def _structural(schema: Mapping[str, Any], value: Any, path: str, errors: list[s
             errors.append(f"{path}: Invalid value: {_show(value)}: {path} in body should be at least "
                           f"{schema['minLength']} chars long")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            errors.append(f"{path}: Invalid value: {value}: {path} in body should be greater than or equal to "
-                          f"{schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            errors.append(f"{path}: Invalid value: {value}: {path} in body should be less than or equal to "
-                          f"{schema['maximum']}")
+        _bounds(schema, value, path, errors)
     if isinstance(value, list):
         _list_items(schema, value, path, errors)
         for i, item in enumerate(value):
