@@ -149,12 +149,15 @@ def _go_number(number: float) -> str:
 
 
 def _bounds(schema: Mapping[str, Any], value: float, path: str, errors: list[str]) -> None:
-    if "minimum" in schema and value < schema["minimum"]:
-        errors.append(f"{path}: Invalid value: {_go_number(value)}: {path} in body should be greater than or equal to "
-                      f"{_go_number(float(schema['minimum']))}")
-    if "maximum" in schema and value > schema["maximum"]:
-        errors.append(f"{path}: Invalid value: {_go_number(value)}: {path} in body should be less than or equal to "
-                      f"{_go_number(float(schema['maximum']))}")
+    """minimum and maximum, worded as kube-openapi does: against an integer value the bound is an
+    integer too (1000000), against a float64 it is a float64 (1e+09); both checked against the
+    real API server (tests/e2e/invalid_specs.py)."""
+    for key, words, past in (("minimum", "greater than or equal to", value < schema.get("minimum", value)),
+                             ("maximum", "less than or equal to", value > schema.get("maximum", value))):
+        if past:
+            bound = float(schema[key])
+            shown = str(int(bound)) if isinstance(value, int) and bound.is_integer() else _go_number(bound)
+            errors.append(f"{path}: Invalid value: {_go_number(value)}: {path} in body should be {words} {shown}")
 
 
 def _structural(schema: Mapping[str, Any], value: Any, path: str, errors: list[str]) -> None:
