@@ -144,3 +144,19 @@ def test_the_e2e_tiers_own_workloads_pass_restricted():
     docs = [*monitoring.prometheus({"scrape_configs": []}), *monitoring.alertmanager("http://receiver")]
     workloads = [restricted(doc) for doc in docs if doc["kind"] == "Deployment"]
     assert len(workloads) == 2 and all(violations(w, "restricted") == [] for w in workloads)
+
+
+def test_every_example_workload_passes_restricted():
+    """A user applies examples/ into a namespace that may enforce restricted (the e2e ones do:
+    the quickstart's Deployment, refused there without its securityContext, kept the pool from
+    ever getting a backend)."""
+    import pathlib
+
+    import yaml
+
+    root = pathlib.Path(__file__).resolve().parents[2] / "examples"
+    workloads = [doc for path in sorted(root.rglob("*.yaml")) for doc in yaml.safe_load_all(path.read_text())
+                 if doc and doc.get("kind") in ("Deployment", "StatefulSet", "DaemonSet", "Pod")]
+    assert workloads
+    assert {w["metadata"]["name"]: violations(w, "restricted") for w in workloads} == \
+        {w["metadata"]["name"]: [] for w in workloads}
