@@ -249,7 +249,12 @@ def pod_disruption_budget(pool: str, namespace: str, spec: LoadBalancerPoolSpec)
 
 def agent_rbac(pool: str, namespace: str, configmap: str | None = None) -> list[dict[str, Any]]:
     """The agent may read and watch its own ConfigMap and annotate pods; nothing else (what the
-    e2e suite's audit log shows the agents use, tests/e2e/test_least_privilege.py)."""
+    e2e suite's audit log shows the agents use, tests/e2e/test_least_privilege.py).
+
+    RBAC cannot name the pods (the ReplicaSet or DaemonSet makes them later, with random names),
+    so `patch` covers every pod of the namespace; the chart's ValidatingAdmissionPolicy
+    (charts/hakeeper/templates/agent-policy.yaml) narrows it to the agent's own pod and its
+    report annotations, knowing the agent by this ServiceAccount's name and its pod-bound token."""
     n = {**names(pool), **({"configmap": configmap} if configmap else {})}
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(n["serviceaccount"], namespace, pool)},
