@@ -116,6 +116,16 @@ def test_an_agent_reports_on_its_own_pod(bound, report):
     assert patch_pod(bound, {"metadata": {"annotations": report}}, bound=bound) is None
 
 
+def test_a_long_pools_pod_names_cut_to_58_characters_before_their_suffix_are_known():
+    pool = "p" * 55  # names.SimpleNameGenerator: generateName cut to 58, then 5 random characters
+    agent = f"system:serviceaccount:shop:{pool}-agent"
+    for generate_name in (f"{pool}-haproxy-5d8f9c7b6-", f"{pool}-keepalived-"):
+        bound = generate_name[:58] + "x2x9q"
+        assert patch_pod("x", {"metadata": {"labels": {"role": "primary"}}}, user=agent, bound=bound) is not None
+        assert patch_pod(bound, {"metadata": {"annotations": {APPLIED_HASH_ANNOTATION: "n"}}},
+                         user=agent, bound=bound) is None
+
+
 def test_an_agent_may_not_relabel_another_pod():
     message = patch_pod("x", {"metadata": {"labels": {"role": "primary"}}})
     assert message == (f"balancer agent shop/web-agent may only patch its own pod {HAPROXY_POD}, "
