@@ -544,6 +544,28 @@ def test_available_promotes_after_semi_sync_fell_back_and_the_writer_counts_the_
 
 
 @FLAVORS
+def test_a_restarted_primary_reporting_semi_sync_on_does_not_undo_a_fallback(flavor: str) -> None:
+    """CI fault: the fallen-back primary crash-looped; one start came up writable with its
+    semi-sync status ON (a server starts synchronous: nothing has timed out yet) while its
+    replicas still lacked what it had acknowledged asynchronously; the loop took that ON as
+    "synchronous again", and the next crash's failover promoted a replica and lost those writes
+    without asking anyone. A fallback holds until a replica has what the primary had."""
+    ctl, only_on_primary = fallen_back_then_killed(flavor, Policy(semi_sync_timeout=1.0))
+    fleet = ctl.fleet
+    for replica in ("db-1", "db-2"):
+        fleet.server(replica).fetch_paused = True  # the link is still down
+    fleet.restart("db-0")
+    back = ctl.until(lambda r: r.available and member(r, "db-0")["semi_sync_active"] is True)
+    assert back.memory.primary_semi_sync is False, "a restart is not a catch-up"
+    fleet.crash("db-0")
+    for replica in ("db-1", "db-2"):
+        fleet.server(replica).fetch_paused = False
+    refused = ctl.until(lambda r: r.state == "Lost")
+    assert refused.refused and "semi-sync inactive" in refused.reason
+    assert all(not fleet.has_all(m, only_on_primary) for m in ("db-1", "db-2"))
+
+
+@FLAVORS
 def test_semi_sync_back_on_after_a_fallback_makes_a_failover_lossless_again(flavor: str) -> None:
     ctl = bootstrapped(flavor, Policy(semi_sync_timeout=1.0), writes=5)
     fleet = ctl.fleet

@@ -176,13 +176,14 @@ class Cluster:
             switchover=_switchover_memory(memory, c, completed, now),
             lease_expires=(now + (act.lease_renewed_at - started) + self.policy.lease_seconds
                            if act.lease_renewed_at is not None else memory.lease_expires),
-            primary_semi_sync=_primary_semi_sync(memory, states, recorded_primary),
         )
+        new_memory = _track_semi_sync(new_memory, states, recorded_primary, self.flavor)
         if completed == "failover":
             new_memory = new_memory.with_(last_failover=now + elapsed, probe_failures=0, failing_since=None,
-                                          primary_semi_sync=None)
+                                          primary_semi_sync=None, semi_sync_catch_up=None)
         elif completed == "switchover":
-            new_memory = new_memory.with_(probe_failures=0, failing_since=None, primary_semi_sync=None)
+            new_memory = new_memory.with_(probe_failures=0, failing_since=None, primary_semi_sync=None,
+                                          semi_sync_catch_up=None)
         force = _force_outcome(force_target, c, states, recorded_primary, completed)
         if force is not None and force[0] == "ignored":
             events.append((DatabaseEvent.FORCE_IGNORED, f"{FORCE_FAILOVER_ANNOTATION}={force_target} removed "
@@ -218,13 +219,35 @@ def _count_probe(memory: LoopMemory, states: dict[str, MemberState], primary: st
                         failing_since=memory.failing_since if memory.failing_since is not None else now)
 
 
-def _primary_semi_sync(memory: LoopMemory, states: dict[str, MemberState], primary: str | None) -> bool | None:
-    """The primary's semi-sync status as last seen while it took writes (a restarted primary,
-    read-only, has not acknowledged anything since)."""
+def _track_semi_sync(memory: LoopMemory, states: dict[str, MemberState], primary: str | None,
+                     flavor: Flavor) -> LoopMemory:
+    """memory with primary_semi_sync and semi_sync_catch_up updated from this step's probes.
+
+    Only a primary seen taking writes counts (a read-only one has acknowledged nothing since).
+    A status of OFF is a fallback; ON ends a fallback only once a reachable replica has every
+    transaction the primary had when first seen ON again: MySQL and MariaDB switch the status
+    back on when a replica catches up, but a restarted server also starts with it ON, while its
+    replicas may still lack what it acknowledged asynchronously before the restart ("1 if the
+    plugin has been enabled and a commit acknowledgment has not occurred": MySQL 8.4 manual
+    19.4.10.3, "Semisynchronous Replication Monitoring", Rpl_semi_sync_source_status).
+    Replicas are probed before the primary (Controller.gather), so a replica holding the
+    primary's set really has it all."""
     state = states.get(primary) if primary is not None else None
-    if state is not None and state.writable and state.semi_sync_active is not None:
-        return state.semi_sync_active
-    return memory.primary_semi_sync
+    if state is None or not state.writable or state.semi_sync_active is None:
+        return memory
+    if not state.semi_sync_active:
+        return memory.with_(primary_semi_sync=False, semi_sync_catch_up=None)
+    if memory.primary_semi_sync is not False:
+        return memory.with_(primary_semi_sync=True, semi_sync_catch_up=None)
+    mark = (flavor.gtid_type.parse(memory.semi_sync_catch_up)  # type: ignore[attr-defined]
+            if memory.semi_sync_catch_up else state.executed)
+    if mark is None:
+        return memory
+    caught_up = any(s.reachable and s.progress is not None and s.progress.contains(mark)
+                    for name, s in states.items() if name != primary)
+    if caught_up:
+        return memory.with_(primary_semi_sync=True, semi_sync_catch_up=None)
+    return memory.with_(primary_semi_sync=False, semi_sync_catch_up=str(mark))
 
 
 def _force_outcome(target: str | None, c: Classification, states: dict[str, MemberState], primary: str | None,

@@ -39,7 +39,13 @@ class LoopMemory:
     primary_semi_sync: bool | None = None
     """Whether the primary, when last seen taking writes, waited for replica acknowledgements
     (Rpl_semi_sync_*_status); False: it had fallen back to asynchronous replication, so writes
-    it acknowledged may exist on no replica. None: not seen taking writes since it became primary."""
+    it acknowledged may exist on no replica. None: not seen taking writes since it became primary.
+    False holds until a replica is seen with what the primary had (see semi_sync_catch_up)."""
+    semi_sync_catch_up: str | None = None
+    """After a fallback, the primary's executed GTID set when it was first seen synchronous again;
+    the fallback ends once a reachable replica has all of it. A status of ON alone does not end
+    it: a restarted server reports ON before any replica has fetched a byte of what it
+    acknowledged asynchronously before the restart."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
