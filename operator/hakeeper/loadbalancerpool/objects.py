@@ -100,6 +100,38 @@ def client_service(pool: str, namespace: str, spec: LoadBalancerPoolSpec) -> dic
     }
 
 
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+"""Where pykube's in-cluster configuration reads token, ca.crt and namespace
+(pykube.KubeConfig.from_service_account), the path the automount would use."""
+TOKEN_SECONDS = 3607
+"""The automount's own lifetime: the kubelet renews the file at 80 % of it, and an API server
+with --service-account-extend-token-expiration (the default) accepts such a token for a year,
+as pykube reads the file once (Kubernetes docs, "Managing Service Accounts": bound service
+account token volume)."""
+
+
+def agent_api_access() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The volume and the agent container's mount that give the agent alone an API token.
+
+    The pod sets automountServiceAccountToken false, so no other container (haproxy,
+    keepalived) gets a token; this projected volume is what the automount would have added
+    (a bound token, the cluster's CA from the kube-root-ca.crt ConfigMap, the namespace from
+    the downward API; Kubernetes docs, "Managing Service Accounts" and "Projected Volumes"),
+    mounted only into the agent. The token is bound to the pod: the API server sees the pod's
+    name in the request (user extra authentication.kubernetes.io/pod-name), which the chart's
+    ValidatingAdmissionPolicy compares with the pod the agent writes.
+
+    Returns ({"name", "projected": {...}}, {"name", "mountPath", "readOnly"}).
+    """
+    volume = {"name": "agent-api-access", "projected": {"defaultMode": 0o644, "sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": TOKEN_SECONDS}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace",
+                                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+    ]}}
+    return volume, {"name": volume["name"], "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True}
+
+
 def pod_security(spec: LoadBalancerPoolSpec) -> dict[str, Any]:
     """The balancer pod's securityContext: Pod Security Standards `restricted`.
 
@@ -119,6 +151,7 @@ def deployment(pool: str, namespace: str, spec: LoadBalancerPoolSpec, agent_imag
     n = names(pool)
     haproxy_image = spec.balancer.image or DEFAULT_HAPROXY_IMAGE
     run_mount = {"name": "run", "mountPath": RUN_DIR}
+    api_volume, api_mount = agent_api_access()
     resources = spec.balancer.resources.wire()
     restricted = {
         "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
@@ -132,7 +165,7 @@ def deployment(pool: str, namespace: str, spec: LoadBalancerPoolSpec, agent_imag
                  "--pod", "$(POD_NAME)", "--config", f"{RUN_DIR}/haproxy.cfg",
                  "--socket", f"{RUN_DIR}/admin.sock", "--master-socket", f"{RUN_DIR}/master.sock"],
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-        "volumeMounts": [run_mount],
+        "volumeMounts": [run_mount, api_mount],
         # haproxy starts only once the agent has written a configuration
         "startupProbe": {"exec": {"command": ["test", "-s", f"{RUN_DIR}/haproxy.cfg"]},
                          "periodSeconds": 1, "failureThreshold": 120},
@@ -184,10 +217,11 @@ def deployment(pool: str, namespace: str, spec: LoadBalancerPoolSpec, agent_imag
                 },
                 "spec": {
                     "serviceAccountName": n["serviceaccount"],
-                    "automountServiceAccountToken": True,
+                    # only the agent talks to the API server: haproxy gets no token
+                    "automountServiceAccountToken": False,
                     "initContainers": [agent],
                     "containers": [haproxy],
-                    "volumes": [{"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}],
+                    "volumes": [{"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}, api_volume],
                     "nodeSelector": dict(spec.balancer.node_selector),
                     "terminationGracePeriodSeconds": 30,
                     "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
@@ -215,7 +249,12 @@ def pod_disruption_budget(pool: str, namespace: str, spec: LoadBalancerPoolSpec)
 
 def agent_rbac(pool: str, namespace: str, configmap: str | None = None) -> list[dict[str, Any]]:
     """The agent may read and watch its own ConfigMap and annotate pods; nothing else (what the
-    e2e suite's audit log shows the agents use, tests/e2e/test_least_privilege.py)."""
+    e2e suite's audit log shows the agents use, tests/e2e/test_least_privilege.py).
+
+    RBAC cannot name the pods (the ReplicaSet or DaemonSet makes them later, with random names),
+    so `patch` covers every pod of the namespace; the chart's ValidatingAdmissionPolicy
+    (charts/hakeeper/templates/agent-policy.yaml) narrows it to the agent's own pod and its
+    report annotations, knowing the agent by this ServiceAccount's name and its pod-bound token."""
     n = {**names(pool), **({"configmap": configmap} if configmap else {})}
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(n["serviceaccount"], namespace, pool)},

@@ -24,7 +24,7 @@ from hakeeper.api.meta import (
     NAME_LABEL,
     POOL_LABEL,
 )
-from hakeeper.loadbalancerpool.objects import _meta, names
+from hakeeper.loadbalancerpool.objects import _meta, agent_api_access, names
 
 DEFAULT_KEEPALIVED_IMAGE = "ghcr.io/hakeeper/keepalived:2.2.7"
 CONFIG_DIR = "/etc/keepalived"
@@ -73,10 +73,11 @@ def daemonset(pool: str, namespace: str, spec: LoadBalancerPoolSpec) -> dict[str
     agent_args = ["agent", "keepalived", "--configmap", configmap_name(pool), "--namespace", namespace,
                   "--pod", "$(POD_NAME)", "--node", "$(NODE_NAME)", "--config", f"{CONFIG_DIR}/keepalived.conf",
                   "--pid-file", f"{RUN_DIR}/keepalived.pid"]
-    agent_mounts = list(shared)
+    api_volume, api_mount = agent_api_access()
+    agent_mounts = [*shared, api_mount]
     volumes: list[dict[str, Any]] = [{"name": "config", "emptyDir": {}},
                                      {"name": "run", "emptyDir": {"medium": "Memory"}},
-                                     {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}]
+                                     {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}, api_volume]
     if secret is not None:
         agent_args += ["--auth-password-file", f"{PASSWORD_DIR}/{secret.key}"]
         agent_mounts.append({"name": "vrrp-password", "mountPath": PASSWORD_DIR, "readOnly": True})
@@ -116,6 +117,8 @@ def daemonset(pool: str, namespace: str, spec: LoadBalancerPoolSpec) -> dict[str
                     "securityContext": {"runAsUser": 0, "runAsGroup": 0,
                                         "seccompProfile": {"type": "RuntimeDefault"}},
                     "serviceAccountName": n["serviceaccount"],
+                    # only the agent talks to the API server: keepalived gets no token
+                    "automountServiceAccountToken": False,
                     "nodeSelector": dict(spec.lvs.node_selector or spec.balancer.node_selector),
                     "initContainers": [agent], "containers": [keepalived],
                     "volumes": volumes,
