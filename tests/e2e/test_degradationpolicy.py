@@ -178,6 +178,50 @@ def test_shedding_and_restore_show_in_kubectl_get_deploy(cluster, shop, promethe
         cluster.kubectl("delete", "priorityclass", low_class, standard_class, "--wait=false", check=False)
 
 
+def test_a_policy_sheds_in_another_namespace_only_once_that_namespace_opted_in(cluster, shop, prometheus, exporter):
+    """Issue 12 item 3, no confused deputy: a tenant's policy lists a namespace not its own. Until
+    that namespace carries shed-from.hakeeper.io/<policy namespace>=true nothing there is
+    written (status.refusedNamespaces, NamespacesAllowed=False, a NamespaceRefused Warning), while
+    the policy's own namespace is shed (the control); with the label it is shed too, and taking
+    the label away gives back what was shed there although the trigger still breaches."""
+    ns, other = shop, f"{shop}-tenant"
+    create_namespace(cluster, other)
+    opt_in = f"shed-from.hakeeper.io/{ns}"
+    try:
+        _set(prometheus, exporter, "e2e_tenant_load", 1)
+        for namespace in (ns, other):
+            cluster.apply(_deployment("batch", 1, {"tier": "batch"}), "-n", namespace)
+        for namespace in (ns, other):
+            _wait_counts(cluster, namespace, {"batch": (1, 1)}, 90, f"batch ready in {namespace}")
+        cluster.apply(_policy("peak", "e2e_tenant_load", prometheus.url, BY_LABEL, namespaces=[ns, other]), "-n", ns)
+        cluster.kubectl("wait", "--for=condition=Ready", "--timeout=30s", "-n", ns, "dp/peak")
+        refused = poll(lambda: (lambda dp: dp if _condition(dp, "NamespacesAllowed").get("status") == "False" else None)(
+            _dp(cluster, ns, "peak")), 30, what="NamespacesAllowed=False")
+        assert _condition(refused, "NamespacesAllowed")["reason"] == "NamespaceRefused"
+        [entry] = refused["status"]["refusedNamespaces"]
+        assert entry["namespace"] == other and f"{opt_in}=true" in entry["reason"], entry
+        assert "NamespaceRefused" in _events(cluster, ns, "peak")
+
+        _set(prometheus, exporter, "e2e_tenant_load", 12)
+        _wait_counts(cluster, ns, {"batch": (0, 0)}, 30, "its own namespace shed (the control)")
+        assert _counts(cluster, other) == {"batch": (1, 1)}
+        assert _deploy(cluster, other)["batch"]["metadata"]["generation"] == 1, "written in a refused namespace"
+
+        cluster.kubectl("label", "namespace", other, f"{opt_in}=true")
+        _wait_counts(cluster, other, {"batch": (0, 0)}, 30, "shed once the namespace opted in")
+        poll(lambda: _condition(_dp(cluster, ns, "peak"), "NamespacesAllowed").get("status") == "True", 20,
+             what="NamespacesAllowed=True")
+        assert _dp(cluster, ns, "peak")["status"]["refusedNamespaces"] == []
+
+        cluster.kubectl("label", "namespace", other, f"{opt_in}-")
+        _wait_counts(cluster, other, {"batch": (1, 1)}, 60, "given back once the label is gone")
+        assert "hakeeper.io/shed-by" not in (_deploy(cluster, other)["batch"]["metadata"].get("annotations") or {})
+        assert _counts(cluster, ns) == {"batch": (0, 0)}, "the trigger still breaches: its own stays shed"
+    finally:
+        cluster.kubectl("delete", "dp", "peak", "-n", ns, "--timeout=60s", check=False)
+        cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
 def test_the_operator_restarted_mid_degradation_restores_correctly(cluster, shop, prometheus, exporter):
     ns = shop
     _set(prometheus, exporter, "e2e_restart_load", 1)

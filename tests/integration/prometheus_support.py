@@ -207,6 +207,8 @@ class Fleet:
         self.scaled: dict[tuple[str, str], dict[str, Any]] = {}
         """KEDA ScaledObjects by (namespace, name); add_scaled_object puts one in."""
         self.scaled_patches: list[tuple[str, str, dict]] = []
+        self.namespace_label_sets: dict[str, dict[str, str] | None] = {}
+        """Labels of a namespace (None: it does not exist); an unnamed one exists unlabelled."""
         self.patches: list[tuple[str, str, dict]] = []
         self._lock = threading.Lock()
         self._version = 1
@@ -223,6 +225,10 @@ class Fleet:
 
     def priority_classes(self) -> list[dict[str, Any]]:
         return [{"metadata": {"name": n}, "value": v} for n, v in self.classes.items()]
+
+    def namespace_labels(self, name: str) -> dict[str, str] | None:
+        labels = self.namespace_label_sets.get(name, {})
+        return None if labels is None else dict(labels)
 
     def hpas(self, namespace: str) -> list[dict[str, Any]]:
         return [h for h in self.hpa_list if h["metadata"]["namespace"] == namespace]

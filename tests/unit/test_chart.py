@@ -101,10 +101,11 @@ NAMESPACED = {
     ("keda.sh", "scaledobjects"): {"list", "patch"},  # and pauses its KEDA ScaledObject while shed
 }
 CRDS = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
-        ("scheduling.k8s.io", "priorityclasses"): {"list"}}  # DegradationPolicy tiers by pod priority
+        ("scheduling.k8s.io", "priorityclasses"): {"list"},  # DegradationPolicy tiers by pod priority
+        ("", "namespaces"): {"get"}}  # and the namespaces it lists: opted in, protected
 CLUSTER_WIDE = {**NAMESPACED, **CRDS, ("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "patch"}}
 PER_NAMESPACE = {**NAMESPACED, ("kopf.dev", "kopfpeerings"): {"list", "watch", "patch"}}
-CLUSTER_READS_WHEN_NAMESPACED = {**CRDS, ("", "namespaces"): {"list", "watch"}}
+CLUSTER_READS_WHEN_NAMESPACED = {**CRDS, ("", "namespaces"): {"get", "list", "watch"}}
 
 
 def test_lint_strict_is_clean():
@@ -355,3 +356,15 @@ def test_the_peering_lifetime_reaches_the_operator_and_a_short_one_is_refused() 
     assert Settings.from_env({"HAKEEPER_PEERING_LIFETIME": "30"}).peering_lifetime == 30
     with pytest.raises(ValueError, match="at least 11"):
         Settings.from_env({"HAKEEPER_PEERING_LIFETIME": "5"})
+
+
+def test_trusted_policy_namespaces_reach_the_operator_settings():
+    from hakeeper.platform.settings import Settings
+
+    def trusted(*values: str) -> frozenset[str]:
+        env = {e["name"]: e.get("value", "") for e in container(render(*values))["env"] if "value" in e}
+        return Settings.from_env(env).trusted_policy_namespaces
+
+    assert trusted() == frozenset()  # by default a policy sheds only where it is let in
+    assert trusted("degradationPolicy.trustedNamespaces={ops,platform}") == {"ops", "platform"}
+    assert trusted("degradationPolicy.trustedNamespaces={*}") == {"*"}

@@ -87,7 +87,8 @@ def test_the_warnings_are_the_ones_posted_as_warnings() -> None:
                                        "FailoverMayLoseWrites",
                                        # a member to rebuild waits for a person, or its re-seed failed
                                        "ReseedRequired", "ReseedFailed", "ReseedIgnored"}
-    assert warnings(PolicyEvent) == {"Released", "ScaleFailed", "MetricsUnavailable", "Conflict", "EvaluationFailed"}
+    assert warnings(PolicyEvent) == {"Released", "ScaleFailed", "MetricsUnavailable", "Conflict", "EvaluationFailed",
+                                     "NamespaceRefused"}  # a tenant asked for a namespace not theirs
     assert warnings(PoolEvent) == {"InvalidWeight"}
     assert warnings(events.CommonEvent) == {"InvalidSpec", "ReconcileFailed"}
     assert DatabaseEvent.type_of("Lost") == "Warning" and DatabaseEvent.type_of("Fenced") == "Normal"

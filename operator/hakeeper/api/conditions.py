@@ -45,6 +45,8 @@ class ConditionType(StrEnum):
     """Deployments are shed."""
     CONFLICT = "Conflict"
     """Something else scaled a shed Deployment back up."""
+    NAMESPACES_ALLOWED = "NamespacesAllowed"
+    """The policy may shed in every namespace it lists (degradationpolicy/tenancy.py)."""
 
 
 class CommonReason(StrEnum):
@@ -128,6 +130,10 @@ class PolicyReason(StrEnum):
     # Conflict
     SCALED_BY_OTHERS = "ScaledByOthers"
     NO_CONFLICT = "NoConflict"
+    # NamespacesAllowed
+    ALLOWED = "Allowed"
+    NAMESPACE_REFUSED = "NamespaceRefused"
+    """A listed namespace has not opted in, is protected or does not exist."""
 
 
 class Verdict(NamedTuple):

@@ -116,7 +116,10 @@ class DegradationPolicySpec(Model):
         "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]})
     namespaces: list[ObjectName] = Field(default_factory=list, max_length=64,
                                          json_schema_extra={"x-kubernetes-list-type": "set"})
-    """Namespaces whose Deployments may be shed (default: the policy's own)."""
+    """Namespaces whose Deployments may be shed (default: the policy's own). Another namespace
+    must opt in with the label shed-from.hakeeper.io/<policy namespace>=true, unless the cluster
+    admin trusts the policy's namespace (chart value degradationPolicy.trustedNamespaces); a
+    refused one is listed in status.refusedNamespaces and nothing there is shed."""
     mode: Literal["staged", "all"] = "staged"
     """staged: one more tier per interval while a trigger still fires; all: every tier at once."""
     restore: Restore = Field(default_factory=Restore)
@@ -186,8 +189,17 @@ class ShedTarget(StatusModel):
     """Something else scaled the Deployment back up; the policy leaves it alone."""
 
 
+class RefusedNamespace(StatusModel):
+    """A namespace in spec.namespaces the policy may not shed in."""
+
+    namespace: str
+    reason: str
+    """Why, and what lets it: the opt-in label, or the cluster admin's trust."""
+
+
 class DegradationPolicyStatus(BaseStatus):
-    """Conditions: Ready (the policy evaluates its triggers), MetricsAvailable, Degraded, Conflict."""
+    """Conditions: Ready (the policy evaluates its triggers), MetricsAvailable, Degraded, Conflict,
+    NamespacesAllowed."""
 
     state: Literal["Normal", "Pending", "Degraded", "Recovering"] | None = None
     """Normal; Pending (a trigger breaches, its `for` has not elapsed); Degraded (Deployments are
@@ -201,6 +213,8 @@ class DegradationPolicyStatus(BaseStatus):
     triggers: list[TriggerStatus] = Field(default_factory=list)
     shed: list[ShedTarget] = Field(default_factory=list)
     """Every Deployment the policy has shed (or, dryRun, would have), lowest tier priority first."""
+    refused_namespaces: list[RefusedNamespace] = Field(default_factory=list)
+    """Namespaces of spec.namespaces the policy may not shed in, and why."""
     last_evaluated: str | None = None
     """When the triggers were last evaluated (RFC 3339)."""
     last_shed_time: str | None = None

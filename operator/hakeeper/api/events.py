@@ -150,3 +150,5 @@ class PolicyEvent(_Catalog):
     # the policy itself
     METRICS_UNAVAILABLE = "MetricsUnavailable", EventType.WARNING
     EVALUATION_FAILED = "EvaluationFailed", EventType.WARNING
+    NAMESPACE_REFUSED = "NamespaceRefused", EventType.WARNING
+    """A namespace the policy lists is one it may not shed in (the message says why)."""

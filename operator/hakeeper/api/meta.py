@@ -75,6 +75,9 @@ SHED_ANNOTATIONS = (ORIGINAL_REPLICAS_ANNOTATION, SHED_BY_ANNOTATION, SHED_TIER_
 """On a shed Deployment: what restoring it needs, and who shed it when."""
 PROTECTED_LABEL = "hakeeper.io/protected"
 """On a Deployment or namespace: never shed."""
+SHED_FROM_LABEL_PREFIX = "shed-from.hakeeper.io/"
+"""With the policy's namespace after it and value "true", on a namespace: DegradationPolicies of
+that namespace may shed in this one (degradationpolicy/tenancy.py)."""
 KEDA_PAUSED_REPLICAS_ANNOTATION = "autoscaling.keda.sh/paused-replicas"
 """KEDA's own, on a ScaledObject: KEDA scales its target to this count and stops autoscaling it
 until the annotation goes (https://keda.sh/docs/latest/concepts/scaling-deployments/#pause-autoscaling).

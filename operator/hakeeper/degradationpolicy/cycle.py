@@ -30,6 +30,7 @@ from hakeeper.degradationpolicy.decide import Memory, Reading, decide
 from hakeeper.degradationpolicy.metrics import PrometheusSource
 from hakeeper.degradationpolicy.observe import ClusterReader, SecretMissing
 from hakeeper.degradationpolicy.targets import Outcome, Target, default_priority, select, shed_mark
+from hakeeper.degradationpolicy.tenancy import Admission, admit
 from hakeeper.platform.kube import Kube
 
 
@@ -48,21 +49,30 @@ def policy_key(body: Mapping[str, Any]) -> str:
 
 
 def namespaces_of(spec: DegradationPolicySpec | None, body: Mapping[str, Any]) -> list[str]:
+    """The namespaces the policy lists: spec.namespaces, or its own."""
     return list(spec.namespaces) if spec is not None and spec.namespaces else [body["metadata"]["namespace"]]
 
 
 class Evaluator:
-    """Evaluates policies against one cluster; safe to share between the policies' threads."""
+    """Evaluates policies against one cluster; safe to share between the policies' threads.
+    trusted: policy namespaces the cluster admin lets shed anywhere (tenancy.admit)."""
 
-    def __init__(self, reader: ClusterReader, scaler: Scaler) -> None:
+    def __init__(self, reader: ClusterReader, scaler: Scaler, trusted: frozenset[str] = frozenset()) -> None:
         self.reader = reader
         self.scaler = scaler
+        self.trusted = trusted
         self._sources: dict[str, PrometheusSource] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def for_cluster(cls, kube: Kube) -> Evaluator:
-        return cls(ClusterReader(kube), Scaler(cluster_patcher(kube), cluster_scaled_object_patcher(kube)))
+    def for_cluster(cls, kube: Kube, trusted: frozenset[str] = frozenset()) -> Evaluator:
+        return cls(ClusterReader(kube), Scaler(cluster_patcher(kube), cluster_scaled_object_patcher(kube)), trusted)
+
+    def admission(self, spec: DegradationPolicySpec, body: Mapping[str, Any]) -> Admission:
+        """Where the policy may shed: its namespaces' labels read now (tenancy.admit)."""
+        wanted = namespaces_of(spec, body)
+        labels = {namespace: self.reader.namespace_labels(namespace) for namespace in wanted}
+        return admit(body["metadata"]["namespace"], wanted, labels, self.trusted)
 
     # -- Prometheus ---------------------------------------------------------------------------
     def source(self, spec: DegradationPolicySpec, body: Mapping[str, Any]) -> PrometheusSource:
@@ -103,9 +113,9 @@ class Evaluator:
         return source.read_all(spec.triggers), status_.ready(spec)
 
     # -- the cluster --------------------------------------------------------------------------
-    def _deployments(self, spec: DegradationPolicySpec, body: Mapping[str, Any]) -> dict[tuple[str, str], dict]:
+    def _deployments(self, body: Mapping[str, Any], namespaces: tuple[str, ...]) -> dict[tuple[str, str], dict]:
+        """The Deployments of `namespaces`, and those the policy shed elsewhere (to restore them)."""
         found: dict[tuple[str, str], dict] = {}
-        namespaces = namespaces_of(spec, body)
         for namespace in namespaces:
             for d in self.reader.deployments(namespace):
                 found[(namespace, d["metadata"]["name"])] = d
@@ -131,9 +141,12 @@ class Evaluator:
         previous = body.get("status") or {}
         readings, ready = self.readings(spec, body)
         now = time.time() if now is None else now
-        deployments = self._deployments(spec, body)
+        # a namespace the policy may not shed in is one it does not cover: what it shed there
+        # before (the opt-in label since removed) is restored like anything outside its namespaces
+        admission = self.admission(spec, body)
+        deployments = self._deployments(body, admission.allowed)
         classes, default = self._priorities(spec)
-        selection = select(spec, policy, namespaces_of(spec, body), deployments.values(), classes, default,
+        selection = select(spec, policy, admission.allowed, deployments.values(), classes, default,
                            status_.dry_marks(previous, policy))
         plan = decide(spec, memory, readings, selection, now)
 
@@ -150,7 +163,7 @@ class Evaluator:
         conflicts = {t.key: conflict_message(deployments[t.key], hpas.get(t.key), scaled.get(t.key))
                      for t in selection.all_shed() if t.conflict and t.key in deployments}
         status, events = status_.build(spec, body["metadata"].get("generation"), previous, plan, selection,
-                                       outcomes, hpas, conflicts, ready, now)
+                                       outcomes, hpas, conflicts, ready, now, admission)
         return Evaluation(status, events, plan.memory, now + plan.wake_in)
 
     def _restore(self, target: Target, deployment: Mapping[str, Any], so: keda.ScaledObject | None,

@@ -36,6 +36,7 @@ from hakeeper.degradationpolicy.telemetry import PolicyTelemetry
 from hakeeper.platform import kube as kubeapi
 from hakeeper.platform import loop
 from hakeeper.platform.redact import scrub, secrets_of
+from hakeeper.platform.settings import settings
 from hakeeper.platform.spec import explain
 
 GROUP, VERSION = DEGRADATION_POLICY.api_version.split("/")
@@ -52,7 +53,7 @@ _evaluator: Evaluator | None = None
 def evaluator() -> Evaluator:
     global _evaluator
     if _evaluator is None:
-        _evaluator = Evaluator.for_cluster(kubeapi.shared())
+        _evaluator = Evaluator.for_cluster(kubeapi.shared(), settings().trusted_policy_namespaces)
     return _evaluator
 
 

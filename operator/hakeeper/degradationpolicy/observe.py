@@ -28,6 +28,11 @@ class ClusterReader:
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.kube.get("Deployment", namespace, name)
 
+    def namespace_labels(self, name: str) -> dict[str, str] | None:
+        """A namespace's labels; None when there is no such namespace."""
+        namespace = self.kube.get("Namespace", None, name)
+        return None if namespace is None else dict(namespace["metadata"].get("labels") or {})
+
     def priority_classes(self) -> list[dict[str, Any]]:
         return self.kube.list("PriorityClass")
 

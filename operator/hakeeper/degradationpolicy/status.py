@@ -1,7 +1,7 @@
 """The policy's status and Events from one evaluation (pure), built as DegradationPolicyStatus,
 and its memory read back from the status.
 
-Conditions: MetricsAvailable, Degraded, Conflict, and Ready, which ready() derives: True while
+Conditions: MetricsAvailable, Degraded, Conflict, NamespacesAllowed, and Ready, which ready() derives: True while
 the policy evaluates, False with the problem that stops it (SecretMissing, InvalidSpec,
 EvaluationFailed).
 """
@@ -23,10 +23,17 @@ from hakeeper.api.conditions import (
     parse_conditions,
     with_verdicts,
 )
-from hakeeper.api.degradationpolicy import DegradationPolicySpec, DegradationPolicyStatus, ShedTarget, TriggerStatus
+from hakeeper.api.degradationpolicy import (
+    DegradationPolicySpec,
+    DegradationPolicyStatus,
+    RefusedNamespace,
+    ShedTarget,
+    TriggerStatus,
+)
 from hakeeper.api.events import PolicyEvent
 from hakeeper.degradationpolicy.decide import Memory, Plan, TriggerMemory
 from hakeeper.degradationpolicy.targets import Outcome, Selection, Shed, Target
+from hakeeper.degradationpolicy.tenancy import Admission
 
 iso = rfc3339
 """RFC 3339 with milliseconds: windows of a few seconds need more than whole seconds."""
@@ -134,6 +141,16 @@ def conflict(real: list[ShedTarget]) -> Verdict:
     return Verdict(False, PolicyReason.NO_CONFLICT, "no shed Deployment was scaled up by anything else")
 
 
+def namespaces_allowed(allowed: Iterable[str], refused: Mapping[str, str]) -> Verdict:
+    """NamespacesAllowed: the policy may shed in every namespace it lists (tenancy.admit)."""
+    if refused:
+        return Verdict(False, PolicyReason.NAMESPACE_REFUSED,
+                       "; ".join(f"{namespace}: {why}" for namespace, why in sorted(refused.items())))
+    allowed = list(allowed)
+    return Verdict(True, PolicyReason.ALLOWED, f"may shed in {', '.join(allowed)}" if allowed
+                   else "may shed in every namespace it lists")
+
+
 def problem_status(previous: Mapping[str, Any] | None, generation: int | None, problem: Verdict,
                    now: str | None = None, spec_invalid: bool = False) -> dict[str, Any]:
     """The status patch for a policy that cannot evaluate: Ready=False with the problem (reason
@@ -164,9 +181,11 @@ def evaluation_failed_status(previous: Mapping[str, Any] | None, generation: int
 def status_model(spec: DegradationPolicySpec, generation: int | None, previous: Mapping[str, Any] | None,
                  plan: Plan, selection: Selection, outcomes: list[Outcome], hpas: Mapping[tuple[str, str], str],
                  conflicts: Mapping[tuple[str, str], str], ready: tuple[bool, str, str],
-                 now: float) -> tuple[DegradationPolicyStatus, list[Event]]:
+                 now: float, admission: Admission | None = None) -> tuple[DegradationPolicyStatus, list[Event]]:
     """The status after one evaluation and the Events to post. `previous` is the status as read
-    from the API; `ready` is ready()'s verdict for this evaluation; `now` is epoch seconds."""
+    from the API; `ready` is ready()'s verdict for this evaluation; `now` is epoch seconds;
+    `admission`: where the policy may shed (tenancy.admit; None: everywhere it lists)."""
+    admission = admission or Admission(())
     previous = previous or {}
     memory = plan.memory
     shed = shed_entries(selection, outcomes, hpas, conflicts, now)
@@ -179,6 +198,7 @@ def status_model(spec: DegradationPolicySpec, generation: int | None, previous: 
         (ConditionType.METRICS_AVAILABLE, metrics),
         (ConditionType.DEGRADED, degraded(real, dry)),
         (ConditionType.CONFLICT, conflict(real)),
+        (ConditionType.NAMESPACES_ALLOWED, namespaces_allowed(admission.allowed, admission.refused)),
     ], generation, stamp)
     status = DegradationPolicyStatus(
         observed_generation=generation,
@@ -189,6 +209,7 @@ def status_model(spec: DegradationPolicySpec, generation: int | None, previous: 
         shed_count=len(real),
         triggers=[_trigger_status(n, m) for n, m in memory.triggers.items()],
         shed=shed,
+        refused_namespaces=[RefusedNamespace(namespace=n, reason=why) for n, why in sorted(admission.refused.items())],
         last_evaluated=stamp,
         last_shed_time=iso(memory.last_shed),
         last_restore_time=iso(memory.last_restore),
@@ -200,9 +221,10 @@ def status_model(spec: DegradationPolicySpec, generation: int | None, previous: 
 def build(spec: DegradationPolicySpec, generation: int | None, previous: Mapping[str, Any] | None, plan: Plan,
           selection: Selection, outcomes: list[Outcome], hpas: Mapping[tuple[str, str], str],
           conflicts: Mapping[tuple[str, str], str], ready: tuple[bool, str, str],
-          now: float) -> tuple[dict[str, Any], list[Event]]:
+          now: float, admission: Admission | None = None) -> tuple[dict[str, Any], list[Event]]:
     """status_model's status as the merge patch to write (StatusModel.patch), and the Events to post."""
-    status, events = status_model(spec, generation, previous, plan, selection, outcomes, hpas, conflicts, ready, now)
+    status, events = status_model(spec, generation, previous, plan, selection, outcomes, hpas, conflicts, ready, now,
+                                  admission)
     return status.patch(), events
 
 
@@ -238,6 +260,11 @@ def _events(previous: Mapping[str, Any], status: DegradationPolicyStatus, outcom
     metrics = find_condition(status.conditions, ConditionType.METRICS_AVAILABLE)
     if metrics and metrics.status == "False" and (was is None or was.status != "False"):
         events.append(_event(PolicyEvent.METRICS_UNAVAILABLE, metrics_message))
+    refused_before = {e["namespace"]: e.get("reason") for e in previous.get("refusedNamespaces") or []}
+    for refused in status.refused_namespaces:  # once, and again when the reason changes
+        if refused_before.get(refused.namespace) != refused.reason:
+            events.append(_event(PolicyEvent.NAMESPACE_REFUSED,
+                                 f"not shedding in {refused.namespace}: {refused.reason}"))
     known = {(e["namespace"], e["name"]) for e in previous.get("shed") or [] if e.get("conflict")}
     for entry in status.shed:
         if entry.conflict and (entry.namespace, entry.name) not in known:

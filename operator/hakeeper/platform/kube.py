@@ -37,6 +37,7 @@ class Resource:
 
 RESOURCES: dict[str, Resource] = {
     "ConfigMap": Resource("/api/v1", "configmaps"),
+    "Namespace": Resource("/api/v1", "namespaces", namespaced=False),
     "Pod": Resource("/api/v1", "pods"),
     "Secret": Resource("/api/v1", "secrets"),
     "Service": Resource("/api/v1", "services"),

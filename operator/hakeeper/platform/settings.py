@@ -48,6 +48,11 @@ class Settings:
     the longest a standby waits to take over from a crashed active replica (at least 11: kopf
     renews it 5 to 10 s before it expires)."""
 
+    trusted_policy_namespaces: frozenset[str] = frozenset()
+    """HAKEEPER_TRUSTED_POLICY_NAMESPACES (comma-separated; "*" for all): namespaces whose
+    DegradationPolicies may shed in any namespace they list, without its opt-in label
+    (degradationpolicy/tenancy.py)."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """ValueError for a HAKEEPER_PEERING_LIFETIME that is not an integer of at least 11."""
@@ -55,7 +60,13 @@ class Settings:
         if lifetime < 11:
             raise ValueError(f"HAKEEPER_PEERING_LIFETIME must be at least 11 (seconds), not {lifetime}")
         return cls(agent_image=env.get("HAKEEPER_AGENT_IMAGE") or None, pod_name=env.get("POD_NAME") or None,
-                   peering_lifetime=lifetime)
+                   peering_lifetime=lifetime,
+                   trusted_policy_namespaces=_names(env.get("HAKEEPER_TRUSTED_POLICY_NAMESPACES")))
+
+
+def _names(text: str | None) -> frozenset[str]:
+    """A comma-separated list as a set, blanks dropped."""
+    return frozenset(n.strip() for n in (text or "").split(",") if n.strip())
 
 
 @functools.cache
