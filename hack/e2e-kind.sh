@@ -107,6 +107,7 @@ helm upgrade --install "$release" charts/hakeeper \
   --namespace "$namespace" --create-namespace \
   --set image.repository="${image%%:*}" --set image.tag="${image##*:}" --set image.pullPolicy=Never \
   --set-string "podAnnotations.hakeeper\.io/image-id=$image_id" \
+  --set "lvs.allowedNamespaces={e2e-lvs-*}" \
   --wait --timeout 5m
 
 # The tests reach pods and ClusterIPs from this machine, as on the local node: route each node's

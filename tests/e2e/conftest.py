@@ -37,9 +37,15 @@ POD_SECURITY = "restricted"
 the operator creates there must pass it, and Pod Security Admission refuses what does not."""
 
 
+LVS_NAMESPACES = "e2e-lvs-*"
+"""The chart's lvs.allowedNamespaces here: a test marked `lvs_allowed` gets a namespace named so."""
+
+
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "pod_security(level): the Pod Security Standards level the test's "
                                        "namespace enforces, not restricted (privileged for engine lvs)")
+    config.addinivalue_line("markers", "lvs_allowed: the test's namespace is one the chart's "
+                                       "lvs.allowedNamespaces lets engine lvs run in")
 
 
 def create_namespace(cluster: Cluster, name: str, level: str = POD_SECURITY) -> None:
@@ -204,7 +210,8 @@ def installed(crds: Cluster, pytestconfig) -> Iterator[Cluster]:
     create_namespace(crds, OPERATOR_NAMESPACE)
     # one replica: with two on one node the standby only waits (peering is tested on its own)
     crds.helm("upgrade", "--install", "hakeeper", str(ROOT / "charts/hakeeper"), "--namespace",
-              OPERATOR_NAMESPACE, "--create-namespace", "--set", "replicaCount=1", "--wait", "--timeout", "5m")
+              OPERATOR_NAMESPACE, "--create-namespace", "--set", "replicaCount=1",
+              "--set", f"lvs.allowedNamespaces={{{LVS_NAMESPACES}}}", "--wait", "--timeout", "5m")
     local = getattr(crds, "local", None)
     if local is not None:
         pytestconfig.stash[CLUSTER_REPORT] = pytestconfig.stash.get(CLUSTER_REPORT, "") + "\n" + local.describe()
@@ -262,9 +269,11 @@ def operator(installed: Cluster) -> Iterator[Cluster]:
 
 @pytest.fixture
 def namespace(crds: Cluster, request) -> Iterator[str]:
-    """A new namespace e2e-<6 hex digits> enforcing POD_SECURITY, or the level of the test's
-    `pod_security(level)` marker; deleted after the test."""
-    name = f"e2e-{secrets.token_hex(3)}"
+    """A new namespace e2e-<6 hex digits> (e2e-lvs-<6 hex digits> for a test marked
+    `lvs_allowed`) enforcing POD_SECURITY, or the level of the test's `pod_security(level)`
+    marker; deleted after the test."""
+    allowed = request.node.get_closest_marker("lvs_allowed") is not None
+    name = f"{LVS_NAMESPACES[:-1] if allowed else 'e2e-'}{secrets.token_hex(3)}"
     marker = request.node.get_closest_marker("pod_security")
     create_namespace(crds, name, marker.args[0] if marker else POD_SECURITY)
     poll(lambda: crds.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,

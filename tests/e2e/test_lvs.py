@@ -18,10 +18,11 @@ import pytest
 
 from ..support.kube_objects import backend_deployment
 from ..support.polling import poll
+from .conftest import create_namespace
 
 # keepalived's pods need the node's network namespace, root and NET_ADMIN/NET_RAW (IPVS and
 # VRRP): Pod Security Standards `privileged`, which the namespace must allow
-pytestmark = [pytest.mark.e2e, pytest.mark.pod_security("privileged")]
+pytestmark = [pytest.mark.e2e, pytest.mark.pod_security("privileged"), pytest.mark.lvs_allowed]
 # the local node's bridge (hack/localcluster/network.py); on kind the node's eth0
 VRRP_INTERFACE = os.environ.get("HAKEEPER_E2E_VRRP_INTERFACE", "hakeeper0")
 VIRTUAL_IP = os.environ.get("HAKEEPER_E2E_VIRTUAL_IP", "10.244.255.10")
@@ -120,4 +121,48 @@ def test_lvs_pool_writes_keepalived_config_daemonset_and_status(operator, namesp
     ips = poll(lambda: (lambda i: i if len(i) == 3 else None)(_ready_ips(operator, namespace)), 60, what="3 backends")
     poll(lambda: (lambda c: c and all(f"real_server {ip} 8080" in c for ip in ips))(_conf(operator, namespace)),
          60, what="keepalived.conf following the third backend")
+    operator.kubectl("delete", "lbp", "edge", "-n", namespace, "--wait=true", "--timeout=60s")
+
+
+def _ready(cluster, namespace: str) -> dict:
+    status = cluster.get("lbp", "edge", "-n", namespace).get("status") or {}
+    return next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
+
+
+def _daemonset(cluster, namespace: str) -> bool:
+    return cluster.kubectl("get", "daemonset", "edge-keepalived", "-n", namespace, check=False).returncode == 0
+
+
+def test_engine_lvs_runs_only_where_and_with_the_images_the_cluster_admin_allows(operator, namespace):
+    """Issue 12 item 3, no confused deputy: engine lvs starts privileged host-network pods, so
+    the operator starts them only in namespaces of the chart's lvs.allowedNamespaces (here
+    e2e-lvs-*) and with images of lvs.allowedImages (or the keepalived image it ships).
+    Elsewhere the pool is Ready=False, EngineNotAllowed, with a Warning Event, and no DaemonSet
+    exists, although that namespace would admit privileged pods; an allowed pool whose image
+    becomes one not allowed is refused with ImageNotAllowed and its DaemonSet removed."""
+    elsewhere = f"e2e-nolvs-{namespace.rsplit('-', 1)[1]}"
+    create_namespace(operator, elsewhere, "privileged")
+    try:
+        operator.apply(POOL, "-n", elsewhere)
+        ready = poll(lambda: (lambda c: c if c.get("reason") == "EngineNotAllowed" else None)(
+            _ready(operator, elsewhere)), 60, what="Ready=False EngineNotAllowed")
+        assert ready["status"] == "False" and "lvs.allowedNamespaces" in ready["message"], ready
+        poll(lambda: [(e["type"], e["reason"]) for e in operator.get(
+            "events", "-n", elsewhere, "--field-selector", "involvedObject.name=edge")["items"]]
+            == [("Warning", "EngineNotAllowed")], 30, what="one Warning EngineNotAllowed")
+        assert not _daemonset(operator, elsewhere)
+    finally:
+        operator.kubectl("delete", "namespace", elsewhere, "--wait=false", check=False)
+
+    # the control: in an allowed namespace the pool runs its DaemonSet ...
+    operator.kubectl("create", "secret", "generic", "edge-vrrp", "-n", namespace, "--from-literal=password=s3cret")
+    operator.apply(POOL, "-n", namespace)
+    poll(lambda: _daemonset(operator, namespace), 60, what="the keepalived DaemonSet")
+    # ... until it names an image the cluster admin does not allow
+    evil = {**POOL, "spec": {**POOL["spec"], "balancer": {"image": "registry.invalid/keepalived:evil"}}}
+    operator.apply(evil, "-n", namespace)
+    ready = poll(lambda: (lambda c: c if c.get("reason") == "ImageNotAllowed" else None)(
+        _ready(operator, namespace)), 60, what="Ready=False ImageNotAllowed")
+    assert "registry.invalid/keepalived:evil" in ready["message"] and "lvs.allowedImages" in ready["message"]
+    poll(lambda: not _daemonset(operator, namespace), 60, what="the DaemonSet removed")
     operator.kubectl("delete", "lbp", "edge", "-n", namespace, "--wait=true", "--timeout=60s")

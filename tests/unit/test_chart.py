@@ -92,7 +92,7 @@ NAMESPACED = {
     ("", "secrets"): {"get", "create", "patch"},
     ("discovery.k8s.io", "endpointslices"): {"list", "watch"},
     ("apps", "deployments"): {"get", "list", *APPLIED},
-    ("apps", "daemonsets"): APPLIED,
+    ("apps", "daemonsets"): {"delete", *APPLIED},  # a refused lvs pool's DaemonSet goes
     ("apps", "statefulsets"): {"get", *APPLIED},
     ("policy", "poddisruptionbudgets"): {"delete", *APPLIED},
     ("rbac.authorization.k8s.io", "roles"): APPLIED,
@@ -368,3 +368,16 @@ def test_trusted_policy_namespaces_reach_the_operator_settings():
     assert trusted() == frozenset()  # by default a policy sheds only where it is let in
     assert trusted("degradationPolicy.trustedNamespaces={ops,platform}") == {"ops", "platform"}
     assert trusted("degradationPolicy.trustedNamespaces={*}") == {"*"}
+
+
+
+def test_lvs_allowances_reach_the_operator_settings():
+    from hakeeper.platform.settings import Settings
+
+    def settings(*values: str) -> Settings:
+        return Settings.from_env({e["name"]: e["value"] for e in container(render(*values))["env"] if "value" in e})
+
+    assert settings().lvs_allowed_namespaces == frozenset() == settings().lvs_allowed_images  # lvs nowhere
+    allowed = settings("lvs.allowedNamespaces={edge,team-*}", "lvs.allowedImages={registry.example/keepalived:*}")
+    assert allowed.lvs_allowed_namespaces == {"edge", "team-*"}
+    assert allowed.lvs_allowed_images == {"registry.example/keepalived:*"}

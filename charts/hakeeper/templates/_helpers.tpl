@@ -137,9 +137,11 @@ resource, "clusterkopfpeerings" or "kopfpeerings", the only rule that differs.
 # Balancer Deployments (HAProxy) and DaemonSets (keepalived), database StatefulSets (read for
 # a rollout's revisions). DegradationPolicy lists the Deployments it may shed, scales them by
 # patching spec.replicas, and reads one it shed in a namespace it no longer covers.
+# A pool of engine lvs that is refused (lvs.allowedNamespaces, lvs.allowedImages) has its
+# keepalived DaemonSet deleted: no privileged pod runs for it.
 - apiGroups: ["apps"]
   resources: ["daemonsets"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "patch", "delete"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "create", "patch"]

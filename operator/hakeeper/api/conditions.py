@@ -71,6 +71,10 @@ class PoolReason(StrEnum):
     """A balancer node's kernel lacks IPVS (engine lvs): keepalived cannot run there."""
     # Ready (otherwise the failing condition's reason)
     SERVING = "Serving"
+    ENGINE_NOT_ALLOWED = "EngineNotAllowed"
+    """Engine lvs in a namespace the cluster admin does not allow it in (lvs/admission.py)."""
+    IMAGE_NOT_ALLOWED = "ImageNotAllowed"
+    """Engine lvs with an image the cluster admin does not allow (lvs/admission.py)."""
 
 
 class DatabaseReason(StrEnum):

@@ -55,6 +55,10 @@ class PoolEvent(_Catalog):
     """A new balancer config (its hash, and how many backends are ready)."""
     INVALID_WEIGHT = "InvalidWeight", EventType.WARNING
     """A backend pod's hakeeper.io/weight annotation is not a number from 0 to 256."""
+    ENGINE_NOT_ALLOWED = "EngineNotAllowed", EventType.WARNING
+    """Engine lvs refused in this namespace (chart value lvs.allowedNamespaces)."""
+    IMAGE_NOT_ALLOWED = "ImageNotAllowed", EventType.WARNING
+    """Engine lvs refused with this image (chart value lvs.allowedImages)."""
 
 
 class DatabaseEvent(_Catalog):

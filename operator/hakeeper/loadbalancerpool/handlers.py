@@ -77,6 +77,12 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
         except ValueError:
             return loop.Outcome()  # the spec handler reported it; wait for a new spec
         outcome = reconcile(kubeapi.shared(), snapshot, spec, watched)
+        if outcome.refused is not None:  # a Warning when it starts, or its reason changes
+            conditions = (snapshot.get("status") or {}).get("conditions") or []
+            was: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
+            posted = was.get("reason") == outcome.refused.reason and was.get("status") == "False"
+            events = [] if posted else [loop.Event.of(PoolEvent(outcome.refused.reason), outcome.refused.message)]
+            return loop.Outcome(status=outcome.status, events=events, next_in=RESYNC_SECONDS)
         events = [loop.Event.of(PoolEvent.INVALID_WEIGHT, warning) for warning in outcome.warnings]
         if outcome.config_changed:
             ready = sum(b.state == "ready" for b in outcome.backends)

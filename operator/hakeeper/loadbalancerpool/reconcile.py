@@ -12,15 +12,17 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from hakeeper.api.conditions import Verdict
 from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
 from hakeeper.api.meta import CONFIG_HASH_ANNOTATION
 from hakeeper.loadbalancerpool import objects
 from hakeeper.loadbalancerpool.backends import Backend, invalid_weight_annotations
 from hakeeper.loadbalancerpool.haproxy.config import previous_slots, render
 from hakeeper.loadbalancerpool.lvs import objects as lvs_objects
+from hakeeper.loadbalancerpool.lvs.admission import refusal
 from hakeeper.loadbalancerpool.lvs.config import render as render_keepalived
 from hakeeper.loadbalancerpool.observe import Watched, observe_backends, observe_balancers
-from hakeeper.loadbalancerpool.status import pool_status
+from hakeeper.loadbalancerpool.status import pool_status, refused_status
 from hakeeper.platform.kube import Kube, owned_by
 from hakeeper.platform.settings import settings
 
@@ -38,6 +40,8 @@ class Outcome:
     config_changed: bool
     backends: list[Backend]
     warnings: list[str]
+    refused: Verdict | None = None
+    """Set when the pool may not run at all (lvs/admission.py): why, for the Warning Event."""
 
 
 def current_config(kube: Kube, pool: str, namespace: str) -> dict[str, str] | None:
@@ -55,6 +59,15 @@ def reconcile_lvs(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpe
     meta = body["metadata"]
     pool, namespace = meta["name"], meta["namespace"]
     owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
+    config = settings()
+    refused = refusal(namespace, spec, config.lvs_allowed_namespaces, config.lvs_allowed_images)
+    if refused is not None:
+        # no privileged pod runs for it, including one started before the cluster admin's
+        # values (or the pool's image) changed
+        daemonset = lvs_objects.daemonset(pool, namespace, spec)
+        kube.delete({"kind": "DaemonSet", "metadata": daemonset["metadata"]})
+        return Outcome(refused_status(body.get("status"), meta.get("generation"), refused), "", False, [], [],
+                       refused=refused)
     backends, selected_pods = observe_backends(watched, pool, spec)
     balancers = observe_balancers(watched, pool)
     # the balancer nodes rank the VRRP priorities; the password stays in its Secret (the agent

@@ -124,3 +124,17 @@ def pool_status(
     if lvs:
         status.virtual_ip_holder = virtual_ip_holder(balancers)
     return status.patch()
+
+
+def refused_status(previous: Mapping[str, Any] | None, generation: int | None, refused: Verdict,
+                   now: str | None = None) -> dict[str, Any]:
+    """The status of a pool the operator runs nothing for (lvs/admission.py): ConfigApplied and
+    Ready False with the refusal's reason and message; no balancers, no config."""
+    status = LoadBalancerPoolStatus(
+        observed_generation=generation,
+        config_hash=None,
+        balancers=[],
+        conditions=with_verdicts((previous or {}).get("conditions"), [
+            (ConditionType.CONFIG_APPLIED, refused), (ConditionType.READY, refused)], generation, now),
+    )
+    return status.patch()

@@ -53,6 +53,13 @@ class Settings:
     DegradationPolicies may shed in any namespace they list, without its opt-in label
     (degradationpolicy/tenancy.py)."""
 
+    lvs_allowed_namespaces: frozenset[str] = frozenset()
+    """HAKEEPER_LVS_ALLOWED_NAMESPACES (comma-separated shell patterns): where a pool of engine
+    lvs may run its privileged keepalived pods (loadbalancerpool/lvs/admission.py)."""
+    lvs_allowed_images: frozenset[str] = frozenset()
+    """HAKEEPER_LVS_ALLOWED_IMAGES (comma-separated shell patterns): images such a pool may run,
+    besides the keepalived image hakeeper ships."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """ValueError for a HAKEEPER_PEERING_LIFETIME that is not an integer of at least 11."""
@@ -61,7 +68,9 @@ class Settings:
             raise ValueError(f"HAKEEPER_PEERING_LIFETIME must be at least 11 (seconds), not {lifetime}")
         return cls(agent_image=env.get("HAKEEPER_AGENT_IMAGE") or None, pod_name=env.get("POD_NAME") or None,
                    peering_lifetime=lifetime,
-                   trusted_policy_namespaces=_names(env.get("HAKEEPER_TRUSTED_POLICY_NAMESPACES")))
+                   trusted_policy_namespaces=_names(env.get("HAKEEPER_TRUSTED_POLICY_NAMESPACES")),
+                   lvs_allowed_namespaces=_names(env.get("HAKEEPER_LVS_ALLOWED_NAMESPACES")),
+                   lvs_allowed_images=_names(env.get("HAKEEPER_LVS_ALLOWED_IMAGES")))
 
 
 def _names(text: str | None) -> frozenset[str]:
