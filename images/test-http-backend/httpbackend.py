@@ -26,9 +26,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-Backend", self.server.name)  # type: ignore[attr-defined]
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        # headers and body in one write: a backend killed between two writes cuts a response
+        # after its headers, which no balancer can retry (the answer has begun); that is a
+        # fault of this backend, not one the tests of killed backends are about
+        # (end_headers() is this append of the blank line, then flush_headers())
+        self._headers_buffer.append(b"\r\n" + (data if self.command != "HEAD" else b""))  # type: ignore[attr-defined]
+        self.flush_headers()
 
     def do_GET(self) -> None:
         with self.server.inflight:  # type: ignore[attr-defined]
