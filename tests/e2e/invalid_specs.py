@@ -222,4 +222,11 @@ INVALID = [
     # the case's name is the pool's name: an haproxy pool's Service takes it, and cannot hold a dot
     ("lbp.dotted-name", "LoadBalancerPool", {"backends": LBP_BACKENDS},
      '<nil>: Invalid value: "object": a LoadBalancerPool of engine haproxy needs a name that is a DNS label'),
+    ("1lbp-name-starts-with-a-digit", "LoadBalancerPool", {"backends": {"service": "web", "port": 8080}},
+     '<nil>: Invalid value: "object": a LoadBalancerPool of engine haproxy needs a name that is a DNS label '
+     "starting with a letter"),
+    ("lbp-name-too-long-for-the-backends-service-of-its-selector", "LoadBalancerPool",
+     {"engine": "lvs", "backends": LBP_BACKENDS, "lvs": LVS},
+     '<nil>: Invalid value: "object": a LoadBalancerPool whose backends are chosen by selector needs a name of at '
+     "most 54 characters"),
 ]

@@ -115,15 +115,30 @@ def test_a_pattern_does_not_take_a_line_break_at_the_end(name):
     assert "spec.backends.service in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'" in str(refused.value)
 
 
-def test_a_dotted_name_is_refused_for_an_haproxy_pool_only():
-    """An haproxy pool's Service takes the pool's name, and a Service name is a DNS label;
-    engine lvs makes no Service, and its renderer takes a dot."""
+def test_a_pool_name_is_refused_where_an_object_it_names_could_not_take_it():
+    """An haproxy pool's Service takes the pool's name, and backends by selector get the Service
+    <pool>-backends: a Service name is a DNS label starting with a letter (at most 63). An lvs
+    pool whose backends are a Service of the user's makes no Service, and takes a dot. Field
+    fault: an lvs pool `web.v1` by selector, and haproxy pools `1web` or of 55 to 63
+    characters, were accepted and failed every reconcile."""
     lvs = {"virtualIP": "10.0.0.100", "port": 8080, "vrrp": {"virtualRouterID": 51}}
-    backends = {"selector": {"matchLabels": {"app": "web"}}, "port": 8080}
-    check(_doc("LoadBalancerPool", {"engine": "lvs", "backends": backends, "lvs": lvs}, "web.v1"))
-    with pytest.raises(InvalidManifest) as refused:
-        check(_doc("LoadBalancerPool", {"backends": backends}, "web.v1"))
-    assert '<nil>: Invalid value: "object": a LoadBalancerPool of engine haproxy needs a name' in str(refused.value)
+    selector = {"selector": {"matchLabels": {"app": "web"}}, "port": 8080}
+    service = {"service": "web", "port": 8080}
+    check(_doc("LoadBalancerPool", {"engine": "lvs", "backends": service, "lvs": lvs}, "web.v1"))
+    check(_doc("LoadBalancerPool", {"backends": selector}, "w" * 54))
+    check(_doc("LoadBalancerPool", {"backends": service}, "w" * 63))
+    refusals = [
+        ({"backends": selector}, "web.v1", "a LoadBalancerPool of engine haproxy needs a name"),
+        ({"backends": service}, "1web", "a LoadBalancerPool of engine haproxy needs a name"),
+        ({"backends": selector}, "w" * 55, "a LoadBalancerPool whose backends are chosen by selector needs a name of at most 54"),
+        ({"engine": "lvs", "backends": selector, "lvs": lvs}, "web.v1",
+         "a LoadBalancerPool whose backends are chosen by selector needs a name"),
+        ({"engine": "lvs", "backends": service, "lvs": lvs}, "w" * 64, "a LoadBalancerPool's name is at most 63 characters"),
+    ]
+    for spec, name, words in refusals:
+        with pytest.raises(InvalidManifest) as refused:
+            check(_doc("LoadBalancerPool", spec, name))
+        assert f'<nil>: Invalid value: "object": {words}' in str(refused.value), name
 
 
 def test_the_longest_timers_haproxy_and_keepalived_take_are_accepted():

@@ -336,14 +336,27 @@ class LoadBalancerPoolSpec(Model):
     )
 
 
+DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+"""A Service's name (Kubernetes API conventions, "DNS-1035 label"): it starts with a letter."""
+BACKENDS_SERVICE_SUFFIX = "-backends"
+
 POOL_NAME_RULES = (
-    # The pool's name is its Service's name (`<pool>.<namespace>.svc` reaches the balancers), and
-    # a Service's name is a DNS label: a dot (`web.v1`), which the API server accepts in a
-    # LoadBalancerPool's name, failed every reconcile. Engine lvs makes no Service.
-    cel("self.spec.engine != 'haproxy' || self.metadata.name.matches(" + cel_string(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-        + ")",
-        "a LoadBalancerPool of engine haproxy needs a name that is a DNS label: lowercase letters, digits and '-', "
-        "no '.' (it names the pool's Service)"),
+    # The name is the value of the hakeeper.io/pool label on every object of the pool.
+    cel("size(self.metadata.name) <= 63",
+        "a LoadBalancerPool's name is at most 63 characters: it is the value of the hakeeper.io/pool label "
+        "on the pool's objects"),
+    # An haproxy pool's Service takes its name (`<pool>.<namespace>.svc` reaches the balancers), and
+    # a Service's name is a DNS-1035 label: a dot (`web.v1`), which the API server accepts in a
+    # LoadBalancerPool's name, or a leading digit failed every reconcile.
+    cel("self.spec.engine != 'haproxy' || self.metadata.name.matches(" + cel_string(DNS_1035_LABEL) + ")",
+        "a LoadBalancerPool of engine haproxy needs a name that is a DNS label starting with a letter: lowercase "
+        "letters, digits and '-', no '.' (it names the pool's Service)"),
+    # Backends chosen by selector get a headless Service `<pool>-backends`, either engine.
+    cel("!has(self.spec.backends.selector) || (size(self.metadata.name) <= "
+        f"{63 - len(BACKENDS_SERVICE_SUFFIX)} && self.metadata.name.matches(" + cel_string(DNS_1035_LABEL) + "))",
+        f"a LoadBalancerPool whose backends are chosen by selector needs a name of at most "
+        f"{63 - len(BACKENDS_SERVICE_SUFFIX)} characters that is a DNS label starting with a letter: it names the "
+        f"Service <name>{BACKENDS_SERVICE_SUFFIX}"),
 )
 """CEL rules on the whole object (metadata.name can be read at the root only)."""
 

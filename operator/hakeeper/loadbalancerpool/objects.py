@@ -12,7 +12,7 @@ import hashlib
 import json
 from typing import Any
 
-from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
+from hakeeper.api.loadbalancerpool import BACKENDS_SERVICE_SUFFIX, LoadBalancerPoolSpec
 from hakeeper.api.meta import (
     BALANCER_COMPONENT,
     COMPONENT_LABEL,
@@ -36,7 +36,7 @@ def names(pool: str) -> dict[str, str]:
         "configmap": f"{pool}-haproxy",
         "deployment": f"{pool}-haproxy",
         "service": pool,
-        "backends_service": f"{pool}-backends",
+        "backends_service": f"{pool}{BACKENDS_SERVICE_SUFFIX}",
         "pdb": f"{pool}-haproxy",
         "serviceaccount": f"{pool}-agent",
         "role": f"{pool}-agent",
