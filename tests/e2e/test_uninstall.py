@@ -48,6 +48,9 @@ def test_helm_uninstall_restores_shed_deployments_and_removes_every_finalizer(op
     assert not _operator_pods(operator)
     assert replicas(operator, namespace, SHED)[::2] == (SHED_REPLICAS, None)  # back, and the shed mark gone
     poll(lambda: replicas(operator, namespace, SHED)[1] == SHED_REPLICAS, 60, what=f"{SHED}'s pods ready again")
+    events = operator.get("events", "-n", namespace, "--field-selector", f"involvedObject.name={SHED}")["items"]
+    assert any(e["reason"] == "Restored" and e["source"].get("component") == "hakeeper-uninstall" for e in events), \
+        [(e["reason"], e["message"]) for e in events]
     assert finalized(operator, namespace) == []
     jobs = operator.get("jobs", "-n", OPERATOR_NAMESPACE)["items"]
     assert jobs == [], [j["metadata"]["name"] for j in jobs]

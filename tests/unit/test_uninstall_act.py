@@ -22,6 +22,7 @@ class Memory:
 
     def __init__(self, pods_for: int = 2) -> None:
         self.calls: list[str] = []
+        self.events: list[dict] = []
         self.objects: dict[tuple[str, str, str], dict] = {}
         self.pods_for = pods_for
         self.add("Deployment", "hakeeper-system", "hakeeper", spec={"replicas": 1, "selector": {"matchLabels": SELECTOR}})
@@ -53,6 +54,11 @@ class Memory:
             return [{"metadata": {"name": "hakeeper-abc"}}] if not stopped or self.pods_for >= 0 else []
         return [copy.deepcopy(o) for (k, ns, _), o in sorted(self.objects.items())
                 if k == kind and namespace in (None, ns)]
+
+    def create(self, obj):
+        self.calls.append(f"create {obj['kind']} {obj['metadata']['namespace']}/{obj['involvedObject']['name']}")
+        self.events.append(obj)
+        return obj
 
     def patch(self, kind, namespace, name, body, *, subresource=None):
         self.calls.append(f"patch {kind} {namespace}/{name}")
@@ -103,6 +109,8 @@ def test_stops_the_operator_then_restores_then_removes_finalizers():
     assert kube.objects[("Deployment", "shop", "web")]["spec"]["replicas"] == 2  # never shed: untouched
     assert all(o["metadata"]["finalizers"] == [] for (k, _, _), o in kube.objects.items() if k != "Deployment")
     assert any("restored" in line and "shop/batch" in line for line in report.lines)
+    (event,) = kube.events  # the owner of the Deployment is told, as the operator's restore tells
+    assert (event["reason"], event["involvedObject"]["name"]) == ("Restored", "batch")
 
 
 def test_run_twice_does_nothing_the_second_time():

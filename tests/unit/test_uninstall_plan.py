@@ -79,3 +79,16 @@ def test_selector_of_the_operator_deployment():
 
 def test_stop_patch_scales_to_zero():
     assert plan.STOP_PATCH == {"spec": {"replicas": 0}}
+
+
+def test_restore_event_names_the_deployment_and_says_why():
+    deployment = {"metadata": {"namespace": "shop", "name": "batch", "uid": "u-1"}}
+    event = plan.restore_event(deployment, "restored", "scaled shop/batch (tier batch) back to 3 replicas",
+                               "2026-01-01T00:00:00.000Z")
+    assert event["involvedObject"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "batch",
+                                       "namespace": "shop", "uid": "u-1"}
+    assert (event["type"], event["reason"]) == ("Normal", "Restored")
+    assert event["message"] == "hakeeper uninstalled: scaled shop/batch (tier batch) back to 3 replicas"
+    assert event["metadata"] == {"generateName": "batch.", "namespace": "shop"}
+    released = plan.restore_event(deployment, "released", "kept", "2026-01-01T00:00:00.000Z")
+    assert (released["type"], released["reason"]) == ("Warning", "Released")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hakeeper.api import KINDS
+from hakeeper.api.common import rfc3339
 from hakeeper.degradationpolicy.cycle import Evaluator
 from hakeeper.platform.kube import ApiError, Kube
 from hakeeper.uninstall import plan
@@ -107,11 +108,22 @@ class Uninstall:
                 for outcome in evaluator.release(namespace, policy):
                     if outcome.action in ("changed", "failed"):
                         left.append(outcome.message)
-                    else:
-                        self.report.say(f"{outcome.action}: {outcome.message} (shed by {policy})")
+                        continue
+                    self.report.say(f"{outcome.action}: {outcome.message} (shed by {policy})")
+                    if outcome.action in ("restored", "released") and outcome.deployment is not None:
+                        self._event(plan.restore_event(outcome.deployment, outcome.action, outcome.message,
+                                                       rfc3339(time.time()) or ""))
             return left
 
         self._until(deadline, "restoring shed Deployments", step)
+
+    def _event(self, event: dict[str, Any]) -> None:
+        """Posts an Event; one refused (a namespace being deleted) is only reported: the restore
+        it tells of is done."""
+        try:
+            self.kube.create(event)
+        except ApiError as error:
+            self.report.say(f"no Event on {event['involvedObject']['name']}: {error}")
 
     # -- 3. finalizers --------------------------------------------------------------------------------
     def remove_finalizers(self, deadline: float) -> None:

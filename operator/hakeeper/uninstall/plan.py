@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from hakeeper.api.events import PolicyEvent
 from hakeeper.api.meta import FINALIZER
 from hakeeper.degradationpolicy import keda
 from hakeeper.degradationpolicy.targets import shed_mark
@@ -61,3 +62,24 @@ def selector(deployment: Mapping[str, Any]) -> str:
     if spec_selector.get("matchExpressions") or not spec_selector.get("matchLabels"):
         raise ValueError(f"Deployment {deployment['metadata']['name']}: only a matchLabels selector is supported")
     return ",".join(f"{key}={value}" for key, value in sorted(spec_selector["matchLabels"].items()))
+
+
+EVENT_SOURCE = "hakeeper-uninstall"
+
+
+def restore_event(deployment: Mapping[str, Any], action: str, message: str, now: str) -> dict[str, Any]:
+    """The core/v1 Event telling a Deployment's owner that the uninstall restored it (`action`
+    "restored") or only removed its shed mark ("released": something else had scaled it up),
+    as the operator's own restore does (api.events.PolicyEvent); `now` is an RFC 3339 time."""
+    meta = deployment["metadata"]
+    reason = PolicyEvent.RESTORED if action == "restored" else PolicyEvent.RELEASED
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"],
+                           "namespace": meta["namespace"], "uid": meta.get("uid")},
+        "reason": str(reason), "type": str(PolicyEvent.type_of(reason)),
+        "message": f"hakeeper uninstalled: {message}"[:1024],
+        "source": {"component": EVENT_SOURCE}, "reportingComponent": EVENT_SOURCE,
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    }
