@@ -14,7 +14,7 @@ import pytest
 
 from ..integration.prometheus_support import Exporter
 from ..support.polling import poll
-from .all_kinds import SHED, SHED_REPLICAS, finalized, hold_all_three_kinds, replicas
+from .all_kinds import KINDS, SHED, SHED_REPLICAS, finalized, hold_all_three_kinds, replicas
 from .conftest import OPERATOR_NAMESPACE
 from .monitoring_support import host_ip
 from .test_least_privilege import audit_log, forbidden, requests_by_user
@@ -62,10 +62,14 @@ def test_helm_uninstall_restores_shed_deployments_and_removes_every_finalizer(op
 
     started_delete = time.monotonic()
     operator.kubectl("delete", "namespace", namespace, "--wait=false")
+    poll(lambda: not operator.get(",".join(KINDS), "-n", namespace)["items"], NAMESPACE_DEADLINE,
+         what="the pool, the database and the policy gone without the operator", interval=0.5)
+    released = time.monotonic() - started_delete
     poll(lambda: operator.kubectl("get", "namespace", namespace, check=False).returncode != 0,
          NAMESPACE_DEADLINE, what=f"namespace {namespace} deleted without the operator", interval=0.5)
     print(f"helm uninstall --wait took {took:.1f}s; the namespace went {time.monotonic() - started_delete:.1f}s "
-          "after its deletion")
+          "after its deletion "
+          f"(the three kinds' objects after {released:.1f}s)")
 
 
 def _after(event: dict, since: float) -> bool:
