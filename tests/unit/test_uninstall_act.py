@@ -9,7 +9,14 @@ import copy
 
 import pytest
 
-from hakeeper.api.meta import FINALIZER, ORIGINAL_REPLICAS_ANNOTATION, SHED_BY_ANNOTATION, SHED_TIER_ANNOTATION
+from hakeeper.api.meta import (
+    FINALIZER,
+    KEDA_PAUSED_REPLICAS_ANNOTATION,
+    ORIGINAL_REPLICAS_ANNOTATION,
+    PAUSED_BY_ANNOTATION,
+    SHED_BY_ANNOTATION,
+    SHED_TIER_ANNOTATION,
+)
 from hakeeper.platform.kube import ApiError
 from hakeeper.uninstall.act import Report, Uninstall, UninstallError
 
@@ -20,7 +27,8 @@ class Memory:
     """The few Kube verbs the uninstall uses, over objects in memory; `pods_for` operator pods
     are listed for that many reads after the scale-down (they take time to terminate)."""
 
-    def __init__(self, pods_for: int = 2) -> None:
+    def __init__(self, pods_for: int = 2, keda: bool = False) -> None:
+        self.keda = keda
         self.calls: list[str] = []
         self.events: list[dict] = []
         self.objects: dict[tuple[str, str, str], dict] = {}
@@ -44,7 +52,7 @@ class Memory:
         return copy.deepcopy(found) if found else None
 
     def list(self, kind, namespace=None, *, label_selector=None):
-        if kind == "ScaledObject":
+        if kind == "ScaledObject" and not self.keda:
             raise ApiError(404, "Not Found")  # KEDA not installed
         if kind == "Pod":
             self.calls.append(f"list pods {label_selector}")
@@ -134,3 +142,20 @@ def test_pods_that_never_go_fail_at_the_deadline_before_anything_is_restored():
         _uninstall(kube, clock).run(("hakeeper-system", "hakeeper"), timeout=30)
     assert 30 <= clock.now <= 31
     assert kube.objects[("Deployment", "shop", "batch")]["spec"]["replicas"] == 0  # left as it was: retry later
+
+
+def test_a_keda_pause_is_resumed_before_the_replicas_come_back_also_for_a_deployment_no_longer_shed():
+    kube, clock = Memory(pods_for=0, keda=True), Clock()
+    paused = {KEDA_PAUSED_REPLICAS_ANNOTATION: "0", PAUSED_BY_ANNOTATION: "shop/peak"}
+    kube.add("ScaledObject", "shop", "batch-so", spec={"scaleTargetRef": {"name": "batch"}}, annotations=dict(paused))
+    # a pause left behind for a Deployment someone restored by hand: resumed as well
+    kube.add("ScaledObject", "shop", "web-so", spec={"scaleTargetRef": {"name": "web"}}, annotations=dict(paused))
+    kube.add("ScaledObject", "shop", "mine", spec={"scaleTargetRef": {"name": "other"}},
+             annotations={KEDA_PAUSED_REPLICAS_ANNOTATION: "1"})  # someone else's pause: left alone
+    _uninstall(kube, clock).run(("hakeeper-system", "hakeeper"), timeout=60)
+    patches = [c for c in kube.calls if c.startswith("patch")]
+    assert patches.index("patch ScaledObject shop/batch-so") < patches.index("patch Deployment shop/batch")
+    assert "patch ScaledObject shop/web-so" in patches and "patch ScaledObject shop/mine" not in patches
+    for name in ("batch-so", "web-so"):
+        assert kube.objects[("ScaledObject", "shop", name)]["metadata"]["annotations"] == {}
+    assert kube.objects[("Deployment", "shop", "batch")]["spec"]["replicas"] == 3
