@@ -1,4 +1,4 @@
-"""The `hakeeper` command: run the operator, print the CRDs."""
+"""The `hakeeper` command: run the operator, print the CRDs, prepare an uninstall."""
 
 from __future__ import annotations
 
@@ -111,6 +111,22 @@ def _agent(args: argparse.Namespace) -> int:
     return agent.main(args.agent_args)
 
 
+def _uninstall(args: argparse.Namespace) -> int:
+    from hakeeper.platform.kube import ApiError, Kube
+    from hakeeper.uninstall.act import Uninstall, UninstallError
+
+    operator = None
+    if args.operator:
+        namespace, _, name = args.operator.rpartition("/")
+        operator = (namespace or os.environ.get("POD_NAMESPACE") or "default", name)
+    try:
+        Uninstall(Kube(), tuple(args.namespace) or None).run(operator, args.timeout)
+    except (UninstallError, ApiError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="hakeeper", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -146,6 +162,19 @@ def parser() -> argparse.ArgumentParser:
                         help="a backend server (repeatable), standing in for the EndpointSlices")
     render.add_argument("--configmap", action="store_true", help="print the ConfigMap the balancers read")
     render.set_defaults(func=_render)
+
+    uninstall = sub.add_parser(
+        "uninstall", help="before removing hakeeper: stop the operator, restore every Deployment a "
+        "DegradationPolicy shed, remove hakeeper's finalizers (the chart's pre-delete hook runs it)")
+    uninstall.add_argument("--operator", metavar="[NAMESPACE/]NAME", default=None,
+                           help="the operator's Deployment, scaled to 0 first (namespace default: $POD_NAMESPACE)")
+    uscope = uninstall.add_mutually_exclusive_group()
+    uscope.add_argument("-n", "--namespace", action="append", default=[],
+                        help="a namespace the operator serves (repeatable; exact names)")
+    uscope.add_argument("-A", "--all-namespaces", action="store_true", help="the whole cluster (default)")
+    uninstall.add_argument("--timeout", type=float, default=240.0, metavar="SECONDS",
+                           help="fail when the three steps take longer (default 240)")
+    uninstall.set_defaults(func=_uninstall)
 
     agent = sub.add_parser("agent", help="the balancer pods' sidecar (`hakeeper agent haproxy|keepalived --help`)")
     agent.add_argument("engine", choices=["haproxy", "keepalived"])

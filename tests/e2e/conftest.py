@@ -166,12 +166,14 @@ class Cluster:
 
 def pytest_collection_modifyitems(session, config, items) -> None:
     # a test that judges the whole e2e run (the audit log's least-privilege table) runs after
-    # its last test, not after the other tiers: the cluster would idle on through them
-    last = [item for item in items if item.get_closest_marker("after_everything")]
-    rest = [item for item in items if item not in last]
+    # its last test, not after the other tiers: the cluster would idle on through them; a test
+    # that uninstalls the operator every e2e test shares runs after that one, last of all
+    uninstall = [item for item in items if item.get_closest_marker("uninstalls_the_operator")]
+    last = [item for item in items if item.get_closest_marker("after_everything") and item not in uninstall]
+    rest = [item for item in items if item not in last and item not in uninstall]
     here = pathlib.Path(__file__).parent
     after = max((i + 1 for i, item in enumerate(rest) if here in pathlib.Path(item.path).parents), default=len(rest))
-    items[:] = rest[:after] + last + rest[after:]
+    items[:] = rest[:after] + last + uninstall + rest[after:]
 
 
 @pytest.fixture(scope="session")

@@ -210,11 +210,12 @@ def test_watch_namespaces_gives_a_role_in_each_and_no_cluster_wide_pod_access():
     args = cli_parser().parse_args(operator_args)
     assert args.namespace == ["a", "b"] and not args.all_namespaces
 
-    roles = {r["metadata"]["namespace"]: r for r in objects(docs, "Role")}
+    roles = {r["metadata"]["namespace"]: r for r in objects(docs, "Role") if not r["metadata"]["name"].endswith("-uninstall")}
     assert set(roles) == {"a", "b"}
     for role in roles.values():
         assert grants(role["rules"]) == PER_NAMESPACE
-    bindings = {b["metadata"]["namespace"]: b for b in objects(docs, "RoleBinding")}
+    bindings = {b["metadata"]["namespace"]: b for b in objects(docs, "RoleBinding")
+                if not b["metadata"]["name"].endswith("-uninstall")}
     assert set(bindings) == {"a", "b"}
     for namespace, binding in bindings.items():
         assert binding["roleRef"]["name"] == roles[namespace]["metadata"]["name"]
@@ -381,3 +382,67 @@ def test_lvs_allowances_reach_the_operator_settings():
     allowed = settings("lvs.allowedNamespaces={edge,team-*}", "lvs.allowedImages={registry.example/keepalived:*}")
     assert allowed.lvs_allowed_namespaces == {"edge", "team-*"}
     assert allowed.lvs_allowed_images == {"registry.example/keepalived:*"}
+
+
+def _hook(docs: list[dict]) -> dict:
+    return one(docs, "Job")
+
+
+def test_uninstall_hook_runs_before_anything_is_deleted_and_leaves_no_job_when_it_succeeds():
+    docs = render()
+    job = _hook(docs)
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-delete"
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "hakeeper" and pod["restartPolicy"] == "Never"
+    (hook,) = pod["containers"]
+    assert hook["image"] == container(docs)["image"]
+    args = cli_parser().parse_args(hook["args"])
+    assert args.func.__name__ == "_uninstall"
+    assert args.operator == f"{RELEASE_NAMESPACE}/hakeeper" and args.all_namespaces and args.timeout == 240
+    # the same securityContext as the operator's, from the one helper
+    deployment_pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"] == deployment_pod["securityContext"]
+    assert hook["securityContext"] == container(docs)["securityContext"]
+    assert job["spec"]["activeDeadlineSeconds"] > args.timeout
+
+
+def test_uninstall_hook_pod_is_not_selected_as_an_operator_pod():
+    # the hook waits until the operator Deployment's pods are gone: it must not be one of them
+    docs = render()
+    selector = one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    labels = _hook(docs)["spec"]["template"]["metadata"]["labels"]
+    assert not selector.items() <= labels.items()
+    for kind in ("Service", "PodDisruptionBudget"):
+        for obj in objects(render("replicaCount=2"), kind):
+            chosen = obj["spec"]["selector"]
+            chosen = chosen.get("matchLabels", chosen)
+            assert not chosen.items() <= labels.items(), obj["metadata"]["name"]
+
+
+def test_uninstall_hook_follows_the_watched_namespaces_with_a_role_to_stop_the_operator():
+    docs = render("watchNamespaces={a,b}")
+    args = cli_parser().parse_args(_hook(docs)["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert args.namespace == ["a", "b"] and not args.all_namespaces
+    role = next(r for r in objects(docs, "Role") if r["metadata"]["name"] == "hakeeper-uninstall")
+    assert role["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["hakeeper"], "verbs": ["get", "patch"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
+    binding = next(b for b in objects(docs, "RoleBinding") if b["metadata"]["name"] == "hakeeper-uninstall")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "hakeeper", "namespace": RELEASE_NAMESPACE}]
+    # cluster-wide, the ClusterRole covers it: no extra Role
+    assert not [r for r in objects(render(), "Role")]
+
+
+def test_uninstall_hook_can_be_turned_off_and_its_timeout_set():
+    assert not objects(render("uninstallHook.enabled=false"), "Job")
+    assert [b["metadata"]["name"] for b in objects(render("uninstallHook.enabled=false", "watchNamespaces={a}"),
+                                                   "RoleBinding")] == ["hakeeper"]
+    job = _hook(render("uninstallHook.timeoutSeconds=600"))
+    assert cli_parser().parse_args(job["spec"]["template"]["spec"]["containers"][0]["args"]).timeout == 600
+    for value, complaint in (("uninstallHook.timeoutSeconds=5", "minimum"),
+                             ("uninstallHook.unknown=1", "additional properties 'unknown' not allowed")):
+        result = helm("template", "hakeeper", str(CHART), "--kube-version", _kube_version(), "--set", value)
+        assert result.returncode != 0 and complaint in result.stderr, result.stderr

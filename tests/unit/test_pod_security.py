@@ -79,6 +79,12 @@ def test_the_charts_operator_pod_passes_restricted(values):
     assert strictest(deployment) == "restricted"
 
 
+def test_the_charts_uninstall_hook_pod_passes_restricted():
+    job = one(render(), "Job")  # the operator's namespace enforces restricted when helm uninstalls
+    assert violations(job, "restricted") == []
+    assert strictest(job) == "restricted"
+
+
 @pytest.mark.parametrize("auth", [True, False], ids=["vrrp-auth", "no-auth"])
 def test_keepalived_pods_need_privileged_for_the_host_network_root_and_net_admin_only(auth):
     ds = _lvs(auth)

@@ -52,6 +52,32 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{/*
+The securityContext of every pod the chart runs with the operator image (the operator, the
+uninstall hook): Pod Security `restricted`, uid 65532 (the image's user).
+*/}}
+{{- define "hakeeper.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* ...and of their containers: no capability, no escalation, a read-only root. */}}
+{{- define "hakeeper.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
 {{/* `hakeeper run` arguments, one per line of a YAML list. */}}
 {{- define "hakeeper.args" -}}
 - run

@@ -246,19 +246,25 @@ class Evaluator:
         policy = policy_key(body)
         namespaces = set(namespaces_of(spec, body))
         namespaces |= {e["namespace"] for e in (body.get("status") or {}).get("shed") or []}
-        outcomes = []
-        for namespace in sorted(namespaces):
-            scaled = keda.by_target(self.reader.scaled_objects(namespace))
-            for deployment in self.reader.deployments(namespace):
-                mark = shed_mark(deployment)
-                if mark is None or mark.policy != policy:
-                    continue
-                meta = deployment["metadata"]
-                target = Target(namespace, meta["name"], mark.tier, 0, None,
-                                int(deployment["spec"].get("replicas", 1)), mark)
-                outcomes.append(self._restore(target, deployment, scaled.get(target.key), policy))
-            # paused for a Deployment that is no longer there, or no longer shed
-            handled = {o.target.key for o in outcomes}
-            outcomes += self._sweep(policy, scaled, set(), handled)
+        outcomes = [o for namespace in sorted(namespaces) for o in self.release(namespace, policy)]
         self.forget(body)
         return outcomes
+
+    def release(self, namespace: str, policy: str) -> list[Outcome]:
+        """Restores every Deployment of `namespace` that `policy` (namespace/name) shed, resuming
+        the KEDA ScaledObjects it paused there; the policy may be gone already (hakeeper's
+        uninstall restores what any policy shed). Outcomes "changed" and "failed" are left to try
+        again; raises platform.kube.ApiError when a read fails."""
+        outcomes = []
+        scaled = keda.by_target(self.reader.scaled_objects(namespace))
+        for deployment in self.reader.deployments(namespace):
+            mark = shed_mark(deployment)
+            if mark is None or mark.policy != policy:
+                continue
+            meta = deployment["metadata"]
+            target = Target(namespace, meta["name"], mark.tier, 0, None,
+                            int(deployment["spec"].get("replicas", 1)), mark)
+            outcomes.append(self._restore(target, deployment, scaled.get(target.key), policy))
+        # paused for a Deployment that is no longer there, or no longer shed
+        handled = {o.target.key for o in outcomes}
+        return outcomes + self._sweep(policy, scaled, set(), handled)

@@ -37,6 +37,7 @@ class Resource:
 
 RESOURCES: dict[str, Resource] = {
     "ConfigMap": Resource("/api/v1", "configmaps"),
+    "Event": Resource("/api/v1", "events"),  # kopf posts the operator's; `hakeeper uninstall` its own
     "Namespace": Resource("/api/v1", "namespaces", namespaced=False),
     "Pod": Resource("/api/v1", "pods"),
     "Secret": Resource("/api/v1", "secrets"),
