@@ -284,6 +284,18 @@ def namespace(crds: Cluster, request) -> Iterator[str]:
     crds.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
+@pytest.fixture(scope="module")
+def exporter(cluster):
+    """A metrics exporter on this machine whose values a test sets, for Prometheus in the cluster
+    to scrape (DegradationPolicy triggers); one per test module."""
+    from ..integration.prometheus_support import Exporter
+    from .monitoring_support import host_ip
+
+    exp = Exporter(host_ip(cluster))
+    yield exp
+    exp.close()
+
+
 FLAVORS = ["mariadb", "mysql"]
 """The ReplicatedDatabase flavors every database test runs with."""
 

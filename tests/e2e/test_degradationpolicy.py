@@ -15,17 +15,10 @@ from ..integration.prometheus_support import Exporter
 from ..support.kube_objects import backend_deployment
 from ..support.polling import poll
 from .conftest import OPERATOR_NAMESPACE, create_namespace, operator_pod
-from .monitoring_support import ClusterPrometheus, host_ip
+from .monitoring_support import ClusterPrometheus
 
 pytestmark = pytest.mark.e2e
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def exporter(cluster):
-    exp = Exporter(host_ip(cluster))
-    yield exp
-    exp.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,21 +8,12 @@ import time
 
 import pytest
 
-from ..integration.prometheus_support import Exporter
 from ..support.polling import poll
 from .all_kinds import KINDS, hold_all_three_kinds
-from .monitoring_support import host_ip
 
 pytestmark = pytest.mark.e2e
 DEADLINE = 120.0
 """Seconds for the namespace to go; measured here: see the test's output."""
-
-
-@pytest.fixture(scope="module")
-def exporter(cluster):
-    exp = Exporter(host_ip(cluster))
-    yield exp
-    exp.close()
 
 
 def test_deleting_a_namespace_with_all_three_kinds_completes(operator, namespace, exporter):

@@ -12,23 +12,14 @@ import time
 
 import pytest
 
-from ..integration.prometheus_support import Exporter
 from ..support.polling import poll
 from .all_kinds import KINDS, SHED, SHED_REPLICAS, finalized, hold_all_three_kinds, replicas
 from .conftest import OPERATOR_NAMESPACE
-from .monitoring_support import host_ip
 from .test_least_privilege import audit_log, forbidden, requests_by_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.uninstalls_the_operator]
 NAMESPACE_DEADLINE = 60.0
 """Seconds for the namespace to go once nothing of hakeeper's holds it."""
-
-
-@pytest.fixture(scope="module")
-def exporter(cluster):
-    exp = Exporter(host_ip(cluster))
-    yield exp
-    exp.close()
 
 
 def _operator_pods(cluster) -> list[str]:
