@@ -123,13 +123,18 @@ def _active_operator(cluster) -> str:
 
 
 def _settled_primary(database, namespace: str) -> str:
-    """The primary of a Healthy status that the -primary Service agrees with."""
+    """The primary of an Available status with no failover running, which the -primary Service
+    agrees with. Not Healthy: an old primary back with errant transactions keeps the database
+    Degraded until it is re-seeded."""
     def settled():
-        primary = _healthy(database, namespace)["currentPrimary"]
+        status = _status(database, namespace, "db")
+        primary = status.get("currentPrimary")
+        if not primary or not _condition(status, "Available") or _condition(status, "FailoverInProgress"):
+            return None
         addresses = _slice_addresses(database, namespace, "db-primary")
         return primary if addresses == {_pod_ip(database, namespace, primary)} else None
 
-    return poll(settled, 120, what="a Healthy primary the -primary Service points at")
+    return poll(settled, 120, what="an Available primary the -primary Service points at")
 
 
 def _fault(database, namespace: str, password: str, service_ip: str, fail, first_id: int,
