@@ -108,6 +108,7 @@ def test_consistent_hashing_moves_only_keys_to_the_new_backend(lab: Lab) -> None
     second = balancer.render(pool_spec, [b.backend() for b in backends], previous=first.slots)
     assert second.structure_hash == first.structure_hash  # a new backend is a runtime change
     balancer.apply(second)
+    balancer.wait_up(second, "e")
     after = {k: get(balancer.address, k).backend for k in keys}
     moved = {k for k in keys if before[k] != after[k]}
     assert balancer.worker() == worker
