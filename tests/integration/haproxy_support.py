@@ -301,6 +301,13 @@ class Balancer:
     def servers(self) -> dict[str, runtime.ServerState]:
         return {s.name: s for s in runtime.show_servers_state(self.admin)[0]}
 
+    def wait_up(self, rendered: config.Rendered, *backends: str, timeout: float = 15.0) -> None:
+        """Until the backends' slots take requests: a backend added at runtime does once its health
+        checks passed (`rise` of them), not before."""
+        slots = [f"s{rendered.slots[name]}" for name in backends]
+        poll(lambda: all(self.servers()[slot].up for slot in slots), timeout=timeout,
+             what=f"{', '.join(backends)} up after their checks", ignore=SETTLING)
+
     def apply(self, rendered: config.Rendered) -> list[str]:
         """servers.json through the runtime API, as the agent does; the commands sent."""
         current, _ = runtime.show_servers_state(self.admin)

@@ -120,6 +120,7 @@ def test_agent_command_line_once_applies_servers_without_reload(lab: Lab, tmp_pa
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"applied-hash {second.config_hash}" in done.stdout
     assert balancer.worker() == worker and balancer.proc().reloads == 0
+    balancer.wait_up(second, "b")
     assert spread(balancer.address, 30) == {"a": 10, "b": 20}
 
 
@@ -144,6 +145,7 @@ def test_agent_command_line_follows_a_directory(lab: Lab, tmp_path: pathlib.Path
     (source / configmap.SERVERS_FILE).write_text(second.files[configmap.SERVERS_FILE])
     poll(lambda: f"applied-hash {second.config_hash}" in agent_log.read_text(), 10, what="second config applied",
          ignore=SETTLING)
+    balancer.wait_up(second, "b")
     assert set(spread(balancer.address, 10)) == {"b"}
     assert balancer.proc().reloads == 0
     log.close()

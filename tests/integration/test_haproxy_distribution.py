@@ -7,6 +7,8 @@ from collections import Counter
 
 import pytest
 
+from hakeeper.agents import haproxy_runtime as runtime
+
 from ..support.polling import poll
 from .haproxy_support import SETTLING, Lab, get, new_address, spec, spread
 
@@ -108,6 +110,7 @@ def test_consistent_hashing_moves_only_keys_to_the_new_backend(lab: Lab) -> None
     second = balancer.render(pool_spec, [b.backend() for b in backends], previous=first.slots)
     assert second.structure_hash == first.structure_hash  # a new backend is a runtime change
     balancer.apply(second)
+    balancer.wait_up(second, "e")
     after = {k: get(balancer.address, k).backend for k in keys}
     moved = {k for k in keys if before[k] != after[k]}
     assert balancer.worker() == worker
@@ -157,3 +160,33 @@ def test_redirect_mode_answers_302_to_the_chosen_backend(lab: Lab) -> None:
     for backend in backends:
         # following the redirect reaches that backend directly
         assert get(backend.address, "/some/page?x=1", port=backend.port).backend == backend.name
+
+
+def test_cookie_sessions_stay_when_the_pool_shrinks_from_20_to_4_backends(lab: Lab) -> None:
+    """Issue 14 field fault b on a real HAProxy: 20 backends (32 slots) down to 4, two of them in
+    slots past 8. Clients pinned by cookie to each of the 4 stay on it through the change and
+    the reload it may bring; the slots never move (compaction used to move the backends beyond
+    the smaller capacity, and with them their clients)."""
+    pool_spec = spec(sessionAffinity={"type": "Cookie", "cookie": {"name": "HKSRV", "maxIdle": "10m"}},
+                     healthCheck={"type": "tcp", "interval": "200ms", "timeout": "100ms", "fall": 2, "rise": 1})
+    names = tuple(f"b{i:02}" for i in range(20))
+    balancer, backends, rendered = start(lab, pool_spec, names=names)
+    by_name = {b.name: b for b in backends}
+    cookies: dict[str, str] = {}
+    for _ in range(200):  # a cookie for each backend a client was sent to
+        answer = get(balancer.address)
+        cookies.setdefault(answer.backend, answer.headers["set-cookie"].split(";")[0])
+        if len(cookies) == len(names):
+            break
+    keep = sorted(("b00", "b05", *sorted(names, key=lambda n: rendered.slots[n])[-2:]))
+    assert max(rendered.slots[n] for n in keep) > 8
+    shrunk = balancer.render(pool_spec, [by_name[n].backend() for n in keep], previous=rendered.slots)
+    balancer.write(shrunk)
+    if shrunk.structure_hash != rendered.structure_hash:
+        runtime.reload(balancer.master, balancer.admin)
+    balancer.apply(shrunk)
+    balancer.wait_up(shrunk, *keep)
+    for name in keep:
+        pinned = {get(balancer.address, headers={"Cookie": cookies[name]}).backend for _ in range(5)}
+        assert pinned == {name}, (name, cookies[name], pinned)
+    assert {n: shrunk.slots[n] for n in keep} == {n: rendered.slots[n] for n in keep}

@@ -6,6 +6,9 @@ import time
 
 import pytest
 
+from hakeeper.agents import haproxy_runtime as runtime
+from hakeeper.api.configmaps import haproxy as configmap
+
 from ..support.polling import poll
 from .haproxy_support import SETTLING, ClientLoop, Lab, spec, spread
 
@@ -84,3 +87,54 @@ def test_killed_backend_costs_no_request_with_retries_and_redispatch(lab: Lab) -
     assert loop.failures == [], loop.failures[:5]
     assert took_down <= (3 + 1) * INTERVAL + 0.15
     assert loop.since(killed + took_down + 0.05)["b"] == 0
+
+
+def _requests_to_a_failing_backend_joining(lab: Lab, pool, backends, control: bool) -> tuple[int, float | None]:
+    """Under load, the backend `failing` joins the pool (servers.json through the agent's runtime
+    plan; `control`: without its `health down`). (requests it got until its checks failed,
+    seconds until a `healthy` one joining next took its first request; None for the control)."""
+    a, failing, healthy = backends
+    balancer = lab.balancer()
+    rendered = balancer.render(pool, [a.backend()])
+    balancer.start(rendered)
+    with ClientLoop(balancer.address, threads=2) as loop:
+        loop.wait_requests(50)
+        added = balancer.render(pool, [a.backend(), failing.backend()], previous=rendered.slots)
+        current, _ = runtime.show_servers_state(balancer.admin)
+        commands = runtime.plan(current, configmap.parse_servers(added.files[configmap.SERVERS_FILE]))
+        assert any(c.endswith(" health down") for c in commands), commands
+        if control:
+            commands = [c for c in commands if not c.endswith(" health down")]
+        since = time.monotonic()
+        runtime.apply(balancer.admin, commands)
+        slot = f"s{added.slots['failing']}"
+        poll(lambda: balancer.servers()[slot].check_health == 0, timeout=10, what="the failing backend's checks",
+             ignore=SETTLING)
+        loop.wait_requests(100)
+        count = loop.since(since)["failing"]
+        up_after = None
+        if not control:
+            joined = balancer.render(pool, [a.backend(), failing.backend(), healthy.backend()], previous=added.slots)
+            joined_at = time.monotonic()
+            balancer.apply(joined)
+            poll(lambda: loop.since(joined_at)["healthy"] > 0, timeout=10, what="the healthy backend's first request")
+            up_after = time.monotonic() - joined_at
+    balancer.stop()
+    return count, up_after
+
+
+def test_a_new_backend_takes_traffic_only_once_its_checks_pass(lab: Lab) -> None:
+    """Issue 14 field fault g, under load: a backend added while its health check fails gets no
+    request, and a healthy one gets traffic once `rise` checks passed. The negative control sends
+    the same runtime commands without the agent's `health down`: HAProxy then sends to the
+    failing backend at once, until `fall` failed checks."""
+    backends = lab.backends("a", "failing", "healthy")
+    backends[1].set_healthy(False)
+    pool = spec(healthCheck=check(type="http", path="/healthz", rise=2, fall=3))
+    count, up_after = _requests_to_a_failing_backend_joining(lab, pool, backends, control=False)
+    control, _ = _requests_to_a_failing_backend_joining(lab, pool, backends, control=True)
+    print(f"\nrequests to a backend added with failing checks: {count} (control without "
+          f"`health down`: {control}); a healthy one took its first request {up_after:.2f} s after it was added")
+    assert count == 0
+    assert control > 0, "the control saw no request: the test cannot tell the fault"
+    assert up_after is not None and up_after >= INTERVAL, "traffic before any check passed"

@@ -55,6 +55,7 @@ def test_add_reweight_drain_remove_and_replace_without_reload(lab: Lab) -> None:
         change([b.backend(), c.backend()])
         changed = change([c.backend(), d.backend()])
         assert current.slots["d"] in (1, 2), current.slots
+        balancer.wait_up(current, "d")  # a new backend takes requests once its checks passed
         loop.wait_requests(200)
         assert set(loop.since(changed + 0.1)) == {"c", "d"}, loop.since(changed + 0.1)
 

@@ -108,6 +108,17 @@ def test_the_structure_alone_is_valid_haproxy(run_dir) -> None:
     haproxy_check(render(make_spec(), run_dir).files[configmap.CONFIG_FILE], run_dir)
 
 
+def test_tunnel_and_hard_stop_after_reach_the_file_and_haproxy_takes_them(run_dir) -> None:
+    """Issue 14 4(d): long-lived connections. Unset, no `timeout tunnel` (client and server
+    apply) and the old worker keeps its connections 60 s after a reload."""
+    default = render(make_spec(), run_dir).files[configmap.CONFIG_FILE]
+    assert "timeout tunnel" not in default and "    hard-stop-after 60000ms" in default.splitlines()
+    text = render(make_spec(mode="tcp", timeouts={"tunnel": "1h", "hardStopAfter": "15m"}), run_dir).files[
+        configmap.CONFIG_FILE]
+    assert "    timeout tunnel 3600000ms" in text.splitlines() and "    hard-stop-after 900000ms" in text.splitlines()
+    haproxy_check(text, run_dir)
+
+
 # -- property: any valid spec renders to a configuration haproxy accepts ----------------------
 
 durations = st.builds(lambda n, unit: f"{n}{unit}", st.integers(1, 90), st.sampled_from(["ms", "s", "m"]))
@@ -130,7 +141,8 @@ wire_specs = st.fixed_dictionaries(
             st.fixed_dictionaries({"type": st.just("Cookie")}, optional={"cookie": st.fixed_dictionaries(
                 {}, optional={"name": st.from_regex(r"\A[A-Za-z0-9_.-]{1,20}\Z"),
                               "mode": st.sampled_from(["insert", "prefix"]), "maxIdle": durations})})),
-        "timeouts": st.fixed_dictionaries({}, optional={k: durations for k in ("connect", "client", "server", "queue")}),
+        "timeouts": st.fixed_dictionaries({}, optional={k: durations for k in (
+            "connect", "client", "server", "queue", "tunnel", "hardStopAfter")}),
         "retries": st.integers(0, 100),
         "redispatch": st.booleans(),
         "retryOn": st.lists(st.sampled_from(["conn-failure", "empty-response", "503", "504", "response-timeout"]),

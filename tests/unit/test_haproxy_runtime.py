@@ -54,9 +54,10 @@ def test_parse_proc() -> None:
 
 
 def server(slot: int, address: str = "0.0.0.0", port: int = 0, admin: int = 0x05, weight: int = 1,
-           op: int = 2) -> ServerState:
+           op: int = 2, checked: bool = False) -> ServerState:
     return ServerState(backend="servers", name=f"s{slot}", id=slot, address=address, port=port, op_state=op,
-                       admin_state=admin, weight=weight, initial_weight=weight, check_health=3)
+                       admin_state=admin, weight=weight, initial_weight=weight, check_health=3,
+                       check_state=runtime.CHECK_CONFIGURED | 0x04 if checked else 0)
 
 
 def entry(slot: int, address: str, port: int = 80, weight: int = 1, state: str = "ready") -> SlotEntry:
@@ -98,6 +99,24 @@ def test_plan_brings_servers_up_before_taking_others_down() -> None:
                         "set server servers/s1 state maint"]
 
 
+def test_plan_marks_a_checked_slot_down_before_it_leaves_maintenance() -> None:
+    """Issue 14 field fault g: a new backend took traffic before any check had passed (57 of 350
+    requests went to one whose checks were failing, on a real HAProxy)."""
+    assert runtime.plan([server(1, checked=True)], [entry(1, "10.0.0.1")]) == [
+        "set server servers/s1 addr 10.0.0.1 port 80",
+        # leaving maintenance resets the verdict to barely up: marked down in drain, not in maint
+        "set server servers/s1 state drain",
+        "set server servers/s1 health down",
+        "set server servers/s1 state ready",
+    ]
+    back = runtime.plan([server(1, "10.0.0.1", 80, MAINT, checked=True)], [entry(1, "10.0.0.1", state="draining")])
+    assert back == ["set server servers/s1 state drain", "set server servers/s1 health down"]
+    # without a check nothing would bring it up again; a serving slot keeps its verdict
+    assert "health" not in " ".join(runtime.plan([server(1)], [entry(1, "10.0.0.1")]))
+    assert runtime.plan([server(1, "10.0.0.1", 80, READY, checked=True)], [entry(1, "10.0.0.1", weight=5)]) == [
+        "set weight servers/s1 5"]
+
+
 def test_plan_leaves_health_to_haproxy_and_is_empty_when_applied() -> None:
     # a ready slot failing its checks (op state 0) is left alone: the checks decide
     current = [server(1, "10.0.0.1", 80, READY, op=0), server(2, "10.0.0.2", 80, DRAIN), server(3)]
@@ -118,7 +137,8 @@ def test_plan_ignores_other_backends() -> None:
 
 ADDRESSES = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "0.0.0.0"]
 slot_states = st.builds(server, slot=st.just(0), address=st.sampled_from(ADDRESSES), port=st.sampled_from([0, 80, 81]),
-                        admin=st.sampled_from([READY, DRAIN, MAINT, 0x01, 0x18]), weight=st.integers(0, 4))
+                        admin=st.sampled_from([READY, DRAIN, MAINT, 0x01, 0x18]), weight=st.integers(0, 4),
+                        checked=st.booleans())
 desired_entries = st.builds(lambda address, port, weight, state: (address, port, weight, state),
                             st.sampled_from(ADDRESSES[:3]), st.sampled_from([80, 81]), st.integers(0, 4),
                             st.sampled_from(["ready", "draining", "down"]))
@@ -128,8 +148,8 @@ class Simulated:
     """HAProxy's reaction to the commands plan() uses, enough to check a plan."""
 
     def __init__(self, servers: list[ServerState]) -> None:
-        self.servers = {s.name: {"address": s.address, "port": s.port, "admin": s.admin, "weight": s.weight}
-                        for s in servers}
+        self.servers = {s.name: {"address": s.address, "port": s.port, "admin": s.admin, "weight": s.weight,
+                                 "checked": s.checked} for s in servers}
 
     def run(self, command: str) -> None:
         if m := re.fullmatch(r"set server servers/(s\d+) state (ready|drain|maint)", command):
@@ -139,12 +159,14 @@ class Simulated:
             self.servers[m[1]].update(address=m[2], port=int(m[3]))
         elif m := re.fullmatch(r"set weight servers/(s\d+) (\d+)", command):
             self.servers[m[1]]["weight"] = int(m[2])
+        elif m := re.fullmatch(r"set server servers/(s\d+) health down", command):
+            assert self.servers[m[1]]["admin"] == "drain" and self.servers[m[1]]["checked"], command
         else:
             raise AssertionError(f"unexpected command {command}")
 
     def state(self) -> list[ServerState]:
         admin = {"ready": READY, "drain": DRAIN, "maint": MAINT}
-        return [server(int(name[1:]), s["address"], s["port"], admin[s["admin"]], s["weight"])
+        return [server(int(name[1:]), s["address"], s["port"], admin[s["admin"]], s["weight"], checked=s["checked"])
                 for name, s in self.servers.items()]
 
 

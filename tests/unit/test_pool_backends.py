@@ -31,6 +31,31 @@ def test_states_follow_endpoint_conditions():
     assert count(out) == {"total": 3, "ready": 1}
 
 
+def test_terminating_endpoints_that_still_serve_take_requests_when_nothing_is_ready():
+    """Issue 14 field fault a: a pool whose only endpoints were terminating but still serving
+    drained them all and answered 503, where kube-proxy keeps sending to them (KEP-1669). They
+    are taken as ready then, for both engines (an lvs pool keeps its virtual server's real
+    servers at their weight); with a ready endpoint they drain as before."""
+    only_terminating = [{"addressType": "IPv4", "ports": [{"name": "backend", "port": 8080}], "endpoints": [
+        endpoint("127.0.10.3", "c", ready=False, serving=True, terminating=True),
+        endpoint("127.0.10.4", "d", ready=False, serving=False, terminating=True),
+        endpoint("127.0.10.1", "a", ready=False),
+    ]}]
+    out = backends_from(SPEC, only_terminating, {})
+    assert [(b.name, b.state) for b in out] == [("a", "down"), ("c", "ready")]
+    with_ready = [{**only_terminating[0], "endpoints": [*only_terminating[0]["endpoints"], endpoint("127.0.10.2", "b")]}]
+    assert {b.name: b.state for b in backends_from(SPEC, with_ready, {})} == {"a": "down", "b": "ready", "c": "draining"}
+
+    from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
+    from hakeeper.loadbalancerpool.lvs.config import render as render_keepalived
+
+    lvs = LoadBalancerPoolSpec.model_validate({
+        "engine": "lvs", "backends": {"selector": {"matchLabels": {"app": "web"}}, "port": 8080},
+        "lvs": {"virtualIP": "10.0.0.100", "port": 8080, "vrrp": {"virtualRouterID": 51}}})
+    conf = render_keepalived("edge", lvs, out).files["keepalived.conf"]
+    assert "real_server 127.0.10.3 8080" in conf and "weight 0" not in conf
+
+
 def test_named_port_is_resolved_from_the_slice():
     spec = SPEC.model_copy(update={"port": "http"})
     slices = [{"ports": [{"name": "http", "port": 9000}], "endpoints": [endpoint("127.0.10.1", "a")]}]

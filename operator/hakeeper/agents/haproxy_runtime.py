@@ -26,6 +26,8 @@ from hakeeper.api.configmaps.haproxy import SlotEntry
 T = TypeVar("T")
 ADMIN_MAINT = 0x01 | 0x02 | 0x20
 ADMIN_DRAIN = 0x08 | 0x10
+CHECK_CONFIGURED = 0x02
+"""srv_check_state: the server has a health check (HAProxy's CHK_ST_CONFIGURED)."""
 OP_STATES = {0: "stopped", 1: "starting", 2: "running", 3: "stopping"}
 _OK_REPLIES = ("IP changed from", "no need to change", "port changed from")
 _SLOT = re.compile(r"^s([0-9]+)$")
@@ -54,6 +56,12 @@ class ServerState:
     """The current (user-set) weight."""
     initial_weight: int
     check_health: int
+    check_state: int = 0
+
+    @property
+    def checked(self) -> bool:
+        """The server has a health check (pools with healthCheck type none have none)."""
+        return bool(self.check_state & CHECK_CONFIGURED)
 
     @property
     def maint(self) -> bool:
@@ -110,7 +118,7 @@ def parse_servers_state(text: str) -> list[ServerState]:
                 address=values["srv_addr"], port=int(values["srv_port"]),
                 op_state=int(values["srv_op_state"]), admin_state=int(values["srv_admin_state"]),
                 weight=int(values["srv_uweight"]), initial_weight=int(values["srv_iweight"]),
-                check_health=int(values["srv_check_health"]),
+                check_health=int(values["srv_check_health"]), check_state=int(values.get("srv_check_state", 0)),
             ))
         except (KeyError, ValueError) as exc:
             raise RuntimeApiError(f"unexpected `show servers state` row {line!r}: {exc}") from None
@@ -154,6 +162,9 @@ def plan(current: Sequence[ServerState], desired: Sequence[SlotEntry], backend: 
     below the smaller of before and after. A slot never changes its address while it
     takes traffic: it goes to maintenance first. Health-check results are HAProxy's own
     business and are not touched: a slot that is ready but failing its checks stays out.
+    One exception: a checked slot leaving maintenance (a new backend in it, or one back from
+    down) is marked down first, so that it takes traffic only once its checks pass (`rise`
+    of them); HAProxy would otherwise send to it at once, up to `fall` failed checks long.
     """
     running = {s.name: s for s in current if s.backend == backend}
     wanted = {e.server: e for e in desired}
@@ -182,7 +193,14 @@ def plan(current: Sequence[ServerState], desired: Sequence[SlotEntry], backend: 
             commands.append(f"set weight {target} {entry.weight}")
         final = {"ready": "ready", "draining": "drain", "down": "maint"}[entry.state]
         if final != state:
-            commands.append(f"set server {target} state {final}")
+            if state == "maint" and server.checked:
+                # leaving maintenance resets the check verdict to barely up (health = rise): the
+                # slot goes to drain (no new request) first, is marked down there, and only then
+                # made ready, so its checks bring it up
+                commands += [f"set server {target} state drain", f"set server {target} health down"]
+                state = "drain"
+            if final != state:
+                commands.append(f"set server {target} state {final}")
         (first if final == "ready" else middle if final == "drain" else last).extend(commands)
     return first + middle + last
 

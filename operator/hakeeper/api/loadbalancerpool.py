@@ -180,6 +180,14 @@ class Timeouts(Model):
     """Of inactivity on the backend side."""
     queue: HAProxyTimer = "30s"
     """In the queue for a free connection slot of a backend."""
+    tunnel: HAProxyTimer | None = None
+    """Of inactivity in both directions of a tunnel, in place of client and server: a mode tcp
+    connection once established, a WebSocket after its upgrade (HAProxy "timeout tunnel"). Unset:
+    client and server apply, and a long-lived connection idle for longer is closed."""
+    hard_stop_after: HAProxyTimer = "60s"
+    """How long the old worker keeps the connections it holds after a reload (a structural
+    change) before they are closed (HAProxy "hard-stop-after"). Long-lived connections
+    (WebSockets, database sessions in mode tcp) want it longer."""
 
 
 class ServerOptions(Model):

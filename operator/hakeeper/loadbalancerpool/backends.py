@@ -143,7 +143,13 @@ def backends_from(
     by_name: dict[str, Backend] = {}
     for backend in sorted(found.values(), key=lambda b: (_rank(b.state), b)):
         by_name.setdefault(backend.name, backend)
-    return sorted(by_name.values())
+    backends = sorted(by_name.values())
+    if not any(b.state == "ready" for b in backends):
+        # nothing ready, but terminating endpoints still serve (a rollout of a single pod, a
+        # scale-down to zero under way): send to them rather than answer 503, as kube-proxy
+        # does (KEP-1669, "Proxy Terminating Endpoints")
+        backends = [dataclasses.replace(b, state="ready") if b.state == "draining" else b for b in backends]
+    return backends
 
 
 def _rank(state: State) -> int:

@@ -69,9 +69,6 @@ PLACEHOLDER_PORT = 0
 STICK_TABLE = "stick-table type ipv6 size 1m expire 30m"
 MAX_TIMER = 2**31 - 1
 """HAProxy's timers are signed 32-bit counts of their unit (milliseconds; seconds for maxidle)."""
-HARD_STOP_AFTER = "60s"
-"""After a reload, the old worker finishes its open connections; this bounds how long, so
-that repeated reloads cannot pile up old workers holding long-lived connections."""
 
 _SAFE_PATH = "/?&=:,;+@!*%-._~"  # besides letters and digits: no space, quote, '#', '$', '\'
 _TOKEN = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -191,9 +188,12 @@ def _timers(spec: LoadBalancerPoolSpec) -> list[tuple[str, str, float]]:
     t, check, cookie = spec.timeouts, spec.health_check, spec.session_affinity.cookie
     timers = [("timeouts.connect", t.connect, 0.001), ("timeouts.client", t.client, 0.001),
               ("timeouts.server", t.server, 0.001), ("timeouts.queue", t.queue, 0.001),
+              ("timeouts.hardStopAfter", t.hard_stop_after, 0.001),
               ("healthCheck.interval", check.interval, 0.001), ("healthCheck.timeout", check.timeout, 0.001)]
     if spec.server.slowstart is not None:
         timers.append(("server.slowstart", spec.server.slowstart, 0.001))
+    if t.tunnel is not None:
+        timers.append(("timeouts.tunnel", t.tunnel, 0.001))
     if cookie is not None and cookie.max_idle is not None:
         timers.append(("sessionAffinity.cookie.maxIdle", cookie.max_idle, 1.0))  # rendered in seconds
     return timers
@@ -307,7 +307,7 @@ def _haproxy_cfg(pool: str, spec: LoadBalancerPoolSpec, entries: Sequence[SlotEn
         "    master-worker",
         f"    stats socket {run}/{ADMIN_SOCKET} mode 600 level admin expose-fd listeners",
         f"    server-state-file {run}/{STATE_FILE}",
-        f"    hard-stop-after {HARD_STOP_AFTER}",
+        f"    hard-stop-after {_ms(t.hard_stop_after)}",
         # notice: server state changes and alerts, not one line per request
         "    log stdout format raw local0 notice",
         "",
@@ -318,6 +318,7 @@ def _haproxy_cfg(pool: str, spec: LoadBalancerPoolSpec, entries: Sequence[SlotEn
         f"    timeout client {_ms(t.client)}",
         f"    timeout server {_ms(t.server)}",
         f"    timeout queue {_ms(t.queue)}",
+        *([f"    timeout tunnel {_ms(t.tunnel)}"] if t.tunnel is not None else []),
         "    load-server-state-from-file global",
         "",
         f"frontend {FRONTEND}",

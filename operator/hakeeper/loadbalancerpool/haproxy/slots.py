@@ -9,7 +9,9 @@ another slot would move its clients.
 The capacity N is a power of two, at least MIN_SLOTS, so that adding backends changes the
 structure of the configuration (and causes a reload) only when the pool doubles. It
 shrinks only when three quarters of the slots are unused, so that a pool hovering around
-a power of two does not reload back and forth.
+a power of two does not reload back and forth, and never below the highest slot a
+remaining backend holds: shrinking never moves a backend (20 backends down to 4 keep their
+slots, and the capacity waits until the high slots are free).
 """
 
 from __future__ import annotations
@@ -64,9 +66,9 @@ def assign(names: Iterable[str], previous: Mapping[str, int] | None = None) -> A
     capacity = max(capacity_for(max(len(wanted), max(kept.values(), default=0))), previous_capacity)
     smallest = capacity_for(len(wanted))
     if capacity > smallest and len(wanted) * 4 <= capacity:
-        # mostly empty: compact into the smallest capacity; backends beyond it move
-        capacity = smallest
-        kept = {name: slot for name, slot in kept.items() if slot <= capacity}
+        # mostly empty: shrink, but only as far as no backend that stays has to move (its slot
+        # is its identity: moving it would move its cookie-sticky clients)
+        capacity = max(smallest, capacity_for(max(kept.values(), default=0)))
     free = iter(sorted(set(range(1, capacity + 1)) - set(kept.values())))
     slots = dict(kept)
     for name in wanted:
