@@ -115,3 +115,46 @@ def test_agent_applies_reloads_and_reports_the_vrrp_state(requirements, tmp_path
         done = run_agent(cluster, 0, source, master.pid_file, password_file)
         assert done.returncode == 3 and "vrrp-state FAULT" in done.stdout
         assert backup.running
+
+
+def test_a_split_brain_is_reported_by_the_agents_and_makes_the_pool_not_ready(requirements, tmp_path):
+    """Issue 14 field fault f (second half): the backup stops hearing the master's adverts (VRRP,
+    IP protocol 112, dropped on its node), becomes master too, and both hold the virtual IP. Each
+    node's agent reports MASTER; from those reports the pool's status says VirtualIPUnique=False
+    (MultipleMasters) and Ready=False. Before the drop the same reports make it Ready (the control)."""
+    from hakeeper.loadbalancerpool.backends import Backend
+    from hakeeper.loadbalancerpool.status import BalancerPod, pool_status
+
+    with Cluster(tmp_path, preempt=False) as cluster:
+        source = tmp_path / "configmap"
+        source.mkdir()
+        for name, text in cluster.rendered.files.items():
+            (source / name).write_text(text)
+        password_file = tmp_path / "password"
+        password_file.write_text(PASSWORD + "\n")
+        cluster.start_in_order([0, 1])
+        backends = [Backend(name="a", address="10.0.0.1", port=80, weight=1, state="ready")]
+
+        def status() -> dict:
+            pods = []
+            for index, member in enumerate(cluster.members):
+                done = run_agent(cluster, index, source, member.pid_file, password_file)
+                assert done.returncode == 0, done.stderr
+                state = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("vrrp-state "))
+                pods.append(BalancerPod(name=f"edge-{index}", ready=True, applied_hash=cluster.rendered.config_hash,
+                                        vrrp_state=state, node=cluster.net.nodes[index]))
+            return pool_status(None, 1, "wlc", backends, cluster.rendered.config_hash, pods, lvs=True)
+
+        def condition(found: dict, kind: str) -> dict:
+            return next(c for c in found["conditions"] if c["type"] == kind)
+
+        before = status()
+        assert condition(before, "VirtualIPUnique")["status"] == "True" and condition(before, "Ready")["status"] == "True"
+        subprocess.run(["ip", "netns", "exec", cluster.net.nodes[1], "iptables", "-A", "INPUT", "-p", "112", "-j", "DROP"],
+                       check=True)
+        poll(lambda: cluster.net.vip_holders() == cluster.net.nodes, cluster.bound(1) + 5,
+             what="both nodes holding the virtual IP")
+        split = status()
+        assert condition(split, "VirtualIPUnique")["reason"] == "MultipleMasters", split["conditions"]
+        assert condition(split, "Ready")["status"] == "False"
+        assert split["virtualIPHolder"] == ",".join(sorted(cluster.net.nodes))

@@ -36,3 +36,30 @@ def test_no_backends_and_no_ready_backends():
 def test_no_balancer_ready():
     c, _ = conds(B, [])
     assert c["Ready"] == ("False", "NoBalancerReady")
+
+
+def test_two_vrrp_masters_at_once_are_a_split_brain_that_makes_the_pool_not_ready():
+    """Issue 14 field fault f (second half): two nodes holding the virtual IP at once set
+    VirtualIPUnique=False (MultipleMasters), Ready=False with it, and one Warning Event when it
+    begins; one master, or none, is fine."""
+    from hakeeper.loadbalancerpool.status import split_brain_began
+
+    def balancers(*states: str) -> list[BalancerPod]:
+        return [BalancerPod(name=f"edge-{i}", ready=True, applied_hash="h", vrrp_state=state, node=f"node-{i}")
+                for i, state in enumerate(states)]
+
+    backends = [Backend(name="a", address="10.0.0.1", port=80, weight=1, state="ready")]
+    healthy = pool_status(None, 1, "wlc", backends, "h", balancers("MASTER", "BACKUP"), now="t0", lvs=True)
+    split = pool_status(healthy, 1, "wlc", backends, "h", balancers("MASTER", "MASTER"), now="t1", lvs=True)
+    conditions = {c["type"]: c for c in split["conditions"]}
+    assert conditions["VirtualIPUnique"]["status"] == "False"
+    assert conditions["VirtualIPUnique"]["reason"] == "MultipleMasters"
+    assert "node-0, node-1" in conditions["VirtualIPUnique"]["message"]
+    assert conditions["Ready"]["status"] == "False" and conditions["Ready"]["reason"] == "MultipleMasters"
+    assert split["virtualIPHolder"] == "node-0,node-1"
+    assert split_brain_began(healthy, split) is not None  # the Warning, once
+    assert split_brain_began(split, split) is None
+    assert {c["type"]: c["status"] for c in healthy["conditions"]}["VirtualIPUnique"] == "True"
+    # haproxy pools have no such condition
+    haproxy = pool_status(None, 1, "roundrobin", backends, "h", balancers(None, None), now="t0")
+    assert "VirtualIPUnique" not in {c["type"] for c in haproxy["conditions"]}

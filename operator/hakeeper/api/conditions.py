@@ -30,6 +30,8 @@ class ConditionType(StrEnum):
     """Some backend endpoint is ready."""
     CONFIG_APPLIED = "ConfigApplied"
     """Every ready balancer pod runs the current config (its agent reported the hash)."""
+    VIRTUAL_IP_UNIQUE = "VirtualIPUnique"
+    """Engine lvs: at most one node holds the virtual IP (no VRRP split brain)."""
     # ReplicatedDatabase
     AVAILABLE = "Available"
     """A writable primary exists."""
@@ -69,6 +71,11 @@ class PoolReason(StrEnum):
     NO_BALANCER_READY = "NoBalancerReady"
     IPVS_UNAVAILABLE = "IPVSUnavailable"
     """A balancer node's kernel lacks IPVS (engine lvs): keepalived cannot run there."""
+    # VirtualIPUnique (engine lvs)
+    HELD_ONCE = "HeldOnce"
+    NOT_HELD = "NotHeld"
+    MULTIPLE_MASTERS = "MultipleMasters"
+    """More than one node is VRRP master and holds the virtual IP: a split brain."""
     # Ready (otherwise the failing condition's reason)
     SERVING = "Serving"
     ENGINE_NOT_ALLOWED = "EngineNotAllowed"

@@ -55,6 +55,8 @@ class PoolEvent(_Catalog):
     """A new balancer config (its hash, and how many backends are ready)."""
     INVALID_WEIGHT = "InvalidWeight", EventType.WARNING
     """A backend pod's hakeeper.io/weight annotation is not a number from 0 to 256."""
+    MULTIPLE_MASTERS = "MultipleMasters", EventType.WARNING
+    """Engine lvs: more than one node holds the virtual IP (VRRP split brain)."""
     ENGINE_NOT_ALLOWED = "EngineNotAllowed", EventType.WARNING
     """Engine lvs refused in this namespace (chart value lvs.allowedNamespaces)."""
     IMAGE_NOT_ALLOWED = "ImageNotAllowed", EventType.WARNING

@@ -22,6 +22,7 @@ from hakeeper.api.meta import POOL_LABEL, SERVICE_NAME_LABEL
 from hakeeper.loadbalancerpool.backends import matches
 from hakeeper.loadbalancerpool.observe import Watched, backends_service_name, trim_pod
 from hakeeper.loadbalancerpool.reconcile import reconcile
+from hakeeper.loadbalancerpool.status import split_brain_began
 from hakeeper.loadbalancerpool.telemetry import PoolTelemetry
 from hakeeper.platform import kube as kubeapi
 from hakeeper.platform import loop
@@ -84,6 +85,9 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
             events = [] if posted else [loop.Event.of(PoolEvent(outcome.refused.reason), outcome.refused.message)]
             return loop.Outcome(status=outcome.status, events=events, next_in=RESYNC_SECONDS)
         events = [loop.Event.of(PoolEvent.INVALID_WEIGHT, warning) for warning in outcome.warnings]
+        split = split_brain_began(snapshot.get("status"), outcome.status)
+        if split is not None:
+            events.append(loop.Event.of(PoolEvent.MULTIPLE_MASTERS, split))
         if outcome.config_changed:
             ready = sum(b.state == "ready" for b in outcome.backends)
             message = f"config {outcome.config_hash}: {ready}/{len(outcome.backends)} backends ready"

@@ -61,10 +61,28 @@ def config_applied(config_hash: str, balancers: list[BalancerPod]) -> Verdict:
     return Verdict(True, PoolReason.APPLIED, f"{len(applied)} balancer pods run config {config_hash}")
 
 
-def ready(available: Verdict, applied: Verdict, serving: int, ready_backends: int) -> Verdict:
-    """Ready: the config is applied and a backend is up. Otherwise not, with the failing
-    condition's reason and message (ConfigApplied's first: without balancers nothing serves)."""
-    for condition in (applied, available):
+def virtual_ip_unique(balancers: Iterable[BalancerPod]) -> Verdict:
+    """VirtualIPUnique (engine lvs): at most one node is VRRP master. Two at once is a split
+    brain: each answers ARP for the address and clients reach one or the other at random
+    (RFC 5798 section 6.4.3: a master that hears no higher-priority advert stays master)."""
+    masters = sorted(b.node or b.name for b in balancers if (b.vrrp_state or "").upper() == MASTER)
+    if len(masters) > 1:
+        return Verdict(False, PoolReason.MULTIPLE_MASTERS,
+                       f"the virtual IP is held by {', '.join(masters)} at once (VRRP split brain): they do not hear "
+                       "each other's adverts; let IP protocol 112 (VRRP) pass between the balancer nodes")
+    if masters:
+        return Verdict(True, PoolReason.HELD_ONCE, f"the virtual IP is held by {masters[0]}")
+    return Verdict(True, PoolReason.NOT_HELD, "no node holds the virtual IP")
+
+
+def ready(available: Verdict, applied: Verdict, serving: int, ready_backends: int,
+          unique: Verdict | None = None) -> Verdict:
+    """Ready: the config is applied, a backend is up, and (lvs) no split brain. Otherwise not,
+    with the failing condition's reason and message (a split brain first, then ConfigApplied's:
+    without balancers nothing serves)."""
+    for condition in (unique, applied, available):
+        if condition is None:
+            continue
         if not condition.status:
             return Verdict(False, condition.reason, condition.message)
     return Verdict(True, PoolReason.SERVING, f"{serving} balancers serving {ready_backends} backends")
@@ -77,17 +95,20 @@ def conditions_for(
     config_hash: str,
     balancers: list[BalancerPod],
     now: str | None = None,
+    lvs: bool = False,
 ) -> list[Condition]:
-    """The previous conditions with BackendsAvailable, ConfigApplied and Ready set."""
+    """The previous conditions with BackendsAvailable, ConfigApplied, (lvs) VirtualIPUnique and
+    Ready set."""
     counts = count(backends)
     available = backends_available(counts)
     applied = config_applied(config_hash, balancers)
+    unique = virtual_ip_unique(balancers) if lvs else None
     serving = sum(1 for b in balancers if b.ready and b.applied_hash == config_hash)
-    return with_verdicts(previous, [
-        (ConditionType.BACKENDS_AVAILABLE, available),
-        (ConditionType.CONFIG_APPLIED, applied),
-        (ConditionType.READY, ready(available, applied, serving, counts["ready"])),
-    ], generation, now)
+    verdicts = [(ConditionType.BACKENDS_AVAILABLE, available), (ConditionType.CONFIG_APPLIED, applied)]
+    if unique is not None:
+        verdicts.append((ConditionType.VIRTUAL_IP_UNIQUE, unique))
+    verdicts.append((ConditionType.READY, ready(available, applied, serving, counts["ready"], unique)))
+    return with_verdicts(previous, verdicts, generation, now)
 
 
 def virtual_ip_holder(balancers: Iterable[BalancerPod]) -> str | None:
@@ -119,7 +140,7 @@ def pool_status(
                                      reloads=b.reloads)
                    for b in sorted(balancers, key=lambda b: b.name)],
         conditions=conditions_for((previous or {}).get("conditions"), generation, backends, config_hash, balancers,
-                                  now),
+                                  now, lvs),
     )
     if lvs:
         status.virtual_ip_holder = virtual_ip_holder(balancers)
@@ -138,3 +159,15 @@ def refused_status(previous: Mapping[str, Any] | None, generation: int | None, r
             (ConditionType.CONFIG_APPLIED, refused), (ConditionType.READY, refused)], generation, now),
     )
     return status.patch()
+
+
+def split_brain_began(previous: Mapping[str, Any] | None, status: Mapping[str, Any]) -> str | None:
+    """The message of a VirtualIPUnique=False that `status` (a pool_status patch) sets and
+    `previous` (the status before) did not have: what a Warning Event says once; else None."""
+    def unique(conditions: Iterable[Mapping[str, Any]] | None) -> Mapping[str, Any]:
+        return next((c for c in conditions or [] if c.get("type") == ConditionType.VIRTUAL_IP_UNIQUE), {})
+
+    now, before = unique(status.get("conditions")), unique((previous or {}).get("conditions"))
+    if now.get("status") == "False" and before.get("status") != "False":
+        return str(now.get("message") or "")
+    return None
