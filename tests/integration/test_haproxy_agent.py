@@ -95,6 +95,9 @@ def test_agent_first_start_runtime_changes_and_a_structural_reload(lab: Lab) -> 
     print(f"\nagent: {loop.total} requests during a runtime change and a reload, {len(loop.failures)} failed")
     assert loop.failures == [], loop.failures[:5]
     assert running.agent.reloads == 1
+    # c joined at runtime: it takes requests once its checks passed, which a reload that came
+    # before then makes it wait for again (the state file keeps its verdict)
+    balancer.wait_up(third, "c")
     assert set(spread(balancer.address, 20)) == {"b", "c"}
     # the file on disk is what a restarting HAProxy would load: the servers are in it
     on_disk = pathlib.Path(balancer.config_path).read_text()
