@@ -73,14 +73,21 @@ def run_agent(cluster: Cluster, index: int, source: pathlib.Path, pid_file: path
         capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT / "operator")})
 
 
+def agent_inputs(cluster: Cluster, directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """The agent's inputs as the pod mounts them: the ConfigMap's files in a directory, and the
+    VRRP password file."""
+    source = directory / "configmap"
+    source.mkdir()
+    for name, text in cluster.rendered.files.items():
+        (source / name).write_text(text)
+    password_file = directory / "password"
+    password_file.write_text(PASSWORD + "\n")
+    return source, password_file
+
+
 def test_agent_applies_reloads_and_reports_the_vrrp_state(requirements, tmp_path):
     with Cluster(tmp_path, preempt=False) as cluster:
-        source = tmp_path / "configmap"
-        source.mkdir()
-        for name, text in cluster.rendered.files.items():
-            (source / name).write_text(text)
-        password_file = tmp_path / "password"
-        password_file.write_text(PASSWORD + "\n")
+        source, password_file = agent_inputs(cluster, tmp_path)
         cluster.start_in_order([0, 1])
         master, backup = cluster.members
 
@@ -126,12 +133,7 @@ def test_a_split_brain_is_reported_by_the_agents_and_makes_the_pool_not_ready(re
     from hakeeper.loadbalancerpool.status import BalancerPod, pool_status
 
     with Cluster(tmp_path, preempt=False) as cluster:
-        source = tmp_path / "configmap"
-        source.mkdir()
-        for name, text in cluster.rendered.files.items():
-            (source / name).write_text(text)
-        password_file = tmp_path / "password"
-        password_file.write_text(PASSWORD + "\n")
+        source, password_file = agent_inputs(cluster, tmp_path)
         cluster.start_in_order([0, 1])
         backends = [Backend(name="a", address="10.0.0.1", port=80, weight=1, state="ready")]
 

@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 
 from hakeeper.api import LOAD_BALANCER_POOL
+from hakeeper.api.conditions import ConditionType, get_condition
 from hakeeper.api.events import CommonEvent, PoolEvent
 from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
 from hakeeper.api.meta import POOL_LABEL, SERVICE_NAME_LABEL
@@ -79,8 +80,7 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
             return loop.Outcome()  # the spec handler reported it; wait for a new spec
         outcome = reconcile(kubeapi.shared(), snapshot, spec, watched)
         if outcome.refused is not None:  # a Warning when it starts, or its reason changes
-            conditions = (snapshot.get("status") or {}).get("conditions") or []
-            was: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
+            was = get_condition((snapshot.get("status") or {}).get("conditions"), ConditionType.READY) or {}
             posted = was.get("reason") == outcome.refused.reason and was.get("status") == "False"
             events = [] if posted else [loop.Event.of(PoolEvent(outcome.refused.reason), outcome.refused.message)]
             return loop.Outcome(status=outcome.status, events=events, next_in=RESYNC_SECONDS)

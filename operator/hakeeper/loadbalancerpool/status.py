@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hakeeper.api.common import Condition
-from hakeeper.api.conditions import ConditionType, PoolReason, Verdict, with_verdicts
+from hakeeper.api.conditions import ConditionType, PoolReason, Verdict, get_condition, with_verdicts
 from hakeeper.api.loadbalancerpool import BackendCount, BalancerPodStatus, LoadBalancerPoolStatus
 from hakeeper.loadbalancerpool.backends import Backend, count
 
@@ -61,11 +61,16 @@ def config_applied(config_hash: str, balancers: list[BalancerPod]) -> Verdict:
     return Verdict(True, PoolReason.APPLIED, f"{len(applied)} balancer pods run config {config_hash}")
 
 
+def _masters(balancers: Iterable[BalancerPod]) -> list[str]:
+    """The nodes (pods, where the node is not known) whose keepalived is VRRP master, sorted."""
+    return sorted(b.node or b.name for b in balancers if (b.vrrp_state or "").upper() == MASTER)
+
+
 def virtual_ip_unique(balancers: Iterable[BalancerPod]) -> Verdict:
     """VirtualIPUnique (engine lvs): at most one node is VRRP master. Two at once is a split
     brain: each answers ARP for the address and clients reach one or the other at random
     (RFC 5798 section 6.4.3: a master that hears no higher-priority advert stays master)."""
-    masters = sorted(b.node or b.name for b in balancers if (b.vrrp_state or "").upper() == MASTER)
+    masters = _masters(balancers)
     if len(masters) > 1:
         return Verdict(False, PoolReason.MULTIPLE_MASTERS,
                        f"the virtual IP is held by {', '.join(masters)} at once (VRRP split brain): they do not hear "
@@ -114,7 +119,7 @@ def conditions_for(
 def virtual_ip_holder(balancers: Iterable[BalancerPod]) -> str | None:
     """The nodes (pods, where the node is not known) whose keepalived is VRRP master, comma-separated;
     None when none is."""
-    masters = sorted(b.node or b.name for b in balancers if (b.vrrp_state or "").upper() == MASTER)
+    masters = _masters(balancers)
     return ",".join(masters) if masters else None
 
 
@@ -164,10 +169,8 @@ def refused_status(previous: Mapping[str, Any] | None, generation: int | None, r
 def split_brain_began(previous: Mapping[str, Any] | None, status: Mapping[str, Any]) -> str | None:
     """The message of a VirtualIPUnique=False that `status` (a pool_status patch) sets and
     `previous` (the status before) did not have: what a Warning Event says once; else None."""
-    def unique(conditions: Iterable[Mapping[str, Any]] | None) -> Mapping[str, Any]:
-        return next((c for c in conditions or [] if c.get("type") == ConditionType.VIRTUAL_IP_UNIQUE), {})
-
-    now, before = unique(status.get("conditions")), unique((previous or {}).get("conditions"))
+    now = get_condition(status.get("conditions"), ConditionType.VIRTUAL_IP_UNIQUE) or {}
+    before = get_condition((previous or {}).get("conditions"), ConditionType.VIRTUAL_IP_UNIQUE) or {}
     if now.get("status") == "False" and before.get("status") != "False":
         return str(now.get("message") or "")
     return None
