@@ -124,13 +124,13 @@ def test_lvs_pool_writes_keepalived_config_daemonset_and_status(operator, namesp
     operator.kubectl("delete", "lbp", "edge", "-n", namespace, "--wait=true", "--timeout=60s")
 
 
-def _ready(cluster, namespace: str) -> dict:
-    status = cluster.get("lbp", "edge", "-n", namespace).get("status") or {}
+def _ready(cluster, namespace: str, pool: str = "edge") -> dict:
+    status = cluster.get("lbp", pool, "-n", namespace).get("status") or {}
     return next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
 
 
-def _daemonset(cluster, namespace: str) -> bool:
-    return cluster.kubectl("get", "daemonset", "edge-keepalived", "-n", namespace, check=False).returncode == 0
+def _daemonset(cluster, namespace: str, pool: str = "edge") -> bool:
+    return cluster.kubectl("get", "daemonset", f"{pool}-keepalived", "-n", namespace, check=False).returncode == 0
 
 
 def test_engine_lvs_runs_only_where_and_with_the_images_the_cluster_admin_allows(operator, namespace):
@@ -166,3 +166,38 @@ def test_engine_lvs_runs_only_where_and_with_the_images_the_cluster_admin_allows
     assert "registry.invalid/keepalived:evil" in ready["message"] and "lvs.allowedImages" in ready["message"]
     poll(lambda: not _daemonset(operator, namespace), 60, what="the DaemonSet removed")
     operator.kubectl("delete", "lbp", "edge", "-n", namespace, "--wait=true", "--timeout=60s")
+
+
+def test_a_second_pool_with_the_same_virtual_router_id_is_refused_until_the_first_leaves(operator, namespace):
+    """Issue 14, field fault f (first half): two lvs pools whose keepalived would advertise one
+    VRRP virtual router ID on one interface of the same node. The newer one runs nothing and says
+    why (Ready=False VirtualRouterIDInUse naming the older, one Warning Event); the older keeps
+    running; once the older is deleted the newer starts its DaemonSet."""
+    operator.kubectl("create", "secret", "generic", "edge-vrrp", "-n", namespace, "--from-literal=password=s3cret")
+    operator.apply(POOL, "-n", namespace)
+    poll(lambda: _daemonset(operator, namespace), 60, what="the first pool's keepalived DaemonSet")
+    second = {**POOL, "metadata": {"name": "edge2"},
+              "spec": {**POOL["spec"], "lvs": {**POOL["spec"]["lvs"], "virtualIP": "10.244.255.11"}}}
+    # the control: the same pool with another router ID runs beside the first
+    other_id = {**second, "spec": {**second["spec"], "lvs": {
+        **second["spec"]["lvs"], "vrrp": {**POOL["spec"]["lvs"]["vrrp"], "virtualRouterID": 52}}}}
+    operator.apply(other_id, "-n", namespace)
+    poll(lambda: _daemonset(operator, namespace, "edge2"), 60, what="the second pool's DaemonSet (router ID 52)")
+    # the fault: the second pool takes the first pool's router ID
+    operator.apply(second, "-n", namespace)
+    ready = poll(lambda: (lambda c: c if c.get("reason") == "VirtualRouterIDInUse" else None)(
+        _ready(operator, namespace, "edge2")), 60, what="edge2 Ready=False VirtualRouterIDInUse")
+    assert ready["status"] == "False" and f"{namespace}/edge" in ready["message"], ready
+    assert "virtualRouterID 51" in ready["message"] and VRRP_INTERFACE in ready["message"]
+    poll(lambda: not _daemonset(operator, namespace, "edge2"), 60, what="edge2's DaemonSet removed")
+    poll(lambda: [(e["type"], e["reason"]) for e in operator.get(
+        "events", "-n", namespace, "--field-selector", "involvedObject.name=edge2")["items"]
+        if e["reason"] == "VirtualRouterIDInUse"] == [("Warning", "VirtualRouterIDInUse")], 30,
+        what="one Warning VirtualRouterIDInUse")
+    assert _daemonset(operator, namespace) and _ready(operator, namespace).get("reason") != "VirtualRouterIDInUse"
+    # the older pool leaves: the newer one may run
+    operator.kubectl("delete", "lbp", "edge", "-n", namespace, "--wait=true", "--timeout=60s")
+    poll(lambda: _daemonset(operator, namespace, "edge2"), 60, what="edge2's DaemonSet once edge is gone")
+    poll(lambda: _ready(operator, namespace, "edge2").get("reason") != "VirtualRouterIDInUse", 60,
+         what="edge2 no longer refused")
+    operator.kubectl("delete", "lbp", "edge2", "-n", namespace, "--wait=true", "--timeout=60s")

@@ -82,6 +82,9 @@ class PoolReason(StrEnum):
     """Engine lvs in a namespace the cluster admin does not allow it in (lvs/admission.py)."""
     IMAGE_NOT_ALLOWED = "ImageNotAllowed"
     """Engine lvs with an image the cluster admin does not allow (lvs/admission.py)."""
+    VIRTUAL_ROUTER_ID_IN_USE = "VirtualRouterIDInUse"
+    """Engine lvs: an older pool runs VRRP with the same virtualRouterID on the same interface and
+    possibly the same nodes (lvs/vrid.py)."""
 
 
 class DatabaseReason(StrEnum):

@@ -61,6 +61,8 @@ class PoolEvent(_Catalog):
     """Engine lvs refused in this namespace (chart value lvs.allowedNamespaces)."""
     IMAGE_NOT_ALLOWED = "ImageNotAllowed", EventType.WARNING
     """Engine lvs refused with this image (chart value lvs.allowedImages)."""
+    VIRTUAL_ROUTER_ID_IN_USE = "VirtualRouterIDInUse", EventType.WARNING
+    """Engine lvs refused: an older pool runs VRRP with its virtualRouterID on its interface and nodes."""
 
 
 class DatabaseEvent(_Catalog):

@@ -21,6 +21,7 @@ from hakeeper.api.events import CommonEvent, PoolEvent
 from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
 from hakeeper.api.meta import POOL_LABEL, SERVICE_NAME_LABEL
 from hakeeper.loadbalancerpool.backends import matches
+from hakeeper.loadbalancerpool.lvs.vrid import claim_of
 from hakeeper.loadbalancerpool.observe import Watched, backends_service_name, trim_pod
 from hakeeper.loadbalancerpool.reconcile import reconcile
 from hakeeper.loadbalancerpool.status import split_brain_began
@@ -62,12 +63,21 @@ async def pods_by_namespace(body: kopf.Body, namespace: str | None, **_: Any) ->
     return {namespace: trim_pod(body)}
 
 
+@kopf.index(GROUP, VERSION, PLURAL)
+async def vrrp_claims(body: kopf.Body, **_: Any) -> dict[Hashable, Any] | None:
+    """lvs pools by (interface, virtualRouterID): who else runs that virtual router (lvs/vrid.py)."""
+    claimed = claim_of(body)
+    return None if claimed is None else {claimed[0]: claimed[1]}
+
+
 @kopf.daemon(GROUP, VERSION, PLURAL, id="pool", cancellation_timeout=10)
 async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: kopf.DaemonStopped, logger: Any,
                    slices_by_service: kopf.Index[Any, Any] | None = None,
-                   pods_by_namespace: kopf.Index[Any, Any] | None = None, **_: Any) -> None:
+                   pods_by_namespace: kopf.Index[Any, Any] | None = None,
+                   vrrp_claims: kopf.Index[Any, Any] | None = None, **_: Any) -> None:
     # kopf passes every index to every handler, by the name of the function that keeps it
     assert namespace is not None and slices_by_service is not None and pods_by_namespace is not None
+    assert vrrp_claims is not None
     key = (namespace, name)
     wake = _wakeups.register(key)
     telemetry = _telemetry[key] = PoolTelemetry()
@@ -101,9 +111,12 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
         except ValueError:
             return Watched()
         service = backends_service_name(name, spec)
-        _wakeups.watch(key, (service, spec.backends.selector))
+        claimed = claim_of(snapshot)
+        vrrp = None if claimed is None else claimed[0]
+        _wakeups.watch(key, (service, spec.backends.selector, vrrp))
         return Watched(slices=tuple(slices_by_service.get((namespace, service), ())),
-                       pods=tuple(pods_by_namespace.get(namespace, ())))
+                       pods=tuple(pods_by_namespace.get(namespace, ())),
+                       vrrp_claims=tuple(vrrp_claims.get(vrrp, ())) if vrrp is not None else ())
 
     try:
         await loop.run(LOOP, body, writer, step, wake, stopped, logger, observe=watched, telemetry=telemetry)
@@ -131,3 +144,12 @@ async def pod_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
     # a backend pod: its weight annotation may have changed (readiness arrives via its slice)
     _wakeups.wake_where(lambda key, watched: key[0] == namespace
                         and (watched[1] is None or matches(watched[1], labels)))
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def pool_changed(body: kopf.Body, **_: Any) -> None:
+    # a pool that takes, changes or gives up a virtual router (created, edited, deleted) decides
+    # whether the other lvs pools claiming it may run. Wake them all: the event does not say which
+    # router the pool held before an edit, and lvs pools are few (the index is updated before this)
+    if (body.get("spec") or {}).get("engine") == "lvs":
+        _wakeups.wake_where(lambda key, watched: watched[2] is not None)

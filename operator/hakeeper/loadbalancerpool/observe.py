@@ -25,15 +25,18 @@ from hakeeper.api.meta import (
 )
 from hakeeper.loadbalancerpool import objects
 from hakeeper.loadbalancerpool.backends import Backend, backends_from, matches
+from hakeeper.loadbalancerpool.lvs.vrid import VrrpClaim
 from hakeeper.loadbalancerpool.status import BalancerPod
 
 
 @dataclasses.dataclass(frozen=True)
 class Watched:
-    """The EndpointSlices of the pool's backend Service and the pods of its namespace."""
+    """The EndpointSlices of the pool's backend Service, the pods of its namespace, and (engine
+    lvs) every pool's claim on the pool's virtual router (lvs/vrid.py)."""
 
     slices: tuple[Mapping[str, Any], ...] = ()
     pods: tuple[Mapping[str, Any], ...] = ()
+    vrrp_claims: tuple[VrrpClaim, ...] = ()
 
 
 def trim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from hakeeper.loadbalancerpool.haproxy.config import previous_slots, render
 from hakeeper.loadbalancerpool.lvs import objects as lvs_objects
 from hakeeper.loadbalancerpool.lvs.admission import refusal
 from hakeeper.loadbalancerpool.lvs.config import render as render_keepalived
+from hakeeper.loadbalancerpool.lvs.vrid import claim_of, conflict
 from hakeeper.loadbalancerpool.observe import Watched, observe_backends, observe_balancers
 from hakeeper.loadbalancerpool.status import pool_status, refused_status
 from hakeeper.platform.kube import Kube, owned_by
@@ -61,6 +62,9 @@ def reconcile_lvs(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpe
     owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
     config = settings()
     refused = refusal(namespace, spec, config.lvs_allowed_namespaces, config.lvs_allowed_images)
+    claimed = claim_of(body)
+    if refused is None and claimed is not None:
+        refused = conflict(*claimed, watched.vrrp_claims)
     if refused is not None:
         # no privileged pod runs for it, including one started before the cluster admin's
         # values (or the pool's image) changed
