@@ -219,6 +219,8 @@ INVALID = [
      'spec: Invalid value: "object": with engine lvs, healthCheck.timeout must be at most 4294.967295s'),
     ("lbp-metrics-port-is-client-port", "LoadBalancerPool", {"backends": LBP_BACKENDS, "balancer": {"metricsPort": 8080}},
      'spec.balancer: Invalid value: "object": metricsPort must not be 8080: the balancer serves clients on port 8080'),
+    ("lbp-metrics-port-is-peers-port", "LoadBalancerPool", {"backends": LBP_BACKENDS, "balancer": {"metricsPort": 10000}},
+     'spec.balancer: Invalid value: "object": metricsPort must not be 10000: the balancers share their SourceIP stick'),
     # the case's name is the pool's name: an haproxy pool's Service takes it, and cannot hold a dot
     ("lbp.dotted-name", "LoadBalancerPool", {"backends": LBP_BACKENDS},
      '<nil>: Invalid value: "object": a LoadBalancerPool of engine haproxy needs a name that is a DNS label'),

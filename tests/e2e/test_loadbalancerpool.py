@@ -57,19 +57,24 @@ def _spread(ip: str, n: int, port: int = 8080) -> collections.Counter:
     return collections.Counter(_get(ip, port=port) for _ in range(n))
 
 
+def _runtime(cluster, namespace: str, pod: str, command: str) -> str:
+    """HAProxy's own answer to a runtime API command on the pod's admin socket, asked from the
+    agent container that shares it."""
+    return cluster.exec(namespace, pod, "agent", "python", "-c", RUNTIME_COMMAND, command).stdout
+
+
 def _worker_pid(cluster, namespace: str, pod: str) -> str:
-    """HAProxy's own answer to `show info` on the pod's admin socket, asked from the agent
-    container that shares it: a reload changes the worker."""
-    data = cluster.exec(namespace, pod, "agent", "python", "-c", SHOW_INFO).stdout
+    """The worker's pid (`show info`): a reload changes the worker."""
+    data = _runtime(cluster, namespace, pod, "show info")
     return next(line.split(":", 1)[1].strip() for line in data.splitlines() if line.startswith("Pid:"))
 
 
-SHOW_INFO = """
-import socket
+RUNTIME_COMMAND = """
+import socket, sys
 with socket.socket(socket.AF_UNIX) as s:
     s.settimeout(3)
     s.connect("/var/run/hakeeper/admin.sock")
-    s.sendall(b"show info\\n")
+    s.sendall(sys.argv[1].encode() + b"\\n")
     data = b""
     while chunk := s.recv(65536):
         data += chunk
@@ -208,6 +213,40 @@ def test_algorithm_change_is_a_hitless_reload(pool, namespace):
     assert client.failures == [], client.failures[:5]
     # uri hashing: one path always lands on one backend
     assert len({_get(ip, "/cart/42") for _ in range(20)}) == 1
+
+
+def test_source_ip_stick_table_is_shared_by_the_replicas_and_kept_across_a_reload(pool, namespace):
+    """Issue 14, field fault c: SourceIP affinity with leastconn keeps a stick table; the two
+    balancer pods share it through a `peers` section naming both (pod name, pod IP), and a
+    structural change that reloads both keeps it (the agent carries it over). The integration
+    tier (test_haproxy_peers.py) has the controls: without peers, or a bare reload, clients move."""
+    pool.kubectl("patch", "lbp", "web", "-n", namespace, "--type=merge", "-p", json.dumps(
+        {"spec": {"algorithm": "leastconn", "sessionAffinity": {"type": "SourceIP"}}}))
+    balancers = _balancers(pool, namespace, "web")
+    peers = sorted(f"    peer {b['metadata']['name']} {b['status']['podIP']}:10000" for b in balancers)
+
+    def applied_with_peers() -> bool:
+        cm = pool.get("configmap", "web-haproxy", "-n", namespace)
+        status = pool.get("lbp", "web", "-n", namespace)["status"]
+        # the status of this config, not the one before the patch
+        return "\n".join(["peers hakeeper", *peers]) in cm["data"]["haproxy.cfg"] \
+            and status.get("configHash") == cm["metadata"]["annotations"]["hakeeper.io/config-hash"] and any(
+                c["type"] == "ConfigApplied" and c["status"] == "True" for c in status["conditions"])
+
+    poll(applied_with_peers, 90, what="a config with both balancers as peers, applied by both")
+    (a, ip_a), (b, ip_b) = [(x["metadata"]["name"], x["status"]["podIP"]) for x in balancers]
+    backend = _get(ip_a)
+    # the other replica learnt where this client goes, and sends it there
+    poll(lambda: "server_id=" in _runtime(pool, namespace, b, "show table servers"), 30,
+         what=f"{b}'s stick table to hold the client {a} placed")
+    assert {_get(ip_b) for _ in range(10)} == {backend}
+    # a structural change: both balancers reload, and the client stays on its backend
+    pids = {name: _worker_pid(pool, namespace, name) for name in (a, b)}
+    pool.kubectl("patch", "lbp", "web", "-n", namespace, "--type=merge",
+                 "-p", json.dumps({"spec": {"timeouts": {"connect": "4s"}}}))
+    poll(lambda: all(_worker_pid(pool, namespace, name) != pid for name, pid in pids.items()), 90,
+         what="both balancers reloaded")
+    assert {_get(ip) for ip in (ip_a, ip_b) for _ in range(5)} == {backend}
 
 
 def test_deleting_the_pool_removes_what_it_created(pool, namespace):

@@ -250,8 +250,10 @@ class SlowBackend:
 class Balancer:
     """A real `haproxy -W` (master-worker) with the pod's command line, on its own address."""
 
-    def __init__(self, workdir: pathlib.Path) -> None:
+    def __init__(self, workdir: pathlib.Path, peer_name: str | None = None) -> None:
         # unix socket paths must stay short (108 bytes): a directory directly under /tmp
+        self.peer_name = peer_name
+        """HAProxy's local peer name (-L); in a pod it is the hostname, the pod's name."""
         self.run_dir = tempfile.mkdtemp(prefix="hk-lb-")
         self.address = new_address()
         self.config_path = os.path.join(self.run_dir, "haproxy.cfg")
@@ -262,8 +264,8 @@ class Balancer:
         self._log = None
 
     def render(self, pool_spec: LoadBalancerPoolSpec, backends: Sequence[Backend],
-               previous: dict[str, int] | None = None) -> config.Rendered:
-        return config.render("test", pool_spec, backends, previous, run_dir=self.run_dir)
+               previous: dict[str, int] | None = None, peers: Sequence[tuple[str, str]] = ()) -> config.Rendered:
+        return config.render("test", pool_spec, backends, previous, run_dir=self.run_dir, peers=peers)
 
     def write(self, rendered: config.Rendered) -> None:
         """The file as the agent writes it: the structure filled with servers.json."""
@@ -278,7 +280,8 @@ class Balancer:
             self.write(rendered)
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [HAPROXY, "-W", "-db", "-S", f"{self.master},mode,600", "-f", self.config_path],
+            [HAPROXY, "-W", "-db", "-S", f"{self.master},mode,600", "-f", self.config_path,
+             *(["-L", self.peer_name] if self.peer_name else [])],
             env={**os.environ, "POD_IP": self.address}, stdout=self._log, stderr=subprocess.STDOUT)
         poll(lambda: self.process.poll() is None and runtime.alive(self.admin)
              and port_open(self.address, FRONTEND_PORT) and runtime.show_proc(self.master),
@@ -347,8 +350,8 @@ class Lab:
         self.started.append(backend)
         return backend
 
-    def balancer(self) -> Balancer:
-        balancer = Balancer(self.workdir)
+    def balancer(self, peer_name: str | None = None) -> Balancer:
+        balancer = Balancer(self.workdir, peer_name)
         self.started.append(balancer)
         return balancer
 

@@ -23,7 +23,13 @@ from hypothesis import strategies as st
 
 from hakeeper.api.configmaps import haproxy as haproxy_cm
 from hakeeper.api.configmaps import keepalived as keepalived_cm
-from hakeeper.api.loadbalancerpool import HAPROXY_ALGORITHMS, HASH_ALGORITHMS, LVS_ALGORITHMS, LoadBalancerPoolSpec
+from hakeeper.api.loadbalancerpool import (
+    HAPROXY_ALGORITHMS,
+    HASH_ALGORITHMS,
+    LVS_ALGORITHMS,
+    PEERS_PORT,
+    LoadBalancerPoolSpec,
+)
 from hakeeper.api.offline import InvalidManifest
 from hakeeper.loadbalancerpool.backends import Backend
 from hakeeper.loadbalancerpool.haproxy import config as haproxy_config
@@ -75,7 +81,8 @@ def _pool_valid(draw: st.DrawFn) -> dict[str, Any]:
     specs pass and reach the renderer (a few are left to the rules on purpose)."""
     spec = draw(spec_strategy("LoadBalancerPool", overrides={
         # the ports the balancer pod itself uses: the client frontend's, the default metrics port
-        "spec.balancer.metricsPort": st.one_of(st.integers(1, 65535), st.sampled_from([FRONTEND_PORT, 8404])),
+        "spec.balancer.metricsPort": st.one_of(st.integers(1, 65535), st.sampled_from([FRONTEND_PORT, PEERS_PORT,
+                                                                                      8404])),
     }))
     # about four in ten lvs (the draw leans to small numbers, so no plain coin)
     engine = spec["engine"] = "lvs" if draw(st.integers(0, 99)) % 5 in (1, 2) else "haproxy"
@@ -298,6 +305,8 @@ def test_the_metrics_port_cannot_be_the_client_port(tmp_path):
     with pytest.raises(haproxy_cm.ConfigError, match="balancer.metricsPort 8080"):
         haproxy_config.render("web", _haproxy_spec(balancer={"metricsPort": 8080}), [])
     haproxy_config.render("web", _haproxy_spec(balancer={"metricsPort": 8081}), [])
+    with pytest.raises(haproxy_cm.ConfigError, match="balancer.metricsPort 10000 is the port the balancers share"):
+        haproxy_config.render("web", _haproxy_spec(balancer={"metricsPort": PEERS_PORT}), [])
 
 
 def test_a_health_check_timer_beyond_keepalived_is_refused_and_the_longest_renders(tmp_path):

@@ -248,6 +248,30 @@ def test_source_ip_affinity(run_dir) -> None:
     assert "balance leastconn" in with_algorithm and "stick on src" in with_algorithm
 
 
+def test_a_stick_table_is_shared_by_the_balancer_replicas_through_peers(run_dir) -> None:
+    """Issue 14, field fault c: a SourceIP stick table syncs between the replicas and survives reloads."""
+    sticky = make_spec(algorithm="leastconn", sessionAffinity={"type": "SourceIP"})
+    peers = [("web-7d9-b", "10.244.0.12"), ("web-7d9-a", "fd00::7"), ("web-7d9-b", "10.244.0.12")]
+    rendered = render_with_peers(sticky, run_dir, peers)
+    cfg = rendered.files[configmap.CONFIG_FILE]
+    section = cfg.split("\npeers hakeeper\n")[1].split("\n\n")[0].splitlines()
+    assert section == ["    peer web-7d9-a [fd00::7]:10000", "    peer web-7d9-b 10.244.0.12:10000"]
+    assert "stick-table type ipv6 size 1m expire 30m peers hakeeper" in backend_section(rendered)
+    # no stick table, no peers: the replicas' set does not reach the structure (no reload when it changes)
+    for stateless in (make_spec(sessionAffinity={"type": "SourceIP"}), make_spec(algorithm="leastconn")):
+        assert render_with_peers(stateless, run_dir, peers).structure_hash == render(stateless, run_dir).structure_hash
+    # before the pods have addresses: a table of its own
+    assert "peers" not in render(sticky, run_dir).files[configmap.CONFIG_FILE].split("backend")[0]
+    with pytest.raises(ConfigError, match="peer name"):
+        render_with_peers(sticky, run_dir, [("a b", "10.0.0.1")])
+    with pytest.raises(ConfigError, match="not an IP address"):
+        render_with_peers(sticky, run_dir, [("a", "10.0.0.1:80")])
+
+
+def render_with_peers(pool_spec: LoadBalancerPoolSpec, run_dir: pathlib.Path, peers) -> config.Rendered:
+    return config.render("web", pool_spec, BACKENDS, run_dir=str(run_dir), peers=peers)
+
+
 def test_cookie_affinity(run_dir) -> None:
     insert = backend_section(render(make_spec(sessionAffinity={"type": "Cookie"}), run_dir))
     assert "cookie SERVERID insert indirect nocache" in insert

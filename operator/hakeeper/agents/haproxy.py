@@ -25,6 +25,7 @@ import os
 from collections.abc import Callable, Sequence
 
 from hakeeper.agents import haproxy_runtime as runtime
+from hakeeper.agents import haproxy_sticktable as sticktable
 from hakeeper.agents.haproxy_runtime import RuntimeApiError, ServerState
 from hakeeper.agents.loop import ConfigMapView, Report, add_source_arguments, atomic_write, read_text_or_none, serve
 from hakeeper.api.configmaps import haproxy as configmap
@@ -154,6 +155,7 @@ class Agent:
                      len(desired.servers))
         if decision.reload:
             self._save_state(desired)
+            table = sticktable.dump(self.admin_socket)  # SourceIP clients: HAProxy 2.6 drops them here
             try:
                 pid = runtime.reload(self.master_socket, self.admin_socket)
             except runtime.ReloadFailed:
@@ -164,6 +166,8 @@ class Agent:
                 raise
             self.reloads += 1
             log.info("reloaded HAProxy for structure %s: worker %d", desired.structure_hash, pid)
+            if table and sticktable.in_use(desired.cfg):
+                log.info("restored %d stick table entries", sticktable.restore(self.admin_socket, table))
         if decision.commands:
             runtime.apply(self.admin_socket, decision.commands)
             log.info("applied %d runtime commands: %s", len(decision.commands), "; ".join(decision.commands))

@@ -65,6 +65,9 @@ KEEPALIVED_LONGEST_TIMEOUT = "4294.967295s"
 FRONTEND_PORT = 8080
 """The port the HAProxy balancer serves clients on inside its pod (loadbalancerpool/objects.py's
 FRONTEND_PORT, which a unit test keeps equal); spec.service.port maps to it."""
+PEERS_PORT = 10000
+"""The port HAProxy's peers listen on inside a balancer pod: the replicas share their SourceIP
+stick table over it (loadbalancerpool/haproxy/config.py)."""
 PortName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=15)]
 
 
@@ -210,7 +213,8 @@ class Balancer(Model):
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     node_selector: dict[str, str] = Field(default_factory=dict)
     metrics_port: Port = 8404
-    """HAProxy's built-in Prometheus exporter; not 8080, the port the balancer serves clients on."""
+    """HAProxy's built-in Prometheus exporter; not 8080, the port the balancer serves clients on,
+    nor 10000, where the balancers share their stick table."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -220,6 +224,9 @@ class Balancer(Model):
                 cel(f"self.metricsPort != {FRONTEND_PORT}",
                     f"metricsPort must not be {FRONTEND_PORT}: the balancer serves clients on port {FRONTEND_PORT} "
                     "inside its pod (service.port maps to it)"),
+                cel(f"self.metricsPort != {PEERS_PORT}",
+                    f"metricsPort must not be {PEERS_PORT}: the balancers share their SourceIP stick table on port "
+                    f"{PEERS_PORT} inside their pods"),
             ]
         }
     )

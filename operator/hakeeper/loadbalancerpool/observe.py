@@ -49,7 +49,8 @@ def trim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
                      if k in meta},
         "spec": {"nodeName": (pod.get("spec") or {}).get("nodeName")},
         "status": {"conditions": [{"type": c.get("type"), "status": c.get("status")}
-                                  for c in status.get("conditions") or []]},
+                                  for c in status.get("conditions") or []],
+                   "podIP": status.get("podIP")},
     }
 
 
@@ -82,7 +83,8 @@ def observe_balancers(watched: Watched, pool: str) -> list[BalancerPod]:
         out.append(BalancerPod(meta["name"], ready, annotations.get(APPLIED_HASH_ANNOTATION),
                                annotations.get(VRRP_STATE_ANNOTATION), (pod.get("spec") or {}).get("nodeName"),
                                annotations.get(IPVS_ANNOTATION),
-                               reloads=int(reloads) if reloads and reloads.isdigit() else None))
+                               reloads=int(reloads) if reloads and reloads.isdigit() else None,
+                               ip=(pod.get("status") or {}).get("podIP")))
     return sorted(out, key=lambda b: b.name)
 
 

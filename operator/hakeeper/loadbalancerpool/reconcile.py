@@ -99,8 +99,11 @@ def reconcile_haproxy(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoo
     owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
 
     backends, selected_pods = observe_backends(watched, pool, spec)
-    # the slots of the last render: a backend keeps its server slot, so no reload is needed
-    rendered = render(pool, spec, backends, previous_slots(current_config(kube, pool, namespace)))
+    balancers = observe_balancers(watched, pool)
+    # the slots of the last render: a backend keeps its server slot, so no reload is needed;
+    # the balancer replicas are the peers that share a SourceIP stick table (when there is one)
+    peers = [(b.name, b.ip) for b in balancers if b.ip]
+    rendered = render(pool, spec, backends, previous_slots(current_config(kube, pool, namespace)), peers=peers)
     config_map = objects.config_map(pool, namespace, rendered.files)
     config_map["metadata"]["annotations"] = {CONFIG_HASH_ANNOTATION: rendered.config_hash}
     desired = [
@@ -117,7 +120,6 @@ def reconcile_haproxy(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoo
         kube.delete({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
                           "metadata": {"name": objects.names(pool)["pdb"], "namespace": namespace}})
 
-    balancers = observe_balancers(watched, pool)
     status = pool_status(body.get("status"), meta.get("generation"),
                          spec.algorithm or DEFAULT_ALGORITHM[spec.engine], backends, rendered.config_hash, balancers)
     return Outcome(status, rendered.config_hash, before != rendered.config_hash, backends,

@@ -31,6 +31,8 @@ class BalancerPod:
     """lvs: "available" or "missing", as the agent on the node reports it."""
     reloads: int | None = None
     """haproxy: the hitless reloads the pod's agent has done since it started."""
+    ip: str | None = None
+    """The pod's IP (haproxy: where its peers reach it), None before it has one."""
 
 
 def backends_available(counts: Mapping[str, int]) -> Verdict:

@@ -29,6 +29,7 @@ its first request, before any runtime command arrives.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -50,7 +51,13 @@ from hakeeper.api.configmaps.haproxy import (
     slot_count,
     structure_hash,
 )
-from hakeeper.api.loadbalancerpool import HAPROXY_ALGORITHMS, HASH_ALGORITHMS, CookieAffinity, LoadBalancerPoolSpec
+from hakeeper.api.loadbalancerpool import (
+    HAPROXY_ALGORITHMS,
+    HASH_ALGORITHMS,
+    PEERS_PORT,
+    CookieAffinity,
+    LoadBalancerPoolSpec,
+)
 from hakeeper.loadbalancerpool.backends import Backend
 from hakeeper.loadbalancerpool.haproxy import slots as slotting
 from hakeeper.loadbalancerpool.objects import FRONTEND_PORT, RUN_DIR
@@ -67,6 +74,8 @@ loopback address."""
 PLACEHOLDER_ADDRESS = "0.0.0.0"
 PLACEHOLDER_PORT = 0
 STICK_TABLE = "stick-table type ipv6 size 1m expire 30m"
+PEERS = "hakeeper"
+"""The peers section the balancer replicas share their stick table through."""
 MAX_TIMER = 2**31 - 1
 """HAProxy's timers are signed 32-bit counts of their unit (milliseconds; seconds for maxidle)."""
 
@@ -98,6 +107,7 @@ def render(
     run_dir: str = RUN_DIR,
     listen_address: str = DEFAULT_LISTEN_ADDRESS,
     frontend_port: int = FRONTEND_PORT,
+    peers: Sequence[tuple[str, str]] = (),
 ) -> Rendered:
     """The ConfigMap data for a pool.
 
@@ -105,12 +115,22 @@ def render(
     every backend in its slot. A plain name -> slot mapping works too, but only the ones
     from here remember the slot capacity, which keeps a pool that shrinks a little from
     reloading to fewer slots and back.
+
+    `peers` are the balancer replicas as (pod name, pod IP). They are rendered only when the pool
+    keeps a stick table (`uses_stick_table`), as a `peers` section the table syncs over: every
+    replica learns every client's backend, and a reloading HAProxy hands its table to its new
+    worker (HAProxy 2.6 configuration manual, section 3.5 "Peers"). A replica finds itself by its
+    hostname, the pod's name; one missing from the list runs with a table of its own (HAProxy drops
+    a peers section without the local peer) until the next render names it.
+    Raises ConfigError for a peer name or address haproxy.cfg cannot carry.
     """
     _check_spec(pool, spec)
     if spec.balancer.metrics_port == frontend_port:
         # haproxy -c accepts two frontends bound to one port, and HAProxy starts with both
         # (SO_REUSEPORT): the kernel then hands half the clients to the metrics frontend's 404
         raise ConfigError(f"balancer.metricsPort {frontend_port} is the port the balancer serves clients on")
+    if spec.balancer.metrics_port == PEERS_PORT:
+        raise ConfigError(f"balancer.metricsPort {PEERS_PORT} is the port the balancers share their stick table on")
     _check_token(listen_address, _LISTEN, "listen address")
     _check_token(run_dir, _RUN_DIR, "run directory")
     names = [b.name for b in backends]
@@ -119,8 +139,15 @@ def render(
         raise ConfigError("backend names must be unique: " + ", ".join(repeated))
     assignment = slotting.assign(names, previous)
     entries = sorted((_entry(b, assignment.slots[b.name]) for b in backends), key=lambda e: e.slot)
+    for name, address in peers:
+        _check_token(name, _TOKEN, "peer name")
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError(f"peer {name}'s address {address!r} is not an IP address") from None
     cfg = _haproxy_cfg(pool, spec, entries, assignment.capacity, run_dir=run_dir,
-                       listen_address=listen_address, frontend_port=frontend_port)
+                       listen_address=listen_address, frontend_port=frontend_port,
+                       peers=sorted(set(peers)) if uses_stick_table(spec) else [])
     files = {CONFIG_FILE: cfg, SERVERS_FILE: servers_json(entries)}
     return Rendered(files=files, structure_hash=structure_hash(cfg), config_hash=config_hash(files),
                     slots=assignment.slots)
@@ -259,7 +286,23 @@ def _health_lines(spec: LoadBalancerPoolSpec) -> list[str]:
     return []  # tcp: a connect check, HAProxy's default for `check`
 
 
-def _affinity_lines(spec: LoadBalancerPoolSpec, algorithm: str) -> list[str]:
+def uses_stick_table(spec: LoadBalancerPoolSpec) -> bool:
+    """SourceIP affinity with an algorithm of the pool's own (not `source`): a stick table keeps each
+    client on the backend that algorithm first gave it, shared by the replicas through peers."""
+    return spec.session_affinity.type == "SourceIP" and _balance(spec)[0] != "source"
+
+
+def _peers_lines(peers: Sequence[tuple[str, str]]) -> list[str]:
+    if not peers:
+        return []
+    lines = [f"peers {PEERS}"]
+    for name, address in peers:
+        host = f"[{address}]" if ":" in address else address
+        lines.append(f"    peer {name} {host}:{PEERS_PORT}")
+    return [*lines, ""]
+
+
+def _affinity_lines(spec: LoadBalancerPoolSpec, algorithm: str, peers: bool) -> list[str]:
     affinity = spec.session_affinity
     if affinity.type == "Cookie":
         cookie = affinity.cookie or CookieAffinity()
@@ -273,7 +316,7 @@ def _affinity_lines(spec: LoadBalancerPoolSpec, algorithm: str) -> list[str]:
             ["# maxIdle is not applied: HAProxy supports it for insert mode only"] if cookie.max_idle else [])
     if affinity.type == "SourceIP" and algorithm != "source":
         # the pool's own algorithm picks a client's first backend; the table keeps it there
-        return [STICK_TABLE, "stick on src"]
+        return [STICK_TABLE + (f" peers {PEERS}" if peers else ""), "stick on src"]
     return []
 
 
@@ -290,7 +333,7 @@ def _server_options(spec: LoadBalancerPoolSpec) -> str:
 
 
 def _haproxy_cfg(pool: str, spec: LoadBalancerPoolSpec, entries: Sequence[SlotEntry], capacity: int, *,
-                 run_dir: str, listen_address: str, frontend_port: int) -> str:
+                 run_dir: str, listen_address: str, frontend_port: int, peers: Sequence[tuple[str, str]]) -> str:
     mode = spec.mode or "http"
     proxy_mode = "tcp" if mode == "tcp" else "http"
     algorithm, balance = _balance(spec)
@@ -321,6 +364,7 @@ def _haproxy_cfg(pool: str, spec: LoadBalancerPoolSpec, entries: Sequence[SlotEn
         *([f"    timeout tunnel {_ms(t.tunnel)}"] if t.tunnel is not None else []),
         "    load-server-state-from-file global",
         "",
+        *_peers_lines(peers),
         f"frontend {FRONTEND}",
         f'    bind "{listen_address}:{frontend_port}"',
     ]
@@ -340,7 +384,7 @@ def _haproxy_cfg(pool: str, spec: LoadBalancerPoolSpec, entries: Sequence[SlotEn
     lines += ["    " + line for line in _health_lines(spec)]
     if spec.health_check.type != "none":
         lines.append(f"    timeout check {_ms(spec.health_check.timeout)}")
-    lines += ["    " + line for line in _affinity_lines(spec, algorithm)]
+    lines += ["    " + line for line in _affinity_lines(spec, algorithm, bool(peers))]
     options = _server_options(spec)
     if options:
         lines.append(f"    default-server {options}")
