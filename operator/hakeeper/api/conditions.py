@@ -82,6 +82,9 @@ class PoolReason(StrEnum):
     """Engine lvs in a namespace the cluster admin does not allow it in (lvs/admission.py)."""
     IMAGE_NOT_ALLOWED = "ImageNotAllowed"
     """Engine lvs with an image the cluster admin does not allow (lvs/admission.py)."""
+    TLS_SECRET_INVALID = "TLSSecretInvalid"
+    """spec.tls names a Secret that is missing or holds no usable certificate and key
+    (loadbalancerpool/haproxy/tls_secret.py); the balancers are not changed."""
 
 
 class DatabaseReason(StrEnum):

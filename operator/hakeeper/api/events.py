@@ -61,6 +61,8 @@ class PoolEvent(_Catalog):
     """Engine lvs refused in this namespace (chart value lvs.allowedNamespaces)."""
     IMAGE_NOT_ALLOWED = "ImageNotAllowed", EventType.WARNING
     """Engine lvs refused with this image (chart value lvs.allowedImages)."""
+    TLS_SECRET_INVALID = "TLSSecretInvalid", EventType.WARNING
+    """spec.tls names a Secret that is missing or holds no usable certificate and key."""
 
 
 class DatabaseEvent(_Catalog):

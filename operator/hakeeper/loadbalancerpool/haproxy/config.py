@@ -50,9 +50,16 @@ from hakeeper.api.configmaps.haproxy import (
     slot_count,
     structure_hash,
 )
-from hakeeper.api.loadbalancerpool import HAPROXY_ALGORITHMS, HASH_ALGORITHMS, CookieAffinity, LoadBalancerPoolSpec
+from hakeeper.api.loadbalancerpool import (
+    HAPROXY_ALGORITHMS,
+    HASH_ALGORITHMS,
+    TLS_FRONTEND_PORT,
+    CookieAffinity,
+    LoadBalancerPoolSpec,
+)
 from hakeeper.loadbalancerpool.backends import Backend
 from hakeeper.loadbalancerpool.haproxy import slots as slotting
+from hakeeper.loadbalancerpool.haproxy import tls
 from hakeeper.loadbalancerpool.objects import FRONTEND_PORT, RUN_DIR
 
 ADMIN_SOCKET = "admin.sock"
@@ -98,6 +105,7 @@ def render(
     run_dir: str = RUN_DIR,
     listen_address: str = DEFAULT_LISTEN_ADDRESS,
     frontend_port: int = FRONTEND_PORT,
+    tls_frontend_port: int = TLS_FRONTEND_PORT,
 ) -> Rendered:
     """The ConfigMap data for a pool.
 
@@ -111,6 +119,7 @@ def render(
         # haproxy -c accepts two frontends bound to one port, and HAProxy starts with both
         # (SO_REUSEPORT): the kernel then hands half the clients to the metrics frontend's 404
         raise ConfigError(f"balancer.metricsPort {frontend_port} is the port the balancer serves clients on")
+    tls.check_ports(spec, frontend_port, tls_frontend_port)
     _check_token(listen_address, _LISTEN, "listen address")
     _check_token(run_dir, _RUN_DIR, "run directory")
     names = [b.name for b in backends]
@@ -120,7 +129,8 @@ def render(
     assignment = slotting.assign(names, previous)
     entries = sorted((_entry(b, assignment.slots[b.name]) for b in backends), key=lambda e: e.slot)
     cfg = _haproxy_cfg(pool, spec, entries, assignment.capacity, run_dir=run_dir,
-                       listen_address=listen_address, frontend_port=frontend_port)
+                       listen_address=listen_address, frontend_port=frontend_port,
+                       tls_frontend_port=tls_frontend_port)
     files = {CONFIG_FILE: cfg, SERVERS_FILE: servers_json(entries)}
     return Rendered(files=files, structure_hash=structure_hash(cfg), config_hash=config_hash(files),
                     slots=assignment.slots)
@@ -181,6 +191,8 @@ def _check_spec(pool: str, spec: LoadBalancerPoolSpec) -> None:
     if "none" in spec.retry_on and set(spec.retry_on) != {"none"}:
         # HAProxy: "'retry-on' 'none' keyword only usable alone" (found by the fuzz tests)
         raise ConfigError("retryOn: none (retry on no condition) cannot be combined with other conditions")
+    if spec.tls is not None and mode != "http":
+        raise ConfigError("tls (TLS termination) needs engine haproxy with mode http")
 
 
 def _timers(spec: LoadBalancerPoolSpec) -> list[tuple[str, str, float]]:
@@ -290,7 +302,8 @@ def _server_options(spec: LoadBalancerPoolSpec) -> str:
 
 
 def _haproxy_cfg(pool: str, spec: LoadBalancerPoolSpec, entries: Sequence[SlotEntry], capacity: int, *,
-                 run_dir: str, listen_address: str, frontend_port: int) -> str:
+                 run_dir: str, listen_address: str, frontend_port: int,
+                 tls_frontend_port: int = TLS_FRONTEND_PORT) -> str:
     mode = spec.mode or "http"
     proxy_mode = "tcp" if mode == "tcp" else "http"
     algorithm, balance = _balance(spec)
@@ -310,6 +323,7 @@ def _haproxy_cfg(pool: str, spec: LoadBalancerPoolSpec, entries: Sequence[SlotEn
         f"    hard-stop-after {_ms(t.hard_stop_after)}",
         # notice: server state changes and alerts, not one line per request
         "    log stdout format raw local0 notice",
+        *["    " + line for line in tls.global_lines(spec)],
         "",
         "defaults",
         "    log global",
@@ -323,6 +337,7 @@ def _haproxy_cfg(pool: str, spec: LoadBalancerPoolSpec, entries: Sequence[SlotEn
         "",
         f"frontend {FRONTEND}",
         f'    bind "{listen_address}:{frontend_port}"',
+        *["    " + line for line in tls.frontend_lines(spec, listen_address, run, tls_frontend_port)],
     ]
     if proxy_mode == "http":
         lines.append("    option forwardfor")
