@@ -40,6 +40,9 @@ from tests.support.polling import poll
 from tests.support.stats import percentile
 from tests.support.tools import tools_bin
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import tls  # bench/lb/tls.py: HTTPS against plain HTTP
+
 CHANGES = int(os.environ.get("BENCH_LB_CHANGES", "50"))
 WRK_SECONDS = int(os.environ.get("BENCH_LB_SECONDS", "5"))
 NET = "127.77.0"
@@ -225,6 +228,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hakeeper-bench-lb-") as tmp:
         workdir = pathlib.Path(tmp)
         rows += data_plane(workdir)
+        rows += tls.rows(workdir, HAProxy, responder, WRK_SECONDS)
         rows += propagation(bin_dir, workdir)
     widths = [max(len(r[i]) for r in rows + [("measure", "value", "ratio", "notes")]) for i in range(4)]
     line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731

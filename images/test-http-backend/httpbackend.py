@@ -2,7 +2,8 @@
 
 Every answer names the backend (body and X-Backend header), so a test can see which pod
 a balancer chose. GET /healthz (and /health, as traefik/whoami) answers 200 while the file named by --unhealthy-file
-does not exist, so a test can fail a health check without killing the process.
+does not exist, so a test can fail a health check without killing the process. GET /header/<name>
+answers with the value of that request header as the backend received it (X-Forwarded-Proto).
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self._answer(200, f"{name} ok")
         elif self.path.startswith("/status/") and self.path[8:].isdigit():
             self._answer(int(self.path[8:]), name)
+        elif self.path.startswith("/header/"):
+            # what the balancer sent the backend, e.g. /header/X-Forwarded-Proto
+            self._answer(200, self.headers.get(self.path[8:], ""))
         else:
             self._answer(200, name)
 

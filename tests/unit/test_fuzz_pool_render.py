@@ -37,10 +37,12 @@ from hakeeper.loadbalancerpool.lvs import config as lvs_config
 from hakeeper.loadbalancerpool.objects import FRONTEND_PORT, RUN_DIR
 from hakeeper.loadbalancerpool.render import RenderError, parse_backend, render_documents
 
+from ..support.certs import make_cert
 from .fuzz_strategies import fuzz, hostile_text, judged, mostly, mutated, spec_strategy
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 KEEPALIVED = shutil.which("keepalived") or "/usr/sbin/keepalived"
+CERT = make_cert()
 REFUSALS = (haproxy_cm.ConfigError, keepalived_cm.ConfigError, RenderError, InvalidManifest)
 
 
@@ -54,6 +56,7 @@ def haproxy_accepts(text: str, directory: pathlib.Path) -> None:
     """`haproxy -c`: any alert or warning fails too (HAProxy starts with a warning, but it
     means a line was not read as written)."""
     (directory / haproxy_config.STATE_FILE).write_text("1\n")  # as the agent leaves it in a pod
+    (directory / "tls.pem").write_text(CERT.pem)  # spec.tls: the agent writes it from the Secret
     path = directory / "haproxy.cfg"
     path.write_text(text)
     done = subprocess.run([HAPROXY, "-c", "-f", str(path)], capture_output=True, text=True, timeout=30,
@@ -139,6 +142,8 @@ def _pool_valid(draw: st.DrawFn) -> dict[str, Any]:
             backends["port"] = lvs["port"]
         if lvs.get("protocol") == "UDP" and check.get("type") in ("http", "mysql"):
             check.clear()
+    if engine != "haproxy" or spec.get("mode", "http") != "http":
+        spec.pop("tls", None)  # TLS termination needs mode http
     return spec
 
 

@@ -91,7 +91,8 @@ def test_the_warnings_are_the_ones_posted_as_warnings() -> None:
                                      "NamespaceRefused"}  # a tenant asked for a namespace not theirs
     assert warnings(PoolEvent) == {"InvalidWeight", "EngineNotAllowed", "ImageNotAllowed",  # lvs refused
                                    "MultipleMasters",  # a VRRP split brain
-                                   "VirtualRouterIDInUse"}  # two lvs pools, one VRRP router ID
+                                   "VirtualRouterIDInUse",  # two lvs pools, one VRRP router ID
+                                   "TLSSecretInvalid"}  # spec.tls names a Secret HAProxy cannot serve
     assert warnings(events.CommonEvent) == {"InvalidSpec", "ReconcileFailed"}
     assert DatabaseEvent.type_of("Lost") == "Warning" and DatabaseEvent.type_of("Fenced") == "Normal"
     assert DatabaseEvent.type_of("SomethingNew") == "Normal"

@@ -11,6 +11,8 @@ import sys
 import pytest
 import yaml
 
+from ..support.certs import make_cert
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 POOLS = [p for p in sorted((ROOT / "examples").rglob("*.yaml"))
          if "kind: LoadBalancerPool" in p.read_text() and "engine: lvs" not in p.read_text()]
@@ -27,7 +29,9 @@ def test_every_example_renders_a_config_haproxy_accepts(example, tmp_path):
     result = hakeeper("render", "-f", str(example), "-b", "a=10.244.0.5:8080@3", "-b", "10.244.0.6:8080")
     assert result.returncode == 0, result.stderr
     cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(result.stdout)
+    # spec.tls: the certificate the agent writes into the pod's run directory from the Secret
+    (tmp_path / "tls.pem").write_text(make_cert().pem)
+    cfg.write_text(result.stdout.replace(" ssl crt /var/run/hakeeper/tls.pem ", f" ssl crt {tmp_path}/tls.pem "))
     check = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True,
                            env={**os.environ, "POD_IP": "127.0.0.1"})
     assert check.returncode == 0, check.stdout + check.stderr

@@ -149,9 +149,10 @@ resource, "clusterkopfpeerings" or "kopfpeerings", the only rule that differs.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "watch", "create", "patch"]
-# Database credentials: read the user's Secrets and a DegradationPolicy's bearer token,
-# create generated ones; patch adds the application's password to a generated Secret made
-# before it existed. Never listed, watched or deleted.
+# Credentials: read the user's database Secrets, a DegradationPolicy's bearer token and a
+# LoadBalancerPool's TLS Secret (checked before balancers mount it), create generated ones;
+# patch adds the application's password to a generated Secret made before it existed. Never
+# listed, watched or deleted.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create", "patch"]

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from hakeeper.agents import haproxy_runtime as runtime
 from hakeeper.agents import haproxy_sticktable as sticktable
 from hakeeper.agents.haproxy_runtime import RuntimeApiError, ServerState
+from hakeeper.agents.haproxy_tls import TlsSync
 from hakeeper.agents.loop import ConfigMapView, Report, add_source_arguments, atomic_write, read_text_or_none, serve
 from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.api.configmaps.haproxy import ConfigError, SlotEntry
@@ -116,8 +117,10 @@ class Agent:
     """Observes the file and HAProxy, decides, acts. Not thread-safe: one loop drives it."""
 
     def __init__(self, config_path: str, admin_socket: str, master_socket: str,
-                 report: Callable[[str], None]) -> None:
+                 report: Callable[[str], None], tls: TlsSync | None = None) -> None:
         self.config_path = config_path
+        self.tls = tls
+        """The pool's certificate (spec.tls), kept in step before the configuration (haproxy_tls.py)."""
         self.admin_socket = admin_socket
         self.master_socket = master_socket
         self.report = report
@@ -184,6 +187,8 @@ class Agent:
 
     def step(self, cm: ConfigMapView) -> Decision:
         desired = Desired.from_configmap(cm)
+        if self.tls is not None:
+            self.tls.sync()  # first: the configuration that binds the certificate finds its file
         decision = decide(desired, self.observe(desired))
         self.act(decision, desired)
         return decision
@@ -207,6 +212,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="where HAProxy reads its configuration")
     p.add_argument("--socket", required=True, help="HAProxy's runtime API (stats socket, level admin)")
     p.add_argument("--master-socket", required=True, help="HAProxy's master CLI (for reloads)")
+    p.add_argument("--tls-dir", help="the pool's TLS Secret volume (tls.crt, tls.key), with --tls-file")
+    p.add_argument("--tls-file", help="the certificate file the configuration binds; kept equal to --tls-dir's "
+                   "and rotated in the running HAProxy through the runtime API")
     return p
 
 
@@ -217,7 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         def applied(config_hash: str) -> None:
             report({APPLIED_HASH_ANNOTATION: config_hash, RELOADS_ANNOTATION: str(agent.reloads)})
 
-        agent = Agent(args.config, args.socket, args.master_socket, applied)
+        if bool(args.tls_dir) != bool(args.tls_file):
+            parser().error("--tls-dir and --tls-file go together")
+        tls = TlsSync(args.tls_dir, args.tls_file, args.socket) if args.tls_dir else None
+        agent = Agent(args.config, args.socket, args.master_socket, applied, tls)
         return agent
 
     # re-check every 5 s (HAProxy may have restarted); every 0.25 s while waiting for it

@@ -85,6 +85,9 @@ class PoolReason(StrEnum):
     VIRTUAL_ROUTER_ID_IN_USE = "VirtualRouterIDInUse"
     """Engine lvs: an older pool runs VRRP with the same virtualRouterID on the same interface and
     possibly the same nodes (lvs/vrid.py)."""
+    TLS_SECRET_INVALID = "TLSSecretInvalid"
+    """spec.tls names a Secret that is missing or holds no usable certificate and key
+    (loadbalancerpool/haproxy/tls_secret.py); the balancers are not changed."""
 
 
 class DatabaseReason(StrEnum):

@@ -63,6 +63,8 @@ class PoolEvent(_Catalog):
     """Engine lvs refused with this image (chart value lvs.allowedImages)."""
     VIRTUAL_ROUTER_ID_IN_USE = "VirtualRouterIDInUse", EventType.WARNING
     """Engine lvs refused: an older pool runs VRRP with its virtualRouterID on its interface and nodes."""
+    TLS_SECRET_INVALID = "TLSSecretInvalid", EventType.WARNING
+    """spec.tls names a Secret that is missing or holds no usable certificate and key."""
 
 
 class DatabaseEvent(_Catalog):

@@ -69,6 +69,10 @@ PEERS_PORT = 10000
 """The port HAProxy's peers listen on inside a balancer pod: the replicas share their SourceIP
 stick table over it (loadbalancerpool/haproxy/config.py)."""
 PortName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=15)]
+TLS_FRONTEND_PORT = 8443
+"""The port the HAProxy balancer serves HTTPS on inside its pod (spec.tls); tls.port maps to it."""
+SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+"""A Secret's name: a DNS-1123 subdomain (Kubernetes API conventions), at most 253 characters."""
 
 
 class WeightRule(Model):
@@ -239,6 +243,22 @@ class PoolService(Model):
     port: Port = 80
 
 
+class PoolTLS(Model):
+    """TLS termination at the HAProxy balancer (engine haproxy, mode http)."""
+
+    secret_name: str = Field(pattern=SECRET_NAME_PATTERN, max_length=253, json_schema_extra=allowed_characters(
+        SECRET_NAME_PATTERN, "must be the name of a Secret in the pool's namespace: lowercase letters, digits, "
+        "'-' and '.' (a DNS subdomain)"))
+    """A Secret of type kubernetes.io/tls in the pool's namespace (tls.crt: the certificate, then
+    its chain; tls.key: its private key), e.g. one cert-manager keeps. Replacing its contents
+    takes effect without a reload or a dropped connection."""
+    redirect_http: bool = Field(default=False, alias="redirectHTTP")
+    """True: plain HTTP requests get a 308 redirect to HTTPS (same host, path and query, on
+    tls.port); false: both serve."""
+    port: Port = 443
+    """The Service's HTTPS port (service.port stays plain HTTP)."""
+
+
 class Vrrp(Model):
     """VRRP between balancer nodes; the master holds the virtual IP."""
 
@@ -307,6 +327,8 @@ class LoadBalancerPoolSpec(Model):
     balancer: Balancer = Field(default_factory=Balancer)
     service: PoolService = Field(default_factory=PoolService)
     lvs: Lvs | None = None
+    tls: PoolTLS | None = None
+    """HTTPS on the pool's Service from a kubernetes.io/tls Secret (engine haproxy, mode http)."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -342,6 +364,15 @@ class LoadBalancerPoolSpec(Model):
                     f"duration('{HAPROXY_LONGEST_TIMER}')",
                     f"with engine haproxy, healthCheck.interval (and so its timeout) must be at most "
                     f"{HAPROXY_LONGEST_TIMER} (about 24.8 days): HAProxy's longest timer"),
+                cel("!has(self.tls) || (self.engine == 'haproxy' && (!has(self.mode) || self.mode == 'http'))",
+                    "tls (TLS termination) needs engine haproxy with mode http: mode tcp passes TLS through to "
+                    "the backends untouched, mode redirect answers before any request is read"),
+                cel("!has(self.tls) || self.tls.port != self.service.port",
+                    "tls.port must differ from service.port: the Service serves plain HTTP on service.port and "
+                    "HTTPS on tls.port"),
+                cel(f"!has(self.tls) || self.balancer.metricsPort != {TLS_FRONTEND_PORT}",
+                    f"with tls, balancer.metricsPort must not be {TLS_FRONTEND_PORT}: the balancer serves HTTPS on "
+                    f"port {TLS_FRONTEND_PORT} inside its pod (tls.port maps to it)"),
                 cel(f"self.engine != 'lvs' || self.healthCheck.type == 'none' || duration(self.healthCheck.timeout) "
                     f"<= duration('{KEEPALIVED_LONGEST_TIMEOUT}')",
                     f"with engine lvs, healthCheck.timeout must be at most {KEEPALIVED_LONGEST_TIMEOUT} (about 71.5 "

@@ -24,6 +24,7 @@ from hakeeper.api.meta import (
     POOL_LABEL,
 )
 from hakeeper.loadbalancerpool.backends import BACKEND_PORT_NAME
+from hakeeper.loadbalancerpool.haproxy import tls
 
 DEFAULT_HAPROXY_IMAGE = "ghcr.io/hakeeper/haproxy:2.6"  # images/haproxy: Debian 12's 2.6, the tested release
 RUN_DIR = "/var/run/hakeeper"
@@ -95,6 +96,7 @@ def client_service(pool: str, namespace: str, spec: LoadBalancerPoolSpec) -> dic
             "ports": [
                 {"name": "frontend", "port": spec.service.port, "targetPort": "frontend", "protocol": "TCP"},
                 {"name": "metrics", "port": spec.balancer.metrics_port, "targetPort": "metrics", "protocol": "TCP"},
+                *tls.service_ports(spec),
             ],
         },
     }
@@ -163,9 +165,10 @@ def deployment(pool: str, namespace: str, spec: LoadBalancerPoolSpec, agent_imag
         "restartPolicy": "Always",
         "args": ["agent", "haproxy", "--configmap", n["configmap"], "--namespace", namespace,
                  "--pod", "$(POD_NAME)", "--config", f"{RUN_DIR}/haproxy.cfg",
-                 "--socket", f"{RUN_DIR}/admin.sock", "--master-socket", f"{RUN_DIR}/master.sock"],
+                 "--socket", f"{RUN_DIR}/admin.sock", "--master-socket", f"{RUN_DIR}/master.sock",
+                 *tls.agent_args(spec, RUN_DIR)],
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-        "volumeMounts": [run_mount, api_mount],
+        "volumeMounts": [run_mount, api_mount, *tls.agent_mount(spec)],
         # haproxy starts only once the agent has written a configuration
         "startupProbe": {"exec": {"command": ["test", "-s", f"{RUN_DIR}/haproxy.cfg"]},
                          "periodSeconds": 1, "failureThreshold": 120},
@@ -180,6 +183,7 @@ def deployment(pool: str, namespace: str, spec: LoadBalancerPoolSpec, agent_imag
         "ports": [
             {"name": "frontend", "containerPort": FRONTEND_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": spec.balancer.metrics_port, "protocol": "TCP"},
+            *tls.container_ports(spec),
         ],
         # a busy balancer answers late rather than not at all: both replicas flapping to
         # NotReady at once would empty the Service, whose clients are then refused
@@ -221,7 +225,8 @@ def deployment(pool: str, namespace: str, spec: LoadBalancerPoolSpec, agent_imag
                     "automountServiceAccountToken": False,
                     "initContainers": [agent],
                     "containers": [haproxy],
-                    "volumes": [{"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}, api_volume],
+                    "volumes": [{"name": "run", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}, api_volume,
+                                *filter(None, [tls.secret_volume(spec)])],
                     "nodeSelector": dict(spec.balancer.node_selector),
                     "terminationGracePeriodSeconds": 30,
                     "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{

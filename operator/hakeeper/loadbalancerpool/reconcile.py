@@ -17,6 +17,7 @@ from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpe
 from hakeeper.api.meta import CONFIG_HASH_ANNOTATION
 from hakeeper.loadbalancerpool import objects
 from hakeeper.loadbalancerpool.backends import Backend, invalid_weight_annotations
+from hakeeper.loadbalancerpool.haproxy import tls_secret
 from hakeeper.loadbalancerpool.haproxy.config import previous_slots, render
 from hakeeper.loadbalancerpool.lvs import objects as lvs_objects
 from hakeeper.loadbalancerpool.lvs.admission import refusal
@@ -42,7 +43,8 @@ class Outcome:
     backends: list[Backend]
     warnings: list[str]
     refused: Verdict | None = None
-    """Set when the pool may not run at all (lvs/admission.py): why, for the Warning Event."""
+    """Set when the pool may not run at all (lvs/admission.py), or (haproxy) its TLS Secret cannot be
+    served (haproxy/tls_secret.py): why, for the Warning Event."""
 
 
 def current_config(kube: Kube, pool: str, namespace: str) -> dict[str, str] | None:
@@ -97,6 +99,16 @@ def reconcile_haproxy(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoo
     meta = body["metadata"]
     pool, namespace = meta["name"], meta["namespace"]
     owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
+    tls_refused = None
+    if spec.tls is not None:
+        tls_refused = tls_secret.check(kube.get("Secret", namespace, spec.tls.secret_name), namespace,
+                                       spec.tls.secret_name)
+        deployment = kube.get("Deployment", namespace, objects.names(pool)["deployment"]) if tls_refused else None
+        if tls_refused is not None and tls_secret.serving_secret(deployment) != spec.tls.secret_name:
+            # not rolled to pods that cannot start or a configuration that cannot load (tls_secret.py)
+            status = tls_secret.with_ready({"conditions": (body.get("status") or {}).get("conditions")},
+                                           meta.get("generation"), tls_refused)
+            return Outcome(status, "", False, [], [], refused=tls_refused)
 
     backends, selected_pods = observe_backends(watched, pool, spec)
     balancers = observe_balancers(watched, pool)
@@ -122,5 +134,7 @@ def reconcile_haproxy(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoo
 
     status = pool_status(body.get("status"), meta.get("generation"),
                          spec.algorithm or DEFAULT_ALGORITHM[spec.engine], backends, rendered.config_hash, balancers)
+    if tls_refused is not None:  # a broken rotation: the balancers keep their certificate
+        status = tls_secret.with_ready(status, meta.get("generation"), tls_refused)
     return Outcome(status, rendered.config_hash, before != rendered.config_hash, backends,
-                   invalid_weight_annotations(selected_pods))
+                   invalid_weight_annotations(selected_pods), refused=tls_refused)

@@ -55,11 +55,13 @@ from hakeeper.api.loadbalancerpool import (
     HAPROXY_ALGORITHMS,
     HASH_ALGORITHMS,
     PEERS_PORT,
+    TLS_FRONTEND_PORT,
     CookieAffinity,
     LoadBalancerPoolSpec,
 )
 from hakeeper.loadbalancerpool.backends import Backend
 from hakeeper.loadbalancerpool.haproxy import slots as slotting
+from hakeeper.loadbalancerpool.haproxy import tls
 from hakeeper.loadbalancerpool.objects import FRONTEND_PORT, RUN_DIR
 
 ADMIN_SOCKET = "admin.sock"
@@ -107,6 +109,7 @@ def render(
     run_dir: str = RUN_DIR,
     listen_address: str = DEFAULT_LISTEN_ADDRESS,
     frontend_port: int = FRONTEND_PORT,
+    tls_frontend_port: int = TLS_FRONTEND_PORT,
     peers: Sequence[tuple[str, str]] = (),
 ) -> Rendered:
     """The ConfigMap data for a pool.
@@ -131,6 +134,7 @@ def render(
         raise ConfigError(f"balancer.metricsPort {frontend_port} is the port the balancer serves clients on")
     if spec.balancer.metrics_port == PEERS_PORT:
         raise ConfigError(f"balancer.metricsPort {PEERS_PORT} is the port the balancers share their stick table on")
+    tls.check_ports(spec, frontend_port, tls_frontend_port)
     _check_token(listen_address, _LISTEN, "listen address")
     _check_token(run_dir, _RUN_DIR, "run directory")
     names = [b.name for b in backends]
@@ -147,7 +151,7 @@ def render(
             raise ConfigError(f"peer {name}'s address {address!r} is not an IP address") from None
     cfg = _haproxy_cfg(pool, spec, entries, assignment.capacity, run_dir=run_dir,
                        listen_address=listen_address, frontend_port=frontend_port,
-                       peers=sorted(set(peers)) if uses_stick_table(spec) else [])
+                       tls_frontend_port=tls_frontend_port, peers=sorted(set(peers)) if uses_stick_table(spec) else [])
     files = {CONFIG_FILE: cfg, SERVERS_FILE: servers_json(entries)}
     return Rendered(files=files, structure_hash=structure_hash(cfg), config_hash=config_hash(files),
                     slots=assignment.slots)
@@ -208,6 +212,8 @@ def _check_spec(pool: str, spec: LoadBalancerPoolSpec) -> None:
     if "none" in spec.retry_on and set(spec.retry_on) != {"none"}:
         # HAProxy: "'retry-on' 'none' keyword only usable alone" (found by the fuzz tests)
         raise ConfigError("retryOn: none (retry on no condition) cannot be combined with other conditions")
+    if spec.tls is not None and mode != "http":
+        raise ConfigError("tls (TLS termination) needs engine haproxy with mode http")
 
 
 def _timers(spec: LoadBalancerPoolSpec) -> list[tuple[str, str, float]]:
@@ -333,7 +339,8 @@ def _server_options(spec: LoadBalancerPoolSpec) -> str:
 
 
 def _haproxy_cfg(pool: str, spec: LoadBalancerPoolSpec, entries: Sequence[SlotEntry], capacity: int, *,
-                 run_dir: str, listen_address: str, frontend_port: int, peers: Sequence[tuple[str, str]]) -> str:
+                 run_dir: str, listen_address: str, frontend_port: int, peers: Sequence[tuple[str, str]],
+                 tls_frontend_port: int = TLS_FRONTEND_PORT) -> str:
     mode = spec.mode or "http"
     proxy_mode = "tcp" if mode == "tcp" else "http"
     algorithm, balance = _balance(spec)
@@ -353,6 +360,7 @@ def _haproxy_cfg(pool: str, spec: LoadBalancerPoolSpec, entries: Sequence[SlotEn
         f"    hard-stop-after {_ms(t.hard_stop_after)}",
         # notice: server state changes and alerts, not one line per request
         "    log stdout format raw local0 notice",
+        *["    " + line for line in tls.global_lines(spec)],
         "",
         "defaults",
         "    log global",
@@ -367,6 +375,7 @@ def _haproxy_cfg(pool: str, spec: LoadBalancerPoolSpec, entries: Sequence[SlotEn
         *_peers_lines(peers),
         f"frontend {FRONTEND}",
         f'    bind "{listen_address}:{frontend_port}"',
+        *["    " + line for line in tls.frontend_lines(spec, listen_address, run, tls_frontend_port)],
     ]
     if proxy_mode == "http":
         lines.append("    option forwardfor")
