@@ -121,6 +121,7 @@ def reconcile_haproxy(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoo
                           "metadata": {"name": objects.names(pool)["pdb"], "namespace": namespace}})
 
     status = pool_status(body.get("status"), meta.get("generation"),
-                         spec.algorithm or DEFAULT_ALGORITHM[spec.engine], backends, rendered.config_hash, balancers)
+                         spec.algorithm or DEFAULT_ALGORITHM[spec.engine], backends, rendered.config_hash, balancers,
+                         latency=spec.weighting.mode == "Latency")
     return Outcome(status, rendered.config_hash, before != rendered.config_hash, backends,
                    invalid_weight_annotations(selected_pods))
