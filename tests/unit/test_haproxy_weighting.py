@@ -189,6 +189,9 @@ def test_the_report_names_backends_bases_weights_factors_and_latencies() -> None
     # a change of latency alone is no news: the key is the weights
     other = w.report(entries(1, 1), {**state, "b1": w.ServerWeighting(latency=60.0, factor=0.4)})
     assert w.report_key(other) == w.report_key(w.report(entries(1, 1), state))
+    # a first measurement is news
+    unmeasured = w.report(entries(1, 1), {**state, "b1": w.ServerWeighting(latency=None, factor=0.4)})
+    assert w.report_key(unmeasured) != w.report_key(w.report(entries(1, 1), state))
 
 
 # -- the agent's decide step ----------------------------------------------------------------

@@ -176,12 +176,13 @@ def report(entries: Sequence[SlotEntry], state: Mapping[str, ServerWeighting]) -
 
 
 def report_key(text: str | None) -> str | None:
-    """The part of a report whose change is worth a write at once: the weights, not the latencies."""
+    """The part of a report whose change is worth a write at once: the weights, and which backends
+    have been measured; not the latencies themselves (they move every interval)."""
     if text is None:
         return None
     try:
         rows = json.loads(text)
-        return json.dumps([[r["backend"], r["base"], r["weight"]] for r in rows])
+        return json.dumps([[r["backend"], r["base"], r["weight"], r["latencyMs"] is None] for r in rows])
     except (ValueError, TypeError, KeyError):
         return None
 
