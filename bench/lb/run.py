@@ -31,6 +31,8 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "hack"), str(ROOT)]
 
+from latency import latency_rows  # bench/lb/latency.py: Static vs Latency weighting
+
 from hakeeper.agents import haproxy_runtime as runtime
 from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
@@ -230,6 +232,7 @@ def main() -> int:
         rows += data_plane(workdir)
         rows += tls.rows(workdir, HAProxy, responder, WRK_SECONDS)
         rows += propagation(bin_dir, workdir)
+        rows += latency_rows(workdir)
     widths = [max(len(r[i]) for r in rows + [("measure", "value", "ratio", "notes")]) for i in range(4)]
     line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
     print(line(("measure", "value", "ratio", "notes")))

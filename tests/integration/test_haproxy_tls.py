@@ -69,7 +69,7 @@ class TlsAgent:
         self.tls = haproxy_tls.TlsSync(str(secret_dir), self.tls_file, balancer.admin)
         self.reported: list[str] = []
         self.agent = agentlib.Agent(balancer.config_path, balancer.admin, balancer.master, self.reported.append,
-                                    self.tls)
+                                    tls=self.tls)
         self.latest = sidecar.Latest()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=sidecar.run, args=(self.agent, self.latest, self.stop),

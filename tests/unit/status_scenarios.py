@@ -59,6 +59,8 @@ def served(kind: Any, status: dict[str, Any]) -> dict[str, Any]:
 
 # -- LoadBalancerPool -----------------------------------------------------------------------------
 BACKENDS = [Backend("a", "127.0.10.1", 80), Backend("b", "127.0.10.2", 80, state="down")]
+LATENCY_REPORT = ('[{"backend":"a","base":1,"weight":100,"percent":100,"latencyMs":1.0},'
+                  '{"backend":"b","base":1,"weight":12,"percent":12,"latencyMs":51.3}]')
 POOL_STEPS: list[tuple[str, dict[str, Any]]] = [
     # (name, pool_status keyword arguments); each step's previous status is the one before
     ("serving", {"generation": 4, "algorithm": "roundrobin", "backends": BACKENDS, "config_hash": "h1",
@@ -71,6 +73,13 @@ POOL_STEPS: list[tuple[str, dict[str, Any]]] = [
                     "balancers": [BalancerPod("p1", True, "h2")], "now": "t4"}),
     ("no-balancer", {"generation": 5, "algorithm": "leastconn", "backends": BACKENDS, "config_hash": "h2",
                      "balancers": [], "now": "t5"}),
+    # weighting mode Latency: the weights of the first ready balancer that reported them
+    ("latency-weights", {"generation": 6, "algorithm": "roundrobin", "backends": BACKENDS, "config_hash": "h3",
+                         "balancers": [BalancerPod("p1", True, "h3", effective_weights=LATENCY_REPORT)],
+                         "now": "t6", "latency": True}),
+    ("static-again", {"generation": 7, "algorithm": "roundrobin", "backends": BACKENDS, "config_hash": "h4",
+                      "balancers": [BalancerPod("p1", True, "h4", effective_weights=LATENCY_REPORT)],
+                      "now": "t7", "latency": False}),
 ]
 LVS_STEPS: list[tuple[str, dict[str, Any]]] = [
     ("master", {"generation": 1, "algorithm": "wlc", "backends": BACKENDS, "config_hash": "k1",

@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 
-from hakeeper.api.meta import APPLIED_HASH_ANNOTATION, IPVS_ANNOTATION, RELOADS_ANNOTATION, VRRP_STATE_ANNOTATION
+from hakeeper.api.meta import (
+    APPLIED_HASH_ANNOTATION,
+    EFFECTIVE_WEIGHTS_ANNOTATION,
+    IPVS_ANNOTATION,
+    RELOADS_ANNOTATION,
+    VRRP_STATE_ANNOTATION,
+)
 from hakeeper.loadbalancerpool import objects as pool_objects
 from hakeeper.loadbalancerpool.lvs import objects as lvs_objects
 
@@ -95,7 +101,8 @@ def test_the_policy_knows_agents_by_the_names_the_operator_gives():
 def test_the_report_annotations_are_exactly_what_the_agents_write():
     variables = {v["name"]: v["expression"] for v in policy()["spec"]["variables"]}
     listed = {part.strip(" '[]\n") for part in variables["reportAnnotations"].split(",")}
-    assert listed == {APPLIED_HASH_ANNOTATION, RELOADS_ANNOTATION, VRRP_STATE_ANNOTATION, IPVS_ANNOTATION}
+    assert listed == {APPLIED_HASH_ANNOTATION, RELOADS_ANNOTATION, VRRP_STATE_ANNOTATION, IPVS_ANNOTATION,
+                      EFFECTIVE_WEIGHTS_ANNOTATION}
 
 
 @pytest.mark.parametrize("resource,operation", [("pods", "UPDATE"), ("pods", "CREATE"), ("pods", "DELETE"),
@@ -108,10 +115,11 @@ def test_every_write_to_pods_is_matched(resource, operation):
 @pytest.mark.parametrize("bound", [HAPROXY_POD, KEEPALIVED_POD], ids=["haproxy", "keepalived"])
 @pytest.mark.parametrize("report", [
     {APPLIED_HASH_ANNOTATION: "new", RELOADS_ANNOTATION: "3"},
+    {EFFECTIVE_WEIGHTS_ANNOTATION: '[{"backend":"web-0","base":1,"weight":40,"percent":40,"latencyMs":51.0}]'},
     {VRRP_STATE_ANNOTATION: "MASTER", IPVS_ANNOTATION: "available", APPLIED_HASH_ANNOTATION: "new"},
     {APPLIED_HASH_ANNOTATION: None},  # a report removed
     {APPLIED_HASH_ANNOTATION: "old"},  # unchanged
-], ids=["haproxy-report", "keepalived-report", "removed", "unchanged"])
+], ids=["haproxy-report", "latency-weights-report", "keepalived-report", "removed", "unchanged"])
 def test_an_agent_reports_on_its_own_pod(bound, report):
     assert patch_pod(bound, {"metadata": {"annotations": report}}, bound=bound) is None
 
@@ -154,7 +162,8 @@ def test_an_agent_may_change_no_other_annotation_and_is_told_which():
                                                                    APPLIED_HASH_ANNOTATION: "ok"}}})
     assert message is not None
     assert message.startswith("balancer agent shop/web-agent may change only the annotations hakeeper.io/applied-hash, "
-                              "hakeeper.io/reloads, hakeeper.io/vrrp-state, hakeeper.io/ipvs of its pod ")
+                              "hakeeper.io/reloads, hakeeper.io/vrrp-state, hakeeper.io/ipvs, "
+                              "hakeeper.io/effective-weights of its pod ")
     assert message.endswith("not hakeeper.io/weight, hakeeper.io/pod-spec")
 
 

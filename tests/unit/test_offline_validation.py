@@ -152,3 +152,18 @@ def test_the_longest_timers_haproxy_and_keepalived_take_are_accepted():
                                     "healthCheck": {"interval": "2000000h", "timeout": "4294.967295s"}}))
     check(_doc("LoadBalancerPool", {"engine": "lvs", "backends": backends, "lvs": lvs,  # a check type none has no timeout
                                     "healthCheck": {"type": "none", "interval": "3h", "timeout": "2h"}}))
+
+
+@pytest.mark.parametrize("spec", [
+    {"algorithm": "source", "hashType": "consistent"},  # the negative control of lbp-latency-map-based-hash
+    {"sessionAffinity": {"type": "SourceIP"}},  # hashing chosen by the affinity is consistent
+    {"algorithm": "leastconn", "mode": "tcp"},
+    {},
+], ids=["consistent-source", "source-affinity", "tcp-leastconn", "roundrobin"])
+def test_latency_weighting_is_accepted_where_haproxy_takes_runtime_weights(spec):
+    _, checked = check(_doc("LoadBalancerPool", {"backends": {"service": "web", "port": 80}, **spec,
+                                                 "weighting": {"mode": "Latency", "interval": "1s"}}))
+    assert checked["weighting"] == {"mode": "Latency", "interval": "1s", "halfLife": "10s", "floor": 10, "maxStep": 25}
+    # Static, the default, with the algorithms Latency refuses
+    _, static = check(_doc("LoadBalancerPool", {"backends": {"service": "web", "port": 80}, "algorithm": "static-rr"}))
+    assert static["weighting"]["mode"] == "Static"

@@ -8,6 +8,8 @@ mount would lag by up to a minute) and keeps the local HAProxy in step with it:
 2. when the structure changed, a hitless reload through the master CLI, after saving the
    servers' state (health verdicts) for the new worker;
 3. servers.json through the runtime API (runtime.plan): add, remove, drain, weight — no reload;
+   with weighting mode Latency (weighting.json) the weights are the base ones scaled by the
+   servers' response times (haproxy_weighting), re-read every interval;
 4. the ConfigMap's config hash into the pod's annotation hakeeper.io/applied-hash, so the
    operator can tell which balancers run which configuration.
 
@@ -22,19 +24,27 @@ import argparse
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 from hakeeper.agents import haproxy_runtime as runtime
 from hakeeper.agents import haproxy_sticktable as sticktable
+from hakeeper.agents import haproxy_weighting as weighting
 from hakeeper.agents.haproxy_runtime import RuntimeApiError, ServerState
 from hakeeper.agents.haproxy_tls import TlsSync
 from hakeeper.agents.loop import ConfigMapView, Report, add_source_arguments, atomic_write, read_text_or_none, serve
 from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.api.configmaps.haproxy import ConfigError, SlotEntry
-from hakeeper.api.meta import APPLIED_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION, RELOADS_ANNOTATION
+from hakeeper.api.configmaps.weighting import WeightingParams, parse_weighting
+from hakeeper.api.meta import (
+    APPLIED_HASH_ANNOTATION,
+    CONFIG_HASH_ANNOTATION,
+    EFFECTIVE_WEIGHTS_ANNOTATION,
+    RELOADS_ANNOTATION,
+)
 
 log = logging.getLogger("hakeeper.agent")
-FILES = (configmap.CONFIG_FILE, configmap.SERVERS_FILE)
+FILES = (configmap.CONFIG_FILE, configmap.SERVERS_FILE, configmap.WEIGHTING_FILE)
 """The ConfigMap's files, as read from a --source-dir."""
 
 
@@ -46,6 +56,8 @@ class Desired:
     config_hash: str
     disk_text: str
     state_file: str | None
+    weighting: WeightingParams | None = None
+    """weighting.json: latency-aware weights (None: the base weights as they are)."""
 
     @classmethod
     def from_configmap(cls, cm: ConfigMapView) -> Desired:
@@ -58,6 +70,7 @@ class Desired:
             # the operator annotates the hash it computed; the same function gives it otherwise
             config_hash=cm.annotations.get(CONFIG_HASH_ANNOTATION) or configmap.config_hash(cm.data),
             disk_text=configmap.on_disk(cfg, servers), state_file=configmap.state_file_path(cfg),
+            weighting=parse_weighting(cm.data.get(configmap.WEIGHTING_FILE)),
         )
 
 
@@ -76,6 +89,15 @@ class Observed:
     """The config hash this agent last reported."""
     refused: str | None = None
     """A structure hash HAProxy refused to load (not retried until the structure changes)."""
+    factors: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    """Latency weighting: each backend's factor of its base weight, by backend name."""
+    weights_report: str | None = None
+    """The effective-weights report the agent would send now."""
+    weights_reported: str | None = None
+    """The effective-weights report it last sent, and how many seconds ago."""
+    weights_reported_age: float = 0.0
+    recheck: float | None = None
+    """Seconds until latency weighting reads the statistics again."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,10 +109,15 @@ class Decision:
     report: str | None = None
     waiting: str | None = None
     """Why the configuration cannot be fully applied yet."""
+    weights: str | None = None
+    """Latency weighting: the effective weights to report (the pod annotation)."""
+    recheck: float | None = None
+    """Seconds after which the agent wants to look again (latency weighting's interval)."""
 
     @property
     def idle(self) -> bool:
-        return self.write is None and not self.reload and not self.commands and self.report is None
+        return (self.write is None and not self.reload and not self.commands and self.report is None
+                and self.weights is None)
 
 
 def decide(desired: Desired, observed: Observed) -> Decision:
@@ -108,22 +135,39 @@ def decide(desired: Desired, observed: Observed) -> Decision:
             return Decision(write=write, waiting="the structure changed but the master CLI does not answer")
         # servers are applied by the next pass, against the new worker
         return Decision(write=write, reload=True)
-    commands = tuple(runtime.plan(observed.servers, desired.servers))
+    servers: Sequence[SlotEntry] = desired.servers
+    weights = None
+    if desired.weighting is not None:
+        # the base weights scaled by the latency factors: the one weight plan sets, so the
+        # runtime weights and servers.json never undo each other
+        servers = weighting.effective(servers, observed.factors)
+        now, before = observed.weights_report, observed.weights_reported
+        if now is not None and (weighting.report_key(now) != weighting.report_key(before)
+                                or observed.weights_reported_age >= weighting.REPORT_REFRESH):
+            weights = now
+    commands = tuple(runtime.plan(observed.servers, servers))
     report = desired.config_hash if observed.reported != desired.config_hash else None
-    return Decision(write=write, commands=commands, report=report)
+    return Decision(write=write, commands=commands, report=report, weights=weights, recheck=observed.recheck)
 
 
 class Agent:
     """Observes the file and HAProxy, decides, acts. Not thread-safe: one loop drives it."""
 
     def __init__(self, config_path: str, admin_socket: str, master_socket: str,
-                 report: Callable[[str], None], tls: TlsSync | None = None) -> None:
+                 report: Callable[[str], None], tls: TlsSync | None = None,
+                 report_weights: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config_path = config_path
         self.tls = tls
         """The pool's certificate (spec.tls), kept in step before the configuration (haproxy_tls.py)."""
         self.admin_socket = admin_socket
         self.master_socket = master_socket
         self.report = report
+        self.report_weights = report_weights
+        self.clock = clock
+        self.latency = weighting.Tracker()
+        self.weights_reported: str | None = None
+        self.weights_reported_at = float("-inf")
         self.reported: str | None = None
         self.refused: str | None = None
         self.last_good: str | None = None
@@ -139,8 +183,25 @@ class Agent:
             self.last_good = disk_text
         servers, _ = runtime.show_servers_state(self.admin_socket)
         master = structure != desired.structure_hash and self._master_answers()
+        now = self.clock()
+        factors: dict[str, float] = {}
+        weights_report = None
+        if structure == desired.structure_hash or desired.weighting is None:
+            try:
+                factors = self.latency.observe(desired.weighting, desired.servers, self._show_stat, now)
+            except (weighting.StatError, RuntimeApiError) as exc:
+                # the weights stay as they are; the servers themselves are still applied
+                log.warning("latency weighting: cannot read the statistics: %s", exc)
+                factors = {name: s.factor for name, s in self.latency.state.items()}
+            if desired.weighting is not None:
+                weights_report = weighting.report(desired.servers, self.latency.state)
         return Observed(disk_text=disk_text, running=True, structure=structure, servers=tuple(servers),
-                        master=master, reported=self.reported, refused=self.refused)
+                        master=master, reported=self.reported, refused=self.refused, factors=factors,
+                        weights_report=weights_report, weights_reported=self.weights_reported,
+                        weights_reported_age=now - self.weights_reported_at, recheck=self.latency.due_in(now))
+
+    def _show_stat(self) -> str:
+        return runtime.command(self.admin_socket, f"show stat {configmap.BACKEND} 4 -1")
 
     def _master_answers(self) -> bool:
         try:
@@ -179,6 +240,11 @@ class Agent:
             self.report(decision.report)
             self.reported = decision.report
             log.info("applied config %s", decision.report)
+        if decision.weights is not None:
+            if self.report_weights is not None:
+                self.report_weights(decision.weights)
+            self.weights_reported, self.weights_reported_at = decision.weights, self.clock()
+            log.info("effective weights %s", decision.weights)
 
     def _save_state(self, desired: Desired) -> None:
         if desired.state_file:
@@ -228,7 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if bool(args.tls_dir) != bool(args.tls_file):
             parser().error("--tls-dir and --tls-file go together")
         tls = TlsSync(args.tls_dir, args.tls_file, args.socket) if args.tls_dir else None
-        agent = Agent(args.config, args.socket, args.master_socket, applied, tls)
+
+        def weights(text: str) -> None:
+            report({EFFECTIVE_WEIGHTS_ANNOTATION: text})
+
+        agent = Agent(args.config, args.socket, args.master_socket, applied, tls=tls, report_weights=weights)
         return agent
 
     # re-check every 5 s (HAProxy may have restarted); every 0.25 s while waiting for it

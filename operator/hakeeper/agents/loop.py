@@ -221,6 +221,10 @@ def run(agent: Converging, latest: Latest, stop: threading.Event, *, resync: flo
         if waiting:
             log.debug("waiting: %s", waiting)
         delay = retry if waiting else resync
+        # an agent with work on a clock of its own (latency weighting) says when it is due
+        recheck = getattr(decision, "recheck", None)
+        if recheck is not None:
+            delay = min(delay, max(recheck, retry))
 
 
 def add_source_arguments(parser: Any, reports: str) -> None:

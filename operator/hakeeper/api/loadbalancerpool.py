@@ -21,6 +21,7 @@ from hakeeper.api.common import (
     cel_string,
     duration_rules,
 )
+from hakeeper.api.weighting import LATENCY_RULES, EffectiveWeight, Weighting
 
 HAPROXY_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "random", "source", "uri", "hdr")
 LVS_ALGORITHMS = ("rr", "wrr", "lc", "wlc", "sh", "dh", "mh", "sed", "nq")
@@ -324,6 +325,8 @@ class LoadBalancerPoolSpec(Model):
             ]})
     """HAProxy's retry-on conditions, each at most once; none alone."""
     server: ServerOptions = Field(default_factory=ServerOptions)
+    weighting: Weighting = Field(default_factory=Weighting)
+    """Static weights (default), or weights moved by the servers' response times (engine haproxy)."""
     balancer: Balancer = Field(default_factory=Balancer)
     service: PoolService = Field(default_factory=PoolService)
     lvs: Lvs | None = None
@@ -377,6 +380,7 @@ class LoadBalancerPoolSpec(Model):
                     f"<= duration('{KEEPALIVED_LONGEST_TIMEOUT}')",
                     f"with engine lvs, healthCheck.timeout must be at most {KEEPALIVED_LONGEST_TIMEOUT} (about 71.5 "
                     "minutes): keepalived's connect_timeout"),
+                *LATENCY_RULES,
             ]
         }
     )
@@ -439,3 +443,5 @@ class LoadBalancerPoolStatus(BaseStatus):
     """The balancer pods, by name."""
     virtual_ip_holder: str | None = Field(default=None, alias="virtualIPHolder")
     """Engine lvs: the node (or nodes, comma-separated, during a split) whose keepalived holds the virtual IP."""
+    effective_weights: list[EffectiveWeight] | None = None
+    """Weighting mode Latency: the weights one ready balancer applies, as its agent last reported them."""

@@ -48,6 +48,9 @@ RELOADS_ANNOTATION = "hakeeper.io/reloads"
 """On a HAProxy balancer pod: the hitless reloads its agent has done since it started."""
 VRRP_STATE_ANNOTATION = "hakeeper.io/vrrp-state"
 """On a keepalived balancer pod: the VRRP state its agent saw (MASTER, BACKUP, FAULT)."""
+EFFECTIVE_WEIGHTS_ANNOTATION = "hakeeper.io/effective-weights"
+"""On a HAProxy balancer pod of a pool with weighting mode Latency: the weights its agent applies,
+JSON [{backend, base, weight, percent, latencyMs}] (api/weighting.py EffectiveWeight)."""
 IPVS_ANNOTATION = "hakeeper.io/ipvs"
 """On a keepalived balancer pod: whether the node's kernel has IPVS ("true"/"false")."""
 

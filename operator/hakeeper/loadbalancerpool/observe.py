@@ -18,6 +18,7 @@ from hakeeper.api.meta import (
     APPLIED_HASH_ANNOTATION,
     BALANCER_COMPONENT,
     COMPONENT_LABEL,
+    EFFECTIVE_WEIGHTS_ANNOTATION,
     IPVS_ANNOTATION,
     POOL_LABEL,
     RELOADS_ANNOTATION,
@@ -84,7 +85,8 @@ def observe_balancers(watched: Watched, pool: str) -> list[BalancerPod]:
                                annotations.get(VRRP_STATE_ANNOTATION), (pod.get("spec") or {}).get("nodeName"),
                                annotations.get(IPVS_ANNOTATION),
                                reloads=int(reloads) if reloads and reloads.isdigit() else None,
-                               ip=(pod.get("status") or {}).get("podIP")))
+                               ip=(pod.get("status") or {}).get("podIP"),
+                               effective_weights=annotations.get(EFFECTIVE_WEIGHTS_ANNOTATION)))
     return sorted(out, key=lambda b: b.name)
 
 

@@ -133,7 +133,8 @@ def reconcile_haproxy(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoo
                           "metadata": {"name": objects.names(pool)["pdb"], "namespace": namespace}})
 
     status = pool_status(body.get("status"), meta.get("generation"),
-                         spec.algorithm or DEFAULT_ALGORITHM[spec.engine], backends, rendered.config_hash, balancers)
+                         spec.algorithm or DEFAULT_ALGORITHM[spec.engine], backends, rendered.config_hash, balancers,
+                         latency=spec.weighting.mode == "Latency")
     if tls_refused is not None:  # a broken rotation: the balancers keep their certificate
         status = tls_secret.with_ready(status, meta.get("generation"), tls_refused)
     return Outcome(status, rendered.config_hash, before != rendered.config_hash, backends,

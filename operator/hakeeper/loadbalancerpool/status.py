@@ -15,6 +15,7 @@ from hakeeper.api.common import Condition
 from hakeeper.api.conditions import ConditionType, PoolReason, Verdict, get_condition, with_verdicts
 from hakeeper.api.loadbalancerpool import BackendCount, BalancerPodStatus, LoadBalancerPoolStatus
 from hakeeper.loadbalancerpool.backends import Backend, count
+from hakeeper.loadbalancerpool.haproxy import weighting
 
 MASTER = "MASTER"
 """The VRRP state of the node holding the virtual IP, as keepalived names it."""
@@ -33,6 +34,8 @@ class BalancerPod:
     """haproxy: the hitless reloads the pod's agent has done since it started."""
     ip: str | None = None
     """The pod's IP (haproxy: where its peers reach it), None before it has one."""
+    effective_weights: str | None = None
+    """haproxy, weighting Latency: the agent's report of the weights it applies (JSON)."""
 
 
 def backends_available(counts: Mapping[str, int]) -> Verdict:
@@ -134,10 +137,12 @@ def pool_status(
     balancers: list[BalancerPod],
     now: str | None = None,
     lvs: bool = False,
+    latency: bool | None = None,
 ) -> dict[str, Any]:
     """The pool's status (LoadBalancerPoolStatus), as the merge patch of the status subresource
     (StatusModel.patch). `previous` is the status as read from the API (its conditions keep their
-    transition times); `lvs` adds virtualIPHolder, cleared when no node holds the address."""
+    transition times); `lvs` adds virtualIPHolder, cleared when no node holds the address;
+    `latency` (haproxy: weighting mode Latency) adds effectiveWeights, and False clears them."""
     status = LoadBalancerPoolStatus(
         observed_generation=generation,
         algorithm=algorithm,
@@ -151,6 +156,9 @@ def pool_status(
     )
     if lvs:
         status.virtual_ip_holder = virtual_ip_holder(balancers)
+    if latency is not None:
+        status.effective_weights = weighting.effective_weights(
+            [(b.name, b.ready, b.effective_weights) for b in balancers]) if latency else None
     return status.patch()
 
 

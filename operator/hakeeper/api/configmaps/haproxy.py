@@ -5,6 +5,8 @@ how the agent fills the structure with the servers for the file on disk (pure).
   as placeholders in maintenance (see loadbalancerpool/haproxy/config.py for why).
 - ``servers.json``: which backend sits in which slot, with its address, weight and state;
   the agent applies it through the runtime API, without a reload.
+- ``weighting.json`` (weighting mode Latency only): how the agent moves the weights by the
+  servers' response times (api/configmaps/weighting.py); read by the agent, no reload.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 CONFIG_FILE = "haproxy.cfg"
 SERVERS_FILE = "servers.json"
+WEIGHTING_FILE = "weighting.json"
 BACKEND = "servers"
 """The backend section that holds the server slots."""
 STRUCTURE_ENV = "HAKEEPER_STRUCTURE"
@@ -58,7 +61,9 @@ def structure_hash(cfg: str) -> str:
 
 
 def config_hash(files: Mapping[str, str]) -> str:
-    return _digest(json.dumps({k: files.get(k, "") for k in (CONFIG_FILE, SERVERS_FILE)}, sort_keys=True))
+    # weighting.json counts only where it exists, so a Static pool's hash is what it always was
+    keys = (CONFIG_FILE, SERVERS_FILE) + ((WEIGHTING_FILE,) if WEIGHTING_FILE in files else ())
+    return _digest(json.dumps({k: files.get(k, "") for k in keys}, sort_keys=True))
 
 
 def servers_json(entries: Sequence[SlotEntry]) -> str:

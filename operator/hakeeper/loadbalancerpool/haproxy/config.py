@@ -61,7 +61,7 @@ from hakeeper.api.loadbalancerpool import (
 )
 from hakeeper.loadbalancerpool.backends import Backend
 from hakeeper.loadbalancerpool.haproxy import slots as slotting
-from hakeeper.loadbalancerpool.haproxy import tls
+from hakeeper.loadbalancerpool.haproxy import tls, weighting
 from hakeeper.loadbalancerpool.objects import FRONTEND_PORT, RUN_DIR
 
 ADMIN_SOCKET = "admin.sock"
@@ -152,7 +152,7 @@ def render(
     cfg = _haproxy_cfg(pool, spec, entries, assignment.capacity, run_dir=run_dir,
                        listen_address=listen_address, frontend_port=frontend_port,
                        tls_frontend_port=tls_frontend_port, peers=sorted(set(peers)) if uses_stick_table(spec) else [])
-    files = {CONFIG_FILE: cfg, SERVERS_FILE: servers_json(entries)}
+    files = {CONFIG_FILE: cfg, SERVERS_FILE: servers_json(entries), **weighting.files(spec)}
     return Rendered(files=files, structure_hash=structure_hash(cfg), config_hash=config_hash(files),
                     slots=assignment.slots)
 
@@ -214,6 +214,7 @@ def _check_spec(pool: str, spec: LoadBalancerPoolSpec) -> None:
         raise ConfigError("retryOn: none (retry on no condition) cannot be combined with other conditions")
     if spec.tls is not None and mode != "http":
         raise ConfigError("tls (TLS termination) needs engine haproxy with mode http")
+    weighting.check(spec, weights_are_static(spec))
 
 
 def _timers(spec: LoadBalancerPoolSpec) -> list[tuple[str, str, float]]:
