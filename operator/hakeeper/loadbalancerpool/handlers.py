@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from hakeeper.api import LOAD_BALANCER_POOL
-from hakeeper.api.conditions import ConditionType, get_condition
+from hakeeper.api.conditions import ConditionType, PoolReason, get_condition
 from hakeeper.api.events import CommonEvent, PoolEvent
 from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
 from hakeeper.api.meta import POOL_LABEL, SERVICE_NAME_LABEL
@@ -33,6 +33,9 @@ from hakeeper.platform.spec import on_spec, parse_spec
 GROUP, VERSION = LOAD_BALANCER_POOL.api_version.split("/")
 PLURAL = LOAD_BALANCER_POOL.plural
 RESYNC_SECONDS = 30.0
+TLS_SECRET_RETRY_SECONDS = 5.0
+"""While a pool's TLS Secret is refused: the operator may not watch Secrets (it only gets the one
+named), so it reads it again this often, and a fixed Secret is served within seconds."""
 WORKERS = 16
 
 LOOP = loop.Loop(kind=LOAD_BALANCER_POOL.kind, failure_reason=CommonEvent.RECONCILE_FAILED, retry=2.0, debounce=0.1,
@@ -93,7 +96,9 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
             was = get_condition((snapshot.get("status") or {}).get("conditions"), ConditionType.READY) or {}
             posted = was.get("reason") == outcome.refused.reason and was.get("status") == "False"
             events = [] if posted else [loop.Event.of(PoolEvent(outcome.refused.reason), outcome.refused.message)]
-            return loop.Outcome(status=outcome.status, events=events, next_in=RESYNC_SECONDS)
+            tls = outcome.refused.reason == PoolReason.TLS_SECRET_INVALID
+            return loop.Outcome(status=outcome.status, events=events,
+                                next_in=TLS_SECRET_RETRY_SECONDS if tls else RESYNC_SECONDS)
         events = [loop.Event.of(PoolEvent.INVALID_WEIGHT, warning) for warning in outcome.warnings]
         split = split_brain_began(snapshot.get("status"), outcome.status)
         if split is not None:

@@ -1,8 +1,9 @@
 """Whether a pool's TLS Secret can be served, and what the pool's status says when not (pure).
 
 The operator reads the Secret spec.tls names (`get`, never list or watch: the chart grants
-no more on Secrets) on every pass of the pool, so a Secret fixed or broken is seen within
-the pool's resync (30 s) or at its next wake-up. It checks what HAProxy would refuse: the
+no more on Secrets) on every pass of the pool, so a Secret broken is seen within the
+pool's resync (30 s) or at its next wake-up, and a refused one is read again every 5 s
+(handlers.py). It checks what HAProxy would refuse: the
 type kubernetes.io/tls, both keys, a PEM certificate (then its chain) in tls.crt, an
 unencrypted PEM private key in tls.key, and that the key belongs to the certificate. The
 `cryptography` package parses them; nothing of the Secret's data reaches a message or a log.
