@@ -24,6 +24,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 
+from hakeeper.agents import haproxy_request_classes as classes
 from hakeeper.agents import haproxy_runtime as runtime
 from hakeeper.agents.haproxy_runtime import RuntimeApiError, ServerState
 from hakeeper.agents.loop import ConfigMapView, Report, add_source_arguments, atomic_write, read_text_or_none, serve
@@ -32,7 +33,7 @@ from hakeeper.api.configmaps.haproxy import ConfigError, SlotEntry
 from hakeeper.api.meta import APPLIED_HASH_ANNOTATION, CONFIG_HASH_ANNOTATION, RELOADS_ANNOTATION
 
 log = logging.getLogger("hakeeper.agent")
-FILES = (configmap.CONFIG_FILE, configmap.SERVERS_FILE)
+FILES = (configmap.CONFIG_FILE, configmap.SERVERS_FILE, configmap.REFUSED_FILE)
 """The ConfigMap's files, as read from a --source-dir."""
 
 
@@ -44,6 +45,8 @@ class Desired:
     config_hash: str
     disk_text: str
     state_file: str | None
+    refusals: classes.Refusals = classes.Refusals()
+    """Request classes to refuse (a pool with classes only): the ACL file and the running ACL."""
 
     @classmethod
     def from_configmap(cls, cm: ConfigMapView) -> Desired:
@@ -56,6 +59,7 @@ class Desired:
             # the operator annotates the hash it computed; the same function gives it otherwise
             config_hash=cm.annotations.get(CONFIG_HASH_ANNOTATION) or configmap.config_hash(cm.data),
             disk_text=configmap.on_disk(cfg, servers), state_file=configmap.state_file_path(cfg),
+            refusals=classes.Refusals.from_data(cfg, cm.data),
         )
 
 
@@ -74,6 +78,10 @@ class Observed:
     """The config hash this agent last reported."""
     refused: str | None = None
     """A structure hash HAProxy refused to load (not retried until the structure changes)."""
+    acl_disk: str | None = None
+    """The refused classes' ACL file as it is on disk."""
+    acl_running: tuple[str, ...] | None = None
+    """The refused classes the running worker holds (None: not read, e.g. another structure runs)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,13 +93,25 @@ class Decision:
     report: str | None = None
     waiting: str | None = None
     """Why the configuration cannot be fully applied yet."""
+    acl_write: str | None = None
+    """New content for the refused classes' ACL file (written before the configuration file)."""
 
     @property
     def idle(self) -> bool:
-        return self.write is None and not self.reload and not self.commands and self.report is None
+        return (self.write is None and self.acl_write is None and not self.reload and not self.commands
+                and self.report is None)
 
 
 def decide(desired: Desired, observed: Observed) -> Decision:
+    decision = _decide(desired, observed)
+    refusals = desired.refusals
+    if refusals.path is not None and observed.acl_disk != refusals.text:
+        # whatever else happens: a HAProxy that starts or reloads reads the file
+        decision = dataclasses.replace(decision, acl_write=refusals.text)
+    return decision
+
+
+def _decide(desired: Desired, observed: Observed) -> Decision:
     write = desired.disk_text if observed.disk_text != desired.disk_text else None
     if not observed.running:
         # first start: HAProxy's container starts once the file exists and reads the
@@ -107,6 +127,8 @@ def decide(desired: Desired, observed: Observed) -> Decision:
         # servers are applied by the next pass, against the new worker
         return Decision(write=write, reload=True)
     commands = tuple(runtime.plan(observed.servers, desired.servers))
+    if observed.acl_running is not None:
+        commands += tuple(classes.plan(observed.acl_running, desired.refusals))
     report = desired.config_hash if observed.reported != desired.config_hash else None
     return Decision(write=write, commands=commands, report=report)
 
@@ -129,14 +151,21 @@ class Agent:
     def observe(self, desired: Desired) -> Observed:
         disk_text = read_text_or_none(self.config_path)
         if not runtime.alive(self.admin_socket):
-            return Observed(disk_text=disk_text, running=False, reported=self.reported, refused=self.refused)
+            acl_disk = read_text_or_none(desired.refusals.path) if desired.refusals.path else None
+            return Observed(disk_text=disk_text, running=False, reported=self.reported, refused=self.refused,
+                            acl_disk=acl_disk)
         structure = runtime.running_structure(self.admin_socket)
         if disk_text is not None and structure is not None and configmap.disk_structure(disk_text) == structure:
             self.last_good = disk_text
         servers, _ = runtime.show_servers_state(self.admin_socket)
         master = structure != desired.structure_hash and self._master_answers()
+        acl_path = desired.refusals.path
+        acl_disk = read_text_or_none(acl_path) if acl_path else None
+        acl_running = (tuple(classes.show(self.admin_socket, acl_path))
+                       if acl_path and structure == desired.structure_hash else None)
         return Observed(disk_text=disk_text, running=True, structure=structure, servers=tuple(servers),
-                        master=master, reported=self.reported, refused=self.refused)
+                        master=master, reported=self.reported, refused=self.refused,
+                        acl_disk=acl_disk, acl_running=acl_running)
 
     def _master_answers(self) -> bool:
         try:
@@ -146,6 +175,10 @@ class Agent:
         return True
 
     def act(self, decision: Decision, desired: Desired) -> None:
+        if decision.acl_write is not None and desired.refusals.path is not None:
+            atomic_write(desired.refusals.path, decision.acl_write)
+            log.info("wrote %s (refused request classes: %s)", desired.refusals.path,
+                     ", ".join(desired.refusals.classes) or "none")
         if decision.write is not None:
             if desired.state_file and not os.path.exists(desired.state_file):
                 atomic_write(desired.state_file, "1\n")  # an empty state, so HAProxy has nothing to warn about

@@ -21,6 +21,7 @@ from hakeeper.api.common import (
     cel_string,
     duration_rules,
 )
+from hakeeper.api.request_classes import REQUEST_CLASS_RULES, ClassName, RequestClass, RequestRefusal
 
 HAPROXY_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "random", "source", "uri", "hdr")
 LVS_ALGORITHMS = ("rr", "wrr", "lc", "wlc", "sh", "dh", "mh", "sed", "nq")
@@ -300,6 +301,12 @@ class LoadBalancerPoolSpec(Model):
     balancer: Balancer = Field(default_factory=Balancer)
     service: PoolService = Field(default_factory=PoolService)
     lvs: Lvs | None = None
+    request_classes: list[RequestClass] = Field(default_factory=list, max_length=32)
+    """HAProxy mode http: named classes of requests, first match wins (api/request_classes.py)."""
+    default_request_class: ClassName | None = None
+    """The class of a request no class matches; required with requestClasses."""
+    request_refusal: RequestRefusal | None = None
+    """How a class a DegradationPolicy refuses is answered (default 503, Retry-After 10s)."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -339,6 +346,7 @@ class LoadBalancerPoolSpec(Model):
                     f"<= duration('{KEEPALIVED_LONGEST_TIMEOUT}')",
                     f"with engine lvs, healthCheck.timeout must be at most {KEEPALIVED_LONGEST_TIMEOUT} (about 71.5 "
                     "minutes): keepalived's connect_timeout"),
+                *REQUEST_CLASS_RULES,
             ]
         }
     )

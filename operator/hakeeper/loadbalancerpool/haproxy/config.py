@@ -37,6 +37,7 @@ from hakeeper.api.common import parse_duration
 from hakeeper.api.configmaps.haproxy import (
     BACKEND,
     CONFIG_FILE,
+    REFUSED_FILE,
     SERVERS_FILE,
     ConfigError,
     SlotEntry,
@@ -44,6 +45,7 @@ from hakeeper.api.configmaps.haproxy import (
     config_hash,
     host_port,
     parse_servers,
+    refused_json,
     server_line,
     server_name,
     servers_json,
@@ -52,6 +54,7 @@ from hakeeper.api.configmaps.haproxy import (
 )
 from hakeeper.api.loadbalancerpool import HAPROXY_ALGORITHMS, HASH_ALGORITHMS, CookieAffinity, LoadBalancerPoolSpec
 from hakeeper.loadbalancerpool.backends import Backend
+from hakeeper.loadbalancerpool.haproxy import request_classes
 from hakeeper.loadbalancerpool.haproxy import slots as slotting
 from hakeeper.loadbalancerpool.objects import FRONTEND_PORT, RUN_DIR
 
@@ -98,6 +101,7 @@ def render(
     run_dir: str = RUN_DIR,
     listen_address: str = DEFAULT_LISTEN_ADDRESS,
     frontend_port: int = FRONTEND_PORT,
+    refused: Sequence[str] = (),
 ) -> Rendered:
     """The ConfigMap data for a pool.
 
@@ -105,6 +109,9 @@ def render(
     every backend in its slot. A plain name -> slot mapping works too, but only the ones
     from here remember the slot capacity, which keeps a pool that shrinks a little from
     reloading to fewer slots and back.
+
+    `refused`: request classes the balancers refuse (from DegradationPolicies); names the pool
+    does not define are left out.
     """
     _check_spec(pool, spec)
     if spec.balancer.metrics_port == frontend_port:
@@ -122,6 +129,8 @@ def render(
     cfg = _haproxy_cfg(pool, spec, entries, assignment.capacity, run_dir=run_dir,
                        listen_address=listen_address, frontend_port=frontend_port)
     files = {CONFIG_FILE: cfg, SERVERS_FILE: servers_json(entries)}
+    if spec.request_classes:
+        files[REFUSED_FILE] = refused_json(request_classes.refused_for_pool(spec.request_classes, refused))
     return Rendered(files=files, structure_hash=structure_hash(cfg), config_hash=config_hash(files),
                     slots=assignment.slots)
 
@@ -181,6 +190,7 @@ def _check_spec(pool: str, spec: LoadBalancerPoolSpec) -> None:
     if "none" in spec.retry_on and set(spec.retry_on) != {"none"}:
         # HAProxy: "'retry-on' 'none' keyword only usable alone" (found by the fuzz tests)
         raise ConfigError("retryOn: none (retry on no condition) cannot be combined with other conditions")
+    request_classes.check(spec.request_classes, spec.default_request_class, mode)
 
 
 def _timers(spec: LoadBalancerPoolSpec) -> list[tuple[str, str, float]]:
@@ -326,6 +336,8 @@ def _haproxy_cfg(pool: str, spec: LoadBalancerPoolSpec, entries: Sequence[SlotEn
     ]
     if proxy_mode == "http":
         lines.append("    option forwardfor")
+    lines += ["    " + line for line in request_classes.frontend_lines(
+        spec.request_classes, spec.default_request_class, spec.request_refusal, run)]
     lines += [f"    default_backend {BACKEND}", "", f"backend {BACKEND}", f"    balance {balance}"]
     if hash_type:
         lines.append(f"    hash-type {hash_type}")
