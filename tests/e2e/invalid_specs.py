@@ -275,4 +275,11 @@ INVALID = [
     ("lbp-refusal-status", "LoadBalancerPool",
      {"backends": LBP_BACKENDS, "requestClasses": CLASSES, "defaultRequestClass": "low",
       "requestRefusal": {"status": 500}}, "spec.requestRefusal.status: Unsupported value: 500: supported values"),
+    ("dp-tier-selects-nothing", "DegradationPolicy", {**DP_BASE, "tiers": [{"name": "t", "priority": 1}]},
+     "a tier selects Deployments by selector, maxPodPriority, or both, or names requestClasses"),
+    ("dp-tier-pool-twice", "DegradationPolicy", {**DP_BASE, "tiers": [{"name": "t", "priority": 1, "requestClasses": [
+        {"pool": "web", "classes": ["low"]}, {"pool": "web", "classes": ["batch"]}]}]},
+     "a tier names each pool once in requestClasses"),
+    ("dp-tier-bad-class-name", "DegradationPolicy", {**DP_BASE, "tiers": [{"name": "t", "priority": 1, "requestClasses": [
+        {"pool": "web", "classes": ["Low Priority"]}]}]}, "a request class name is a DNS label"),
 ]

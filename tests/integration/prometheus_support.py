@@ -210,6 +210,8 @@ class Fleet:
         self.namespace_label_sets: dict[str, dict[str, str] | None] = {}
         """Labels of a namespace (None: it does not exist); an unnamed one exists unlabelled."""
         self.patches: list[tuple[str, str, dict]] = []
+        self.pools: dict[tuple[str, str], list[str]] = {}
+        """Request class names of a LoadBalancerPool by (namespace, name); absent: no such pool."""
         self._lock = threading.Lock()
         self._version = 1
 
@@ -222,6 +224,10 @@ class Fleet:
         with self._lock:
             found = self.items.get((namespace, name))
             return copy.deepcopy(found) if found else None
+
+    def pool_classes(self, namespace: str, name: str) -> list[str] | None:
+        found = self.pools.get((namespace, name))
+        return None if found is None else list(found)
 
     def priority_classes(self) -> list[dict[str, Any]]:
         return [{"metadata": {"name": n}, "value": v} for n, v in self.classes.items()]

@@ -61,6 +61,10 @@ class PoolEvent(_Catalog):
     """Engine lvs refused in this namespace (chart value lvs.allowedNamespaces)."""
     IMAGE_NOT_ALLOWED = "ImageNotAllowed", EventType.WARNING
     """Engine lvs refused with this image (chart value lvs.allowedImages)."""
+    REQUEST_CLASSES_REFUSED = "RequestClassesRefused", EventType.WARNING
+    """The balancers now refuse these request classes (a DegradationPolicy's tier is shed)."""
+    REQUEST_CLASSES_RESTORED = "RequestClassesRestored"
+    """The balancers let these request classes through again."""
 
 
 class DatabaseEvent(_Catalog):
@@ -158,3 +162,8 @@ class PolicyEvent(_Catalog):
     EVALUATION_FAILED = "EvaluationFailed", EventType.WARNING
     NAMESPACE_REFUSED = "NamespaceRefused", EventType.WARNING
     """A namespace the policy lists is one it may not shed in (the message says why)."""
+    # request classes refused at the balancers
+    REQUEST_CLASSES_REFUSED = "RequestClassesRefused"
+    REQUEST_CLASSES_RESTORED = "RequestClassesRestored"
+    REQUEST_CLASS_UNKNOWN = "RequestClassUnknown", EventType.WARNING
+    """A tier names a class its pool does not define (or a pool that does not exist): it refuses nothing."""

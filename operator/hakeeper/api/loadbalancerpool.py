@@ -21,7 +21,13 @@ from hakeeper.api.common import (
     cel_string,
     duration_rules,
 )
-from hakeeper.api.request_classes import REQUEST_CLASS_RULES, ClassName, RequestClass, RequestRefusal
+from hakeeper.api.request_classes import (
+    REQUEST_CLASS_RULES,
+    ClassName,
+    RefusedRequestClass,
+    RequestClass,
+    RequestRefusal,
+)
 
 HAPROXY_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "random", "source", "uri", "hdr")
 LVS_ALGORITHMS = ("rr", "wrr", "lc", "wlc", "sh", "dh", "mh", "sed", "nq")
@@ -409,3 +415,5 @@ class LoadBalancerPoolStatus(BaseStatus):
     """The balancer pods, by name."""
     virtual_ip_holder: str | None = Field(default=None, alias="virtualIPHolder")
     """Engine lvs: the node (or nodes, comma-separated, during a split) whose keepalived holds the virtual IP."""
+    refused_request_classes: list[RefusedRequestClass] = Field(default_factory=list)
+    """Request classes the balancers refuse, and which DegradationPolicies refuse them."""

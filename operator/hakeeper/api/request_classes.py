@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
-from hakeeper.api.common import DURATION_PATTERN, Model, allowed_characters, cel, duration_rules
+from hakeeper.api.common import DURATION_PATTERN, Model, StatusModel, allowed_characters, cel, duration_rules
 
 CLASS_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 HEADER_NAME_PATTERN = r"^[A-Za-z0-9-]+$"
@@ -119,3 +119,13 @@ REQUEST_CLASS_RULES = (
         "requestRefusal applies to pools with requestClasses only"),
 )
 """CEL rules on the pool's spec (LoadBalancerPoolSpec appends them)."""
+
+
+class RefusedRequestClass(StatusModel):
+    """A class the pool's balancers refuse (pool status), and the DegradationPolicies that refuse it."""
+
+    name: str
+    policies: list[str] = Field(default_factory=list)
+    """namespace/name of each DegradationPolicy whose shed tier names the class."""
+    since: str = ""
+    """When the earliest of them began refusing it (RFC 3339)."""

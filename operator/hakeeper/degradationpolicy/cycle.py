@@ -18,6 +18,7 @@ from hakeeper.api.common import parse_duration, rfc3339
 from hakeeper.api.conditions import PolicyReason, Verdict
 from hakeeper.api.degradationpolicy import DegradationPolicySpec
 from hakeeper.degradationpolicy import keda
+from hakeeper.degradationpolicy import request_classes as classes_
 from hakeeper.degradationpolicy import status as status_
 from hakeeper.degradationpolicy.act import (
     Scaler,
@@ -162,8 +163,12 @@ class Evaluator:
                                     {t.key for t in plan.shed + plan.restore})
         conflicts = {t.key: conflict_message(deployments[t.key], hpas.get(t.key), scaled.get(t.key))
                      for t in selection.all_shed() if t.conflict and t.key in deployments}
+        # the pools whose classes the policy refuses: which of the named classes they define
+        namespace = body["metadata"]["namespace"]
+        pools = {pool: self.reader.pool_classes(namespace, pool) for pool in classes_.pools_named(spec)
+                 if any(n.pool == pool for t in spec.tiers if t.name in plan.memory.refused for n in t.request_classes)}
         status, events = status_.build(spec, body["metadata"].get("generation"), previous, plan, selection,
-                                       outcomes, hpas, conflicts, ready, now, admission)
+                                       outcomes, hpas, conflicts, ready, now, admission, pools)
         return Evaluation(status, events, plan.memory, now + plan.wake_in)
 
     def _restore(self, target: Target, deployment: Mapping[str, Any], so: keda.ScaledObject | None,

@@ -16,6 +16,7 @@ from hakeeper.api.conditions import Verdict
 from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
 from hakeeper.api.meta import CONFIG_HASH_ANNOTATION
 from hakeeper.loadbalancerpool import objects
+from hakeeper.loadbalancerpool import request_classes as classes
 from hakeeper.loadbalancerpool.backends import Backend, invalid_weight_annotations
 from hakeeper.loadbalancerpool.haproxy.config import previous_slots, render
 from hakeeper.loadbalancerpool.lvs import objects as lvs_objects
@@ -95,8 +96,10 @@ def reconcile_haproxy(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoo
     owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
 
     backends, selected_pods = observe_backends(watched, pool, spec)
+    refused = classes.refused(spec, watched.refusals)
     # the slots of the last render: a backend keeps its server slot, so no reload is needed
-    rendered = render(pool, spec, backends, previous_slots(current_config(kube, pool, namespace)))
+    rendered = render(pool, spec, backends, previous_slots(current_config(kube, pool, namespace)),
+                      refused=[r.name for r in refused])
     config_map = objects.config_map(pool, namespace, rendered.files)
     config_map["metadata"]["annotations"] = {CONFIG_HASH_ANNOTATION: rendered.config_hash}
     desired = [
@@ -116,5 +119,7 @@ def reconcile_haproxy(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoo
     balancers = observe_balancers(watched, pool)
     status = pool_status(body.get("status"), meta.get("generation"),
                          spec.algorithm or DEFAULT_ALGORITHM[spec.engine], backends, rendered.config_hash, balancers)
+    if spec.request_classes or (body.get("status") or {}).get("refusedRequestClasses"):
+        status["refusedRequestClasses"] = [r.model_dump(by_alias=True, mode="json") for r in refused]
     return Outcome(status, rendered.config_hash, before != rendered.config_hash, backends,
                    invalid_weight_annotations(selected_pods))
