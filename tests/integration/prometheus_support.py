@@ -212,6 +212,7 @@ class Fleet:
         self.patches: list[tuple[str, str, dict]] = []
         self.pools: dict[tuple[str, str], list[str]] = {}
         """Request class names of a LoadBalancerPool by (namespace, name); absent: no such pool."""
+        self.pools_unreadable = False
         self._lock = threading.Lock()
         self._version = 1
 
@@ -226,6 +227,8 @@ class Fleet:
             return copy.deepcopy(found) if found else None
 
     def pool_classes(self, namespace: str, name: str) -> list[str] | None:
+        if self.pools_unreadable:
+            raise ApiError(403, "Forbidden", "scripted: cannot get loadbalancerpools")
         found = self.pools.get((namespace, name))
         return None if found is None else list(found)
 

@@ -46,7 +46,8 @@ def test_a_tier_of_classes_only_is_refused_first_and_selects_no_deployment() -> 
     # pool lacks is reported (unknown) with a Warning, not fatal
     status = policy.at(4, 12)
     assert f.replicas("batch-a") == 0 and f.replicas("reports") == 4 and f.replicas("checkout") == 5
-    assert refused(status) == [("bulk-traffic", "web", ["low"], []), ("batch", "web", ["batch"], ["no-such-class"])]
+    assert refused(status) == [("bulk-traffic", "web", ["low"], []),
+                               ("batch", "web", ["batch", "no-such-class"], ["no-such-class"])]
     assert policy.reasons().count("RequestClassesRefused") == 2 and "RequestClassUnknown" in policy.reasons()
 
 
@@ -83,6 +84,20 @@ def test_a_tier_removed_from_the_spec_refuses_nothing_any_more() -> None:
     assert refused(policy.body["status"])
     policy.spec = spec(tiers=[REPORTS])
     assert refused(policy.at(4, 12)) == []
+
+
+def test_a_missing_pool_names_every_class_unknown_and_an_unreadable_one_none() -> None:
+    f = fleet()
+    f.pools.clear()
+    policy = Policy(f, spec(tiers=[CLASSES_ONLY, REPORTS]))
+    policy.run(0, 3, 12)
+    assert refused(policy.body["status"]) == [("bulk-traffic", "web", ["low"], ["low"])]
+    # a failed read of the pool does not stop the evaluation, nor the refusal (the pool filters)
+    f.pools_unreadable = True
+    f.pools[("shop", "web")] = ["low"]
+    policy2 = Policy(f, spec(tiers=[CLASSES_ONLY, REPORTS]), name="other")
+    policy2.run(0, 3, 12)
+    assert refused(policy2.body["status"]) == [("bulk-traffic", "web", ["low"], [])]
 
 
 def test_dry_run_reports_refusals_the_pools_ignore() -> None:

@@ -217,7 +217,7 @@ class RefusedRequestClasses(StatusModel):
 
     pool: str
     classes: list[str] = Field(default_factory=list)
-    """What the pool refuses for this policy."""
+    """The classes the tier names: the pool refuses those it defines."""
     tier: str
     since: str
     """When the tier's classes were first refused (RFC 3339)."""

@@ -7,6 +7,7 @@ controller runs it in a worker thread. The truth about what is shed is on the De
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -18,7 +19,6 @@ from hakeeper.api.common import parse_duration, rfc3339
 from hakeeper.api.conditions import PolicyReason, Verdict
 from hakeeper.api.degradationpolicy import DegradationPolicySpec
 from hakeeper.degradationpolicy import keda
-from hakeeper.degradationpolicy import request_classes as classes_
 from hakeeper.degradationpolicy import status as status_
 from hakeeper.degradationpolicy.act import (
     Scaler,
@@ -32,7 +32,7 @@ from hakeeper.degradationpolicy.metrics import PrometheusSource
 from hakeeper.degradationpolicy.observe import ClusterReader, SecretMissing
 from hakeeper.degradationpolicy.targets import Outcome, Target, default_priority, select, shed_mark
 from hakeeper.degradationpolicy.tenancy import Admission, admit
-from hakeeper.platform.kube import Kube
+from hakeeper.platform.kube import ApiError, Kube
 
 
 @dataclass(frozen=True)
@@ -165,8 +165,13 @@ class Evaluator:
                      for t in selection.all_shed() if t.conflict and t.key in deployments}
         # the pools whose classes the policy refuses: which of the named classes they define
         namespace = body["metadata"]["namespace"]
-        pools = {pool: self.reader.pool_classes(namespace, pool) for pool in classes_.pools_named(spec)
-                 if any(n.pool == pool for t in spec.tiers if t.name in plan.memory.refused for n in t.request_classes)}
+        named = {n.pool for t in spec.tiers if t.name in plan.memory.refused for n in t.request_classes}
+        pools = {}
+        for pool in sorted(named):
+            # a failed read delays only the report of unknown classes: the pool refuses what it defines
+            with contextlib.suppress(ApiError):
+                pools[pool] = self.reader.pool_classes(namespace, pool)
+
         status, events = status_.build(spec, body["metadata"].get("generation"), previous, plan, selection,
                                        outcomes, hpas, conflicts, ready, now, admission, pools)
         return Evaluation(status, events, plan.memory, now + plan.wake_in)

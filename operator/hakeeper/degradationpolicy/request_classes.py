@@ -46,18 +46,20 @@ def refuse_step(spec: DegradationPolicySpec, selection: Selection,
 
 def entries(spec: DegradationPolicySpec, refused: Mapping[str, float], defined: Mapping[str, Iterable[str] | None],
             iso: Callable[[float], str | None], dry_run: bool = False) -> list[RefusedRequestClasses]:
-    """The status entries: per refused tier and pool, the classes the pool defines (refused) and
-    those it does not (unknown). `defined`: pool name -> its classes (None: the pool is missing)."""
+    """The status entries: per refused tier and pool, the classes the tier names (what the pool
+    refuses, of those it defines) and those the pool does not define (unknown). `defined`: pool
+    name -> its classes (None: the pool is missing; absent: not read, e.g. the read failed, so
+    nothing is called unknown). The pool filters the classes itself: a failed read here never
+    keeps a class from being refused."""
     out = []
     for tier in class_tiers(spec):
         if tier.name not in refused:
             continue
         for named in tier.request_classes:
-            known = set(defined.get(named.pool) or ())
+            known = set(defined.get(named.pool) or ()) if named.pool in defined else set(named.classes)
             out.append(RefusedRequestClasses(
                 pool=named.pool, tier=tier.name, since=iso(refused[tier.name]) or "", dry_run=dry_run,
-                classes=sorted(c for c in set(named.classes) if c in known),
-                unknown=sorted(c for c in set(named.classes) if c not in known)))
+                classes=sorted(set(named.classes)), unknown=sorted(set(named.classes) - known)))
     return out
 
 
@@ -69,6 +71,3 @@ def refused_from_status(status: Mapping[str, object] | None) -> dict[str, str]:
             found.setdefault(e["tier"], e["since"])
     return found
 
-
-def pools_named(spec: DegradationPolicySpec) -> list[str]:
-    return sorted({n.pool for t in spec.tiers for n in t.request_classes})
