@@ -106,7 +106,7 @@ def test_dry_run_reports_refusals_the_pools_ignore() -> None:
     policy.run(0, 3, 12)
     entry = policy.body["status"]["refusedRequestClasses"][0]
     assert entry["dryRun"] is True
-    assert pool_classes.index_entries({**policy.body, "status": policy.body["status"]}) is None
+    assert pool_classes.index_entries({**policy.body, "status": policy.body["status"]}) == {}
 
 
 # -- the pool's side ------------------------------------------------------------------------
@@ -142,3 +142,22 @@ def test_pool_events_when_the_refused_set_changes() -> None:
         ("RequestClassesRestored", "request classes batch served again")]
     assert pool_classes.events(after, after) == []
     assert pool_classes.events(after, {"backends": {}}) == []  # a pool without classes
+
+
+def test_a_policy_that_stops_refusing_leaves_the_kopf_index() -> None:
+    """kopf keeps an object's old index values when the index function returns None (seen on the
+    e2e cluster: the pool went on refusing after the policy restored); an empty mapping clears them."""
+    from kopf._core.actions.execution import Outcome
+    from kopf._core.engines.indexing import OperatorIndexer, OperatorIndexers
+
+    def index_after(second: object) -> list:
+        indexers = OperatorIndexers()
+        indexers["refusals"] = OperatorIndexer()  # type: ignore[index]
+        body = {"metadata": {"namespace": "shop", "name": "a", "uid": "u1"}}
+        refusing = pool_classes.index_entries(policy_body("a", [{"pool": "web", "tier": "t", "classes": ["low"]}]))
+        indexers.replace(body, {"refusals": Outcome(final=True, result=refusing)})  # type: ignore[arg-type,dict-item]
+        indexers.replace(body, {"refusals": Outcome(final=True, result=second)})  # type: ignore[arg-type,dict-item]
+        return list(indexers["refusals"].index.get(("shop", "web"), ()))  # type: ignore[index]
+
+    assert index_after(None) != []  # the control: kopf's behaviour with None
+    assert index_after(pool_classes.index_entries(policy_body("a", []))) == []

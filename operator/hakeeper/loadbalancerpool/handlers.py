@@ -64,7 +64,7 @@ async def pods_by_namespace(body: kopf.Body, namespace: str | None, **_: Any) ->
 
 
 @kopf.index(GROUP, VERSION, DEGRADATION_POLICY.plural)
-async def refusals_by_pool(body: kopf.Body, **_: Any) -> dict[Hashable, Any] | None:
+async def refusals_by_pool(body: kopf.Body, **_: Any) -> dict[Hashable, Any]:
     return request_classes.index_entries(body)
 
 
@@ -75,7 +75,7 @@ changes (the policy writes its status every interval; most writes change nothing
 
 @kopf.on.event(GROUP, VERSION, DEGRADATION_POLICY.plural)
 async def policy_changed(body: kopf.Body, namespace: str | None, name: str, type: str | None, **_: Any) -> None:
-    now = {} if type == "DELETED" else request_classes.index_entries(body) or {}
+    now = {} if type == "DELETED" else request_classes.index_entries(body)
     before = _refusing.pop((namespace, name), {})
     for key in set(now) | set(before):
         if now.get(key) != before.get(key):

@@ -18,9 +18,11 @@ from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
 from hakeeper.api.request_classes import RefusedRequestClass
 
 
-def index_entries(body: Mapping[str, Any]) -> dict[Hashable, Any] | None:
+def index_entries(body: Mapping[str, Any]) -> dict[Hashable, Any]:
     """A DegradationPolicy's refusals, keyed by (namespace, pool), for the kopf index: per pool the
-    policy (namespace/name), the classes and since when. None: it refuses nothing."""
+    policy (namespace/name), the classes and since when; empty when it refuses nothing. Empty, not
+    None: kopf keeps an object's previous values when its index function returns None (kopf's
+    OperatorIndexers.replace), so a policy that stopped refusing would go on refusing."""
     meta = body.get("metadata") or {}
     namespace, name = meta.get("namespace"), meta.get("name")
     found: dict[Hashable, Any] = {}
@@ -29,7 +31,7 @@ def index_entries(body: Mapping[str, Any]) -> dict[Hashable, Any] | None:
             continue
         found.setdefault((namespace, e["pool"]), []).append(
             {"policy": f"{namespace}/{name}", "classes": list(e["classes"]), "since": e.get("since")})
-    return found or None
+    return found
 
 
 def refused(spec: LoadBalancerPoolSpec, entries: Iterable[Iterable[Mapping[str, Any]]]) -> list[RefusedRequestClass]:
