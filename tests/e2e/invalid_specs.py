@@ -18,6 +18,8 @@ DP_BASE = {
     "triggers": [{"name": "load", "query": "max(up)", "threshold": 1}],
     "tiers": [{"name": "batch", "priority": 1, "selector": {"matchLabels": {"tier": "batch"}}}],
 }
+CLASSES = [{"name": "high", "priority": 10, "match": {"headers": [{"name": "X-Tier", "values": ["gold"]}]}},
+           {"name": "low"}]
 ZERO = 'Invalid value: "string": must be longer than 0s'
 """A period or timeout of zero (the field's path comes before it)."""
 
@@ -269,4 +271,55 @@ INVALID = [
      {"engine": "lvs", "backends": LBP_BACKENDS, "lvs": LVS},
      '<nil>: Invalid value: "object": a LoadBalancerPool whose backends are chosen by selector needs a name of at '
      "most 54 characters"),
+    # request priority classes (issue 14 item 1)
+    ("lbp-classes-in-tcp-mode", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "mode": "tcp", "requestClasses": CLASSES, "defaultRequestClass": "low"},
+     "requestClasses need engine haproxy with mode http"),
+    ("lbp-classes-without-default", "LoadBalancerPool", {"backends": LBP_BACKENDS, "requestClasses": CLASSES},
+     "defaultRequestClass is required with requestClasses"),
+    ("lbp-default-class-unknown", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "requestClasses": CLASSES, "defaultRequestClass": "gold"},
+     "defaultRequestClass must name one of requestClasses"),
+    ("lbp-class-names-twice", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "requestClasses": [*CLASSES, {"name": "low"}], "defaultRequestClass": "low"},
+     "each request class needs a name of its own"),
+    ("lbp-class-without-match", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "requestClasses": [{"name": "high"}, {"name": "low"}], "defaultRequestClass": "low"},
+     "a request class other than defaultRequestClass needs a match"),
+    ("lbp-class-empty-match", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "requestClasses": [{"name": "high", "match": {}}, {"name": "low"}],
+      "defaultRequestClass": "low"}, "a match needs at least one of headers, pathPrefixes, methods or sourceCIDRs"),
+    ("lbp-class-header-value-with-space", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "defaultRequestClass": "low", "requestClasses": [
+         {"name": "high", "match": {"headers": [{"name": "X-Tier", "values": ["gold } || { always_true"]}]}},
+         {"name": "low"}]}, "a header value to match may hold letters, digits"),
+    ("lbp-class-path-with-query", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "defaultRequestClass": "low", "requestClasses": [
+         {"name": "high", "match": {"pathPrefixes": ["/api?x=1"]}}, {"name": "low"}]},
+     "a path prefix starts with / and may hold"),
+    ("lbp-class-bad-cidr", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "defaultRequestClass": "low", "requestClasses": [
+         {"name": "high", "match": {"sourceCIDRs": ["10.0.0.0/33"]}}, {"name": "low"}]},
+     "must be an IP address or network"),
+    ("lbp-class-lower-case-method", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "defaultRequestClass": "low", "requestClasses": [
+         {"name": "high", "match": {"methods": ["get"]}}, {"name": "low"}]},
+     "an HTTP method is upper-case letters only"),
+    ("lbp-class-priority-out-of-range", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "defaultRequestClass": "low", "requestClasses": [
+         {"name": "high", "priority": 3000, "match": {"methods": ["GET"]}}, {"name": "low"}]},
+     "spec.requestClasses[0].priority"),
+    ("lbp-refusal-without-classes", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "requestRefusal": {"status": 429}},
+     "requestRefusal applies to pools with requestClasses only"),
+    ("lbp-refusal-status", "LoadBalancerPool",
+     {"backends": LBP_BACKENDS, "requestClasses": CLASSES, "defaultRequestClass": "low",
+      "requestRefusal": {"status": 500}}, "spec.requestRefusal.status: Unsupported value: 500: supported values"),
+    ("dp-tier-selects-nothing", "DegradationPolicy", {**DP_BASE, "tiers": [{"name": "t", "priority": 1}]},
+     "a tier selects Deployments by selector, maxPodPriority, or both, or names requestClasses"),
+    ("dp-tier-pool-twice", "DegradationPolicy", {**DP_BASE, "tiers": [{"name": "t", "priority": 1, "requestClasses": [
+        {"pool": "web", "classes": ["low"]}, {"pool": "web", "classes": ["batch"]}]}]},
+     "a tier names each pool once in requestClasses"),
+    ("dp-tier-bad-class-name", "DegradationPolicy", {**DP_BASE, "tiers": [{"name": "t", "priority": 1, "requestClasses": [
+        {"pool": "web", "classes": ["Low Priority"]}]}]}, "a request class name is a DNS label"),
 ]

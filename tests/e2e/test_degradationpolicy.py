@@ -6,8 +6,11 @@ process: the kubelet restarts the container, and the operator resumes from the a
 
 from __future__ import annotations
 
+import http.client
 import json
 import pathlib
+import threading
+import time
 
 import pytest
 
@@ -361,3 +364,130 @@ def test_a_keda_scaled_deployment_is_paused_while_shed_and_resumed_on_restore(cl
         cluster.kubectl("delete", "dp", "--all", "-n", ns, "--timeout=60s", check=False)
         if ours:
             cluster.kubectl("delete", "crd", "scaledobjects.keda.sh", "--timeout=60s", check=False)
+
+
+def _answer(ip: str, headers: dict[str, str] | None = None, port: int = 80) -> tuple[int, str | None]:
+    """(status, Retry-After) of one GET through the pool's Service; status 0 for a connection error."""
+    conn = http.client.HTTPConnection(ip, port, timeout=3)
+    try:
+        conn.request("GET", "/", headers={"Connection": "close", **(headers or {})})
+        response = conn.getresponse()
+        response.read()
+        return response.status, response.getheader("Retry-After")
+    except (OSError, http.client.HTTPException):
+        return 0, None
+    finally:
+        conn.close()
+
+
+def _balancer_pods(cluster, namespace: str) -> list[str]:
+    pods = cluster.get("pods", "-n", namespace, "-l", "app.kubernetes.io/component=balancer")["items"]
+    return [p["metadata"]["name"] for p in pods]
+
+
+class ClassClient(threading.Thread):
+    """One request class sent through the Service in a loop: each answer's time and status."""
+
+    def __init__(self, ip: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(daemon=True)
+        self.ip, self.headers = ip, headers
+        self.stop = threading.Event()
+        self.answers: list[tuple[float, int, str | None]] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            status, retry_after = _answer(self.ip, self.headers)
+            self.answers.append((time.monotonic(), status, retry_after))
+            self.stop.wait(0.02)
+
+    def since(self, moment: float) -> list[tuple[float, int, str | None]]:
+        return [a for a in list(self.answers) if a[0] >= moment]
+
+
+def test_a_shed_tier_refuses_a_pools_low_request_class_at_its_service(cluster, shop, prometheus, exporter):
+    """Issue 14 item 1: a tier naming a pool's low request class. The trigger breaching makes the
+    balancers answer the low class 503 + Retry-After through the pool's Service within interval + 1 s,
+    while the high class is served throughout; both statuses and Events say so; the recovery lets
+    the low class through again. The control: before the breach the low class is served."""
+    ns = shop
+    _set(prometheus, exporter, "e2e_classes_load", 1)
+    cluster.apply(backend_deployment("shopweb", 2), "-n", ns)
+    cluster.apply({"apiVersion": "hakeeper.io/v1alpha1", "kind": "LoadBalancerPool", "metadata": {"name": "web"},
+                   "spec": {"backends": {"selector": {"matchLabels": {"app": "shopweb"}}, "port": "http"},
+                            "balancer": {"replicas": 1},
+                            "requestClasses": [
+                                {"name": "high", "priority": 100,
+                                 "match": {"headers": [{"name": "X-Class", "values": ["high"]}]}},
+                                {"name": "low"}],
+                            "defaultRequestClass": "low", "requestRefusal": {"status": 503, "retryAfter": "5s"}}},
+                  "-n", ns)
+    try:
+        cluster.kubectl("wait", "--for=condition=Ready", "--timeout=180s", "-n", ns, "lbp/web")
+        ip = cluster.get("service", "web", "-n", ns)["spec"]["clusterIP"]
+        poll(lambda: _answer(ip)[0] == 200, 60, what="the low class served through the Service", interval=0.2)
+        tiers = [{"name": "bulk", "priority": 5, "requestClasses": [{"pool": "web", "classes": ["low"]}]}]
+        policy = _policy("peak", "e2e_classes_load", prometheus.url, tiers)
+        policy["spec"]["triggers"][0]["for"] = "0s"  # the budget is measured from the breach itself
+        cluster.apply(policy, "-n", ns)
+        cluster.kubectl("wait", "--for=condition=Ready", "--timeout=30s", "-n", ns, "dp/peak")
+
+        high, low = ClassClient(ip, {"X-Class": "high"}), ClassClient(ip)
+        high.start()
+        low.start()
+        try:
+            poll(lambda: len(low.answers) > 10, 10, what="the low class's first answers")
+            assert all(status == 200 for _, status, _ in low.answers), "the control: served before the breach"
+            _set(prometheus, exporter, "e2e_classes_load", 12)
+            breached = time.monotonic()  # Prometheus answers the breaching value from here on
+            poll(lambda: any(s == 503 for _, s, _ in low.since(breached)), 10, what="the low class refused",
+                 interval=0.05)
+            refused_at = next(t for t, s, _ in low.since(breached) if s == 503)
+            dp = poll(lambda: (lambda d: d if d["status"].get("refusedRequestClasses") else None)(
+                _dp(cluster, ns, "peak")), 10, what="the policy's status")
+            [entry] = dp["status"]["refusedRequestClasses"]
+            assert (entry["pool"], entry["classes"], entry["tier"]) == ("web", ["low"], "bulk"), entry
+            pool = cluster.get("lbp", "web", "-n", ns)
+            assert [(e["name"], e["policies"]) for e in pool["status"]["refusedRequestClasses"]] == [
+                ("low", [f"{ns}/peak"])]
+            time.sleep(2.0)  # refused for a while: the low class fails fast, the high class is served
+            settled = [a for a in low.since(refused_at + 0.5)]
+            assert settled and all(s == 503 and r == "5" for _, s, r in settled), settled[:5]
+
+            _set(prometheus, exporter, "e2e_classes_load", 1)
+            recovered = time.monotonic()
+            try:  # each hop on its own, so that a failure says which one did not happen
+                poll(lambda: not _dp(cluster, ns, "peak")["status"].get("refusedRequestClasses"), 20,
+                     what="the policy to stop refusing")
+                poll(lambda: not cluster.get("lbp", "web", "-n", ns)["status"].get("refusedRequestClasses"), 20,
+                     what="the pool to stop refusing")
+                poll(lambda: json.loads(cluster.get("configmap", "web-haproxy", "-n", ns)["data"]
+                                        ["refused-classes.json"]) == [], 20, what="the ConfigMap to refuse nothing")
+                poll(lambda: any(s == 200 for _, s, _ in low.since(recovered)), 20, what="the low class back",
+                     interval=0.05)
+            except AssertionError:
+                print("policy:", json.dumps(_dp(cluster, ns, "peak")["status"], indent=1))
+                print("pool:", json.dumps(cluster.get("lbp", "web", "-n", ns)["status"], indent=1))
+                for pod in _balancer_pods(cluster, ns):
+                    print(cluster.kubectl("logs", "-n", ns, pod, "-c", "agent", "--tail=40", check=False).stdout)
+                raise
+            back_at = next(t for t, s, _ in low.since(recovered) if s == 200)
+        finally:
+            high.stop.set()
+            low.stop.set()
+            high.join(10)
+            low.join(10)
+        print(f"\nlow class refused {refused_at - breached:.2f} s after Prometheus answered the breach "
+              f"(interval 1s: budget 2 s); served again {back_at - recovered:.2f} s after the recovery "
+              f"(cooldown 2s); high class: {len(high.answers)} requests, "
+              f"{sum(s != 200 for _, s, _ in high.answers)} failed")
+        assert refused_at - breached <= 2.0
+        assert high.answers and all(s == 200 for _, s, _ in high.answers), [a for a in high.answers if a[1] != 200][:5]
+        poll(lambda: not _dp(cluster, ns, "peak")["status"].get("refusedRequestClasses")
+             and not cluster.get("lbp", "web", "-n", ns)["status"].get("refusedRequestClasses"), 20,
+             what="both statuses cleared")
+        assert {"RequestClassesRefused", "RequestClassesRestored"} <= set(_events(cluster, ns, "peak"))
+        poll(lambda: {"RequestClassesRefused", "RequestClassesRestored"} <= set(_events(cluster, ns, "web")), 20,
+             what="the pool's Events")
+    finally:
+        cluster.kubectl("delete", "dp", "peak", "-n", ns, "--timeout=60s", check=False)
+        cluster.kubectl("delete", "lbp", "web", "-n", ns, "--timeout=60s", check=False)

@@ -210,6 +210,9 @@ class Fleet:
         self.namespace_label_sets: dict[str, dict[str, str] | None] = {}
         """Labels of a namespace (None: it does not exist); an unnamed one exists unlabelled."""
         self.patches: list[tuple[str, str, dict]] = []
+        self.pools: dict[tuple[str, str], list[str]] = {}
+        """Request class names of a LoadBalancerPool by (namespace, name); absent: no such pool."""
+        self.pools_unreadable = False
         self._lock = threading.Lock()
         self._version = 1
 
@@ -222,6 +225,12 @@ class Fleet:
         with self._lock:
             found = self.items.get((namespace, name))
             return copy.deepcopy(found) if found else None
+
+    def pool_classes(self, namespace: str, name: str) -> list[str] | None:
+        if self.pools_unreadable:
+            raise ApiError(403, "Forbidden", "scripted: cannot get loadbalancerpools")
+        found = self.pools.get((namespace, name))
+        return None if found is None else list(found)
 
     def priority_classes(self) -> list[dict[str, Any]]:
         return [{"metadata": {"name": n}, "value": v} for n, v in self.classes.items()]

@@ -74,7 +74,7 @@ def grants(rules: list[dict]) -> dict[tuple[str, str], set[str]]:
 # change of the operator's privileges: make it together with the rule and its reason in _helpers.tpl.
 APPLIED = {"create", "patch"}  # written by server-side apply, which creates what is missing
 NAMESPACED = {
-    ("hakeeper.io", "loadbalancerpools"): {"list", "watch", "patch"},
+    ("hakeeper.io", "loadbalancerpools"): {"list", "watch", "patch", "get"},  # get: a policy's request classes
     ("hakeeper.io", "replicateddatabases"): {"list", "watch", "patch"},
     ("hakeeper.io", "degradationpolicies"): {"list", "watch", "patch"},
     ("hakeeper.io", "loadbalancerpools/status"): {"patch"},

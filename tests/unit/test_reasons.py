@@ -88,11 +88,13 @@ def test_the_warnings_are_the_ones_posted_as_warnings() -> None:
                                        # a member to rebuild waits for a person, or its re-seed failed
                                        "ReseedRequired", "ReseedFailed", "ReseedIgnored"}
     assert warnings(PolicyEvent) == {"Released", "ScaleFailed", "MetricsUnavailable", "Conflict", "EvaluationFailed",
-                                     "NamespaceRefused"}  # a tenant asked for a namespace not theirs
+                                     "NamespaceRefused",  # a tenant asked for a namespace not theirs
+                                     "RequestClassUnknown"}  # a tier names a class its pool lacks
     assert warnings(PoolEvent) == {"InvalidWeight", "EngineNotAllowed", "ImageNotAllowed",  # lvs refused
                                    "MultipleMasters",  # a VRRP split brain
                                    "VirtualRouterIDInUse",  # two lvs pools, one VRRP router ID
-                                   "TLSSecretInvalid"}  # spec.tls names a Secret HAProxy cannot serve
+                                   "TLSSecretInvalid",  # spec.tls names a Secret HAProxy cannot serve
+                                   "RequestClassesRefused"}  # its balancers turn clients away
     assert warnings(events.CommonEvent) == {"InvalidSpec", "ReconcileFailed"}
     assert DatabaseEvent.type_of("Lost") == "Warning" and DatabaseEvent.type_of("Fenced") == "Normal"
     assert DatabaseEvent.type_of("SomethingNew") == "Normal"

@@ -31,7 +31,12 @@ def test_every_example_renders_a_config_haproxy_accepts(example, tmp_path):
     cfg = tmp_path / "haproxy.cfg"
     # spec.tls: the certificate the agent writes into the pod's run directory from the Secret
     (tmp_path / "tls.pem").write_text(make_cert().pem)
-    cfg.write_text(result.stdout.replace(" ssl crt /var/run/hakeeper/tls.pem ", f" ssl crt {tmp_path}/tls.pem "))
+    # a pool with request classes reads the refused ones from a file the agent writes before HAProxy
+    # starts (HAProxy refuses a configuration whose pattern file is missing): here, an empty one
+    acl = tmp_path / "refused-classes.acl"
+    acl.write_text("")
+    cfg.write_text(result.stdout.replace(" ssl crt /var/run/hakeeper/tls.pem ", f" ssl crt {tmp_path}/tls.pem ")
+                   .replace("/var/run/hakeeper/refused-classes.acl", str(acl)))
     check = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True,
                            env={**os.environ, "POD_IP": "127.0.0.1"})
     assert check.returncode == 0, check.stdout + check.stderr

@@ -113,6 +113,11 @@ resource, "clusterkopfpeerings" or "kopfpeerings", the only rule that differs.
 - apiGroups: ["hakeeper.io"]
   resources: ["loadbalancerpools", "replicateddatabases", "degradationpolicies"]
   verbs: ["list", "watch", "patch"]
+# A DegradationPolicy whose tier names a pool's request classes reads that pool, to report the
+# classes it does not define.
+- apiGroups: ["hakeeper.io"]
+  resources: ["loadbalancerpools"]
+  verbs: ["get"]
 # Their status: observedGeneration, conditions, and what each controller reports.
 - apiGroups: ["hakeeper.io"]
   resources: ["loadbalancerpools/status", "replicateddatabases/status", "degradationpolicies/status"]

@@ -27,6 +27,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from hakeeper.agents import haproxy_request_classes as classes
 from hakeeper.agents import haproxy_runtime as runtime
 from hakeeper.agents import haproxy_sticktable as sticktable
 from hakeeper.agents import haproxy_weighting as weighting
@@ -44,7 +45,7 @@ from hakeeper.api.meta import (
 )
 
 log = logging.getLogger("hakeeper.agent")
-FILES = (configmap.CONFIG_FILE, configmap.SERVERS_FILE, configmap.WEIGHTING_FILE)
+FILES = (configmap.CONFIG_FILE, configmap.SERVERS_FILE, configmap.WEIGHTING_FILE, configmap.REFUSED_FILE)
 """The ConfigMap's files, as read from a --source-dir."""
 
 
@@ -58,6 +59,8 @@ class Desired:
     state_file: str | None
     weighting: WeightingParams | None = None
     """weighting.json: latency-aware weights (None: the base weights as they are)."""
+    refusals: classes.Refusals = classes.Refusals()
+    """Request classes to refuse (a pool with classes only): the ACL file and the running ACL."""
 
     @classmethod
     def from_configmap(cls, cm: ConfigMapView) -> Desired:
@@ -71,6 +74,7 @@ class Desired:
             config_hash=cm.annotations.get(CONFIG_HASH_ANNOTATION) or configmap.config_hash(cm.data),
             disk_text=configmap.on_disk(cfg, servers), state_file=configmap.state_file_path(cfg),
             weighting=parse_weighting(cm.data.get(configmap.WEIGHTING_FILE)),
+            refusals=classes.Refusals.from_data(cfg, cm.data),
         )
 
 
@@ -98,6 +102,10 @@ class Observed:
     weights_reported_age: float = 0.0
     recheck: float | None = None
     """Seconds until latency weighting reads the statistics again."""
+    acl_disk: str | None = None
+    """The refused classes' ACL file as it is on disk."""
+    acl_running: tuple[str, ...] | None = None
+    """The refused classes the running worker holds (None: not read, e.g. another structure runs)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,14 +121,25 @@ class Decision:
     """Latency weighting: the effective weights to report (the pod annotation)."""
     recheck: float | None = None
     """Seconds after which the agent wants to look again (latency weighting's interval)."""
+    acl_write: str | None = None
+    """New content for the refused classes' ACL file (written before the configuration file)."""
 
     @property
     def idle(self) -> bool:
-        return (self.write is None and not self.reload and not self.commands and self.report is None
-                and self.weights is None)
+        return (self.write is None and self.acl_write is None and not self.reload and not self.commands
+                and self.report is None and self.weights is None)
 
 
 def decide(desired: Desired, observed: Observed) -> Decision:
+    decision = _decide(desired, observed)
+    refusals = desired.refusals
+    if refusals.path is not None and observed.acl_disk != refusals.text:
+        # whatever else happens: a HAProxy that starts or reloads reads the file
+        decision = dataclasses.replace(decision, acl_write=refusals.text)
+    return decision
+
+
+def _decide(desired: Desired, observed: Observed) -> Decision:
     write = desired.disk_text if observed.disk_text != desired.disk_text else None
     if not observed.running:
         # first start: HAProxy's container starts once the file exists and reads the
@@ -146,6 +165,8 @@ def decide(desired: Desired, observed: Observed) -> Decision:
                                 or observed.weights_reported_age >= weighting.REPORT_REFRESH):
             weights = now
     commands = tuple(runtime.plan(observed.servers, servers))
+    if observed.acl_running is not None:
+        commands += tuple(classes.plan(observed.acl_running, desired.refusals))
     report = desired.config_hash if observed.reported != desired.config_hash else None
     return Decision(write=write, commands=commands, report=report, weights=weights, recheck=observed.recheck)
 
@@ -177,7 +198,9 @@ class Agent:
     def observe(self, desired: Desired) -> Observed:
         disk_text = read_text_or_none(self.config_path)
         if not runtime.alive(self.admin_socket):
-            return Observed(disk_text=disk_text, running=False, reported=self.reported, refused=self.refused)
+            acl_disk = read_text_or_none(desired.refusals.path) if desired.refusals.path else None
+            return Observed(disk_text=disk_text, running=False, reported=self.reported, refused=self.refused,
+                            acl_disk=acl_disk)
         structure = runtime.running_structure(self.admin_socket)
         if disk_text is not None and structure is not None and configmap.disk_structure(disk_text) == structure:
             self.last_good = disk_text
@@ -195,10 +218,15 @@ class Agent:
                 factors = {name: s.factor for name, s in self.latency.state.items()}
             if desired.weighting is not None:
                 weights_report = weighting.report(desired.servers, self.latency.state)
+        acl_path = desired.refusals.path
+        acl_disk = read_text_or_none(acl_path) if acl_path else None
+        acl_running = (tuple(classes.show(self.admin_socket, acl_path))
+                       if acl_path and structure == desired.structure_hash else None)
         return Observed(disk_text=disk_text, running=True, structure=structure, servers=tuple(servers),
                         master=master, reported=self.reported, refused=self.refused, factors=factors,
                         weights_report=weights_report, weights_reported=self.weights_reported,
-                        weights_reported_age=now - self.weights_reported_at, recheck=self.latency.due_in(now))
+                        weights_reported_age=now - self.weights_reported_at, recheck=self.latency.due_in(now),
+                        acl_disk=acl_disk, acl_running=acl_running)
 
     def _show_stat(self) -> str:
         return runtime.command(self.admin_socket, f"show stat {configmap.BACKEND} 4 -1")
@@ -211,6 +239,10 @@ class Agent:
         return True
 
     def act(self, decision: Decision, desired: Desired) -> None:
+        if decision.acl_write is not None and desired.refusals.path is not None:
+            atomic_write(desired.refusals.path, decision.acl_write)
+            log.info("wrote %s (refused request classes: %s)", desired.refusals.path,
+                     ", ".join(desired.refusals.classes) or "none")
         if decision.write is not None:
             if desired.state_file and not os.path.exists(desired.state_file):
                 atomic_write(desired.state_file, "1\n")  # an empty state, so HAProxy has nothing to warn about

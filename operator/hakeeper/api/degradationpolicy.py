@@ -17,6 +17,7 @@ from hakeeper.api.common import (
     StatusModel,
     cel,
 )
+from hakeeper.api.request_classes import ClassName
 
 
 class Prometheus(Model):
@@ -72,8 +73,18 @@ class Trigger(Model):
     )
 
 
+class PoolRequestClasses(Model):
+    """Request classes of a LoadBalancerPool (in the policy's namespace) that the balancers refuse
+    while the tier is shed (answered with the pool's requestRefusal: 503 or 429, Retry-After)."""
+
+    pool: ObjectName
+    classes: list[ClassName] = Field(min_length=1, max_length=32, json_schema_extra={"x-kubernetes-list-type": "set"})
+    """Names from the pool's spec.requestClasses; a name the pool lacks is reported, not fatal."""
+
+
 class Tier(Model):
-    """Deployments shed together; tiers with lower priority are shed first.
+    """Deployments shed together, and request classes refused together; tiers with lower priority
+    are shed first.
 
     A Deployment that several tiers select belongs to the one with the lowest priority.
     """
@@ -85,12 +96,16 @@ class Tier(Model):
     max_pod_priority: int | None = Field(default=None, ge=-2_147_483_648, le=1_000_000_000)
     """Deployments whose pods' PriorityClass value is at most this (reusing the cluster's priorities).
     Pods without a priorityClassName get the globalDefault class's value, or 0."""
+    request_classes: list[PoolRequestClasses] = Field(default_factory=list, max_length=16)
+    """Pools' request classes refused while the tier is shed (a tier may have only these)."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("has(self.selector) || has(self.maxPodPriority)",
-                    "a tier selects Deployments by selector, maxPodPriority, or both")
+                cel("has(self.selector) || has(self.maxPodPriority) || size(self.requestClasses) > 0",
+                    "a tier selects Deployments by selector, maxPodPriority, or both, or names requestClasses"),
+                cel("self.requestClasses.all(a, self.requestClasses.exists_one(b, b.pool == a.pool))",
+                    "a tier names each pool once in requestClasses", ".requestClasses"),
             ]
         }
     )
@@ -197,6 +212,21 @@ class RefusedNamespace(StatusModel):
     """Why, and what lets it: the opt-in label, or the cluster admin's trust."""
 
 
+class RefusedRequestClasses(StatusModel):
+    """Request classes of one pool the balancers refuse because a tier is shed."""
+
+    pool: str
+    classes: list[str] = Field(default_factory=list)
+    """The classes the tier names: the pool refuses those it defines."""
+    tier: str
+    since: str
+    """When the tier's classes were first refused (RFC 3339)."""
+    unknown: list[str] = Field(default_factory=list)
+    """Classes the tier names that the pool does not define (or all of them: the pool is missing)."""
+    dry_run: bool = False
+    """Only reported: dryRun is on and the pool refuses nothing."""
+
+
 class DegradationPolicyStatus(BaseStatus):
     """Conditions: Ready (the policy evaluates its triggers), MetricsAvailable, Degraded, Conflict,
     NamespacesAllowed."""
@@ -215,6 +245,8 @@ class DegradationPolicyStatus(BaseStatus):
     """Every Deployment the policy has shed (or, dryRun, would have), lowest tier priority first."""
     refused_namespaces: list[RefusedNamespace] = Field(default_factory=list)
     """Namespaces of spec.namespaces the policy may not shed in, and why."""
+    refused_request_classes: list[RefusedRequestClasses] = Field(default_factory=list)
+    """Pools' request classes refused while their tier is shed (the pools read this list)."""
     last_evaluated: str | None = None
     """When the triggers were last evaluated (RFC 3339)."""
     last_shed_time: str | None = None

@@ -65,6 +65,10 @@ class PoolEvent(_Catalog):
     """Engine lvs refused: an older pool runs VRRP with its virtualRouterID on its interface and nodes."""
     TLS_SECRET_INVALID = "TLSSecretInvalid", EventType.WARNING
     """spec.tls names a Secret that is missing or holds no usable certificate and key."""
+    REQUEST_CLASSES_REFUSED = "RequestClassesRefused", EventType.WARNING
+    """The balancers now refuse these request classes (a DegradationPolicy's tier is shed)."""
+    REQUEST_CLASSES_RESTORED = "RequestClassesRestored"
+    """The balancers let these request classes through again."""
 
 
 class DatabaseEvent(_Catalog):
@@ -162,3 +166,8 @@ class PolicyEvent(_Catalog):
     EVALUATION_FAILED = "EvaluationFailed", EventType.WARNING
     NAMESPACE_REFUSED = "NamespaceRefused", EventType.WARNING
     """A namespace the policy lists is one it may not shed in (the message says why)."""
+    # request classes refused at the balancers
+    REQUEST_CLASSES_REFUSED = "RequestClassesRefused"
+    REQUEST_CLASSES_RESTORED = "RequestClassesRestored"
+    REQUEST_CLASS_UNKNOWN = "RequestClassUnknown", EventType.WARNING
+    """A tier names a class its pool does not define (or a pool that does not exist): it refuses nothing."""

@@ -21,6 +21,13 @@ from hakeeper.api.common import (
     cel_string,
     duration_rules,
 )
+from hakeeper.api.request_classes import (
+    REQUEST_CLASS_RULES,
+    ClassName,
+    RefusedRequestClass,
+    RequestClass,
+    RequestRefusal,
+)
 from hakeeper.api.weighting import LATENCY_RULES, EffectiveWeight, Weighting
 
 HAPROXY_ALGORITHMS = ("roundrobin", "static-rr", "leastconn", "random", "source", "uri", "hdr")
@@ -332,6 +339,12 @@ class LoadBalancerPoolSpec(Model):
     lvs: Lvs | None = None
     tls: PoolTLS | None = None
     """HTTPS on the pool's Service from a kubernetes.io/tls Secret (engine haproxy, mode http)."""
+    request_classes: list[RequestClass] = Field(default_factory=list, max_length=32)
+    """HAProxy mode http: named classes of requests, first match wins (api/request_classes.py)."""
+    default_request_class: ClassName | None = None
+    """The class of a request no class matches; required with requestClasses."""
+    request_refusal: RequestRefusal | None = None
+    """How a class a DegradationPolicy refuses is answered (default 503, Retry-After 10s)."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -381,6 +394,7 @@ class LoadBalancerPoolSpec(Model):
                     f"with engine lvs, healthCheck.timeout must be at most {KEEPALIVED_LONGEST_TIMEOUT} (about 71.5 "
                     "minutes): keepalived's connect_timeout"),
                 *LATENCY_RULES,
+                *REQUEST_CLASS_RULES,
             ]
         }
     )
@@ -445,3 +459,5 @@ class LoadBalancerPoolStatus(BaseStatus):
     """Engine lvs: the node (or nodes, comma-separated, during a split) whose keepalived holds the virtual IP."""
     effective_weights: list[EffectiveWeight] | None = None
     """Weighting mode Latency: the weights one ready balancer applies, as its agent last reported them."""
+    refused_request_classes: list[RefusedRequestClass] = Field(default_factory=list)
+    """Request classes the balancers refuse, and which DegradationPolicies refuse them."""

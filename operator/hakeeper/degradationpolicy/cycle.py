@@ -7,6 +7,7 @@ controller runs it in a worker thread. The truth about what is shed is on the De
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -31,7 +32,7 @@ from hakeeper.degradationpolicy.metrics import PrometheusSource
 from hakeeper.degradationpolicy.observe import ClusterReader, SecretMissing
 from hakeeper.degradationpolicy.targets import Outcome, Target, default_priority, select, shed_mark
 from hakeeper.degradationpolicy.tenancy import Admission, admit
-from hakeeper.platform.kube import Kube
+from hakeeper.platform.kube import ApiError, Kube
 
 
 @dataclass(frozen=True)
@@ -162,8 +163,17 @@ class Evaluator:
                                     {t.key for t in plan.shed + plan.restore})
         conflicts = {t.key: conflict_message(deployments[t.key], hpas.get(t.key), scaled.get(t.key))
                      for t in selection.all_shed() if t.conflict and t.key in deployments}
+        # the pools whose classes the policy refuses: which of the named classes they define
+        namespace = body["metadata"]["namespace"]
+        named = {n.pool for t in spec.tiers if t.name in plan.memory.refused for n in t.request_classes}
+        pools = {}
+        for pool in sorted(named):
+            # a failed read delays only the report of unknown classes: the pool refuses what it defines
+            with contextlib.suppress(ApiError):
+                pools[pool] = self.reader.pool_classes(namespace, pool)
+
         status, events = status_.build(spec, body["metadata"].get("generation"), previous, plan, selection,
-                                       outcomes, hpas, conflicts, ready, now, admission)
+                                       outcomes, hpas, conflicts, ready, now, admission, pools)
         return Evaluation(status, events, plan.memory, now + plan.wake_in)
 
     def _restore(self, target: Target, deployment: Mapping[str, Any], so: keda.ScaledObject | None,

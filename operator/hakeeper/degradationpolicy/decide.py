@@ -20,6 +20,11 @@ policy then:
     Recovering  Deployments are shed and every trigger has recovered: after `restore.cooldown`
                 one tier comes back per `restore.interval`, highest priority first.
 
+A tier may also name pools' request classes (tiers[].requestClasses): they are refused while the
+tier is shed, in the same order (request_classes.py). A tier of classes only is a step of its own:
+with staged shedding it is refused at its turn, and restored at its turn; Memory.refused keeps which
+tiers' classes are refused, and since when.
+
 Time windows (`for`, cooldown) count only continuous observations: a gap longer than two
 intervals (e.g. the operator was down) starts them again, and clears a firing trigger, so
 nothing is shed or restored on evidence older than the gap.
@@ -33,6 +38,7 @@ from typing import Literal
 
 from hakeeper.api.common import parse_duration
 from hakeeper.api.degradationpolicy import DegradationPolicySpec, Trigger
+from hakeeper.degradationpolicy import request_classes as classes
 from hakeeper.degradationpolicy.targets import Selection, Target
 
 Condition = Literal["Breaching", "Between", "Recovered", "NoData", "Unavailable"]
@@ -73,6 +79,8 @@ class Memory:
     last_shed: float | None = None
     last_restore: float | None = None
     triggers: Mapping[str, TriggerMemory] = field(default_factory=dict)
+    refused: Mapping[str, float] = field(default_factory=dict)
+    """Tiers whose request classes are refused -> since when (epoch seconds)."""
 
 
 @dataclass(frozen=True)
@@ -154,15 +162,20 @@ def _shed_step(spec: DegradationPolicySpec, selection: Selection) -> tuple[tuple
     return tuple(chosen), (guard if len(chosen) < len(wanted) else "")
 
 
-def _restore_step(spec: DegradationPolicySpec, selection: Selection) -> tuple[Target, ...]:
-    tiers = [t for t in selection.tiers if t.shed]
+def _restore_step(spec: DegradationPolicySpec, selection: Selection,
+                  refused: Mapping[str, float]) -> tuple[str, tuple[Target, ...]]:
+    """The tier that comes back next (its Deployments and its request classes): its name, and the
+    Deployments to restore ("" and none when nothing is shed)."""
+    priorities = {t.name: t.priority for t in spec.tiers}
+    shed = {t.name: t.shed for t in selection.tiers if t.shed}
+    tiers = sorted(set(shed) | set(refused), key=lambda n: priorities.get(n, 0),
+                   reverse=spec.restore.order == "HighestPriorityFirst")
     if not tiers:
-        return ()
-    tiers.sort(key=lambda t: t.priority, reverse=spec.restore.order == "HighestPriorityFirst")
+        return "", ()
     first = tiers[0]
     # within a tier, the Deployments with the most important pods come back first
-    ordered = sorted(first.shed, key=lambda t: (-(t.pod_priority or 0), t.namespace, t.name))
-    return tuple(ordered[:spec.max_targets_per_step])
+    ordered = sorted(shed.get(first, ()), key=lambda t: (-(t.pod_priority or 0), t.namespace, t.name))
+    return first, tuple(ordered[:spec.max_targets_per_step])
 
 
 def decide(spec: DegradationPolicySpec, memory: Memory, readings: Mapping[str, Reading],
@@ -190,16 +203,23 @@ def decide(spec: DegradationPolicySpec, memory: Memory, readings: Mapping[str, R
     shed: tuple[Target, ...] = ()
     restore: tuple[Target, ...] = selection.orphans[:spec.max_targets_per_step]
     last_shed, last_restore = memory.last_shed, memory.last_restore
-    tier_shed = any(t.shed for t in selection.tiers)
+    # a tier gone from the spec, or without request classes now, refuses nothing any more
+    refused = {t: since for t, since in memory.refused.items() if t in classes.tier_names(spec)}
+    tier_shed = any(t.shed for t in selection.tiers) or bool(refused)
 
     if pushing:
         if _due(memory.last_shed, interval, now):
-            shed, note = _shed_step(spec, selection)
-            if shed:
+            refuse, classes_only = classes.refuse_step(spec, selection, refused)
+            shed, note = ((), "") if classes_only else _shed_step(spec, selection)
+            refused.update({t: now for t in refuse})
+            if shed or refuse:
                 last_shed = now
+            if shed:
                 names = sorted({t.tier for t in shed})
                 notes.append(f"{', '.join(pushing)} firing: shedding {len(shed)} in tier {', '.join(names)}")
-            else:
+            if refuse:
+                notes.append(f"{', '.join(pushing)} firing: refusing the request classes of tier {', '.join(refuse)}")
+            if not shed and not refuse:
                 notes.append(f"{', '.join(pushing)} firing; {note}")
             if note and shed:
                 notes.append(note)
@@ -212,10 +232,12 @@ def decide(spec: DegradationPolicySpec, memory: Memory, readings: Mapping[str, R
         if wait > EPSILON:
             notes.append(f"all triggers recovered; restoring after the cooldown (in {wait:.0f}s)")
         elif _due(memory.last_restore, restore_every, now):
-            step = _restore_step(spec, selection)
+            tier, step = _restore_step(spec, selection, refused)
             restore = restore + step
             last_restore = now
-            notes.append(f"all triggers recovered: restoring {len(step)} in tier {step[0].tier}")
+            allowed = refused.pop(tier, None) is not None
+            notes.append(f"all triggers recovered: restoring {len(step)} in tier {tier}"
+                         + (" and letting its request classes through" if allowed else ""))
         else:
             notes.append("all triggers recovered: next tier after restore.interval")
     elif tier_shed:
@@ -232,7 +254,7 @@ def decide(spec: DegradationPolicySpec, memory: Memory, readings: Mapping[str, R
     if selection.held:
         notes.append(f"dryRun holds {len(selection.held)} shed before")
 
-    remaining = shed_before + len(shed) - len(restore)
+    remaining = shed_before + len(shed) - len(restore) + len(refused)
     if firing:
         state: State = "Degraded"
     elif remaining > 0:
@@ -243,7 +265,7 @@ def decide(spec: DegradationPolicySpec, memory: Memory, readings: Mapping[str, R
         state = "Normal"
     state_since = memory.state_since if memory.state == state and memory.state_since is not None else now
 
-    new_memory = Memory(state, state_since, now, last_shed, last_restore, triggers)
+    new_memory = Memory(state, state_since, now, last_shed, last_restore, triggers, refused)
     return Plan(new_memory, shed, restore, "; ".join(notes),
                 _wake_in(spec, new_memory, pending, recovered_since, remaining > 0, now))
 

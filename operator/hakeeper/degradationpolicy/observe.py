@@ -33,6 +33,13 @@ class ClusterReader:
         namespace = self.kube.get("Namespace", None, name)
         return None if namespace is None else dict(namespace["metadata"].get("labels") or {})
 
+    def pool_classes(self, namespace: str, name: str) -> list[str] | None:
+        """The request class names a LoadBalancerPool defines; None when there is no such pool."""
+        pool = self.kube.get("LoadBalancerPool", namespace, name)
+        if pool is None:
+            return None
+        return [str(c.get("name")) for c in (pool.get("spec") or {}).get("requestClasses") or [] if isinstance(c, dict)]
+
     def priority_classes(self) -> list[dict[str, Any]]:
         return self.kube.list("PriorityClass")
 

@@ -27,10 +27,12 @@ from hakeeper.api.degradationpolicy import (
     DegradationPolicySpec,
     DegradationPolicyStatus,
     RefusedNamespace,
+    RefusedRequestClasses,
     ShedTarget,
     TriggerStatus,
 )
 from hakeeper.api.events import PolicyEvent
+from hakeeper.degradationpolicy import request_classes as classes
 from hakeeper.degradationpolicy.decide import Memory, Plan, TriggerMemory
 from hakeeper.degradationpolicy.targets import Outcome, Selection, Shed, Target
 from hakeeper.degradationpolicy.tenancy import Admission
@@ -51,7 +53,9 @@ def memory_from_status(status: Mapping[str, Any] | None) -> Memory:
                                                 t.get("message") or "")
     return Memory(state=status.get("state") or "Normal", state_since=epoch(status.get("lastTransitionTime")),
                   last_evaluated=epoch(status.get("lastEvaluated")), last_shed=epoch(status.get("lastShedTime")),
-                  last_restore=epoch(status.get("lastRestoreTime")), triggers=triggers)
+                  last_restore=epoch(status.get("lastRestoreTime")), triggers=triggers,
+                  refused={tier: at for tier, since in classes.refused_from_status(status).items()
+                           if (at := epoch(since)) is not None})
 
 
 def dry_marks(status: Mapping[str, Any] | None, policy: str) -> dict[tuple[str, str], Shed]:
@@ -181,10 +185,12 @@ def evaluation_failed_status(previous: Mapping[str, Any] | None, generation: int
 def status_model(spec: DegradationPolicySpec, generation: int | None, previous: Mapping[str, Any] | None,
                  plan: Plan, selection: Selection, outcomes: list[Outcome], hpas: Mapping[tuple[str, str], str],
                  conflicts: Mapping[tuple[str, str], str], ready: tuple[bool, str, str],
-                 now: float, admission: Admission | None = None) -> tuple[DegradationPolicyStatus, list[Event]]:
+                 now: float, admission: Admission | None = None,
+                 pools: Mapping[str, list[str] | None] | None = None) -> tuple[DegradationPolicyStatus, list[Event]]:
     """The status after one evaluation and the Events to post. `previous` is the status as read
     from the API; `ready` is ready()'s verdict for this evaluation; `now` is epoch seconds;
-    `admission`: where the policy may shed (tenancy.admit; None: everywhere it lists)."""
+    `admission`: where the policy may shed (tenancy.admit; None: everywhere it lists); `pools`: the
+    request classes of each pool the tiers name (None: the pool does not exist)."""
     admission = admission or Admission(())
     previous = previous or {}
     memory = plan.memory
@@ -210,6 +216,7 @@ def status_model(spec: DegradationPolicySpec, generation: int | None, previous: 
         triggers=[_trigger_status(n, m) for n, m in memory.triggers.items()],
         shed=shed,
         refused_namespaces=[RefusedNamespace(namespace=n, reason=why) for n, why in sorted(admission.refused.items())],
+        refused_request_classes=classes.entries(spec, memory.refused, pools or {}, iso, dry_run=spec.dry_run),
         last_evaluated=stamp,
         last_shed_time=iso(memory.last_shed),
         last_restore_time=iso(memory.last_restore),
@@ -221,10 +228,11 @@ def status_model(spec: DegradationPolicySpec, generation: int | None, previous: 
 def build(spec: DegradationPolicySpec, generation: int | None, previous: Mapping[str, Any] | None, plan: Plan,
           selection: Selection, outcomes: list[Outcome], hpas: Mapping[tuple[str, str], str],
           conflicts: Mapping[tuple[str, str], str], ready: tuple[bool, str, str],
-          now: float, admission: Admission | None = None) -> tuple[dict[str, Any], list[Event]]:
+          now: float, admission: Admission | None = None,
+          pools: Mapping[str, list[str] | None] | None = None) -> tuple[dict[str, Any], list[Event]]:
     """status_model's status as the merge patch to write (StatusModel.patch), and the Events to post."""
     status, events = status_model(spec, generation, previous, plan, selection, outcomes, hpas, conflicts, ready, now,
-                                  admission)
+                                  admission, pools)
     return status.patch(), events
 
 
@@ -265,8 +273,32 @@ def _events(previous: Mapping[str, Any], status: DegradationPolicyStatus, outcom
         if refused_before.get(refused.namespace) != refused.reason:
             events.append(_event(PolicyEvent.NAMESPACE_REFUSED,
                                  f"not shedding in {refused.namespace}: {refused.reason}"))
+    events += _class_events(previous.get("refusedRequestClasses") or [], status.refused_request_classes)
     known = {(e["namespace"], e["name"]) for e in previous.get("shed") or [] if e.get("conflict")}
     for entry in status.shed:
         if entry.conflict and (entry.namespace, entry.name) not in known:
             events.append(_event(PolicyEvent.CONFLICT, f"{entry.namespace}/{entry.name} {entry.conflict}"))
+    return events
+
+
+def _class_events(before: list[Mapping[str, Any]], after: list[RefusedRequestClasses]) -> list[Event]:
+    """RequestClassesRefused / Restored per pool and tier when its entry comes or goes, and a
+    Warning for classes (or a pool) a tier names that do not exist, once until that changes."""
+    was = {(str(e.get("pool")), str(e.get("tier"))): e for e in before}
+    now = {(e.pool, e.tier): e for e in after}
+    events = []
+    for key, entry in now.items():
+        old = was.get(key)
+        dry = "dryRun: would refuse" if entry.dry_run else "refusing"
+        if old is None and entry.classes:
+            events.append(_event(PolicyEvent.REQUEST_CLASSES_REFUSED, f"tier {entry.tier} shed: {dry} request "
+                                 f"classes {', '.join(entry.classes)} of LoadBalancerPool {entry.pool}"))
+        if entry.unknown and (old is None or sorted(old.get("unknown") or []) != entry.unknown):
+            events.append(_event(PolicyEvent.REQUEST_CLASS_UNKNOWN, f"tier {entry.tier}: LoadBalancerPool "
+                                 f"{entry.pool} does not define request classes {', '.join(entry.unknown)} "
+                                 "(or does not exist): they refuse nothing"))
+    for key, old in was.items():
+        if key not in now and old.get("classes"):
+            events.append(_event(PolicyEvent.REQUEST_CLASSES_RESTORED, f"tier {key[1]} restored: LoadBalancerPool "
+                                 f"{key[0]} lets request classes {', '.join(old['classes'])} through again"))
     return events

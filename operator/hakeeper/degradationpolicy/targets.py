@@ -171,6 +171,8 @@ def never_touched(labels: Mapping[str, str], priority: int | None, protect: Iter
 def tier_of(tiers: Iterable[Tier], labels: Mapping[str, str], priority: int | None) -> Tier | None:
     """The lowest-priority tier that selects these labels and pod priority."""
     for tier in sorted(tiers, key=lambda t: t.priority):
+        if tier.selector is None and tier.max_pod_priority is None:
+            continue  # a tier of request classes only selects no Deployment
         if tier.selector is not None and not matches(tier.selector, labels):
             continue
         if tier.max_pod_priority is not None and (priority is None or priority > tier.max_pod_priority):

@@ -15,11 +15,12 @@ from typing import Any
 
 import kopf
 
-from hakeeper.api import LOAD_BALANCER_POOL
+from hakeeper.api import DEGRADATION_POLICY, LOAD_BALANCER_POOL
 from hakeeper.api.conditions import ConditionType, PoolReason, get_condition
 from hakeeper.api.events import CommonEvent, PoolEvent
 from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
 from hakeeper.api.meta import POOL_LABEL, SERVICE_NAME_LABEL
+from hakeeper.loadbalancerpool import request_classes
 from hakeeper.loadbalancerpool.backends import matches
 from hakeeper.loadbalancerpool.lvs.vrid import claim_of
 from hakeeper.loadbalancerpool.observe import Watched, backends_service_name, trim_pod
@@ -54,10 +55,12 @@ async def accept(body: kopf.Body, patch: kopf.Patch, namespace: str | None, name
 
 
 @kopf.index("discovery.k8s.io", "v1", "endpointslices")
-async def slices_by_service(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Hashable, Any] | None:
+async def slices_by_service(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Hashable, Any]:
     service = (body.metadata.labels or {}).get(SERVICE_NAME_LABEL)
     if not service:
-        return None
+        # {} and not None: kopf keeps an object's earlier entries when its index function returns
+        # None, so a slice that lost its label would stay indexed under its old Service
+        return {}
     return {(namespace, service): {k: body.get(k) for k in ("addressType", "endpoints", "ports")}}
 
 
@@ -67,20 +70,43 @@ async def pods_by_namespace(body: kopf.Body, namespace: str | None, **_: Any) ->
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-async def vrrp_claims(body: kopf.Body, **_: Any) -> dict[Hashable, Any] | None:
-    """lvs pools by (interface, virtualRouterID): who else runs that virtual router (lvs/vrid.py)."""
+async def vrrp_claims(body: kopf.Body, **_: Any) -> dict[Hashable, Any]:
+    """lvs pools by (interface, virtualRouterID): who else runs that virtual router (lvs/vrid.py).
+    A pool that stops claiming (its spec became invalid) returns {}: None would keep its old claim."""
     claimed = claim_of(body)
-    return None if claimed is None else {claimed[0]: claimed[1]}
+    return {} if claimed is None else {claimed[0]: claimed[1]}
+
+
+@kopf.index(GROUP, VERSION, DEGRADATION_POLICY.plural)
+async def refusals_by_pool(body: kopf.Body, **_: Any) -> dict[Hashable, Any]:
+    return request_classes.index_entries(body)
+
+
+_refusing: dict[tuple[str | None, str], dict[Hashable, Any]] = {}
+"""Per DegradationPolicy, what its status refused last, by pool: a pool is woken when its part
+changes (the policy writes its status every interval; most writes change nothing for the pools)."""
+
+
+@kopf.on.event(GROUP, VERSION, DEGRADATION_POLICY.plural)
+async def policy_changed(body: kopf.Body, namespace: str | None, name: str, type: str | None, **_: Any) -> None:
+    now = {} if type == "DELETED" else request_classes.index_entries(body)
+    before = _refusing.pop((namespace, name), {})
+    for key in set(now) | set(before):
+        if now.get(key) != before.get(key):
+            _wakeups.wake(key)
+    if now:
+        _refusing[(namespace, name)] = now
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="pool", cancellation_timeout=10)
 async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: kopf.DaemonStopped, logger: Any,
                    slices_by_service: kopf.Index[Any, Any] | None = None,
                    pods_by_namespace: kopf.Index[Any, Any] | None = None,
-                   vrrp_claims: kopf.Index[Any, Any] | None = None, **_: Any) -> None:
+                   vrrp_claims: kopf.Index[Any, Any] | None = None,
+                   refusals_by_pool: kopf.Index[Any, Any] | None = None, **_: Any) -> None:
     # kopf passes every index to every handler, by the name of the function that keeps it
     assert namespace is not None and slices_by_service is not None and pods_by_namespace is not None
-    assert vrrp_claims is not None
+    assert vrrp_claims is not None and refusals_by_pool is not None
     key = (namespace, name)
     wake = _wakeups.register(key)
     telemetry = _telemetry[key] = PoolTelemetry()
@@ -103,6 +129,8 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
         split = split_brain_began(snapshot.get("status"), outcome.status)
         if split is not None:
             events.append(loop.Event.of(PoolEvent.MULTIPLE_MASTERS, split))
+        events += [loop.Event.of(reason, message)
+                   for reason, message in request_classes.events(snapshot.get("status"), outcome.status)]
         if outcome.config_changed:
             ready = sum(b.state == "ready" for b in outcome.backends)
             message = f"config {outcome.config_hash}: {ready}/{len(outcome.backends)} backends ready"
@@ -121,7 +149,8 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
         _wakeups.watch(key, (service, spec.backends.selector, vrrp))
         return Watched(slices=tuple(slices_by_service.get((namespace, service), ())),
                        pods=tuple(pods_by_namespace.get(namespace, ())),
-                       vrrp_claims=tuple(vrrp_claims.get(vrrp, ())) if vrrp is not None else ())
+                       vrrp_claims=tuple(vrrp_claims.get(vrrp, ())) if vrrp is not None else (),
+                       refusals=tuple(refusals_by_pool.get((namespace, name), ())))
 
     try:
         await loop.run(LOOP, body, writer, step, wake, stopped, logger, observe=watched, telemetry=telemetry)

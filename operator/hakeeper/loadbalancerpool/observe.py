@@ -38,6 +38,8 @@ class Watched:
     slices: tuple[Mapping[str, Any], ...] = ()
     pods: tuple[Mapping[str, Any], ...] = ()
     vrrp_claims: tuple[VrrpClaim, ...] = ()
+    refusals: tuple[Any, ...] = ()
+    """The DegradationPolicies' refusals for this pool (request_classes.index_entries' values)."""
 
 
 def trim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from hakeeper.api.conditions import Verdict
 from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
 from hakeeper.api.meta import CONFIG_HASH_ANNOTATION
 from hakeeper.loadbalancerpool import objects
+from hakeeper.loadbalancerpool import request_classes as classes
 from hakeeper.loadbalancerpool.backends import Backend, invalid_weight_annotations
 from hakeeper.loadbalancerpool.haproxy import tls_secret
 from hakeeper.loadbalancerpool.haproxy.config import previous_slots, render
@@ -112,10 +113,12 @@ def reconcile_haproxy(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoo
 
     backends, selected_pods = observe_backends(watched, pool, spec)
     balancers = observe_balancers(watched, pool)
+    refused = classes.refused(spec, watched.refusals)
     # the slots of the last render: a backend keeps its server slot, so no reload is needed;
     # the balancer replicas are the peers that share a SourceIP stick table (when there is one)
     peers = [(b.name, b.ip) for b in balancers if b.ip]
-    rendered = render(pool, spec, backends, previous_slots(current_config(kube, pool, namespace)), peers=peers)
+    rendered = render(pool, spec, backends, previous_slots(current_config(kube, pool, namespace)), peers=peers,
+                      refused=[r.name for r in refused])
     config_map = objects.config_map(pool, namespace, rendered.files)
     config_map["metadata"]["annotations"] = {CONFIG_HASH_ANNOTATION: rendered.config_hash}
     desired = [
@@ -137,5 +140,7 @@ def reconcile_haproxy(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoo
                          latency=spec.weighting.mode == "Latency")
     if tls_refused is not None:  # a broken rotation: the balancers keep their certificate
         status = tls_secret.with_ready(status, meta.get("generation"), tls_refused)
+    if spec.request_classes or (body.get("status") or {}).get("refusedRequestClasses"):
+        status["refusedRequestClasses"] = [r.model_dump(by_alias=True, mode="json") for r in refused]
     return Outcome(status, rendered.config_hash, before != rendered.config_hash, backends,
                    invalid_weight_annotations(selected_pods), refused=tls_refused)

@@ -21,6 +21,11 @@ from collections.abc import Mapping, Sequence
 CONFIG_FILE = "haproxy.cfg"
 SERVERS_FILE = "servers.json"
 WEIGHTING_FILE = "weighting.json"
+REFUSED_FILE = "refused-classes.json"
+"""Request classes the balancers refuse (a JSON list of names); only in pools with requestClasses.
+Applied through the runtime API: outside the structure hash, inside the config hash."""
+REFUSED_ACL_FILE = "refused-classes.acl"
+"""The ACL file haproxy.cfg reads the refused classes from (one name a line), in the run directory."""
 BACKEND = "servers"
 """The backend section that holds the server slots."""
 STRUCTURE_ENV = "HAKEEPER_STRUCTURE"
@@ -61,9 +66,41 @@ def structure_hash(cfg: str) -> str:
 
 
 def config_hash(files: Mapping[str, str]) -> str:
-    # weighting.json counts only where it exists, so a Static pool's hash is what it always was
-    keys = (CONFIG_FILE, SERVERS_FILE) + ((WEIGHTING_FILE,) if WEIGHTING_FILE in files else ())
-    return _digest(json.dumps({k: files.get(k, "") for k in keys}, sort_keys=True))
+    # weighting.json and refused-classes.json count only where they exist (Latency pools, pools
+    # with request classes), so every other pool's hash is what it always was
+    hashed = {k: files.get(k, "") for k in (CONFIG_FILE, SERVERS_FILE)}
+    hashed.update({k: files[k] for k in (WEIGHTING_FILE, REFUSED_FILE) if k in files})
+    return _digest(json.dumps(hashed, sort_keys=True))
+
+
+_CLASS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def refused_json(names: Sequence[str]) -> str:
+    """The refused-classes.json of the ConfigMap: the names, sorted, once each."""
+    return json.dumps(sorted(set(names))) + "\n"
+
+
+def parse_refused(text: str | None) -> tuple[str, ...]:
+    """refused-classes.json back into names, each checked to be a class name (a DNS label)."""
+    try:
+        raw = json.loads(text or "[]")
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{REFUSED_FILE} is not JSON: {exc}") from None
+    if not isinstance(raw, list) or not all(isinstance(n, str) and _CLASS_NAME.fullmatch(n) for n in raw):
+        raise ConfigError(f"{REFUSED_FILE} must be a list of request class names")
+    return tuple(sorted(set(raw)))
+
+
+def refused_acl_text(names: Sequence[str]) -> str:
+    """The ACL file HAProxy loads at start: one refused class a line (empty: none refused)."""
+    return "".join(f"{n}\n" for n in sorted(set(names)))
+
+
+def refused_acl_path(cfg: str) -> str | None:
+    """The refused classes' ACL file named in haproxy.cfg, or None (a pool without classes)."""
+    match = re.search(rf"-f (\S+/{re.escape(REFUSED_ACL_FILE)}) }}", cfg)
+    return match[1] if match else None
 
 
 def servers_json(entries: Sequence[SlotEntry]) -> str:

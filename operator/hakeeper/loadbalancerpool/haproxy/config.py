@@ -38,6 +38,7 @@ from hakeeper.api.common import parse_duration
 from hakeeper.api.configmaps.haproxy import (
     BACKEND,
     CONFIG_FILE,
+    REFUSED_FILE,
     SERVERS_FILE,
     ConfigError,
     SlotEntry,
@@ -45,6 +46,7 @@ from hakeeper.api.configmaps.haproxy import (
     config_hash,
     host_port,
     parse_servers,
+    refused_json,
     server_line,
     server_name,
     servers_json,
@@ -60,8 +62,8 @@ from hakeeper.api.loadbalancerpool import (
     LoadBalancerPoolSpec,
 )
 from hakeeper.loadbalancerpool.backends import Backend
+from hakeeper.loadbalancerpool.haproxy import request_classes, tls, weighting
 from hakeeper.loadbalancerpool.haproxy import slots as slotting
-from hakeeper.loadbalancerpool.haproxy import tls, weighting
 from hakeeper.loadbalancerpool.objects import FRONTEND_PORT, RUN_DIR
 
 ADMIN_SOCKET = "admin.sock"
@@ -111,6 +113,7 @@ def render(
     frontend_port: int = FRONTEND_PORT,
     tls_frontend_port: int = TLS_FRONTEND_PORT,
     peers: Sequence[tuple[str, str]] = (),
+    refused: Sequence[str] = (),
 ) -> Rendered:
     """The ConfigMap data for a pool.
 
@@ -126,6 +129,9 @@ def render(
     hostname, the pod's name; one missing from the list runs with a table of its own (HAProxy drops
     a peers section without the local peer) until the next render names it.
     Raises ConfigError for a peer name or address haproxy.cfg cannot carry.
+
+    `refused`: request classes the balancers refuse (from DegradationPolicies); names the pool
+    does not define are left out.
     """
     _check_spec(pool, spec)
     if spec.balancer.metrics_port == frontend_port:
@@ -153,6 +159,8 @@ def render(
                        listen_address=listen_address, frontend_port=frontend_port,
                        tls_frontend_port=tls_frontend_port, peers=sorted(set(peers)) if uses_stick_table(spec) else [])
     files = {CONFIG_FILE: cfg, SERVERS_FILE: servers_json(entries), **weighting.files(spec)}
+    if spec.request_classes:
+        files[REFUSED_FILE] = refused_json(request_classes.refused_for_pool(spec.request_classes, refused))
     return Rendered(files=files, structure_hash=structure_hash(cfg), config_hash=config_hash(files),
                     slots=assignment.slots)
 
@@ -215,6 +223,7 @@ def _check_spec(pool: str, spec: LoadBalancerPoolSpec) -> None:
     if spec.tls is not None and mode != "http":
         raise ConfigError("tls (TLS termination) needs engine haproxy with mode http")
     weighting.check(spec, weights_are_static(spec))
+    request_classes.check(spec.request_classes, spec.default_request_class, mode)
 
 
 def _timers(spec: LoadBalancerPoolSpec) -> list[tuple[str, str, float]]:
@@ -380,6 +389,8 @@ def _haproxy_cfg(pool: str, spec: LoadBalancerPoolSpec, entries: Sequence[SlotEn
     ]
     if proxy_mode == "http":
         lines.append("    option forwardfor")
+    lines += ["    " + line for line in request_classes.frontend_lines(
+        spec.request_classes, spec.default_request_class, spec.request_refusal, run)]
     lines += [f"    default_backend {BACKEND}", "", f"backend {BACKEND}", f"    balance {balance}"]
     if hash_type:
         lines.append(f"    hash-type {hash_type}")
