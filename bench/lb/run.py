@@ -157,7 +157,10 @@ def propagation(bin_dir: pathlib.Path, workdir: pathlib.Path) -> list[tuple[str,
                 "/api/v1/namespaces/default/pods", labelSelector="hakeeper.io/pool=bench")["items"]
                 if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))),
                 None), 120, what="a ready balancer pod", interval=0.2)
-            admin = str(cluster.node.volume_path(pod, "run") / config.ADMIN_SOCKET)
+            # the socket's path under the cluster's temporary kubelet directory is longer than a
+            # unix socket address may be (108 bytes): reach it through a short symlink
+            admin = str(workdir / "admin.sock")
+            os.symlink(cluster.node.volume_path(pod, "run") / config.ADMIN_SOCKET, admin)
             watch_seen: dict[str, float] = {}
             stop = threading.Event()
             threading.Thread(target=_watch_slices, args=(api, watch_seen, stop), daemon=True).start()
