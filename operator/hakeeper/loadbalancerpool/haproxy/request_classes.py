@@ -87,7 +87,10 @@ def check(classes: list[RequestClass], default: str | None, mode: str) -> None:
         for method in m.methods:
             _word(method, "method")
         for cidr in m.source_cidrs:
-            _network(cidr)
+            try:
+                _network(cidr)
+            except ConfigError as exc:
+                raise ConfigError(f"requestClasses {c.name}: sourceCIDRs {exc}") from None
 
 
 def _word(value: str, what: str) -> None:
@@ -99,7 +102,7 @@ def _network(cidr: str) -> str:
     try:
         return str(ipaddress.ip_network(cidr, strict=False))
     except ValueError:
-        raise ConfigError(f"source CIDR {cidr!r} is not an IP address or network") from None
+        raise ConfigError(f"{cidr!r} is not an IP address or network") from None
 
 
 def _conditions(c: RequestClass) -> list[str]:

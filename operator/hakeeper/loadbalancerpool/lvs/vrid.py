@@ -84,7 +84,8 @@ def conflict(key: VrrpKey, me: VrrpClaim, claims: Iterable[VrrpClaim]) -> Verdic
                            f"virtualRouterID {vrid} on interface {interface} is already used by LoadBalancerPool "
                            f"{holder.pool} (older) on nodes this pool's keepalived may run on too: two virtual "
                            "routers with one ID on one network take each other's VRRP advertisements; choose "
-                           "another lvs.vrrp.virtualRouterID or a disjoint lvs.nodeSelector; nothing runs")
+                           "another lvs.vrrp.virtualRouterID, another lvs.vrrp.interface or a disjoint "
+                           "lvs.nodeSelector; nothing runs")
         if holder is None:
             granted.append(claim)
     raise AssertionError("unreachable: `me` is among the sorted claims")
