@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hakeeper.api.degradationpolicy import RefusedRequestClasses
 from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
-from hakeeper.degradationpolicy.status import memory_from_status
+from hakeeper.degradationpolicy.status import degraded, memory_from_status
 from hakeeper.loadbalancerpool import request_classes as pool_classes
 
 from ..integration.prometheus_support import Fleet, deployment
@@ -161,3 +162,17 @@ def test_a_policy_that_stops_refusing_leaves_the_kopf_index() -> None:
 
     assert index_after(None) != []  # the control: kopf's behaviour with None
     assert index_after(pool_classes.index_entries(policy_body("a", []))) == []
+
+
+def test_degraded_says_so_when_a_tier_only_refuses_request_classes():
+    """The Degraded condition counted Deployments only: a tier of classes left it False,
+    "no Deployment is shed", while the balancers turned clients away."""
+    refusing = RefusedRequestClasses(pool="web", classes=["batch"], tier="classes", since="2026-11-30T07:00:00Z")
+    verdict = degraded([], [], [refusing])
+    assert verdict.status and verdict.message == "request classes refused on pool web in tier classes"
+    # the controls: nothing refused, a dry run's refusal, and only classes the pool lacks
+    assert not degraded([], []).status
+    dry = refusing.model_copy(update={"dry_run": True})
+    assert not degraded([], [], [dry]).status and "dryRun" in degraded([], [], [dry]).message
+    unknown = refusing.model_copy(update={"unknown": ["batch"]})
+    assert not degraded([], [], [unknown]).status

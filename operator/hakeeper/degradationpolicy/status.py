@@ -9,7 +9,7 @@ EvaluationFailed).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,14 +125,22 @@ def metrics_available(memory: Memory) -> Verdict:
     return Verdict(True, PolicyReason.VALUES, f"every trigger has a value ({len(memory.triggers)})")
 
 
-def degraded(real: list[ShedTarget], dry: list[ShedTarget]) -> Verdict:
-    """Degraded: Deployments are shed for real (a dry run's are only reported)."""
-    if real:
-        tiers = sorted({e.tier for e in real})
-        return Verdict(True, PolicyReason.SHED, f"{len(real)} Deployments shed in tier {', '.join(tiers)}")
+def degraded(real: list[ShedTarget], dry: list[ShedTarget],
+             refused: Sequence[RefusedRequestClasses] = ()) -> Verdict:
+    """Degraded: Deployments are shed, or a pool's request classes refused, for real (a dry run's
+    are only reported)."""
+    refusing = [r for r in refused if not r.dry_run and set(r.classes) - set(r.unknown)]
+    if real or refusing:
+        tiers = sorted({e.tier for e in real} | {r.tier for r in refusing})
+        what = [f"{len(real)} Deployments shed"] if real else []
+        if refusing:
+            what.append("request classes refused on " + ", ".join(sorted({f"pool {r.pool}" for r in refusing})))
+        return Verdict(True, PolicyReason.SHED, f"{'; '.join(what)} in tier {', '.join(tiers)}")
     if dry:
         return Verdict(False, PolicyReason.DRY_RUN,
                        f"dryRun: would have shed {len(dry)} Deployments; nothing was scaled")
+    if any(r.dry_run for r in refused):
+        return Verdict(False, PolicyReason.DRY_RUN, "dryRun: would have refused request classes; nothing was refused")
     return Verdict(False, PolicyReason.NOTHING_SHED, "no Deployment is shed")
 
 
@@ -199,10 +207,11 @@ def status_model(spec: DegradationPolicySpec, generation: int | None, previous: 
     dry = [e for e in shed if e.dry_run]
     stamp = iso(now)
     metrics = metrics_available(memory)
+    refused = classes.entries(spec, memory.refused, pools or {}, iso, dry_run=spec.dry_run)
     conditions = with_verdicts(previous.get("conditions") or [], [
         (ConditionType.READY, Verdict(*ready)),
         (ConditionType.METRICS_AVAILABLE, metrics),
-        (ConditionType.DEGRADED, degraded(real, dry)),
+        (ConditionType.DEGRADED, degraded(real, dry, refused)),
         (ConditionType.CONFLICT, conflict(real)),
         (ConditionType.NAMESPACES_ALLOWED, namespaces_allowed(admission.allowed, admission.refused)),
     ], generation, stamp)
@@ -216,7 +225,7 @@ def status_model(spec: DegradationPolicySpec, generation: int | None, previous: 
         triggers=[_trigger_status(n, m) for n, m in memory.triggers.items()],
         shed=shed,
         refused_namespaces=[RefusedNamespace(namespace=n, reason=why) for n, why in sorted(admission.refused.items())],
-        refused_request_classes=classes.entries(spec, memory.refused, pools or {}, iso, dry_run=spec.dry_run),
+        refused_request_classes=refused,
         last_evaluated=stamp,
         last_shed_time=iso(memory.last_shed),
         last_restore_time=iso(memory.last_restore),
