@@ -266,6 +266,7 @@ class Docker:
             raise ImageBuildError(image, "dockerd start", "dockerd is not installed (Debian: docker.io)")
         data_root = cache_root() / "docker"
         data_root.mkdir(parents=True, exist_ok=True)
+        sweep_stale_exec_roots()
         # short: the socket path must fit in sun_path
         self.exec_root = Path(tempfile.mkdtemp(prefix="hk-dockerd-", dir="/tmp"))
         sock = self.exec_root / "docker.sock"
@@ -325,11 +326,42 @@ class Docker:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         if self.exec_root is not None:
-            # dockerd leaves its bind mount of the host's network namespace (netns/default)
-            for mountpoint in reversed(mounts_under(self.exec_root)):
-                subprocess.run(["umount", "-l", mountpoint], capture_output=True)
-            shutil.rmtree(self.exec_root, ignore_errors=True)
+            remove_exec_root(self.exec_root)
             self.exec_root = None
+
+
+def remove_exec_root(exec_root: Path) -> None:
+    """Unmounts what dockerd left under its exec root (its bind mount of the host's network
+    namespace, netns/default) and removes the directory."""
+    for mountpoint in reversed(mounts_under(exec_root)):
+        subprocess.run(["umount", "-l", mountpoint], capture_output=True)
+    shutil.rmtree(exec_root, ignore_errors=True)
+
+
+STALE_AFTER_SECONDS = 120
+"""An exec root this old without a live dockerd is a killed build's: its close() never ran. A younger
+one may be a concurrent build's whose dockerd has not written its pid file yet."""
+
+
+def sweep_stale_exec_roots(now: float | None = None) -> list[Path]:
+    """Removes the exec roots (/tmp/hk-dockerd-*) of builds that were killed before they could
+    stop their dockerd and clean up: no live process in docker.pid, and older than
+    STALE_AFTER_SECONDS. Returns what it removed."""
+    now = time.time() if now is None else now
+    removed = []
+    for exec_root in Path("/tmp").glob("hk-dockerd-*"):
+        pid_file = exec_root / "docker.pid"
+        with contextlib.suppress(OSError, ValueError):
+            if Path(f"/proc/{int(pid_file.read_text().strip())}").exists():
+                continue  # its dockerd runs: another build, now
+        try:
+            age = now - exec_root.stat().st_mtime
+        except OSError:
+            continue
+        if age > STALE_AFTER_SECONDS:
+            remove_exec_root(exec_root)
+            removed.append(exec_root)
+    return removed
 
 
 def mounts_under(directory: Path) -> list[str]:
