@@ -57,6 +57,8 @@ def haproxy_accepts(text: str, directory: pathlib.Path) -> None:
     means a line was not read as written)."""
     (directory / haproxy_config.STATE_FILE).write_text("1\n")  # as the agent leaves it in a pod
     (directory / "tls.pem").write_text(CERT.pem)  # spec.tls: the agent writes it from the Secret
+    # request classes: the agent writes the refused ones before HAProxy starts (empty: none refused)
+    (directory / haproxy_cm.REFUSED_ACL_FILE).write_text("")
     path = directory / "haproxy.cfg"
     path.write_text(text)
     done = subprocess.run([HAPROXY, "-c", "-f", str(path)], capture_output=True, text=True, timeout=30,
