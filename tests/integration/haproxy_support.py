@@ -29,7 +29,9 @@ from typing import Any
 
 import pytest
 
+from hakeeper.agents import haproxy as agentlib
 from hakeeper.agents import haproxy_runtime as runtime
+from hakeeper.agents import loop as sidecar
 from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
 from hakeeper.loadbalancerpool.backends import Backend
@@ -386,3 +388,44 @@ def lab(tmp_path: pathlib.Path) -> Iterator[Lab]:
         yield lab
     finally:
         lab.stop()
+
+
+# -- the agent ------------------------------------------------------------------------------
+
+def snapshot(rendered: config.Rendered) -> agentlib.ConfigMapView:
+    """A rendered pool as the agent sees its ConfigMap (the operator's config-hash annotation)."""
+    return agentlib.ConfigMapView(data=dict(rendered.files),
+                                  annotations={agentlib.CONFIG_HASH_ANNOTATION: rendered.config_hash})
+
+
+class RunningAgent:
+    """The balancer's agent in its own loop thread (agents/loop.run, as in the pod), fed ConfigMap
+    snapshots instead of the Kubernetes watch; what it reports is kept: the applied config hashes
+    in `reported`, the effective-weights reports in `weights`. `options` go to agents.haproxy.Agent
+    (e.g. tls=)."""
+
+    def __init__(self, balancer: Balancer, resync: float = 0.5, **options: Any) -> None:
+        self.reported: list[str] = []
+        self.weights: list[str] = []
+        self.agent = agentlib.Agent(balancer.config_path, balancer.admin, balancer.master, self.reported.append,
+                                    report_weights=self.weights.append, **options)
+        self.latest = sidecar.Latest()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=sidecar.run, args=(self.agent, self.latest, self.stop),
+                                       kwargs={"resync": resync, "retry": 0.05}, daemon=True)
+
+    def put(self, rendered: config.Rendered) -> None:
+        self.latest.put(snapshot(rendered))
+
+    def wait_reported(self, config_hash: str) -> None:
+        poll(lambda: self.reported and self.reported[-1] == config_hash, timeout=10,
+             what=f"the agent to report {config_hash}")
+
+    def __enter__(self) -> RunningAgent:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive()

@@ -11,48 +11,17 @@ import os
 import pathlib
 import subprocess
 import sys
-import threading
 
 import pytest
 
 from hakeeper.agents import haproxy as agentlib
-from hakeeper.agents import loop as sidecar
 from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.loadbalancerpool.backends import Backend
-from hakeeper.loadbalancerpool.haproxy import config
 
 from ..support.polling import poll
-from .haproxy_support import REPO, SETTLING, ClientLoop, Lab, spec, spread
+from .haproxy_support import REPO, SETTLING, ClientLoop, Lab, RunningAgent, snapshot, spec, spread
 
 pytestmark = pytest.mark.integration
-
-
-def snapshot(rendered: config.Rendered) -> agentlib.ConfigMapView:
-    return agentlib.ConfigMapView(data=dict(rendered.files),
-                                  annotations={agentlib.CONFIG_HASH_ANNOTATION: rendered.config_hash})
-
-
-class RunningAgent:
-    def __init__(self, balancer) -> None:
-        self.reported: list[str] = []
-        self.agent = agentlib.Agent(balancer.config_path, balancer.admin, balancer.master, self.reported.append)
-        self.latest = sidecar.Latest()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=sidecar.run, args=(self.agent, self.latest, self.stop),
-                                       kwargs={"resync": 0.5, "retry": 0.05}, daemon=True)
-
-    def wait_reported(self, config_hash: str) -> None:
-        poll(lambda: self.reported and self.reported[-1] == config_hash, timeout=10,
-             what=f"the agent to report {config_hash}")
-
-    def __enter__(self) -> RunningAgent:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-        assert not self.thread.is_alive()
 
 
 def test_agent_first_start_runtime_changes_and_a_structural_reload(lab: Lab) -> None:

@@ -10,51 +10,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from collections import Counter
 
 import pytest
 
-from hakeeper.agents import haproxy as agentlib
-from hakeeper.agents import loop as sidecar
 from hakeeper.loadbalancerpool.backends import Backend
 from hakeeper.loadbalancerpool.haproxy import config
 
 from ..support.polling import poll
-from .haproxy_support import BACKEND_PORT, HAPROXY, ClientLoop, Lab, new_address, port_open, spec
+from .haproxy_support import BACKEND_PORT, HAPROXY, ClientLoop, Lab, RunningAgent, new_address, port_open, spec
 
 pytestmark = pytest.mark.integration
 
 SLOWER = 0.05
 """How much slower the slow backend answers (seconds)."""
 FAST_WEIGHTING = {"mode": "Latency", "interval": "1s", "halfLife": "1s", "floor": 10, "maxStep": 25}
-
-
-class Agent:
-    """The agent in its own loop thread, its reports kept."""
-
-    def __init__(self, balancer) -> None:
-        self.reported: list[str] = []
-        self.weights: list[str] = []
-        self.agent = agentlib.Agent(balancer.config_path, balancer.admin, balancer.master, self.reported.append,
-                                    report_weights=self.weights.append)
-        self.latest = sidecar.Latest()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=sidecar.run, args=(self.agent, self.latest, self.stop),
-                                       kwargs={"resync": 0.5, "retry": 0.05}, daemon=True)
-
-    def put(self, rendered: config.Rendered) -> None:
-        self.latest.put(agentlib.ConfigMapView(data=dict(rendered.files),
-                                               annotations={agentlib.CONFIG_HASH_ANNOTATION: rendered.config_hash}))
-
-    def __enter__(self) -> Agent:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-        assert not self.thread.is_alive()
 
 
 class Responder:
@@ -89,7 +59,7 @@ def start(lab: Lab, weighting: dict, weights: dict[str, int] | None = None):
                                [b.backend(weights.get(b.name, 1)) for b in (*fast, slow)])
     balancer.start(rendered)
     balancer.wait_up(rendered, "a", "b", "slow")
-    agent = Agent(balancer)
+    agent = RunningAgent(balancer)
     agent.put(rendered)
     agent.__enter__()
     lab.started.append(_Stopper(agent))
@@ -99,7 +69,7 @@ def start(lab: Lab, weighting: dict, weights: dict[str, int] | None = None):
 
 
 class _Stopper:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: RunningAgent) -> None:
         self.agent = agent
 
     def stop(self) -> None:

@@ -27,8 +27,7 @@ from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.loadbalancerpool.haproxy import config
 
 from ..support.polling import poll
-from .haproxy_support import FRONTEND_PORT, SETTLING, Balancer, Lab, get, spec
-from .test_haproxy_agent import RunningAgent, snapshot
+from .haproxy_support import FRONTEND_PORT, SETTLING, Balancer, Lab, RunningAgent, get, snapshot, spec
 
 pytestmark = pytest.mark.integration
 LOADGEN = str(pathlib.Path(__file__).with_name("loadgen.py"))

@@ -23,15 +23,12 @@ from typing import Any
 
 import pytest
 
-from hakeeper.agents import haproxy as agentlib
 from hakeeper.agents import haproxy_runtime as runtime
 from hakeeper.agents import haproxy_tls
-from hakeeper.agents import loop as sidecar
 
 from ..support.certs import Cert, der_fingerprint, make_cert
 from ..support.polling import hold, poll
-from .haproxy_support import FRONTEND_PORT, SETTLING, Balancer, Lab, get, spec
-from .test_haproxy_agent import snapshot
+from .haproxy_support import FRONTEND_PORT, SETTLING, Balancer, Lab, RunningAgent, get, snapshot, spec
 
 pytestmark = pytest.mark.integration
 HTTPS_PORT = 8443
@@ -60,29 +57,14 @@ class SecretVolume:
         os.replace(self.path / "..data_tmp", self.path / "..data")
 
 
-class TlsAgent:
+class TlsAgent(RunningAgent):
     """The agent (with its TLS part) in a thread, fed ConfigMap snapshots; resync as in the pod
     but faster (0.2 s instead of 5 s), which only shortens the wait for the volume's change."""
 
     def __init__(self, balancer: Balancer, secret_dir: pathlib.Path) -> None:
         self.tls_file = os.path.join(balancer.run_dir, "tls.pem")
         self.tls = haproxy_tls.TlsSync(str(secret_dir), self.tls_file, balancer.admin)
-        self.reported: list[str] = []
-        self.agent = agentlib.Agent(balancer.config_path, balancer.admin, balancer.master, self.reported.append,
-                                    tls=self.tls)
-        self.latest = sidecar.Latest()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=sidecar.run, args=(self.agent, self.latest, self.stop),
-                                       kwargs={"resync": 0.2, "retry": 0.05}, daemon=True)
-
-    def __enter__(self) -> TlsAgent:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-        assert not self.thread.is_alive()
+        super().__init__(balancer, resync=0.2, tls=self.tls)
 
 
 def client_context() -> ssl.SSLContext:

@@ -31,7 +31,8 @@ import os
 import re
 import socket
 import ssl
-import tempfile
+
+from hakeeper.agents.loop import atomic_write
 
 log = logging.getLogger("hakeeper.agent")
 CERT_KEY, KEY_KEY = "tls.crt", "tls.key"
@@ -169,20 +170,9 @@ def _read_pair(directory: str) -> tuple[str, str] | None:
 
 
 def write_private(path: str, text: str) -> None:
-    """Write atomically with mode 0600 (mkstemp's): a private key, read by the uid both of the
-    pod's containers run as."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write atomically with mode 0600: a private key, read by the uid both of the pod's
+    containers run as."""
+    atomic_write(path, text, mode=0o600)
 
 
 class TlsSync:

@@ -54,8 +54,8 @@ class Latest:
             return self._version, self._value
 
 
-def atomic_write(path: str, text: str) -> None:
-    """Readers see the old file or the new one, never half of one."""
+def atomic_write(path: str, text: str, mode: int = 0o644) -> None:
+    """Readers see the old file or the new one, never half of one; the file gets `mode`."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
     try:
@@ -63,7 +63,7 @@ def atomic_write(path: str, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
