@@ -80,8 +80,9 @@ def _responder(ip: str, port: int) -> str:
             f"    http-request return status 200 content-type text/plain string ok\n")
 
 
-def _measure(url: str, seconds: float, clients: int = CLIENTS) -> tuple[float, int]:
-    """(p99 in ms, requests) of `clients` keep-alive clients sending without pause for `seconds`.
+def timed_clients(url: str, seconds: float, clients: int = CLIENTS) -> list[float]:
+    """Each request's duration in seconds, of `clients` keep-alive clients sending without pause
+    (closed loop) for `seconds`.
 
     Timed here, request by request: wrk's latency distribution (wrk 4.1, Debian) does not match
     its own request rate on this machine (Static: p50 13 ms reported where 3 of 4 requests take
@@ -108,6 +109,12 @@ def _measure(url: str, seconds: float, clients: int = CLIENTS) -> tuple[float, i
         thread.start()
     for thread in threads:
         thread.join()
+    return durations
+
+
+def _measure(url: str, seconds: float) -> tuple[float, int]:
+    """(p99 in ms, requests) of timed_clients."""
+    durations = timed_clients(url, seconds)
     return percentile(durations, 99) * 1000, len(durations)
 
 

@@ -43,6 +43,7 @@ from tests.support.stats import percentile
 from tests.support.tools import tools_bin
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import peers  # bench/lb/peers.py: hakeeper's HAProxy beside a minimal HAProxy and nginx
 import tls  # bench/lb/tls.py: HTTPS against plain HTTP
 
 CHANGES = int(os.environ.get("BENCH_LB_CHANGES", "50"))
@@ -233,6 +234,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hakeeper-bench-lb-") as tmp:
         workdir = pathlib.Path(tmp)
         rows += data_plane(workdir)
+        rows += peers.rows(workdir)
         rows += tls.rows(workdir, HAProxy, responder, WRK_SECONDS)
         rows += propagation(bin_dir, workdir)
         rows += latency_rows(workdir)
