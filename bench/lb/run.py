@@ -36,6 +36,7 @@ from latency import latency_rows  # bench/lb/latency.py: Static vs Latency weigh
 from hakeeper.agents import haproxy_runtime as runtime
 from hakeeper.api.configmaps import haproxy as configmap
 from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
+from hakeeper.api.meta import POOL_LABEL
 from hakeeper.loadbalancerpool.backends import Backend
 from hakeeper.loadbalancerpool.haproxy import config
 from tests.support.polling import poll
@@ -163,10 +164,12 @@ def propagation(bin_dir: pathlib.Path, workdir: pathlib.Path) -> list[tuple[str,
             admin = str(workdir / "admin.sock")
             os.symlink(cluster.node.volume_path(pod, "run") / config.ADMIN_SOCKET, admin)
             watch_seen: dict[str, float] = {}
+            written: dict[str, float] = {}
             stop = threading.Event()
             threading.Thread(target=_watch_slices, args=(api, watch_seen, stop), daemon=True).start()
-            time.sleep(1)  # let the watch connect before the first write (not a test wait)
-            totals, floors = [], []
+            threading.Thread(target=_watch_configmap, args=(api, written, stop), daemon=True).start()
+            time.sleep(1)  # let the watches connect before the first write (not a test wait)
+            totals, floors, operator_part = [], [], []
             worker = runtime.show_info(admin)["Pid"]
             for i in range(CHANGES):
                 address = f"10.244.250.{i + 1}"
@@ -185,6 +188,9 @@ def propagation(bin_dir: pathlib.Path, workdir: pathlib.Path) -> list[tuple[str,
                 totals.append(time.monotonic() - started)
                 seen = poll(lambda address=address: watch_seen.get(address), 10, what="the watch event", interval=0.005)
                 floors.append(seen - started)
+                configmap_at = poll(lambda address=address: written.get(address), 10, what="the ConfigMap's write",
+                                    interval=0.005)
+                operator_part.append(configmap_at - started)
             stop.set()
             reloads = "no reload" if runtime.show_info(admin)["Pid"] == worker else "HAProxy RELOADED"
         finally:
@@ -197,9 +203,15 @@ def propagation(bin_dir: pathlib.Path, workdir: pathlib.Path) -> list[tuple[str,
             log.close()
     ms = lambda v: f"{v * 1000:.0f} ms"  # noqa: E731
     ratio = statistics.median(totals) / statistics.median(floors)
+    agent_part = [total - op for total, op in zip(totals, operator_part, strict=True)]
     return [
         (f"EndpointSlice write → watch event, p50 / p99 (baseline, n={CHANGES})",
          f"{ms(statistics.median(floors))} / {ms(percentile(floors, 99))}", "1.00", ""),
+        ("  stage 1: EndpointSlice write → the pool's ConfigMap written (operator), p50 / p99",
+         f"{ms(statistics.median(operator_part))} / {ms(percentile(operator_part, 99))}",
+         f"{statistics.median(operator_part) / statistics.median(floors):.1f}", "seen by a watch on the ConfigMap"),
+        ("  stage 2: ConfigMap written → HAProxy runtime state (agent), p50 / p99",
+         f"{ms(statistics.median(agent_part))} / {ms(percentile(agent_part, 99))}", "", "the agent's watch and runtime API"),
         (f"EndpointSlice write → HAProxy runtime state, p50 / p99 (n={CHANGES})",
          f"{ms(statistics.median(totals))} / {ms(percentile(totals, 99))}", f"{ratio:.1f}",
          f"max {ms(max(totals))}, {reloads}"),
@@ -219,6 +231,21 @@ def _watch_slices(api, seen: dict[str, float], stop: threading.Event) -> None:
                 for endpoint in event["object"].get("endpoints") or []:
                     for address in endpoint.get("addresses") or []:
                         seen.setdefault(address, time.monotonic())
+
+
+def _watch_configmap(api, written: dict[str, float], stop: threading.Event) -> None:
+    """When each backend address first appears in the pool's ConfigMap (servers.json)."""
+    session = api._session()
+    with session.get(api.server + "/api/v1/namespaces/default/configmaps",
+                     params={"watch": "true", "labelSelector": f"{POOL_LABEL}=bench"},
+                     stream=True, timeout=300) as response:
+        for line in _lines(response):
+            if stop.is_set():
+                return
+            if line:
+                data = json.loads(line)["object"].get("data") or {}
+                for entry in configmap.parse_servers(data.get(configmap.SERVERS_FILE, "[]")):
+                    written.setdefault(entry.address, time.monotonic())
 
 
 def _lines(response):

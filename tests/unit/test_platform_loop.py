@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -212,3 +213,50 @@ def test_one_wake_up_costs_one_pass_and_the_loop_then_sleeps(posted: list[tuple[
 
     asyncio.run(scenario())
     assert len(passes) == 2
+
+
+def test_a_wake_up_after_a_quiet_spell_passes_at_once_and_a_burst_is_coalesced(
+        posted: list[tuple[str, str, str]]) -> None:
+    """The debounce is the shortest time between two passes' starts, not a delay before each one:
+    an isolated endpoint change must not wait it out (issue 17: it was 100 ms of every change's
+    propagation), while a burst of wake-ups still costs one pass per debounce."""
+    debounce = 1.0
+    starts: list[float] = []
+    woken: dict[str, float] = {}
+
+    async def scenario() -> None:
+        stopped, wake = Stopped(), asyncio.Event()
+        settings = loop.Loop(kind="Thing", failure_reason="ReconcileFailed", retry=0.0, debounce=debounce,
+                             executor=concurrent.futures.ThreadPoolExecutor(1))
+        body = Body(apiVersion="x/v1", kind="Thing", metadata={"name": "one", "namespace": "ns"}, spec={}, status={})
+
+        def step(snapshot: Mapping[str, Any], observed: Any) -> loop.Outcome:
+            starts.append(time.monotonic())
+            return loop.Outcome(next_in=None)
+
+        async def until(condition: Callable[[], bool]) -> None:
+            deadline = time.monotonic() + 10
+            while not condition():
+                assert time.monotonic() < deadline, "the loop did not pass in time"
+                await asyncio.sleep(0.005)
+
+        task = asyncio.ensure_future(loop.run(settings, body, writer(RecordingKube()), step, wake,  # type: ignore[arg-type]
+                                              stopped, _Logger()))
+        await until(lambda: len(starts) == 1)
+        await until(lambda: time.monotonic() > starts[0] + debounce)  # a quiet spell longer than the debounce
+        woken["isolated"] = time.monotonic()
+        wake.set()
+        await until(lambda: len(starts) == 2)
+        for _ in range(5):  # a burst right after that pass
+            wake.set()
+            await asyncio.sleep(0)
+        await until(lambda: len(starts) == 3)
+        await asyncio.sleep(0.2)  # a loop that passed once per wake-up would pass again here
+        stopped.flag.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+    assert len(starts) == 3
+    # the old loop slept the debounce after every wake-up: the isolated change waited 1 s
+    assert starts[1] - woken["isolated"] < debounce / 2
+    assert starts[2] - starts[1] >= debounce - 0.01

@@ -181,7 +181,9 @@ class Loop:
     retry: float = 2.0
     """Seconds before a failed pass is tried again."""
     debounce: float = 0.1
-    """Seconds to let a burst of wake-ups land before the pass they cause."""
+    """The shortest time in seconds from one pass's start to the next one's when woken: a
+    wake-up after a quiet spell runs a pass at once (an endpoint change reaches the balancers
+    without waiting), and a burst of wake-ups is coalesced into one pass at most this often."""
 
 
 async def run(loop: Loop, body: kopf.Body, writer: StatusWriter, step: Step, wake: asyncio.Event,
@@ -206,11 +208,12 @@ async def run(loop: Loop, body: kopf.Body, writer: StatusWriter, step: Step, wak
             async with lock:
                 if stopped:
                     return
+                started = time.monotonic()
                 delay = await _pass(loop, body, writer, step, logger, observe, failures, series, telemetry)
             if delay == _GONE:
                 return
             if await _sleep(delay, wake, stopped):
-                await asyncio.sleep(loop.debounce)
+                await asyncio.sleep(max(0.0, started + loop.debounce - time.monotonic()))
     finally:
         series.forget()
 
