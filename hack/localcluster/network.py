@@ -74,6 +74,7 @@ class NodeNetwork:
             if not path.exists():
                 raise NetworkError(f"{path} is missing: the kernel lacks br_netfilter or IPv4 forwarding")
             path.write_text(value)
+        mount_netns_dir()
         run("ip", "route", "replace", "unreachable", str(POD_CIDR))
         run("ip", "link", "add", BRIDGE, "type", "bridge")
         run("ip", "addr", "add", f"{self.node_ip}/{self.pod_subnet.prefixlen}", "dev", BRIDGE)
@@ -142,6 +143,19 @@ def remove_chains() -> None:
                 run(tool, "-t", table, "-F", chain, check=False)
             for chain in chains:
                 run(tool, "-t", table, "-X", chain, check=False)
+
+
+def mount_netns_dir() -> None:
+    """Makes /run/netns the shared bind mount of itself that `ip netns add` makes on first use,
+    before containerd puts pod namespaces there.
+
+    Otherwise the first `ip netns add` run while pods exist (a test's namespaces, another
+    process on the machine) mounts /run/netns over the pods' namespace files: containerd then
+    finds no mount to remove at a pod's teardown, and the namespace stays, hidden below,
+    unremovable by name (found in CI: `cni-…` left, "Device or resource busy")."""
+    probe = f"hk-probe-{os.getpid()}"
+    run("ip", "netns", "add", probe)
+    run("ip", "netns", "del", probe)
 
 
 def remove_orphans() -> list[str]:
