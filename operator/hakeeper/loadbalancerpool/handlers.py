@@ -34,6 +34,9 @@ from hakeeper.platform.spec import on_spec, parse_spec
 GROUP, VERSION = LOAD_BALANCER_POOL.api_version.split("/")
 PLURAL = LOAD_BALANCER_POOL.plural
 RESYNC_SECONDS = 30.0
+OBJECTS_MAX_AGE = 300.0
+"""A pool's owned objects (Service, Deployment, RBAC...) are written when they change, and
+again after this many seconds unchanged: that repairs what someone else changed or deleted."""
 TLS_SECRET_RETRY_SECONDS = 5.0
 """While a pool's TLS Secret is refused: the operator may not watch Secrets (it only gets the one
 named), so it reads it again this often, and a fixed Secret is served within seconds."""
@@ -111,13 +114,14 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
     wake = _wakeups.register(key)
     telemetry = _telemetry[key] = PoolTelemetry()
     writer = loop.StatusWriter(kubeapi.shared(), LOAD_BALANCER_POOL.kind, namespace, name)
+    applied = kubeapi.AppliedObjects(max_age=OBJECTS_MAX_AGE)
 
     def step(snapshot: Mapping[str, Any], watched: Watched) -> loop.Outcome:
         try:
             spec = LoadBalancerPoolSpec.model_validate(snapshot["spec"])
         except ValueError:
             return loop.Outcome()  # the spec handler reported it; wait for a new spec
-        outcome = reconcile(kubeapi.shared(), snapshot, spec, watched)
+        outcome = reconcile(kubeapi.shared(), snapshot, spec, watched, applied)
         if outcome.refused is not None:  # a Warning when it starts, or its reason changes
             was = get_condition((snapshot.get("status") or {}).get("conditions"), ConditionType.READY) or {}
             posted = was.get("reason") == outcome.refused.reason and was.get("status") == "False"

@@ -9,7 +9,8 @@ desired object.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hakeeper.api.conditions import Verdict
@@ -26,7 +27,7 @@ from hakeeper.loadbalancerpool.lvs.config import render as render_keepalived
 from hakeeper.loadbalancerpool.lvs.vrid import claim_of, conflict
 from hakeeper.loadbalancerpool.observe import Watched, observe_backends, observe_balancers
 from hakeeper.loadbalancerpool.status import pool_status, refused_status
-from hakeeper.platform.kube import Kube, owned_by
+from hakeeper.platform.kube import AppliedObjects, Kube, owned_by
 from hakeeper.platform.settings import settings
 
 DEFAULT_AGENT_IMAGE = "ghcr.io/hakeeper/hakeeper:0.1.0"
@@ -48,18 +49,34 @@ class Outcome:
     served (haproxy/tls_secret.py): why, for the Warning Event."""
 
 
-def current_config(kube: Kube, pool: str, namespace: str) -> dict[str, str] | None:
-    """The data of the pool's ConfigMap as last written, or None before the first write."""
-    cm = kube.get("ConfigMap", namespace, objects.names(pool)["configmap"])
+def current_config(kube: Kube, pool: str, namespace: str,
+                   applied: AppliedObjects | None = None) -> dict[str, str] | None:
+    """The data of the pool's ConfigMap as last written, or None before the first write: as this
+    process applied it, else read from the API (the first pass after a start)."""
+    name = objects.names(pool)["configmap"]
+    cm = applied.get("ConfigMap", namespace, name) if applied is not None else None
+    if cm is None:
+        cm = kube.get("ConfigMap", namespace, name)
     return None if cm is None else cm.get("data") or {}
 
 
-def reconcile(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpec, watched: Watched) -> Outcome:
-    """One pass; raises platform.kube.ApiError when a write fails (the loop retries)."""
-    return (reconcile_lvs if spec.engine == "lvs" else reconcile_haproxy)(kube, body, spec, watched)
+def _apply(kube: Kube, objs: Iterable[Mapping[str, Any] | None], applied: AppliedObjects | None) -> None:
+    if applied is None:
+        kube.apply_all(objs)
+    else:
+        kube.apply_changed(objs, applied, time.monotonic())
 
 
-def reconcile_lvs(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpec, watched: Watched) -> Outcome:
+def reconcile(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpec, watched: Watched,
+              applied: AppliedObjects | None = None) -> Outcome:
+    """One pass; raises platform.kube.ApiError when a write fails (the loop retries). With
+    `applied` (the pool loop's memory of its writes) only objects that changed are written, and
+    the others once `applied.max_age` has passed; without it, every object every pass."""
+    return (reconcile_lvs if spec.engine == "lvs" else reconcile_haproxy)(kube, body, spec, watched, applied)
+
+
+def reconcile_lvs(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpec, watched: Watched,
+                  applied: AppliedObjects | None = None) -> Outcome:
     meta = body["metadata"]
     pool, namespace = meta["name"], meta["namespace"]
     owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
@@ -88,7 +105,7 @@ def reconcile_lvs(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpe
         lvs_objects.daemonset(pool, namespace, spec),
     ]
     before = (body.get("status") or {}).get("configHash")
-    kube.apply_all([owned_by(o, owner) for o in desired if o is not None])
+    _apply(kube, [owned_by(o, owner) for o in desired if o is not None], applied)
     status = pool_status(body.get("status"), meta.get("generation"), spec.algorithm or DEFAULT_ALGORITHM["lvs"],
                          backends, rendered.config_hash, balancers, lvs=True)
     return Outcome(status, rendered.config_hash, before != rendered.config_hash, backends,
@@ -96,7 +113,7 @@ def reconcile_lvs(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpe
 
 
 def reconcile_haproxy(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpec,
-                      watched: Watched) -> Outcome:
+                      watched: Watched, applied: AppliedObjects | None = None) -> Outcome:
     meta = body["metadata"]
     pool, namespace = meta["name"], meta["namespace"]
     owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
@@ -117,8 +134,8 @@ def reconcile_haproxy(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoo
     # the slots of the last render: a backend keeps its server slot, so no reload is needed;
     # the balancer replicas are the peers that share a SourceIP stick table (when there is one)
     peers = [(b.name, b.ip) for b in balancers if b.ip]
-    rendered = render(pool, spec, backends, previous_slots(current_config(kube, pool, namespace)), peers=peers,
-                      refused=[r.name for r in refused])
+    rendered = render(pool, spec, backends, previous_slots(current_config(kube, pool, namespace, applied)),
+                      peers=peers, refused=[r.name for r in refused])
     config_map = objects.config_map(pool, namespace, rendered.files)
     config_map["metadata"]["annotations"] = {CONFIG_HASH_ANNOTATION: rendered.config_hash}
     desired = [
@@ -130,10 +147,16 @@ def reconcile_haproxy(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoo
         objects.pod_disruption_budget(pool, namespace, spec),
     ]
     before = (body.get("status") or {}).get("configHash")
-    kube.apply_all([owned_by(o, owner) for o in desired if o is not None])
+    _apply(kube, [owned_by(o, owner) for o in desired if o is not None], applied)
     if objects.pod_disruption_budget(pool, namespace, spec) is None:
-        kube.delete({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-                          "metadata": {"name": objects.names(pool)["pdb"], "namespace": namespace}})
+        # a budget of an earlier spec goes; the delete, like an apply, is repeated only past max_age
+        absent = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "absent": True,
+                  "metadata": {"name": objects.names(pool)["pdb"], "namespace": namespace}}
+        now = time.monotonic()
+        if applied is None or applied.due(absent, now):
+            kube.delete(absent)
+            if applied is not None:
+                applied.record(absent, now)
 
     status = pool_status(body.get("status"), meta.get("generation"),
                          spec.algorithm or DEFAULT_ALGORITHM[spec.engine], backends, rendered.config_hash, balancers,

@@ -26,6 +26,39 @@ SHARED_POOL_SIZE = 64
 DegradationPolicy workers share it."""
 
 
+@dataclasses.dataclass
+class AppliedObjects:
+    """What one loop (a pool's, say) last applied, by kind, namespace and name: the object and
+    when (monotonic seconds). An endpoint change then writes the one object it changes (the
+    pool's ConfigMap), not every object the pool owns (measured by bench/scale: each change sent
+    its Service, ServiceAccount, Role, RoleBinding, Deployment and budget again). Past
+    `max_age` an object is applied again although unchanged: that repairs what someone else
+    changed or deleted, as the old apply-everything pass did."""
+
+    max_age: float
+    last: dict[tuple[str, str | None, str], tuple[str, float]] = dataclasses.field(default_factory=dict)
+    """(kind, namespace, name) -> (the object as canonical JSON, when it was applied)."""
+
+    @staticmethod
+    def key(obj: Mapping[str, Any]) -> tuple[str, str | None, str]:
+        return obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]
+
+    def due(self, obj: Mapping[str, Any], now: float) -> bool:
+        seen = self.last.get(self.key(obj))
+        return seen is None or seen[0] != json.dumps(obj, sort_keys=True) or now - seen[1] >= self.max_age
+
+    def record(self, obj: Mapping[str, Any], now: float) -> None:
+        self.last[self.key(obj)] = (json.dumps(obj, sort_keys=True), now)
+
+    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The object as this process last applied it, or None."""
+        seen = self.last.get((kind, namespace, name))
+        return None if seen is None else json.loads(seen[0])
+
+    def forget(self, kind: str, namespace: str | None, name: str) -> None:
+        self.last.pop((kind, namespace, name), None)
+
+
 @dataclasses.dataclass(frozen=True)
 class Resource:
     """Where a kind lives in the API: `/api/v1` or `/apis/<group>/<version>`, its plural."""
@@ -181,6 +214,19 @@ class Kube:
 
     def apply_all(self, objs: Iterable[Mapping[str, Any] | None]) -> builtins.list[dict[str, Any]]:
         return [self.apply(obj) for obj in objs if obj is not None]
+
+    def apply_changed(self, objs: Iterable[Mapping[str, Any] | None], applied: AppliedObjects,
+                      now: float) -> int:
+        """Server-side apply of each object that differs from what `applied` says this process
+        last applied, or whose last apply is `applied.max_age` seconds old or more; the count
+        sent. A failed apply raises ApiError and leaves that object to be sent again."""
+        sent = 0
+        for obj in objs:
+            if obj is not None and applied.due(obj, now):
+                self.apply(obj)
+                applied.record(obj, now)
+                sent += 1
+        return sent
 
     def delete(self, obj: Mapping[str, Any]) -> bool:
         """Deletes if present; True when something was deleted."""

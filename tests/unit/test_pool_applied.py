@@ -1,0 +1,99 @@
+"""A pool's pass writes what changed: an endpoint change sends the ConfigMap alone, not every
+object the pool owns (bench/scale found each change re-applying the Services, RBAC, Deployment
+and budget), and past max_age everything is sent again (drift repair)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
+from hakeeper.loadbalancerpool import reconcile
+from hakeeper.loadbalancerpool.observe import Watched
+from hakeeper.platform.kube import AppliedObjects, Kube
+
+
+class Api:
+    """A stand-in API server: gets answer None; every apply and delete is recorded."""
+
+    apply_changed = Kube.apply_changed
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.sent.append(f"get {kind}")
+        return None
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.sent.append(f"apply {obj['kind']}")
+        return obj
+
+    def apply_all(self, objs: Any) -> list[Any]:
+        return [self.apply(o) for o in objs if o is not None]
+
+    def delete(self, obj: dict[str, Any]) -> bool:
+        self.sent.append(f"delete {obj['kind']}")
+        return False
+
+
+BODY = {"apiVersion": "hakeeper.io/v1alpha1", "kind": "LoadBalancerPool",
+        "metadata": {"name": "web", "namespace": "shop", "generation": 1, "uid": "u"},
+        "spec": {"backends": {"service": "web-backends", "port": 8080}, "balancer": {"replicas": 1}}}
+SPEC = LoadBalancerPoolSpec.model_validate(BODY["spec"])
+
+
+def _slice(address: str) -> dict[str, Any]:
+    return {"addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [address], "conditions": {"ready": True}}]}
+
+
+def _pass(api: Api, address: str, applied: AppliedObjects | None) -> None:
+    reconcile.reconcile(api, BODY, SPEC, Watched(slices=(_slice(address),)), applied)  # type: ignore[arg-type]
+
+
+def test_an_endpoint_change_writes_the_configmap_alone() -> None:
+    api, applied = Api(), AppliedObjects(max_age=300)
+    _pass(api, "10.0.0.1", applied)
+    first = list(api.sent)
+    assert {"apply ConfigMap", "apply Deployment", "apply Service", "apply Role"} <= set(first)
+    api.sent.clear()
+    _pass(api, "10.0.0.2", applied)
+    # not even a read of the ConfigMap: the slots come from what this process wrote
+    assert api.sent == ["apply ConfigMap"]
+    api.sent.clear()
+    _pass(api, "10.0.0.2", applied)
+    assert api.sent == []
+
+
+def test_past_max_age_every_object_is_written_again() -> None:
+    api, applied = Api(), AppliedObjects(max_age=300)
+    _pass(api, "10.0.0.1", applied)
+    first = list(api.sent)
+    api.sent.clear()
+    applied.max_age = 0  # as if 300 s had passed
+    _pass(api, "10.0.0.1", applied)
+    assert api.sent == [s for s in first if s != "get ConfigMap"]
+
+
+def test_without_the_memory_every_pass_writes_everything() -> None:
+    """The control: the pass as it was before, which the scale bench measured."""
+    api = Api()
+    _pass(api, "10.0.0.1", None)
+    first = list(api.sent)
+    api.sent.clear()
+    _pass(api, "10.0.0.2", None)
+    assert api.sent == first and len(first) > 5
+
+
+def test_applied_objects_compares_content_not_identity() -> None:
+    applied = AppliedObjects(max_age=10)
+    obj = {"kind": "ConfigMap", "metadata": {"name": "a", "namespace": "n"}, "data": {"k": "v"}}
+    assert applied.due(obj, now=0)
+    applied.record(obj, now=0)
+    assert not applied.due({"kind": "ConfigMap", "metadata": {"namespace": "n", "name": "a"}, "data": {"k": "v"}},
+                           now=5)
+    assert applied.due({**obj, "data": {"k": "w"}}, now=5)
+    assert applied.due(obj, now=10)
+    assert applied.get("ConfigMap", "n", "a") == obj
+    applied.forget("ConfigMap", "n", "a")
+    assert applied.get("ConfigMap", "n", "a") is None
