@@ -5,6 +5,8 @@ tests/e2e/invalid_specs.py, checked offline by test_offline_validation.py)."""
 from __future__ import annotations
 
 import pathlib
+import re
+import subprocess
 from typing import Any
 
 import pytest
@@ -240,3 +242,41 @@ def test_render_of_a_pool_of_pools_uses_the_lvs_addresses_it_holds_and_says_what
     assert "# dns.pools web (engine haproxy: its address is known in the cluster only) is left out here" in dns_part
     assert "# dns.pools gone (not in the input) is left out here" in dns_part
     assert yaml.safe_load(dns_part)["spec"]["endpoints"][0]["targets"] == ["192.0.2.10"]
+
+
+def test_the_layering_example_renders_every_tier_and_publishes_both_virtual_ips(tmp_path):
+    """examples/layering: DNS -> two LVS pools -> two HAProxy pools -> Deployments, one manifest.
+    Each tier's configuration is what its program accepts, and the name carries both VIPs."""
+    text = (ROOT / "examples/layering/dns-lvs-haproxy.yaml").read_text()
+    pools = {d["metadata"]["name"]: d for d in yaml.safe_load_all(text) if d["kind"] == "LoadBalancerPool"}
+    assert {p["spec"].get("engine", "haproxy") for p in pools.values()} == {"haproxy", "lvs", "dns"}
+    assert {t["name"] for t in pools["www"]["spec"]["dns"]["pools"]} == {"edge-a", "edge-b"}
+    assert {pools[e]["spec"]["backends"]["service"] for e in ("edge-a", "edge-b")} == {"web-a", "web-b"}
+    backends = [Backend("a", "10.244.0.5", 8080), Backend("b", "10.244.0.6", 8080)]
+    out = render_documents(text, backends)
+    heads = list(re.finditer(r"^# LoadBalancerPool (shop/[a-z-]+)[: ].*$", out, re.MULTILINE))
+    by_pool = {m[1]: out[m.start():heads[i + 1].start() if i + 1 < len(heads) else len(out)]
+               for i, m in enumerate(heads)}
+    assert set(by_pool) == {f"shop/{name}" for name in pools}
+    for name in ("shop/edge-a", "shop/edge-b"):
+        conf = tmp_path / f"{name.split('/')[1]}.conf"
+        conf.write_text(by_pool[name].split("\n", 1)[1])
+        check = subprocess.run(["keepalived", "-t", "-f", str(conf)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+    for name in ("shop/web-a", "shop/web-b"):
+        cfg = tmp_path / f"{name.split('/')[1]}.cfg"
+        cfg.write_text(by_pool[name].split("\n", 1)[1].replace(" /var/run/hakeeper/", f" {tmp_path}/"))
+        check = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True,
+                               env={"POD_IP": "127.0.0.1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        assert check.returncode == 0, check.stdout + check.stderr
+    endpoint = yaml.safe_load(by_pool["shop/www"].split("\n", 1)[1])
+    assert endpoint["spec"]["endpoints"] == [{"dnsName": "www.example.com", "recordType": "A", "recordTTL": 30,
+                                              "targets": ["192.0.2.10", "192.0.2.11"]}]
+    assert crd_errors(endpoint) == []
+
+
+def test_the_dns_example_renders_a_dnsendpoint_over_its_backends():
+    text = (ROOT / "examples/loadbalancerpool/dns-backends.yaml").read_text()
+    out = render_documents(text, [Backend("a", "10.244.0.5", 8080), Backend("b", "10.244.0.6", 8080)])
+    endpoint = yaml.safe_load(out)
+    assert endpoint["spec"]["endpoints"][0]["targets"] == ["10.244.0.5", "10.244.0.6"] and crd_errors(endpoint) == []
