@@ -172,6 +172,8 @@ def test_a_missing_crd_says_so_first():
     status = run([Target("gone", None, 1, False, ("TargetPoolMissing", "x"))], dns_status.Endpoint(crd_missing=True))
     assert conditions(status)["Ready"] == ("False", "DNSEndpointCRDMissing")
     assert "dnsendpoints.externaldns.k8s.io" in get_condition(status["conditions"], "Ready")["message"]
+    chosen = run([Target("a", "10.0.0.1", 1, True)], dns_status.Endpoint(crd_missing=True))
+    assert chosen["publishedAddresses"] == [] and not chosen["dnsTargets"][0]["published"]  # not written
 
 
 def test_a_missing_pool_is_not_ready_and_the_others_are_published():

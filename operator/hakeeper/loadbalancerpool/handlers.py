@@ -35,7 +35,7 @@ from hakeeper.platform.spec import on_spec, parse_spec
 GROUP, VERSION = LOAD_BALANCER_POOL.api_version.split("/")
 PLURAL = LOAD_BALANCER_POOL.plural
 RESYNC_SECONDS = 30.0
-DNS_PUBLISH_RETRY_SECONDS = 2.0
+DNS_PUBLISH_RETRY_SECONDS = 5.0
 """Engine dns, while ExternalDNS has not read the pool's DNSEndpoint: how often the pass reads it
 again (the operator does not watch DNSEndpoints: their CRD may be missing)."""
 DNS_CRD_RETRY_SECONDS = 10.0

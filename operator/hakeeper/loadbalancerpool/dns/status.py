@@ -72,6 +72,8 @@ def dns_status(previous: Mapping[str, Any] | None, generation: int | None, hostn
     (LoadBalancerPoolStatus): backends counts the candidate targets (total) and the healthy ones
     (ready); publishedAddresses and dnsTargets say what the record carries and why."""
     found = candidates(targets)
+    if endpoint.crd_missing:
+        published = []  # chosen, but nowhere to write them
     addresses = sorted({t.address for t in published if t.address}, key=lambda a: tuple(int(p) for p in a.split(".")))
     available = availability(list(targets))
     verdict = published_verdict(endpoint, hostname)
