@@ -9,8 +9,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 TOOLS_BIN = $(shell bash hack/build-tools.sh)
 DEBS := haproxy prometheus keepalived wrk sysbench nginx iproute2 \
-  containerd runc containernetworking-plugins iptables conntrack docker.io mmdebstrap
-DEB_BINS := haproxy prometheus keepalived wrk sysbench nginx ip containerd runc dockerd mmdebstrap iptables conntrack \
+  containerd runc containernetworking-plugins iptables conntrack docker.io mmdebstrap bind9-dnsutils
+DEB_BINS := haproxy prometheus keepalived wrk sysbench nginx ip containerd runc dockerd mmdebstrap iptables conntrack dig \
   /usr/lib/cni/bridge /usr/lib/cni/portmap
 STATE := .cluster
 

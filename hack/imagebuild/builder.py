@@ -152,15 +152,17 @@ def go_version() -> str:
         return "no-go"
 
 
-def binary_version(name: str) -> str:
-    """The version of module github.com/<name>/<name> required by hack/<name>/go.mod (e.g. v1.15.0)."""
+def binary_version(name: str, module: str | None = None) -> str:
+    """The version of `module` (default github.com/<name>/<name>) required by hack/<name>/go.mod
+    (e.g. v1.15.0)."""
+    module = module or f"github.com/{name}/{name}"
     for line in (REPO / "hack" / name / "go.mod").read_text().splitlines():
         words = line.split()
-        if len(words) >= 2 and words[0].endswith(f"/{name}/{name}") and words[1].startswith("v"):
+        if len(words) >= 2 and words[0] == module and words[1].startswith("v"):
             return words[1]
-        if len(words) >= 3 and words[0] == "require" and words[1].endswith(f"/{name}/{name}"):
+        if len(words) >= 3 and words[0] == "require" and words[1] == module:
             return words[2]
-    raise ImageBuildError(name, "go build", f"hack/{name}/go.mod requires no github.com/{name}/{name}")
+    raise ImageBuildError(name, "go build", f"hack/{name}/go.mod requires no {module}")
 
 
 def image_hash(image: Image, table: dict[str, Image], _seen: tuple[str, ...] = ()) -> str:
@@ -185,7 +187,7 @@ def image_hash(image: Image, table: dict[str, Image], _seen: tuple[str, ...] = (
         h.update(f"base {image.base} {base_hash(BASES[image.base])}\n".encode())
     if image.binary:
         module = REPO / "hack" / image.binary
-        h.update(f"binary {image.binary} {binary_version(image.binary)} {go_version()}\n".encode())
+        h.update(f"binary {image.binary} {binary_version(image.binary, image.go_main)} {go_version()}\n".encode())
         _hash_files(h, module, _files(module, ("go.mod", "go.sum")))
     return h.hexdigest()[:16]
 
@@ -421,7 +423,7 @@ def build_binary(image: Image) -> Path:
     """The Go binary of image.binary, built once into ~/.cache/hakeeper/tools/<name>-<version>/."""
     assert image.binary is not None
     name = image.binary
-    version = binary_version(name)
+    version = binary_version(name, image.go_main)
     out = cache_root() / "tools" / f"{name}-{version}"
     binary = out / name
     if binary.exists():
@@ -431,8 +433,8 @@ def build_binary(image: Image) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
-    module = f"github.com/{name}/{name}"
-    run_step(image.name, "go build", ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp) + "/", module],
+    run_step(image.name, "go build", ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp) + "/",
+                                      image.go_main],
              log=logs_dir() / f"{image.name}-go.log", env=env, cwd=REPO / "hack" / name, timeout=3600)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)

@@ -39,6 +39,8 @@ class Image:
     base:    a key of BASES, or "image:<name>" for an image of this table.
     binary:  a Go program built from hack/<binary>/go.mod and put into the context as
              ./<binary> before the build.
+    go_package: the main package of `binary`, which is also the module whose required version
+             names the cached build (default github.com/<binary>/<binary>).
     node:    an image of the node itself (sandbox, cluster DNS), not of the product or tests:
              kind brings its own, so hack/e2e-kind.sh does not load it.
     """
@@ -52,11 +54,17 @@ class Image:
     inputs: tuple[str, ...] = ()
     build_args: dict[str, str] = field(default_factory=dict)
     binary: str | None = None
+    go_package: str | None = None
     node: bool = False
 
     @property
     def context_dir(self) -> str:
         return self.context or self.recipe
+
+    @property
+    def go_main(self) -> str:
+        """The Go package `go build` builds for `binary`."""
+        return self.go_package or f"github.com/{self.binary}/{self.binary}"
 
 
 MIRROR = "http://deb.debian.org/debian"
@@ -80,6 +88,10 @@ IMAGES: tuple[Image, ...] = (
     Image("prometheus", "ghcr.io/hakeeper/prometheus:2.42", "images/prometheus"),
     Image("alertmanager", "ghcr.io/hakeeper/alertmanager:0.25", "images/alertmanager"),
     Image("test-http-backend", "ghcr.io/hakeeper/test-http-backend:1", "images/test-http-backend"),
+    # engine dns's e2e: ExternalDNS publishing the pools' DNSEndpoints into BIND by RFC 2136
+    Image("external-dns", "ghcr.io/hakeeper/external-dns:0.22.0", "images/external-dns", binary="external-dns",
+          go_package="sigs.k8s.io/external-dns"),
+    Image("bind9", "ghcr.io/hakeeper/bind9:9.18", "images/bind9"),
 )
 
 

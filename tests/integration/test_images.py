@@ -8,8 +8,10 @@ under ~/.cache/hakeeper/images/test-containerd, so a second load imports nothing
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -28,7 +30,7 @@ from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
 from hakeeper.loadbalancerpool import objects
 from hakeeper.loadbalancerpool.haproxy import config
 from imagebuild import containerd
-from imagebuild.builder import base_tag, images_dir
+from imagebuild.builder import base_tag, build_binary, images_dir
 from imagebuild.table import BASES, Image
 
 from ..support.polling import poll
@@ -217,6 +219,52 @@ def test_http_backend_answers_with_its_name(address: str) -> None:
     # server and client inside the container, in its own network namespace (loopback only)
     out = ctr_run(address, "test-http-backend", "python3", "-c", probe)
     assert "web-7 web-7" in out
+
+
+def test_external_dns_is_0_22_0_with_its_rfc2136_provider(address: str) -> None:
+    out = ctr_run(address, "external-dns", "/external-dns", "--help")
+    assert "--rfc2136-host" in out and "--crd-source-kind" in out
+    image = imagebuild.by_name()["external-dns"]
+    binary = build_binary(image)  # cached: the one the image holds
+    info = subprocess.run(["go", "version", "-m", str(binary)], capture_output=True, text=True, check=True).stdout
+    assert any(line.split()[:3] == ["mod", "sigs.k8s.io/external-dns", "v0.22.0"] for line in info.splitlines()), info
+
+
+BIND_CHECK = """
+/usr/local/bin/start-named >/tmp/named.log 2>&1 &
+i=0
+until dig @127.0.0.1 -p 5353 hakeeper.test SOA +short | grep -q ns1; do
+  i=$((i+1)); [ $i -lt 200 ] || { cat /tmp/named.log; exit 1; }; sleep 0.05
+done
+update() {  # $1: the key's secret; the rest: records to add, in one RFC 2136 update
+  key=$1; shift
+  { echo "server 127.0.0.1 5353"; echo "zone hakeeper.test"
+    for rr in "$@"; do echo "update add $rr"; done; echo send; } | nsupdate -y "hmac-sha256:externaldns:$key"
+}
+update "$SECRET" "www.hakeeper.test 5 A 192.0.2.7" "www.hakeeper.test 5 A 192.0.2.7" \
+  "www.hakeeper.test 5 A 192.0.2.7" "www.hakeeper.test 5 A 192.0.2.8"
+echo "answer: $(dig @127.0.0.1 -p 5353 www.hakeeper.test A +short | sort | tr '\\n' ' ')"
+update "$OTHER" "bad.hakeeper.test 5 A 192.0.2.9" && echo "unknown key: accepted" || echo "unknown key: refused"
+echo "bad: $(dig @127.0.0.1 -p 5353 bad.hakeeper.test A +short)"
+"""
+
+
+def test_bind9_takes_tsig_signed_updates_and_keeps_one_copy_of_a_record(address: str, tmp_path: Path) -> None:
+    """BIND 9.18 as the engine dns e2e runs it: the zone takes RFC 2136 updates signed with the
+    key "externaldns" and no others; an update adding the same A record three times leaves one
+    (RFC 2136 section 3.4.2.2, RFC 2181 section 5): a weight cannot be a repeated record."""
+    assert "BIND 9.18." in ctr_run(address, "bind9", "named", "-V")
+    key, other = (base64.b64encode(secrets.token_bytes(32)).decode() for _ in range(2))
+    keys = tmp_path / "tsig"
+    keys.mkdir()
+    (keys / "externaldns.key").write_text(f'key "externaldns" {{ algorithm hmac-sha256; secret "{key}"; }};\n')
+    keys.chmod(0o755)
+    (keys / "externaldns.key").chmod(0o644)
+    out = ctr_run(address, "bind9", "sh", "-c", BIND_CHECK, options=(
+        "--mount", f"type=bind,src={keys},dst=/etc/bind/tsig,options=rbind:ro",
+        "--env", f"SECRET={key}", "--env", f"OTHER={other}"))
+    assert "answer: 192.0.2.7 192.0.2.8 " in out, out
+    assert "unknown key: refused" in out and "bad: " in out.splitlines(), out
 
 
 def test_a_broken_recipe_names_the_image_and_the_step(tmp_path: Path) -> None:

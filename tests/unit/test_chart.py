@@ -86,7 +86,7 @@ NAMESPACED = {
     ("", "events"): {"create"},
     ("", "pods"): {"list", "watch", "patch"},
     ("", "pods/eviction"): {"create"},  # a database's rollout restarts its members
-    ("", "services"): APPLIED,
+    ("", "services"): {"get", *APPLIED},  # get: the address of a haproxy pool a dns pool publishes
     ("", "serviceaccounts"): APPLIED,
     ("", "configmaps"): {"get", "watch", *APPLIED},
     ("", "secrets"): {"get", "create", "patch"},
@@ -99,6 +99,7 @@ NAMESPACED = {
     ("rbac.authorization.k8s.io", "rolebindings"): APPLIED,
     ("autoscaling", "horizontalpodautoscalers"): {"list"},  # DegradationPolicy names a shed Deployment's HPA
     ("keda.sh", "scaledobjects"): {"list", "patch"},  # and pauses its KEDA ScaledObject while shed
+    ("externaldns.k8s.io", "dnsendpoints"): {"delete", *APPLIED},  # an engine dns pool's records
 }
 CRDS = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
         ("scheduling.k8s.io", "priorityclasses"): {"list"},  # DegradationPolicy tiers by pod priority

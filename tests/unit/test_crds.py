@@ -71,7 +71,7 @@ def test_defaults_reach_nested_objects():
     health = spec["properties"]["healthCheck"]
     assert health["default"] == {"type": "tcp", "interval": "2s", "timeout": "1s", "rise": 2, "fall": 3}
     assert health["properties"]["interval"]["default"] == "2s"
-    assert spec["properties"]["engine"]["enum"] == ["haproxy", "lvs"]
+    assert spec["properties"]["engine"]["enum"] == ["haproxy", "lvs", "dns"]
 
 
 def test_every_cel_rule_has_a_human_message():

@@ -93,7 +93,9 @@ def _pool_valid(draw: st.DrawFn) -> dict[str, Any]:
     engine = spec["engine"] = "lvs" if draw(st.integers(0, 99)) % 5 in (1, 2) else "haproxy"
     if engine == "haproxy" and draw(st.booleans()):
         del spec["engine"]  # the default
-    backends = spec["backends"]
+    spec.pop("dns", None)  # engine dns renders no balancer configuration (tests/unit/test_dns_pool.py)
+    # optional in the schema (engine dns may publish other pools instead), required by haproxy and lvs
+    backends = spec.setdefault("backends", {"service": "web", "port": 8080})
     if "selector" in backends and "service" in backends:
         backends.pop("selector" if draw(st.booleans()) else "service")
     elif "selector" not in backends and "service" not in backends:

@@ -94,7 +94,11 @@ def test_the_warnings_are_the_ones_posted_as_warnings() -> None:
                                    "MultipleMasters",  # a VRRP split brain
                                    "VirtualRouterIDInUse",  # two lvs pools, one VRRP router ID
                                    "TLSSecretInvalid",  # spec.tls names a Secret HAProxy cannot serve
-                                   "RequestClassesRefused"}  # its balancers turn clients away
+                                   "RequestClassesRefused",  # its balancers turn clients away
+                                   # engine dns: a named pool cannot be published, no target is healthy
+                                   # (all published, fail open), or ExternalDNS's CRD is missing
+                                   "TargetPoolMissing", "TargetPoolUnaddressable", "NoHealthyTargets",
+                                   "DNSEndpointCRDMissing"}
     assert warnings(events.CommonEvent) == {"InvalidSpec", "ReconcileFailed"}
     assert DatabaseEvent.type_of("Lost") == "Warning" and DatabaseEvent.type_of("Fenced") == "Normal"
     assert DatabaseEvent.type_of("SomethingNew") == "Normal"

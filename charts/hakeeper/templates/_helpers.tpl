@@ -149,8 +149,19 @@ resource, "clusterkopfpeerings" or "kopfpeerings", the only rule that differs.
 # The operator reads back its own ConfigMaps (a pool's server slots, a database's re-seeds);
 # the agent's Role grants configmaps get/watch, held here.
 - apiGroups: [""]
-  resources: ["services", "serviceaccounts"]
+  resources: ["serviceaccounts"]
   verbs: ["create", "patch"]
+# Services: also read, for the address of a haproxy pool that an engine dns pool publishes.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "create", "patch"]
+# An engine dns pool's records: one ExternalDNS DNSEndpoint per pool, by server-side apply (the
+# answer carries ExternalDNS's status.observedGeneration), deleted when there is no target. The
+# kind is ExternalDNS's (its CRD, not this chart's); without it the writes answer 404 and the
+# pool says so.
+- apiGroups: ["externaldns.k8s.io"]
+  resources: ["dnsendpoints"]
+  verbs: ["create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "watch", "create", "patch"]

@@ -32,6 +32,9 @@ class ConditionType(StrEnum):
     """Every ready balancer pod runs the current config (its agent reported the hash)."""
     VIRTUAL_IP_UNIQUE = "VirtualIPUnique"
     """Engine lvs: at most one node holds the virtual IP (no VRRP split brain)."""
+    PUBLISHED = "Published"
+    """Engine dns: the pool's DNSEndpoint holds the current records and ExternalDNS has read that
+    generation of it (its status.observedGeneration)."""
     # ReplicatedDatabase
     AVAILABLE = "Available"
     """A writable primary exists."""
@@ -88,6 +91,26 @@ class PoolReason(StrEnum):
     TLS_SECRET_INVALID = "TLSSecretInvalid"
     """spec.tls names a Secret that is missing or holds no usable certificate and key
     (loadbalancerpool/haproxy/tls_secret.py); the balancers are not changed."""
+    # Engine dns (loadbalancerpool/dns/): BackendsAvailable counts the targets (backends, or the
+    # pools of dns.pools), and Published says whether ExternalDNS has the records
+    NO_HEALTHY_TARGETS = "NoHealthyTargets"
+    """Engine dns: no target is healthy; every candidate is published (fail open, as Route 53 does
+    with a record set whose health checks all fail) rather than none."""
+    TARGET_POOL_MISSING = "TargetPoolMissing"
+    """Engine dns: a pool named in dns.pools does not exist in the namespace (the others are published)."""
+    TARGET_POOL_UNADDRESSABLE = "TargetPoolUnaddressable"
+    """Engine dns: a pool named in dns.pools has no address to publish (engine dns, or a Service
+    without an IPv4 address yet); the others are published."""
+    RECORDS_PUBLISHED = "RecordsPublished"
+    """Engine dns: ExternalDNS has read the DNSEndpoint's current generation."""
+    AWAITING_EXTERNAL_DNS = "AwaitingExternalDNS"
+    """Engine dns: the DNSEndpoint is written, and ExternalDNS has not read this generation of it yet
+    (it is not running, or watches other namespaces or another source)."""
+    NO_RECORDS = "NoRecords"
+    """Engine dns: no target at all, so no DNSEndpoint: the name is not published."""
+    DNS_ENDPOINT_CRD_MISSING = "DNSEndpointCRDMissing"
+    """Engine dns: the cluster has no DNSEndpoint kind (ExternalDNS's CRD, dnsendpoints.externaldns.k8s.io,
+    is not installed), so nothing can be published."""
 
 
 class DatabaseReason(StrEnum):

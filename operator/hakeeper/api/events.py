@@ -69,6 +69,16 @@ class PoolEvent(_Catalog):
     """The balancers now refuse these request classes (a DegradationPolicy's tier is shed)."""
     REQUEST_CLASSES_RESTORED = "RequestClassesRestored"
     """The balancers let these request classes through again."""
+    RECORDS_CHANGED = "RecordsChanged"
+    """Engine dns: the addresses the pool publishes changed (the message lists them)."""
+    NO_HEALTHY_TARGETS = "NoHealthyTargets", EventType.WARNING
+    """Engine dns: no target is healthy; every candidate is published (fail open)."""
+    TARGET_POOL_MISSING = "TargetPoolMissing", EventType.WARNING
+    """Engine dns: a pool named in dns.pools does not exist."""
+    TARGET_POOL_UNADDRESSABLE = "TargetPoolUnaddressable", EventType.WARNING
+    """Engine dns: a pool named in dns.pools has no address to publish."""
+    DNS_ENDPOINT_CRD_MISSING = "DNSEndpointCRDMissing", EventType.WARNING
+    """Engine dns: ExternalDNS's DNSEndpoint CRD is not installed."""
 
 
 class DatabaseEvent(_Catalog):

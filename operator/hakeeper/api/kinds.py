@@ -64,7 +64,8 @@ LOAD_BALANCER_POOL = Kind(
     short_names=("lbp",),
     spec=lbp.LoadBalancerPoolSpec,
     status=lbp.LoadBalancerPoolStatus,
-    description="A pool of HAProxy or keepalived/LVS balancers kept in step with the backend pods it selects.",
+    description=("A pool of HAProxy or keepalived/LVS balancers kept in step with the backend pods it selects, "
+                 "or DNS records of its healthy targets published through ExternalDNS."),
     rules=lbp.POOL_NAME_RULES,
     columns=(
         column("Engine", ".spec.engine"),
@@ -72,6 +73,9 @@ LOAD_BALANCER_POOL = Kind(
         column("Backends", ".status.backends.ready", "integer", description="ready backends"),
         column("Total", ".status.backends.total", "integer", description="all backends"),
         column("Ready", READY),
+        column("Hostname", ".spec.dns.hostname", priority=1, description="engine dns: the published name"),
+        column("Published", ".status.publishedAddresses", priority=1,
+               description="engine dns: the addresses the record carries"),
         AGE,
     ),
 )

@@ -1,4 +1,5 @@
-"""LoadBalancerPool: balancer pods (HAProxy, or keepalived/LVS) in front of backend pods."""
+"""LoadBalancerPool: balancer pods (HAProxy, or keepalived/LVS) in front of backend pods, or DNS records
+of healthy targets published through ExternalDNS (engine dns)."""
 
 from __future__ import annotations
 
@@ -301,9 +302,67 @@ class Lvs(Model):
     vrrp: Vrrp
 
 
+HOSTNAME_PATTERN = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+"""A fully qualified domain name of at least two labels, lowercase, without the final dot: RFC 1035
+section 2.3.1's labels (letters, digits, '-', at most 63 each) as RFC 1123 section 2.1 relaxes them
+(a label may start with a digit), a top-level label that starts with a letter (RFC 3696 section 2),
+at most 253 characters in all (the field's maxLength)."""
+DNS_LONGEST_TTL = 3600
+DNS_DEFAULT_TTL = 30
+PROVIDER_PROPERTY_PATTERN = r"^[a-z0-9]([-a-z0-9./]*[a-z0-9])?$"
+
+
+class DnsPoolTarget(Model):
+    """Another LoadBalancerPool of the namespace whose address the record carries while it is Ready:
+    an lvs pool's virtualIP, a haproxy pool's Service address."""
+
+    name: ObjectName
+    weight: int = Field(default=1, ge=0, le=255)
+    """0 takes the pool's address out of the answer (drain); otherwise see dns.weightProperty
+    (at most 255, Route 53's largest weight)."""
+
+
+class Dns(Model):
+    """Settings of engine dns: one A record set, `hostname` -> the addresses of the healthy targets,
+    published through ExternalDNS's DNSEndpoint (externaldns.k8s.io/v1alpha1), so through any DNS
+    provider ExternalDNS supports."""
+
+    hostname: str = Field(pattern=HOSTNAME_PATTERN, max_length=253, json_schema_extra=allowed_characters(
+        HOSTNAME_PATTERN, "must be a fully qualified domain name without the final dot, e.g. www.example.com: "
+        "lowercase letters, digits and '-' in labels of at most 63 characters joined by dots, at least two "
+        "labels, the last starting with a letter"))
+    """The record's name: a fully qualified domain name in a zone ExternalDNS manages (no final dot)."""
+    ttl: int = Field(default=DNS_DEFAULT_TTL, ge=1, le=DNS_LONGEST_TTL)
+    """Seconds resolvers may cache the answer: a target that fails leaves the answer within
+    ExternalDNS's --interval plus this (for resolvers that honour it)."""
+    pools: list[DnsPoolTarget] | None = Field(default=None, min_length=1, max_length=32, json_schema_extra={
+        "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]})
+    """Publish these pools' addresses instead of the pool's own backends (spec.backends)."""
+    weight_property: str | None = Field(default=None, pattern=PROVIDER_PROPERTY_PATTERN, max_length=63,
+                                        json_schema_extra=allowed_characters(
+        PROVIDER_PROPERTY_PATTERN, "must be the name of an ExternalDNS provider-specific property, e.g. "
+        "aws/weight: lowercase letters, digits, '-', '.' and '/'"))
+    """For a provider with weighted records: the ExternalDNS provider-specific property that carries
+    a target's weight (aws/weight for Route 53). Each target then becomes its own record with a set
+    identifier. Unset (the default, and the only choice for a provider without weighting such as
+    rfc2136): one record set of every target whose weight is above 0, each once."""
+
+
+DNS_RULES = (
+    cel("(self.engine == 'dns') == has(self.dns)",
+        "engine dns needs spec.dns (hostname, and ttl or pools if wanted), and spec.dns is valid with engine dns only"),
+    cel("self.engine == 'dns' || has(self.backends)", "engines haproxy and lvs need spec.backends"),
+    cel("!has(self.dns) || has(self.backends) != has(self.dns.pools)",
+        "engine dns publishes either its own backends (spec.backends) or other pools' addresses "
+        "(spec.dns.pools): exactly one of them"),
+)
+"""CEL rules of engine dns on the pool's spec (LoadBalancerPoolSpec lists them)."""
+
+
 class LoadBalancerPoolSpec(Model):
-    engine: Literal["haproxy", "lvs"] = "haproxy"
-    backends: Backends
+    engine: Literal["haproxy", "lvs", "dns"] = "haproxy"
+    backends: Backends | None = None
+    """The backend pods (engines haproxy and lvs: required; engine dns: either these or dns.pools)."""
     mode: Literal["http", "tcp", "redirect"] | None = None
     """HAProxy only: http (default), tcp, or redirect (answer 302 to the chosen server)."""
     algorithm: str | None = None
@@ -337,6 +396,8 @@ class LoadBalancerPoolSpec(Model):
     balancer: Balancer = Field(default_factory=Balancer)
     service: PoolService = Field(default_factory=PoolService)
     lvs: Lvs | None = None
+    dns: Dns | None = None
+    """Engine dns: the record, its TTL and its targets."""
     tls: PoolTLS | None = None
     """HTTPS on the pool's Service from a kubernetes.io/tls Secret (engine haproxy, mode http)."""
     request_classes: list[RequestClass] = Field(default_factory=list, max_length=32)
@@ -351,7 +412,10 @@ class LoadBalancerPoolSpec(Model):
             "x-kubernetes-validations": [
                 cel("(self.engine == 'lvs') == has(self.lvs)",
                     "engine lvs needs spec.lvs (virtualIP, port, vrrp), and spec.lvs is valid with engine lvs only"),
-                cel("!has(self.algorithm) || (self.engine == 'haproxy' ? self.algorithm in "
+                *DNS_RULES,
+                cel("!has(self.algorithm) || self.engine != 'dns'",
+                    "algorithm does not apply to engine dns: resolvers and clients choose among the records"),
+                cel("!has(self.algorithm) || self.engine == 'dns' || (self.engine == 'haproxy' ? self.algorithm in "
                     + repr(list(HAPROXY_ALGORITHMS)) + " : self.algorithm in " + repr(list(LVS_ALGORITHMS)) + ")",
                     "algorithm must be one of " + ", ".join(HAPROXY_ALGORITHMS) + " for engine haproxy, or one of "
                     + ", ".join(LVS_ALGORITHMS) + " for engine lvs"),
@@ -360,7 +424,8 @@ class LoadBalancerPoolSpec(Model):
                 cel("!has(self.hashType) || (has(self.algorithm) && self.algorithm in ['source', 'uri', 'hdr'])",
                     "hashType applies to the hash algorithms source, uri and hdr only"),
                 cel("self.engine == 'haproxy' || !has(self.mode)",
-                    "mode applies to engine haproxy; engine lvs balances at layer 4 (set lvs.protocol)"),
+                    "mode applies to engine haproxy; engine lvs balances at layer 4 (set lvs.protocol), "
+                    "engine dns publishes records"),
                 cel("!(has(self.mode) && self.mode == 'tcp') || !has(self.algorithm) "
                     "|| !(self.algorithm in ['uri', 'hdr'])",
                     "algorithms uri and hdr read HTTP requests: use mode http or redirect"),
@@ -369,6 +434,11 @@ class LoadBalancerPoolSpec(Model):
                     "Cookie session affinity needs engine haproxy with mode http"),
                 cel("self.engine == 'haproxy' || self.healthCheck.type != 'mysql'",
                     "mysql health checks need engine haproxy; use tcp with engine lvs"),
+                cel("self.engine != 'dns' || self.healthCheck.type == 'tcp'",
+                    "engine dns runs no health check of its own: a backend counts while its pod is ready "
+                    "(its readiness probe), a pool while it is Ready; leave healthCheck out"),
+                cel("self.engine != 'dns' || self.sessionAffinity.type == 'None'",
+                    "session affinity does not apply to engine dns: resolvers and clients choose among the records"),
                 cel("self.engine == 'haproxy' || size(self.retryOn) == 0",
                     "retryOn applies to engine haproxy only"),
                 cel("!has(self.lvs) || self.lvs.forwarding == 'NAT' || self.backends.port == self.lvs.port",
@@ -416,11 +486,13 @@ POOL_NAME_RULES = (
         "a LoadBalancerPool of engine haproxy needs a name that is a DNS label starting with a letter: lowercase "
         "letters, digits and '-', no '.' (it names the pool's Service)"),
     # Backends chosen by selector get a headless Service `<pool>-backends`, either engine.
-    cel("!has(self.spec.backends.selector) || (size(self.metadata.name) <= "
+    cel("!has(self.spec.backends) || !has(self.spec.backends.selector) || (size(self.metadata.name) <= "
         f"{63 - len(BACKENDS_SERVICE_SUFFIX)} && self.metadata.name.matches(" + cel_string(DNS_1035_LABEL) + "))",
         f"a LoadBalancerPool whose backends are chosen by selector needs a name of at most "
         f"{63 - len(BACKENDS_SERVICE_SUFFIX)} characters that is a DNS label starting with a letter: it names the "
         f"Service <name>{BACKENDS_SERVICE_SUFFIX}"),
+    cel("!has(self.spec.dns) || !has(self.spec.dns.pools) || self.spec.dns.pools.all(p, p.name != self.metadata.name)",
+        "spec.dns.pools must not name the pool itself: an engine dns pool has no address of its own"),
 )
 """CEL rules on the whole object (metadata.name can be read at the root only)."""
 
@@ -444,9 +516,24 @@ class BalancerPodStatus(StatusModel):
     """Engine lvs: the VRRP state keepalived reports (MASTER holds the virtual IP, BACKUP, FAULT)."""
 
 
+class DnsTargetStatus(StatusModel):
+    """Engine dns: one target (a backend pod, or a pool of dns.pools) and what the pool made of it."""
+
+    name: str
+    """The backend's pod (or address-port), or the pool's name."""
+    address: str | None = None
+    """Its IPv4 address, None when it has none (a pool that is missing or has no address)."""
+    weight: int = 1
+    healthy: bool = False
+    """A backend whose pod is ready, a pool that is Ready."""
+    published: bool = False
+    """Whether the DNSEndpoint carries its address."""
+
+
 class LoadBalancerPoolStatus(BaseStatus):
     """Conditions: Ready (balancers run the current config and a backend is up), BackendsAvailable,
-    ConfigApplied."""
+    ConfigApplied; engine dns: Ready (the records of the healthy targets are published),
+    BackendsAvailable (a target is healthy), Published (ExternalDNS read the DNSEndpoint)."""
 
     algorithm: str | None = None
     """The algorithm in effect (the spec's, or the engine's default)."""
@@ -461,3 +548,7 @@ class LoadBalancerPoolStatus(BaseStatus):
     """Weighting mode Latency: the weights one ready balancer applies, as its agent last reported them."""
     refused_request_classes: list[RefusedRequestClass] = Field(default_factory=list)
     """Request classes the balancers refuse, and which DegradationPolicies refuse them."""
+    published_addresses: list[str] | None = None
+    """Engine dns: the addresses the pool's DNSEndpoint carries for spec.dns.hostname, sorted."""
+    dns_targets: list[DnsTargetStatus] | None = None
+    """Engine dns: every target, healthy or not, and whether it is published."""

@@ -22,6 +22,7 @@ from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpe
 from hakeeper.api.meta import POOL_LABEL, SERVICE_NAME_LABEL
 from hakeeper.loadbalancerpool import request_classes
 from hakeeper.loadbalancerpool.backends import matches
+from hakeeper.loadbalancerpool.dns import status as dns_status
 from hakeeper.loadbalancerpool.lvs.vrid import claim_of
 from hakeeper.loadbalancerpool.observe import Watched, backends_service_name, trim_pod
 from hakeeper.loadbalancerpool.reconcile import reconcile
@@ -37,6 +38,11 @@ RESYNC_SECONDS = 30.0
 OBJECTS_MAX_AGE = 300.0
 """A pool's owned objects (Service, Deployment, RBAC...) are written when they change, and
 again after this many seconds unchanged: that repairs what someone else changed or deleted."""
+DNS_PUBLISH_RETRY_SECONDS = 5.0
+"""Engine dns, while ExternalDNS has not read the pool's DNSEndpoint: how often the pass reads it
+again (the operator does not watch DNSEndpoints: their CRD may be missing)."""
+DNS_CRD_RETRY_SECONDS = 10.0
+"""Engine dns, while ExternalDNS's CRD is missing: how often the pass tries the DNSEndpoint again."""
 TLS_SECRET_RETRY_SECONDS = 5.0
 """While a pool's TLS Secret is refused: the operator may not watch Secrets (it only gets the one
 named), so it reads it again this often, and a fixed Secret is served within seconds."""
@@ -53,7 +59,8 @@ async def accept(body: kopf.Body, patch: kopf.Patch, namespace: str | None, name
     parsed = parse_spec(LoadBalancerPoolSpec, body, patch)
     if parsed is None:
         return
-    patch.status["algorithm"] = parsed.algorithm or DEFAULT_ALGORITHM[parsed.engine]
+    # engine dns has no algorithm: resolvers and clients choose among the records
+    patch.status["algorithm"] = parsed.algorithm or DEFAULT_ALGORITHM.get(parsed.engine)
     _wakeups.wake((namespace, name))
 
 
@@ -122,6 +129,15 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
         except ValueError:
             return loop.Outcome()  # the spec handler reported it; wait for a new spec
         outcome = reconcile(kubeapi.shared(), snapshot, spec, watched, applied)
+        if spec.engine == "dns":
+            events = [loop.Event.of(PoolEvent.INVALID_WEIGHT, warning) for warning in outcome.warnings]
+            events += [loop.Event.of(reason, message)
+                       for reason, message in dns_status.events(snapshot.get("status"), outcome.status)]
+            published = get_condition(outcome.status.get("conditions"), ConditionType.PUBLISHED) or {}
+            retry: dict[str, float] = {PoolReason.AWAITING_EXTERNAL_DNS: DNS_PUBLISH_RETRY_SECONDS,
+                                       PoolReason.DNS_ENDPOINT_CRD_MISSING: DNS_CRD_RETRY_SECONDS}
+            next_in = retry.get(str(published.get("reason")), RESYNC_SECONDS)
+            return loop.Outcome(status=outcome.status, events=events, next_in=next_in)
         if outcome.refused is not None:  # a Warning when it starts, or its reason changes
             was = get_condition((snapshot.get("status") or {}).get("conditions"), ConditionType.READY) or {}
             posted = was.get("reason") == outcome.refused.reason and was.get("status") == "False"
@@ -150,7 +166,9 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
         service = backends_service_name(name, spec)
         claimed = claim_of(snapshot)
         vrrp = None if claimed is None else claimed[0]
-        _wakeups.watch(key, (service, spec.backends.selector, vrrp))
+        selector = None if spec.backends is None else spec.backends.selector
+        target_pools = frozenset(p.name for p in (spec.dns.pools or ())) if spec.dns is not None else frozenset()
+        _wakeups.watch(key, (service, selector, vrrp, target_pools))
         return Watched(slices=tuple(slices_by_service.get((namespace, service), ())),
                        pods=tuple(pods_by_namespace.get(namespace, ())),
                        vrrp_claims=tuple(vrrp_claims.get(vrrp, ())) if vrrp is not None else (),
@@ -179,13 +197,17 @@ async def pod_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
     if pool is not None:
         _wakeups.wake((namespace, pool))
         return
-    # a backend pod: its weight annotation may have changed (readiness arrives via its slice)
-    _wakeups.wake_where(lambda key, watched: key[0] == namespace
+    # a backend pod: its weight annotation may have changed (readiness arrives via its slice); a
+    # pool without backends (engine dns over dns.pools: no Service) has none
+    _wakeups.wake_where(lambda key, watched: key[0] == namespace and watched[0] is not None
                         and (watched[1] is None or matches(watched[1], labels)))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def pool_changed(body: kopf.Body, **_: Any) -> None:
+async def pool_changed(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
+    # an engine dns pool publishes the pools it names while they are Ready: wake it when one
+    # changes, appears or goes
+    _wakeups.wake_where(lambda key, watched: key[0] == namespace and name in watched[3])
     # a pool that takes, changes or gives up a virtual router (created, edited, deleted) decides
     # whether the other lvs pools claiming it may run. Wake them all: the event does not say which
     # router the pool held before an edit, and lvs pools are few (the index is updated before this)

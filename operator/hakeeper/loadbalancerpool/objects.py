@@ -66,9 +66,11 @@ def config_map(pool: str, namespace: str, data: dict[str, str]) -> dict[str, Any
 def backends_service(pool: str, namespace: str, spec: LoadBalancerPoolSpec) -> dict[str, Any] | None:
     """A headless Service over the selected pods, so that their EndpointSlices exist.
 
-    Only for backends chosen by selector; with `backends.service` the user's Service has them.
+    Only for backends chosen by selector; with `backends.service` the user's Service has them
+    (and an engine dns pool of dns.pools has no backends).
     """
-    if spec.backends.selector is None:
+    backends = spec.backends
+    if backends is None or backends.selector is None:
         return None
     # A Service selects by matchLabels only; matchExpressions are applied by the controller
     # to the pods behind the slices. A headless Service's own port number is never used:
@@ -78,10 +80,10 @@ def backends_service(pool: str, namespace: str, spec: LoadBalancerPoolSpec) -> d
         "metadata": _meta(names(pool)["backends_service"], namespace, pool),
         "spec": {
             "clusterIP": "None",
-            "selector": dict(spec.backends.selector.match_labels),
+            "selector": dict(backends.selector.match_labels),
             "publishNotReadyAddresses": False,
-            "ports": [{"name": BACKEND_PORT_NAME, "port": spec.backends.port if isinstance(spec.backends.port, int)
-                       else HEADLESS_PLACEHOLDER_PORT, "targetPort": spec.backends.port}],
+            "ports": [{"name": BACKEND_PORT_NAME, "port": backends.port if isinstance(backends.port, int)
+                       else HEADLESS_PLACEHOLDER_PORT, "targetPort": backends.port}],
         },
     }
 

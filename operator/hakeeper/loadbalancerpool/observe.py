@@ -57,13 +57,20 @@ def trim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def backends_service_name(pool: str, spec: LoadBalancerPoolSpec) -> str:
+def backends_service_name(pool: str, spec: LoadBalancerPoolSpec) -> str | None:
+    """The Service whose EndpointSlices give the backends; None for a pool without backends (engine
+    dns over dns.pools)."""
+    if spec.backends is None:
+        return None
     return spec.backends.service or objects.names(pool)["backends_service"]
 
 
 def observe_backends(watched: Watched, pool: str,
                      spec: LoadBalancerPoolSpec) -> tuple[list[Backend], list[Mapping[str, Any]]]:
-    """The pool's backends, and the pods behind them (for their weight annotations)."""
+    """The pool's backends, and the pods behind them (for their weight annotations); none for a pool
+    without backends (engine dns over dns.pools)."""
+    if spec.backends is None:
+        return [], []
     pods = {p["metadata"]["name"]: p for p in watched.pods}
     backends = backends_from(spec.backends, watched.slices, pods)
     if spec.backends.selector is not None and spec.backends.selector.match_expressions:

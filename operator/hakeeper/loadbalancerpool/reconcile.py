@@ -13,12 +13,16 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from hakeeper.api import LOAD_BALANCER_POOL, externaldns
 from hakeeper.api.conditions import Verdict
 from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
 from hakeeper.api.meta import CONFIG_HASH_ANNOTATION
 from hakeeper.loadbalancerpool import objects
 from hakeeper.loadbalancerpool import request_classes as classes
 from hakeeper.loadbalancerpool.backends import Backend, invalid_weight_annotations
+from hakeeper.loadbalancerpool.dns import records
+from hakeeper.loadbalancerpool.dns import targets as dns_targets
+from hakeeper.loadbalancerpool.dns.status import Endpoint, dns_status
 from hakeeper.loadbalancerpool.haproxy import tls_secret
 from hakeeper.loadbalancerpool.haproxy.config import previous_slots, render
 from hakeeper.loadbalancerpool.lvs import objects as lvs_objects
@@ -27,7 +31,7 @@ from hakeeper.loadbalancerpool.lvs.config import render as render_keepalived
 from hakeeper.loadbalancerpool.lvs.vrid import claim_of, conflict
 from hakeeper.loadbalancerpool.observe import Watched, observe_backends, observe_balancers
 from hakeeper.loadbalancerpool.status import pool_status, refused_status
-from hakeeper.platform.kube import AppliedObjects, Kube, owned_by
+from hakeeper.platform.kube import ApiError, AppliedObjects, Kube, owned_by
 from hakeeper.platform.settings import settings
 
 DEFAULT_AGENT_IMAGE = "ghcr.io/hakeeper/hakeeper:0.1.0"
@@ -67,12 +71,74 @@ def _apply(kube: Kube, objs: Iterable[Mapping[str, Any] | None], applied: Applie
         kube.apply_changed(objs, applied, time.monotonic())
 
 
+def target_pools(kube: Kube, namespace: str, spec: LoadBalancerPoolSpec) -> list[dns_targets.TargetPool]:
+    """The pools of dns.pools as they are now, each with its client Service when it is of engine
+    haproxy (the Service's address is what is published)."""
+    assert spec.dns is not None and spec.dns.pools is not None
+    found = []
+    for named in spec.dns.pools:
+        pool = kube.get(LOAD_BALANCER_POOL.kind, namespace, named.name)
+        engine = ((pool or {}).get("spec") or {}).get("engine", "haproxy")
+        service = kube.get("Service", namespace, dns_targets.service_name(named.name)) \
+            if pool is not None and engine == "haproxy" else None
+        found.append(dns_targets.TargetPool(named.name, named.weight, pool, service))
+    return found
+
+
+def publish(kube: Kube, pool: str, namespace: str, endpoint: Mapping[str, Any] | None,
+            owner: Mapping[str, Any]) -> Endpoint:
+    """Writes the pool's DNSEndpoint (server-side apply), or deletes it when there is nothing to
+    publish. A 404 on the write means the cluster has no DNSEndpoint kind (ExternalDNS's CRD is not
+    installed): said in the result, not raised, so the status can say it."""
+    if endpoint is None:
+        kube.delete({"apiVersion": externaldns.API_VERSION, "kind": externaldns.KIND,
+                     "metadata": {"name": records.name(pool), "namespace": namespace}})
+        return Endpoint()
+    try:
+        applied = kube.apply(owned_by(endpoint, owner))
+    except ApiError as error:
+        if error.not_found:
+            return Endpoint(crd_missing=True)
+        raise
+    return Endpoint(generation=(applied.get("metadata") or {}).get("generation"),
+                    observed_generation=(applied.get("status") or {}).get("observedGeneration"))
+
+
+def reconcile_dns(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpec, watched: Watched,
+                  applied: AppliedObjects | None = None) -> Outcome:
+    """Engine dns: the targets (backends, or the pools of dns.pools), the DNSEndpoint of the
+    published ones (dns/targets.py says which), the status. The DNSEndpoint is applied every pass:
+    the answer carries ExternalDNS's observedGeneration, which the Published condition reads."""
+    assert spec.dns is not None
+    meta = body["metadata"]
+    pool, namespace = meta["name"], meta["namespace"]
+    owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
+    backends: list[Backend] = []
+    warnings: list[str] = []
+    if spec.dns.pools is None:
+        backends, selected_pods = observe_backends(watched, pool, spec)
+        _apply(kube, [owned_by(o, owner) for o in [objects.backends_service(pool, namespace, spec)] if o], applied)
+        found = dns_targets.backend_targets(backends)
+        warnings = invalid_weight_annotations(selected_pods)
+    else:
+        found = [dns_targets.pool_target(t) for t in target_pools(kube, namespace, spec)]
+    chosen = dns_targets.published(found)
+    endpoint = records.dns_endpoint(pool, namespace, spec.dns, chosen)
+    written = publish(kube, pool, namespace, endpoint, owner)
+    config_hash = None if endpoint is None else records.records_hash(endpoint["spec"]["endpoints"])
+    status = dns_status(body.get("status"), meta.get("generation"), spec.dns.hostname, found, chosen, written,
+                        config_hash)
+    before = (body.get("status") or {}).get("configHash")
+    return Outcome(status, config_hash or "", before != config_hash, backends, warnings)
+
+
 def reconcile(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpec, watched: Watched,
               applied: AppliedObjects | None = None) -> Outcome:
     """One pass; raises platform.kube.ApiError when a write fails (the loop retries). With
     `applied` (the pool loop's memory of its writes) only objects that changed are written, and
     the others once `applied.max_age` has passed; without it, every object every pass."""
-    return (reconcile_lvs if spec.engine == "lvs" else reconcile_haproxy)(kube, body, spec, watched, applied)
+    engines = {"lvs": reconcile_lvs, "dns": reconcile_dns}
+    return engines.get(spec.engine, reconcile_haproxy)(kube, body, spec, watched, applied)
 
 
 def reconcile_lvs(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpec, watched: Watched,

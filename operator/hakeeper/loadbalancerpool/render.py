@@ -1,5 +1,5 @@
 """`hakeeper render -f FILE`: the balancer configuration the operator would produce, offline
-(haproxy.cfg for engine haproxy, keepalived.conf for engine lvs).
+(haproxy.cfg for engine haproxy, keepalived.conf for engine lvs, the DNSEndpoint for engine dns).
 
 Like `helm template`: no cluster. The manifest is checked as the API server would check it
 (api/offline.py), and backends come from the command line instead of EndpointSlices.
@@ -22,6 +22,8 @@ from hakeeper.api.meta import CONFIG_HASH_ANNOTATION
 from hakeeper.api.offline import InvalidManifest, check
 from hakeeper.loadbalancerpool import objects
 from hakeeper.loadbalancerpool.backends import Backend
+from hakeeper.loadbalancerpool.dns import records
+from hakeeper.loadbalancerpool.dns import targets as dns_targets
 from hakeeper.loadbalancerpool.haproxy.config import render
 from hakeeper.loadbalancerpool.lvs import objects as lvs_objects
 from hakeeper.loadbalancerpool.lvs.config import render as render_keepalived
@@ -66,9 +68,40 @@ def pools(documents: Iterable[Any]) -> Iterator[tuple[str, str, LoadBalancerPool
             yield meta["name"], meta.get("namespace") or "default", model
 
 
+def render_dns(name: str, namespace: str, spec: LoadBalancerPoolSpec, backends: list[Backend],
+               others: dict[tuple[str, str], LoadBalancerPoolSpec]) -> str:
+    """The DNSEndpoint of an engine dns pool: over the backends given (each ready), or over the
+    pools of dns.pools whose address the input holds (an lvs pool's virtualIP), each taken as
+    Ready. A haproxy pool's address is its Service's, known in the cluster only: said in a comment."""
+    assert spec.dns is not None
+    head = f"# LoadBalancerPool {namespace}/{name} (engine dns): {spec.dns.hostname}"
+    notes: list[str] = []
+    if spec.dns.pools is None:
+        found = dns_targets.backend_targets(backends)
+    else:
+        found = []
+        for named in spec.dns.pools:
+            other = others.get((namespace, named.name))
+            if other is not None and other.engine == "lvs" and other.lvs is not None:
+                found.append(dns_targets.Target(named.name, other.lvs.virtual_ip, named.weight, True))
+            else:
+                what = "not in the input" if other is None else f"engine {other.engine}: its address is known in the " \
+                                                               "cluster only"
+                notes.append(f"# dns.pools {named.name} ({what}) is left out here")
+    endpoint = records.dns_endpoint(name, namespace, spec.dns, dns_targets.published(found))
+    if endpoint is None:
+        return "\n".join([head, *notes, "# no target: the operator writes no DNSEndpoint"]) + "\n"
+    return "\n".join([head, *notes]) + "\n" + yaml.safe_dump(endpoint, sort_keys=False)
+
+
 def render_documents(text: str, backends: list[Backend], *, as_configmap: bool = False) -> str:
     out = []
-    for name, namespace, spec in pools(yaml.safe_load_all(text)):
+    found = list(pools(yaml.safe_load_all(text)))
+    by_name = {(namespace, name): spec for name, namespace, spec in found}
+    for name, namespace, spec in found:
+        if spec.engine == "dns":
+            out.append(render_dns(name, namespace, spec, backends, by_name))
+            continue
         if spec.engine == "lvs":
             keepalived = render_keepalived(name, spec, backends)
             if as_configmap:

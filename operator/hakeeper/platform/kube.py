@@ -16,7 +16,7 @@ from typing import Any
 
 from kubernetes import client, config
 
-from hakeeper.api import KINDS
+from hakeeper.api import KINDS, externaldns
 from hakeeper.api.meta import FIELD_MANAGER
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -87,6 +87,8 @@ RESOURCES: dict[str, Resource] = {
     "RoleBinding": Resource("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     # KEDA's, when installed (a DegradationPolicy pauses the ScaledObject of what it sheds)
     "ScaledObject": Resource("/apis/keda.sh/v1alpha1", "scaledobjects"),
+    # ExternalDNS's, when installed (an engine dns pool publishes its records in one)
+    externaldns.KIND: Resource(f"/apis/{externaldns.API_VERSION}", externaldns.PLURAL),
     **{k.kind: Resource(f"/apis/{k.api_version}", k.plural) for k in KINDS},
 }
 """Every kind the operator reads or writes, and nothing else."""
