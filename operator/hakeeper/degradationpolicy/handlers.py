@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -98,10 +99,20 @@ class PolicyPass:
     def __init__(self) -> None:
         self.memory: Memory | None = None
         self.warned_generation: int | None = None
+        self.checked: tuple[str, DegradationPolicySpec | None, str] | None = None
+        """The spec last checked (canonical JSON) and read_spec's answer: the CEL check is the
+        costliest part of an evaluation (bench/scale's profile), and a spec changes rarely."""
+
+    def spec_of(self, body: Mapping[str, Any]) -> tuple[DegradationPolicySpec | None, str]:
+        """read_spec(body), run again only when the spec differs from the last one checked."""
+        key = json.dumps(body.get("spec") or {}, sort_keys=True)
+        if self.checked is None or self.checked[0] != key:
+            self.checked = (key, *read_spec(body))
+        return self.checked[1], self.checked[2]
 
     def __call__(self, body: Mapping[str, Any], observed: Any = None) -> loop.Outcome:
         generation = body["metadata"].get("generation")
-        spec, problem = read_spec(body)
+        spec, problem = self.spec_of(body)
         if spec is None:
             warning = loop.Event.of(CommonEvent.INVALID_SPEC, problem)
             events = [] if self.warned_generation == generation else [warning]
