@@ -31,9 +31,9 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # the guest runs this file as a script
 from tests.lvs import topology as topo
+from tests.lvs.vm import MARK
 from tests.support.polling import poll
 
-MARK = "@@hk "
 _libc = ctypes.CDLL(None, use_errno=True)
 _CLONE_NEWNET = 0x40000000
 _ns_lock = threading.Lock()
@@ -91,43 +91,63 @@ def sysctl(ns: str, values: dict[str, int]) -> None:
     in_ns(ns, "sysctl", "-q", "-w", *(f"{key}={value}" for key, value in values.items()))
 
 
+def _leg(ns: str, dev: str, bridge: str, address: str, mac: str | None = None) -> None:
+    peer = f"{ns}-{dev}"
+    sh("ip", "link", "add", peer, "type", "veth", "peer", "name", dev, "netns", ns,
+       *(("address", mac) if mac else ()))
+    sh("ip", "link", "set", peer, "master", bridge, "up")
+    sh("ip", "-n", ns, "addr", "add", address, "dev", dev)
+    sh("ip", "-n", ns, "link", "set", dev, "up")
+
+
+def add_directors() -> None:
+    """Fresh director namespaces. IPVS state is per namespace, and a scenario must not inherit
+    the last one's: its connection entries (TIME_WAIT, UDP) point at real servers that left with
+    the last virtual server, and IPVS silently drops a packet of such an entry (expire_nodest_conn
+    0, the default), so a client reusing a port saw a timeout. The MAC addresses stay the same
+    across recreations, so the neighbours' caches stay right."""
+    for i, (ns, (front, back)) in enumerate(topo.DIRECTORS.items()):
+        sh("ip", "netns", "add", ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        _leg(ns, "eth0", "front", f"{front}/24", f"02:00:00:00:01:{i + 2:02x}")
+        _leg(ns, "eth1", "back", f"{back}/24", f"02:00:00:00:02:{i + 2:02x}")
+        sysctl(ns, {"net.ipv4.ip_forward": 1})
+    sh("ip", "-n", "dA", "addr", "add", f"{topo.NAT_GATEWAY}/24", "dev", "eth1")
+
+
+def remove_directors() -> None:
+    for ns in topo.DIRECTORS:
+        # the veths first, synchronously: a deleted namespace takes its links with it only
+        # when the kernel gets round to freeing it, and add_directors() reuses the names at once
+        for dev in ("eth0", "eth1"):
+            sh("ip", "link", "del", f"{ns}-{dev}")
+        sh("ip", "netns", "del", ns)
+
+
 def build_network() -> None:
     for bridge in ("front", "back"):
         sh("ip", "link", "add", bridge, "type", "bridge")
         sh("ip", "link", "set", bridge, "up")
-
-    def leg(ns: str, dev: str, bridge: str, address: str) -> None:
-        peer = f"{ns}-{dev}"
-        sh("ip", "link", "add", peer, "type", "veth", "peer", "name", dev, "netns", ns)
-        sh("ip", "link", "set", peer, "master", bridge, "up")
-        sh("ip", "-n", ns, "addr", "add", address, "dev", dev)
-        sh("ip", "-n", ns, "link", "set", dev, "up")
-
-    names = [topo.CLIENT, *topo.DIRECTORS, *topo.REAL_SERVERS, *topo.NAT_SERVERS]
-    for ns in names:
+    for ns in [topo.CLIENT, *topo.REAL_SERVERS, *topo.NAT_SERVERS]:
         sh("ip", "netns", "add", ns)
         sh("ip", "-n", ns, "link", "set", "lo", "up")
-    leg(topo.CLIENT, "eth0", "front", f"{topo.CLIENT_ADDRESSES[0]}/24")
+    _leg(topo.CLIENT, "eth0", "front", f"{topo.CLIENT_ADDRESSES[0]}/24")
     for address in topo.CLIENT_ADDRESSES[1:]:
         sh("ip", "-n", topo.CLIENT, "addr", "add", f"{address}/24", "dev", "eth0")
-    for ns, (front, back) in topo.DIRECTORS.items():
-        leg(ns, "eth0", "front", f"{front}/24")
-        leg(ns, "eth1", "back", f"{back}/24")
-        sysctl(ns, {"net.ipv4.ip_forward": 1})
-    sh("ip", "-n", "dA", "addr", "add", f"{topo.NAT_GATEWAY}/24", "dev", "eth1")
+    add_directors()
     for ns, address in topo.REAL_SERVERS.items():
-        leg(ns, "eth0", "front", f"{address}/24")
+        _leg(ns, "eth0", "front", f"{address}/24")
         # DR: the VIP is local so the real server accepts packets sent to it, and it never
         # answers ARP for it (LVS-HOWTO "the ARP problem"); TUN: ipip decapsulation on tunl0
         # with reverse-path filtering off (the inner source is the client, not the tunnel's)
         sh("ip", "-n", ns, "addr", "add", f"{topo.VIP}/32", "dev", "lo")
         sysctl(ns, {"net.ipv4.conf.all.arp_ignore": 1, "net.ipv4.conf.all.arp_announce": 2,
-                      "net.ipv4.conf.eth0.arp_ignore": 1, "net.ipv4.conf.eth0.arp_announce": 2,
-                      "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0})
+                    "net.ipv4.conf.eth0.arp_ignore": 1, "net.ipv4.conf.eth0.arp_announce": 2,
+                    "net.ipv4.conf.all.rp_filter": 0, "net.ipv4.conf.default.rp_filter": 0})
         sh("ip", "-n", ns, "link", "set", "tunl0", "up")
         sysctl(ns, {"net.ipv4.conf.tunl0.rp_filter": 0})
     for ns, address in topo.NAT_SERVERS.items():
-        leg(ns, "eth0", "back", f"{address}/24")
+        _leg(ns, "eth0", "back", f"{address}/24")
         sh("ip", "-n", ns, "route", "add", "default", "via", topo.NAT_GATEWAY)
 
 
@@ -340,15 +360,6 @@ class Keepalived:
         self.kill()
 
 
-def reset_director(ns: str) -> None:
-    """No virtual server, no VIP, interfaces up: the state before a scenario."""
-    in_ns(ns, "ipvsadm", "-C")
-    sh("ip", "-n", ns, "link", "set", topo.INTERFACE, "up")
-    sh("ip", "-n", ns, "addr", "del", f"{topo.VIP}/32", "dev", topo.INTERFACE, check=False)
-    in_ns(ns, "ipvsadm", "--stop-daemon", "master", check=False)
-    in_ns(ns, "ipvsadm", "--stop-daemon", "backup", check=False)
-
-
 # -- scenarios ------------------------------------------------------------------------------
 
 class Scenario:
@@ -394,8 +405,8 @@ class Scenario:
     def down(self) -> None:
         for keepalived in self.directors.values():
             keepalived.stop()
-        for ns in topo.DIRECTORS:
-            reset_director(ns)
+        remove_directors()
+        add_directors()
         for server in self.servers.values():
             server.http_status = 200
             server.tcp_up(True)
@@ -520,7 +531,7 @@ def failover(sc: Scenario) -> dict[str, Any]:
     poll(lambda: has_vip(b), 20, what=f"VIP on {b}")
     vip_moved = time.monotonic() - start - failed_at
     poll(lambda: len([n for t, n in attempts if t > failed_at + vip_moved and not n.startswith("error")]) >= 10, 20, what="10 answers after the takeover")
-    # the failed director returns
+    # the failed director returns (a rebooted node: no VIP, no virtual server)
     sh("ip", "-n", a, "link", "set", topo.INTERFACE, "up")
     sh("ip", "-n", a, "addr", "del", f"{topo.VIP}/32", "dev", topo.INTERFACE, check=False)
     in_ns(a, "ipvsadm", "-C")
