@@ -9,9 +9,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 TOOLS_BIN = $(shell bash hack/build-tools.sh)
 DEBS := haproxy prometheus keepalived wrk sysbench nginx iproute2 \
-  containerd runc containernetworking-plugins iptables conntrack docker.io mmdebstrap bind9-dnsutils
+  containerd runc containernetworking-plugins iptables conntrack docker.io mmdebstrap bind9-dnsutils \
+  qemu-system-x86 ipvsadm kmod
 DEB_BINS := haproxy prometheus keepalived wrk sysbench nginx ip containerd runc dockerd mmdebstrap iptables conntrack dig \
-  /usr/lib/cni/bridge /usr/lib/cni/portmap
+  /usr/lib/cni/bridge /usr/lib/cni/portmap qemu-system-x86_64 ipvsadm depmod
 STATE := .cluster
 
 help: ## list the targets
@@ -64,10 +65,13 @@ unit: venv tools ## unit tier
 integration: venv debs ## integration tier: real haproxy, MariaDB and MySQL from their images, prometheus, keepalived
 	$(PY) -m pytest tests/integration
 
+lvs: venv debs ## lvs tier: IPVS traffic (NAT, DR, TUN) through keepalived in a qemu VM of Debian's kernel
+	$(PY) -m pytest tests/lvs
+
 e2e: venv tools debs images ## e2e tier on the local one-node cluster (or HAKEEPER_E2E_KUBECONFIG)
 	HAKEEPER_TOOLS_BIN=$(TOOLS_BIN) $(PY) -m pytest tests/e2e
 
-test: venv tools debs images crds-check check ## the static checks, then every tier: unit, integration, e2e
+test: venv tools debs images crds-check check ## the static checks, then every tier: unit, integration, lvs, e2e
 	HAKEEPER_TOOLS_BIN=$(TOOLS_BIN) $(TOOLS_BIN)/helm lint charts/hakeeper
 	HAKEEPER_TOOLS_BIN=$(TOOLS_BIN) $(PY) -m pytest tests
 
@@ -88,4 +92,4 @@ demo: venv tools debs images ## hakeeper's story on the local cluster, each step
 e2e-kind: ## the e2e suite on a kind cluster (needs docker and kind; cannot run on the CI machine)
 	bash hack/e2e-kind.sh
 
-.PHONY: help venv tools debs images crds crds-check check lint unit integration e2e test bench cluster-up cluster-down demo e2e-kind
+.PHONY: help venv tools debs images crds crds-check check lint unit integration lvs e2e test bench cluster-up cluster-down demo e2e-kind

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-TIERS = ("unit", "integration", "e2e")
+TIERS = ("unit", "integration", "lvs", "e2e")
 # what the e2e tier's cluster looked like (kubectl get nodes/pods), printed in the summary
 CLUSTER_REPORT = pytest.StashKey[str]()
 _outcomes: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)

@@ -128,6 +128,15 @@ def test_vrrp_instance(tmp_path):
     keepalived_check(b_text, tmp_path)
 
 
+def test_connection_sync_runs_the_sync_daemon_on_the_vrrp_interface(tmp_path):
+    interface = host_interface()
+    text = config.render("web", make_spec({"connectionSync": True}), BACKENDS).files[configmap.CONFIG_FILE]
+    keepalived_check(text, tmp_path)
+    assert f"global_defs {{\n    router_id hakeeper_web\n    lvs_sync_daemon {interface} hk_web\n}}\n" in text
+    # the default, false: no sync daemon (the lvs tier shows what each does to a failover)
+    assert "lvs_sync_daemon" not in config.render("web", make_spec(), BACKENDS).files[configmap.CONFIG_FILE]
+
+
 def test_preempt_true_has_no_nopreempt():
     text = config.render("web", make_spec({"vrrp": {"preempt": True}}), BACKENDS).files[configmap.CONFIG_FILE]
     assert "nopreempt" not in text and "state BACKUP" in text

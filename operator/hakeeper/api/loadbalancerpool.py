@@ -300,6 +300,11 @@ class Lvs(Model):
     node_selector: dict[str, str] = Field(default_factory=dict)
     """Nodes that run the balancers."""
     vrrp: Vrrp
+    connection_sync: bool = False
+    """True: the directors share IPVS's connection table (keepalived's lvs_sync_daemon on
+    vrrp.interface: the VRRP master sends, the backups receive; UDP multicast 224.0.0.81, port
+    8848), so connections established through the master go on after a failover. False: a
+    failover resets them (the new master has no entry for them)."""
 
 
 HOSTNAME_PATTERN = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"

@@ -2,7 +2,8 @@
 
 One file, ``keepalived.conf``, holding:
 
-- ``global_defs`` with a ``router_id`` naming the pool;
+- ``global_defs`` with a ``router_id`` naming the pool, and with ``lvs.connectionSync`` the
+  ``lvs_sync_daemon`` that shares IPVS's connection table between the directors;
 - one ``vrrp_instance`` owning the virtual IP. Every node starts in state BACKUP: keepalived
   accepts ``nopreempt`` only with BACKUP, and with it the node with the highest priority
   wins the first election anyway;
@@ -172,6 +173,16 @@ def _vrrp_lines(pool: str, spec: LoadBalancerPoolSpec, password: str | None) -> 
     return out
 
 
+def _sync_lines(pool: str, spec: LoadBalancerPoolSpec) -> list[str]:
+    """IPVS connection synchronization (keepalived.conf(5), global_defs `lvs_sync_daemon
+    <INTERFACE> <VRRP_INSTANCE>`): keepalived runs the kernel's sync daemon as master on the
+    VRRP master and as backup on the others, and switches it with the VRRP state."""
+    assert spec.lvs is not None
+    if not spec.lvs.connection_sync:
+        return []
+    return [f"{INDENT}lvs_sync_daemon {spec.lvs.vrrp.interface} {instance_name(pool)}"]
+
+
 def _checker_lines(spec: LoadBalancerPoolSpec) -> list[str]:
     assert spec.lvs is not None
     check = spec.health_check
@@ -250,6 +261,7 @@ def render(
         f"# hakeeper: LoadBalancerPool {pool} (engine lvs); generated, do not edit",
         "global_defs {",
         f"{INDENT}router_id hakeeper_{pool}",
+        *_sync_lines(pool, spec),
         "}",
         *_vrrp_lines(pool, spec, password),
         *_virtual_server_lines(spec, backends),
