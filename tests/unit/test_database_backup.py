@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -131,3 +132,42 @@ def test_the_restore_replays_from_the_copy_s_position_up_to_the_point() -> None:
     assert "--exclude-gtids=$start" in mysql
     latest = backup.restore_script("mysql", backup.Restore("20261130T010000Z"))
     assert "binlog" not in latest
+
+
+def retention(listing: dict[str, bool], keep: int) -> tuple[list[str], str]:
+    """RETENTION run by dash against a store of `listing` (base id -> has a manifest), rclone
+    being a stand-in that lists it and records what is purged; returns (purged, output)."""
+    fake = """rclone() {
+  case "$1 $2" in
+    "lsf -R") printf '%s' "$FILES" ;;
+    "lsf --dirs-only") printf '%s' "$DIRS" ;;
+    purge*) echo "purged ${2##*/}" >> "$PURGED" ;;
+  esac
+}
+"""
+    with tempfile.NamedTemporaryFile("r") as purged:
+        env = {"PATH": "/usr/bin:/bin", "HK_KEEP": str(keep), "HK_STORE_ROOT": "store:b/db", "PURGED": purged.name,
+               "FILES": "".join(f"{i}/{backup.MANIFEST}\n{i}/{backup.DATA_OBJECT['mysql']}\n"
+                                if complete else f"{i}/{backup.DATA_OBJECT['mysql']}\n"
+                                for i, complete in listing.items()),
+               "DIRS": "".join(f"{i}/\n" for i in listing)}
+        done = subprocess.run(["dash", "-ec", fake + backup.RETENTION], env=env, capture_output=True, text=True,
+                              check=True)
+        return [line.split()[1] for line in purged.read().splitlines()], done.stdout
+
+
+def test_retention_keeps_the_newest_complete_backups_and_what_is_under_way() -> None:
+    store = {"20261101T000000Z": True, "20261102T000000Z": False, "20261103T000000Z": True,
+             "20261104T000000Z": True, "20261105T000000Z": False}
+    purged, output = retention(store, keep=2)
+    # the 3rd and 4th are kept; older ones go, the failed 2nd with them; the 5th is a run under way
+    assert purged == ["20261101T000000Z", "20261102T000000Z"]
+    assert "retention: backup 20261101T000000Z removed (keeping 2)" in output
+    assert retention(store, keep=1)[0] == ["20261101T000000Z", "20261102T000000Z", "20261103T000000Z"]
+    # as many complete backups as `keep` or fewer, or no retention: nothing goes
+    assert retention(store, keep=3)[0] == retention(store, keep=4)[0] == retention(store, keep=0)[0] == []
+
+
+def test_retention_is_a_count() -> None:
+    with pytest.raises(backup.BackupError):
+        backup.job_env(backup.Target("volume", path="/backup"), "db", "db-replicas", "db-primary", keep=-1)

@@ -133,7 +133,7 @@ class Target:
         """rclone's configuration of the remote, as environment variables (rclone's
         "Environment variables" documentation: RCLONE_CONFIG_<REMOTE>_<OPTION>). The job adds
         RCLONE_CONFIG_STORE_ACCESS_KEY_ID and _SECRET_ACCESS_KEY from the Secret."""
-        env = {"RCLONE_CONFIG": f"{TMP_DIR}/rclone.conf"}  # none: everything is in the environment
+        env = {"RCLONE_CONFIG": "/dev/null"}  # no file: everything is in the environment
         if self.kind == "volume":
             env["RCLONE_CONFIG_STORE_TYPE"] = "local"
         else:
@@ -241,6 +241,10 @@ trap 'rm -rf "$work"' EXIT
 dest="$HK_STORE_ROOT/base/$id"
 fail() {{ echo "backup $id failed: $*" >&2; rclone purge "$dest" >/dev/null 2>&1 || true; exit 1; }}
 ok() {{ [ "$(cat "$work/rc.$1" 2>/dev/null)" = 0 ]; }}
+if [ -n "$(rclone lsf "$dest/" 2>/dev/null)" ]; then
+  echo "backup $id exists already (two runs in one second): this run stops, nothing changed" >&2
+  exit 1
+fi
 source_ip=$(getent ahosts "$HK_SOURCE" | awk '{{print $1; exit}}')
 [ -n "$source_ip" ] || fail "cannot resolve the replica $HK_SOURCE"
 # the upload: compressed, counted and hashed on its way to the store
@@ -291,20 +295,24 @@ manifest mariadb {DATA_OBJECT["mariadb"]} "$member" "$gtid"
 _MYSQL_BACKUP = rf"""{SQL_STRING_FUNCTION}
 mkdir "$work/server"
 # the database's own my.cnf (the donor's plugins, page size and character set: the clone checks
-# they match), but no network, no binary log, no init file, a small buffer pool
+# they match), but no network, no binary log, no init file, a small buffer pool, and
+# performance_schema (clone_status) whatever the database's setting
 own="--defaults-file={BASE_CONF_DIR}/my.cnf"
 mysqld "$own" --initialize-insecure --datadir="$work/server/data" --init-file=/dev/null \
   --log-error="$work/initialise.log" \
   || {{ cat "$work/initialise.log" >&2; fail "mysqld --initialize failed"; }}
 mysqld "$own" --datadir="$work/server/data" --socket="$work/server/sock" --pid-file="$work/server/pid" \
   --skip-networking --skip-log-bin --init-file=/dev/null --innodb-buffer-pool-size=32M --super-read-only=OFF \
-  --read-only=OFF --skip-replica-start --secure-file-priv="$work" --log-error="$work/server.log" &
+  --read-only=OFF --skip-replica-start --secure-file-priv="$work" --performance-schema=ON \
+  --log-error="$work/server.log" &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
 local_sql() {{ mysql -S "$work/server/sock" -u root -Nse "$1"; }}
 i=0
 until local_sql 'SELECT 1' >/dev/null 2>&1; do
-  i=$((i + 1)); [ $i -lt 300 ] || {{ cat "$work/server.log" >&2; fail "the job's mysqld did not start"; }}
+  i=$((i + 1))
+  [ $i -lt 300 ] && kill -0 $server 2>/dev/null \
+    || {{ cat "$work/server.log" >&2; fail "the job's mysqld did not start"; }}
   sleep 0.2
 done
 member=$(MYSQL_PWD="$OPERATOR_PASSWORD" mysql -h "$source_ip" -P 3306 -u {OPERATOR_USER} -Nse 'SELECT @@hostname') \
@@ -341,6 +349,23 @@ echo "binary logs of $primary from $first on stored: $(ls "$work/binlog" | tr '\
 """
 
 
+# Retention, once a run's manifest is stored: the newest $HK_KEEP complete backups (those with a
+# manifest) stay, and every base older than the oldest of them goes, complete or not; a base newer
+# than it without a manifest is another run's, under way, and stays. Ids sort by age (ID). Nothing
+# goes while fewer than $HK_KEEP are complete; HK_KEEP=0 keeps everything.
+RETENTION = rf"""if [ "${{HK_KEEP:-0}}" -gt 0 ]; then
+  oldest_kept=$(rclone lsf -R --files-only --include "*/{MANIFEST}" "$HK_STORE_ROOT/base/" \
+    | sed -n 's|^\([0-9]\{{8\}}T[0-9]\{{6\}}Z\)/{MANIFEST}$|\1|p' | sort -r | sed -n "${{HK_KEEP}}p")
+  if [ -n "$oldest_kept" ]; then
+    for old in $(rclone lsf --dirs-only "$HK_STORE_ROOT/base/" | tr -d / | grep -E '^[0-9]{{8}}T[0-9]{{6}}Z$' \
+        | awk -v k="$oldest_kept" '$0 < k'); do
+      rclone purge "$HK_STORE_ROOT/base/$old" && echo "retention: backup $old removed (keeping $HK_KEEP)"
+    done
+  fi
+fi
+"""
+
+
 def _binlog_tools(flavor: str) -> tuple[str, str]:
     return ("mariadb", "mariadb-binlog") if flavor == "mariadb" else ("mysql", "mysqlbinlog")
 
@@ -357,21 +382,25 @@ def backup_script(flavor: str, binlogs: bool = True) -> str:
     replica $HK_SOURCE (a host name or address) uploaded to $HK_STORE_ROOT/base/<id>/ with its
     manifest, then (binlogs) the primary $HK_PRIMARY's binary logs to $HK_STORE_ROOT/binlog/.
 
-    Environment (job_env): HK_STORE_ROOT (Target.root), HK_SOURCE, HK_PRIMARY,
+    Environment (job_env): HK_STORE_ROOT (Target.root), HK_SOURCE, HK_PRIMARY, HK_KEEP,
     REPLICATION_PASSWORD, OPERATOR_PASSWORD (MySQL), Target.env and the store's keys. Exits
     non-zero with the reason on stderr, and removes what it uploaded of a copy that failed; a
     failed run leaves every earlier backup as it was."""
     body = _MARIADB_BACKUP if flavor == "mariadb" else _MYSQL_BACKUP
-    return _COMMON + body + (binlog_script(flavor) if binlogs else "")
+    return _COMMON + body + RETENTION + (binlog_script(flavor) if binlogs else "")
 
 
-def job_env(target: Target, db: str, source: str, primary: str) -> dict[str, str]:
+def job_env(target: Target, db: str, source: str, primary: str, keep: int = 0) -> dict[str, str]:
     """The backup job's environment but the Secrets' (passwords, the store's keys): its store,
     the replica it copies (source) and the primary whose binary logs it stores (host names or
-    addresses, checked: they reach the script and SQL)."""
+    addresses, checked: they reach the script and SQL), and how many complete backups retention
+    keeps (0: all; RETENTION)."""
     _check(_HOST, source, "replica host")
     _check(_HOST, primary, "primary host")
-    return {**target.env(), "HK_STORE_ROOT": target.root(db), "HK_SOURCE": source, "HK_PRIMARY": primary}
+    if not 0 <= keep <= 10000:
+        raise BackupError(f"retention {keep} is not between 0 and 10000 backups")
+    return {**target.env(), "HK_STORE_ROOT": target.root(db), "HK_SOURCE": source, "HK_PRIMARY": primary,
+            "HK_KEEP": str(int(keep))}
 
 
 # ------------------------------------------------------------------------ the restore
@@ -462,7 +491,7 @@ _MARIADB_POSITION = r"""sql -e "RESET SLAVE ALL; RESET MASTER;
 _MYSQL_POSITION = r"""sql -e "RESET REPLICA ALL"
 """
 
-_REPLAY = rf"""mkdir {TMP_DIR}/binlog
+_REPLAY = rf"""rm -rf {TMP_DIR}/binlog && mkdir {TMP_DIR}/binlog
 rclone copy "$HK_STORE_ROOT/binlog/$HK_RESTORE_BINLOGS_OF/" {TMP_DIR}/binlog/
 files=$(ls {TMP_DIR}/binlog | grep -E '^[A-Za-z0-9._-]+\.[0-9]+$' | sort | sed 's|^|{TMP_DIR}/binlog/|')
 [ -n "$files" ] || {{ echo "restore: no binary logs of $HK_RESTORE_BINLOGS_OF in the store" >&2; exit 1; }}
@@ -472,10 +501,10 @@ echo "replaying the binary logs up to $HK_RESTORE_STOP (UTC) from GTID position 
 [ "$(cat {TMP_DIR}/rc.binlog)" = 0 ] || {{ echo "restore: reading the binary logs failed" >&2; exit 1; }}
 """
 
-_FINISH = rf"""echo "restored data as of GTID position '$(sql -Nse '__EXECUTED__')'"
+_FINISH = r"""echo "restored data as of GTID position '$(sql -Nse '__EXECUTED__')'"
 kill $server && wait $server || true
-rm -f "$partial/$object" "$partial/{MANIFEST}"
-mv "$partial" "$restoring"
+mv "$partial/data" "$restoring"
+rm -rf "$partial"
 """
 
 
@@ -491,7 +520,9 @@ def restore_script(flavor: str, restore: Restore) -> str:
     client, binlog = _binlog_tools(flavor)
     extra = "--skip-slave-start " if flavor == "mariadb" else "--super-read-only=OFF --skip-replica-start "
     serve = _SERVE_COPY.format(server=server.server, client=client, extra=extra)
-    lines = [f"if [ ! -d {DATA_DIR} ] && [ ! -d {VOLUME_DIR}/.restoring ]; then", f"HK_RESTORE_ID={restore.id}"]
+    # TZ: mysqlbinlog reads --stop-datetime in the local time zone
+    lines = [f"if [ ! -d {DATA_DIR} ] && [ ! -d {VOLUME_DIR}/.restoring ]; then", "export TZ=UTC",
+             f"HK_RESTORE_ID={restore.id}"]
     if restore.point is not None:
         lines += [f"HK_RESTORE_STOP='{stop_datetime(restore.point)}'", f"HK_RESTORE_BINLOGS_OF={restore.binlogs_of}"]
     body = _FETCH + (_MARIADB_UNPACK if flavor == "mariadb" else _MYSQL_UNPACK) + serve
