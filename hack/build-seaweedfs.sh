@@ -3,11 +3,9 @@
 # repository, keyed by the version hack/seaweedfs/go.mod requires, and prints the binary's path.
 # The backup tests run its S3 gateway as their object store. A cached build costs nothing; a
 # cold one takes minutes (measured in README.md).
-set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${HAKEEPER_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hakeeper/tools}
-export CGO_ENABLED=0 GOFLAGS=-mod=mod
-command -v go >/dev/null || PATH=$PATH:/usr/local/go/bin
+# shellcheck source=go-env.sh
+. "$here/go-env.sh"
 
 mod=$here/seaweedfs
 # the version go.mod requires (a one-line require, or a line of a require block)
