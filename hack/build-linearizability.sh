@@ -2,11 +2,9 @@
 # Builds the linearizability checker (hack/linearizability, porcupine from the Go module
 # proxy) into a cache outside the repository, keyed by a hash of the module's files, and
 # prints the binary's path. A cached build costs nothing; a cold one takes seconds.
-set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${HAKEEPER_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hakeeper/tools}
-export CGO_ENABLED=0 GOFLAGS=-mod=mod
-command -v go >/dev/null || PATH=$PATH:/usr/local/go/bin
+# shellcheck source=go-env.sh
+. "$here/go-env.sh"
 
 mod=$here/linearizability
 # names and contents, so that a renamed or added file is a new build too

@@ -239,9 +239,9 @@ class Pod(ServerProcess):
 
     def fresh_volumes(self) -> None:
         """A new pod: emptyDirs start empty; the claim and the ConfigMaps (base-conf; reseed,
-        which a test writes as the operator would) stay."""
+        which a test writes as the operator would) and any other volume a test adds stay."""
         for name, path in self.volumes.items():
-            if name not in ("data", "base-conf", "reseed"):
+            if name in objects.SCRATCH_VOLUMES:
                 shutil.rmtree(path, ignore_errors=True)
         self.prepare()
 

@@ -163,7 +163,9 @@ BACKUP_PORT = 3307
 """The MariaDB backup container's port: a copy of the member's data for a member re-seeded."""
 STREAM_COMPLETE = "hakeeper-stream-complete"
 """The file the backup container appends to its stream once mariabackup succeeded: a copy
-without it was cut short (mbstream exits 0 on a stream that simply ends)."""
+without it was cut short (mbstream exits 0 on a stream that simply ends). Its one line,
+`hakeeper-stream-complete member=<pod> gtid=<GTID position of the copy> end`, is what a backup
+job reads at the stream's end for its manifest (replicateddatabase.backup)."""
 
 # MariaDB's copy, fetched by the init container of the member re-seeded from the donor's backup
 # container (the server is not running): the stream is extracted into .reseed-<id>.partial,
@@ -345,11 +347,15 @@ def application_sql(flavor: str) -> str:
 
 # A password as the body of an SQL string literal: \ and ' escaped. (A newline cannot be in one:
 # the server reads the init file a line at a time.)
-_SQL_STRING = r"""sql_string() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e "s/'/\\\\'/g"; }"""
+SQL_STRING_FUNCTION = r"""sql_string() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e "s/'/\\\\'/g"; }"""
 
 
-def init_script(flavor: str) -> str:
-    """sh, not bash (Debian's images have dash); ${HOSTNAME##*-} is the StatefulSet ordinal."""
+def init_script(flavor: str, restore: str = "") -> str:
+    """sh, not bash (Debian's images have dash); ${HOSTNAME##*-} is the StatefulSet ordinal.
+
+    restore: sh that fills an absent datadir from a backup (backup.restore_script), run once
+    the configuration and the accounts' init file are written and before an empty datadir would
+    be initialised."""
     return f"""set -eu
 ordinal=${{HOSTNAME##*-}}
 cat > {CONF_DIR}/server.cnf <<EOF
@@ -357,7 +363,7 @@ cat > {CONF_DIR}/server.cnf <<EOF
 server-id=$(( {SERVER_ID_BASE} + ordinal ))
 report-host=$POD_IP
 EOF
-{_SQL_STRING}
+{SQL_STRING_FUNCTION}
 operator_password=$(sql_string "$OPERATOR_PASSWORD")
 replication_password=$(sql_string "$REPLICATION_PASSWORD")
 root_password=$(sql_string "$ROOT_PASSWORD")
@@ -372,7 +378,7 @@ cat >> {CONF_DIR}/init.sql <<EOF
 EOF
 fi
 umask 022
-{reseed_script(flavor)}{layout(flavor).initialise}"""
+{restore}{reseed_script(flavor)}{layout(flavor).initialise}"""
 
 
 def reseed_script(flavor: str) -> str:
@@ -395,8 +401,10 @@ fi
 echo "streaming a copy of the data" >&2
 work=$(mktemp -d {TMP_DIR}/backup.XXXXXX)
 if mariabackup --defaults-file={BASE_CONF_DIR}/my.cnf --backup --stream=xbstream --target-dir="$work" \
-    --user={OPERATOR_USER} --password="$OPERATOR_PASSWORD" --socket={RUN_DIR}/mysqld.sock --slave-info; then
-  date > "$work/{STREAM_COMPLETE}"
+    --extra-lsndir="$work/meta" --user={OPERATOR_USER} --password="$OPERATOR_PASSWORD" \
+    --socket={RUN_DIR}/mysqld.sock --slave-info; then
+  gtid=$(sed -n "s/^binlog_pos = .*GTID of the last change '\([0-9,-]*\)'.*/\1/p" "$work/meta/xtrabackup_info")
+  echo "{STREAM_COMPLETE} member=$HOSTNAME gtid=$gtid end" > "$work/{STREAM_COMPLETE}"
   (cd "$work" && mbstream -c {STREAM_COMPLETE})
   echo "copy complete" >&2
 else
