@@ -47,6 +47,11 @@ def test_the_store_layout_under_a_bucket_and_a_volume() -> None:
     {"kind": "volume", "path": "relative"},
     {"kind": "volume", "path": "/backup/$(id)"},
     {"kind": "nfs"},
+    # a final newline, which "$" matches before (re.match): each would end a line of the job's sh
+    {"kind": "s3", "bucket": "backups\n", "endpoint": "http://s3"},
+    {"kind": "s3", "bucket": "backups", "endpoint": "http://s3\n"},
+    {"kind": "s3", "bucket": "backups", "endpoint": "http://s3", "prefix": "daily\n"},
+    {"kind": "volume", "path": "/backup\n"},
 ])
 def test_a_target_that_would_reach_a_shell_unchecked_is_refused(kwargs) -> None:
     with pytest.raises(backup.BackupError):

@@ -82,7 +82,8 @@ class BackupError(ValueError):
 
 
 def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
-    if not pattern.match(value) or ".." in value.split("/"):
+    # fullmatch: with match, "$" also matches before a final newline ("backups\n" passed)
+    if not pattern.fullmatch(value) or ".." in value.split("/"):
         raise BackupError(f"{what} {value!r} is not valid here ({pattern.pattern})")
     return value
 
