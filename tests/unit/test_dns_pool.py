@@ -256,22 +256,22 @@ def test_the_layering_example_renders_every_tier_and_publishes_both_virtual_ips(
     assert {pools[e]["spec"]["backends"]["service"] for e in ("edge-a", "edge-b")} == {"web-a", "web-b"}
     backends = [Backend("a", "10.244.0.5", 8080), Backend("b", "10.244.0.6", 8080)]
     out = render_documents(text, backends)
-    heads = list(re.finditer(r"^# LoadBalancerPool (shop/[a-z-]+)[: ].*$", out, re.MULTILINE))
+    heads = list(re.finditer(r"^# LoadBalancerPool (default/[a-z-]+)[: ].*$", out, re.MULTILINE))
     by_pool = {m[1]: out[m.start():heads[i + 1].start() if i + 1 < len(heads) else len(out)]
                for i, m in enumerate(heads)}
-    assert set(by_pool) == {f"shop/{name}" for name in pools}
-    for name in ("shop/edge-a", "shop/edge-b"):
+    assert set(by_pool) == {f"default/{name}" for name in pools}
+    for name in ("default/edge-a", "default/edge-b"):
         conf = tmp_path / f"{name.split('/')[1]}.conf"
         conf.write_text(by_pool[name].split("\n", 1)[1])
         check = subprocess.run(["keepalived", "-t", "-f", str(conf)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
-    for name in ("shop/web-a", "shop/web-b"):
+    for name in ("default/web-a", "default/web-b"):
         cfg = tmp_path / f"{name.split('/')[1]}.cfg"
         cfg.write_text(by_pool[name].split("\n", 1)[1].replace(" /var/run/hakeeper/", f" {tmp_path}/"))
         check = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True,
                                env={"POD_IP": "127.0.0.1", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
         assert check.returncode == 0, check.stdout + check.stderr
-    endpoint = yaml.safe_load(by_pool["shop/www"].split("\n", 1)[1])
+    endpoint = yaml.safe_load(by_pool["default/www"].split("\n", 1)[1])
     assert endpoint["spec"]["endpoints"] == [{"dnsName": "www.example.com", "recordType": "A", "recordTTL": 30,
                                               "targets": ["192.0.2.10", "192.0.2.11"]}]
     assert crd_errors(endpoint) == []

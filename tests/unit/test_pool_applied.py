@@ -97,3 +97,30 @@ def test_applied_objects_compares_content_not_identity() -> None:
     assert applied.get("ConfigMap", "n", "a") == obj
     applied.forget("ConfigMap", "n", "a")
     assert applied.get("ConfigMap", "n", "a") is None
+
+
+LVS_BODY = {"apiVersion": "hakeeper.io/v1alpha1", "kind": "LoadBalancerPool",
+            "metadata": {"name": "edge", "namespace": "net", "generation": 1, "uid": "v"},
+            "spec": {"engine": "lvs", "backends": {"service": "web", "port": 80},
+                     "lvs": {"virtualIP": "192.0.2.10", "port": 80, "vrrp": {"virtualRouterID": 61}}}}
+
+
+def test_an_lvs_pool_refused_then_allowed_again_gets_its_daemonset_back(monkeypatch) -> None:
+    """CI found it: the refusal deletes the DaemonSet, and the memory of its last apply kept the
+    allowed pass from writing it again (the second pool with a claimed router ID never ran)."""
+    from hakeeper.platform.settings import Settings
+
+    spec = LoadBalancerPoolSpec.model_validate(LVS_BODY["spec"])
+    api, applied = Api(), AppliedObjects(max_age=300)
+    allowed = Settings(lvs_allowed_namespaces=frozenset({"net"}))
+    monkeypatch.setattr(reconcile, "settings", lambda: allowed)
+    reconcile.reconcile(api, LVS_BODY, spec, Watched(slices=(_slice("10.0.0.1"),)), applied)  # type: ignore[arg-type]
+    assert "apply DaemonSet" in api.sent
+    monkeypatch.setattr(reconcile, "settings", lambda: Settings())  # no namespace allowed
+    api.sent.clear()
+    reconcile.reconcile(api, LVS_BODY, spec, Watched(slices=(_slice("10.0.0.1"),)), applied)  # type: ignore[arg-type]
+    assert api.sent == ["delete DaemonSet"]
+    monkeypatch.setattr(reconcile, "settings", lambda: allowed)
+    api.sent.clear()
+    reconcile.reconcile(api, LVS_BODY, spec, Watched(slices=(_slice("10.0.0.1"),)), applied)  # type: ignore[arg-type]
+    assert api.sent == ["apply DaemonSet"]

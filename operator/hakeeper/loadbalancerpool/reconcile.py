@@ -156,6 +156,8 @@ def reconcile_lvs(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpe
         # values (or the pool's image) changed
         daemonset = lvs_objects.daemonset(pool, namespace, spec)
         kube.delete({"kind": "DaemonSet", "metadata": daemonset["metadata"]})
+        if applied is not None:  # allowed again later, it must be written again although unchanged
+            applied.forget("DaemonSet", namespace, daemonset["metadata"]["name"])
         return Outcome(refused_status(body.get("status"), meta.get("generation"), refused), "", False, [], [],
                        refused=refused)
     backends, selected_pods = observe_backends(watched, pool, spec)
