@@ -109,6 +109,9 @@ def job(directory: pathlib.Path, image: vm.Image, scenarios: list[Scenario]) -> 
     body = {"image": str(image.directory), "modules": list(MODULES),
             "scenarios": [_write(directory, s) for s in scenarios]}
     (directory / "job.json").write_text(json.dumps(body, indent=1))
+    # the checkout (guest.py, the venv) and the interpreter, where the guest's tmpfs would hide them
+    (directory / "keep").write_text("".join(f"{p}\n" for p in vm.kept(
+        [GUEST.parents[2], pathlib.Path(sys.executable).parent.parent, pathlib.Path(sys.prefix)])))
     (directory / "run.sh").write_text(
         "export PATH=/usr/sbin:/usr/bin:/sbin:/bin PYTHONDONTWRITEBYTECODE=1\n"
         f"exec {sys.executable} {GUEST} {vm.JOB_DIR_IN_GUEST}\n")

@@ -48,6 +48,23 @@ BOOT_MODULES = ("virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_mo
 MARK = "@@hk "
 """Prefix of the console lines a job reports; everything else on the console is the kernel's."""
 JOB_DIR_IN_GUEST = "/run/hk-job"
+TMPFS_DIRS = ("/tmp", "/run", "/var/tmp")
+"""Where the guest mounts tmpfs over the host's files (/init)."""
+
+
+def kept(paths: Iterator[pathlib.Path] | list[pathlib.Path]) -> list[str]:
+    """Those of `paths` (absolute) that lie under TMPFS_DIRS: /init binds them back over its tmpfs,
+    so that a checkout in /tmp (CI clones into `mktemp -d`) is seen in the guest. Raises
+    ValueError for a path with a space or newline (/init reads the list with the shell)."""
+    out = []
+    for path in paths:
+        text = str(path)
+        if any(c.isspace() for c in text):
+            raise ValueError(f"{text!r}: the lvs tier cannot keep a path with white space")
+        if any(text == d or text.startswith(d + "/") for d in TMPFS_DIRS):
+            out.append(text)
+    # a path inside another one comes with it
+    return [p for p in sorted(set(out)) if not any(p.startswith(q + "/") for q in out)]
 
 INIT = r"""#!/bin/busybox sh
 # hakeeper lvs tier: reach the host's files, run the job, power off (never return: PID 1)
@@ -59,7 +76,12 @@ mount -t devtmpfs devtmpfs /dev
 fail() { echo "@@hk init-failed $*"; poweroff -f; }
 for m in $(cat /modules/order); do insmod /modules/$m.ko || fail "insmod $m"; done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot /host || fail "mount hostroot"
+mkdir -p /job /keep
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 job /job || fail "mount job"
+# the host directories the job needs under the tmpfs mounts below (a checkout in /tmp) stay seen
+i=0; for p in $(cat /job/keep); do mkdir -p /keep/$i; mount -o bind /host$p /keep/$i || fail "keep $p"; i=$((i+1)); done
 for d in tmp run var/tmp; do mount -t tmpfs -o mode=1777 tmpfs /host/$d || fail "tmpfs $d"; done
+i=0; for p in $(cat /job/keep); do mkdir -p /host$p; mount -o bind /keep/$i /host$p || fail "restore $p"; i=$((i+1)); done
 mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys
 mount -t devtmpfs devtmpfs /host/dev
@@ -67,7 +89,7 @@ mkdir -p /host/dev/pts /host/dev/shm
 mount -t devpts devpts /host/dev/pts
 mount -t tmpfs tmpfs /host/dev/shm
 mkdir -p /host/run/hk-job
-mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 job /host/run/hk-job || fail "mount job"
+mount -o bind /job /host/run/hk-job || fail "bind job"
 chroot /host /bin/sh /run/hk-job/run.sh
 echo "@@hk exit $?"
 poweroff -f
