@@ -86,7 +86,9 @@ def test_the_warnings_are_the_ones_posted_as_warnings() -> None:
                                        "NoSafeCandidate", "FailoverRefused", "FailoverForced", "ForceFailoverIgnored",
                                        "FailoverMayLoseWrites",
                                        # a member to rebuild waits for a person, or its re-seed failed
-                                       "ReseedRequired", "ReseedFailed", "ReseedIgnored"}
+                                       "ReseedRequired", "ReseedFailed", "ReseedIgnored",
+                                       # a backup that failed, cannot run, or a restore that failed
+                                       "BackupFailed", "BackupConfigInvalid", "RestoreFailed"}
     assert warnings(PolicyEvent) == {"Released", "ScaleFailed", "MetricsUnavailable", "Conflict", "EvaluationFailed",
                                      "NamespaceRefused",  # a tenant asked for a namespace not theirs
                                      "RequestClassUnknown"}  # a tier names a class its pool lacks

@@ -43,6 +43,8 @@ class ConditionType(StrEnum):
     FAILOVER_IN_PROGRESS = "FailoverInProgress"
     RESEED_REQUIRED = "ReseedRequired"
     """A member must be rebuilt from another member's data (errant, or its binary logs purged)."""
+    LAST_BACKUP_SUCCEEDED = "LastBackupSucceeded"
+    """spec.backup: whether the last backup run succeeded (CloudNativePG's name for it)."""
     # DegradationPolicy
     METRICS_AVAILABLE = "MetricsAvailable"
     """Every trigger's query returned a value."""
@@ -148,6 +150,19 @@ class DatabaseReason(StrEnum):
     AWAITING_APPROVAL = "AwaitingApproval"
     """spec.autoReseed is false: the message names the member and the annotation that starts it."""
     RESEEDING = "Reseeding"
+    # Ready, spec.restore
+    RESTORING = "Restoring"
+    """The first member is being restored from a backup (download, check, binary log replay)."""
+    RESTORE_FAILED = "RestoreFailed"
+    """The restore cannot go on (no such backup, a point in time before the oldest backup, a
+    checksum mismatch, the store unreachable); the message says which. Nothing is deleted."""
+    # LastBackupSucceeded
+    BACKUP_SUCCEEDED = "BackupSucceeded"
+    BACKUP_FAILED = "BackupFailed"
+    NO_BACKUP_YET = "NoBackupYet"
+    BACKUP_CONFIG_INVALID = "BackupConfigInvalid"
+    """spec.backup cannot be carried out (the store's Secret or one of its keys is missing, the
+    claim does not exist); the message says which, and no CronJob runs until it is fixed."""
 
 
 class PolicyReason(StrEnum):

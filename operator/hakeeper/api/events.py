@@ -132,6 +132,15 @@ class DatabaseEvent(_Catalog):
     """A re-seed failed (the donor went away, the copy failed); it starts over with autoReseed."""
     RESEED_IGNORED = "ReseedIgnored", EventType.WARNING
     """The reseed annotation was removed unused: it names no member that needs one."""
+    BACKUP_SUCCEEDED = "BackupSucceeded"
+    """A backup run completed: the message gives its name, size, member and GTID position."""
+    BACKUP_FAILED = "BackupFailed", EventType.WARNING
+    """A backup run failed (the store unreachable, the replica gone ...): the message gives its
+    log's last lines. Earlier backups are untouched; the next scheduled run tries again."""
+    BACKUP_CONFIG_INVALID = "BackupConfigInvalid", EventType.WARNING
+    RESTORE_STARTED = "RestoreStarted"
+    RESTORE_COMPLETED = "RestoreCompleted"
+    RESTORE_FAILED = "RestoreFailed", EventType.WARNING
     # actions (clustering.act)
     FENCED = "Fenced"
     FENCE_SKIPPED = "FenceSkipped"

@@ -12,7 +12,9 @@ from hakeeper.api.common import (
     ObjectName,
     PositiveDuration,
     ResourceRequirements,
+    SecretKeyRef,
     StatusModel,
+    allowed_characters,
     cel,
 )
 
@@ -92,6 +94,124 @@ class DatabaseService(Model):
     port: int = Field(default=3306, ge=1, le=65535)
 
 
+def _cron_field(value: str) -> str:
+    # one field: *, a value or a range, each with an optional /step, comma-separated
+    item = rf"(\*|\?|({value})(-({value}))?)(/[0-9]{{1,2}})?"
+    return rf"{item}(,{item})*"
+
+
+_MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
+_DAYS = "SUN|MON|TUE|WED|THU|FRI|SAT"
+CRON_PATTERN = (r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|"
+                + r"\s+".join(_cron_field(v) for v in (
+                    "[0-5]?[0-9]", "[01]?[0-9]|2[0-3]", "0?[1-9]|[12][0-9]|3[01]",
+                    f"0?[1-9]|1[0-2]|{_MONTHS}", f"[0-7]|{_DAYS}"))
+                + r")$")
+"""A CronJob schedule as Kubernetes reads it (the five fields minute hour day-of-month month
+day-of-week, with *, ranges, lists, steps, month and day names, or a @daily-style macro:
+Kubernetes documentation, "CronJob", section "Schedule syntax"), each value within its field's
+range, so that `61 * * * *` is refused at apply rather than when the CronJob is written."""
+S3_ENDPOINT_PATTERN = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$"
+S3_BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+"""An S3 bucket name (AWS S3 User Guide, "Bucket naming rules")."""
+STORE_PATH_PATTERN = r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"
+"""A prefix inside the store: segments of letters, digits, `.` `_` `-`; no `..` (CEL refuses it)."""
+BACKUP_ID_PATTERN = r"^[0-9]{8}T[0-9]{6}Z$"
+"""A backup's name: the UTC time its run started, e.g. 20261130T030000Z (sorts by age)."""
+RFC3339_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+
+
+class S3Credentials(Model):
+    """The Secret (in the database's namespace) holding the store's access key pair."""
+
+    name: ObjectName
+    access_key_id_key: str = Field(default="access-key-id", min_length=1, max_length=253)
+    secret_access_key_key: str = Field(default="secret-access-key", min_length=1, max_length=253)
+
+
+class S3Target(Model):
+    """An S3-compatible object store (AWS S3, SeaweedFS, MinIO, Ceph RGW ...), path-style."""
+
+    endpoint: str = Field(pattern=S3_ENDPOINT_PATTERN, max_length=255, json_schema_extra=allowed_characters(
+        S3_ENDPOINT_PATTERN, "endpoint must be http(s)://host[:port], nothing after the host (the bucket and prefix "
+        "are fields of their own)"))
+    """http(s)://host[:port]. https checks the server's certificate against caSecret, else the system's CAs."""
+    bucket: str = Field(pattern=S3_BUCKET_PATTERN, max_length=63)
+    region: str = Field(default="us-east-1", pattern=r"^[a-z0-9-]{1,32}$")
+    credentials: S3Credentials
+    ca_secret: SecretKeyRef | None = None
+    """A CA bundle (PEM) the endpoint's certificate is checked against (TLS with a private CA)."""
+
+
+class VolumeTarget(Model):
+    """A PersistentVolumeClaim in the database's namespace, mounted in the backup job (and in a
+    restoring member): ReadWriteMany, or ReadWriteOnce on a single node."""
+
+    claim_name: ObjectName
+
+
+class BackupTarget(Model):
+    """Where backups are kept: exactly one of s3 and volume. Under it, backups of this database
+    go to <prefix>/<database name>/ (base/<backup>/ and binlog/<member>/)."""
+
+    s3: S3Target | None = None
+    volume: VolumeTarget | None = None
+    prefix: str = Field(default="", max_length=512, pattern=r"^$|" + STORE_PATH_PATTERN)
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        cel("has(self.s3) != has(self.volume)", "a backup target is exactly one of s3 and volume"),
+        cel("!self.prefix.split('/').exists(p, p == '..')", "prefix may not hold a '..' segment"),
+    ]})
+
+
+class BackupRetention(Model):
+    keep: int = Field(default=7, ge=0, le=10000)
+    """Complete backups kept; older ones are deleted after a run succeeds (0: keep all). The
+    binary logs stay: a point in time needs them from the oldest kept backup on."""
+
+
+class BackupSpec(Model):
+    """Scheduled cold backups: a CronJob copies a replica (never the primary unless it is the
+    only member), then the primary's binary logs since the last run, to `target`."""
+
+    schedule: str = Field(pattern=CRON_PATTERN, max_length=128, json_schema_extra=allowed_characters(
+        CRON_PATTERN, "schedule must be a cron schedule: five fields (minute hour day-of-month month day-of-week, "
+        "e.g. '0 3 * * *') with each value in its field's range, or a macro such as @daily"))
+    binlog_schedule: str | None = Field(default=None, pattern=CRON_PATTERN, max_length=128,
+                                        json_schema_extra=allowed_characters(
+        CRON_PATTERN, "binlogSchedule must be a cron schedule (five fields, or a macro such as @hourly)"))
+    """Copy the primary's binary logs on this schedule too, between backups (a point-in-time
+    restore can reach up to the last copy). None: only at each backup."""
+    time_zone: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_+/-]+$")
+    """The schedule's time zone (a tz database name, e.g. Europe/Berlin); default the
+    controller-manager's (usually UTC)."""
+    target: BackupTarget
+    retention: BackupRetention = Field(default_factory=BackupRetention)
+    suspend: bool = False
+    """No new run starts (the CronJob's suspend); backups already taken are kept."""
+    active_deadline: PositiveDuration = "6h"
+    """A run that takes longer is stopped and counts as failed."""
+
+
+class RestoreSpec(Model):
+    """Bootstrap this (new) database from a backup of another (or of an earlier one of the same
+    name): the first member starts from the backup, brought to `pointInTime` by replaying the
+    archived binary logs, then the others copy it as new members do. Only read when the
+    database is created: a database that has data is never overwritten."""
+
+    database: ObjectName
+    """The name of the ReplicatedDatabase whose backups are read (its directory in the store)."""
+    target: BackupTarget
+    """The store those backups are in (as that database's spec.backup.target)."""
+    backup: str | None = Field(default=None, pattern=BACKUP_ID_PATTERN)
+    """A backup's name (status.backup.recent[].name); default the newest one finished by
+    pointInTime (or the newest of all)."""
+    point_in_time: str | None = Field(default=None, pattern=RFC3339_PATTERN, max_length=40)
+    """Replay the binary logs up to this time (RFC 3339, e.g. 2026-11-30T10:15:00Z; events at or
+    after it are not applied). None: the backup as it is. A time before the oldest backup is
+    refused (Ready=False, reason RestoreFailed)."""
+
+
 class ReplicatedDatabaseSpec(Model):
     flavor: Literal["mysql", "mariadb"] = "mysql"
     image: str | None = Field(default=None, max_length=512)
@@ -118,6 +238,8 @@ class ReplicatedDatabaseSpec(Model):
     FailoverRefused, until the old primary is back or a person names the member to promote in the
     annotation hakeeper.io/force-failover-to. Available: the most advanced replica is promoted
     anyway, and the possible loss is recorded in status.history."""
+    backup: BackupSpec | None = None
+    restore: RestoreSpec | None = None
     auto_reseed: bool = False
     """Rebuild a member from a healthy member's data, without asking, when it cannot rejoin by
     replication: it has errant transactions (kept on its volume as errant-<id>), or the binary
@@ -299,6 +421,45 @@ class LoopMemoryStatus(StatusModel):
     (false: fallen back to asynchronous: durability Lossless then refuses a failover)."""
 
 
+class BackupRecord(StatusModel):
+    """One complete backup, as its run reported it (its manifest in the store)."""
+
+    name: str
+    """The backup's id: the UTC time its run started (e.g. 20261130T030000Z)."""
+    finished: str
+    """When its copy was complete (RFC 3339); a point in time from here on can be restored."""
+    source: str
+    """The member copied."""
+    gtid: str = ""
+    """The copy's GTID position."""
+    size_bytes: int = 0
+    """Its compressed size in the store."""
+    duration_seconds: float | None = None
+
+
+class BackupStatus(StatusModel):
+    """Scheduled backups (spec.backup)."""
+
+    recent: list[BackupRecord] = Field(default_factory=list, max_length=20)
+    """The last complete backups, newest first (at most 20; retention may have deleted the
+    oldest of them from the store since)."""
+    last_success_time: str | None = None
+    last_failure_time: str | None = None
+    last_failure: str | None = None
+    """Why the last failed run failed (its log's last lines)."""
+
+
+class RestoreStatus(StatusModel):
+    """The restore this database was created from (spec.restore)."""
+
+    phase: Literal["Restoring", "Completed", "Failed"]
+    backup: str | None = None
+    """The backup it starts from."""
+    point_in_time: str | None = None
+    message: str | None = None
+    """Why it failed, or what it restored (the GTID position reached)."""
+
+
 class ReplicatedDatabaseStatus(BaseStatus):
     """Conditions: Ready (a writable primary exists, and the operator can reach the members),
     Available, Healthy, FailoverInProgress."""
@@ -329,6 +490,8 @@ class ReplicatedDatabaseStatus(BaseStatus):
     """A rollout under way; absent when every member runs the StatefulSet's template."""
     reseed: ReseedStatus | None = None
     """A re-seed under way; absent otherwise."""
+    backup: BackupStatus | None = None
+    restore: RestoreStatus | None = None
     loop_memory: str | None = None
     """Deprecated: the loop's memory as JSON, written by hakeeper 0.1.0. Read once by an upgraded
     operator to resume, then removed; superseded by loop."""
