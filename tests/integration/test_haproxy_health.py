@@ -38,6 +38,10 @@ def test_http_check_takes_a_backend_out_and_back(lab: Lab) -> None:
     poll(lambda: not balancer.servers()[slot_b].up, timeout=5, interval=0.01, what="b down", ignore=SETTLING)
     took_down = time.monotonic() - failed
     assert set(spread(balancer.address, 20)) == {"a"}
+    # the clients frontend logs no request (`no log`), the backend still logs its state changes
+    # through the global log (raw lines on stdout; HAProxy's own warnings start with "[")
+    poll(lambda: any(line.startswith(f"Server servers/{slot_b} is DOWN") for line in balancer.log().splitlines()),
+         timeout=5, what="the DOWN line in the balancer's log")
 
     b.set_healthy(True)
     healed = time.monotonic()
