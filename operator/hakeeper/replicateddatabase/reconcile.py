@@ -100,10 +100,10 @@ def members(kube: Kube, db: str, namespace: str, spec: ReplicatedDatabaseSpec) -
         name = f"{db}-{ordinal}"
         pod = pods.get(name)
         ip = ((pod or {}).get("status") or {}).get("podIP")
-        # no IP: the probe fails, which is the truth; the member stays in the list so a lost
-        # primary is counted as failing rather than forgotten
+        # no IP: unreachable, which is the truth (recorded without a connection); the member stays
+        # in the list so a lost primary is counted as failing rather than forgotten
         out.append(Member(name=name, host=ip or f"{name}.{objects.names(db)['headless']}.{namespace}.svc",
-                          port=3306))
+                          port=3306, addressed=ip is not None))
     return out, pods
 
 
