@@ -19,12 +19,12 @@ from hakeeper.api import DEGRADATION_POLICY, LOAD_BALANCER_POOL
 from hakeeper.api.conditions import ConditionType, PoolReason, get_condition
 from hakeeper.api.events import CommonEvent, PoolEvent
 from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
-from hakeeper.api.meta import POOL_LABEL, SERVICE_NAME_LABEL
+from hakeeper.api.meta import BALANCER_COMPONENT, POOL_LABEL, SERVICE_NAME_LABEL
 from hakeeper.loadbalancerpool import request_classes
-from hakeeper.loadbalancerpool.backends import matches
 from hakeeper.loadbalancerpool.dns import status as dns_status
 from hakeeper.loadbalancerpool.lvs.vrid import claim_of
-from hakeeper.loadbalancerpool.observe import Watched, backends_service_name, trim_pod
+from hakeeper.loadbalancerpool.notices import ConfigNotices
+from hakeeper.loadbalancerpool.observe import Watched, backends_service_name, pod_key, slice_pod_names, trim_pod
 from hakeeper.loadbalancerpool.reconcile import reconcile
 from hakeeper.loadbalancerpool.status import split_brain_began
 from hakeeper.loadbalancerpool.telemetry import PoolTelemetry
@@ -75,8 +75,10 @@ async def slices_by_service(body: kopf.Body, namespace: str | None, **_: Any) ->
 
 
 @kopf.index("", "v1", "pods")
-async def pods_by_namespace(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Hashable, Any]:
-    return {namespace: trim_pod(body)}
+async def pods_by_key(body: kopf.Body, **_: Any) -> dict[Hashable, Any]:
+    """observe.pod_key: a pass takes its balancer pods and the pods its slices name, not every pod
+    of its namespace (a thousand pools in one namespace copied a thousand pods at every pass)."""
+    return {pod_key(body): trim_pod(body)}
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -111,17 +113,18 @@ async def policy_changed(body: kopf.Body, namespace: str | None, name: str, type
 @kopf.daemon(GROUP, VERSION, PLURAL, id="pool", cancellation_timeout=10)
 async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: kopf.DaemonStopped, logger: Any,
                    slices_by_service: kopf.Index[Any, Any] | None = None,
-                   pods_by_namespace: kopf.Index[Any, Any] | None = None,
+                   pods_by_key: kopf.Index[Any, Any] | None = None,
                    vrrp_claims: kopf.Index[Any, Any] | None = None,
                    refusals_by_pool: kopf.Index[Any, Any] | None = None, **_: Any) -> None:
     # kopf passes every index to every handler, by the name of the function that keeps it
-    assert namespace is not None and slices_by_service is not None and pods_by_namespace is not None
+    assert namespace is not None and slices_by_service is not None and pods_by_key is not None
     assert vrrp_claims is not None and refusals_by_pool is not None
     key = (namespace, name)
     wake = _wakeups.register(key)
     telemetry = _telemetry[key] = PoolTelemetry()
     writer = loop.StatusWriter(kubeapi.shared(), LOAD_BALANCER_POOL.kind, namespace, name)
     applied = kubeapi.AppliedObjects(max_age=OBJECTS_MAX_AGE)
+    notices = ConfigNotices()
 
     def step(snapshot: Mapping[str, Any], watched: Watched) -> loop.Outcome:
         try:
@@ -153,9 +156,12 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
                    for reason, message in request_classes.events(snapshot.get("status"), outcome.status)]
         if outcome.config_changed:
             ready = sum(b.state == "ready" for b in outcome.backends)
-            message = f"config {outcome.config_hash}: {ready}/{len(outcome.backends)} backends ready"
+            notices.changed(f"config {outcome.config_hash}: {ready}/{len(outcome.backends)} backends ready")
+        message, held = notices.take()
+        if message is not None:
             events.insert(0, loop.Event.of(PoolEvent.CONFIG_CHANGED, message))
-        return loop.Outcome(status=outcome.status, events=events, next_in=RESYNC_SECONDS)
+        return loop.Outcome(status=outcome.status, events=events,
+                            next_in=RESYNC_SECONDS if held is None else min(held, RESYNC_SECONDS))
 
     def watched(snapshot: Mapping[str, Any]) -> Watched:
         """Taken in the event loop, where kopf updates the indexes; the pass runs elsewhere."""
@@ -168,9 +174,12 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
         vrrp = None if claimed is None else claimed[0]
         selector = None if spec.backends is None else spec.backends.selector
         target_pools = frozenset(p.name for p in (spec.dns.pools or ())) if spec.dns is not None else frozenset()
-        _wakeups.watch(key, (service, selector, vrrp, target_pools))
-        return Watched(slices=tuple(slices_by_service.get((namespace, service), ())),
-                       pods=tuple(pods_by_namespace.get(namespace, ())),
+        slices = tuple(slices_by_service.get((namespace, service), ()))
+        names = slice_pod_names(slices)
+        _wakeups.watch(key, (service, selector, vrrp, target_pools, names))
+        pods = [p for n in sorted(names) for p in pods_by_key.get((namespace, n), ())]
+        pods += pods_by_key.get((namespace, BALANCER_COMPONENT, name), ())
+        return Watched(slices=slices, pods=tuple(pods),
                        vrrp_claims=tuple(vrrp_claims.get(vrrp, ())) if vrrp is not None else (),
                        refusals=tuple(refusals_by_pool.get((namespace, name), ())))
 
@@ -197,10 +206,12 @@ async def pod_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
     if pool is not None:
         _wakeups.wake((namespace, pool))
         return
-    # a backend pod: its weight annotation may have changed (readiness arrives via its slice); a
-    # pool without backends (engine dns over dns.pools: no Service) has none
-    _wakeups.wake_where(lambda key, watched: key[0] == namespace and watched[0] is not None
-                        and (watched[1] is None or matches(watched[1], labels)))
+    # a backend pod: its weight annotation may have changed (readiness arrives via its slice).
+    # Only the pools whose slices name it: a pod no slice names yet reaches a pool with the
+    # slice that names it (waking every pool of the namespace for each pod event cost a pass per
+    # pool per event: bench/scale)
+    pod = body.metadata.name
+    _wakeups.wake_where(lambda key, watched: key[0] == namespace and pod in watched[4])
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
