@@ -46,7 +46,7 @@ PLURAL = DEGRADATION_POLICY.plural
 
 # Prometheus queries, Kubernetes reads and patches run in this kind's own pool: a slow
 # Prometheus must not stall the other kinds' passes.
-WORKERS = 32
+WORKERS = 8
 LOOP = loop.Loop(kind=DEGRADATION_POLICY.kind, failure_reason=PolicyEvent.EVALUATION_FAILED, retry=5.0,
                  executor=concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="degradation"))
 _evaluator: Evaluator | None = None

@@ -31,7 +31,7 @@ from hakeeper.replicateddatabase.clustering.policy import Policy
 
 Event = tuple[str, str]
 
-PROBE_WORKERS = 12
+PROBE_WORKERS = 8
 PROBES = ThreadPoolExecutor(PROBE_WORKERS, thread_name_prefix="probe")
 """Every database's probes share these threads (a pool per step started and joined threads at
 every probeInterval; bench/scale). Probes submit nothing, so a step waiting on them never holds
