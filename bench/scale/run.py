@@ -11,7 +11,8 @@ Services with EndpointSlices the benchmark writes itself; plus, from the first s
 DegradationPolicies evaluating a real PromQL query every 10 s (below threshold: nothing is shed)
 and 20 ReplicatedDatabases whose members never start (no node), so every probe fails.
 
-Per size, after every pool's ConfigMap carries its first backend:
+Per size, after every pool's ConfigMap carries its first backend and SETTLE_SECONDS more (what the
+creation started ends: kopf's handlers, the first status writes of a thousand objects):
 - idle (IDLE_SECONDS): the operator's RSS and threads (/proc), CPU as a share of one core,
   requests/s it sent to the API server (audit log, by its ServiceAccount);
 - churn (CHURN_SECONDS at CHURN_RATE EndpointSlice writes/s, each to a random pool, each a new
@@ -26,7 +27,8 @@ Goals (issue 17) at 1,000 pools: RSS ≤ 300 MB, ≤ 64 threads, idle CPU ≤ 5 
 ConfigMap p99 ≤ 250 ms under the churn.
 
 Run: `make bench` (or .venv/bin/python bench/scale/run.py). BENCH_SCALE_SIZES (default
-"100,300,1000"), BENCH_SCALE_IDLE (s, 20), BENCH_SCALE_CHURN (s, 30), BENCH_SCALE_RATE (50).
+"100,300,1000"), BENCH_SCALE_IDLE (s, 20), BENCH_SCALE_CHURN (s, 30), BENCH_SCALE_RATE (50), BENCH_SCALE_SETTLE (s, 30);
+BENCH_SCALE_LOG: a path to keep the operator's log at.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ SIZES = [int(s) for s in os.environ.get("BENCH_SCALE_SIZES", "100,300,1000").spl
 IDLE_SECONDS = float(os.environ.get("BENCH_SCALE_IDLE", "20"))
 CHURN_SECONDS = float(os.environ.get("BENCH_SCALE_CHURN", "30"))
 CHURN_RATE = float(os.environ.get("BENCH_SCALE_RATE", "50"))
+SETTLE_SECONDS = float(os.environ.get("BENCH_SCALE_SETTLE", "30"))
 POLICIES, DATABASES = 100, 20
 NAMESPACE = "scale"
 OPERATOR_SA = ("hakeeper-bench", "operator")
@@ -330,6 +333,7 @@ def run(workdir: pathlib.Path) -> list[dict[str, Any]]:
             poll(lambda size=size: all(_address(i, 0) in watch.seen or changes[i] for i in range(size)), 900,
                  what=f"{size} pools' ConfigMaps", interval=1)
             ready_in = time.monotonic() - started
+            time.sleep(SETTLE_SECONDS)  # a fixed window, stated in the table: not a wait for a condition
             idle = _measure_idle(operator, audit)
             churn = _measure_churn(api, size, operator, audit, watch, changes)
             results.append({"size": size, "ready_in": ready_in, "idle": idle, "churn": churn})
@@ -354,7 +358,8 @@ def table(results: list[dict[str, Any]]) -> list[str]:
         rows.append((name, *(fmt.format(v) for v in values), f"{growth:.2f}", goal))
 
     row("every pool's ConfigMap written after creation, s", [r["ready_in"] for r in results], "{:.1f}")
-    row("RSS idle, MB", [r["idle"]["rss"] for r in results], "{:.0f}", "≤ 300")
+    row(f"RSS idle ({SETTLE_SECONDS:.0f} s after the last ConfigMap), MB", [r["idle"]["rss"] for r in results],
+        "{:.0f}", "≤ 300")
     row("threads idle", [r["idle"]["threads"] for r in results], "{:.0f}", "≤ 64")
     row("CPU idle, % of a core", [100 * r["idle"]["cpu"] for r in results], "{:.1f}", "≤ 5")
     row("API requests/s idle", [r["idle"]["requests"] for r in results], "{:.1f}")
@@ -381,7 +386,11 @@ def main() -> int:
     if not shutil.which("prometheus"):
         raise SystemExit("bench/scale needs Debian's prometheus (make debs)")
     with tempfile.TemporaryDirectory(prefix="hakeeper-bench-scale-") as tmp:
-        results = run(pathlib.Path(tmp))
+        try:
+            results = run(pathlib.Path(tmp))
+        finally:
+            if os.environ.get("BENCH_SCALE_LOG"):  # the operator's log, kept to read after the run
+                shutil.copy(pathlib.Path(tmp) / "operator.log", os.environ["BENCH_SCALE_LOG"])
     for line in table(results):
         print(line)
     return 0
