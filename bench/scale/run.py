@@ -232,6 +232,15 @@ def _operator_kubeconfig(bin_dir: pathlib.Path, plane: ControlPlane, workdir: pa
     return path
 
 
+def _events(api: Api) -> str:
+    """The Events in the namespace so far by kind and reason, the most frequent first (an Event
+    repeated by the API server's series counts `count` times)."""
+    counts: collections.Counter = collections.Counter()
+    for event in api.get(f"/api/v1/namespaces/{NAMESPACE}/events")["items"]:
+        counts[f"{event['involvedObject'].get('kind')} {event.get('reason')}"] += int(event.get("count") or 1)
+    return ", ".join(f"{what} {n}" for what, n in counts.most_common(8))
+
+
 def _top(by_kind: collections.Counter, seconds: float) -> str:
     return ", ".join(f"{what} {n / seconds:.1f}/s" for what, n in by_kind.most_common(5))
 
@@ -336,7 +345,8 @@ def run(workdir: pathlib.Path) -> list[dict[str, Any]]:
             time.sleep(SETTLE_SECONDS)  # a fixed window, stated in the table: not a wait for a condition
             idle = _measure_idle(operator, audit)
             churn = _measure_churn(api, size, operator, audit, watch, changes)
-            results.append({"size": size, "ready_in": ready_in, "idle": idle, "churn": churn})
+            results.append({"size": size, "ready_in": ready_in, "idle": idle, "churn": churn,
+                            "events": _events(api)})
             print(f"  {size} pools: {json.dumps({'ready_in': round(ready_in, 1), 'idle': idle, 'churn': churn})}",
                   flush=True)
     finally:
@@ -379,6 +389,7 @@ def table(results: list[dict[str, Any]]) -> list[str]:
     for r in results:
         lines.append(f"{r['size']} pools, the operator's most frequent requests: idle {r['idle']['top']}; "
                      f"under churn {r['churn']['top']}")
+        lines.append(f"{r['size']} pools, Events in the namespace so far: {r['events']}")
     return lines
 
 
