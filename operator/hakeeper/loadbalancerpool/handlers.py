@@ -181,7 +181,9 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
         target_pools = frozenset(p.name for p in (spec.dns.pools or ())) if spec.dns is not None else frozenset()
         slices = tuple(slices_by_service.get((namespace, service), ()))
         names = slice_pod_names(slices)
-        _wakeups.watch(key, (service, selector, vrrp, target_pools, names))
+        topics = frozenset({("slices", namespace, service), *(("pod", namespace, n) for n in names),
+                            *(("pool", namespace, p) for p in target_pools)})
+        _wakeups.watch(key, (service, selector, vrrp, target_pools, names), topics)
         pods = [p for n in sorted(names) for p in pods_by_key.get((namespace, n), ())]
         pods += pods_by_key.get((namespace, BALANCER_COMPONENT, name), ())
         return Watched(slices=slices, pods=tuple(pods),
@@ -199,7 +201,7 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
 async def endpoint_slice_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
     service = (body.metadata.labels or {}).get(SERVICE_NAME_LABEL)
     if service:
-        for key in _wakeups.wake_where(lambda key, watched: key[0] == namespace and watched[0] == service):
+        for key in _wakeups.wake_topic(("slices", namespace, service)):
             if key in _telemetry:
                 _telemetry[key].slices_changed()
 
@@ -215,15 +217,14 @@ async def pod_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
     # Only the pools whose slices name it: a pod no slice names yet reaches a pool with the
     # slice that names it (waking every pool of the namespace for each pod event cost a pass per
     # pool per event: bench/scale)
-    pod = body.metadata.name
-    _wakeups.wake_where(lambda key, watched: key[0] == namespace and pod in watched[4])
+    _wakeups.wake_topic(("pod", namespace, body.metadata.name))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def pool_changed(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
     # an engine dns pool publishes the pools it names while they are Ready: wake it when one
     # changes, appears or goes
-    _wakeups.wake_where(lambda key, watched: key[0] == namespace and name in watched[3])
+    _wakeups.wake_topic(("pool", namespace, name))
     # a pool that takes, changes or gives up a virtual router (created, edited, deleted) decides
     # whether the other lvs pools claiming it may run. Wake them all: the event does not say which
     # router the pool held before an edit, and lvs pools are few (the index is updated before this)
