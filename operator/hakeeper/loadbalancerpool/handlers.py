@@ -128,7 +128,7 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
     wake = _wakeups.register(key)
     telemetry = _telemetry[key] = PoolTelemetry()
     writer = loop.StatusWriter(kubeapi.shared(), LOAD_BALANCER_POOL.kind, namespace, name, max_age=STATUS_MAX_AGE)
-    applied = kubeapi.AppliedObjects(max_age=OBJECTS_MAX_AGE)
+    applied = kubeapi.AppliedObjects(max_age=OBJECTS_MAX_AGE, spread=0.5)
     notices = ConfigNotices()
 
     def step(snapshot: Mapping[str, Any], watched: Watched) -> loop.Outcome:
