@@ -91,7 +91,7 @@ NAMESPACED = {
     ("", "configmaps"): {"get", "watch", *APPLIED},
     ("", "secrets"): {"get", "create", "patch"},
     ("discovery.k8s.io", "endpointslices"): {"list", "watch"},
-    ("apps", "deployments"): {"get", "list", *APPLIED},
+    ("apps", "deployments"): {"get", "list", "watch", *APPLIED},
     ("apps", "daemonsets"): {"delete", *APPLIED},  # a refused lvs pool's DaemonSet goes
     ("apps", "statefulsets"): {"get", *APPLIED},
     ("policy", "poddisruptionbudgets"): {"delete", *APPLIED},

@@ -117,6 +117,26 @@ def test_wakeups_wake_the_objects_whose_watch_matches() -> None:
     assert asyncio.run(scenario()) == (False, True, True)
 
 
+def test_wakeups_wake_the_objects_watching_a_topic_and_forget_what_they_no_longer_watch() -> None:
+    async def scenario() -> list[Any]:
+        wakeups = loop.Wakeups()
+        events = {k: wakeups.register(("ns", k)) for k in "abc"}
+        wakeups.watch(("ns", "a"), None, frozenset({("slices", "ns", "web"), ("pod", "ns", "web-1")}))
+        wakeups.watch(("ns", "b"), None, frozenset({("slices", "ns", "web")}))
+        wakeups.watch(("ns", "c"), None, frozenset({("slices", "ns", "db")}))
+        seen = [sorted(wakeups.wake_topic(("slices", "ns", "web"))), wakeups.wake_topic(("pod", "ns", "web-1"))]
+        seen.append(sorted(k for k, e in events.items() if e.is_set()))
+        # a watches another Service now; c goes: neither is woken by what it watched before
+        wakeups.watch(("ns", "a"), None, frozenset({("slices", "ns", "api")}))
+        wakeups.unregister(("ns", "c"))
+        seen += [sorted(wakeups.wake_topic(("slices", "ns", "web"))), wakeups.wake_topic(("pod", "ns", "web-1")),
+                 wakeups.wake_topic(("slices", "ns", "db")), wakeups.wake_topic(("slices", "ns", "api"))]
+        return seen
+
+    assert asyncio.run(scenario()) == [[("ns", "a"), ("ns", "b")], [("ns", "a")], ["a", "b"],
+                                       [("ns", "b")], [], [], [("ns", "a")]]
+
+
 def run_loop(step: Any, kube: RecordingKube, passes: int, **kwargs: Any) -> list[dict[str, Any]]:
     """Runs the loop until the step was called `passes` times; what the step saw each time."""
     seen: list[dict[str, Any]] = []

@@ -99,6 +99,21 @@ def test_applied_objects_compares_content_not_identity() -> None:
     assert applied.get("ConfigMap", "n", "a") is None
 
 
+def test_objects_applied_together_are_applied_again_spread_over_half_the_age() -> None:
+    applied = AppliedObjects(max_age=300, spread=0.5)
+    objs = [{"kind": "ConfigMap", "metadata": {"name": f"pool-{i}", "namespace": "n"}} for i in range(200)]
+    for obj in objs:
+        applied.record(obj, now=0)
+    due_at = {t: sum(applied.due(o, now=t) for o in objs) for t in (149, 225, 300)}
+    assert due_at[149] == 0 and due_at[300] == 200
+    assert 60 < due_at[225] < 140  # about half: the wave is spread, not one burst
+    # the control: without the spread they are all due at once
+    plain = AppliedObjects(max_age=300)
+    for obj in objs:
+        plain.record(obj, now=0)
+    assert [sum(plain.due(o, now=t) for o in objs) for t in (299, 300)] == [0, 200]
+
+
 LVS_BODY = {"apiVersion": "hakeeper.io/v1alpha1", "kind": "LoadBalancerPool",
             "metadata": {"name": "edge", "namespace": "net", "generation": 1, "uid": "v"},
             "spec": {"engine": "lvs", "backends": {"service": "web", "port": 80},

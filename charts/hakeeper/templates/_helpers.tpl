@@ -188,9 +188,11 @@ resource, "clusterkopfpeerings" or "kopfpeerings", the only rule that differs.
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "create", "patch"]
+# Deployments: the balancers are Deployments; DegradationPolicy keeps every Deployment in an index
+# (a watch) and reads a policy's namespaces from it, instead of listing them at each evaluation.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # Balancer and database PodDisruptionBudgets; a pool of one balancer has none (it would
 # block every node drain), so going down to one deletes it.
 - apiGroups: ["policy"]

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,11 +114,14 @@ class Evaluator:
         return source.read_all(spec.triggers), status_.ready(spec)
 
     # -- the cluster --------------------------------------------------------------------------
-    def _deployments(self, body: Mapping[str, Any], namespaces: tuple[str, ...]) -> dict[tuple[str, str], dict]:
-        """The Deployments of `namespaces`, and those the policy shed elsewhere (to restore them)."""
+    def _deployments(self, body: Mapping[str, Any], namespaces: tuple[str, ...],
+                     listed: Mapping[str, Sequence[dict]] | None = None) -> dict[tuple[str, str], dict]:
+        """The Deployments of `namespaces` (from `listed` when given: the operator's index, by
+        namespace; else listed now), and those the policy shed elsewhere (to restore them)."""
         found: dict[tuple[str, str], dict] = {}
         for namespace in namespaces:
-            for d in self.reader.deployments(namespace):
+            for d in (self.reader.deployments(namespace) if listed is None or namespace not in listed
+                      else listed[namespace]):
                 found[(namespace, d["metadata"]["name"])] = d
         # what the policy shed in namespaces it no longer covers: read one by one, to restore
         for entry in (body.get("status") or {}).get("shed") or []:
@@ -137,7 +140,9 @@ class Evaluator:
 
     # -- one evaluation -----------------------------------------------------------------------
     def evaluate(self, body: Mapping[str, Any], spec: DegradationPolicySpec, memory: Memory,
-                 now: float | None = None) -> Evaluation:
+                 now: float | None = None, listed: Mapping[str, Sequence[dict]] | None = None) -> Evaluation:
+        """One evaluation. listed: the Deployments by namespace as the operator's watch has them
+        (a namespace absent from it is listed from the API server)."""
         policy = policy_key(body)
         previous = body.get("status") or {}
         readings, ready = self.readings(spec, body)
@@ -145,7 +150,7 @@ class Evaluator:
         # a namespace the policy may not shed in is one it does not cover: what it shed there
         # before (the opt-in label since removed) is restored like anything outside its namespaces
         admission = self.admission(spec, body)
-        deployments = self._deployments(body, admission.allowed)
+        deployments = self._deployments(body, admission.allowed, listed)
         classes, default = self._priorities(spec)
         selection = select(spec, policy, admission.allowed, deployments.values(), classes, default,
                            status_.dry_marks(previous, policy))

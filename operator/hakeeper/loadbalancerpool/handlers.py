@@ -19,12 +19,12 @@ from hakeeper.api import DEGRADATION_POLICY, LOAD_BALANCER_POOL
 from hakeeper.api.conditions import ConditionType, PoolReason, get_condition
 from hakeeper.api.events import CommonEvent, PoolEvent
 from hakeeper.api.loadbalancerpool import DEFAULT_ALGORITHM, LoadBalancerPoolSpec
-from hakeeper.api.meta import POOL_LABEL, SERVICE_NAME_LABEL
+from hakeeper.api.meta import BALANCER_COMPONENT, POOL_LABEL, SERVICE_NAME_LABEL
 from hakeeper.loadbalancerpool import request_classes
-from hakeeper.loadbalancerpool.backends import matches
 from hakeeper.loadbalancerpool.dns import status as dns_status
 from hakeeper.loadbalancerpool.lvs.vrid import claim_of
-from hakeeper.loadbalancerpool.observe import Watched, backends_service_name, trim_pod
+from hakeeper.loadbalancerpool.notices import ConfigNotices
+from hakeeper.loadbalancerpool.observe import Watched, backends_service_name, pod_key, slice_pod_names, trim_pod
 from hakeeper.loadbalancerpool.reconcile import reconcile
 from hakeeper.loadbalancerpool.status import split_brain_began
 from hakeeper.loadbalancerpool.telemetry import PoolTelemetry
@@ -46,7 +46,12 @@ DNS_CRD_RETRY_SECONDS = 10.0
 TLS_SECRET_RETRY_SECONDS = 5.0
 """While a pool's TLS Secret is refused: the operator may not watch Secrets (it only gets the one
 named), so it reads it again this often, and a fixed Secret is served within seconds."""
-WORKERS = 16
+WORKERS = 8
+"""Threads for the pools' passes (Kubernetes writes: a pass holds one for a few ms). The operator's
+threads stay under 64 at a thousand pools (bench/scale): 8 here, 8 per other kind, 8 probes."""
+STATUS_MAX_AGE = OBJECTS_MAX_AGE
+"""An unchanged status is written again after this many seconds (the StatusWriter's heartbeat):
+at the loop's 30 s default a thousand idle pools wrote 33 statuses a second."""
 
 LOOP = loop.Loop(kind=LOAD_BALANCER_POOL.kind, failure_reason=CommonEvent.RECONCILE_FAILED, retry=2.0, debounce=0.1,
                  executor=concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="loadbalancerpool"))
@@ -75,8 +80,10 @@ async def slices_by_service(body: kopf.Body, namespace: str | None, **_: Any) ->
 
 
 @kopf.index("", "v1", "pods")
-async def pods_by_namespace(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Hashable, Any]:
-    return {namespace: trim_pod(body)}
+async def pods_by_key(body: kopf.Body, **_: Any) -> dict[Hashable, Any]:
+    """observe.pod_key: a pass takes its balancer pods and the pods its slices name, not every pod
+    of its namespace (a thousand pools in one namespace copied a thousand pods at every pass)."""
+    return {pod_key(body): trim_pod(body)}
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -111,17 +118,18 @@ async def policy_changed(body: kopf.Body, namespace: str | None, name: str, type
 @kopf.daemon(GROUP, VERSION, PLURAL, id="pool", cancellation_timeout=10)
 async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: kopf.DaemonStopped, logger: Any,
                    slices_by_service: kopf.Index[Any, Any] | None = None,
-                   pods_by_namespace: kopf.Index[Any, Any] | None = None,
+                   pods_by_key: kopf.Index[Any, Any] | None = None,
                    vrrp_claims: kopf.Index[Any, Any] | None = None,
                    refusals_by_pool: kopf.Index[Any, Any] | None = None, **_: Any) -> None:
     # kopf passes every index to every handler, by the name of the function that keeps it
-    assert namespace is not None and slices_by_service is not None and pods_by_namespace is not None
+    assert namespace is not None and slices_by_service is not None and pods_by_key is not None
     assert vrrp_claims is not None and refusals_by_pool is not None
     key = (namespace, name)
     wake = _wakeups.register(key)
     telemetry = _telemetry[key] = PoolTelemetry()
-    writer = loop.StatusWriter(kubeapi.shared(), LOAD_BALANCER_POOL.kind, namespace, name)
-    applied = kubeapi.AppliedObjects(max_age=OBJECTS_MAX_AGE)
+    writer = loop.StatusWriter(kubeapi.shared(), LOAD_BALANCER_POOL.kind, namespace, name, max_age=STATUS_MAX_AGE)
+    applied = kubeapi.AppliedObjects(max_age=OBJECTS_MAX_AGE, spread=0.5)
+    notices = ConfigNotices()
 
     def step(snapshot: Mapping[str, Any], watched: Watched) -> loop.Outcome:
         try:
@@ -153,9 +161,12 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
                    for reason, message in request_classes.events(snapshot.get("status"), outcome.status)]
         if outcome.config_changed:
             ready = sum(b.state == "ready" for b in outcome.backends)
-            message = f"config {outcome.config_hash}: {ready}/{len(outcome.backends)} backends ready"
+            notices.changed(f"config {outcome.config_hash}: {ready}/{len(outcome.backends)} backends ready")
+        message, held = notices.take()
+        if message is not None:
             events.insert(0, loop.Event.of(PoolEvent.CONFIG_CHANGED, message))
-        return loop.Outcome(status=outcome.status, events=events, next_in=RESYNC_SECONDS)
+        return loop.Outcome(status=outcome.status, events=events,
+                            next_in=RESYNC_SECONDS if held is None else min(held, RESYNC_SECONDS))
 
     def watched(snapshot: Mapping[str, Any]) -> Watched:
         """Taken in the event loop, where kopf updates the indexes; the pass runs elsewhere."""
@@ -168,9 +179,14 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
         vrrp = None if claimed is None else claimed[0]
         selector = None if spec.backends is None else spec.backends.selector
         target_pools = frozenset(p.name for p in (spec.dns.pools or ())) if spec.dns is not None else frozenset()
-        _wakeups.watch(key, (service, selector, vrrp, target_pools))
-        return Watched(slices=tuple(slices_by_service.get((namespace, service), ())),
-                       pods=tuple(pods_by_namespace.get(namespace, ())),
+        slices = tuple(slices_by_service.get((namespace, service), ()))
+        names = slice_pod_names(slices)
+        topics = frozenset({("slices", namespace, service), *(("pod", namespace, n) for n in names),
+                            *(("pool", namespace, p) for p in target_pools)})
+        _wakeups.watch(key, (service, selector, vrrp, target_pools, names), topics)
+        pods = [p for n in sorted(names) for p in pods_by_key.get((namespace, n), ())]
+        pods += pods_by_key.get((namespace, BALANCER_COMPONENT, name), ())
+        return Watched(slices=slices, pods=tuple(pods),
                        vrrp_claims=tuple(vrrp_claims.get(vrrp, ())) if vrrp is not None else (),
                        refusals=tuple(refusals_by_pool.get((namespace, name), ())))
 
@@ -185,7 +201,7 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
 async def endpoint_slice_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
     service = (body.metadata.labels or {}).get(SERVICE_NAME_LABEL)
     if service:
-        for key in _wakeups.wake_where(lambda key, watched: key[0] == namespace and watched[0] == service):
+        for key in _wakeups.wake_topic(("slices", namespace, service)):
             if key in _telemetry:
                 _telemetry[key].slices_changed()
 
@@ -197,17 +213,18 @@ async def pod_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
     if pool is not None:
         _wakeups.wake((namespace, pool))
         return
-    # a backend pod: its weight annotation may have changed (readiness arrives via its slice); a
-    # pool without backends (engine dns over dns.pools: no Service) has none
-    _wakeups.wake_where(lambda key, watched: key[0] == namespace and watched[0] is not None
-                        and (watched[1] is None or matches(watched[1], labels)))
+    # a backend pod: its weight annotation may have changed (readiness arrives via its slice).
+    # Only the pools whose slices name it: a pod no slice names yet reaches a pool with the
+    # slice that names it (waking every pool of the namespace for each pod event cost a pass per
+    # pool per event: bench/scale)
+    _wakeups.wake_topic(("pod", namespace, body.metadata.name))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def pool_changed(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
     # an engine dns pool publishes the pools it names while they are Ready: wake it when one
     # changes, appears or goes
-    _wakeups.wake_where(lambda key, watched: key[0] == namespace and name in watched[3])
+    _wakeups.wake_topic(("pool", namespace, name))
     # a pool that takes, changes or gives up a virtual router (created, edited, deleted) decides
     # whether the other lvs pools claiming it may run. Wake them all: the event does not say which
     # router the pool held before an edit, and lvs pools are few (the index is updated before this)

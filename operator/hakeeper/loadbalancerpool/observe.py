@@ -1,9 +1,10 @@
 """What a pool's pass sees of its surroundings, from the watches (pure).
 
 The operator's watches keep kopf indexes of EndpointSlices (by namespace and Service) and
-of pods (by namespace, trimmed to what a pool reads: see `trim_pod`). A pass gets a
-`Watched` copy of the entries it needs, taken in the event loop, and works on it alone:
-it lists nothing from the API server.
+of pods (trimmed to what a pool reads: see `trim_pod`; keyed by `pod_key`: a balancer pod under
+its pool, any other by its name). A pass gets a `Watched` copy of the entries it needs (its
+balancer pods and the pods its slices name), taken in the event loop, and works on it alone:
+it lists nothing from the API server, and reads nothing of the pods it has no use for.
 """
 
 from __future__ import annotations
@@ -55,6 +56,22 @@ def trim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
                                   for c in status.get("conditions") or []],
                    "podIP": status.get("podIP")},
     }
+
+
+def pod_key(pod: Mapping[str, Any]) -> tuple[str | None, ...]:
+    """The pod index's key: (namespace, BALANCER_COMPONENT, pool) for a pool's balancer pod,
+    (namespace, name) for any other pod (a backend is found by the name its slice gives)."""
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if labels.get(COMPONENT_LABEL) == BALANCER_COMPONENT and labels.get(POOL_LABEL):
+        return (meta.get("namespace"), BALANCER_COMPONENT, labels[POOL_LABEL])
+    return (meta.get("namespace"), meta.get("name"))
+
+
+def slice_pod_names(slices: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """The names of the pods the slices' endpoints refer to (targetRef of kind Pod)."""
+    return frozenset(ref["name"] for s in slices for e in s.get("endpoints") or []
+                     if (ref := e.get("targetRef") or {}).get("kind") == "Pod" and ref.get("name"))
 
 
 def backends_service_name(pool: str, spec: LoadBalancerPoolSpec) -> str | None:

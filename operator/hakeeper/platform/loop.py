@@ -136,12 +136,17 @@ class Wakeups:
     """Who to wake: one asyncio.Event per object, keyed by (namespace, name).
 
     Each registration may carry `data` (what the object watches, e.g. a Service name) that
-    `wake_where` matches on. Call from the event loop's thread (kopf's async handlers).
+    `wake_where` matches on, and `topics` (hashable names of what it watches, e.g. a Service's
+    EndpointSlices) that `wake_topic` finds without looking at every registration: with a
+    thousand pools, each slice event matched a thousand predicates (bench/scale). Call from the
+    event loop's thread (kopf's async handlers).
     """
 
     def __init__(self) -> None:
         self._events: dict[Any, asyncio.Event] = {}
         self._data: dict[Any, Any] = {}
+        self._topics: dict[Any, frozenset[Hashable]] = {}
+        self._by_topic: dict[Hashable, set[Any]] = {}
 
     def register(self, key: Hashable) -> asyncio.Event:
         return self._events.setdefault(key, asyncio.Event())
@@ -149,10 +154,35 @@ class Wakeups:
     def unregister(self, key: Hashable) -> None:
         self._events.pop(key, None)
         self._data.pop(key, None)
+        self._subscribe(key, frozenset())
 
-    def watch(self, key: Hashable, data: Any) -> None:
-        """What the object depends on now (looked at by wake_where)."""
+    def watch(self, key: Hashable, data: Any, topics: frozenset[Hashable] = frozenset()) -> None:
+        """What the object depends on now (looked at by wake_where), and its topics (wake_topic)."""
         self._data[key] = data
+        self._subscribe(key, topics)
+
+    def _subscribe(self, key: Hashable, topics: frozenset[Hashable]) -> None:
+        before = self._topics.pop(key, frozenset())
+        for topic in before - topics:
+            keys = self._by_topic.get(topic)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_topic[topic]
+        for topic in topics - before:
+            self._by_topic.setdefault(topic, set()).add(key)
+        if topics:
+            self._topics[key] = topics
+
+    def wake_topic(self, topic: Hashable) -> list[Any]:
+        """Wakes the objects that watch `topic`; their keys."""
+        woken = []
+        for key in list(self._by_topic.get(topic, ())):
+            event = self._events.get(key)
+            if event is not None:
+                event.set()
+                woken.append(key)
+        return woken
 
     def wake(self, key: Hashable) -> None:
         event = self._events.get(key)

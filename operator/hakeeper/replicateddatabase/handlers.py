@@ -14,7 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import time
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -23,7 +23,7 @@ from hakeeper.api import REPLICATED_DATABASE
 from hakeeper.api.common import parse_duration
 from hakeeper.api.conditions import DatabaseReason, Verdict, now_iso
 from hakeeper.api.events import CommonEvent, DatabaseEvent
-from hakeeper.api.meta import FORCE_FAILOVER_ANNOTATION, RESEED_ANNOTATION, SWITCHOVER_ANNOTATION
+from hakeeper.api.meta import DATABASE_LABEL, FORCE_FAILOVER_ANNOTATION, RESEED_ANNOTATION, SWITCHOVER_ANNOTATION
 from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
 from hakeeper.platform import kube as kubeapi
 from hakeeper.platform import loop
@@ -36,7 +36,8 @@ PLURAL = REPLICATED_DATABASE.plural
 OBJECTS_EVERY_SECONDS = 30.0
 RETRY_SECONDS = 2.0
 STATUS_EVERY_SECONDS = 30.0
-WORKERS = 32
+WORKERS = 8
+"""Threads for the databases' passes; their probes run on the clustering loop's PROBES."""
 
 LOOP = loop.Loop(kind=REPLICATED_DATABASE.kind, failure_reason=CommonEvent.RECONCILE_FAILED, retry=RETRY_SECONDS,
                  executor=concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="replicateddatabase"))
@@ -76,8 +77,28 @@ class DatabasePass:
         """member -> (entry id, its clone running or done in COPIES)."""
         self.reported: set[tuple[str, str]] = set()
         """(member, why) already announced by a ReseedRequired Event."""
+        self.credentials: Any = None
+        """The credentials read when the objects were last applied (read again with them)."""
+        self.statefulset: tuple[float, dict[str, Any] | None] | None = None
+        """(when, the StatefulSet as read then)."""
 
-    def __call__(self, body: Mapping[str, Any], observed: Any = None) -> loop.Outcome:
+    def _statefulset(self, kube: kubeapi.Kube, namespace: str, name: str, applied: bool) -> dict[str, Any] | None:
+        """The StatefulSet, read again only when it may have changed: the objects were just applied
+        (a new template), its controller has not caught up with its generation yet (updateRevision
+        is about to change), a rollout is under way, or OBJECTS_EVERY_SECONDS passed. Between those
+        it is the operator's own object, unchanged (was: a GET every probeInterval)."""
+        now = time.monotonic()
+        if self.statefulset is not None and not applied and now - self.statefulset[0] < OBJECTS_EVERY_SECONDS:
+            sts = self.statefulset[1]
+            settled = sts is not None and ((sts.get("status") or {}).get("observedGeneration")
+                                           == (sts.get("metadata") or {}).get("generation"))
+            if settled and not (self.rollout is not None and self.rollout.outdated):
+                return sts
+        self.statefulset = (now, kube.get("StatefulSet", namespace, name))
+        return self.statefulset[1]
+
+    def __call__(self, body: Mapping[str, Any], observed: Sequence[Mapping[str, Any]] | None = None) -> loop.Outcome:
+        """observed: the database's pods from the operator's index (reconcile.pod_index_entry)."""
         started = time.monotonic()
         meta = body["metadata"]
         name, namespace = meta["name"], meta["namespace"]
@@ -88,15 +109,22 @@ class DatabasePass:
         interval = parse_duration(spec.failover.probe_interval)
         kube = kubeapi.shared()
         generation = meta.get("generation")
-        if self.applied[0] != generation or time.monotonic() - self.applied[1] > OBJECTS_EVERY_SECONDS:
+        applied = self.applied[0] != generation or time.monotonic() - self.applied[1] > OBJECTS_EVERY_SECONDS
+        if applied:
             reconcile.ensure_objects(kube, body, spec)
             self.applied = (generation, time.monotonic())
-        try:
-            credentials = reconcile.credentials(kube, name, namespace, spec)
-        except reconcile.CredentialsMissing as error:
-            problem = Verdict(False, error.reason, str(error))
-            return loop.Outcome(status=status.not_ready(body.get("status"), generation, problem), next_in=interval)
-        members, pods = reconcile.members(kube, name, namespace, spec)
+        if applied or self.credentials is None:
+            # the Secret is read with the objects, not every probeInterval: the passwords live in the
+            # datadirs too, so a changed Secret is no news a second matters for
+            self.credentials = None
+            try:
+                self.credentials = reconcile.credentials(kube, name, namespace, spec)
+            except reconcile.CredentialsMissing as error:
+                problem = Verdict(False, error.reason, str(error))
+                return loop.Outcome(status=status.not_ready(body.get("status"), generation, problem),
+                                    next_in=interval)
+        credentials = self.credentials
+        members, pods = reconcile.members(kube, name, namespace, spec, observed)
         cluster = Cluster(spec.flavor, credentials, Policy.from_spec(spec))
         request = (reconcile.switchover_request(body, name, spec, pods)
                    or reconcile.rollout_switchover(body, self.rollout, self.primary))
@@ -104,8 +132,8 @@ class DatabasePass:
         before = self.primary
         result = cluster.step(members, self.primary, self.memory,
                               switchover_target=request[1] if request else None, force_target=force)
-        decision = rollout.decide(kube.get("StatefulSet", namespace, name), pods, result.members, result.primary,
-                                  busy=result.failover_in_progress)
+        decision = rollout.decide(self._statefulset(kube, namespace, name, applied), pods, result.members,
+                                  result.primary, busy=result.failover_in_progress)
         reseeding = self._reseed_decision(kube, body, spec, members, pods, result)
         written = reconcile.status_of({**body, "status": {**(body.get("status") or {}), "history": self.history}},
                                      spec, result, now_iso(), decision, reseeding)
@@ -239,11 +267,21 @@ def _events(pairs: list[tuple[str, str]]) -> list[loop.Event]:
     return [loop.Event(DatabaseEvent.type_of(reason), reason, message) for reason, message in pairs]
 
 
+@kopf.index("", "v1", "pods", labels={DATABASE_LABEL: kopf.PRESENT})
+async def database_pods(body: kopf.Body, **_: Any) -> dict[Hashable, Any]:
+    """The databases' pods by (namespace, database): a pass reads them here instead of listing
+    them every probeInterval."""
+    return dict(reconcile.pod_index_entry(body))
+
+
 # stopping: let a running pass (a failover, perhaps) finish before cancelling
 @kopf.daemon(GROUP, VERSION, PLURAL, id="cluster", cancellation_backoff=30, cancellation_timeout=15)
 async def run_cluster(body: kopf.Body, namespace: str | None, name: str, stopped: kopf.DaemonStopped, logger: Any,
-                      **_: Any) -> None:
+                      database_pods: kopf.Index[Any, Any] | None = None, **_: Any) -> None:
     assert namespace is not None, "a namespaced kind"
+    # kopf passes every index to every handler, by the name of the function that keeps it
+    assert database_pods is not None
+    index = database_pods
     key = (namespace, name)
     wake = _wakeups.register(key)
     writer = loop.StatusWriter(kubeapi.shared(), REPLICATED_DATABASE.kind, namespace, name,
@@ -251,6 +289,6 @@ async def run_cluster(body: kopf.Body, namespace: str | None, name: str, stopped
     try:
         # the pass writes the status itself (before it moves the role label)
         await loop.run(LOOP, body, writer, DatabasePass(body, writer), wake, stopped, logger,
-                       telemetry=telemetry.record)
+                       observe=lambda _snapshot: tuple(index.get((namespace, name), ())), telemetry=telemetry.record)
     finally:
         _wakeups.unregister(key)

@@ -10,12 +10,13 @@ dies in between finds the decision on restart and only has to move the label.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from hakeeper.api.conditions import ConditionType, DatabaseReason, pod_terminating, with_verdicts
 from hakeeper.api.meta import (
+    DATABASE_LABEL,
     FORCE_FAILOVER_ANNOTATION,
     RESEED_ANNOTATION,
     ROLE_LABEL,
@@ -90,20 +91,37 @@ def credentials(kube: Kube, db: str, namespace: str, spec: ReplicatedDatabaseSpe
                        operator_user=objects.OPERATOR_USER)
 
 
-def members(kube: Kube, db: str, namespace: str, spec: ReplicatedDatabaseSpec) -> tuple[
-        list[Member], dict[str, dict[str, Any]]]:
-    """Members in ordinal order, each at its pod IP (or its stable DNS name while it has none)."""
-    selector = ",".join(f"{k}={v}" for k, v in objects.selector(db).items())
-    pods = {p["metadata"]["name"]: p for p in kube.list("Pod", namespace, label_selector=selector)}
+def pod_index_entry(pod: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """For the operator's index of database pods: {(namespace, database): the pod without its
+    spec but nodeName, and without managedFields} for a pod a database's selector
+    (objects.selector) picks; {} for any other."""
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    db = labels.get(DATABASE_LABEL)
+    if not db or any(labels.get(k) != v for k, v in objects.selector(db).items()):
+        return {}
+    return {(str(meta.get("namespace") or ""), db): {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {k: v for k, v in meta.items() if k != "managedFields"},
+        "spec": {"nodeName": (pod.get("spec") or {}).get("nodeName")}, "status": pod.get("status") or {}}}
+
+
+def members(kube: Kube, db: str, namespace: str, spec: ReplicatedDatabaseSpec,
+            watched: Sequence[Mapping[str, Any]] | None = None) -> tuple[list[Member], dict[str, dict[str, Any]]]:
+    """Members in ordinal order, each at its pod IP (or its stable DNS name while it has none).
+    watched: the database's pods from the operator's index (pod_index_entry); None lists them."""
+    if watched is None:
+        selector = ",".join(f"{k}={v}" for k, v in objects.selector(db).items())
+        watched = kube.list("Pod", namespace, label_selector=selector)
+    pods = {p["metadata"]["name"]: dict(p) for p in watched}
     out = []
     for ordinal in range(spec.replicas):
         name = f"{db}-{ordinal}"
         pod = pods.get(name)
         ip = ((pod or {}).get("status") or {}).get("podIP")
-        # no IP: the probe fails, which is the truth; the member stays in the list so a lost
-        # primary is counted as failing rather than forgotten
+        # no IP: unreachable, which is the truth (recorded without a connection); the member stays
+        # in the list so a lost primary is counted as failing rather than forgotten
         out.append(Member(name=name, host=ip or f"{name}.{objects.names(db)['headless']}.{namespace}.svc",
-                          port=3306))
+                          port=3306, addressed=ip is not None))
     return out, pods
 
 

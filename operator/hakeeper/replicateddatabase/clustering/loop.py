@@ -23,13 +23,19 @@ from hakeeper.replicateddatabase.clustering.act import Executor
 from hakeeper.replicateddatabase.clustering.actions import Action, Clone, DisconnectClients, OpenWrites, ReplicateFrom
 from hakeeper.replicateddatabase.clustering.classify import Classification, ClusterState, classify
 from hakeeper.replicateddatabase.clustering.flavor import Flavor, flavor_for
-from hakeeper.replicateddatabase.clustering.members import Credentials, Member, MemberState
+from hakeeper.replicateddatabase.clustering.members import NOT_ADDRESSED, Credentials, Member, MemberState
 from hakeeper.replicateddatabase.clustering.memory import LoopMemory, Switchover
 from hakeeper.replicateddatabase.clustering.ops import Ops, PyMySQLOps
 from hakeeper.replicateddatabase.clustering.plan import Plan, plan
 from hakeeper.replicateddatabase.clustering.policy import Policy
 
 Event = tuple[str, str]
+
+PROBE_WORKERS = 8
+PROBES = ThreadPoolExecutor(PROBE_WORKERS, thread_name_prefix="probe")
+"""Every database's probes share these threads (a pool per step started and joined threads at
+every probeInterval; bench/scale). Probes submit nothing, so a step waiting on them never holds
+one of them: no deadlock however many steps wait."""
 
 
 @dataclass(frozen=True)
@@ -108,12 +114,17 @@ class Cluster:
         fetched, the primary had before it was probed, so comparing the two never races."""
         others = [m for m in members if m.name != primary]
         first = [m for m in members if m.name == primary]
-        probe = self.ops.gather
+
+        def probe(member: Member) -> MemberState:
+            if not member.addressed:  # unreachable, and known to be without a connection
+                return MemberState(name=member.name, reachable=False, error=NOT_ADDRESSED)
+            return self.ops.gather(member)
 
         states: dict[str, MemberState] = {}
-        if others:
-            with ThreadPoolExecutor(max_workers=len(others)) as pool:
-                states.update({s.name: s for s in pool.map(probe, others)})
+        if len(others) == 1:
+            states[others[0].name] = probe(others[0])
+        elif others:
+            states.update({s.name: s for s in PROBES.map(probe, others)})
         for m in first:
             states[m.name] = probe(m)
         return {m.name: states[m.name] for m in members}

@@ -17,6 +17,13 @@ class Member:
     name: str
     host: str
     port: int = 3306
+    addressed: bool = True
+    """False while the member's pod has no IP (not scheduled, not started): it cannot answer,
+    so the loop records it unreachable without a connection (`NOT_ADDRESSED`)."""
+
+
+NOT_ADDRESSED = "not probed: the member's pod has no IP (not scheduled or not started)"
+"""MemberState.error of a member without an address."""
 
 
 @dataclass(frozen=True)
