@@ -484,7 +484,7 @@ def main() -> None:
     args = parser.parse_args()
     if len(os.sched_getaffinity(0)) < 2:
         raise SystemExit("bench/backup pins work to CPUs 0 and 1: it needs both")
-    tables = []
+    tables: list[str] = []
     with objectstore.running() as store:
         pin(store.process.pid, BACK)
         for flavor in args.flavors.split(","):
@@ -494,7 +494,7 @@ def main() -> None:
             log(f"{flavor}: {json.dumps(dataclasses.asdict(res))}")
             tables.append(table(res))
             log(f"{flavor}: {time.monotonic() - started:.0f}s")
-    print("\n\n".join(tables))
+            print(tables[-1] + "\n", flush=True)  # each flavor's table as soon as it is measured
 
 
 if __name__ == "__main__":
