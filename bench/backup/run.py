@@ -457,10 +457,10 @@ def table(res: Result) -> str:
     rows += [
         ("restore: download → server answering (s) / download alone", f"{restore_total:.1f} s",
          f"{b['download_only']:.1f} s", f"{restore_total / b['download_only']:.2f}"),
-        ("restore: data MiB/s / download alone", rate(res.data, restore_total), rate(res.data, b["download_only"]),
-         f"{b['download_only'] / restore_total:.2f}"),
+        ("restore: MiB/s of data / of the object, downloaded alone", rate(res.data, restore_total),
+         rate(res.compressed, b["download_only"]), ""),
         ("of which download / SHA-256 check / unpack + prepare", phases(r, "download", "downloaded", "checked", "prepared"),
-         f"download + sha256sum {b['download']:.1f} s", ""),
+         f"download + sha256sum, first time {b['download']:.1f} s", ""),
         ("of which server on the copy / position / stop + move / member's server start",
          phases(r, "prepared", "served", "stopping", "moved", "answering"), "", ""),
         ("point-in-time restore (s) / restore as it is", f"{res.pitr['answering']:.1f} s", f"{restore_total:.1f} s",
