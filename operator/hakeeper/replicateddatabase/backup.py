@@ -475,8 +475,11 @@ gtid=""
 # database's Secret), but with no network, writable, not replicating. MariaDB: its binary log
 # state starts at the copy's position, so the replayed transactions and the new primary's own
 # continue its GTIDs (MariaDB's "gtid_binlog_state"); MySQL's clone carries gtid_executed.
+# No event scheduler: the copy holds the self-fencing event (clustering/lease.py) and a lease
+# that lapsed long ago, so on this writable server the event set it read-only within a second
+# (MySQL: super_read_only, which stopped the replay half-way: ERROR 1290, seen in bench/backup).
 _SERVE_COPY = rf"""{{server}} --defaults-file={BASE_CONF_DIR}/my.cnf --datadir="$partial/data" --skip-networking \
-  --socket={TMP_DIR}/restore.sock --pid-file={TMP_DIR}/restore.pid --read-only=OFF {{extra}}\
+  --socket={TMP_DIR}/restore.sock --pid-file={TMP_DIR}/restore.pid --read-only=OFF --event-scheduler=OFF {{extra}}\
   --log-error={TMP_DIR}/restore.log &
 server=$!
 sql() {{{{ MYSQL_PWD="$OPERATOR_PASSWORD" {{client}} -S {TMP_DIR}/restore.sock -u {OPERATOR_USER} "$@"; }}}}
