@@ -131,11 +131,15 @@ def test_the_wrapper_s_last_line_says_why_it_failed(tmp_path) -> None:
     failing = "echo 'restoring backup 20261130T010000Z'\necho 'restore: cannot download data.tar.zst' >&2\nexit 1\n"
     script = (head + "<<'HAKEEPER_RESTORE'\n" + failing + "HAKEEPER_RESTORE\n" + tail).replace(
         objects.TMP_DIR + "/", f"{tmp_path}/")
-    done = subprocess.run(["dash", "-c", "ordinal=0\n" + script], capture_output=True, text=True)
+    # as in init_script: set -eu first
+    done = subprocess.run(["dash", "-c", "set -eu\nordinal=0\n" + script], capture_output=True, text=True)
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1] == "restore failed: cannot download data.tar.zst"
+    assert done.stderr.strip().splitlines() == ["restore failed: cannot download data.tar.zst"]
+    assert (tmp_path / "restore.rc").read_text() == "1\n"
+    assert (tmp_path / "restore.log").read_text() == ("restoring backup 20261130T010000Z\n"
+                                                     "restore: cannot download data.tar.zst\n")
     (tmp_path / "restore.sh").unlink()
-    other = subprocess.run(["dash", "-c", "ordinal=1\n" + script], capture_output=True, text=True)
+    other = subprocess.run(["dash", "-c", "set -eu\nordinal=1\n" + script], capture_output=True, text=True)
     assert other.returncode == 0 and not (tmp_path / "restore.sh").exists()  # only the first member restores
 
 

@@ -73,7 +73,8 @@ def init_part(flavor: str, restore: backup.Restore) -> str:
     return f"""if [ "$ordinal" = 0 ]; then
 cat > {TMP_DIR}/restore.sh <<'HAKEEPER_RESTORE'
 {script}HAKEEPER_RESTORE
-{{ sh -eu {TMP_DIR}/restore.sh 2>&1; echo $? > {TMP_DIR}/restore.rc; }} | tee {LOG}
+rm -f {TMP_DIR}/restore.rc
+{{ rc=0; sh -eu {TMP_DIR}/restore.sh 2>&1 || rc=$?; echo $rc > {TMP_DIR}/restore.rc; }} | tee {LOG}
 if [ "$(cat {TMP_DIR}/restore.rc)" != 0 ]; then
   why=$(grep -v '^[[:space:]]*$' {LOG} | tail -n 1)
   printf 'restore failed: %s\\n' "${{why#restore: }}" > {TMP_DIR}/restore.why
