@@ -152,7 +152,8 @@ def observe(pod: Mapping[str, Any] | None) -> tuple[Phase, str]:
     if failed and failed.get("exitCode") != 0:
         why = _last_line(failed.get("message")) or f"the init container exited with {failed.get('exitCode')}"
         return "Failed", why if why.startswith("restore failed") else f"restore failed: {why}"
-    return "Restoring", "restoring (kubectl logs <database>-0 -c init)"
+    member = (pod.get("metadata") or {}).get("name") or "the first member"
+    return "Restoring", f"under way: kubectl logs {member} -c {INIT_CONTAINER}"
 
 
 def progress(before: RestoreStatus | None, spec: RestoreSpec, observed: tuple[Phase, str]) -> tuple[
