@@ -114,9 +114,13 @@ def test_a_new_database_restores_a_backup_to_a_point_in_time(operator, namespace
         first_id = next(word for word in first.split() if len(word) == 16 and word.endswith("Z"))
         stamp = point.strftime("%Y-%m-%dT%H:%M:%SZ")
 
-        # a point before the oldest backup: refused, said so, nothing deleted
+        # a point before the oldest backup: refused, said so, nothing deleted; and a key the store's
+        # Secret lacks: the restoring container cannot start, said so
         operator.apply(_restored("early", flavor, target_spec(objects_store), "2000-01-01T00:00:00Z", 1),
                        "-n", namespace)
+        keyless = target_spec(objects_store)
+        keyless["s3"]["credentials"]["accessKeyIdKey"] = "no-such-key"
+        operator.apply(_restored("keyless", flavor, keyless, stamp, 1), "-n", namespace)
 
         def refused() -> dict | None:
             ready = _condition(_status(operator, namespace, "early"), "Ready")
@@ -132,6 +136,13 @@ def test_a_new_database_restores_a_backup_to_a_point_in_time(operator, namespace
         assert "before the oldest backup" in ready["message"] and first_id in ready["message"], ready
         assert event["type"] == "Warning" and "before the oldest backup" in event["message"], event
         assert _status(operator, namespace, "early")["restore"]["phase"] == "Failed"
+        try:
+            keyless_ready = poll(lambda: next((c for c in [_condition(_status(operator, namespace, "keyless"), "Ready")]
+                                               if c.get("reason") == "RestoreFailed"), None), 120,
+                                 what="keyless: Ready=False RestoreFailed", interval=1)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{diagnosis(operator, namespace, 'keyless')}") from None
+        assert "no-such-key" in keyless_ready["message"] and "store" in keyless_ready["message"], keyless_ready
 
         # a point between the two backups: the first backup, and the binary logs up to the point
         operator.apply(_restored("dst", flavor, target_spec(objects_store), stamp, 2), "-n", namespace)
@@ -173,5 +184,5 @@ def test_a_new_database_restores_a_backup_to_a_point_in_time(operator, namespace
         reasons = [e["reason"] for e in events(operator, namespace, "dst")]
         assert "RestoreStarted" in reasons and "RestoreCompleted" in reasons, reasons
         assert "RestoreFailed" not in reasons, reasons
-        for name in ("dst", "early", "src"):
+        for name in ("dst", "early", "keyless", "src"):
             operator.kubectl("delete", "rdb", name, "-n", namespace, "--wait=false")
