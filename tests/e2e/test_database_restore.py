@@ -157,8 +157,9 @@ def test_a_new_database_restores_a_backup_to_a_point_in_time(operator, namespace
         except AssertionError as error:
             raise AssertionError(f"{error}\n{diagnosis(operator, namespace, 'dst')}") from None
         # for the README: how long a user waits (printed with -rP)
-        print(f"{flavor}: backups {first_seconds:.1f} s and {second_seconds:.1f} s; restored and Ready after "
-              f"{ready_after:.1f} s, Healthy (second member copied) after {healthy_after:.1f} s")
+        print(f"{flavor}: backups {first_seconds:.1f} s and {second_seconds:.1f} s; from the restored database's "
+              f"creation: Ready after {ready_after:.1f} s (Ready wants the primary and a replicating replica: the "
+              f"restore and the second member's copy), Healthy after {healthy_after:.1f} s")
         status = _status(operator, namespace, "dst")
         assert _condition(status, "Ready")["status"] == "True", status
         assert status["restore"]["phase"] == "Completed" and status["restore"]["backup"] == first_id, status["restore"]
@@ -181,8 +182,14 @@ def test_a_new_database_restores_a_backup_to_a_point_in_time(operator, namespace
         # the control: another change to the restored database's spec is taken
         operator.kubectl("patch", "rdb", "dst", "-n", namespace, "--type=merge", "-p",
                          json.dumps({"spec": {"failover": {"antiFlapWindow": "6s"}}}))
-        reasons = [e["reason"] for e in events(operator, namespace, "dst")]
+        said = events(operator, namespace, "dst")
+        reasons = [e["reason"] for e in said]
         assert "RestoreStarted" in reasons and "RestoreCompleted" in reasons, reasons
         assert "RestoreFailed" not in reasons, reasons
+        # the second member was rebuilt from the restored primary's data, nobody asked
+        assert "ReseedStarted" in reasons and "ReseedCompleted" in reasons, reasons
+        assert "ReseedRequired" not in reasons, reasons
+        print("\n".join(f"  {e.get('firstTimestamp') or e.get('eventTime')} {e['reason']}: {e['message']}"
+                        for e in said))
         for name in ("dst", "early", "keyless", "src"):
             operator.kubectl("delete", "rdb", name, "-n", namespace, "--wait=false")
