@@ -289,6 +289,12 @@ class ReplicatedDatabaseSpec(Model):
                     "would let it through without one"),
                 cel("duration(self.failover.antiFlapWindow) >= duration(self.failover.probeInterval)",
                     "failover.antiFlapWindow must be at least one probeInterval"),
+                # a transition rule (oldSelf: updates only): spec.restore is read when the database is
+                # created; added to a database that has data it would restore nothing, and say otherwise
+                cel("has(self.restore) == has(oldSelf.restore) && "
+                    "(!has(self.restore) || self.restore == oldSelf.restore)",
+                    "restore is read only when the database is created: it cannot be added, changed or removed "
+                    "afterwards (create a new database to restore into)"),
             ]
         }
     )

@@ -414,19 +414,66 @@ class Restore:
     """What a restore starts from: the backup `id` (choose_base) in the store $HK_STORE_ROOT,
     and `point`: None for the backup as it is, else the time (UTC) its binary logs are replayed
     up to (excluded: events at or after it are not applied), from the binlog/<binlogs_of>/
-    directory of the member whose logs cover it (the primary's at the time)."""
+    directory of the member whose logs cover it (the primary's at the time).
+
+    id "": the script chooses the base in the store as choose_base does (CHOOSE_BASE);
+    binlogs_of "": the member whose binary logs were stored last (CHOOSE_BINLOGS)."""
 
     id: str
     point: datetime | None = None
     binlogs_of: str = ""
 
     def __post_init__(self) -> None:
-        _check(ID, self.id, "backup id")
+        # "": the restoring script chooses (CHOOSE_BASE, as choose_base does): the operator
+        # cannot read the store, the member restoring can
+        if self.id:
+            _check(ID, self.id, "backup id")
         if self.point is not None:
             if self.point.tzinfo is None:
                 raise BackupError("the point in time has no time zone")
-            _check(_HOST, self.binlogs_of, "member whose binary logs are replayed")
+            if self.binlogs_of:
+                _check(_HOST, self.binlogs_of, "member whose binary logs are replayed")
 
+
+CHOOSE_BASE_FUNCTION = r"""choose_base() { # stdin: '<id> <finished>' lines; $1: the point in time or ''
+  awk -v point="$1" '
+    NF == 2 { n++; if (oldest == "" || $2 < oldest_f) { oldest = $1; oldest_f = $2 }
+              if ((point == "" || $2 <= point) && $1 > best) best = $1 }
+    END {
+      if (n == 0) { print "restore: there is no complete backup to restore from" > "/dev/stderr"; exit 1 }
+      if (best == "") { printf "restore: the point in time %s is before the oldest backup (%s, finished %s): " \
+                        "no backup holds the data as it was then\n", point, oldest, oldest_f > "/dev/stderr"; exit 1 }
+      print best
+    }'
+}
+"""
+"""sh: choose_base's rule over `<id> <finished>` lines (RFC 3339, UTC, whole seconds: they
+compare as strings): the newest id finished by the point in time $1 ('' for the newest of all)
+on stdout, or the same refusals on stderr and exit status 1."""
+
+# The base, when none is named: every complete backup's finished time from its manifest, then
+# choose_base. The point is RFC 3339 in whole seconds ($HK_RESTORE_POINT, UTC): a manifest's
+# times have no fraction, so `finished <= point` holds for it as for the exact point.
+CHOOSE_BASE = CHOOSE_BASE_FUNCTION + rf"""bases=$(rclone lsf -R --files-only --include "*/{MANIFEST}" \
+  "$HK_STORE_ROOT/base/") \
+  || {{ echo "restore: cannot list the backups in $HK_STORE_ROOT (rclone's message above)" >&2; exit 1; }}
+rows=$(for m in $bases; do
+  id=${{m%/{MANIFEST}}}
+  echo "$id" | grep -Eq '^[0-9]{{8}}T[0-9]{{6}}Z$' || continue
+  finished=$(rclone cat "$HK_STORE_ROOT/base/$m" | sed -n 's/^  "finished": "\([0-9TZ:-]*\)",$/\1/p')
+  if [ -n "$finished" ]; then echo "$id $finished"; fi
+done)
+HK_RESTORE_ID=$(printf '%s\n' "$rows" | choose_base "$HK_RESTORE_POINT")
+"""
+
+# Whose binary logs, when nobody said: the member whose logs were stored last, the primary of
+# the last run. It logs what it replicated too (log_replica_updates), so its logs hold every
+# transaction since they begin, not only those it wrote as the primary.
+CHOOSE_BINLOGS = r"""HK_RESTORE_BINLOGS_OF=$(rclone lsf -R --files-only --format tp "$HK_STORE_ROOT/binlog/" \
+  | sort | tail -n 1 | cut -d';' -f2 | cut -d/ -f1)
+printf '%s\n' "$HK_RESTORE_BINLOGS_OF" | grep -Eq '^[A-Za-z0-9.-]{1,253}$' \
+  || { echo "restore: no binary logs in $HK_STORE_ROOT/binlog/ to replay up to the point in time" >&2; exit 1; }
+"""
 
 # Download, verify, prepare: into .restoring.partial, renamed .restoring once complete, so a
 # start cut short begins again; DATA_DIR only once every step succeeded. The SHA-256 is the
@@ -528,10 +575,16 @@ def restore_script(flavor: str, restore: Restore) -> str:
     extra = "--skip-slave-start " if flavor == "mariadb" else "--super-read-only=OFF --skip-replica-start "
     serve = _SERVE_COPY.format(server=server.server, client=client, extra=extra)
     # TZ: mysqlbinlog reads --stop-datetime in the local time zone
-    lines = [f"if [ ! -d {DATA_DIR} ] && [ ! -d {VOLUME_DIR}/.restoring ]; then", "export TZ=UTC",
-             f"HK_RESTORE_ID={restore.id}"]
+    lines = [f"if [ ! -d {DATA_DIR} ] && [ ! -d {VOLUME_DIR}/.restoring ]; then", "export TZ=UTC"]
+    if restore.id:
+        lines.append(f"HK_RESTORE_ID={restore.id}")
+    else:
+        point = "" if restore.point is None else restore.point.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        lines += [f"HK_RESTORE_POINT='{point}'", CHOOSE_BASE.rstrip("\n")]
     if restore.point is not None:
-        lines += [f"HK_RESTORE_STOP='{stop_datetime(restore.point)}'", f"HK_RESTORE_BINLOGS_OF={restore.binlogs_of}"]
+        lines.append(f"HK_RESTORE_STOP='{stop_datetime(restore.point)}'")
+        lines.append(f"HK_RESTORE_BINLOGS_OF={restore.binlogs_of}" if restore.binlogs_of
+                     else CHOOSE_BINLOGS.rstrip("\n"))
     body = _FETCH + (_MARIADB_UNPACK if flavor == "mariadb" else _MYSQL_UNPACK) + serve
     body += _MARIADB_POSITION if flavor == "mariadb" else _MYSQL_POSITION
     if restore.point is not None:

@@ -24,11 +24,11 @@ from hakeeper.api.common import parse_duration
 from hakeeper.api.conditions import DatabaseReason, Verdict, now_iso
 from hakeeper.api.events import CommonEvent, DatabaseEvent
 from hakeeper.api.meta import DATABASE_LABEL, FORCE_FAILOVER_ANNOTATION, RESEED_ANNOTATION, SWITCHOVER_ANNOTATION
-from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
+from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec, RestoreStatus
 from hakeeper.platform import kube as kubeapi
 from hakeeper.platform import loop
 from hakeeper.platform.spec import mark, on_spec, parse_spec
-from hakeeper.replicateddatabase import objects, reconcile, reseed, rollout, status, telemetry
+from hakeeper.replicateddatabase import objects, reconcile, reseed, restore, rollout, status, telemetry
 from hakeeper.replicateddatabase.clustering import Cluster, LoopMemory, Policy
 
 GROUP, VERSION = REPLICATED_DATABASE.api_version.split("/")
@@ -81,6 +81,9 @@ class DatabasePass:
         """The credentials read when the objects were last applied (read again with them)."""
         self.statefulset: tuple[float, dict[str, Any] | None] | None = None
         """(when, the StatefulSet as read then)."""
+        self.restore: RestoreStatus | None = (RestoreStatus.model_validate(status["restore"])
+                                              if status.get("restore") else None)
+        """status.restore as last decided (spec.restore)."""
 
     def _statefulset(self, kube: kubeapi.Kube, namespace: str, name: str, applied: bool) -> dict[str, Any] | None:
         """The StatefulSet, read again only when it may have changed: the objects were just applied
@@ -135,8 +138,9 @@ class DatabasePass:
         decision = rollout.decide(self._statefulset(kube, namespace, name, applied), pods, result.members,
                                   result.primary, busy=result.failover_in_progress)
         reseeding = self._reseed_decision(kube, body, spec, members, pods, result)
+        restoring, restore_events = self._restore(spec, pods, name)
         written = reconcile.status_of({**body, "status": {**(body.get("status") or {}), "history": self.history}},
-                                     spec, result, now_iso(), decision, reseeding)
+                                     spec, result, now_iso(), decision, reseeding, restoring)
         write_handled, handled = reconcile.handled_switchover(body, request, result)
         if write_handled:
             # done: a later failover must not switch back to this target
@@ -154,13 +158,24 @@ class DatabasePass:
             done_with[FORCE_FAILOVER_ANNOTATION] = None  # used once, or refused with an Event
         if done_with:
             kube.patch(REPLICATED_DATABASE.kind, namespace, name, {"metadata": {"annotations": done_with}})
-        events = _events(result.events)
+        events = restore_events + _events(result.events)
         events += self._roll(kube, namespace, pods, decision)
         events += self._reseed(kube, cluster, body, members, pods, reseeding)
         if before is not None and result.primary != before:
             self.departures[before] = reconcile.Departure(since=time.monotonic())
         events += self._disconnect(kube, cluster, members, name, namespace, pods, result.primary)
         return loop.Outcome(events=events, next_in=max(0.05, interval - (time.monotonic() - started)))
+
+    def _restore(self, spec: ReplicatedDatabaseSpec, pods: Mapping[str, Any], name: str) -> tuple[
+            RestoreStatus | None, list[loop.Event]]:
+        """status.restore from the first member's init container (restore.observe, progress), and
+        its Events; (None, []) without spec.restore."""
+        if spec.restore is None:
+            return None, []
+        observed = restore.observe(pods.get(f"{name}-0")) if (
+            self.restore is None or self.restore.phase != "Completed") else ("Completed", "")
+        self.restore, pairs = restore.progress(self.restore, spec.restore, observed)
+        return self.restore, [loop.Event.of(reason, message) for reason, message in pairs]
 
     def _disconnect(self, kube: kubeapi.Kube, cluster: Cluster, members: list[Any], name: str, namespace: str,
                     pods: Mapping[str, Any], primary: str | None) -> list[loop.Event]:
@@ -196,7 +211,8 @@ class DatabasePass:
         return reseed.decide(spec.flavor, result.members, pods, {m.name: m.host for m in members}, self.reseeds,
                              result.primary, auto=spec.auto_reseed, requested=reconcile.reseed_request(body),
                              copies=copies, busy=result.failover_in_progress,
-                             new_id=datetime.datetime.now(datetime.UTC).strftime("%Y%m%dt%H%M%Sz"), now=now_iso())
+                             new_id=datetime.datetime.now(datetime.UTC).strftime("%Y%m%dt%H%M%Sz"), now=now_iso(),
+                             restored=spec.restore is not None)
 
     def _reseed(self, kube: kubeapi.Kube, cluster: Cluster, body: Mapping[str, Any], members: list[Any],
                 pods: Mapping[str, Any], d: reseed.ReseedDecision) -> list[loop.Event]:

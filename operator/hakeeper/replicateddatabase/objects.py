@@ -437,7 +437,23 @@ SCRATCH_VOLUMES = {"conf": CONF_DIR, "run": RUN_DIR, "tmp": TMP_DIR, "files": FI
 """emptyDir volumes by name -> mount path: everything the server writes outside its datadir."""
 
 
-def statefulset(db: str, namespace: str, spec: ReplicatedDatabaseSpec, secret: str | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PodExtras:
+    """What the members' pod template adds for a restore (replicateddatabase.restore): sh for
+    init_script's `restore`, and the init container's extra environment variables, volumes and
+    mounts (the store's)."""
+
+    init: str
+    env: tuple[dict[str, Any], ...] = ()
+    volumes: tuple[dict[str, Any], ...] = ()
+    mounts: tuple[dict[str, Any], ...] = ()
+
+
+def statefulset(db: str, namespace: str, spec: ReplicatedDatabaseSpec, secret: str | None = None,
+                restore: PodExtras | None = None) -> dict[str, Any]:
+    """The members' StatefulSet; `restore`: the first member restores a backup in its init
+    container (only without a datadir), whose termination message then falls back to its log's
+    tail, so that the status can say why a restore failed."""
     n = names(db)
     server_layout = layout(spec.flavor)
     image = spec.image or DEFAULT_IMAGE[spec.flavor]
@@ -459,9 +475,14 @@ def statefulset(db: str, namespace: str, spec: ReplicatedDatabaseSpec, secret: s
         "volumeMounts": mounts,
         "securityContext": dict(CONTAINER_SECURITY),
     }
-    init = {"name": "init", "image": image, "command": ["sh", "-c", init_script(spec.flavor)],
+    init: dict[str, Any] = {"name": "init", "image": image,
+            "command": ["sh", "-c", init_script(spec.flavor, restore.init if restore else "")],
             "env": [pod_ip, *_secret_env(secret or n["credentials"])], "volumeMounts": [*mounts, reseed_mount],
             "securityContext": dict(CONTAINER_SECURITY)}
+    if restore is not None:
+        init["env"] += list(restore.env)
+        init["volumeMounts"] += list(restore.mounts)
+        init["terminationMessagePolicy"] = "FallbackToLogsOnError"
     if resources:
         server["resources"] = resources
         init["resources"] = resources  # mysqld --initialize starts the storage engine
@@ -497,7 +518,8 @@ def statefulset(db: str, namespace: str, spec: ReplicatedDatabaseSpec, secret: s
                     "volumes": [*({"name": name, "emptyDir": {}} for name in SCRATCH_VOLUMES),
                                 {"name": "base-conf", "configMap": {"name": n["config"]}},
                                 # written only while a member is re-seeded (reseed.py)
-                                {"name": "reseed", "configMap": {"name": n["reseed"], "optional": True}}],
+                                {"name": "reseed", "configMap": {"name": n["reseed"], "optional": True}},
+                                *(restore.volumes if restore else ())],
                     "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
                         "weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
                                                            "labelSelector": {"matchLabels": selector(db)}}}]}},

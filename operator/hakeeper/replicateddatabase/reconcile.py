@@ -23,9 +23,10 @@ from hakeeper.api.meta import (
     SERVICE_NAME_LABEL,
     SWITCHOVER_ANNOTATION,
 )
-from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec, RolloutStatus
+from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec, RestoreStatus, RolloutStatus
 from hakeeper.platform.kube import Kube, owned_by
 from hakeeper.replicateddatabase import objects, reseed, rollout
+from hakeeper.replicateddatabase import restore as restore_
 from hakeeper.replicateddatabase import status as status_
 from hakeeper.replicateddatabase.clustering import Credentials, LoopMemory, Member, StepResult
 from hakeeper.replicateddatabase.clustering.classify import ANY_REPLICA
@@ -59,8 +60,9 @@ def ensure_objects(kube: Kube, body: Mapping[str, Any], spec: ReplicatedDatabase
             kube.patch("Secret", namespace, objects.names(db)["credentials"], {"data": {
                 key: base64.b64encode(value.encode()).decode()
                 for key, value in objects.application_credentials().items()}})
+    extras = restore_.pod_extras(spec.flavor, spec.restore) if spec.restore is not None else None
     desired = [objects.config_map(db, namespace, spec), *objects.services(db, namespace, spec),
-               objects.statefulset(db, namespace, spec, secret_name(db, spec)),
+               objects.statefulset(db, namespace, spec, secret_name(db, spec), extras),
                objects.pod_disruption_budget(db, namespace, spec)]
     kube.apply_all([owned_by(o, owner) for o in desired if o is not None])
 
@@ -238,10 +240,12 @@ def role_labels(kube: Kube, namespace: str, pods: Mapping[str, Mapping[str, Any]
 
 def status_of(body: Mapping[str, Any], spec: ReplicatedDatabaseSpec, result: StepResult,
               now_iso: str, decision: rollout.RolloutDecision | None = None,
-              reseeding: reseed.ReseedDecision | None = None) -> dict[str, Any]:
+              reseeding: reseed.ReseedDecision | None = None,
+              restoring: RestoreStatus | None = None) -> dict[str, Any]:
     """The status patch after one step (status.status_model, as StatusModel.patch writes it),
     with status.rollout from the rollout's decision, status.reseed and the ReseedRequired
-    condition from the re-seed's, when given."""
+    condition from the re-seed's, status.restore and, while it is not complete, Ready (reason
+    Restoring or RestoreFailed: restore.verdict) from the restore's, when given."""
     needed = status_.replicas_needed(spec.replicas, spec.semi_sync.enabled, spec.semi_sync.wait_for_replica_count)
     model = status_.status_model(body, result, now_iso, needed)
     if decision is not None:
@@ -250,6 +254,12 @@ def status_of(body: Mapping[str, Any], spec: ReplicatedDatabaseSpec, result: Ste
         model.reseed = reseed.status_of(reseeding)
         model.conditions = with_verdicts(model.conditions, [(ConditionType.RESEED_REQUIRED, reseed.verdict(
             reseeding, body["metadata"]["name"], spec.auto_reseed))], body["metadata"].get("generation"), now_iso)
+    if restoring is not None:
+        model.restore = restoring
+        ready = restore_.verdict(restoring)
+        if ready is not None:
+            model.conditions = with_verdicts(model.conditions, [(ConditionType.READY, ready)],
+                                             body["metadata"].get("generation"), now_iso)
     return model.patch()
 
 

@@ -96,6 +96,8 @@ def entries_of(config_map: Mapping[str, Any] | None) -> dict[str, Entry | None]:
 
 
 CopyState = Literal["running", "done", "failed"]
+ERRANT = "it has transactions the primary lacks"
+"""How clustering.classify.reseed_reason begins for an errant member."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ def donor_for(members: Sequence[Mapping[str, Any]], recipient: str, primary: str
 def decide(flavor: str, members: Sequence[Mapping[str, Any]], pods: Mapping[str, Mapping[str, Any]],
            hosts: Mapping[str, str], entries: Mapping[str, Entry | None], primary: str | None, *,
            auto: bool, requested: str | None, copies: Mapping[str, CopyState], busy: bool, new_id: str,
-           now: str) -> ReseedDecision:
+           now: str, restored: bool = False) -> ReseedDecision:
     """The next re-seed step.
 
     flavor: "mysql" or "mariadb"; members: the last step's status.members entries (name, role,
@@ -157,7 +159,10 @@ def decide(flavor: str, members: Sequence[Mapping[str, Any]], pods: Mapping[str,
     primary; auto: spec.autoReseed; requested: the member the reseed annotation names; copies:
     the state of this process's clone of each member (absent: none runs, e.g. after a restart
     of the operator); busy: a failover, switchover or rollout is under way; new_id: the id a new
-    re-seed gets; now: RFC 3339.
+    re-seed gets; now: RFC 3339; restored: the database was created from a backup (spec.restore),
+    so that a member whose source lacks the binary logs it needs is rebuilt without asking, as
+    its new members must be (restore.py): it has nothing the primary lacks, nothing is lost. An
+    errant member still waits for approval.
     """
     by_name = {m["name"]: m for m in members}
     required = tuple((m["name"], m["reseed"]) for m in members if m.get("reseed") and m["name"] != primary)
@@ -170,7 +175,8 @@ def decide(flavor: str, members: Sequence[Mapping[str, Any]], pods: Mapping[str,
         return ReseedDecision("none")
     if busy:
         return ReseedDecision("wait", reason="a failover, switchover or rollout is under way", required=required)
-    approved = [name for name, _ in required if auto or name == requested]
+    approved = [name for name, why in required
+                if auto or name == requested or (restored and not why.startswith(ERRANT))]
     if not approved:
         return ReseedDecision("report", required=required)
     member = approved[0]
@@ -184,7 +190,7 @@ def decide(flavor: str, members: Sequence[Mapping[str, Any]], pods: Mapping[str,
         # the member's own server runs the clone
         return ReseedDecision("wait", member, reason=f"{member}'s server must be up to clone", required=required)
     why = dict(required)[member]
-    errant = why.startswith("it has transactions the primary lacks")
+    errant = why.startswith(ERRANT)
     entry = Entry(member=member, id=new_id, donor=donor, host=hosts[donor],
                   phase="copy" if flavor == "mysql" else "restart", keep="errant" if errant else "discard",
                   pod=str(pod["metadata"].get("uid") or ""), started=now)
