@@ -28,7 +28,7 @@ from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec
 from hakeeper.platform import kube as kubeapi
 from hakeeper.platform import loop
 from hakeeper.platform.spec import mark, on_spec, parse_spec
-from hakeeper.replicateddatabase import objects, reconcile, reseed, rollout, status, telemetry
+from hakeeper.replicateddatabase import backup_reconcile, objects, reconcile, reseed, rollout, status, telemetry
 from hakeeper.replicateddatabase.clustering import Cluster, LoopMemory, Policy
 
 GROUP, VERSION = REPLICATED_DATABASE.api_version.split("/")
@@ -76,6 +76,7 @@ class DatabasePass:
         """member -> (entry id, its clone running or done in COPIES)."""
         self.reported: set[tuple[str, str]] = set()
         """(member, why) already announced by a ReseedRequired Event."""
+        self.backups = backup_reconcile.Backups()
 
     def __call__(self, body: Mapping[str, Any], observed: Any = None) -> loop.Outcome:
         started = time.monotonic()
@@ -117,6 +118,9 @@ class DatabasePass:
         # pass raises and is retried) must not make the next step plan from the old record and
         # hand the primary back (field fault b).
         self.memory, self.primary, self.history = result.memory, result.primary, written["history"]
+        backups = self.backups(kube, body, spec, reconcile.secret_name(name, spec))
+        if backups is not None:
+            backups.merge_into(written, generation, now_iso())
         # the decision first: a crash after this line only leaves the label to move
         if not self.writer.write(body, written):
             return loop.Outcome()
@@ -126,7 +130,7 @@ class DatabasePass:
             done_with[FORCE_FAILOVER_ANNOTATION] = None  # used once, or refused with an Event
         if done_with:
             kube.patch(REPLICATED_DATABASE.kind, namespace, name, {"metadata": {"annotations": done_with}})
-        events = _events(result.events)
+        events = _events(result.events) + _events(backups.events if backups is not None else [])
         events += self._roll(kube, namespace, pods, decision)
         events += self._reseed(kube, cluster, body, members, pods, reseeding)
         if before is not None and result.primary != before:
