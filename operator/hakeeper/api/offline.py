@@ -236,9 +236,15 @@ def _replace(text: Any, old: Any, new: Any) -> celpy.celtypes.StringType:
     return celpy.celtypes.StringType(str(text).replace(str(old), str(new)))
 
 
+def _split(text: Any, separator: Any) -> celpy.celtypes.ListType:
+    return celpy.celtypes.ListType([celpy.celtypes.StringType(p) for p in str(text).split(str(separator))])
+
+
 # The Kubernetes CEL string library functions the rules use and cel-python lacks
-# (Kubernetes "CEL in Kubernetes", Strings library: lowerAscii, replace).
-_KUBERNETES_FUNCTIONS: dict[str, Any] = {"lowerAscii": _lower_ascii, "replace": _replace}
+# (Kubernetes "CEL in Kubernetes", Strings library: lowerAscii, replace, split). Without one, the
+# rule's evaluation fails and the manifest was refused offline although the API server takes it
+# (spec.backup.target's prefix rule refused every prefix).
+_KUBERNETES_FUNCTIONS: dict[str, Any] = {"lowerAscii": _lower_ascii, "replace": _replace, "split": _split}
 
 
 @functools.cache
