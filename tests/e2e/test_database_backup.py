@@ -100,6 +100,7 @@ def test_a_scheduled_backup_lands_in_the_store_and_a_failing_one_leaves_the_data
         print(f"BackupFailed {time.monotonic() - down:.0f} s after the store went away; {len(writer.acked_since(down))} "
               f"writes acknowledged meanwhile")
         assert "failed" in failure, status["backup"]  # the run's own words (its log's last lines)
+        assert status["backup"]["lastFailureTime"] > newest["finished"], status["backup"]  # a run after the backup
         failed = [e for e in _events(operator, namespace) if e["reason"] == "BackupFailed"]
         assert failed and failed[0]["type"] == "Warning", failed
         assert _condition_of(status, "Ready")["status"] == "True"

@@ -65,6 +65,15 @@ class Backups:
         self.cleaned: tuple[int | None, bool] | None = None
         """(generation, binlog schedule set) when leftovers were last deleted."""
         self.cronjob_uid: str | None = None
+        self.runs: dict[str, backup_runs.Run] = {}
+        """Finished Jobs by name, as read once from their pods."""
+        self.pending: set[str] | None = None
+        """The Jobs the last pass reported, until its status is written (commit)."""
+
+    def commit(self) -> None:
+        """The pass's status (with its Outcome merged) was written: its runs are reported."""
+        if self.pending is not None:
+            self.reported, self.pending = self.pending, None
 
     def __call__(self, kube: Kube, body: Mapping[str, Any], spec: ReplicatedDatabaseSpec, secret: str,
                  now: float | None = None) -> Outcome | None:
@@ -101,7 +110,10 @@ class Backups:
         if problem is None and s3 is not None and s3.ca_secret is not None:
             problem = backup_objects.ca_problem(b, kube.get("Secret", namespace, s3.ca_secret.name))
         owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
-        if problem is None:
+        # the first CronJob waits for Ready (a primary, and replicas replicating): a run before
+        # would only fail for want of a serving replica
+        ready = (get_condition(previous.get("conditions"), ConditionType.READY) or {}).get("status") == "True"
+        if problem is None and (ready or self.cronjob_uid is not None):
             self._apply(kube, owner, db, namespace, spec, secret, now, suspend=False)
         elif kube.get("CronJob", namespace, backup_objects.names(db)["backup"]) is not None:
             # no run until it is fixed; nothing is deleted (the Jobs' reports, the store)
@@ -158,12 +170,20 @@ class Backups:
         jobs = kube.list("Job", namespace, label_selector=backup_objects.run_selector(db))
         finished = [j for j in jobs if any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
                                            for c in (j.get("status") or {}).get("conditions") or [])]
-        pods: list[dict[str, Any]] = []
-        if any(j["metadata"]["name"] not in self.reported for j in finished):
+        # a finished run's outcome never changes: its pod's report is read once. (Read without
+        # its pod, a run that succeeded has no manifest and would count as failed.)
+        new = [j for j in finished if j["metadata"]["name"] not in self.runs]
+        if new:
             pods = kube.list("Pod", namespace, label_selector=backup_objects.run_selector(db))
-        decision = backup_runs.decide(previous.get("backup"), backup_runs.finished_runs(finished, pods), self.reported)
-        # forget Jobs gone (history limits): the set stays as small as the history
-        self.reported = decision.reported & {j["metadata"]["name"] for j in jobs}
+            self.runs.update((r.job, r) for r in backup_runs.finished_runs(new, pods))
+        names = {j["metadata"]["name"] for j in finished}
+        self.runs = {job: run for job, run in self.runs.items() if job in names}
+        runs = sorted(self.runs.values(), key=lambda r: (r.finished, r.job))
+        decision = backup_runs.decide(previous.get("backup"), runs, self.reported)
+        # forget Jobs gone (history limits): the set stays as small as the history. Taken as
+        # reported only once the pass wrote its status (commit): a write that failed must not
+        # lose a run's report, the next pass reads it again
+        self.pending = decision.reported & {j["metadata"]["name"] for j in jobs}
         verdict = decision.verdict
         return Outcome(backup=decision.status.wire(), condition=(verdict.status, verdict.reason, verdict.message),
                        events=decision.events)

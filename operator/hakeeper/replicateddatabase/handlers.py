@@ -124,6 +124,7 @@ class DatabasePass:
         # the decision first: a crash after this line only leaves the label to move
         if not self.writer.write(body, written):
             return loop.Outcome()
+        self.backups.commit()
         reconcile.role_labels(kube, namespace, pods, result)
         done_with = {SWITCHOVER_ANNOTATION: None} if (handled or "").startswith("annotation:") else {}
         if result.force is not None:
