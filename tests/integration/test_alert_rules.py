@@ -69,6 +69,12 @@ CASES: dict[str, tuple[list[dict[str, str]], int, dict[str, str], int, str | Non
         {**DB, "member": "db-2"}, 4, "Replica db-2 of shop/db lags 45s"),
     "HakeeperSemiSyncOff": (
         [series("hakeeper_database_semi_sync_active", DB, "1 0 0 0 0 0")], 4, DB, 2, None),
+    "HakeeperDatabaseBackupFailing": (
+        [series("hakeeper_database_backup_last_succeeded", DB, "1 1 0 0")], 2, DB, 1, None),
+    # a backup finished at time 0; the default limit is 26 h (1560 minutes)
+    "HakeeperDatabaseBackupMissing": (
+        [series("hakeeper_database_backup_last_success_timestamp_seconds", DB, "0x1600")], 1570, DB, 1550,
+        "No backup of shop/db for 1d 2h 10m 0s"),
     "HakeeperPoolNoReadyBackend": (
         [series("hakeeper_pool_backends_ready", POOL, "3 0 0 0 0")], 3, POOL, 1, None),
     "HakeeperPoolConfigNotApplied": (
@@ -99,7 +105,7 @@ def test_promtool_accepts_the_rendered_rules(tmp_path: pathlib.Path, values: tup
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(render_rules(*values)))
     checked = promtool("check", "rules", "rules.yaml", cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 13 rules found" in checked.stdout, checked.stdout
+    assert "SUCCESS: 15 rules found" in checked.stdout, checked.stdout
 
 
 def test_every_alert_fires_on_its_series_with_its_labels_and_annotations(tmp_path: pathlib.Path) -> None:

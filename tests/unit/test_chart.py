@@ -94,6 +94,9 @@ NAMESPACED = {
     ("apps", "deployments"): {"get", "list", "watch", *APPLIED},
     ("apps", "daemonsets"): {"delete", *APPLIED},  # a refused lvs pool's DaemonSet goes
     ("apps", "statefulsets"): {"get", *APPLIED},
+    ("batch", "cronjobs"): {"get", "delete", *APPLIED},  # a database's scheduled backups
+    ("batch", "jobs"): {"list"},  # their runs' outcomes
+    ("", "persistentvolumeclaims"): {"get"},  # a backup's volume target, checked before a run
     ("policy", "poddisruptionbudgets"): {"delete", *APPLIED},
     ("rbac.authorization.k8s.io", "roles"): APPLIED,
     ("rbac.authorization.k8s.io", "rolebindings"): APPLIED,

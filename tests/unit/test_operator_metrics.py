@@ -67,6 +67,28 @@ def test_a_completed_failover_is_counted_and_its_duration_observed() -> None:
     assert value("hakeeper_database_failovers_refused_total", **r) == 1
 
 
+def test_a_database_exports_its_last_backup_and_counts_each_run_once() -> None:
+    s = series("ReplicatedDatabase")
+    r = {"namespace": "ns", "name": s.name}
+    db_telemetry.record(s, db_status(), Outcome())
+    assert value("hakeeper_database_backup_runs_total", result="failed", **r) == 0
+    assert value("hakeeper_database_backup_last_success_timestamp_seconds", **r) is None
+    assert value("hakeeper_database_backup_last_succeeded", **r) is None
+    status = {**db_status(), "backup": {"recent": [{"name": "20261130T030000Z", "finished": "2026-11-30T03:00:05Z",
+                                                    "source": "db-1", "sizeBytes": 5000}]},
+              "conditions": [{"type": "LastBackupSucceeded", "status": "True"}]}
+    db_telemetry.record(s, status, Outcome(events=[Event("Normal", DatabaseEvent.BACKUP_SUCCEEDED, "…")]))
+    db_telemetry.record(s, status, Outcome())
+    assert value("hakeeper_database_backup_runs_total", result="succeeded", **r) == 1
+    assert value("hakeeper_database_backup_last_success_timestamp_seconds", **r) == 1796007605.0
+    assert value("hakeeper_database_backup_last_size_bytes", **r) == 5000
+    assert value("hakeeper_database_backup_last_succeeded", **r) == 1
+    failing = {**status, "conditions": [{"type": "LastBackupSucceeded", "status": "False"}]}
+    db_telemetry.record(s, failing, Outcome(events=[Event("Warning", DatabaseEvent.BACKUP_FAILED, "…")]))
+    assert value("hakeeper_database_backup_runs_total", result="failed", **r) == 1
+    assert value("hakeeper_database_backup_last_succeeded", **r) == 0
+
+
 def test_forget_drops_every_series_of_the_resource() -> None:
     s = series("ReplicatedDatabase")
     r = {"namespace": "ns", "name": s.name}

@@ -188,6 +188,19 @@ resource, "clusterkopfpeerings" or "kopfpeerings", the only rule that differs.
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "create", "patch"]
+# A database's scheduled backups (spec.backup): its CronJobs by server-side apply, read to
+# suspend one whose configuration turned invalid, deleted when spec.backup no longer asks for
+# them; their Jobs listed for the runs' outcomes (each pod's termination message is its report);
+# the claim of a volume target read to say when it is missing.
+- apiGroups: ["batch"]
+  resources: ["cronjobs"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["list"]
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get"]
 # Deployments: the balancers are Deployments; DegradationPolicy keeps every Deployment in an index
 # (a watch) and reads a policy's namespaces from it, instead of listing them at each evaluation.
 - apiGroups: ["apps"]

@@ -27,6 +27,11 @@ PART_OF_LABEL = "app.kubernetes.io/part-of"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "hakeeper"
 BALANCER_COMPONENT = "balancer"
+BACKUP_COMPONENT = "backup"
+"""A database's backup CronJob, its Jobs and their pods (and the Service that names the replica
+they copy)."""
+BINLOG_COMPONENT = "binlog-archive"
+"""A database's CronJob that copies the primary's binary logs between backups, its Jobs and pods."""
 
 # -- Kubernetes' own -----------------------------------------------------------------------------
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"

@@ -241,8 +241,9 @@ def _split(text: Any, separator: Any) -> celpy.celtypes.ListType:
 
 
 # The Kubernetes CEL string library functions the rules use and cel-python lacks
-# (Kubernetes "CEL in Kubernetes", Strings library: lowerAscii, replace, split). Without split
-# every backup target with a prefix was refused offline ("prefix may not hold a '..' segment").
+# (Kubernetes "CEL in Kubernetes", Strings library: lowerAscii, replace, split). Without one, the
+# rule's evaluation fails and the manifest was refused offline although the API server takes it
+# (spec.backup.target's prefix rule refused every prefix).
 _KUBERNETES_FUNCTIONS: dict[str, Any] = {"lowerAscii": _lower_ascii, "replace": _replace, "split": _split}
 
 

@@ -86,6 +86,7 @@ RESOURCES: dict[str, Resource] = {
     "ConfigMap": Resource("/api/v1", "configmaps"),
     "Event": Resource("/api/v1", "events"),  # kopf posts the operator's; `hakeeper uninstall` its own
     "Namespace": Resource("/api/v1", "namespaces", namespaced=False),
+    "PersistentVolumeClaim": Resource("/api/v1", "persistentvolumeclaims"),  # a backup's volume target
     "Pod": Resource("/api/v1", "pods"),
     "Secret": Resource("/api/v1", "secrets"),
     "Service": Resource("/api/v1", "services"),
@@ -93,6 +94,8 @@ RESOURCES: dict[str, Resource] = {
     "DaemonSet": Resource("/apis/apps/v1", "daemonsets"),
     "Deployment": Resource("/apis/apps/v1", "deployments"),
     "StatefulSet": Resource("/apis/apps/v1", "statefulsets"),
+    "CronJob": Resource("/apis/batch/v1", "cronjobs"),  # a database's scheduled backups
+    "Job": Resource("/apis/batch/v1", "jobs"),  # their runs, read for their reports
     "EndpointSlice": Resource("/apis/discovery.k8s.io/v1", "endpointslices"),
     "HorizontalPodAutoscaler": Resource("/apis/autoscaling/v2", "horizontalpodautoscalers"),
     "PodDisruptionBudget": Resource("/apis/policy/v1", "poddisruptionbudgets"),

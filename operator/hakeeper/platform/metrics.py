@@ -55,6 +55,17 @@ DB_BEHIND = Gauge("hakeeper_database_transactions_behind",
 DB_SEMI_SYNC = Gauge("hakeeper_database_semi_sync_active",
                      "1 while the primary waits for replica acknowledgements; 0 when it fell back to async.",
                      RESOURCE)
+DB_BACKUP_LAST_SUCCESS = Gauge("hakeeper_database_backup_last_success_timestamp_seconds",
+                               "When the newest backup in status.backup finished (Unix seconds); no series "
+                               "before the first.", RESOURCE)
+DB_BACKUP_LAST_SIZE = Gauge("hakeeper_database_backup_last_size_bytes",
+                            "The newest backup's compressed size in the store.", RESOURCE)
+DB_BACKUP_RUNS = Counter("hakeeper_database_backup_runs_total",
+                         "Finished backup runs the operator reported, by result (succeeded, failed; a failed "
+                         "binary log archive run counts as failed).", [*RESOURCE, "result"])
+DB_BACKUP_SUCCEEDED = Gauge("hakeeper_database_backup_last_succeeded",
+                            "1 when LastBackupSucceeded is True, 0 when False (a run failed, or the "
+                            "configuration is invalid); no series without spec.backup or before a run.", RESOURCE)
 
 # -- LoadBalancerPool -----------------------------------------------------------------------------
 POOL_BACKENDS = Gauge("hakeeper_pool_backends", "Backends the pool selects.", RESOURCE)

@@ -28,7 +28,16 @@ from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec, RestoreStatu
 from hakeeper.platform import kube as kubeapi
 from hakeeper.platform import loop
 from hakeeper.platform.spec import mark, on_spec, parse_spec
-from hakeeper.replicateddatabase import objects, reconcile, reseed, restore, rollout, status, telemetry
+from hakeeper.replicateddatabase import (
+    backup_reconcile,
+    objects,
+    reconcile,
+    reseed,
+    restore,
+    rollout,
+    status,
+    telemetry,
+)
 from hakeeper.replicateddatabase.clustering import Cluster, LoopMemory, Policy
 
 GROUP, VERSION = REPLICATED_DATABASE.api_version.split("/")
@@ -84,6 +93,7 @@ class DatabasePass:
         self.restore: RestoreStatus | None = (RestoreStatus.model_validate(status["restore"])
                                               if status.get("restore") else None)
         """status.restore as last decided (spec.restore)."""
+        self.backups = backup_reconcile.Backups()
 
     def _statefulset(self, kube: kubeapi.Kube, namespace: str, name: str, applied: bool) -> dict[str, Any] | None:
         """The StatefulSet, read again only when it may have changed: the objects were just applied
@@ -149,16 +159,20 @@ class DatabasePass:
         # pass raises and is retried) must not make the next step plan from the old record and
         # hand the primary back (field fault b).
         self.memory, self.primary, self.history = result.memory, result.primary, written["history"]
+        backups = self.backups(kube, body, spec, reconcile.secret_name(name, spec))
+        if backups is not None:
+            backups.merge_into(written, generation, now_iso())
         # the decision first: a crash after this line only leaves the label to move
         if not self.writer.write(body, written):
             return loop.Outcome()
+        self.backups.commit()
         reconcile.role_labels(kube, namespace, pods, result)
         done_with = {SWITCHOVER_ANNOTATION: None} if (handled or "").startswith("annotation:") else {}
         if result.force is not None:
             done_with[FORCE_FAILOVER_ANNOTATION] = None  # used once, or refused with an Event
         if done_with:
             kube.patch(REPLICATED_DATABASE.kind, namespace, name, {"metadata": {"annotations": done_with}})
-        events = restore_events + _events(result.events)
+        events = restore_events + _events(result.events) + _events(backups.events if backups is not None else [])
         events += self._roll(kube, namespace, pods, decision)
         events += self._reseed(kube, cluster, body, members, pods, reseeding)
         if before is not None and result.primary != before:

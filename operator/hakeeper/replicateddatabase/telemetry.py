@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, get_args
 
+from hakeeper.api.common import epoch_of
+from hakeeper.api.conditions import ConditionType, get_condition
 from hakeeper.api.events import DatabaseEvent
 from hakeeper.api.replicateddatabase import MemberRole, Phase
 from hakeeper.platform import metrics
@@ -51,3 +53,24 @@ def record(series: metrics.Series, status: Mapping[str, Any], outcome: Outcome) 
     refusals = (DatabaseEvent.LOST, DatabaseEvent.NO_SAFE_CANDIDATE, DatabaseEvent.FAILOVER_REFUSED)
     if any(event.reason in refusals for event in outcome.events):
         series.inc(metrics.DB_FAILOVERS_REFUSED)
+    backups(series, status, outcome)
+
+
+def backups(series: metrics.Series, status: Mapping[str, Any], outcome: Outcome) -> None:
+    """The backup families: from status.backup and LastBackupSucceeded, and the runs from the
+    pass's BackupSucceeded and BackupFailed Events (each run's Event is posted once)."""
+    for result in ("succeeded", "failed"):
+        series.inc(metrics.DB_BACKUP_RUNS, result, amount=0)
+    for event in outcome.events:
+        if event.reason == DatabaseEvent.BACKUP_SUCCEEDED:
+            series.inc(metrics.DB_BACKUP_RUNS, "succeeded")
+        elif event.reason == DatabaseEvent.BACKUP_FAILED:
+            series.inc(metrics.DB_BACKUP_RUNS, "failed")
+    recent = ((status.get("backup") or {}).get("recent") or [{}])[0]
+    finished = epoch_of(recent.get("finished"))
+    series.set(metrics.DB_BACKUP_LAST_SUCCESS, {} if finished is None else {(): finished})
+    size = recent.get("sizeBytes")
+    series.set(metrics.DB_BACKUP_LAST_SIZE, {} if size is None else {(): float(size)})
+    condition = get_condition(status.get("conditions"), ConditionType.LAST_BACKUP_SUCCEEDED) or {}
+    state = {"True": 1.0, "False": 0.0}.get(condition.get("status", ""))
+    series.set(metrics.DB_BACKUP_SUCCEEDED, {} if state is None else {(): state})
