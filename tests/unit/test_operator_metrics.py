@@ -127,6 +127,33 @@ def test_propagation_runs_from_the_slice_change_to_every_balancer_applying_its_c
     assert value("hakeeper_pool_balancer_reloads", pod="b-1", **r) is None  # its agent said nothing yet
 
 
+def test_a_change_whose_event_is_folded_is_counted_and_its_propagation_measured() -> None:
+    """ConfigChanged Events are folded (one a minute per pool): a change whose pass posted none
+    is still a change (found by the e2e test_monitoring: the second change went unmeasured)."""
+    clock = iter([0.0, 1.0, 5.0, 5.5]).__next__
+    t = PoolTelemetry(clock=clock)
+    s = series("LoadBalancerPool")
+    r = {"namespace": "ns", "name": s.name}
+    t.slices_changed()  # at 0.0
+    t(s, pool_status("h1", applied=False), Outcome(events=[Event("Normal", PoolEvent.CONFIG_CHANGED, "h1")]))
+    t(s, pool_status("h1", applied=True), Outcome())  # at 1.0
+    t.slices_changed()  # at 5.0
+    t(s, pool_status("h2", applied=False), Outcome())  # its Event held back
+    t(s, pool_status("h2", applied=True), Outcome())  # at 5.5
+    assert value("hakeeper_pool_config_changes_total", **r) == 2
+    assert value("hakeeper_pool_propagation_seconds_count", **r) == 2
+    assert value("hakeeper_pool_propagation_seconds_sum", **r) == 1.5
+    t(s, pool_status("h2", applied=True), Outcome(events=[Event("Normal", PoolEvent.CONFIG_CHANGED, "h2, folded")]))
+    assert value("hakeeper_pool_config_changes_total", **r) == 2  # the held Event is no new change
+
+
+def test_a_restarted_operator_does_not_count_the_config_it_finds() -> None:
+    t = PoolTelemetry(clock=lambda: 0.0)
+    s = series("LoadBalancerPool")
+    t(s, pool_status("h1", applied=True), Outcome())
+    assert value("hakeeper_pool_config_changes_total", namespace="ns", name=s.name) == 0
+
+
 def test_a_config_change_without_a_slice_change_is_no_propagation() -> None:
     t = PoolTelemetry(clock=lambda: 0.0)
     s = series("LoadBalancerPool")

@@ -28,6 +28,8 @@ class PoolTelemetry:
         """The first slice change not yet rendered into a configuration."""
         self.waiting: tuple[str, float] | None = None
         """(config hash, when its slice change was seen): rendered, not yet applied everywhere."""
+        self.last_hash: str | None = None
+        """The config hash of the last pass: a new one is a config change."""
 
     def slices_changed(self) -> None:
         if self.changed_at is None:
@@ -47,7 +49,14 @@ class PoolTelemetry:
         holder = status.get("virtualIPHolder")
         series.set(metrics.POOL_VRRP_MASTER, {(node,): 1.0 for node in (holder or "").split(",") if node})
         config_hash = status.get("configHash")
-        if any(e.reason == PoolEvent.CONFIG_CHANGED for e in outcome.events):
+        # a change is a new config hash, not a ConfigChanged Event: those are folded, one a minute
+        # per pool (notices.py), and a change in between posts none. The first hash this process
+        # sees counts only when its pass made it (the Event), not when a restarted operator reads it.
+        posted = any(e.reason == PoolEvent.CONFIG_CHANGED for e in outcome.events)
+        new_config = bool(config_hash) and config_hash != self.last_hash and (self.last_hash is not None or posted)
+        if config_hash:
+            self.last_hash = config_hash
+        if new_config:
             series.inc(metrics.POOL_CONFIG_CHANGES)
             if self.changed_at is not None and config_hash:
                 self.waiting = (config_hash, self.changed_at)
