@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from hakeeper.replicateddatabase import backup, objects
+from hakeeper.replicateddatabase import backup
 from hakeeper.replicateddatabase.clustering import Policy
 
-from ..support import certs, objectstore
+from ..support import objectstore
 from ..support.polling import poll
 from .backup_support import RestoredFleet, read_manifests, remove, run_backup, s3_target, volume_dir
 from .mariadb_support import Writer, app_connect, bootstrap, stored_ids
@@ -185,24 +185,3 @@ def test_retention_removes_the_oldest_backups_once_newer_ones_are_complete(singl
         assert sorted(p.name for p in (volume / "db" / "base").iterdir()) == ids[1:]
     finally:
         remove(volume)
-
-
-def test_an_https_store_is_trusted_through_its_ca_bundle_and_refused_without(single: PodFleet) -> None:
-    """spec.backup.target.s3.caSecret: the run checks the store's certificate against the CA
-    bundle it is given (Target.ca_file: rclone's --ca-cert). The control: the same run without
-    the bundle is refused by the certificate check, and stores nothing."""
-    member = single[0]
-    store_cert = certs.make_cert("store", hosts=("127.0.60.2",))
-    ca = {"store-ca.crt": store_cert.cert_pem}
-    with objectstore.running("127.0.60.2", tls=(store_cert.cert_pem, store_cert.key_pem)) as store:
-        assert store.endpoint.startswith("https://")
-        untrusted = backup.Target("s3", prefix="tls", bucket=store.bucket, endpoint=store.endpoint)
-        refused = run_backup(single, untrusted, member.host, member.host, store)
-        assert refused.returncode != 0, refused.stdout + refused.stderr
-        assert "certificate" in refused.stderr, refused.stderr
-
-        trusted = dataclasses.replace(untrusted, ca_file=f"{objects.TMP_DIR}/store-ca.crt")
-        done = run_backup(single, trusted, member.host, member.host, store, tmp_files=ca)
-        assert done.returncode == 0, done.stdout + done.stderr
-        [manifest] = read_manifests(single, trusted, store, tmp_files=ca)
-        assert manifest.source == member.name and manifest.size > 0

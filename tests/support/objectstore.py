@@ -52,12 +52,10 @@ class ObjectStore:
     log: pathlib.Path
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
-    tls: bool = False
-    """The S3 gateway speaks HTTPS (start's `tls`)."""
 
     @property
     def endpoint(self) -> str:
-        return f"{'https' if self.tls else 'http'}://{self.host}:{S3_PORT}"
+        return f"http://{self.host}:{S3_PORT}"
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else "(no log)"
@@ -81,11 +79,9 @@ def _answers(host: str, port: int) -> bool:
         return True
 
 
-def start(host: str = "127.0.60.1", bucket: str = "backups", timeout: float = 120,
-          tls: tuple[str, str] | None = None) -> ObjectStore:
+def start(host: str = "127.0.60.1", bucket: str = "backups", timeout: float = 120) -> ObjectStore:
     """Starts SeaweedFS on `host` (a loopback address of its own, so its fixed ports meet no
-    other test's), makes `bucket` and waits until the S3 gateway answers for it. tls: (the
-    certificate, its key), PEM: the S3 gateway then speaks HTTPS only, with that certificate.
+    other test's), makes `bucket` and waits until the S3 gateway answers for it.
 
     Raises TimeoutError (with the server's log) when it does not come up in `timeout` seconds."""
     binary = weed()
@@ -96,11 +92,6 @@ def start(host: str = "127.0.60.1", bucket: str = "backups", timeout: float = 12
         "name": "hakeeper", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
     log = data / "weed.log"
-    tls_args = []
-    if tls is not None:
-        (data / "s3.crt").write_text(tls[0])
-        (data / "s3.key").write_text(tls[1])
-        tls_args = [f"-s3.cert.file={data / 's3.crt'}", f"-s3.key.file={data / 's3.key'}"]
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [str(binary), "server", f"-dir={data / 'store'}", f"-ip={host}", f"-ip.bind={host}",
@@ -108,9 +99,9 @@ def start(host: str = "127.0.60.1", bucket: str = "backups", timeout: float = 12
              "-master.volumeSizeLimitMB=256", "-volume.max=32", "-filer", "-s3", f"-s3.port={S3_PORT}",
              f"-s3.config={config}", "-s3.autoCreateBucket=false",
              # no Iceberg or Lance catalogue listeners: only what the tests use
-             "-s3.port.iceberg=0", "-s3.port.lance=0", *tls_args],
+             "-s3.port.iceberg=0", "-s3.port.lance=0"],
             stdout=out, stderr=out, start_new_session=True)
-    store = ObjectStore(host=host, bucket=bucket, process=process, data=data, log=log, tls=tls is not None)
+    store = ObjectStore(host=host, bucket=bucket, process=process, data=data, log=log)
     try:
         for port in (MASTER_PORT, FILER_PORT, S3_PORT):
             poll(lambda port=port: process.poll() is None and _answers(host, port), timeout,
@@ -132,10 +123,9 @@ def _make_bucket(binary: pathlib.Path, host: str, bucket: str) -> bool:
 
 
 @contextmanager
-def running(host: str = "127.0.60.1", bucket: str = "backups",
-            tls: tuple[str, str] | None = None) -> Iterator[ObjectStore]:
+def running(host: str = "127.0.60.1", bucket: str = "backups") -> Iterator[ObjectStore]:
     """start(), and stop() whatever happens."""
-    store = start(host, bucket, tls=tls)
+    store = start(host, bucket)
     try:
         yield store
     finally:
