@@ -75,13 +75,14 @@ def primary_host(db: str, namespace: str) -> str:
     return f"{objects.names(db)['primary']}.{namespace}.svc"
 
 
-def target_of(target: BackupTarget) -> backup.Target:
-    """The store as the scripts name it; backup.BackupError for a value the CRD let through that
-    the scripts refuse (none known: the CRD's patterns are the same)."""
+def target_of(target: BackupTarget, ca_file: str = CA_FILE) -> backup.Target:
+    """The store as the scripts name it (the CA, when caSecret is set, mounted at `ca_file`; a
+    volume at VOLUME_MOUNT); backup.BackupError for a value the CRD let through that the scripts
+    refuse (none known: the CRD's patterns are the same)."""
     if target.s3 is not None:
         s3 = target.s3
         return backup.Target("s3", prefix=target.prefix, bucket=s3.bucket, endpoint=s3.endpoint, region=s3.region,
-                             ca_file=CA_FILE if s3.ca_secret is not None else "")
+                             ca_file=ca_file if s3.ca_secret is not None else "")
     return backup.Target("volume", prefix=target.prefix, path=VOLUME_MOUNT)
 
 

@@ -28,10 +28,10 @@ from typing import Any, Literal
 from hakeeper.api.conditions import DatabaseReason, Verdict
 from hakeeper.api.events import DatabaseEvent
 from hakeeper.api.replicateddatabase import BackupTarget, RestoreSpec, RestoreStatus
-from hakeeper.replicateddatabase import backup
+from hakeeper.replicateddatabase import backup, backup_objects
 from hakeeper.replicateddatabase.objects import TMP_DIR, PodExtras
 
-VOLUME_MOUNT = "/backup"
+VOLUME_MOUNT = backup_objects.VOLUME_MOUNT
 """Where a volume target's PersistentVolumeClaim is mounted (read only) in the members."""
 CA_DIR = "/etc/hakeeper/restore-ca"
 CA_FILE = "ca.crt"
@@ -47,13 +47,9 @@ Phase = Literal["Restoring", "Completed", "Failed"]
 
 
 def target_of(spec: BackupTarget) -> backup.Target:
-    """The store as the scripts name it: s3 (endpoint, bucket, region; the CA from caSecret
-    mounted at CA_DIR) or the volume mounted at VOLUME_MOUNT; BackupError for a value the
-    scripts refuse."""
-    if spec.s3 is not None:
-        return backup.Target("s3", prefix=spec.prefix, bucket=spec.s3.bucket, endpoint=spec.s3.endpoint,
-                             region=spec.s3.region, ca_file=f"{CA_DIR}/{CA_FILE}" if spec.s3.ca_secret else "")
-    return backup.Target("volume", prefix=spec.prefix, path=VOLUME_MOUNT)
+    """The store as the scripts name it: as a backup run names it (backup_objects.target_of),
+    the CA from caSecret mounted at CA_DIR; BackupError for a value the scripts refuse."""
+    return backup_objects.target_of(spec, ca_file=f"{CA_DIR}/{CA_FILE}")
 
 
 def plan(spec: RestoreSpec) -> backup.Restore:
