@@ -54,6 +54,8 @@ class JobPod:
     fleet: PodFleet
     name: str
     volume_target: Path | None = None
+    tmp_files: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Files put into the pod's /tmp volume before it runs (name -> text), e.g. a CA bundle."""
 
     def __post_init__(self) -> None:
         self.host, self.netns = "127.0.0.1", None
@@ -68,6 +70,9 @@ class JobPod:
             self.volumes[name].mkdir(parents=True)
             self.volumes[name].chmod(0o777)
         (self.volumes["base-conf"] / "my.cnf").write_text(self.fleet.config_map["data"]["my.cnf"])
+        for name, text in self.tmp_files.items():
+            (self.volumes["tmp"] / name).write_text(text)
+            (self.volumes["tmp"] / name).chmod(0o644)
         self.volumes["base-conf"].chmod(0o755)
         if self.volume_target is not None:
             self.volumes["backup"] = self.volume_target
@@ -89,18 +94,19 @@ class JobPod:
 
 
 def run_backup(fleet: PodFleet, target: backup.Target, source: str, primary: str, store: ObjectStore | None,
-               volume: Path | None = None, keep: int = 0) -> subprocess.CompletedProcess:
+               volume: Path | None = None, keep: int = 0,
+               tmp_files: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """One backup run: the replica at `source` copied, the primary's binary logs stored; the
-    newest `keep` complete backups kept (0: all)."""
-    job = JobPod(fleet, f"{DB}-backup", volume)
+    newest `keep` complete backups kept (0: all); tmp_files: JobPod.tmp_files."""
+    job = JobPod(fleet, f"{DB}-backup", volume, tmp_files or {})
     env = {**backup.job_env(target, DB, source, primary, keep), **store_keys(store)}
     return job.run(backup.backup_script(fleet.flavor), env)
 
 
 def read_manifests(fleet: PodFleet, target: backup.Target, store: ObjectStore | None,
-                   volume: Path | None = None) -> list[backup.Manifest]:
+                   volume: Path | None = None, tmp_files: dict[str, str] | None = None) -> list[backup.Manifest]:
     """The manifests in the store (rclone in the image, as a job would read them), parsed."""
-    job = JobPod(fleet, f"{DB}-list", volume)
+    job = JobPod(fleet, f"{DB}-list", volume, tmp_files or {})
     root = target.root(DB)
     script = (f'for m in $(rclone lsf "{root}/base/" --dirs-only); do '
               f'echo "=== $m"; rclone cat "{root}/base/${{m}}{backup.MANIFEST}" || true; done')

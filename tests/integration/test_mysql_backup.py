@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,10 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from hakeeper.replicateddatabase import backup
+from hakeeper.replicateddatabase import backup, objects, restore_gtid
 from hakeeper.replicateddatabase.clustering import Policy
+from hakeeper.replicateddatabase.clustering.gtid import MariaDBGtidList, MySQLGtidSet
 
-from ..support import objectstore
+from ..support import certs, objectstore
 from ..support.polling import poll
 from .backup_support import RestoredFleet, read_manifests, remove, run_backup, s3_target, volume_dir
 from .mariadb_support import Writer, app_connect, bootstrap, stored_ids
@@ -33,6 +35,8 @@ from .mysql_support import PodFleet, database_spec, pod_fleet_fixture
 pytestmark = pytest.mark.integration
 
 RESTORED_HOST = {"mariadb": "127.0.43.1", "mysql": "127.0.44.1"}
+MARKS = (20_000_001, 20_000_002)
+"""Two writes after the writer's, with a GTID taken between them."""
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +75,24 @@ def restored(fleet: PodFleet, target: backup.Target, restore: backup.Restore,
         new.close()
 
 
-def test_backups_under_writes_restore_the_latest_and_a_point_in_time(fleet: PodFleet,
-                                                                     store: objectstore.ObjectStore) -> None:
+def position(member, flavor: str) -> str:
+    """The member's GTID position as restore_gtid compares it."""
+    sql = ("SELECT @@GLOBAL.gtid_current_pos AS p" if flavor == "mariadb"
+           else "SELECT REPLACE(@@GLOBAL.gtid_executed, CHAR(10), '') AS p")
+    return str(member.query(sql)[0]["p"])
+
+
+def beyond(flavor: str, gtid: str) -> str:
+    """A GTID a million transactions past `gtid`, of the same server: never written."""
+    if flavor == "mariadb":
+        return ",".join(f"{d}-{s}-{n + 1_000_000}"
+                        for d, (s, n) in MariaDBGtidList.parse(gtid).domain_positions().items())
+    key, intervals = MySQLGtidSet.parse(gtid).sources[-1]
+    return restore_gtid.canonical(flavor, f"{gtid},{key}:{intervals[-1][1] + 1}-{intervals[-1][1] + 1_000_000}")
+
+
+def test_backups_under_writes_restore_the_latest_a_point_in_time_and_a_gtid(fleet: PodFleet,
+                                                                            store: objectstore.ObjectStore) -> None:
     policy = dataclasses.replace(Policy.from_spec(fleet.spec), probe_interval=0.5)
     loop = bootstrap(fleet, policy).start()
     primary = fleet.by_name(loop.primary)
@@ -97,6 +117,14 @@ def test_backups_under_writes_restore_the_latest_and_a_point_in_time(fleet: PodF
     assert set(committed) == writer.ids()
     kept = {i for i, at in committed.items() if at < point.timestamp()}
     assert 0 < len(kept) < len(committed)
+    # the GTID: the position right after one known write and before the next
+    with app_connect(primary.host) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO hk.writes (id, at) VALUES (%s, 0)", (MARKS[0],))
+        gtid = restore_gtid.canonical(fleet.flavor, position(primary, fleet.flavor))
+        cur.execute("INSERT INTO hk.writes (id, at) VALUES (%s, 0)", (MARKS[1],))
+    # the latest backup is to hold every write: the replica it copies has applied them
+    poll(lambda: replica.query("SELECT COUNT(*) AS n FROM hk.writes WHERE id = %s", (MARKS[1],))[0]["n"] == 1, 30,
+         what="the replica applying the last write")
 
     # the latest backup, taken once the writes stopped: every acknowledged write; its run also
     # stores the binary logs up to now
@@ -113,7 +141,7 @@ def test_backups_under_writes_restore_the_latest_and_a_point_in_time(fleet: PodF
     with restored(fleet, target, backup.Restore(latest.id), store) as new:
         new.start()
         assert f"restoring backup {latest.id}" in new[0].init_output
-        assert stored_ids(new[0]) == writer.ids()
+        assert stored_ids(new[0]) == writer.ids() | set(MARKS)
         restored_loop = new.serving()
         with app_connect(new[0].host) as conn, conn.cursor() as cur:
             cur.execute("INSERT INTO hk.writes (id, at) VALUES (%s, 0)", (10_000_000,))
@@ -128,6 +156,26 @@ def test_backups_under_writes_restore_the_latest_and_a_point_in_time(fleet: PodF
         assert got == kept, (f"{len(got - kept)} rows after the point, {len(kept - got)} missing; "
                              f"init output:\n{new[0].init_output[-3000:]}")
         new.serving().stop()
+
+    # (c) up to and including a GTID: the script chooses the base (the newest the GTID includes:
+    # the first, unless the replica copied second had not applied the later write yet) and whose
+    # binary logs; the write of that GTID is there, the next is not
+    chosen = backup.choose_base(manifests, None, gtid)
+    with restored(fleet, target, backup.Restore("", gtid=gtid), store) as new:
+        new.start()
+        assert f"restoring backup {chosen.id}" in new[0].init_output, new[0].init_output
+        assert f"up to and including the GTID {gtid}" in new[0].init_output
+        got = stored_ids(new[0])
+        assert got == writer.ids() | {MARKS[0]}, (f"{sorted(got - writer.ids())} past the base's writes, "
+                                                  f"{len(writer.ids() - got)} writes missing; GTID {gtid}, base "
+                                                  f"{chosen}; init output:\n{new[0].init_output[-3000:]}")
+        assert restore_gtid.includes(fleet.flavor, position(new[0], fleet.flavor), gtid)
+        new.serving().stop()
+    # the control: a GTID the stored binary logs never reach is refused, not restored short of it
+    with restored(fleet, target, backup.Restore("", gtid=beyond(fleet.flavor, gtid)), store) as new:
+        with pytest.raises(RuntimeError) as refused:
+            new.start()
+        assert "the binary logs in the store end at GTID position" in str(refused.value), str(refused.value)
     loop.stop()
 
 
@@ -169,12 +217,22 @@ def test_a_corrupted_backup_is_refused_and_kept_and_a_store_that_fails_leaves_ea
 
 
 def test_retention_removes_the_oldest_backups_once_newer_ones_are_complete(single: PodFleet) -> None:
+    """keep 2: the third run removes the first backup, and the binary logs stored long before
+    the oldest kept backup started; the member's newest log file and the others stay."""
     member = single[0]
     volume = volume_dir()
     try:
         target = backup.Target("volume", path="/backup")
         ids = []
-        for _ in range(3):
+        logs = volume / "db" / "binlog" / member.name
+        for run in range(3):
+            if run == 1:
+                member.query("FLUSH BINARY LOGS")  # a second file: the first is complete
+            if run == 2:
+                # the first file as if stored two days ago (its time in a volume target: the file's)
+                first, *rest = sorted(logs.iterdir())
+                assert rest, "two binary log files stored"
+                os.utime(first, (time.time() - 2 * 86400,) * 2)
             # ids are whole seconds: one run per second at most (a second run in the same one stops)
             poll(lambda: not ids or backup.backup_id(datetime.now(UTC)) > ids[-1], 5, what="the next second")
             done = run_backup(single, target, member.host, member.host, None, volume, keep=2)
@@ -183,5 +241,29 @@ def test_retention_removes_the_oldest_backups_once_newer_ones_are_complete(singl
         assert f"retention: backup {ids[0]} removed (keeping 2)" in done.stdout
         assert [m.id for m in read_manifests(single, target, None, volume)] == ids[1:]
         assert sorted(p.name for p in (volume / "db" / "base").iterdir()) == ids[1:]
+        assert f"retention: binary log {member.name}/{first.name} removed" in done.stdout, done.stdout
+        assert not first.exists() and all(p.exists() for p in rest)
     finally:
         remove(volume)
+
+
+def test_an_https_store_is_trusted_through_its_ca_bundle_and_refused_without(single: PodFleet) -> None:
+    """spec.backup.target.s3.caSecret: the run checks the store's certificate against the CA
+    bundle it is given (Target.ca_file: rclone's --ca-cert). The control: the same run without
+    the bundle is refused by the certificate check, and stores nothing. The store has ports of
+    its own (objectstore.start's offset): the module's plain store runs at the same time."""
+    member = single[0]
+    store_cert = certs.make_cert("store", hosts=("127.0.60.2",))
+    ca = {"store-ca.crt": store_cert.cert_pem}
+    with objectstore.running("127.0.60.2", tls=(store_cert.cert_pem, store_cert.key_pem), offset=7) as store:
+        assert store.endpoint.startswith("https://")
+        untrusted = backup.Target("s3", prefix="tls", bucket=store.bucket, endpoint=store.endpoint)
+        refused = run_backup(single, untrusted, member.host, member.host, store)
+        assert refused.returncode != 0, refused.stdout + refused.stderr
+        assert "certificate" in refused.stderr, refused.stderr
+
+        trusted = dataclasses.replace(untrusted, ca_file=f"{objects.TMP_DIR}/store-ca.crt")
+        done = run_backup(single, trusted, member.host, member.host, store, tmp_files=ca)
+        assert done.returncode == 0, done.stdout + done.stderr
+        [manifest] = read_manifests(single, trusted, store, tmp_files=ca)
+        assert manifest.source == member.name and manifest.size > 0

@@ -52,10 +52,14 @@ class ObjectStore:
     log: pathlib.Path
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
+    tls: bool = False
+    """The S3 gateway speaks HTTPS (start's `tls`)."""
+    offset: int = 0
+    """Added to every port (start's `offset`)."""
 
     @property
     def endpoint(self) -> str:
-        return f"http://{self.host}:{S3_PORT}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{S3_PORT + self.offset}"
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else "(no log)"
@@ -79,9 +83,15 @@ def _answers(host: str, port: int) -> bool:
         return True
 
 
-def start(host: str = "127.0.60.1", bucket: str = "backups", timeout: float = 120) -> ObjectStore:
+def start(host: str = "127.0.60.1", bucket: str = "backups", timeout: float = 120,
+          tls: tuple[str, str] | None = None, offset: int = 0) -> ObjectStore:
     """Starts SeaweedFS on `host` (a loopback address of its own, so its fixed ports meet no
-    other test's), makes `bucket` and waits until the S3 gateway answers for it.
+    other test's), makes `bucket` and waits until the S3 gateway answers for it. tls: (the
+    certificate, its key), PEM: the S3 gateway then speaks HTTPS only, with that certificate.
+    offset: added to every port, for a second store while another runs: a port is not only a
+    listener on `host`. The filer's local socket, through which the S3 gateway reaches it, is
+    /tmp/seaweedfs-filer-<port>.sock, and a starting filer removes what is there: a second store
+    with the same ports took the first one's socket, and never made its bucket.
 
     Raises TimeoutError (with the server's log) when it does not come up in `timeout` seconds."""
     binary = weed()
@@ -92,22 +102,29 @@ def start(host: str = "127.0.60.1", bucket: str = "backups", timeout: float = 12
         "name": "hakeeper", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
     log = data / "weed.log"
+    tls_args = []
+    if tls is not None:
+        (data / "s3.crt").write_text(tls[0])
+        (data / "s3.key").write_text(tls[1])
+        tls_args = [f"-s3.cert.file={data / 's3.crt'}", f"-s3.key.file={data / 's3.key'}"]
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [str(binary), "server", f"-dir={data / 'store'}", f"-ip={host}", f"-ip.bind={host}",
-             f"-master.port={MASTER_PORT}", f"-volume.port={VOLUME_PORT}", f"-filer.port={FILER_PORT}",
-             "-master.volumeSizeLimitMB=256", "-volume.max=32", "-filer", "-s3", f"-s3.port={S3_PORT}",
+             f"-master.port={MASTER_PORT + offset}", f"-volume.port={VOLUME_PORT + offset}",
+             f"-filer.port={FILER_PORT + offset}", "-master.volumeSizeLimitMB=256", "-volume.max=32", "-filer", "-s3",
+             f"-s3.port={S3_PORT + offset}",
              f"-s3.config={config}", "-s3.autoCreateBucket=false",
              # no Iceberg or Lance catalogue listeners: only what the tests use
-             "-s3.port.iceberg=0", "-s3.port.lance=0"],
+             "-s3.port.iceberg=0", "-s3.port.lance=0", *tls_args],
             stdout=out, stderr=out, start_new_session=True)
-    store = ObjectStore(host=host, bucket=bucket, process=process, data=data, log=log)
+    store = ObjectStore(host=host, bucket=bucket, process=process, data=data, log=log, tls=tls is not None,
+                        offset=offset)
     try:
-        for port in (MASTER_PORT, FILER_PORT, S3_PORT):
+        for port in (MASTER_PORT + offset, FILER_PORT + offset, S3_PORT + offset):
             poll(lambda port=port: process.poll() is None and _answers(host, port), timeout,
                  what=f"SeaweedFS's port {port}", interval=0.2, ignore=OSError)
         # the bucket: SeaweedFS's own shell (the S3 API would need a signing client)
-        poll(lambda: _make_bucket(binary, host, bucket), timeout, what=f"bucket {bucket}", interval=0.5)
+        poll(lambda: _make_bucket(binary, host, bucket, offset), timeout, what=f"bucket {bucket}", interval=0.5)
     except BaseException as exc:
         tail = store.log_tail()
         store.stop()
@@ -115,17 +132,19 @@ def start(host: str = "127.0.60.1", bucket: str = "backups", timeout: float = 12
     return store
 
 
-def _make_bucket(binary: pathlib.Path, host: str, bucket: str) -> bool:
-    done = subprocess.run([str(binary), "shell", f"-master={host}:{MASTER_PORT}", f"-filer={host}:{FILER_PORT}"],
+def _make_bucket(binary: pathlib.Path, host: str, bucket: str, offset: int) -> bool:
+    done = subprocess.run([str(binary), "shell", f"-master={host}:{MASTER_PORT + offset}",
+                           f"-filer={host}:{FILER_PORT + offset}"],
                           input=f"s3.bucket.create -name {bucket}\ns3.bucket.list\n", capture_output=True, text=True,
                           timeout=60)
     return done.returncode == 0 and bucket in done.stdout
 
 
 @contextmanager
-def running(host: str = "127.0.60.1", bucket: str = "backups") -> Iterator[ObjectStore]:
+def running(host: str = "127.0.60.1", bucket: str = "backups", tls: tuple[str, str] | None = None,
+            offset: int = 0) -> Iterator[ObjectStore]:
     """start(), and stop() whatever happens."""
-    store = start(host, bucket)
+    store = start(host, bucket, tls=tls, offset=offset)
     try:
         yield store
     finally:

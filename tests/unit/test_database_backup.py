@@ -151,14 +151,17 @@ def test_the_server_on_the_copy_runs_no_events(flavor: str) -> None:
     assert "--event-scheduler=OFF" in command, command
 
 
-def retention(listing: dict[str, bool], keep: int) -> tuple[list[str], str]:
-    """RETENTION run by dash against a store of `listing` (base id -> has a manifest), rclone
-    being a stand-in that lists it and records what is purged; returns (purged, output)."""
+def retention(listing: dict[str, bool], keep: int, binlogs: dict[str, str] | None = None) -> tuple[list[str], str]:
+    """RETENTION run by dash against a store of `listing` (base id -> has a manifest) and
+    `binlogs` (<member>/<file> -> its time in the store, "YYYY-MM-DD HH:MM:SS"), rclone being a
+    stand-in that lists them and records what is purged or deleted; returns (removed, output)."""
     fake = """rclone() {
-  case "$1 $2" in
-    "lsf -R") printf '%s' "$FILES" ;;
-    "lsf --dirs-only") printf '%s' "$DIRS" ;;
+  case "$1 $2 $4 $5" in
+    "lsf -R --format tp") printf '%s' "$BINLOGS" ;;
+    "lsf -R"*) printf '%s' "$FILES" ;;
+    "lsf --dirs-only"*) printf '%s' "$DIRS" ;;
     purge*) echo "purged ${2##*/}" >> "$PURGED" ;;
+    deletefile*) echo "deleted ${2#*/binlog/}" >> "$PURGED" ;;
   esac
 }
 """
@@ -167,7 +170,8 @@ def retention(listing: dict[str, bool], keep: int) -> tuple[list[str], str]:
                "FILES": "".join(f"{i}/{backup.MANIFEST}\n{i}/{backup.DATA_OBJECT['mysql']}\n"
                                 if complete else f"{i}/{backup.DATA_OBJECT['mysql']}\n"
                                 for i, complete in listing.items()),
-               "DIRS": "".join(f"{i}/\n" for i in listing)}
+               "DIRS": "".join(f"{i}/\n" for i in listing),
+               "BINLOGS": "".join(f"{t};{f}\n" for f, t in (binlogs or {}).items())}
         done = subprocess.run(["dash", "-ec", fake + backup.RETENTION], env=env, capture_output=True, text=True,
                               check=True)
         return [line.split()[1] for line in purged.read().splitlines()], done.stdout
@@ -188,3 +192,20 @@ def test_retention_keeps_the_newest_complete_backups_and_what_is_under_way() -> 
 def test_retention_is_a_count() -> None:
     with pytest.raises(backup.BackupError):
         backup.job_env(backup.Target("volume", path="/backup"), "db", "db-replicas", "db-primary", keep=-1)
+
+
+def test_retention_removes_the_binary_logs_no_kept_backup_needs() -> None:
+    """A file goes when it was stored an hour (BINLOG_MARGIN_SECONDS) before the oldest kept
+    backup started; a later one stays, and so does each member's newest file, however old (the
+    next run copies from it on)."""
+    store = {"20261101T000000Z": True, "20261103T000000Z": True, "20261104T000000Z": True}
+    binlogs = {"db-0/mysql-bin.000001": "2026-11-02 12:00:00", "db-0/mysql-bin.000002": "2026-11-02 22:59:59",
+               "db-0/mysql-bin.000003": "2026-11-02 23:00:00", "db-0/mysql-bin.000004": "2026-11-03 00:10:00",
+               "db-1/mysql-bin.000007": "2026-11-01 00:00:00"}
+    removed, output = retention(store, keep=2, binlogs=binlogs)
+    assert removed == ["20261101T000000Z", "db-0/mysql-bin.000001", "db-0/mysql-bin.000002"]
+    assert ("retention: binary log db-0/mysql-bin.000001 removed (written before 2026-11-02 23:00:00, an hour "
+            "before backup 20261103T000000Z)") in output
+    # the control: keeping all three, the oldest kept started on Nov 1st, and every file is newer
+    assert retention(store, keep=3, binlogs=binlogs)[0] == []
+    assert retention(store, keep=0, binlogs=binlogs)[0] == []

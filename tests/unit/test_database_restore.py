@@ -12,7 +12,7 @@ import pytest
 from hakeeper.api.conditions import DatabaseReason
 from hakeeper.api.events import DatabaseEvent
 from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec, RestoreSpec, RestoreStatus
-from hakeeper.replicateddatabase import backup, objects, reseed, restore
+from hakeeper.replicateddatabase import backup, objects, reseed, restore, restore_gtid
 
 T0 = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
 S3 = {"s3": {"endpoint": "http://10.0.0.1:8333", "bucket": "backups", "credentials": {"name": "store"}},
@@ -228,3 +228,116 @@ def test_the_new_members_of_a_restored_database_are_seeded_without_asking(restor
 def test_a_point_in_time_that_is_not_rfc3339_never_reaches_the_script() -> None:
     with pytest.raises(ValueError):
         RestoreSpec.model_validate({"database": "orders", "target": S3, "pointInTime": "yesterday"})
+
+
+# ------------------------------------------------------------------------ up to a GTID
+
+U1, U2 = "3e11fa47-71ca-11e1-9e33-c80aa9429562", "4f22ab58-82db-22f2-8f44-d91bb0530673"
+INCLUDES_CASES = [
+    # (flavor, outer, inner, outer includes inner)
+    ("mariadb", "0-1-100", "0-1-100", True),
+    ("mariadb", "0-1-100", "0-1-101", False),
+    ("mariadb", "0-2-150", "0-1-90", True),  # a failover changed the server id, not the history
+    ("mariadb", "0-1-100,1-1-5", "1-1-6", False),
+    ("mariadb", "0-1-100", "1-1-1", False),  # a domain the outer never saw
+    ("mariadb", "0-1-100", "", True),
+    ("mariadb", "", "0-1-1", False),
+    ("mariadb", "0-1-9", "0-1-10", False),  # numbers, not strings
+    ("mysql", f"{U1}:1-100", f"{U1}:1-100", True),
+    ("mysql", f"{U1}:1-100", f"{U1}:1-101", False),
+    ("mysql", f"{U1}:1-100", f"{U1}:5-9:20", True),
+    ("mysql", f"{U1}:1-50:52-100", f"{U1}:1-100", False),  # a hole
+    ("mysql", f"{U1}:1-100,{U2}:1-5", f"{U2}:1-6", False),
+    ("mysql", f"{U1}:1-100", f"{U2}:1", False),
+    ("mysql", f"{U1}:1-100,{U2}:1-5", f"{U1}:1-99,{U2}:3", True),
+    ("mysql", f"{U1}:1-9", f"{U1}:10", False),
+    ("mysql", f"{U1}:1-5:tag_a:1-3", f"{U1}:tag_a:2", True),
+    ("mysql", f"{U1}:1-5:tag_a:1-3", f"{U1}:tag_b:2", False),
+    ("mysql", f"{U1}:1-5", "", True),
+    ("mysql", "", f"{U1}:1", False),
+]
+
+
+@pytest.mark.parametrize(("flavor", "outer", "inner", "expected"), INCLUDES_CASES)
+def test_the_script_compares_gtid_positions_as_python_does(flavor: str, outer: str, inner: str,
+                                                           expected: bool) -> None:
+    """restore_gtid.INCLUDES_AWK (what the restoring script runs) against restore_gtid.includes."""
+    assert restore_gtid.includes(flavor, outer, inner) is expected
+    program = restore_gtid.INCLUDES_AWK + "BEGIN { print includes(outer, inner, flavor) }"
+    done = subprocess.run(["awk", "-v", f"outer={outer}", "-v", f"inner={inner}", "-v", f"flavor={flavor}", program],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ("1" if expected else "0")
+
+
+def gtid_rows(flavor: str) -> list[tuple[str, datetime, str]]:
+    if flavor == "mariadb":
+        return [("20261130T010000Z", T0, "0-1-100"), ("20261130T020000Z", T0 + timedelta(hours=1), "0-2-250"),
+                ("20261130T013000Z", T0 + timedelta(minutes=30), "0-1-180")]
+    return [("20261130T010000Z", T0, f"{U1}:1-100"), ("20261130T020000Z", T0 + timedelta(hours=1),
+                                                       f"{U1}:1-200,{U2}:1-50"),
+            ("20261130T013000Z", T0 + timedelta(minutes=30), f"{U1}:1-180")]
+
+
+def gtid_choice(flavor: str, rows: list[tuple[str, datetime, str]], target: str) -> tuple[str, str]:
+    text = "".join(f"{i} {d.strftime('%Y-%m-%dT%H:%M:%SZ')} {g}\n" for i, d, g in rows)
+    done = subprocess.run(["dash", "-c", backup.CHOOSE_BASE_FUNCTION + 'choose_base "" "$1" "$2"', "sh", target,
+                           flavor], input=text, capture_output=True, text=True)
+    return done.stdout.strip(), done.stderr.strip()
+
+
+@pytest.mark.parametrize(("flavor", "target"), [
+    ("mariadb", "0-1-100"), ("mariadb", "0-1-179"), ("mariadb", "0-1-180"), ("mariadb", "0-2-9999"),
+    ("mariadb", "0-1-99"),
+    ("mysql", f"{U1}:1-100"), ("mysql", f"{U1}:1-199"), ("mysql", f"{U1}:1-300,{U2}:1-50"),
+    ("mysql", f"{U1}:1-300"), ("mysql", f"{U1}:1-99")])
+def test_the_script_chooses_the_base_for_a_gtid_as_choose_base_does(flavor: str, target: str) -> None:
+    """The newest backup whose position the GTID includes; a GTID before the oldest backup is
+    refused with the same words."""
+    rows = gtid_rows(flavor)
+    found = [backup.Manifest(id=i, flavor=flavor, started=d.strftime("%Y-%m-%dT%H:%M:%SZ"),  # type: ignore[arg-type]
+                             finished=d.strftime("%Y-%m-%dT%H:%M:%SZ"), source="db-1", gtid=g,
+                             object=backup.DATA_OBJECT[flavor], size=1, sha256="ab" * 32) for i, d, g in rows]
+    target = restore_gtid.canonical(flavor, target)
+    out, err = gtid_choice(flavor, rows, target)
+    try:
+        expected = (backup.choose_base(found, None, target).id, "")
+    except backup.BackupError as refused:
+        expected = ("", f"restore: {refused}")
+        assert "before the oldest backup (20261130T010000Z, at GTID position" in err
+    assert (out, err) == expected
+    # a backup without a position (nothing written yet, or a MySQL backup before positions were
+    # recorded) is never a GTID restore's base: what it holds is not known
+    empty = [("20261130T000000Z", T0 - timedelta(hours=1), "")]
+    assert gtid_choice(flavor, empty + rows, target)[0] == expected[0]
+
+
+def test_a_gtid_is_taken_in_the_flavor_s_form_and_written_canonical() -> None:
+    assert restore_gtid.canonical("mariadb", "1-1-5,0-1-100") == "0-1-100,1-1-5"
+    assert restore_gtid.canonical("mysql", f"{U1.upper()}:1-5:6-9:20") == f"{U1}:1-9:20"
+    for flavor, bad in (("mariadb", f"{U1}:1-5"), ("mysql", "0-1-100"), ("mysql", f"{U1}:9-5"), ("mysql", "")):
+        with pytest.raises(restore_gtid.GtidError):
+            restore_gtid.canonical(flavor, bad)
+
+
+@pytest.mark.parametrize("flavor", ["mariadb", "mysql"])
+def test_the_first_member_replays_up_to_and_including_the_gtid(flavor: str) -> None:
+    gtid = "0-1-1042" if flavor == "mariadb" else f"{U1.upper()}:1-1042"
+    s = spec(flavor, gtid=gtid)
+    script = template(s)["initContainers"][0]["command"][2]
+    subprocess.run(["dash", "-n", "-c", script], check=True)
+    canonical = restore_gtid.canonical(flavor, gtid)
+    assert f"HK_RESTORE_GTID='{canonical}'" in script and "choose_base" in script
+    assert "HK_RESTORE_BINLOGS_OF=$(" in script and "--stop-datetime" not in script
+    stop = '--stop-position="$HK_RESTORE_GTID"' if flavor == "mariadb" else '--include-gtids="$HK_RESTORE_GTID"'
+    assert stop in script
+    # the position reached is checked against the GTID before the copy becomes the datadir
+    assert script.index("before the GTID") < script.index('mv "$partial/data" "$restoring"')
+    assert "up to and including GTID" in restore.describe(s.restore)  # type: ignore[arg-type]
+
+
+def test_a_gtid_the_restore_cannot_use_is_refused_before_anything_is_made() -> None:
+    """The schema lets `uuid:9-5` through (an interval's end before its start): pod_extras
+    refuses it, and the pass reports it (reconcile.RestoreInvalid: Ready=False RestoreFailed)."""
+    s = spec("mysql", gtid=f"{U1}:9-5")
+    with pytest.raises(ValueError, match="bad GTID interval"):
+        restore.pod_extras(s.flavor, s.restore)  # type: ignore[arg-type]

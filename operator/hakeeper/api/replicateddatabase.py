@@ -119,6 +119,14 @@ STORE_PATH_PATTERN = r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"
 BACKUP_ID_PATTERN = r"^[0-9]{8}T[0-9]{6}Z$"
 """A backup's name: the UTC time its run started, e.g. 20261130T030000Z (sorts by age)."""
 RFC3339_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+MARIADB_GTID_POSITION_PATTERN = r"^[0-9]{1,10}-[0-9]{1,10}-[0-9]{1,20}(,[0-9]{1,10}-[0-9]{1,10}-[0-9]{1,20})*$"
+"""A MariaDB GTID position: domain-server_id-seq_no, one per domain, comma separated (MariaDB
+documentation, "Global Transaction ID", section "gtid_binlog_pos")."""
+_MYSQL_UUID = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+_MYSQL_GTID_ITEM = _MYSQL_UUID + "(:([a-zA-Z_][a-zA-Z0-9_]{0,31}|[0-9]{1,20}(-[0-9]{1,20})?))+"
+MYSQL_GTID_SET_PATTERN = f"^{_MYSQL_GTID_ITEM}(,{_MYSQL_GTID_ITEM})*$"
+"""A MySQL GTID set: source_uuid[:tag]:interval[:interval...], comma separated (MySQL 9.7
+Reference Manual 19.1.3.1 "GTID Format and Storage", "GTID Sets")."""
 
 
 class S3Credentials(Model):
@@ -210,6 +218,19 @@ class RestoreSpec(Model):
     """Replay the binary logs up to this time (RFC 3339, e.g. 2026-11-30T10:15:00Z; events at or
     after it are not applied). None: the backup as it is. A time before the oldest backup is
     refused (Ready=False, reason RestoreFailed)."""
+    gtid: str | None = Field(default=None, max_length=4096, pattern=f"({MARIADB_GTID_POSITION_PATTERN})|"
+                                                                 f"({MYSQL_GTID_SET_PATTERN})")
+    """Replay the binary logs up to and including this GTID instead of a time. MariaDB: a GTID
+    position (e.g. 0-1-1042: domain 0 up to sequence 1042, one GTID per domain); MySQL: a GTID
+    set (e.g. 3e11fa47-71ca-11e1-9e33-c80aa9429562:1-1042): every transaction in it is applied,
+    none outside it. The base is the newest backup whose GTID position the GTID includes; a GTID
+    before the oldest backup, or one the stored binary logs do not reach, is refused
+    (Ready=False, reason RestoreFailed). Exclusive with pointInTime."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        cel("!has(self.pointInTime) || !has(self.gtid)",
+            "restore takes pointInTime or gtid, not both: replay stops at a time or at a GTID"),
+    ]})
 
 
 class ReplicatedDatabaseSpec(Model):
@@ -291,6 +312,11 @@ class ReplicatedDatabaseSpec(Model):
                     "failover.antiFlapWindow must be at least one probeInterval"),
                 # a transition rule (oldSelf: updates only): spec.restore is read when the database is
                 # created; added to a database that has data it would restore nothing, and say otherwise
+                cel("!has(self.restore) || !has(self.restore.gtid) || "
+                    "(self.flavor == 'mariadb') == self.restore.gtid.matches('^[0-9]+-[0-9]+-')",
+                    "restore.gtid is in the flavor's form: a MariaDB GTID position (domain-server-sequence, "
+                    "e.g. 0-1-1042) for flavor mariadb, a MySQL GTID set (uuid:interval, "
+                    "e.g. 3e11fa47-71ca-11e1-9e33-c80aa9429562:1-1042) for flavor mysql"),
                 cel("has(self.restore) == has(oldSelf.restore) && "
                     "(!has(self.restore) || self.restore == oldSelf.restore)",
                     "restore is read only when the database is created: it cannot be added, changed or removed "
@@ -462,6 +488,8 @@ class RestoreStatus(StatusModel):
     backup: str | None = None
     """The backup it starts from."""
     point_in_time: str | None = None
+    gtid: str | None = None
+    """spec.restore.gtid, as given."""
     message: str | None = None
     """Why it failed, or what it restored (the GTID position reached)."""
 

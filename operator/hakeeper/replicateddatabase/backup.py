@@ -13,8 +13,8 @@ a PersistentVolumeClaim mounted in the job):
   Directory"), which is then archived (tar), compressed and uploaded. A clone, not
   `mysqldump --single-transaction`: it is the physical copy a restore starts a server on in the
   time it takes to copy the files (a dump must be replayed row by row and its indexes rebuilt),
-  it carries its exact GTID position (performance_schema.clone_status), and it is what the
-  re-seed runs already. It needs scratch space the size of the data in the job.
+  it is consistent (its own gtid_executed is exact: a restore replays from it), and it is what
+  the re-seed runs already. It needs scratch space the size of the data in the job.
 
 Binary logs are copied from the primary at each run (`mysqlbinlog`/`mariadb-binlog
 --read-from-remote-server --raw`, every file from the last one stored on), so a restore can
@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from hakeeper.replicateddatabase import restore_gtid
 from hakeeper.replicateddatabase.objects import (
     BACKUP_PORT,
     BASE_CONF_DIR,
@@ -206,20 +207,26 @@ def backup_id(now: datetime) -> str:
     return now.astimezone(UTC).strftime(ID_FORMAT)
 
 
-def choose_base(manifests: Iterable[Manifest], point: datetime | None) -> Manifest:
+def choose_base(manifests: Iterable[Manifest], point: datetime | None, gtid: str = "") -> Manifest:
     """The backup a restore starts from: the newest whose copy was finished by `point` (an aware
-    datetime; None: the newest of all). Its binary logs then bring it to `point`.
+    datetime; None: the newest of all) and, when `gtid` is given (restore_gtid.canonical), whose
+    GTID position it includes (restore_gtid.includes; a backup without a position, of a server
+    that had written nothing or of a MySQL backup before positions were recorded, is not
+    taken). Its binary logs then bring it to `point` or to `gtid`.
 
-    Raises BackupError when there is no backup, or when `point` is before the oldest backup
-    was finished (no copy holds the data as it was then: refused, nothing is restored)."""
+    Raises BackupError when there is no backup, or when `point` or `gtid` is before the oldest
+    backup (no copy holds the data as it was then: refused, nothing is restored)."""
     ordered = sorted(manifests, key=lambda m: m.id)
     if not ordered:
         raise BackupError("there is no complete backup to restore from")
-    if point is None:
-        return ordered[-1]
-    usable = [m for m in ordered if m.finished_at <= point]
+    usable = [m for m in ordered if (point is None or m.finished_at <= point)
+              and (not gtid or (m.gtid and restore_gtid.includes(m.flavor, gtid, m.gtid)))]
     if not usable:
-        oldest = min(ordered, key=lambda m: m.finished_at)
+        oldest = min(ordered, key=lambda m: m.finished)
+        if gtid:
+            raise BackupError(f"the GTID {gtid} is before the oldest backup ({oldest.id}, at GTID position "
+                              f"{oldest.gtid}): no backup holds the data as it was then")
+        assert point is not None
         raise BackupError(f"the point in time {point.strftime('%Y-%m-%dT%H:%M:%SZ')} is before the oldest backup "
                           f"({oldest.id}, finished {oldest.finished}): no backup holds the data as it was then")
     return usable[-1]
@@ -293,14 +300,14 @@ manifest mariadb {DATA_OBJECT["mariadb"]} "$member" "$gtid"
 """
 
 # MySQL: a throw-away mysqld of the job's own (no network, its socket in the scratch directory)
-# clones the replica as the operator's account, into $work/clone; clone_status gives the copy's
-# GTID position, and the donor's report_host its member name (the member is asked by address, so
-# that a Service in front of several replicas cannot answer for another).
+# clones the replica as the operator's account, into $work/clone; the donor's @@hostname gives its
+# member name (the member is asked by address, so that a Service in front of several replicas
+# cannot answer for another).
 _MYSQL_BACKUP = rf"""{SQL_STRING_FUNCTION}
 mkdir "$work/server"
 # the database's own my.cnf (the donor's plugins, page size and character set: the clone checks
 # they match), but no network, no binary log, no init file, a small buffer pool, and
-# performance_schema (clone_status) whatever the database's setting
+# performance_schema (clone_status, the clone's progress) whatever the database's setting
 own="--defaults-file={BASE_CONF_DIR}/my.cnf"
 mysqld "$own" --initialize-insecure --datadir="$work/server/data" --init-file=/dev/null \
   --log-error="$work/initialise.log" \
@@ -326,7 +333,13 @@ password=$(sql_string "$OPERATOR_PASSWORD")
 local_sql "SET SESSION sql_mode = ''; SET GLOBAL clone_valid_donor_list = '$source_ip:3306';
   CLONE INSTANCE FROM '{OPERATOR_USER}'@'$source_ip':3306 IDENTIFIED BY '$password' DATA DIRECTORY = '$work/clone'" \
   || fail "the clone of $member failed"
-gtid=$(local_sql "SELECT REPLACE(GTID_EXECUTED, CHAR(10), '') FROM performance_schema.clone_status")
+# the copy's GTID position, as the replica's once the clone returned: the copy's, or later by what
+# the replica applied meanwhile (clone_status.GTID_EXECUTED, the exact one, stays empty for a
+# clone into a directory: seen with MySQL 9.7). A later position is the safe side: a restore up
+# to a GTID takes this backup only when the GTID includes it; the restore replays from the
+# copy's own gtid_executed, exact.
+gtid=$(MYSQL_PWD="$OPERATOR_PASSWORD" mysql -h "$source_ip" -P 3306 -u {OPERATOR_USER} \
+  -Nse "SELECT REPLACE(@@GLOBAL.gtid_executed, CHAR(10), '')") || fail "cannot read the GTID position of $member"
 # the clone's own redo and undo are in place; its binary and relay logs are not (clone copies neither)
 {{ tar -C "$work/clone" -cf - .; echo $? > "$work/rc.fetch"; }} | upload {DATA_OBJECT["mysql"]}
 ok fetch || fail "tar of the clone failed"
@@ -353,10 +366,19 @@ echo "binary logs of $primary from $first on stored: $(ls "$work/binlog" | tr '\
 """
 
 
+BINLOG_MARGIN_SECONDS = 3600
+"""How long before the oldest kept backup started a stored binary log file must have been
+written last for retention to remove it: a restore replays from the copy's own GTID position,
+which trails the start when the replica copied lagged, and this is the lag allowed for."""
+
 # Retention, once a run's manifest is stored: the newest $HK_KEEP complete backups (those with a
 # manifest) stay, and every base older than the oldest of them goes, complete or not; a base newer
 # than it without a manifest is another run's, under way, and stays. Ids sort by age (ID). Nothing
 # goes while fewer than $HK_KEEP are complete; HK_KEEP=0 keeps everything.
+# Then the binary logs no kept backup needs: a file stored (its time in the store: when the run
+# that last copied it wrote it) BINLOG_MARGIN_SECONDS before the oldest kept backup started holds
+# only transactions that backup has. Each member's newest file stays whatever its age: the next
+# run copies from it on.
 RETENTION = rf"""if [ "${{HK_KEEP:-0}}" -gt 0 ]; then
   oldest_kept=$(rclone lsf -R --files-only --include "*/{MANIFEST}" "$HK_STORE_ROOT/base/" \
     | sed -n 's|^\([0-9]\{{8\}}T[0-9]\{{6\}}Z\)/{MANIFEST}$|\1|p' | sort -r | sed -n "${{HK_KEEP}}p")
@@ -364,6 +386,17 @@ RETENTION = rf"""if [ "${{HK_KEEP:-0}}" -gt 0 ]; then
     for old in $(rclone lsf --dirs-only "$HK_STORE_ROOT/base/" | tr -d / | grep -E '^[0-9]{{8}}T[0-9]{{6}}Z$' \
         | awk -v k="$oldest_kept" '$0 < k'); do
       rclone purge "$HK_STORE_ROOT/base/$old" && echo "retention: backup $old removed (keeping $HK_KEEP)"
+    done
+    kept_start=$(echo "$oldest_kept" | sed 's/^\(....\)\(..\)\(..\)T\(..\)\(..\)\(..\)Z$/\1-\2-\3 \4:\5:\6/')
+    cutoff=$(date -u -d "@$(( $(date -u -d "$kept_start" +%s) - {BINLOG_MARGIN_SECONDS} ))" '+%Y-%m-%d %H:%M:%S')
+    for old in $(rclone lsf -R --files-only --format tp "$HK_STORE_ROOT/binlog/" 2>/dev/null | awk -F';' \
+        -v cutoff="$cutoff" '
+          {{ t[NR] = $1; f[NR] = $2; m = $2; sub(/\/.*/, "", m); if (!(m in last) || $2 > last[m]) last[m] = $2 }}
+          END {{ for (i = 1; i <= NR; i++) {{
+                  m = f[i]; sub(/\/.*/, "", m); if (t[i] < cutoff && f[i] != last[m]) print f[i] }} }}' \
+        | grep -E '^[A-Za-z0-9.-]+/[A-Za-z0-9._-]+$'); do
+      rclone deletefile "$HK_STORE_ROOT/binlog/$old" \
+        && echo "retention: binary log $old removed (written before $cutoff, an hour before backup $oldest_kept)"
     done
   fi
 fi
@@ -414,7 +447,8 @@ class Restore:
     """What a restore starts from: the backup `id` (choose_base) in the store $HK_STORE_ROOT,
     and `point`: None for the backup as it is, else the time (UTC) its binary logs are replayed
     up to (excluded: events at or after it are not applied), from the binlog/<binlogs_of>/
-    directory of the member whose logs cover it (the primary's at the time).
+    directory of the member whose logs cover it (the primary's at the time). Or `gtid` (a
+    restore_gtid.canonical text) instead of `point`: the logs are replayed up to and including it.
 
     id "": the script chooses the base in the store as choose_base does (CHOOSE_BASE);
     binlogs_of "": the member whose binary logs were stored last (CHOOSE_BINLOGS)."""
@@ -422,34 +456,50 @@ class Restore:
     id: str
     point: datetime | None = None
     binlogs_of: str = ""
+    gtid: str = ""
 
     def __post_init__(self) -> None:
         # "": the restoring script chooses (CHOOSE_BASE, as choose_base does): the operator
         # cannot read the store, the member restoring can
         if self.id:
             _check(ID, self.id, "backup id")
-        if self.point is not None:
-            if self.point.tzinfo is None:
-                raise BackupError("the point in time has no time zone")
-            if self.binlogs_of:
-                _check(_HOST, self.binlogs_of, "member whose binary logs are replayed")
+        if self.point is not None and self.point.tzinfo is None:
+            raise BackupError("the point in time has no time zone")
+        if self.point is not None and self.gtid:
+            raise BackupError("a restore stops at a point in time or at a GTID, not both")
+        if self.gtid:
+            # it is written into the script between single quotes
+            _check(re.compile(r"^[0-9a-z_:,-]+$"), self.gtid, "GTID")
+        if self.binlogs_of:
+            _check(_HOST, self.binlogs_of, "member whose binary logs are replayed")
+
+    @property
+    def replays(self) -> bool:
+        """Whether binary logs are replayed (a point in time or a GTID to reach)."""
+        return self.point is not None or bool(self.gtid)
 
 
-CHOOSE_BASE_FUNCTION = r"""choose_base() { # stdin: '<id> <finished>' lines; $1: the point in time or ''
-  awk -v point="$1" '
-    NF == 2 { n++; if (oldest == "" || $2 < oldest_f) { oldest = $1; oldest_f = $2 }
-              if ((point == "" || $2 <= point) && $1 > best) best = $1 }
+CHOOSE_BASE_FUNCTION = r"""choose_base() { # stdin: '<id> <finished> [<gtid>]'; $1: point in time, $2: GTID, $3: flavor
+  awk -v point="$1" -v target="$2" -v flavor="$3" '__INCLUDES__
+    NF == 2 || NF == 3 {
+      n++; if (oldest == "" || $2 < oldest_f) { oldest = $1; oldest_f = $2; oldest_g = $3 }
+      if ((point == "" || $2 <= point) && (target == "" || ($3 != "" && includes(target, $3, flavor))) && $1 > best)
+        best = $1 }
     END {
       if (n == 0) { print "restore: there is no complete backup to restore from" > "/dev/stderr"; exit 1 }
+      if (best == "" && target != "") {
+        printf "restore: the GTID %s is before the oldest backup (%s, at GTID position %s): " \
+               "no backup holds the data as it was then\n", target, oldest, oldest_g > "/dev/stderr"; exit 1 }
       if (best == "") { printf "restore: the point in time %s is before the oldest backup (%s, finished %s): " \
                         "no backup holds the data as it was then\n", point, oldest, oldest_f > "/dev/stderr"; exit 1 }
       print best
     }'
 }
-"""
-"""sh: choose_base's rule over `<id> <finished>` lines (RFC 3339, UTC, whole seconds: they
-compare as strings): the newest id finished by the point in time $1 ('' for the newest of all)
-on stdout, or the same refusals on stderr and exit status 1."""
+""".replace("__INCLUDES__", restore_gtid.INCLUDES_AWK)
+"""sh: choose_base's rule over `<id> <finished> [<gtid>]` lines (finished: RFC 3339, UTC, whole
+seconds: they compare as strings; gtid: the manifest's, absent when empty): the newest id
+finished by the point in time $1 ('' for any) whose position the GTID $2 includes ('' for any;
+$3 the flavor), on stdout, or the same refusals on stderr and exit status 1."""
 
 # The base, when none is named: every complete backup's finished time from its manifest, then
 # choose_base. The point is RFC 3339 in whole seconds ($HK_RESTORE_POINT, UTC): a manifest's
@@ -460,10 +510,12 @@ CHOOSE_BASE = CHOOSE_BASE_FUNCTION + rf"""bases=$(rclone lsf -R --files-only --i
 rows=$(for m in $bases; do
   id=${{m%/{MANIFEST}}}
   echo "$id" | grep -Eq '^[0-9]{{8}}T[0-9]{{6}}Z$' || continue
-  finished=$(rclone cat "$HK_STORE_ROOT/base/$m" | sed -n 's/^  "finished": "\([0-9TZ:-]*\)",$/\1/p')
-  if [ -n "$finished" ]; then echo "$id $finished"; fi
+  manifest=$(rclone cat "$HK_STORE_ROOT/base/$m")
+  finished=$(printf '%s\n' "$manifest" | sed -n 's/^  "finished": "\([0-9TZ:-]*\)",$/\1/p')
+  gtid=$(printf '%s\n' "$manifest" | sed -n 's/^  "gtid": "\([0-9A-Za-z_:,-]*\)",$/\1/p')
+  if [ -n "$finished" ]; then echo "$id $finished $gtid"; fi
 done)
-HK_RESTORE_ID=$(printf '%s\n' "$rows" | choose_base "$HK_RESTORE_POINT")
+HK_RESTORE_ID=$(printf '%s\n' "$rows" | choose_base "$HK_RESTORE_POINT" "$HK_RESTORE_GTID" "$HK_FLAVOR")
 """
 
 # Whose binary logs, when nobody said: the member whose logs were stored last, the primary of
@@ -472,7 +524,7 @@ HK_RESTORE_ID=$(printf '%s\n' "$rows" | choose_base "$HK_RESTORE_POINT")
 CHOOSE_BINLOGS = r"""HK_RESTORE_BINLOGS_OF=$(rclone lsf -R --files-only --format tp "$HK_STORE_ROOT/binlog/" \
   | sort | tail -n 1 | cut -d';' -f2 | cut -d/ -f1)
 printf '%s\n' "$HK_RESTORE_BINLOGS_OF" | grep -Eq '^[A-Za-z0-9.-]{1,253}$' \
-  || { echo "restore: no binary logs in $HK_STORE_ROOT/binlog/ to replay up to the point in time" >&2; exit 1; }
+  || { echo "restore: no binary logs in $HK_STORE_ROOT/binlog/ to replay up to the point in time or GTID" >&2; exit 1; }
 """
 
 # Download, verify, prepare: into .restoring.partial, renamed .restoring once complete, so a
@@ -549,13 +601,29 @@ _REPLAY = rf"""rm -rf {TMP_DIR}/binlog && mkdir {TMP_DIR}/binlog
 rclone copy "$HK_STORE_ROOT/binlog/$HK_RESTORE_BINLOGS_OF/" {TMP_DIR}/binlog/
 files=$(ls {TMP_DIR}/binlog | grep -E '^[A-Za-z0-9._-]+\.[0-9]+$' | sort | sed 's|^|{TMP_DIR}/binlog/|')
 [ -n "$files" ] || {{ echo "restore: no binary logs of $HK_RESTORE_BINLOGS_OF in the store" >&2; exit 1; }}
-echo "replaying the binary logs up to $HK_RESTORE_STOP (UTC) from GTID position '$start'"
+echo "replaying the binary logs up to __UPTO__ from GTID position '$start'"
 # word splitting of $files is wanted: names checked above
-{{ __BINLOG__ ${{start:+__FROM__}} --stop-datetime="$HK_RESTORE_STOP" $files; echo $? > {TMP_DIR}/rc.binlog; }} | sql
-[ "$(cat {TMP_DIR}/rc.binlog)" = 0 ] || {{ echo "restore: reading the binary logs failed" >&2; exit 1; }}
+# (the status recorded whatever it is: under sh -e a failure would end the group before it)
+{{ rc=0; __BINLOG__ ${{start:+__FROM__}} __STOP__ $files || rc=$?; echo $rc > {TMP_DIR}/rc.binlog; }} | sql
+"""
+_REPLAYED = rf"""[ "$(cat {TMP_DIR}/rc.binlog)" = 0 ] \
+  || {{ echo "restore: reading the binary logs failed" >&2; exit 1; }}
 """
 
-_FINISH = r"""echo "restored data as of GTID position '$(sql -Nse '__EXECUTED__')'"
+# Up to a GTID: the replay stops after it (MariaDB's --stop-position takes a GTID position,
+# inclusive: MariaDB documentation, "mariadb-binlog Options"; MySQL's --include-gtids applies
+# only what is in the set: MySQL 9.7 Reference Manual 6.6.9 "mysqlbinlog"), but a log that ends
+# before it stops nothing: the position reached must include the GTID, else the restore fails
+# (the logs stored do not reach it yet, or the GTID was never written). Checked before the
+# reader's status, which is an error too when MariaDB's does not reach its stop position.
+_REACHED = r"""reached=$(sql -Nse "__POSITION__")
+awk -v outer="$reached" -v inner="$HK_RESTORE_GTID" -v flavor="$HK_FLAVOR" '__INCLUDES__
+  BEGIN { exit !includes(outer, inner, flavor) }' || {
+  echo "restore: the binary logs in the store end at GTID position '$reached', before the GTID $HK_RESTORE_GTID" \
+    "(not copied to the store yet, or never written)" >&2; exit 1; }
+""".replace("__INCLUDES__", restore_gtid.INCLUDES_AWK)
+
+_FINISH = r"""echo "restored data as of GTID position '$(sql -Nse "__EXECUTED__")'"
 kill $server && wait $server || true
 mv "$partial/data" "$restoring"
 rm -rf "$partial"
@@ -575,7 +643,8 @@ def restore_script(flavor: str, restore: Restore) -> str:
     extra = "--skip-slave-start " if flavor == "mariadb" else "--super-read-only=OFF --skip-replica-start "
     serve = _SERVE_COPY.format(server=server.server, client=client, extra=extra)
     # TZ: mysqlbinlog reads --stop-datetime in the local time zone
-    lines = [f"if [ ! -d {DATA_DIR} ] && [ ! -d {VOLUME_DIR}/.restoring ]; then", "export TZ=UTC"]
+    lines = [f"if [ ! -d {DATA_DIR} ] && [ ! -d {VOLUME_DIR}/.restoring ]; then", "export TZ=UTC",
+             f"HK_FLAVOR={flavor}", f"HK_RESTORE_GTID='{restore.gtid}'"]
     if restore.id:
         lines.append(f"HK_RESTORE_ID={restore.id}")
     else:
@@ -583,20 +652,33 @@ def restore_script(flavor: str, restore: Restore) -> str:
         lines += [f"HK_RESTORE_POINT='{point}'", CHOOSE_BASE.rstrip("\n")]
     if restore.point is not None:
         lines.append(f"HK_RESTORE_STOP='{stop_datetime(restore.point)}'")
+    if restore.replays:
         lines.append(f"HK_RESTORE_BINLOGS_OF={restore.binlogs_of}" if restore.binlogs_of
                      else CHOOSE_BINLOGS.rstrip("\n"))
     body = _FETCH + (_MARIADB_UNPACK if flavor == "mariadb" else _MYSQL_UNPACK) + serve
     body += _MARIADB_POSITION if flavor == "mariadb" else _MYSQL_POSITION
-    if restore.point is not None:
+    # the server's position as restore_gtid compares it (MySQL prints a line break after each uuid's part)
+    position = ("SELECT @@GLOBAL.gtid_current_pos" if flavor == "mariadb"
+                else "SELECT REPLACE(@@GLOBAL.gtid_executed, CHAR(10), '')")
+    if restore.replays:
         if flavor == "mariadb":
             start = 'start="$gtid"\n'
             source = "--start-position=$start"
+            upto = '--stop-position="$HK_RESTORE_GTID"'
         else:
-            start = "start=$(sql -Nse \"SELECT REPLACE(@@GLOBAL.gtid_executed, CHAR(10), '')\")\n"
+            start = f'start=$(sql -Nse "{position}")\n'
             source = "--exclude-gtids=$start"
-        body += start + _REPLAY.replace("__BINLOG__", binlog).replace("__FROM__", source)
-    executed = "SELECT @@GLOBAL.gtid_current_pos" if flavor == "mariadb" else "SELECT @@GLOBAL.gtid_executed"
-    body += _FINISH.replace("__EXECUTED__", executed)
+            upto = '--include-gtids="$HK_RESTORE_GTID"'
+        if restore.point is not None:
+            upto, words = '--stop-datetime="$HK_RESTORE_STOP"', "$HK_RESTORE_STOP (UTC)"
+        else:
+            words = "and including the GTID $HK_RESTORE_GTID"
+        body += start + (_REPLAY.replace("__BINLOG__", binlog).replace("__FROM__", source)
+                         .replace("__STOP__", upto).replace("__UPTO__", words))
+        if restore.gtid:
+            body += _REACHED.replace("__POSITION__", position)
+        body += _REPLAYED
+    body += _FINISH.replace("__EXECUTED__", position)
     # a start cut short after the copy was complete: it only has to be moved into place
     lines += [body + "fi", f"if [ -d {VOLUME_DIR}/.restoring ] && [ ! -d {DATA_DIR} ]; then",
               f"  mv {VOLUME_DIR}/.restoring {DATA_DIR}", "fi", ""]

@@ -93,6 +93,8 @@ class DatabasePass:
         self.restore: RestoreStatus | None = (RestoreStatus.model_validate(status["restore"])
                                               if status.get("restore") else None)
         """status.restore as last decided (spec.restore)."""
+        self.restore_invalid: str | None = None
+        """Why spec.restore cannot be used, as last told in an Event (reconcile.RestoreInvalid)."""
         self.backups = backup_reconcile.Backups()
 
     def _statefulset(self, kube: kubeapi.Kube, namespace: str, name: str, applied: bool) -> dict[str, Any] | None:
@@ -124,7 +126,14 @@ class DatabasePass:
         generation = meta.get("generation")
         applied = self.applied[0] != generation or time.monotonic() - self.applied[1] > OBJECTS_EVERY_SECONDS
         if applied:
-            reconcile.ensure_objects(kube, body, spec)
+            try:
+                reconcile.ensure_objects(kube, body, spec)
+            except reconcile.RestoreInvalid as error:
+                problem = Verdict(False, error.reason, str(error))
+                told, self.restore_invalid = self.restore_invalid, str(error)
+                return loop.Outcome(status=status.not_ready(body.get("status"), generation, problem), next_in=interval,
+                                    events=[] if told == str(error) else [
+                                        loop.Event.of(DatabaseEvent.RESTORE_FAILED, str(error))])
             self.applied = (generation, time.monotonic())
         if applied or self.credentials is None:
             # the Secret is read with the objects, not every probeInterval: the passwords live in the

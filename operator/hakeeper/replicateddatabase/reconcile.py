@@ -45,7 +45,17 @@ class CredentialsInvalid(CredentialsMissing):
     reason = DatabaseReason.CREDENTIALS_INVALID
 
 
+class RestoreInvalid(ValueError):
+    """spec.restore holds a value the schema let through but the restore cannot use (a GTID set
+    with an interval that ends before it starts, say): Ready=False with this reason and an Event;
+    nothing is created until the spec is fixed."""
+
+    reason = DatabaseReason.RESTORE_FAILED
+
+
 def ensure_objects(kube: Kube, body: Mapping[str, Any], spec: ReplicatedDatabaseSpec) -> None:
+    """Creates or updates the database's objects (ConfigMap, Services, StatefulSet, budget) and
+    its generated Secret. Raises RestoreInvalid for a spec.restore the restore cannot use."""
     meta = body["metadata"]
     db, namespace = meta["name"], meta["namespace"]
     owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
@@ -60,7 +70,10 @@ def ensure_objects(kube: Kube, body: Mapping[str, Any], spec: ReplicatedDatabase
             kube.patch("Secret", namespace, objects.names(db)["credentials"], {"data": {
                 key: base64.b64encode(value.encode()).decode()
                 for key, value in objects.application_credentials().items()}})
-    extras = restore_.pod_extras(spec.flavor, spec.restore) if spec.restore is not None else None
+    try:
+        extras = restore_.pod_extras(spec.flavor, spec.restore) if spec.restore is not None else None
+    except ValueError as error:  # backup.BackupError, restore_gtid.GtidError
+        raise RestoreInvalid(f"spec.restore cannot be used: {error}") from None
     desired = [objects.config_map(db, namespace, spec), *objects.services(db, namespace, spec),
                objects.statefulset(db, namespace, spec, secret_name(db, spec), extras),
                objects.pod_disruption_budget(db, namespace, spec)]

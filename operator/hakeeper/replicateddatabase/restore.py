@@ -28,7 +28,7 @@ from typing import Any, Literal
 from hakeeper.api.conditions import DatabaseReason, Verdict
 from hakeeper.api.events import DatabaseEvent
 from hakeeper.api.replicateddatabase import BackupTarget, RestoreSpec, RestoreStatus
-from hakeeper.replicateddatabase import backup, backup_objects
+from hakeeper.replicateddatabase import backup, backup_objects, restore_gtid
 from hakeeper.replicateddatabase.objects import TMP_DIR, PodExtras
 
 VOLUME_MOUNT = backup_objects.VOLUME_MOUNT
@@ -52,12 +52,15 @@ def target_of(spec: BackupTarget) -> backup.Target:
     return backup_objects.target_of(spec, ca_file=f"{CA_DIR}/{CA_FILE}")
 
 
-def plan(spec: RestoreSpec) -> backup.Restore:
+def plan(flavor: str, spec: RestoreSpec) -> backup.Restore:
     """What the first member restores: spec.backup (or "": chosen in the store), up to
-    spec.pointInTime (None: the backup as it is); BackupError for a point in time that is not
-    RFC 3339."""
+    spec.pointInTime or up to and including spec.gtid (neither: the backup as it is).
+
+    Raises BackupError for a point in time that is not RFC 3339, or a GTID not in the flavor's
+    form (restore_gtid.GtidError, a BackupError's kin: both are ValueErrors)."""
     point = backup.parse_time(spec.point_in_time) if spec.point_in_time else None
-    return backup.Restore(spec.backup or "", point)
+    gtid = restore_gtid.canonical(flavor, spec.gtid) if spec.gtid else ""
+    return backup.Restore(spec.backup or "", point, gtid=gtid)
 
 
 def init_part(flavor: str, restore: backup.Restore) -> str:
@@ -109,7 +112,7 @@ def pod_extras(flavor: str, spec: RestoreSpec) -> PodExtras:
         volumes.append({"name": "restore-store", "persistentVolumeClaim": {
             "claimName": spec.target.volume.claim_name, "readOnly": True}})
         mounts.append({"name": "restore-store", "mountPath": VOLUME_MOUNT, "readOnly": True})
-    return PodExtras(init=init_part(flavor, plan(spec)), env=tuple(env), volumes=tuple(volumes),
+    return PodExtras(init=init_part(flavor, plan(flavor, spec)), env=tuple(env), volumes=tuple(volumes),
                      mounts=tuple(mounts))
 
 
@@ -117,7 +120,8 @@ def describe(spec: RestoreSpec) -> str:
     """What is restored, in words (the RestoreStarted Event, the Restoring condition)."""
     what = f"backup {spec.backup}" if spec.backup else (
         f"the newest backup finished by {spec.point_in_time}" if spec.point_in_time else "the newest backup")
-    upto = f", replaying the binary logs up to {spec.point_in_time}" if spec.point_in_time else ""
+    upto = (f", replaying the binary logs up to {spec.point_in_time}" if spec.point_in_time
+            else f", replaying the binary logs up to and including GTID {spec.gtid}" if spec.gtid else "")
     return f"the first member restores {what} of database {spec.database}{upto}"
 
 
@@ -164,7 +168,8 @@ def progress(before: RestoreStatus | None, spec: RestoreSpec, observed: tuple[Ph
     chosen = spec.backup or (found.group(1) if found else None) or (before.backup if before else None)
     if phase == "Restoring":
         message = describe(spec) + f" ({message})"
-    status = RestoreStatus(phase=phase, backup=chosen, point_in_time=spec.point_in_time, message=message)
+    status = RestoreStatus(phase=phase, backup=chosen, point_in_time=spec.point_in_time, gtid=spec.gtid,
+                           message=message)
     events: list[tuple[DatabaseEvent, str]] = []
     if before is None:
         events.append((DatabaseEvent.RESTORE_STARTED, describe(spec)))
