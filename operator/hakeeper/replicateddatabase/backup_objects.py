@@ -40,7 +40,8 @@ documentation, "CronJob", "Writing a CronJob spec")."""
 VOLUME_MOUNT = "/backup"
 """Where a volume target's PersistentVolumeClaim is mounted in the job."""
 CA_DIR = "/etc/hakeeper/backup-ca"
-CA_FILE = f"{CA_DIR}/ca.crt"
+CA_FILE_NAME = "ca.crt"
+CA_FILE = f"{CA_DIR}/{CA_FILE_NAME}"
 """The S3 endpoint's CA bundle (spec.backup.target.s3.caSecret's key), mounted from its Secret."""
 TERMINATION_LOG = "/dev/termination-log"
 HISTORY_LIMIT = 3
@@ -113,6 +114,34 @@ def _secret_ref(name: str, variable: str, key: str) -> dict[str, Any]:
     return {"name": variable, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
 
 
+def store_access(target: BackupTarget, ca_dir: str = CA_DIR, prefix: str = "", read_only: bool = False) -> tuple[
+        list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """What a container needs to reach the store `target`, as (env, volumes, volumeMounts): an S3
+    store's access keys as secretKeyRefs (never in a script or an object's spec), its caSecret's
+    key mounted as <ca_dir>/ca.crt (what target_of names), or a volume target's claim mounted at
+    VOLUME_MOUNT (read only for a restore). Volume names start with `prefix`, for a pod that has
+    volumes of its own (the members')."""
+    env: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    if target.s3 is not None:
+        keys = target.s3.credentials
+        env += [_secret_ref(keys.name, "RCLONE_CONFIG_STORE_ACCESS_KEY_ID", keys.access_key_id_key),
+                _secret_ref(keys.name, "RCLONE_CONFIG_STORE_SECRET_ACCESS_KEY", keys.secret_access_key_key)]
+        if target.s3.ca_secret is not None:
+            ca = target.s3.ca_secret
+            mounts.append({"name": f"{prefix}ca", "mountPath": ca_dir, "readOnly": True})
+            volumes.append({"name": f"{prefix}ca", "secret": {"secretName": ca.name,
+                                                              "items": [{"key": ca.key, "path": CA_FILE_NAME}]}})
+    else:
+        assert target.volume is not None
+        read = {"readOnly": True} if read_only else {}
+        mounts.append({"name": f"{prefix}store", "mountPath": VOLUME_MOUNT, **read})
+        volumes.append({"name": f"{prefix}store", "persistentVolumeClaim": {"claimName": target.volume.claim_name,
+                                                                             **read}})
+    return env, volumes, mounts
+
+
 def _pod(db: str, namespace: str, spec: ReplicatedDatabaseSpec, secret: str, component: str) -> dict[str, Any]:
     assert spec.backup is not None
     target = spec.backup.target
@@ -125,19 +154,10 @@ def _pod(db: str, namespace: str, spec: ReplicatedDatabaseSpec, secret: str, com
               {"name": "base-conf", "mountPath": objects.BASE_CONF_DIR, "readOnly": True}]
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}, {"name": "conf", "emptyDir": {}},
                                      {"name": "base-conf", "configMap": {"name": objects.names(db)["config"]}}]
-    if target.s3 is not None:
-        keys = target.s3.credentials
-        secrets += [_secret_ref(keys.name, "RCLONE_CONFIG_STORE_ACCESS_KEY_ID", keys.access_key_id_key),
-                    _secret_ref(keys.name, "RCLONE_CONFIG_STORE_SECRET_ACCESS_KEY", keys.secret_access_key_key)]
-        if target.s3.ca_secret is not None:
-            ca = target.s3.ca_secret
-            mounts.append({"name": "ca", "mountPath": CA_DIR, "readOnly": True})
-            volumes.append({"name": "ca", "secret": {"secretName": ca.name,
-                                                     "items": [{"key": ca.key, "path": CA_FILE.rsplit("/", 1)[1]}]}})
-    else:
-        assert target.volume is not None
-        mounts.append({"name": "store", "mountPath": VOLUME_MOUNT})
-        volumes.append({"name": "store", "persistentVolumeClaim": {"claimName": target.volume.claim_name}})
+    keys, store_volumes, store_mounts = store_access(target)
+    secrets += keys
+    volumes += store_volumes
+    mounts += store_mounts
     container = {
         "name": component, "image": spec.image or DEFAULT_IMAGE[spec.flavor],
         "command": ["sh", "-c", _job_script(spec.flavor, component)],

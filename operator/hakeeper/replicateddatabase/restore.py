@@ -34,7 +34,7 @@ from hakeeper.replicateddatabase.objects import TMP_DIR, PodExtras
 VOLUME_MOUNT = backup_objects.VOLUME_MOUNT
 """Where a volume target's PersistentVolumeClaim is mounted (read only) in the members."""
 CA_DIR = "/etc/hakeeper/restore-ca"
-CA_FILE = "ca.crt"
+CA_FILE = backup_objects.CA_FILE_NAME
 INIT_CONTAINER = "init"
 """The container that restores (objects.statefulset's init container)."""
 LOG = f"{TMP_DIR}/restore.log"
@@ -95,23 +95,8 @@ def pod_extras(flavor: str, spec: RestoreSpec) -> PodExtras:
     target = target_of(spec.target)
     env: list[dict[str, Any]] = [{"name": k, "value": v}
                                  for k, v in sorted(backup.restore_env(target, spec.database).items())]
-    volumes: list[dict[str, Any]] = []
-    mounts: list[dict[str, Any]] = []
-    s3 = spec.target.s3
-    if s3 is not None:
-        keys = s3.credentials
-        env += [{"name": f"RCLONE_CONFIG_STORE_{name}",
-                 "valueFrom": {"secretKeyRef": {"name": keys.name, "key": key}}}
-                for name, key in (("ACCESS_KEY_ID", keys.access_key_id_key),
-                                  ("SECRET_ACCESS_KEY", keys.secret_access_key_key))]
-        if s3.ca_secret is not None:
-            volumes.append({"name": "restore-ca", "secret": {"secretName": s3.ca_secret.name, "items": [
-                {"key": s3.ca_secret.key, "path": CA_FILE}]}})
-            mounts.append({"name": "restore-ca", "mountPath": CA_DIR, "readOnly": True})
-    elif spec.target.volume is not None:
-        volumes.append({"name": "restore-store", "persistentVolumeClaim": {
-            "claimName": spec.target.volume.claim_name, "readOnly": True}})
-        mounts.append({"name": "restore-store", "mountPath": VOLUME_MOUNT, "readOnly": True})
+    keys, volumes, mounts = backup_objects.store_access(spec.target, ca_dir=CA_DIR, prefix="restore-", read_only=True)
+    env += keys
     return PodExtras(init=init_part(flavor, plan(flavor, spec)), env=tuple(env), volumes=tuple(volumes),
                      mounts=tuple(mounts))
 
