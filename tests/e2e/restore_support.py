@@ -1,11 +1,10 @@
-"""For the restore's e2e test: a real object store pods reach, and a backup taken by a Job.
+"""For the restore's e2e test: a real object store pods reach, and backups taken as a user takes them.
 
 - The store: SeaweedFS (tests/support/objectstore.py) on the local node's bridge address, which
   pods reach as they reach an exporter on this machine (monitoring_support.host_ip).
-- The backup: a Job of the database's own image running backup.backup_script with the
-  environment backup.job_env gives it, the passwords from the database's Secret and the store's
-  keys from the store's Secret, as the scheduled backup's CronJob will (its own template replaces
-  this builder once both are merged: keep it small).
+- The backup: the operator's CronJob `<db>-backup` (spec.backup, suspended so that it runs only
+  when asked), one Job made from it per backup (`kubectl create job --from=cronjob/...`), done
+  when the database's status.backup.recent lists it.
 """
 
 from __future__ import annotations
@@ -16,8 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from hakeeper.api.replicateddatabase import DEFAULT_IMAGE
-from hakeeper.replicateddatabase import backup, objects
+from hakeeper.replicateddatabase import objects
 
 from ..support import objectstore
 from ..support.polling import poll
@@ -47,48 +45,38 @@ def target_spec(store_: objectstore.ObjectStore) -> dict[str, Any]:
             "prefix": PREFIX}
 
 
-def backup_job(name: str, db: str, flavor: str, store_: objectstore.ObjectStore, source: str,
-               primary: str) -> dict[str, Any]:
-    """A Job that takes one backup of `db` from the replica at `source` and stores the binary
-    logs of the primary at `primary` (pod IPs), as the operator's CronJob will."""
-    target = backup.Target("s3", prefix=PREFIX, bucket=store_.bucket, endpoint=store_.endpoint)
-    credentials = objects.names(db)["credentials"]
-    env = [{"name": k, "value": v} for k, v in sorted(backup.job_env(target, db, source, primary).items())]
-    env += [{"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}} for var, secret, key in (
-        ("REPLICATION_PASSWORD", credentials, "replication-password"),
-        ("OPERATOR_PASSWORD", credentials, "operator-password"),
-        ("RCLONE_CONFIG_STORE_ACCESS_KEY_ID", STORE_SECRET, "access-key-id"),
-        ("RCLONE_CONFIG_STORE_SECRET_ACCESS_KEY", STORE_SECRET, "secret-access-key"))]
-    mounts = [{"name": "tmp", "mountPath": objects.TMP_DIR}, {"name": "conf", "mountPath": objects.CONF_DIR},
-              {"name": "base-conf", "mountPath": objects.BASE_CONF_DIR}]
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-            "spec": {"backoffLimit": 0, "template": {"spec": {
-                "restartPolicy": "Never", "securityContext": dict(objects.POD_SECURITY),
-                "containers": [{"name": "backup", "image": DEFAULT_IMAGE[flavor],
-                                "command": ["sh", "-c", backup.backup_script(flavor)], "env": env,
-                                "volumeMounts": mounts, "securityContext": dict(objects.CONTAINER_SECURITY)}],
-                "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "conf", "emptyDir": {}},
-                            {"name": "base-conf", "configMap": {"name": objects.names(db)["config"]}}]}}}}
+def backup_spec(store_: objectstore.ObjectStore) -> dict[str, Any]:
+    """spec.backup to the store, suspended: the CronJob `<db>-backup` is there, and a run starts
+    only when asked (backup_now), as a user takes one outside the schedule."""
+    return {"schedule": "0 3 * * *", "suspend": True, "target": target_spec(store_)}
 
 
-def run_backup(cluster, namespace: str, job: dict[str, Any], timeout: float = 180) -> str:
-    """Applies the Job and waits for it to succeed; its log (the manifest's line). AssertionError
-    with the log when it fails or does not end in `timeout` seconds."""
-    name = job["metadata"]["name"]
-    cluster.apply(job, "-n", namespace)
+def backup_now(cluster, namespace: str, db: str, job: str, timeout: float = 180) -> dict[str, Any]:
+    """A backup taken as README's "To take a backup now" says: `kubectl create job
+    --from=cronjob/<db>-backup <job>`; waits until status.backup.recent lists a backup it did not
+    list before and returns that entry (camelCase: name, finished, source, gtid, sizeBytes,
+    durationSeconds). AssertionError with the run's log when the Job fails, or nothing new is
+    listed within `timeout` seconds."""
+    def recent() -> list[dict[str, Any]]:
+        status = cluster.get("rdb", db, "-n", namespace).get("status") or {}
+        return (status.get("backup") or {}).get("recent") or []
 
-    def ended() -> str | None:
-        status = cluster.get("job", name, "-n", namespace).get("status") or {}
-        return "ok" if status.get("succeeded") else "failed" if status.get("failed") else None
+    before = {entry["name"] for entry in recent()}
+    cluster.kubectl("create", "job", f"--from=cronjob/{db}-backup", job, "-n", namespace)
+
+    def listed() -> dict[str, Any] | None:
+        new = next((entry for entry in recent() if entry["name"] not in before), None)
+        if new is None and (cluster.get("job", job, "-n", namespace).get("status") or {}).get("failed"):
+            log = cluster.kubectl("logs", "-n", namespace, f"job/{job}", check=False)
+            raise AssertionError(f"backup job {job} failed:\n{log.stdout}{log.stderr}")
+        return new
 
     try:
-        outcome = poll(ended, timeout, what=f"backup job {name} to end", interval=1)
+        return poll(listed, timeout, what=f"status.backup.recent of {db} to list the backup of job {job}",
+                    interval=1)
     except AssertionError as error:
-        outcome = str(error)
-    log = cluster.kubectl("logs", "-n", namespace, f"job/{name}", check=False)
-    text = log.stdout + log.stderr
-    assert outcome == "ok", f"backup job {name}: {outcome}\n{text}"
-    return text
+        log = cluster.kubectl("logs", "-n", namespace, f"job/{job}", check=False)
+        raise AssertionError(f"{error}\n{log.stdout}{log.stderr}") from None
 
 
 def password(cluster, namespace: str, db: str, key: str = "root-password") -> str:

@@ -11,21 +11,31 @@ it, an application writing through the `-primary` Service all along:
   run's own words, a BackupFailed Event; the database stays Ready and keeps taking writes;
 - the store's Secret loses a key: BackupConfigInvalid names it, the CronJob is suspended, and
   nothing is deleted (the backup listed, the CronJob and its Jobs); a volume target whose claim
-  does not exist is named the same way.
+  does not exist is named the same way;
+- the claim made (the default StorageClass): a backup taken now (`kubectl create job
+  --from=cronjob/db-backup`, the schedule suspended) is listed, LastBackupSucceeded=True again,
+  its manifest in the volume's directory says the same; a new database `restored` from the
+  volume is Ready with the backup named in status.restore and holds the writer's rows up to the
+  copy, none missing below the newest it holds.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import time
 import urllib.request
 
+import pymysql
 import pytest
+
+from hakeeper.replicateddatabase.backup import MANIFEST
 
 from ..support import objectstore
 from ..support.polling import poll
 from .conftest import metric, operator_metrics
 from .monitoring_support import host_ip
+from .restore_support import backup_now, diagnosis, password
 from .test_database_failover import _application, _status, _writer
 from .test_database_reseed import _condition_of, _events
 
@@ -33,6 +43,7 @@ pytestmark = pytest.mark.e2e
 
 PREFIX = "e2e"
 FIRST_ID = 8_000_000
+CLAIM = "backups"
 
 
 @pytest.fixture
@@ -125,10 +136,10 @@ def test_a_scheduled_backup_lands_in_the_store_and_a_failing_one_leaves_the_data
         assert operator.get("jobs", "-n", namespace, "-l", "hakeeper.io/database=db")["items"]
         assert _condition_of(status, "Ready")["status"] == "True"
 
-        # a volume target whose claim does not exist: named the same way
+        # a volume target whose claim does not exist yet: named the same way
         operator.kubectl("patch", "rdb", "db", "-n", namespace, "--type=merge", "-p", json.dumps(
-            {"spec": {"backup": {"target": {"s3": None, "volume": {"claimName": "no-such-claim"}}}}}))
-        poll(lambda: "PersistentVolumeClaim no-such-claim does not exist" in _condition_of(
+            {"spec": {"backup": {"suspend": True, "target": {"s3": None, "volume": {"claimName": CLAIM}}}}}))
+        poll(lambda: f"PersistentVolumeClaim {CLAIM} does not exist" in _condition_of(
             _status(operator, namespace, "db"), "LastBackupSucceeded").get("message", ""), 60,
             what="BackupConfigInvalid naming the claim", interval=1)
 
@@ -138,5 +149,76 @@ def test_a_scheduled_backup_lands_in_the_store_and_a_failing_one_leaves_the_data
         assert (metric(samples, "hakeeper_database_backup_runs_total", result="failed", **labels) or 0) >= 1
         assert metric(samples, "hakeeper_database_backup_last_succeeded", **labels) == 0
         assert metric(samples, "hakeeper_database_backup_last_size_bytes", **labels) == newest["sizeBytes"]
+
+        # 4. the claim made: a backup into the volume, and a new database restored from it
+        _volume_backup_and_restore(operator, namespace, writer)
     finally:
         writer.stop(10)
+
+
+def _volume_backup_and_restore(operator, namespace: str, writer) -> None:
+    """The claim CLAIM of the cluster's default StorageClass made; once the CronJob mounts it, a
+    backup taken now (suspended schedule: no scheduled run copies the replica at the same time)
+    is listed, LastBackupSucceeded=True again, and its manifest is in the volume's directory;
+    `restored` (one member) restored from the volume holds the writer's rows up to the copy."""
+    # ReadWriteOnce is per node (Kubernetes "Persistent Volumes", access modes): on this one node the
+    # job and a restoring member share it; on several nodes the claim must be ReadWriteMany (README)
+    operator.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": CLAIM},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
+                   "-n", namespace)
+
+    def mounted() -> bool:
+        template = operator.get("cronjob", "db-backup", "-n", namespace)["spec"]["jobTemplate"]["spec"]["template"]
+        return any((v.get("persistentVolumeClaim") or {}).get("claimName") == CLAIM
+                   for v in template["spec"]["volumes"])
+
+    poll(mounted, 60, what=f"the CronJob to mount the claim {CLAIM}", interval=1)
+    asked = time.monotonic()
+    taken = backup_now(operator, namespace, "db", "db-backup-volume")
+    print(f"backup into the volume listed {time.monotonic() - asked:.1f} s after its Job was made: {taken}")
+    status = _status(operator, namespace, "db")
+    condition = _condition_of(status, "LastBackupSucceeded")
+    assert (condition["status"], condition["reason"]) == ("True", "BackupSucceeded"), condition
+    assert taken["source"] != status["currentPrimary"] and taken["sizeBytes"] > 0, taken
+    manifest = json.loads(_in_volume(operator, namespace, "db-backup-volume",
+                                     f"{PREFIX}/db/base/{taken['name']}/{MANIFEST}"))
+    assert (manifest["id"], manifest["size"], manifest["gtid"], manifest["source"]) == (
+        taken["name"], taken["sizeBytes"], taken["gtid"], taken["source"])
+
+    restored = {"apiVersion": "hakeeper.io/v1alpha1", "kind": "ReplicatedDatabase", "metadata": {"name": "restored"},
+                "spec": {"flavor": "mariadb", "replicas": 1, "storage": {"size": "1Gi"}, "restore": {
+                    "database": "db", "target": {"prefix": PREFIX, "volume": {"claimName": CLAIM}}}}}
+    operator.apply(restored, "-n", namespace)
+    created = time.monotonic()
+    try:
+        poll(lambda: _condition_of(_status(operator, namespace, "restored"), "Ready").get("status") == "True", 120,
+             what="restored Ready", interval=0.5)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{diagnosis(operator, namespace, 'restored')}") from None
+    print(f"restored from the volume: Ready {time.monotonic() - created:.1f} s after it was created")
+    status = _status(operator, namespace, "restored")
+    assert status["restore"]["phase"] == "Completed" and status["restore"]["backup"] == taken["name"], status
+    ip = operator.get("pod", "restored-0", "-n", namespace)["status"]["podIP"]
+    with pymysql.connect(host=ip, user="root", password=password(operator, namespace, "restored"),
+                         connect_timeout=5) as c, c.cursor() as cur:
+        cur.execute("SELECT id FROM app.t")
+        ids = {row[0] for row in cur.fetchall()}
+    # a consistent copy of the replica: every id acknowledged before it was asked for, none never
+    # sent, no acknowledged id missing below the newest it holds
+    assert ids, "nothing restored"
+    newest = max(ids)
+    assert FIRST_ID <= min(ids) and newest < writer.next_id, (min(ids), newest, writer.next_id)
+    assert {a.id for a in writer.acked if a.at < asked} <= ids
+    missing = {i for i in writer.ids() if i <= newest} - ids
+    assert not missing, sorted(missing)[:10]
+    print(f"restored {len(ids)} rows, ids {min(ids)}..{newest}; the writer had {len(writer.acked)} acknowledged")
+
+
+def _in_volume(operator, namespace: str, job: str, path: str) -> str:
+    """A file of the claim CLAIM, read on the node that ran `job` from the directory of the claim's
+    PersistentVolume (hostPath or local)."""
+    claim = operator.get("pvc", CLAIM, "-n", namespace)
+    volume = operator.get("pv", claim["spec"]["volumeName"])["spec"]
+    root = (volume.get("hostPath") or volume.get("local"))["path"]
+    pod = operator.get("pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name={job}")["items"][0]
+    return operator.node_shell(f"cat {shlex.quote(f'{root}/{path}')}", pod["spec"]["nodeName"]).stdout

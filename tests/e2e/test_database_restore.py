@@ -1,9 +1,13 @@
 """A new ReplicatedDatabase restored from a backup on a real node, as a user sees it.
 
-A 2-member database `src` takes writes in three batches: A, then a backup (a Job of its image
-copying the replica to SeaweedFS, tests/e2e/restore_support.py), B, then — once the server's
-clock has passed the point in time P, the first whole second after B's last commit — C, and a
-second backup, whose run also stores the primary's binary logs. P lies between the two backups.
+A 2-member database `src` with spec.backup to SeaweedFS (suspended: the operator's CronJob
+`src-backup` is there, and runs only when asked) takes writes in three batches: A, then a backup,
+B, then — once the server's clock has passed the point in time P, the first whole second after
+B's last commit — C, and a second backup, whose run also stores the primary's binary logs. P lies
+between the two backups. Each backup is taken as README says a user takes one now, `kubectl
+create job --from=cronjob/src-backup <name>`, and is done when src's status.backup.recent lists
+it: the operator's CronJob template runs here for both flavors (test_database_backup.py runs
+MariaDB's on schedule), copying a replica (never the primary).
 
 - `early`, restored to a point before the oldest backup: Ready=False, reason RestoreFailed, the
   init container's reason in the message, a Warning Event RestoreFailed; nothing is deleted (the
@@ -27,11 +31,11 @@ import pytest
 from ..support.polling import poll
 from .conftest import FLAVORS, database_manifest
 from .restore_support import (
-    backup_job,
+    backup_now,
+    backup_spec,
     diagnosis,
     events,
     password,
-    run_backup,
     store,
     store_secret,
     target_spec,
@@ -70,6 +74,16 @@ def _insert(cur, ids: range) -> None:
         cur.execute("INSERT INTO app.t (id) VALUES (%s)", (i,))
 
 
+def _job_seconds(cluster, namespace: str, job: str) -> float | None:
+    """A finished Job's startTime → completionTime (whole seconds, as the Job controller writes them)."""
+    status = cluster.get("job", job, "-n", namespace).get("status") or {}
+    if not status.get("startTime") or not status.get("completionTime"):
+        return None
+    start, end = (datetime.datetime.fromisoformat(status[k].replace("Z", "+00:00"))
+                  for k in ("startTime", "completionTime"))
+    return (end - start).total_seconds()
+
+
 def _restored(name: str, flavor: str, target: dict, point: str, replicas: int) -> dict:
     doc = database_manifest(name, flavor)
     doc["spec"].update(replicas=replicas, durability="Available",
@@ -82,21 +96,22 @@ def test_a_new_database_restores_a_backup_to_a_point_in_time(operator, namespace
     with store(operator) as objects_store:
         store_secret(operator, namespace, objects_store)
         source = database_manifest("src", flavor)
-        source["spec"].update(replicas=2, durability="Available")
+        source["spec"].update(replicas=2, durability="Available", backup=backup_spec(objects_store))
         operator.apply(source, "-n", namespace)
         operator.kubectl("wait", "--for=condition=Healthy", "--timeout=240s", "-n", namespace, "rdb/src", timeout=260)
         status = _status(operator, namespace, "src")
         primary = status["currentPrimary"]
-        replica = next(m["name"] for m in status["members"] if m["name"] != primary)
-        primary_ip, replica_ip = _ip(operator, namespace, primary), _ip(operator, namespace, replica)
+        # made once src is Ready, suspended as asked: no run on its own
+        poll(lambda: operator.kubectl("get", "cronjob", "src-backup", "-n", namespace, check=False).returncode == 0,
+             60, what="the CronJob src-backup", interval=0.5)
+        assert operator.get("cronjob", "src-backup", "-n", namespace)["spec"]["suspend"] is True
 
         with _connect(operator, namespace, "src", primary) as c, c.cursor() as cur:
             cur.execute("CREATE DATABASE app")
             cur.execute("CREATE TABLE app.t (id INT PRIMARY KEY)")
             _insert(cur, A)
             started = time.monotonic()
-            first = run_backup(operator, namespace, backup_job("backup-1", "src", flavor, objects_store, replica_ip,
-                                                               primary_ip))
+            first = backup_now(operator, namespace, "src", "backup-1")
             first_seconds = time.monotonic() - started
             _insert(cur, B)
             cur.execute("SELECT UTC_TIMESTAMP()")
@@ -109,9 +124,13 @@ def test_a_new_database_restores_a_backup_to_a_point_in_time(operator, namespace
             poll(past_point, 10, what="the server's clock past the point in time", interval=0.1)
             _insert(cur, C)
         started = time.monotonic()
-        run_backup(operator, namespace, backup_job("backup-2", "src", flavor, objects_store, replica_ip, primary_ip))
+        second = backup_now(operator, namespace, "src", "backup-2")
         second_seconds = time.monotonic() - started
-        first_id = next(word for word in first.split() if len(word) == 16 and word.endswith("Z"))
+        first_id = first["name"]
+        for taken in (first, second):  # a replica's copy, never the primary's
+            assert taken["source"] != primary and taken["sizeBytes"] > 0, taken
+        jobs = operator.get("jobs", "-n", namespace, "-l", "hakeeper.io/database=src")["items"]
+        assert sorted(j["metadata"]["name"] for j in jobs) == ["backup-1", "backup-2"], "a suspended CronJob ran"
         stamp = point.strftime("%Y-%m-%dT%H:%M:%SZ")
 
         # a point before the oldest backup: refused, said so, nothing deleted; and a key the store's
@@ -157,7 +176,10 @@ def test_a_new_database_restores_a_backup_to_a_point_in_time(operator, namespace
         except AssertionError as error:
             raise AssertionError(f"{error}\n{diagnosis(operator, namespace, 'dst')}") from None
         # for the README: how long a user waits (printed with -rP)
-        print(f"{flavor}: backups {first_seconds:.1f} s and {second_seconds:.1f} s; from the restored database's "
+        ran = [_job_seconds(operator, namespace, job) for job in ("backup-1", "backup-2")]
+        print(f"{flavor}: backups listed {first_seconds:.1f} s and {second_seconds:.1f} s after their Jobs were made "
+              f"(Jobs ran {ran[0]} s and {ran[1]} s, copies {first.get('durationSeconds')} s and "
+              f"{second.get('durationSeconds')} s by their manifests); from the restored database's "
               f"creation: Ready after {ready_after:.1f} s (Ready wants the primary and a replicating replica: the "
               f"restore and the second member's copy), Healthy after {healthy_after:.1f} s")
         status = _status(operator, namespace, "dst")
