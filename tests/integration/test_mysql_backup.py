@@ -267,3 +267,56 @@ def test_an_https_store_is_trusted_through_its_ca_bundle_and_refused_without(sin
         assert done.returncode == 0, done.stdout + done.stderr
         [manifest] = read_manifests(single, trusted, store, tmp_files=ca)
         assert manifest.source == member.name and manifest.size > 0
+
+
+def test_a_point_in_time_the_stored_binary_logs_do_not_reach_back_to_is_refused(single: PodFleet) -> None:
+    """The binary logs a restore replays must begin at or before the backup's position: with the
+    file holding the writes just after the backup gone from the store (as retention or a failover
+    leaves it), the replay would skip them without a word. It is refused, naming both positions;
+    the control: the same restore with the file back holds every write."""
+    # the loop keeps running: it renews the lease that keeps the primary writable (clustering/lease.py)
+    loop = bootstrap(single, dataclasses.replace(Policy.from_spec(single.spec), probe_interval=0.5)).start()
+    member = single[0]
+    volume = volume_dir()
+    try:
+        target = backup.Target("volume", path="/backup")
+
+        def write(ids: range) -> None:
+            for i in ids:
+                member.query("INSERT INTO hk.writes (id, at) VALUES (%s, 0)", (i,))
+
+        write(range(1, 11))
+        first = run_backup(single, target, member.host, member.host, None, volume)
+        assert first.returncode == 0, first.stdout + first.stderr
+        [base] = read_manifests(single, target, None, volume)
+        write(range(11, 21))  # after the backup, in the file stored now
+        member.query("FLUSH BINARY LOGS")
+        write(range(21, 31))  # in the next file
+        point = datetime.fromtimestamp(math.floor(time.time()) + 2, UTC)
+        poll(lambda: time.time() > point.timestamp() + 0.5, 10, what="the point in time")
+        poll(lambda: backup.backup_id(datetime.now(UTC)) > base.id, 5, what="the next second")
+        second = run_backup(single, target, member.host, member.host, None, volume)
+        assert second.returncode == 0, second.stdout + second.stderr
+        logs = sorted((volume / "db" / "binlog" / member.name).iterdir())
+        assert len(logs) >= 2, logs
+        # every file up to the one the writes 11-20 are in, removed as retention removes the oldest
+        kept = {path: path.read_bytes() for path in logs[:-1]}
+        for path in kept:
+            path.unlink()
+
+        restore = backup.Restore(base.id, point, binlogs_of=member.name)
+        with restored(single, target, restore, None, volume) as new:
+            with pytest.raises(RuntimeError, match="init container exited") as refused:
+                new.start()
+            assert f"restore: the binary logs of {member.name} in the store begin at GTID position" \
+                in str(refused.value), str(refused.value)
+            # no datadir: only the partial copy, which the next start begins again
+            assert [p.name for p in new[0].volumes["data"].iterdir()] == [".restoring.partial"]
+
+            for path, data in kept.items():
+                path.write_bytes(data)
+            new.start()
+            assert stored_ids(new[0]) == set(range(1, 31)), new[0].init_output[-3000:]
+    finally:
+        loop.stop()
+        remove(volume)

@@ -581,6 +581,8 @@ _SERVE_COPY = rf"""{{server}} --defaults-file={BASE_CONF_DIR}/my.cnf --datadir="
   --socket={TMP_DIR}/restore.sock --pid-file={TMP_DIR}/restore.pid --read-only=OFF --event-scheduler=OFF {{extra}}\
   --log-error={TMP_DIR}/restore.log &
 server=$!
+# a restore that fails stops it too (in a pod the container's end would; elsewhere it stayed)
+trap 'kill $server 2>/dev/null && wait $server 2>/dev/null' EXIT
 sql() {{{{ MYSQL_PWD="$OPERATOR_PASSWORD" {{client}} -S {TMP_DIR}/restore.sock -u {OPERATOR_USER} "$@"; }}}}
 i=0
 until sql -Nse 'SELECT 1' >/dev/null 2>&1; do
@@ -601,11 +603,38 @@ _REPLAY = rf"""rm -rf {TMP_DIR}/binlog && mkdir {TMP_DIR}/binlog
 rclone copy "$HK_STORE_ROOT/binlog/$HK_RESTORE_BINLOGS_OF/" {TMP_DIR}/binlog/
 files=$(ls {TMP_DIR}/binlog | grep -E '^[A-Za-z0-9._-]+\.[0-9]+$' | sort | sed 's|^|{TMP_DIR}/binlog/|')
 [ -n "$files" ] || {{ echo "restore: no binary logs of $HK_RESTORE_BINLOGS_OF in the store" >&2; exit 1; }}
+__COVERED__
 echo "replaying the binary logs up to __UPTO__ from GTID position '$start'"
 # word splitting of $files is wanted: names checked above
 # (the status recorded whatever it is: under sh -e a failure would end the group before it)
 {{ rc=0; __BINLOG__ ${{start:+__FROM__}} __STOP__ $files || rc=$?; echo $rc > {TMP_DIR}/rc.binlog; }} | sql
 """
+# The logs must be whole: numbered one after the other (a file missing in between would be skipped),
+# and begin at or before the copy's position: the GTID state a file begins with (MySQL's
+# Previous-GTIDs event, MariaDB's Gtid list event, at the start of every binary log file) has to
+# be included in the copy's, else the transactions between are in no file of the store (removed by
+# retention, or written by another member before a failover) and the replay would skip them
+# without a word: refused instead. Only the file's first 64 KiB are read: those events come first.
+_COVERED = r"""echo "$files" | sed 's/.*\.0*\([0-9][0-9]*\)$/\1/' | awk -v member="$HK_RESTORE_BINLOGS_OF" '
+  NR > 1 && $1 != prev + 1 {
+    printf "restore: binary log number %d of %s is not in the store (it has %d and %d): " \
+           "the transactions in it would be skipped\n", prev + 1, member, prev, $1 > "/dev/stderr"; exit 1 }
+  { prev = $1 }'
+begins=$(__BINLOG__ --stop-position=65536 "$(echo "$files" | head -n 1)" 2>/dev/null | __BEGINS__)
+awk -v outer="$start" -v inner="$begins" -v flavor="$HK_FLAVOR" '__INCLUDES__
+  BEGIN { exit !includes(outer, inner, flavor) }' || {
+  echo "restore: the binary logs of $HK_RESTORE_BINLOGS_OF in the store begin at GTID position '$begins'," \
+    "after the backup's '$start': the transactions between are in none of them (removed, or written by" \
+    "another member before a failover); restore a later backup, or this one as it is" >&2; exit 1; }
+""".replace("__INCLUDES__", restore_gtid.INCLUDES_AWK)
+_BEGINS = {
+    # '#<time> server id 1  end_log_pos 197 CRC32 0x...  Previous-GTIDs', then '# <uuid:intervals>[,]'
+    # lines, one per source, up to the next '# at <offset>'
+    "mysql": r"""sed -n '/Previous-GTIDs$/,/^# at /s/^# \([0-9a-z_:,-]*:[0-9][0-9:,-]*\)$/\1/p' | tr -d '\n'""",
+    # '#<time> server id 1  end_log_pos 256 CRC32 0x...  Gtid list [0-1-100]'
+    "mariadb": r"""sed -n 's/.*Gtid list \[\([0-9,-]*\)\]$/\1/p' | head -n 1""",
+}
+
 _REPLAYED = rf"""[ "$(cat {TMP_DIR}/rc.binlog)" = 0 ] \
   || {{ echo "restore: reading the binary logs failed" >&2; exit 1; }}
 """
@@ -673,8 +702,9 @@ def restore_script(flavor: str, restore: Restore) -> str:
             upto, words = '--stop-datetime="$HK_RESTORE_STOP"', "$HK_RESTORE_STOP (UTC)"
         else:
             words = "and including the GTID $HK_RESTORE_GTID"
-        body += start + (_REPLAY.replace("__BINLOG__", binlog).replace("__FROM__", source)
-                         .replace("__STOP__", upto).replace("__UPTO__", words))
+        covered = _COVERED.replace("__BINLOG__", binlog).replace("__BEGINS__", _BEGINS[flavor])
+        body += start + (_REPLAY.replace("__COVERED__", covered.rstrip("\n")).replace("__BINLOG__", binlog)
+                         .replace("__FROM__", source).replace("__STOP__", upto).replace("__UPTO__", words))
         if restore.gtid:
             body += _REACHED.replace("__POSITION__", position)
         body += _REPLAYED
