@@ -9,6 +9,10 @@ create job --from=cronjob/src-backup <name>`, and is done when src's status.back
 it: the operator's CronJob template runs here for both flavors (test_database_backup.py runs
 MariaDB's on schedule), copying a replica (never the primary).
 
+- `badgtid`, naming a GTID the schema lets through but the restore cannot read: Ready=False
+  RestoreFailed at once, a Warning Event, no StatefulSet made.
+- `gdst`, one member restored up to and including the GTID of B's last write: the first backup
+  and the binary logs up to it; it holds exactly A and B.
 - `early`, restored to a point before the oldest backup: Ready=False, reason RestoreFailed, the
   init container's reason in the message, a Warning Event RestoreFailed; nothing is deleted (the
   next restore reads the same backups).
@@ -84,11 +88,20 @@ def _job_seconds(cluster, namespace: str, job: str) -> float | None:
     return (end - start).total_seconds()
 
 
-def _restored(name: str, flavor: str, target: dict, point: str, replicas: int) -> dict:
+def _restored(name: str, flavor: str, target: dict, point: str | None, replicas: int, **restore) -> dict:
     doc = database_manifest(name, flavor)
+    if point is not None:
+        restore["pointInTime"] = point
     doc["spec"].update(replicas=replicas, durability="Available",
-                       restore={"database": "src", "target": target, "pointInTime": point})
+                       restore={"database": "src", "target": target, **restore})
     return doc
+
+
+def _position(cur, flavor: str) -> str:
+    """The server's GTID position, as a user reads it to name in spec.restore.gtid."""
+    cur.execute("SELECT @@GLOBAL.gtid_binlog_pos" if flavor == "mariadb"
+                else "SELECT REPLACE(@@GLOBAL.gtid_executed, CHAR(10), '')")
+    return cur.fetchone()[0]
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)
@@ -114,6 +127,7 @@ def test_a_new_database_restores_a_backup_to_a_point_in_time(operator, namespace
             first = backup_now(operator, namespace, "src", "backup-1")
             first_seconds = time.monotonic() - started
             _insert(cur, B)
+            after_b = _position(cur, flavor)  # the GTID of B's last write: a restore up to it holds A and B
             cur.execute("SELECT UTC_TIMESTAMP()")
             point = cur.fetchone()[0].replace(microsecond=0) + datetime.timedelta(seconds=1)
 
@@ -127,8 +141,8 @@ def test_a_new_database_restores_a_backup_to_a_point_in_time(operator, namespace
         second = backup_now(operator, namespace, "src", "backup-2")
         second_seconds = time.monotonic() - started
         first_id = first["name"]
-        for taken in (first, second):  # a replica's copy, never the primary's
-            assert taken["source"] != primary and taken["sizeBytes"] > 0, taken
+        for taken in (first, second):  # a replica's copy, never the primary's, and where it stands
+            assert taken["source"] != primary and taken["sizeBytes"] > 0 and taken["gtid"], taken
         jobs = operator.get("jobs", "-n", namespace, "-l", "hakeeper.io/database=src")["items"]
         assert sorted(j["metadata"]["name"] for j in jobs) == ["backup-1", "backup-2"], "a suspended CronJob ran"
         stamp = point.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -162,6 +176,30 @@ def test_a_new_database_restores_a_backup_to_a_point_in_time(operator, namespace
         except AssertionError as error:
             raise AssertionError(f"{error}\n{diagnosis(operator, namespace, 'keyless')}") from None
         assert "no-such-key" in keyless_ready["message"] and "store" in keyless_ready["message"], keyless_ready
+        # a GTID the schema lets through but the restore cannot read (MySQL: an interval that ends
+        # before it starts; MariaDB: sequence 0, no transaction): said at once, nothing made
+        unreadable = "0-1-0" if flavor == "mariadb" else after_b.split(":")[0] + ":9-5"
+        operator.apply(_restored("badgtid", flavor, target_spec(objects_store), None, 1, gtid=unreadable),
+                       "-n", namespace)
+        bad = poll(lambda: next((c for c in [_condition(_status(operator, namespace, "badgtid"), "Ready")]
+                                 if c.get("reason") == "RestoreFailed"), None), 60,
+                   what="badgtid: Ready=False RestoreFailed", interval=1)
+        assert "spec.restore cannot be used" in bad["message"], bad
+        poll(lambda: any(e["reason"] == "RestoreFailed" and e["type"] == "Warning"
+                         for e in events(operator, namespace, "badgtid")), 30, what="badgtid's RestoreFailed Event")
+        assert operator.kubectl("get", "statefulset", "badgtid", "-n", namespace, check=False).returncode != 0
+
+        # up to and including a GTID (B's last write): the first backup and the logs up to it
+        operator.apply(_restored("gdst", flavor, target_spec(objects_store), None, 1, gtid=after_b), "-n", namespace)
+        try:
+            poll(lambda: _condition(_status(operator, namespace, "gdst"), "Ready").get("status") == "True", 300,
+                 what="gdst Ready", interval=0.5)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{diagnosis(operator, namespace, 'gdst')}") from None
+        restored_by_gtid = _status(operator, namespace, "gdst")["restore"]
+        assert restored_by_gtid["phase"] == "Completed" and restored_by_gtid["backup"] == first_id, restored_by_gtid
+        assert restored_by_gtid["gtid"] == after_b, restored_by_gtid
+        assert _ids(operator, namespace, "gdst", "gdst-0") == set(A) | set(B)
 
         # a point between the two backups: the first backup, and the binary logs up to the point
         operator.apply(_restored("dst", flavor, target_spec(objects_store), stamp, 2), "-n", namespace)
@@ -213,5 +251,5 @@ def test_a_new_database_restores_a_backup_to_a_point_in_time(operator, namespace
         assert "ReseedRequired" not in reasons, reasons
         print("\n".join(f"  {e.get('firstTimestamp') or e.get('eventTime')} {e['reason']}: {e['message']}"
                         for e in said))
-        for name in ("dst", "early", "keyless", "src"):
+        for name in ("dst", "gdst", "badgtid", "early", "keyless", "src"):
             operator.kubectl("delete", "rdb", name, "-n", namespace, "--wait=false")
