@@ -66,9 +66,10 @@ named), so it reads it again this often, and a fixed Secret is served within sec
 WORKERS = 8
 """Threads for the pools' passes (Kubernetes writes: a pass holds one for a few ms). The operator's
 threads stay under 64 at a thousand pools (bench/scale): 8 here, 8 per other kind, 8 probes."""
-STATUS_MAX_AGE = 300.0
-"""An unchanged status is written again after this many seconds (the StatusWriter's heartbeat):
-at the loop's 30 s default a thousand idle pools wrote 33 statuses a second."""
+STATUS_MAX_AGE = OBJECTS_MAX_AGE
+"""An unchanged status is written again after this many seconds (the StatusWriter's heartbeat; a
+pool's status has no field that changes without a write): at the loop's 30 s default a thousand
+idle pools wrote 33 statuses a second, and at 300 s every resync pass wrote one (3.3 a second)."""
 
 LOOP = loop.Loop(kind=LOAD_BALANCER_POOL.kind, failure_reason=CommonEvent.RECONCILE_FAILED, retry=2.0, debounce=0.1,
                  executor=concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="loadbalancerpool"))
