@@ -29,7 +29,10 @@ ConfigMap p99 ≤ 250 ms under the churn.
 
 Run: `make bench` (or .venv/bin/python bench/scale/run.py). BENCH_SCALE_SIZES (default
 "100,300,1000"), BENCH_SCALE_IDLE (s, 20), BENCH_SCALE_CHURN (s, 30), BENCH_SCALE_RATE (50), BENCH_SCALE_SETTLE (s, 30);
-BENCH_SCALE_LOG: a path to keep the operator's log at.
+BENCH_SCALE_LOG: a path to keep the operator's log at; BENCH_SCALE_PROFILE: a directory where py-spy
+(pip install py-spy) records the operator during each idle and churn window, as collapsed stacks
+(<size>-idle.txt, <size>-churn.txt; py-spy pauses the process to sample it: a profiling run's
+figures are not the benchmark's).
 """
 
 from __future__ import annotations
@@ -118,6 +121,28 @@ def _database(i: int) -> dict[str, Any]:
     return {"apiVersion": "hakeeper.io/v1alpha1", "kind": "ReplicatedDatabase",
             "metadata": {"name": f"db-{i}", "namespace": NAMESPACE},
             "spec": {"flavor": "mariadb", "replicas": 3, "semiSync": {"enabled": True, "waitForReplicaCount": 1}}}
+
+
+class Profile:
+    """py-spy recording the operator for one window (BENCH_SCALE_PROFILE), or nothing."""
+
+    def __init__(self, pid: int, name: str, seconds: float) -> None:
+        self.proc = None
+        folder = os.environ.get("BENCH_SCALE_PROFILE")
+        if folder:
+            pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
+            self.proc = subprocess.Popen(
+                [str(pathlib.Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "-r", "50", "-d",
+                 str(int(seconds)), "--format", "raw", "-o", str(pathlib.Path(folder) / f"{name}.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def close(self) -> None:
+        if self.proc is not None:
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 class Operator:
@@ -252,10 +277,12 @@ def _top(by_kind: collections.Counter, seconds: float) -> str:
     return ", ".join(f"{what} {n / seconds:.1f}/s" for what, n in by_kind.most_common(5))
 
 
-def _measure_idle(operator: Operator, audit: AuditCounter) -> dict[str, Any]:
+def _measure_idle(operator: Operator, audit: AuditCounter, size: int) -> dict[str, Any]:
+    profile = Profile(operator.proc.pid, f"{size}-idle", IDLE_SECONDS)
     start, since = operator.sample(), datetime.datetime.now(datetime.UTC)
     time.sleep(IDLE_SECONDS)  # the measurement window itself, not a wait for a condition
     end, until = operator.sample(), datetime.datetime.now(datetime.UTC)
+    profile.close()
     requests, by_kind = audit.count(since, until)
     return {"rss": end["rss"], "threads": end["threads"], "cpu": (end["cpu"] - start["cpu"]) / IDLE_SECONDS,
             "requests": requests / IDLE_SECONDS, "top": _top(by_kind, IDLE_SECONDS)}
@@ -269,6 +296,7 @@ def _measure_churn(api: Api, size: int, operator: Operator, audit: AuditCounter,
     """Each pool's last address written."""
     superseded: dict[str, str] = {}
     """An address -> the one written to its pool next."""
+    profile = Profile(operator.proc.pid, f"{size}-churn", CHURN_SECONDS)
     start, since = operator.sample(), datetime.datetime.now(datetime.UTC)
     began = time.monotonic()
     n = 0
@@ -292,6 +320,7 @@ def _measure_churn(api: Api, size: int, operator: Operator, audit: AuditCounter,
     while time.monotonic() < deadline and not all(a in watch.seen for a in last.values()):
         time.sleep(0.05)  # polling the watch's record with a deadline
     end, until = operator.sample(), datetime.datetime.now(datetime.UTC)
+    profile.close()
 
     def applied(address: str | None) -> float | None:
         """When the pool's ConfigMap first carried this address or a later one of the same pool:
@@ -355,7 +384,7 @@ def run(workdir: pathlib.Path) -> list[dict[str, Any]]:
             poll(lambda size=size: _balancer_pods(api) >= size, 900, what=f"{size} balancer pods", interval=5)
             settled_in = time.monotonic() - started
             time.sleep(SETTLE_SECONDS)  # a fixed window, stated in the table: not a wait for a condition
-            idle = _measure_idle(operator, audit)
+            idle = _measure_idle(operator, audit, size)
             churn = _measure_churn(api, size, operator, audit, watch, changes)
             results.append({"size": size, "ready_in": ready_in, "settled_in": settled_in, "idle": idle,
                             "churn": churn, "events": _events(api)})

@@ -253,3 +253,21 @@ def test_deleting_the_pool_removes_what_it_created(pool, namespace):
     pool.kubectl("delete", "lbp", "web", "-n", namespace, "--wait=true", "--timeout=60s")
     poll(lambda: not pool.get("deployments,configmaps,services", "-n", namespace, "-l",
                               "hakeeper.io/pool=web")["items"], 60, what="the pool's objects to be collected")
+
+
+def test_an_owned_object_edited_or_deleted_is_restored(pool, namespace):
+    """Drift repair: the operator watches what a pool owns and applies it again when someone
+    deletes it or changes a field it set. The control: the pool's resync is 300 s and unchanged
+    objects are re-applied blind only after 30 to 60 minutes, so without the watches none of
+    these would be restored within the deadlines here."""
+    pool.kubectl("delete", "configmap", "web-haproxy", "-n", namespace)
+    poll(lambda: len(json.loads(pool.get("configmap", "web-haproxy", "-n", namespace)["data"]["servers.json"])) == 3,
+         30, what="the deleted ConfigMap back with the three backends", ignore=AssertionError)
+    pool.kubectl("scale", "deployment", "web-haproxy", "-n", namespace, "--replicas=1")
+    poll(lambda: pool.get("deployment", "web-haproxy", "-n", namespace)["spec"]["replicas"] == 2, 30,
+         what="the balancer Deployment back at the pool's 2 replicas")
+    pool.kubectl("label", "service", "web", "-n", namespace, "--overwrite", "app.kubernetes.io/managed-by=someone")
+    poll(lambda: pool.get("service", "web", "-n", namespace)["metadata"]["labels"]["app.kubernetes.io/managed-by"]
+         == "hakeeper", 30, what="the client Service's label set back")
+    poll(lambda: len(_balancers(pool, namespace, "web")) == 2, 60, what="two ready balancer pods")
+    assert len(_spread(_balancers(pool, namespace, "web")[0]["status"]["podIP"], 30)) == 3

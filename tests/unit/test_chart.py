@@ -73,6 +73,7 @@ def grants(rules: list[dict]) -> dict[tuple[str, str], set[str]]:
 # it uses (tests/e2e/test_least_privilege.py), which this table follows. A change here is a
 # change of the operator's privileges: make it together with the rule and its reason in _helpers.tpl.
 APPLIED = {"create", "patch"}  # written by server-side apply, which creates what is missing
+WATCHED = {"list", "watch"}  # a pool's owned kinds: one edited or deleted is applied again
 NAMESPACED = {
     ("hakeeper.io", "loadbalancerpools"): {"list", "watch", "patch", "get"},  # get: a policy's request classes
     ("hakeeper.io", "replicateddatabases"): {"list", "watch", "patch"},
@@ -86,20 +87,20 @@ NAMESPACED = {
     ("", "events"): {"create"},
     ("", "pods"): {"list", "watch", "patch"},
     ("", "pods/eviction"): {"create"},  # a database's rollout restarts its members
-    ("", "services"): {"get", *APPLIED},  # get: the address of a haproxy pool a dns pool publishes
-    ("", "serviceaccounts"): APPLIED,
-    ("", "configmaps"): {"get", "watch", *APPLIED},
+    ("", "services"): {"get", *WATCHED, *APPLIED},  # get: the address of a haproxy pool a dns pool publishes
+    ("", "serviceaccounts"): WATCHED | APPLIED,
+    ("", "configmaps"): {"get", *WATCHED, *APPLIED},
     ("", "secrets"): {"get", "create", "patch"},
     ("discovery.k8s.io", "endpointslices"): {"list", "watch"},
     ("apps", "deployments"): {"get", "list", "watch", *APPLIED},
-    ("apps", "daemonsets"): {"delete", *APPLIED},  # a refused lvs pool's DaemonSet goes
+    ("apps", "daemonsets"): {"delete", *WATCHED, *APPLIED},  # a refused lvs pool's DaemonSet goes
     ("apps", "statefulsets"): {"get", *APPLIED},
     ("batch", "cronjobs"): {"get", "delete", *APPLIED},  # a database's scheduled backups
     ("batch", "jobs"): {"list"},  # their runs' outcomes
     ("", "persistentvolumeclaims"): {"get"},  # a backup's volume target, checked before a run
-    ("policy", "poddisruptionbudgets"): {"delete", *APPLIED},
-    ("rbac.authorization.k8s.io", "roles"): APPLIED,
-    ("rbac.authorization.k8s.io", "rolebindings"): APPLIED,
+    ("policy", "poddisruptionbudgets"): {"delete", *WATCHED, *APPLIED},
+    ("rbac.authorization.k8s.io", "roles"): WATCHED | APPLIED,
+    ("rbac.authorization.k8s.io", "rolebindings"): WATCHED | APPLIED,
     ("autoscaling", "horizontalpodautoscalers"): {"list"},  # DegradationPolicy names a shed Deployment's HPA
     ("keda.sh", "scaledobjects"): {"list", "patch"},  # and pauses its KEDA ScaledObject while shed
     ("externaldns.k8s.io", "dnsendpoints"): {"delete", *APPLIED},  # an engine dns pool's records

@@ -53,17 +53,23 @@ class CountingFleet(Fleet):
         return super().deployments(namespace)
 
 
-def test_an_evaluation_given_the_index_lists_nothing_and_decides_the_same() -> None:
+def _policy() -> tuple[DegradationPolicySpec, dict[str, Any], list[dict[str, Any]]]:
+    """A policy on a closed port (the readings are unavailable, the rest is decided), its body,
+    and two Deployments of its namespace."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed: the readings are unavailable, the rest is decided
+        port = s.getsockname()[1]
     spec = DegradationPolicySpec.model_validate({
         "prometheus": {"url": f"http://127.0.0.1:{port}", "timeout": "1s"}, "interval": "1s",
         "triggers": [{"name": "load", "query": "max(load)", "threshold": 10}],
         "tiers": [{"name": "batch", "priority": 10, "selector": {"matchLabels": {"tier": "batch"}}}]})
     body = {"apiVersion": "hakeeper.io/v1alpha1", "kind": "DegradationPolicy",
             "metadata": {"name": "peak", "namespace": "shop", "generation": 1}, "spec": spec.wire(), "status": {}}
-    items = [deployment("batch-a", 3, {"tier": "batch"}), deployment("web", 2, {"tier": "core"})]
+    return spec, body, [deployment("batch-a", 3, {"tier": "batch"}), deployment("web", 2, {"tier": "core"})]
+
+
+def test_an_evaluation_given_the_index_lists_nothing_and_decides_the_same() -> None:
+    spec, body, items = _policy()
     listing = CountingFleet(*items)
     indexed = CountingFleet(*items)
     index = {"shop": [trim_deployment(d) for d in items]}
@@ -93,3 +99,33 @@ def test_namespace_labels_are_read_once_per_window_for_every_policy() -> None:
     kube.labels = {"team": "b"}
     now[0] = NAMESPACE_LABELS_SECONDS + 0.1
     assert reader.namespace_labels("shop") == {"team": "b"} and kube.gets == 2
+
+
+def test_the_selection_is_reused_while_the_index_holds_the_same_deployments(monkeypatch) -> None:
+    """bench/scale: a hundred policies selecting among a thousand Deployments at every evaluation.
+    The same objects from the index give the same selection without sorting them again; a
+    Deployment the watch replaced (its labels changed) is selected anew."""
+    from hakeeper.degradationpolicy import cycle
+
+    calls = []
+    real = cycle.select
+    monkeypatch.setattr(cycle, "select", lambda *a, **k: calls.append(1) or real(*a, **k))
+    spec, body, items = _policy()
+    fleet = CountingFleet(*items)
+    evaluator = Evaluator(fleet, Scaler(fleet.patch))
+    index = {"shop": [trim_deployment(d) for d in items]}
+
+    def status() -> dict[str, Any]:
+        return evaluator.evaluate(body, spec, Memory(), now=100.0,
+                                  listed=watched(index, "shop", body)).status  # type: ignore[arg-type]
+
+    first = status()
+    assert status() == first and len(calls) == 1
+    index["shop"][1] = trim_deployment(deployment("web", 2, {"tier": "batch"}))  # the watch saw it relabelled
+    status()
+    assert len(calls) == 2
+    # the control: the same selection for the new objects equals a fresh one
+    fresh = Evaluator(fleet, Scaler(fleet.patch)).evaluate(body, spec, Memory(), now=100.0,
+                                                           listed=watched(index, "shop", body))  # type: ignore[arg-type]
+    again = evaluator.evaluate(body, spec, Memory(), now=100.0, listed=watched(index, "shop", body))  # type: ignore[arg-type]
+    assert again.status == fresh.status

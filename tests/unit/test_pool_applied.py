@@ -139,3 +139,69 @@ def test_an_lvs_pool_refused_then_allowed_again_gets_its_daemonset_back(monkeypa
     api.sent.clear()
     reconcile.reconcile(api, LVS_BODY, spec, Watched(slices=(_slice("10.0.0.1"),)), applied)  # type: ignore[arg-type]
     assert api.sent == ["apply DaemonSet"]
+
+
+def _answer(obj: dict[str, Any], fields: dict[str, Any], manager: str = "hakeeper",
+            operation: str = "Apply") -> dict[str, Any]:
+    """The object as the API server answers an apply or sends it in a watch event."""
+    entry = {"manager": manager, "operation": operation, "fieldsType": "FieldsV1", "fieldsV1": fields}
+    return {**obj, "metadata": {**obj["metadata"], "managedFields": [entry]}}
+
+
+CM = {"kind": "ConfigMap", "metadata": {"name": "web-haproxy", "namespace": "shop"}, "data": {"servers.json": "[]"}}
+OWNED_FIELDS = {"f:data": {"f:servers.json": {}}, "f:metadata": {"f:labels": {"f:hakeeper.io/pool": {}}}}
+
+
+def test_an_owned_object_edited_or_deleted_is_due_again_and_its_own_events_are_not_drift() -> None:
+    """The OWNED watches (loadbalancerpool/handlers.py) hand each event to `drifted`: the pool
+    applies an object again only when someone took a field it applied or deleted it."""
+    applied = AppliedObjects(max_age=3600)
+    assert not applied.drifted(_answer(CM, OWNED_FIELDS), deleted=True)  # not applied yet: its first pass does
+    applied.record(CM, now=0, answer=_answer(CM, OWNED_FIELDS))
+    # the apply's own event, and a controller's write of fields not ours (a label of its own)
+    mine = _answer(CM, OWNED_FIELDS)
+    mine["metadata"]["managedFields"].append({"manager": "other", "operation": "Update",
+                                              "fieldsV1": {"f:metadata": {"f:labels": {"f:x": {}}}}})
+    assert not applied.drifted(mine, deleted=False)
+    assert not applied.due(CM, now=1)
+    # `kubectl edit` changed our value: the field left our set
+    edited = _answer(CM, {"f:metadata": {"f:labels": {"f:hakeeper.io/pool": {}}}})
+    assert applied.drifted(edited, deleted=False)
+    assert applied.due(CM, now=1)
+    applied.record(CM, now=1, answer=_answer(CM, OWNED_FIELDS))
+    assert not applied.due(CM, now=2)
+    assert applied.drifted(CM, deleted=True)
+    assert applied.due(CM, now=2)
+
+
+def test_an_apply_sent_before_a_drift_is_not_its_repair() -> None:
+    """The event of an edit made just after the apply reached the API server may come before the
+    apply's answer is recorded: the object stays due."""
+    applied = AppliedObjects(max_age=3600)
+    applied.record(CM, now=0, answer=_answer(CM, OWNED_FIELDS))
+    epoch = applied.epoch(CM)  # the pass reads it, then sends the apply
+    assert applied.drifted(CM, deleted=True)  # meanwhile the watch reports a deletion
+    applied.record(CM, now=1, answer=_answer(CM, OWNED_FIELDS), epoch=epoch)
+    assert applied.due(CM, now=2)
+    # the control: recorded with the drift count of after the event, it is not due
+    applied.record(CM, now=1, answer=_answer(CM, OWNED_FIELDS))
+    assert not applied.due(CM, now=2)
+
+
+def test_an_unchanged_owned_object_is_not_applied_again_before_the_safety_age() -> None:
+    """The control of the watches: without an event, nothing but the age sends an object again."""
+    applied = AppliedObjects(max_age=3600, spread=0.5)
+    applied.record(CM, now=0, answer=_answer(CM, OWNED_FIELDS))
+    assert not applied.due(CM, now=1799)
+    assert applied.due(CM, now=3600)
+
+
+def test_the_owner_of_an_object_is_its_pool() -> None:
+    from hakeeper.loadbalancerpool.handlers import owner_pool
+
+    ref = {"apiVersion": "hakeeper.io/v1alpha1", "kind": "LoadBalancerPool", "name": "web", "uid": "u",
+           "controller": True}
+    assert owner_pool({"metadata": {"ownerReferences": [ref]}}) == "web"
+    assert owner_pool({"metadata": {"labels": {"hakeeper.io/pool": "edge"}}}) == "edge"
+    assert owner_pool({"metadata": {"ownerReferences": [{**ref, "kind": "ReplicatedDatabase"}]}}) is None
+    assert owner_pool({"metadata": {}}) is None

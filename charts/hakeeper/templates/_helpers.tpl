@@ -146,15 +146,17 @@ resource, "clusterkopfpeerings" or "kopfpeerings", the only rule that differs.
 # Owned objects, written by server-side apply: patch, and create when the apply creates the
 # object (the API server authorizes that as create). Removed by garbage collection with their
 # owner. Balancer Services and ConfigMaps, database Services, the agent's ServiceAccount.
+# A pool's owned kinds are listed and watched: one edited or deleted is applied again (drift
+# repair), instead of every object being re-applied blind.
 # The operator reads back its own ConfigMaps (a pool's server slots, a database's re-seeds);
 # the agent's Role grants configmaps get/watch, held here.
 - apiGroups: [""]
   resources: ["serviceaccounts"]
-  verbs: ["create", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 # Services: also read, for the address of a haproxy pool that an engine dns pool publishes.
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # An engine dns pool's records: one ExternalDNS DNSEndpoint per pool, by server-side apply (the
 # answer carries ExternalDNS's status.observedGeneration), deleted when there is no target. The
 # kind is ExternalDNS's (its CRD, not this chart's); without it the writes answer 404 and the
@@ -164,7 +166,7 @@ resource, "clusterkopfpeerings" or "kopfpeerings", the only rule that differs.
   verbs: ["create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # Credentials: read the user's database Secrets, a DegradationPolicy's bearer token and a
 # LoadBalancerPool's TLS Secret (checked before balancers mount it), create generated ones;
 # patch adds the application's password to a generated Secret made before it existed. Never
@@ -184,7 +186,7 @@ resource, "clusterkopfpeerings" or "kopfpeerings", the only rule that differs.
 # keepalived DaemonSet deleted: no privileged pod runs for it.
 - apiGroups: ["apps"]
   resources: ["daemonsets"]
-  verbs: ["create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "create", "patch"]
@@ -210,13 +212,13 @@ resource, "clusterkopfpeerings" or "kopfpeerings", the only rule that differs.
 # block every node drain), so going down to one deletes it.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # The balancer agent's Role and RoleBinding. No `bind` or `escalate`: the API server lets
 # a subject grant rules it holds itself, and the agent's Role grants only such rules
 # (configmaps get/watch, pods patch).
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
-  verbs: ["create", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 # kopf peering: every replica lists and watches the peering object and patches its own
 # heartbeat into it; only the highest-priority live replica acts.
 - apiGroups: ["kopf.dev"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import operator
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -30,7 +31,7 @@ from hakeeper.degradationpolicy.act import (
 from hakeeper.degradationpolicy.decide import Memory, Reading, decide
 from hakeeper.degradationpolicy.metrics import PrometheusSource
 from hakeeper.degradationpolicy.observe import ClusterReader, SecretMissing
-from hakeeper.degradationpolicy.targets import Outcome, Target, default_priority, select, shed_mark
+from hakeeper.degradationpolicy.targets import Outcome, Selection, Target, default_priority, select, shed_mark
 from hakeeper.degradationpolicy.tenancy import Admission, admit
 from hakeeper.platform.kube import ApiError, Kube
 
@@ -63,6 +64,8 @@ class Evaluator:
         self.scaler = scaler
         self.trusted = trusted
         self._sources: dict[str, PrometheusSource] = {}
+        self._selections: dict[str, tuple[tuple[Any, ...], tuple[Mapping[str, Any], ...], Selection]] = {}
+        """Per policy, the last selection from the watch's Deployments, with its inputs (_select)."""
         self._lock = threading.Lock()
 
     @classmethod
@@ -100,6 +103,7 @@ class Evaluator:
     def forget(self, body: Mapping[str, Any]) -> None:
         with self._lock:
             source = self._sources.pop(policy_key(body), None)
+            self._selections.pop(policy_key(body), None)
         if source is not None:
             source.close()
 
@@ -152,8 +156,12 @@ class Evaluator:
         admission = self.admission(spec, body)
         deployments = self._deployments(body, admission.allowed, listed)
         classes, default = self._priorities(spec)
-        selection = select(spec, policy, admission.allowed, deployments.values(), classes, default,
-                           status_.dry_marks(previous, policy))
+        dry = status_.dry_marks(previous, policy)
+        if listed is None:
+            selection = select(spec, policy, admission.allowed, deployments.values(), classes, default, dry)
+        else:
+            selection = self._select(policy, spec, admission.allowed, tuple(deployments.values()), classes, default,
+                                     dry)
         plan = decide(spec, memory, readings, selection, now)
 
         # namespaces with something shed, about to be, or shed at the last evaluation (a ScaledObject
@@ -180,6 +188,25 @@ class Evaluator:
         status, events = status_.build(spec, body["metadata"].get("generation"), previous, plan, selection,
                                        outcomes, hpas, conflicts, ready, now, admission, pools)
         return Evaluation(status, events, plan.memory, now + plan.wake_in)
+
+    def _select(self, policy: str, spec: DegradationPolicySpec, allowed: Sequence[str],
+                deployments: tuple[Mapping[str, Any], ...], classes: Mapping[str, int], default: int,
+                dry: Mapping[tuple[str, str], Any]) -> Selection:
+        """targets.select, answered from the last call while its inputs are the same: an equal spec,
+        namespaces, priorities and dry-run marks, and the very same Deployment objects (the watch's
+        index replaces an object's entry when it changes, and nothing changes one in place). A
+        hundred policies sorted a thousand balancer Deployments ten times a second: a quarter of
+        the operator's idle CPU in bench/scale's profile at 1,000 pools."""
+        inputs = (spec, tuple(allowed), dict(classes), default, dict(dry))
+        with self._lock:
+            cached = self._selections.get(policy)
+        if cached is not None and cached[0] == inputs and len(cached[1]) == len(deployments) \
+                and all(map(operator.is_, cached[1], deployments)):
+            return cached[2]
+        selection = select(spec, policy, allowed, deployments, classes, default, dry)
+        with self._lock:
+            self._selections[policy] = (inputs, deployments, selection)
+        return selection
 
     def _restore(self, target: Target, deployment: Mapping[str, Any], so: keda.ScaledObject | None,
                  policy: str) -> Outcome:

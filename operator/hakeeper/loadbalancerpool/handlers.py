@@ -5,6 +5,11 @@ A pool's pass (reconcile.py) needs the EndpointSlices of its backends, the backe
 The watches keep them in kopf indexes; a change to any of them wakes the pools it
 concerns, and the pass reads the indexes instead of listing the namespace's pods.
 Bursts of events cost one pass; a missed one costs at most RESYNC_SECONDS.
+
+The objects a pool owns (OWNED: its ConfigMap, Services, Deployment or DaemonSet, budget, RBAC)
+are watched too: one deleted, or whose fields the operator applied someone changed, wakes its
+pool, which applies it again (drift repair, as controller-runtime's Owns() does); unchanged ones
+are not written again but after OBJECTS_MAX_AGE, a safety net for an event the watch missed.
 """
 
 from __future__ import annotations
@@ -34,10 +39,22 @@ from hakeeper.platform.spec import on_spec, parse_spec
 
 GROUP, VERSION = LOAD_BALANCER_POOL.api_version.split("/")
 PLURAL = LOAD_BALANCER_POOL.plural
-RESYNC_SECONDS = 30.0
-OBJECTS_MAX_AGE = 300.0
-"""A pool's owned objects (Service, Deployment, RBAC...) are written when they change, and
-again after this many seconds unchanged: that repairs what someone else changed or deleted."""
+RESYNC_SECONDS = 300.0
+"""A pass at least this often: everything a pass reads is watched (slices, pods, pools, policies,
+owned objects), so this only bounds what a missed event costs (33 passes a second at 1,000 pools
+with the 30 s it was: bench/scale)."""
+TLS_RESYNC_SECONDS = 30.0
+"""A pool with TLS: its Secret is read at each pass and not watched (the operator may only get the
+Secrets it is named), so a rotated certificate reaches the balancers within this."""
+OBJECTS_MAX_AGE = 3600.0
+"""A pool's owned objects are written when they change or drift (the OWNED watches), and again
+after this many seconds unchanged (spread down to half of it): the safety net for a deletion the
+watch did not report (kopf re-lists after an expired watch without reporting what went)."""
+OWNED = (("", "v1", "configmaps"), ("", "v1", "services"), ("", "v1", "serviceaccounts"),
+         ("apps", "v1", "deployments"), ("apps", "v1", "daemonsets"), ("policy", "v1", "poddisruptionbudgets"),
+         ("rbac.authorization.k8s.io", "v1", "roles"), ("rbac.authorization.k8s.io", "v1", "rolebindings"))
+"""(group, version, plural) of every kind a pool applies (objects.py, lvs/objects.py) but the
+DNSEndpoint (its CRD may be missing; an engine dns pool applies it at every pass)."""
 DNS_PUBLISH_RETRY_SECONDS = 5.0
 """Engine dns, while ExternalDNS has not read the pool's DNSEndpoint: how often the pass reads it
 again (the operator does not watch DNSEndpoints: their CRD may be missing)."""
@@ -50,13 +67,16 @@ WORKERS = 8
 """Threads for the pools' passes (Kubernetes writes: a pass holds one for a few ms). The operator's
 threads stay under 64 at a thousand pools (bench/scale): 8 here, 8 per other kind, 8 probes."""
 STATUS_MAX_AGE = OBJECTS_MAX_AGE
-"""An unchanged status is written again after this many seconds (the StatusWriter's heartbeat):
-at the loop's 30 s default a thousand idle pools wrote 33 statuses a second."""
+"""An unchanged status is written again after this many seconds (the StatusWriter's heartbeat; a
+pool's status has no field that changes without a write): at the loop's 30 s default a thousand
+idle pools wrote 33 statuses a second, and at 300 s every resync pass wrote one (3.3 a second)."""
 
 LOOP = loop.Loop(kind=LOAD_BALANCER_POOL.kind, failure_reason=CommonEvent.RECONCILE_FAILED, retry=2.0, debounce=0.1,
                  executor=concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="loadbalancerpool"))
 _wakeups = loop.Wakeups()
 _telemetry: dict[tuple[str, str], PoolTelemetry] = {}
+_applied: dict[tuple[str, str], kubeapi.AppliedObjects] = {}
+"""Each running pool's memory of what it applied, for the OWNED watches' drift check."""
 
 
 @on_spec(LOAD_BALANCER_POOL)
@@ -128,7 +148,7 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
     wake = _wakeups.register(key)
     telemetry = _telemetry[key] = PoolTelemetry()
     writer = loop.StatusWriter(kubeapi.shared(), LOAD_BALANCER_POOL.kind, namespace, name, max_age=STATUS_MAX_AGE)
-    applied = kubeapi.AppliedObjects(max_age=OBJECTS_MAX_AGE, spread=0.5)
+    applied = _applied[key] = kubeapi.AppliedObjects(max_age=OBJECTS_MAX_AGE, spread=0.5)
     notices = ConfigNotices()
 
     def step(snapshot: Mapping[str, Any], watched: Watched) -> loop.Outcome:
@@ -152,7 +172,7 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
             events = [] if posted else [loop.Event.of(PoolEvent(outcome.refused.reason), outcome.refused.message)]
             tls = outcome.refused.reason == PoolReason.TLS_SECRET_INVALID
             return loop.Outcome(status=outcome.status, events=events,
-                                next_in=TLS_SECRET_RETRY_SECONDS if tls else RESYNC_SECONDS)
+                                next_in=TLS_SECRET_RETRY_SECONDS if tls else resync(spec))
         events = [loop.Event.of(PoolEvent.INVALID_WEIGHT, warning) for warning in outcome.warnings]
         split = split_brain_began(snapshot.get("status"), outcome.status)
         if split is not None:
@@ -166,7 +186,7 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
         if message is not None:
             events.insert(0, loop.Event.of(PoolEvent.CONFIG_CHANGED, message))
         return loop.Outcome(status=outcome.status, events=events,
-                            next_in=RESYNC_SECONDS if held is None else min(held, RESYNC_SECONDS))
+                            next_in=resync(spec) if held is None else min(held, resync(spec)))
 
     def watched(snapshot: Mapping[str, Any]) -> Watched:
         """Taken in the event loop, where kopf updates the indexes; the pass runs elsewhere."""
@@ -195,6 +215,44 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
     finally:
         _wakeups.unregister(key)
         _telemetry.pop(key, None)
+        _applied.pop(key, None)
+
+
+def resync(spec: LoadBalancerPoolSpec) -> float:
+    """Seconds to the pool's next pass when nothing wakes it."""
+    return TLS_RESYNC_SECONDS if spec.tls is not None else RESYNC_SECONDS
+
+
+def owner_pool(body: Mapping[str, Any]) -> str | None:
+    """The pool that owns an object: its controller reference, else its pool label."""
+    meta = body.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or ():
+        if ref.get("controller") and ref.get("kind") == LOAD_BALANCER_POOL.kind \
+                and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/"):
+            return str(ref.get("name"))
+    pool = (meta.get("labels") or {}).get(POOL_LABEL)
+    return None if pool is None else str(pool)
+
+
+def _on_owned(handler: Any) -> Any:
+    for group, version, plural in OWNED:
+        handler = kopf.on.event(group, version, plural)(handler)
+    return handler
+
+
+@_on_owned
+async def owned_changed(body: kopf.Body, namespace: str | None, type: str | None, **_: Any) -> None:
+    pool = owner_pool(body)
+    if pool is None or namespace is None:
+        return
+    key = (namespace, pool)
+    if body.get("kind") == "Service":
+        # an engine dns pool publishing this pool reads its client Service's address (a load
+        # balancer's ingress, written by the cloud's controller): wake it
+        _wakeups.wake_topic(("pool", namespace, pool))
+    applied = _applied.get(key)
+    if applied is not None and applied.drifted(body, deleted=type == "DELETED"):
+        _wakeups.wake(key)
 
 
 @kopf.on.event("discovery.k8s.io", "v1", "endpointslices")

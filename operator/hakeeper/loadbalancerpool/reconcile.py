@@ -155,9 +155,9 @@ def reconcile_lvs(kube: Kube, body: Mapping[str, Any], spec: LoadBalancerPoolSpe
         # no privileged pod runs for it, including one started before the cluster admin's
         # values (or the pool's image) changed
         daemonset = lvs_objects.daemonset(pool, namespace, spec)
-        kube.delete({"kind": "DaemonSet", "metadata": daemonset["metadata"]})
         if applied is not None:  # allowed again later, it must be written again although unchanged
             applied.forget("DaemonSet", namespace, daemonset["metadata"]["name"])
+        kube.delete({"kind": "DaemonSet", "metadata": daemonset["metadata"]})
         return Outcome(refused_status(body.get("status"), meta.get("generation"), refused), "", False, [], [],
                        refused=refused)
     backends, selected_pods = observe_backends(watched, pool, spec)

@@ -27,23 +27,52 @@ SHARED_POOL_SIZE = 64
 DegradationPolicy workers share it."""
 
 
+def applied_fields(obj: Mapping[str, Any]) -> bytes | None:
+    """A digest of the set of fields FIELD_MANAGER owns by server-side apply in `obj` (the
+    `fieldsV1` of its managedFields entry with operation Apply, no subresource), or None when it
+    has none. A digest and not the set: a Deployment's is tens of kB as Python objects, and a
+    thousand pools' owned objects kept 60 MB of them (bench/scale).
+
+    Another writer who changes the value of such a field takes it from this set (an update, or an
+    apply with force), and a field removed leaves it, so the set changes exactly when someone
+    undid part of the operator's apply; fields the cluster adds (defaults, status, a controller's
+    annotations) are not in it (https://kubernetes.io/docs/reference/using-api/server-side-apply/
+    #field-management)."""
+    for entry in (obj.get("metadata") or {}).get("managedFields") or ():
+        if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply" \
+                and not entry.get("subresource"):
+            canonical = json.dumps(entry.get("fieldsV1"), sort_keys=True, separators=(",", ":"))
+            return hashlib.blake2b(canonical.encode(), digest_size=16).digest()
+    return None
+
+
 @dataclasses.dataclass
 class AppliedObjects:
-    """What one loop (a pool's, say) last applied, by kind, namespace and name: the object and
-    when (monotonic seconds). An endpoint change then writes the one object it changes (the
-    pool's ConfigMap), not every object the pool owns (measured by bench/scale: each change sent
-    its Service, ServiceAccount, Role, RoleBinding, Deployment and budget again). Past
-    `max_age` an object is applied again although unchanged: that repairs what someone else
-    changed or deleted, as the old apply-everything pass did."""
+    """What one loop (a pool's, say) last applied, by kind, namespace and name: the object, when
+    (monotonic seconds) and the fields the API server's answer says the operator owns. An endpoint
+    change then writes the one object it changes (the pool's ConfigMap), not every object the pool
+    owns (measured by bench/scale: each change sent its Service, ServiceAccount, Role, RoleBinding,
+    Deployment and budget again).
+
+    Drift: a watch of the owned kinds hands each event to `drifted`, which marks the object to be
+    applied again when it was deleted or its owned fields changed (someone edited what the
+    operator applied) — the way controller-runtime's Owns() requeues the owner. Past `max_age` an
+    object is applied again although unchanged: a safety net for an event the watch missed (a
+    re-list after an expired watch reports no deletion)."""
 
     max_age: float
-    last: dict[tuple[str, str | None, str], tuple[str, float]] = dataclasses.field(default_factory=dict)
-    """(kind, namespace, name) -> (the object as canonical JSON, when it was applied)."""
+    last: dict[tuple[str, str | None, str], tuple[str, float, bytes | None, int]] = dataclasses.field(
+        default_factory=dict)
+    """(kind, namespace, name) -> (the object as canonical JSON, when it was applied, the digest of
+    the owned fields in the answer, the drift count when the apply was sent)."""
     spread: float = 0.0
     """Each object's age limit is max_age × (1 - spread × a fraction fixed by its key, in [0, 1)):
     objects applied together (a thousand pools at the operator's start) are not all applied again
     in the same second max_age later, nor at every max_age after (bench/scale saw such a wave of
     35 applies a second hold up the endpoint changes behind it)."""
+    drifts: dict[tuple[str, str | None, str], int] = dataclasses.field(default_factory=dict)
+    """How many times each object was seen drifted: an apply sent before the latest drift (its
+    answer may come back after the event) does not count as its repair."""
 
     @staticmethod
     def key(obj: Mapping[str, Any]) -> tuple[str, str | None, str]:
@@ -59,10 +88,32 @@ class AppliedObjects:
     def due(self, obj: Mapping[str, Any], now: float) -> bool:
         key = self.key(obj)
         seen = self.last.get(key)
-        return seen is None or seen[0] != json.dumps(obj, sort_keys=True) or now - seen[1] >= self.age_limit(key)
+        return (seen is None or seen[0] != json.dumps(obj, sort_keys=True) or now - seen[1] >= self.age_limit(key)
+                or seen[3] != self.drifts.get(key, 0))
 
-    def record(self, obj: Mapping[str, Any], now: float) -> None:
-        self.last[self.key(obj)] = (json.dumps(obj, sort_keys=True), now)
+    def epoch(self, obj: Mapping[str, Any]) -> int:
+        """The object's drift count, to read before sending its apply and give to `record`."""
+        return self.drifts.get(self.key(obj), 0)
+
+    def record(self, obj: Mapping[str, Any], now: float, answer: Mapping[str, Any] | None = None,
+               epoch: int | None = None) -> None:
+        """`obj` was applied at `now`; `answer` is the API server's answer (its managedFields),
+        `epoch` the drift count read before the apply was sent (default: now's)."""
+        key = self.key(obj)
+        self.last[key] = (json.dumps(obj, sort_keys=True), now,
+                          None if answer is None else applied_fields(answer),
+                          self.drifts.get(key, 0) if epoch is None else epoch)
+
+    def drifted(self, live: Mapping[str, Any], deleted: bool) -> bool:
+        """Whether a watch event of an object this loop applied shows it deleted or its owned fields
+        changed; if so it is due again (True). An object not applied by this process yet is not
+        drifted: the loop's first pass applies everything. Call from one thread (the event loop)."""
+        key = self.key(live)
+        seen = self.last.get(key)
+        if seen is None or (not deleted and (seen[2] is None or applied_fields(live) == seen[2])):
+            return False
+        self.drifts[key] = self.drifts.get(key, 0) + 1
+        return True
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         """The object as this process last applied it, or None."""
@@ -237,13 +288,14 @@ class Kube:
     def apply_changed(self, objs: Iterable[Mapping[str, Any] | None], applied: AppliedObjects,
                       now: float) -> int:
         """Server-side apply of each object that differs from what `applied` says this process
-        last applied, or whose last apply is `applied.max_age` seconds old or more; the count
-        sent. A failed apply raises ApiError and leaves that object to be sent again."""
+        last applied, that drifted since (AppliedObjects.drifted), or whose last apply is
+        `applied.max_age` seconds old or more; the count sent. A failed apply raises ApiError and
+        leaves that object to be sent again."""
         sent = 0
         for obj in objs:
             if obj is not None and applied.due(obj, now):
-                self.apply(obj)
-                applied.record(obj, now)
+                epoch = applied.epoch(obj)
+                applied.record(obj, now, self.apply(obj), epoch)
                 sent += 1
         return sent
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 from collections.abc import Mapping
 
@@ -28,6 +29,22 @@ def configure(settings: kopf.OperatorSettings, **_: object) -> None:
     # within this many seconds, and while it is away a database's primary keeps its writes
     # (durability Lossless: clustering/lease.py).
     settings.peering.lifetime = Settings.from_env(os.environ).peering_lifetime
+    quiet = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, WatchSuccessFilter) for f in quiet.filters):
+        quiet.addFilter(WatchSuccessFilter())
+
+
+class WatchSuccessFilter(logging.Filter):
+    """Drops kopf's "Handler '…' succeeded." for the watch-event handlers (kopf.on.event, logged
+    through its local, never-posted logger): one line per watch event of every watched kind, 28,000
+    in a few minutes of bench/scale at 1,000 pools, where formatting and writing them cost 3 % of the
+    operator's CPU under churn. Their failures, and every other handler's lines, are kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not getattr(record, "k8s_skip", False):
+            return True
+        message = record.getMessage()
+        return not (message.startswith("Handler '") and message.endswith("' succeeded."))
 
 
 PEERING_LIFETIME_SECONDS = 12
