@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from hakeeper.degradationpolicy import status as policy_status
 from hakeeper.platform import loop
 from hakeeper.platform.kube import ApiError
 
@@ -84,6 +85,24 @@ def test_status_writer_ignores_volatile_fields_and_transition_times_until_max_ag
     w.max_age = 0.0
     w.write({}, {"leaseExpires": 3, "conditions": [cond]})
     assert len(kube.writes) == 2
+
+
+def test_policy_status_is_written_for_news_at_once_and_for_its_clock_once_a_refresh() -> None:
+    kube = RecordingKube()
+    w = writer(kube, volatile=policy_status.status_fingerprint, max_age=policy_status.STATUS_REFRESH_SECONDS)
+
+    def evaluated(at: str, value: float, firing: bool) -> dict[str, Any]:
+        return {"state": "Normal", "lastEvaluated": at,
+                "triggers": [{"name": "load", "condition": "Between", "firing": firing, "value": value}]}
+
+    w.write({}, evaluated("2026-01-01T00:00:00.000Z", 7.0, False))
+    w.write({}, evaluated("2026-01-01T00:00:10.000Z", 8.0, False))  # the clock and a value: no news
+    assert len(kube.writes) == 1
+    w.write({}, evaluated("2026-01-01T00:00:20.000Z", 8.0, True))  # a trigger fires: at once
+    assert len(kube.writes) == 2 and kube.writes[-1]["triggers"][0]["firing"] is True
+    w.max_age = 0.0  # the refresh is due: the clock is written although nothing else changed
+    w.write({}, evaluated("2026-01-01T00:00:30.000Z", 8.0, True))
+    assert kube.writes[-1]["lastEvaluated"] == "2026-01-01T00:00:30.000Z"
 
 
 def test_status_writer_overlays_what_it_wrote_on_a_lagging_body() -> None:

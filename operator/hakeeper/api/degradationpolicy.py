@@ -248,7 +248,8 @@ class DegradationPolicyStatus(BaseStatus):
     refused_request_classes: list[RefusedRequestClasses] = Field(default_factory=list)
     """Pools' request classes refused while their tier is shed (the pools read this list)."""
     last_evaluated: str | None = None
-    """When the triggers were last evaluated (RFC 3339)."""
+    """When the triggers were last evaluated (RFC 3339): written with any other change of the status,
+    else at least once a minute (a restarted operator counts the time since as unobserved)."""
     last_shed_time: str | None = None
     last_restore_time: str | None = None
     last_transition_time: str | None = None

@@ -26,8 +26,9 @@ with staged shedding it is refused at its turn, and restored at its turn; Memory
 tiers' classes are refused, and since when.
 
 Time windows (`for`, cooldown) count only continuous observations: a gap longer than two
-intervals (e.g. the operator was down) starts them again, and clears a firing trigger, so
-nothing is shed or restored on evidence older than the gap.
+intervals (e.g. the operator was down; after a restart it is counted from the status's
+lastEvaluated) starts them again, and clears a firing trigger, so nothing is shed or restored on
+evidence older than the gap.
 """
 
 from __future__ import annotations

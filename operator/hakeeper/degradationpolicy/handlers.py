@@ -33,7 +33,12 @@ from hakeeper.api.events import CommonEvent, PolicyEvent
 from hakeeper.degradationpolicy.cycle import Evaluator
 from hakeeper.degradationpolicy.decide import Memory
 from hakeeper.degradationpolicy.observe import trim_deployment
-from hakeeper.degradationpolicy.status import invalid_spec_status, memory_from_status
+from hakeeper.degradationpolicy.status import (
+    STATUS_REFRESH_SECONDS,
+    invalid_spec_status,
+    memory_from_status,
+    status_fingerprint,
+)
 from hakeeper.degradationpolicy.telemetry import PolicyTelemetry
 from hakeeper.platform import kube as kubeapi
 from hakeeper.platform import loop
@@ -154,7 +159,8 @@ async def evaluate(body: kopf.Body, namespace: str | None, name: str, memo: kopf
     state = _memo(memo)
     # A (re)started daemon, e.g. after this operator paused for a peer that acted meanwhile,
     # believes the status it reads now, not what it wrote before.
-    state.writer = loop.StatusWriter(kubeapi.shared(), DEGRADATION_POLICY.kind, namespace, name)
+    state.writer = loop.StatusWriter(kubeapi.shared(), DEGRADATION_POLICY.kind, namespace, name,
+                                    volatile=status_fingerprint, max_age=STATUS_REFRESH_SECONDS)
     await loop.run(LOOP, body, state.writer, PolicyPass(), state.wake, stopped, logger, lock=state.lock,
                    observe=lambda snapshot: watched(index, namespace, snapshot), telemetry=PolicyTelemetry())
 

@@ -8,6 +8,7 @@ EvaluationFailed).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,8 +43,29 @@ iso = rfc3339
 epoch = epoch_of
 
 
+STATUS_REFRESH_SECONDS = 60.0
+"""An evaluation whose status differs from the last one written only in lastEvaluated and the
+triggers' values is written once this many seconds have passed since that write (status_fingerprint;
+a hundred policies at a 10 s interval wrote 10 statuses a second, each coming back as a watch event:
+bench/scale). Any other change (a condition, a trigger's condition or firing, what is shed) is
+written at once."""
+
+
+def status_fingerprint(status: Mapping[str, Any]) -> str:
+    """What a status says, less what changes at every evaluation without news: lastEvaluated and
+    each trigger's value (the StatusWriter's `volatile`; canonical JSON)."""
+    triggers = [{k: v for k, v in t.items() if k != "value"} for t in status.get("triggers") or []
+                if isinstance(t, Mapping)]
+    rest = {k: v for k, v in status.items() if k not in ("lastEvaluated", "triggers")}
+    return json.dumps({**rest, "triggers": triggers}, sort_keys=True, default=str)
+
+
 def memory_from_status(status: Mapping[str, Any] | None) -> Memory:
-    """What the previous evaluation (maybe by an operator since restarted) left in the status."""
+    """What the previous evaluation (maybe by an operator since restarted) left in the status.
+
+    Its lastEvaluated may be up to STATUS_REFRESH_SECONDS older than the last evaluation (an
+    unchanged status is not written each time): a restarted operator then counts that time as a
+    gap in the observations (decide), which restarts the time windows: the safe side."""
     status = status or {}
     triggers = {}
     for t in status.get("triggers") or []:
