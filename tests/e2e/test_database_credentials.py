@@ -1,7 +1,8 @@
 """A database whose generated credentials Secret predates the application account (an earlier
 hakeeper made it with the root, replication and operator passwords only): the operator adds the
 application's user and password to that Secret, keeps the passwords it holds, and the
-application logs in with them through the -primary Service."""
+application logs in with them through the -primary Service. Then drift repair: the budget deleted
+and the -replicas Service relabelled come back as the operator applied them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import secrets
 
 import pytest
 
+from ..support.polling import poll
 from .conftest import database_manifest
 from .test_database_failover import _application
 
@@ -29,3 +31,17 @@ def test_a_secret_made_before_the_application_account_gets_one(operator, namespa
     operator.flavor = "mariadb"
     _, app_password, _ = _application(operator, namespace)  # logs in as app and writes its schema
     assert app_password == base64.b64decode(data["application-password"]).decode()
+    _restored_after_drift(operator, namespace)
+
+
+def _restored_after_drift(operator, namespace: str) -> None:
+    """The operator watches what a database owns and applies it again when someone deletes it or
+    changes a field it set. The control: unchanged objects are sent again only after 30 to 60
+    minutes, so without the watches neither would be back within the deadlines here."""
+    operator.kubectl("delete", "pdb", "db", "-n", namespace)
+    poll(lambda: operator.get("pdb", "db", "-n", namespace)["spec"]["maxUnavailable"] == 1, 30,
+         what="the deleted PodDisruptionBudget back", ignore=AssertionError)
+    operator.kubectl("label", "--overwrite", "service", "db-replicas", "-n", namespace,
+                     "app.kubernetes.io/instance=someone-else")
+    poll(lambda: operator.get("service", "db-replicas", "-n", namespace)["metadata"]["labels"][
+        "app.kubernetes.io/instance"] == "db", 30, what="the -replicas Service's label back")

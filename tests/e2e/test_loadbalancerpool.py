@@ -257,7 +257,7 @@ def test_deleting_the_pool_removes_what_it_created(pool, namespace):
 
 def test_an_owned_object_edited_or_deleted_is_restored(pool, namespace):
     """Drift repair: the operator watches what a pool owns and applies it again when someone
-    deletes it or changes a field it set. The control: the pool's resync is 300 s and unchanged
+    deletes it or changes a field it set. The control: the pool's resync is 150 to 300 s and unchanged
     objects are re-applied blind only after 30 to 60 minutes, so without the watches none of
     these would be restored within the deadlines here."""
     pool.kubectl("delete", "configmap", "web-haproxy", "-n", namespace)

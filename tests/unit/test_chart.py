@@ -94,7 +94,7 @@ NAMESPACED = {
     ("discovery.k8s.io", "endpointslices"): {"list", "watch"},
     ("apps", "deployments"): {"get", "list", "watch", *APPLIED},
     ("apps", "daemonsets"): {"delete", *WATCHED, *APPLIED},  # a refused lvs pool's DaemonSet goes
-    ("apps", "statefulsets"): {"get", *APPLIED},
+    ("apps", "statefulsets"): {"get", *WATCHED, *APPLIED},  # watched: drift repair
     ("batch", "cronjobs"): {"get", "delete", *APPLIED},  # a database's scheduled backups
     ("batch", "jobs"): {"list"},  # their runs' outcomes
     ("", "persistentvolumeclaims"): {"get"},  # a backup's volume target, checked before a run

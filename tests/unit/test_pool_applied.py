@@ -10,6 +10,7 @@ from hakeeper.api.loadbalancerpool import LoadBalancerPoolSpec
 from hakeeper.loadbalancerpool import reconcile
 from hakeeper.loadbalancerpool.observe import Watched
 from hakeeper.platform.kube import AppliedObjects, Kube
+from hakeeper.platform.owned import Owners
 
 
 class Api:
@@ -196,12 +197,24 @@ def test_an_unchanged_owned_object_is_not_applied_again_before_the_safety_age() 
     assert applied.due(CM, now=3600)
 
 
-def test_the_owner_of_an_object_is_its_pool() -> None:
-    from hakeeper.loadbalancerpool.handlers import owner_pool
-
-    ref = {"apiVersion": "hakeeper.io/v1alpha1", "kind": "LoadBalancerPool", "name": "web", "uid": "u",
-           "controller": True}
-    assert owner_pool({"metadata": {"ownerReferences": [ref]}}) == "web"
-    assert owner_pool({"metadata": {"labels": {"hakeeper.io/pool": "edge"}}}) == "edge"
-    assert owner_pool({"metadata": {"ownerReferences": [{**ref, "kind": "ReplicatedDatabase"}]}}) is None
-    assert owner_pool({"metadata": {}}) is None
+def test_owned_events_reach_the_loop_of_their_owner_by_reference_or_label() -> None:
+    """platform/owned.py: one watch per kind for every owner kind; an event wakes the loop whose
+    object drifted, and only that one."""
+    owners = Owners("hakeeper.io")
+    owners.label("LoadBalancerPool", "hakeeper.io/pool")
+    woken: list[str] = []
+    database, pool = AppliedObjects(max_age=3600), AppliedObjects(max_age=3600)
+    owners.register(("ReplicatedDatabase", "shop", "db"), database, lambda: woken.append("db"))
+    owners.register(("LoadBalancerPool", "shop", "web"), pool, lambda: woken.append("web"))
+    ref = {"apiVersion": "hakeeper.io/v1alpha1", "kind": "ReplicatedDatabase", "name": "db", "controller": True}
+    sts = {"kind": "StatefulSet", "metadata": {"name": "db", "namespace": "shop", "ownerReferences": [ref]}}
+    database.record(sts, now=0)
+    pool.record(CM, now=0)
+    by_label = {**CM, "metadata": {**CM["metadata"], "labels": {"hakeeper.io/pool": "web"}}}
+    foreign = {**sts, "metadata": {**sts["metadata"], "ownerReferences": [{**ref, "apiVersion": "apps/v1"}]}}
+    assert owners.changed(foreign, "DELETED") is None and woken == []
+    assert owners.changed(sts, "DELETED") == ("ReplicatedDatabase", "shop", "db") and woken == ["db"]
+    assert owners.changed(by_label, "DELETED") == ("LoadBalancerPool", "shop", "web") and woken == ["db", "web"]
+    owners.unregister(("LoadBalancerPool", "shop", "web"))
+    owners.changed(by_label, "DELETED")
+    assert woken == ["db", "web"]

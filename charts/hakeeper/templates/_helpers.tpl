@@ -146,7 +146,7 @@ resource, "clusterkopfpeerings" or "kopfpeerings", the only rule that differs.
 # Owned objects, written by server-side apply: patch, and create when the apply creates the
 # object (the API server authorizes that as create). Removed by garbage collection with their
 # owner. Balancer Services and ConfigMaps, database Services, the agent's ServiceAccount.
-# A pool's owned kinds are listed and watched: one edited or deleted is applied again (drift
+# The kinds pools and databases own are listed and watched: one edited or deleted is applied again (drift
 # repair), instead of every object being re-applied blind.
 # The operator reads back its own ConfigMaps (a pool's server slots, a database's re-seeds);
 # the agent's Role grants configmaps get/watch, held here.
@@ -187,9 +187,10 @@ resource, "clusterkopfpeerings" or "kopfpeerings", the only rule that differs.
 - apiGroups: ["apps"]
   resources: ["daemonsets"]
   verbs: ["list", "watch", "create", "patch", "delete"]
+# Database StatefulSets are watched like the other objects the operator applies (drift repair).
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # A database's scheduled backups (spec.backup): its CronJobs by server-side apply, read to
 # suspend one whose configuration turned invalid, deleted when spec.backup no longer asks for
 # them; their Jobs listed for the runs' outcomes (each pod's termination message is its report);

@@ -15,6 +15,7 @@ are not written again but after OBJECTS_MAX_AGE, a safety net for an event the w
 from __future__ import annotations
 
 import concurrent.futures
+import random
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -34,7 +35,7 @@ from hakeeper.loadbalancerpool.reconcile import reconcile
 from hakeeper.loadbalancerpool.status import split_brain_began
 from hakeeper.loadbalancerpool.telemetry import PoolTelemetry
 from hakeeper.platform import kube as kubeapi
-from hakeeper.platform import loop
+from hakeeper.platform import loop, owned
 from hakeeper.platform.spec import on_spec, parse_spec
 
 GROUP, VERSION = LOAD_BALANCER_POOL.api_version.split("/")
@@ -43,6 +44,8 @@ RESYNC_SECONDS = 300.0
 """A pass at least this often: everything a pass reads is watched (slices, pods, pools, policies,
 owned objects), so this only bounds what a missed event costs (33 passes a second at 1,000 pools
 with the 30 s it was: bench/scale)."""
+RESYNC_SPREAD = 0.5
+"""The share of the resync period a pass's next one may come sooner (resync)."""
 TLS_RESYNC_SECONDS = 30.0
 """A pool with TLS: its Secret is read at each pass and not watched (the operator may only get the
 Secrets it is named), so a rotated certificate reaches the balancers within this."""
@@ -75,8 +78,6 @@ LOOP = loop.Loop(kind=LOAD_BALANCER_POOL.kind, failure_reason=CommonEvent.RECONC
                  executor=concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="loadbalancerpool"))
 _wakeups = loop.Wakeups()
 _telemetry: dict[tuple[str, str], PoolTelemetry] = {}
-_applied: dict[tuple[str, str], kubeapi.AppliedObjects] = {}
-"""Each running pool's memory of what it applied, for the OWNED watches' drift check."""
 
 
 @on_spec(LOAD_BALANCER_POOL)
@@ -148,7 +149,8 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
     wake = _wakeups.register(key)
     telemetry = _telemetry[key] = PoolTelemetry()
     writer = loop.StatusWriter(kubeapi.shared(), LOAD_BALANCER_POOL.kind, namespace, name, max_age=STATUS_MAX_AGE)
-    applied = _applied[key] = kubeapi.AppliedObjects(max_age=OBJECTS_MAX_AGE, spread=0.5)
+    applied = kubeapi.AppliedObjects(max_age=OBJECTS_MAX_AGE, spread=0.5)
+    owned.OWNERS.register((LOAD_BALANCER_POOL.kind, namespace, name), applied, wake.set)
     notices = ConfigNotices()
 
     def step(snapshot: Mapping[str, Any], watched: Watched) -> loop.Outcome:
@@ -225,44 +227,28 @@ async def run_pool(body: kopf.Body, namespace: str | None, name: str, stopped: k
     finally:
         _wakeups.unregister(key)
         _telemetry.pop(key, None)
-        _applied.pop(key, None)
+        owned.OWNERS.unregister((LOAD_BALANCER_POOL.kind, namespace, name))
 
 
 def resync(spec: LoadBalancerPoolSpec) -> float:
-    """Seconds to the pool's next pass when nothing wakes it."""
-    return TLS_RESYNC_SECONDS if spec.tls is not None else RESYNC_SECONDS
+    """Seconds to the pool's next pass when nothing wakes it: the period less up to a half, drawn
+    at each pass, so pools created together (a thousand at the operator's start) do not all pass in
+    the same second at every period after (jitter, as client-go's resync does not but its
+    workqueue's rate limiter does)."""
+    period = TLS_RESYNC_SECONDS if spec.tls is not None else RESYNC_SECONDS
+    return period * (1.0 - RESYNC_SPREAD * random.random())
 
 
-def owner_pool(body: Mapping[str, Any]) -> str | None:
-    """The pool that owns an object: its controller reference, else its pool label."""
-    meta = body.get("metadata") or {}
-    for ref in meta.get("ownerReferences") or ():
-        if ref.get("controller") and ref.get("kind") == LOAD_BALANCER_POOL.kind \
-                and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/"):
-            return str(ref.get("name"))
-    pool = (meta.get("labels") or {}).get(POOL_LABEL)
-    return None if pool is None else str(pool)
+def _client_service_changed(owner: owned.OwnerKey, body: Mapping[str, Any], type_: str | None) -> None:
+    # an engine dns pool publishing a pool reads its client Service's address (a load balancer's
+    # ingress, written by the cloud's controller): wake it
+    if owner[0] == LOAD_BALANCER_POOL.kind and body.get("kind") == "Service":
+        _wakeups.wake_topic(("pool", owner[1], owner[2]))
 
 
-def _on_owned(handler: Any) -> Any:
-    for group, version, plural in OWNED:
-        handler = kopf.on.event(group, version, plural)(handler)
-    return handler
-
-
-@_on_owned
-async def owned_changed(body: kopf.Body, namespace: str | None, type: str | None, **_: Any) -> None:
-    pool = owner_pool(body)
-    if pool is None or namespace is None:
-        return
-    key = (namespace, pool)
-    if body.get("kind") == "Service":
-        # an engine dns pool publishing this pool reads its client Service's address (a load
-        # balancer's ingress, written by the cloud's controller): wake it
-        _wakeups.wake_topic(("pool", namespace, pool))
-    applied = _applied.get(key)
-    if applied is not None and applied.drifted(body, deleted=type == "DELETED"):
-        _wakeups.wake(key)
+owned.OWNERS.label(LOAD_BALANCER_POOL.kind, POOL_LABEL)
+owned.OWNERS.hook(_client_service_changed)
+owned.OWNERS.watch(OWNED)
 
 
 @kopf.on.event("discovery.k8s.io", "v1", "endpointslices")

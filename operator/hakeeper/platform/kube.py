@@ -85,10 +85,17 @@ class AppliedObjects:
         fraction = int.from_bytes(hashlib.sha256(repr(key).encode()).digest()[:4], "big") / 2**32
         return self.max_age * (1.0 - self.spread * fraction)
 
-    def due(self, obj: Mapping[str, Any], now: float) -> bool:
+    @staticmethod
+    def canonical(obj: Mapping[str, Any]) -> str:
+        """The form `due` compares and `record` keeps (JSON, keys sorted)."""
+        return json.dumps(obj, sort_keys=True)
+
+    def due(self, obj: Mapping[str, Any], now: float, canonical: str | None = None) -> bool:
+        """Whether `obj` is to be sent: new, changed, drifted or aged. `canonical`: its
+        canonical() when the caller has it already."""
         key = self.key(obj)
         seen = self.last.get(key)
-        return (seen is None or seen[0] != json.dumps(obj, sort_keys=True) or now - seen[1] >= self.age_limit(key)
+        return (seen is None or seen[0] != (canonical or self.canonical(obj)) or now - seen[1] >= self.age_limit(key)
                 or seen[3] != self.drifts.get(key, 0))
 
     def epoch(self, obj: Mapping[str, Any]) -> int:
@@ -96,11 +103,12 @@ class AppliedObjects:
         return self.drifts.get(self.key(obj), 0)
 
     def record(self, obj: Mapping[str, Any], now: float, answer: Mapping[str, Any] | None = None,
-               epoch: int | None = None) -> None:
+               epoch: int | None = None, canonical: str | None = None) -> None:
         """`obj` was applied at `now`; `answer` is the API server's answer (its managedFields),
-        `epoch` the drift count read before the apply was sent (default: now's)."""
+        `epoch` the drift count read before the apply was sent (default: now's), `canonical` its
+        canonical() when the caller has it."""
         key = self.key(obj)
-        self.last[key] = (json.dumps(obj, sort_keys=True), now,
+        self.last[key] = (canonical or self.canonical(obj), now,
                           None if answer is None else applied_fields(answer),
                           self.drifts.get(key, 0) if epoch is None else epoch)
 
@@ -114,6 +122,11 @@ class AppliedObjects:
             return False
         self.drifts[key] = self.drifts.get(key, 0) + 1
         return True
+
+    def drifts_pending(self) -> bool:
+        """Whether an object drifted since its last apply was sent (`drifted` said so): the loop
+        renders its objects again at once."""
+        return any(seen[3] != self.drifts.get(key, 0) for key, seen in self.last.items())
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         """The object as this process last applied it, or None."""
@@ -293,9 +306,12 @@ class Kube:
         leaves that object to be sent again."""
         sent = 0
         for obj in objs:
-            if obj is not None and applied.due(obj, now):
+            if obj is None:
+                continue
+            canonical = applied.canonical(obj)
+            if applied.due(obj, now, canonical):
                 epoch = applied.epoch(obj)
-                applied.record(obj, now, self.apply(obj), epoch)
+                applied.record(obj, now, self.apply(obj), epoch, canonical)
                 sent += 1
         return sent
 

@@ -26,7 +26,7 @@ from hakeeper.api.events import CommonEvent, DatabaseEvent
 from hakeeper.api.meta import DATABASE_LABEL, FORCE_FAILOVER_ANNOTATION, RESEED_ANNOTATION, SWITCHOVER_ANNOTATION
 from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec, RestoreStatus
 from hakeeper.platform import kube as kubeapi
-from hakeeper.platform import loop
+from hakeeper.platform import loop, owned
 from hakeeper.platform.spec import mark, on_spec, parse_spec
 from hakeeper.replicateddatabase import (
     backup_reconcile,
@@ -43,6 +43,20 @@ from hakeeper.replicateddatabase.clustering import Cluster, LoopMemory, Policy
 GROUP, VERSION = REPLICATED_DATABASE.api_version.split("/")
 PLURAL = REPLICATED_DATABASE.plural
 OBJECTS_EVERY_SECONDS = 30.0
+"""How often a pass renders the database's objects and compares them with what it applied (sent
+only when they differ, drifted, or are OBJECTS_MAX_AGE old), and reads its StatefulSet."""
+OBJECTS_MAX_AGE = 3600.0
+"""Unchanged objects are applied again after this many seconds (spread down to half of it): the
+safety net for a deletion the OWNED watches missed. Was every OBJECTS_EVERY_SECONDS, blind: 20
+databases sent 4 applies a second (bench/scale)."""
+SECRET_EVERY_SECONDS = 300.0
+"""How often the credentials Secret is read again (and the generated one checked) without a spec
+change: the operator may not watch Secrets, and the passwords live in the datadirs too, so a
+changed Secret is no news a second matters for (was every OBJECTS_EVERY_SECONDS)."""
+OWNED = (("", "v1", "configmaps"), ("", "v1", "services"), ("apps", "v1", "statefulsets"),
+         ("policy", "v1", "poddisruptionbudgets"))
+"""(group, version, plural) of what reconcile.ensure_objects applies, watched for drift
+(platform/owned.py). The backup objects are re-applied on their own schedule (backup_reconcile)."""
 RETRY_SECONDS = 2.0
 STATUS_EVERY_SECONDS = 30.0
 WORKERS = 8
@@ -76,6 +90,11 @@ class DatabasePass:
         self.primary: str | None = status.get("currentPrimary")
         self.history: list[dict[str, Any]] = list(status.get("history") or [])
         self.applied: tuple[int | None, float] = (None, 0.0)
+        """(generation, monotonic time) of the last render of the objects (OBJECTS_EVERY_SECONDS)."""
+        self.objects = kubeapi.AppliedObjects(max_age=OBJECTS_MAX_AGE, spread=0.5)
+        """What ensure_objects sent, for the OWNED watches' drift check and to send only changes."""
+        self.secret_read: tuple[int | None, float] = (None, 0.0)
+        """(generation, monotonic time) of the last read of the credentials (SECRET_EVERY_SECONDS)."""
         self.rollout: rollout.RolloutDecision | None = None
         self.departures: dict[str, reconcile.Departure] = {}
         """Former primaries whose client sessions are to be killed once the -primary Service
@@ -124,18 +143,22 @@ class DatabasePass:
         interval = parse_duration(spec.failover.probe_interval)
         kube = kubeapi.shared()
         generation = meta.get("generation")
-        applied = self.applied[0] != generation or time.monotonic() - self.applied[1] > OBJECTS_EVERY_SECONDS
-        if applied:
+        now = time.monotonic()
+        render = (self.applied[0] != generation or now - self.applied[1] > OBJECTS_EVERY_SECONDS
+                  or self.objects.drifts_pending())
+        secret_due = self.secret_read[0] != generation or now - self.secret_read[1] > SECRET_EVERY_SECONDS
+        applied = False
+        if render:
             try:
-                reconcile.ensure_objects(kube, body, spec)
+                applied = reconcile.ensure_objects(kube, body, spec, self.objects, check_secret=secret_due) > 0
             except reconcile.RestoreInvalid as error:
                 problem = Verdict(False, error.reason, str(error))
                 told, self.restore_invalid = self.restore_invalid, str(error)
                 return loop.Outcome(status=status.not_ready(body.get("status"), generation, problem), next_in=interval,
                                     events=[] if told == str(error) else [
                                         loop.Event.of(DatabaseEvent.RESTORE_FAILED, str(error))])
-            self.applied = (generation, time.monotonic())
-        if applied or self.credentials is None:
+            self.applied = (generation, now)
+        if secret_due or self.credentials is None:
             # the Secret is read with the objects, not every probeInterval: the passwords live in the
             # datadirs too, so a changed Secret is no news a second matters for
             self.credentials = None
@@ -145,6 +168,7 @@ class DatabasePass:
                 problem = Verdict(False, error.reason, str(error))
                 return loop.Outcome(status=status.not_ready(body.get("status"), generation, problem),
                                     next_in=interval)
+            self.secret_read = (generation, now)
         credentials = self.credentials
         members, pods = reconcile.members(kube, name, namespace, spec, observed)
         cluster = Cluster(spec.flavor, credentials, Policy.from_spec(spec))
@@ -325,9 +349,16 @@ async def run_cluster(body: kopf.Body, namespace: str | None, name: str, stopped
     wake = _wakeups.register(key)
     writer = loop.StatusWriter(kubeapi.shared(), REPLICATED_DATABASE.kind, namespace, name,
                                volatile=status.status_fingerprint, max_age=STATUS_EVERY_SECONDS)
+    step = DatabasePass(body, writer)
+    owner = (REPLICATED_DATABASE.kind, namespace, name)
+    owned.OWNERS.register(owner, step.objects, wake.set)
     try:
         # the pass writes the status itself (before it moves the role label)
-        await loop.run(LOOP, body, writer, DatabasePass(body, writer), wake, stopped, logger,
+        await loop.run(LOOP, body, writer, step, wake, stopped, logger,
                        observe=lambda _snapshot: tuple(index.get((namespace, name), ())), telemetry=telemetry.record)
     finally:
         _wakeups.unregister(key)
+        owned.OWNERS.unregister(owner)
+
+
+owned.OWNERS.watch(OWNED)

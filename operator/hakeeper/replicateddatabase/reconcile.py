@@ -10,6 +10,7 @@ dies in between finds the decision on restart and only has to move the label.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from hakeeper.api.meta import (
     SWITCHOVER_ANNOTATION,
 )
 from hakeeper.api.replicateddatabase import ReplicatedDatabaseSpec, RestoreStatus, RolloutStatus
-from hakeeper.platform.kube import Kube, owned_by
+from hakeeper.platform.kube import AppliedObjects, Kube, owned_by
 from hakeeper.replicateddatabase import objects, reseed, rollout
 from hakeeper.replicateddatabase import restore as restore_
 from hakeeper.replicateddatabase import status as status_
@@ -53,13 +54,17 @@ class RestoreInvalid(ValueError):
     reason = DatabaseReason.RESTORE_FAILED
 
 
-def ensure_objects(kube: Kube, body: Mapping[str, Any], spec: ReplicatedDatabaseSpec) -> None:
-    """Creates or updates the database's objects (ConfigMap, Services, StatefulSet, budget) and
-    its generated Secret. Raises RestoreInvalid for a spec.restore the restore cannot use."""
+def ensure_objects(kube: Kube, body: Mapping[str, Any], spec: ReplicatedDatabaseSpec,
+                   applied: AppliedObjects | None = None, check_secret: bool = True) -> int:
+    """Creates or updates the database's objects (ConfigMap, Services, StatefulSet, budget) and,
+    with `check_secret`, its generated Secret; the number of objects sent. With `applied` (what this
+    process applied before), only the objects that changed, drifted or aged are sent
+    (Kube.apply_changed); without, all. Raises RestoreInvalid for a spec.restore the restore cannot
+    use, ApiError when a write fails."""
     meta = body["metadata"]
     db, namespace = meta["name"], meta["namespace"]
     owner = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": meta}
-    if spec.credentials.secret_name is None:
+    if check_secret and spec.credentials.secret_name is None:
         generated = kube.get("Secret", namespace, objects.names(db)["credentials"])
         if generated is None:
             # generated once; never rewritten (the passwords live in the datadirs too)
@@ -77,7 +82,11 @@ def ensure_objects(kube: Kube, body: Mapping[str, Any], spec: ReplicatedDatabase
     desired = [objects.config_map(db, namespace, spec), *objects.services(db, namespace, spec),
                objects.statefulset(db, namespace, spec, secret_name(db, spec), extras),
                objects.pod_disruption_budget(db, namespace, spec)]
-    kube.apply_all([owned_by(o, owner) for o in desired if o is not None])
+    objs = [owned_by(o, owner) for o in desired if o is not None]
+    if applied is None:
+        kube.apply_all(objs)
+        return len(objs)
+    return kube.apply_changed(objs, applied, time.monotonic())
 
 
 def secret_name(db: str, spec: ReplicatedDatabaseSpec) -> str:
