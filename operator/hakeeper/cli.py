@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 HANDLER_MODULES = (
     "hakeeper.platform.settings",
+    "hakeeper.platform.collector",
     "hakeeper.loadbalancerpool.handlers",
     "hakeeper.replicateddatabase.handlers",
     "hakeeper.degradationpolicy.handlers",
