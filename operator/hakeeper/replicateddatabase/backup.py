@@ -621,12 +621,11 @@ _COVERED = r"""echo "$files" | sed 's/.*\.0*\([0-9][0-9]*\)$/\1/' | awk -v membe
            "the transactions in it would be skipped\n", prev + 1, member, prev, $1 > "/dev/stderr"; exit 1 }
   { prev = $1 }'
 begins=$(__BINLOG__ --stop-position=65536 "$(echo "$files" | head -n 1)" 2>/dev/null | __BEGINS__)
-awk -v outer="$start" -v inner="$begins" -v flavor="$HK_FLAVOR" '__INCLUDES__
-  BEGIN { exit !includes(outer, inner, flavor) }' || {
+__INCLUDES__ || {
   echo "restore: the binary logs of $HK_RESTORE_BINLOGS_OF in the store begin at GTID position '$begins'," \
     "after the backup's '$start': the transactions between are in none of them (removed, or written by" \
     "another member before a failover); restore a later backup, or this one as it is" >&2; exit 1; }
-""".replace("__INCLUDES__", restore_gtid.INCLUDES_AWK)
+""".replace("__INCLUDES__", restore_gtid.includes_sh('"$start"', '"$begins"'))
 _BEGINS = {
     # '#<time> server id 1  end_log_pos 197 CRC32 0x...  Previous-GTIDs', then '# <uuid:intervals>[,]'
     # lines, one per source, up to the next '# at <offset>'
@@ -646,11 +645,10 @@ _REPLAYED = rf"""[ "$(cat {TMP_DIR}/rc.binlog)" = 0 ] \
 # (the logs stored do not reach it yet, or the GTID was never written). Checked before the
 # reader's status, which is an error too when MariaDB's does not reach its stop position.
 _REACHED = r"""reached=$(sql -Nse "__POSITION__")
-awk -v outer="$reached" -v inner="$HK_RESTORE_GTID" -v flavor="$HK_FLAVOR" '__INCLUDES__
-  BEGIN { exit !includes(outer, inner, flavor) }' || {
+__INCLUDES__ || {
   echo "restore: the binary logs in the store end at GTID position '$reached', before the GTID $HK_RESTORE_GTID" \
     "(not copied to the store yet, or never written)" >&2; exit 1; }
-""".replace("__INCLUDES__", restore_gtid.INCLUDES_AWK)
+""".replace("__INCLUDES__", restore_gtid.includes_sh('"$reached"', '"$HK_RESTORE_GTID"'))
 
 _FINISH = r"""echo "restored data as of GTID position '$(sql -Nse "__EXECUTED__")'"
 kill $server && wait $server || true

@@ -98,3 +98,11 @@ function includes(outer, inner, flavor,   n, i, a, f, m, j, u, key, r, lo, hi, k
 or as the server prints them): an `inner` interval must lie in one interval of `outer`, which
 holds when `outer`'s intervals are merged. Sequence numbers compare as awk numbers (doubles:
 exact up to 2^53). No single quote in it: it goes inside a single-quoted awk program."""
+
+
+def includes_sh(outer: str, inner: str) -> str:
+    """sh: a command that succeeds when the GTID text `outer` includes `inner` (INCLUDES_AWK, for
+    $HK_FLAVOR); each argument is a shell word (a quoted variable, e.g. '"$start"'), not escaped
+    here."""
+    return (f"awk -v outer={outer} -v inner={inner} -v flavor=\"$HK_FLAVOR\" '{INCLUDES_AWK}"
+            "  BEGIN { exit !includes(outer, inner, flavor) }'")
