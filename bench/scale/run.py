@@ -30,7 +30,7 @@ ConfigMap p99 ≤ 250 ms under the churn.
 Run: `make bench` (or .venv/bin/python bench/scale/run.py). BENCH_SCALE_SIZES (default
 "100,300,1000"), BENCH_SCALE_IDLE (s, 20), BENCH_SCALE_CHURN (s, 30), BENCH_SCALE_RATE (50), BENCH_SCALE_SETTLE (s, 30);
 BENCH_SCALE_LOG: a path to keep the operator's log at; BENCH_SCALE_PROFILE: a directory where py-spy
-(pip install py-spy) records the operator during each idle and churn window, as collapsed stacks
+(pip install py-spy) records the operator during each idle and churn window (the thread holding the GIL: CPU, not waits), as collapsed stacks
 (<size>-idle.txt, <size>-churn.txt; py-spy pauses the process to sample it: a profiling run's
 figures are not the benchmark's).
 """
@@ -132,7 +132,7 @@ class Profile:
         if folder:
             pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
             self.proc = subprocess.Popen(
-                [str(pathlib.Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "-r", "50", "-d",
+                [str(pathlib.Path(sys.executable).parent / "py-spy"), "record", "--gil", "-p", str(pid), "-r", "50", "-d",
                  str(int(seconds)), "--format", "raw", "-o", str(pathlib.Path(folder) / f"{name}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -182,3 +182,22 @@ def test_a_pass_sends_only_changed_or_drifted_objects_and_reads_its_secret_every
     body["metadata"]["generation"] = 2  # a spec change: everything rendered, the Secret read
     database(body)
     assert api.gets.count("Secret") == 4
+
+
+def test_a_database_with_no_member_addressed_waits_for_a_pod_instead_of_probing_each_second(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = FakeFleet("mariadb", 3, Policy())
+    api = Api(fleet)
+    monkeypatch.setattr(handlers.kubeapi, "shared", lambda: api)
+    monkeypatch.setattr(handlers, "Cluster", lambda flavor, credentials, policy: Cluster(
+        flavor, credentials, policy, ops=fleet))
+    body: dict[str, Any] = {"apiVersion": "hakeeper.io/v1alpha1", "kind": "ReplicatedDatabase",
+                            "metadata": {"name": "db", "namespace": "shop", "generation": 1, "uid": "u1"},
+                            "spec": {"flavor": "mariadb", "replicas": 3}, "status": {}}
+    database = handlers.DatabasePass(body, loop.StatusWriter(api, "ReplicatedDatabase", "shop", "db"))  # type: ignore[arg-type]
+    pending = [{"metadata": {"name": m.name}, "status": {}} for m in fleet.members]  # scheduled nowhere yet
+    assert database(body, pending).next_in == handlers.UNADDRESSED_SECONDS
+    assert ("shop", "db") in handlers._unaddressed
+    addressed = [{"metadata": {"name": m.name}, "status": {"podIP": m.host}} for m in fleet.members]
+    assert database(body, addressed).next_in <= 1.0  # failover.probeInterval's default
+    assert ("shop", "db") not in handlers._unaddressed
