@@ -181,3 +181,15 @@ def test_an_unreachable_prometheus_with_credentials_shows_them_hidden():
     assert reading.message == f"cannot reach Prometheus at http://alice:***@127.0.0.1:{port}: Connection refused"
     token_only = PrometheusSource(f"https://{SECRET}@127.0.0.1:{port}", 1).read("up")
     assert f"https://***@127.0.0.1:{port}" in token_only.message and SECRET not in token_only.message
+
+
+def test_the_environment_proxy_is_read_once_for_the_prometheus_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests would read the environment (and ~/.netrc) at every query; the source reads the
+    proxy for its URL once, honouring NO_PROXY."""
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "prometheus.monitoring.svc")
+    proxied = PrometheusSource("http://prometheus.example:9090", 1.0)
+    direct = PrometheusSource("http://prometheus.monitoring.svc:9090", 1.0)
+    session = proxied.client._session
+    assert session.trust_env is False and session.proxies.get("http") == "http://proxy.example:3128"
+    assert direct.client._session.proxies == {}
