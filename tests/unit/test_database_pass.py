@@ -147,6 +147,18 @@ def test_a_secret_generated_before_the_application_account_gets_its_password_add
     assert len(patches) == 1
 
 
+def mariadb_pass(api: Api, fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch) -> tuple[
+        dict[str, Any], handlers.DatabasePass]:
+    """A 3-member MariaDB `db`'s body and its pass, on `api` and `fleet`."""
+    monkeypatch.setattr(handlers.kubeapi, "shared", lambda: api)
+    monkeypatch.setattr(handlers, "Cluster", lambda flavor, credentials, policy: Cluster(
+        flavor, credentials, policy, ops=fleet))
+    body: dict[str, Any] = {"apiVersion": "hakeeper.io/v1alpha1", "kind": "ReplicatedDatabase",
+                            "metadata": {"name": "db", "namespace": "shop", "generation": 1, "uid": "u1"},
+                            "spec": {"flavor": "mariadb", "replicas": 3}, "status": {}}
+    return body, handlers.DatabasePass(body, loop.StatusWriter(api, "ReplicatedDatabase", "shop", "db"))  # type: ignore[arg-type]
+
+
 def test_a_pass_sends_only_changed_or_drifted_objects_and_reads_its_secret_every_few_minutes(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Was: every 30 s all four kinds applied and the Secret read twice, per database (bench/scale).
@@ -155,13 +167,7 @@ def test_a_pass_sends_only_changed_or_drifted_objects_and_reads_its_secret_every
     api = Api(fleet)
     clock = [1000.0]
     monkeypatch.setattr(handlers.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(handlers.kubeapi, "shared", lambda: api)
-    monkeypatch.setattr(handlers, "Cluster", lambda flavor, credentials, policy: Cluster(
-        flavor, credentials, policy, ops=fleet))
-    body: dict[str, Any] = {"apiVersion": "hakeeper.io/v1alpha1", "kind": "ReplicatedDatabase",
-                            "metadata": {"name": "db", "namespace": "shop", "generation": 1, "uid": "u1"},
-                            "spec": {"flavor": "mariadb", "replicas": 3}, "status": {}}
-    database = handlers.DatabasePass(body, loop.StatusWriter(api, "ReplicatedDatabase", "shop", "db"))  # type: ignore[arg-type]
+    body, database = mariadb_pass(api, fleet, monkeypatch)
     database(body)
     first = sorted(api.applied)
     assert {a.split()[0] for a in first} == {"ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget"}
@@ -188,13 +194,7 @@ def test_a_database_with_no_member_addressed_waits_for_a_pod_instead_of_probing_
         monkeypatch: pytest.MonkeyPatch) -> None:
     fleet = FakeFleet("mariadb", 3, Policy())
     api = Api(fleet)
-    monkeypatch.setattr(handlers.kubeapi, "shared", lambda: api)
-    monkeypatch.setattr(handlers, "Cluster", lambda flavor, credentials, policy: Cluster(
-        flavor, credentials, policy, ops=fleet))
-    body: dict[str, Any] = {"apiVersion": "hakeeper.io/v1alpha1", "kind": "ReplicatedDatabase",
-                            "metadata": {"name": "db", "namespace": "shop", "generation": 1, "uid": "u1"},
-                            "spec": {"flavor": "mariadb", "replicas": 3}, "status": {}}
-    database = handlers.DatabasePass(body, loop.StatusWriter(api, "ReplicatedDatabase", "shop", "db"))  # type: ignore[arg-type]
+    body, database = mariadb_pass(api, fleet, monkeypatch)
     pending = [{"metadata": {"name": m.name}, "status": {}} for m in fleet.members]  # scheduled nowhere yet
     assert database(body, pending).next_in == handlers.UNADDRESSED_SECONDS
     assert ("shop", "db") in handlers._unaddressed

@@ -13,15 +13,14 @@ import pymysql.connections
 import pytest
 
 from hakeeper.api.meta import ROLE_LABEL
-from hakeeper.platform import loop
-from hakeeper.replicateddatabase import handlers, objects, reconcile
+from hakeeper.replicateddatabase import objects, reconcile
 from hakeeper.replicateddatabase.clustering import Cluster, Credentials, Member, MemberState, Policy
 from hakeeper.replicateddatabase.clustering.members import NOT_ADDRESSED
 from hakeeper.replicateddatabase.clustering.ops import PREFERRED_TLS, Connection
 from hakeeper.replicateddatabase.rollout import REVISION_LABEL
 
 from .fake_mysql import FakeFleet
-from .test_database_pass import Api
+from .test_database_pass import Api, mariadb_pass
 
 CREDENTIALS = Credentials("root-secret", "replication-secret", "operator-secret")
 
@@ -93,13 +92,7 @@ class CountingApi(Api):
 
 
 def passes(api: CountingApi, fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch, n: int) -> None:
-    monkeypatch.setattr(handlers.kubeapi, "shared", lambda: api)
-    monkeypatch.setattr(handlers, "Cluster", lambda flavor, credentials, policy: Cluster(
-        flavor, credentials, policy, ops=fleet))
-    body: dict[str, Any] = {"apiVersion": "hakeeper.io/v1alpha1", "kind": "ReplicatedDatabase",
-                            "metadata": {"name": "db", "namespace": "shop", "generation": 1, "uid": "u1"},
-                            "spec": {"flavor": "mariadb", "replicas": 3}, "status": {}}
-    database = handlers.DatabasePass(body, loop.StatusWriter(api, "ReplicatedDatabase", "shop", "db"))  # type: ignore[arg-type]
+    body, database = mariadb_pass(api, fleet, monkeypatch)
     for _ in range(n):
         fleet.advance(1.0)
         fleet.replicate()
