@@ -165,8 +165,16 @@ def _fault(database, namespace: str, password: str, service_ip: str, fail, first
             pods = database.kubectl("get", "pods", "-n", namespace, "-o", "wide").stdout
             raise AssertionError(f"{error}\nstatus: {json.dumps(status, indent=1)}\n{pods}") from None
         recovery_seconds = time.monotonic() - failed_at
-        poll(lambda: _slice_addresses(database, namespace, "db-primary") == {_pod_ip(database, namespace, new)},
-             60, what="the -primary Service on the primary")
+
+        def on_primary() -> bool:
+            # without `expect`, the Healthy status read right after the fault may predate the
+            # operator noticing it (CI: it named the killed db-0, then db-1 was promoted, and the
+            # Service followed db-1): the Service must follow the primary the status names now
+            current = new if expect else _status(database, namespace, "db").get("currentPrimary")
+            return bool(current) and _slice_addresses(database, namespace, "db-primary") == {
+                _pod_ip(database, namespace, current)}
+
+        poll(on_primary, 60, what="the -primary Service on the primary")
         count = len(writer.acked)
         poll(lambda: len(writer.acked) > count + 20, 60, what="writes after the fault")
     finally:
