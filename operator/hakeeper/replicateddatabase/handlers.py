@@ -164,7 +164,7 @@ class DatabasePass:
                                         loop.Event.of(DatabaseEvent.RESTORE_FAILED, str(error))])
             self.applied = (generation, now)
         if secret_due or self.credentials is None:
-            # the Secret is read with the objects, not every probeInterval: the passwords live in the
+            # the Secret is read every SECRET_EVERY_SECONDS, not every probeInterval: the passwords live in the
             # datadirs too, so a changed Secret is no news a second matters for
             self.credentials = None
             try:
