@@ -30,32 +30,10 @@ def peering_priority(given: int | None, pod_name: str | None) -> int:
     return zlib.crc32(pod_name.encode()) if pod_name else 0
 
 
-MALLOC_ARENAS = 2
-"""glibc malloc arenas for the operator process (mallopt M_ARENA_MAX; its default is 8 per core).
-Each thread that allocates may get an arena of its own, and memory freed in one is not given back
-while any block in it lives: with 36 threads the operator's RSS at 1,000 pools was about 15 MB
-higher (bench/scale). The same as the environment variable MALLOC_ARENA_MAX, set before any thread
-starts."""
-M_ARENA_MAX = -8
-"""mallopt's parameter number for the arena limit (glibc malloc.h)."""
-
-
-def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
-    """Sets glibc's arena limit unless MALLOC_ARENA_MAX is set; False where there is no glibc
-    mallopt (musl) or it refuses."""
-    import ctypes
-
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(M_ARENA_MAX, arenas))
-
-
 def _run(args: argparse.Namespace) -> int:
-    limit_malloc_arenas()  # before kopf and the handler modules start threads
+    from hakeeper.platform import glibc
+
+    glibc.limit_arenas()  # before kopf and the handler modules start threads
     import kopf
 
     for module in HANDLER_MODULES:  # importing a handler module registers its handlers with kopf

@@ -40,21 +40,3 @@ def test_a_frozen_object_is_not_walked_by_a_full_collection_and_is_after_a_thaw(
     assert gc.get_freeze_count() == 0
     walked = {id(o) for g in range(3) for o in gc.get_objects(g)}
     assert all(id(x) in walked for x in kept)
-
-
-def _rss_mb() -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) // 1024
-    raise AssertionError("no VmRSS")
-
-
-def test_memory_python_freed_leaves_the_rss_after_a_trim() -> None:
-    """Blocks of 1 kB (beyond pymalloc's 512 B: glibc's heap) freed stay in the RSS until trimmed."""
-    blocks = [bytes(1000 + i % 7) for i in range(60_000)]
-    after_tail = bytes(2000)  # allocated last: the freed blocks are not at the heap's top
-    del blocks
-    freed = _rss_mb()
-    assert collector.malloc_trim()
-    assert _rss_mb() <= freed - 30, "malloc_trim gave nothing back"
-    del after_tail

@@ -20,13 +20,14 @@ counts in the operator's RSS.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import gc
 import time
 from collections.abc import Callable
 from typing import Any
 
 import kopf
+
+from hakeeper.platform import glibc
 
 FREEZE_SECONDS = 60.0
 THAW_SECONDS = 3600.0
@@ -42,7 +43,7 @@ class Collector:
         self.clock = clock
         self.thawed = clock()
         self.freeze, self.unfreeze, self.collect = gc.freeze, gc.unfreeze, gc.collect
-        self.trim = malloc_trim
+        self.trim = glibc.trim
 
     def tick(self) -> str:
         """Freezes what is alive ("freeze"), or first thaws and collects everything when
@@ -58,16 +59,6 @@ class Collector:
         self.freeze()
         self.trim()
         return done
-
-
-def malloc_trim() -> bool:
-    """glibc's malloc_trim(0): free memory at the top of malloc's heaps returned to the system;
-    False where there is none to return, or no glibc (musl)."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return False
-    return bool(trim(0))
 
 
 async def _run(collector: Collector) -> None:
