@@ -94,7 +94,7 @@ class DatabasePass:
         self.memory: LoopMemory | None = reconcile.memory_of(status)
         self.primary: str | None = status.get("currentPrimary")
         self.history: list[dict[str, Any]] = list(status.get("history") or [])
-        self.applied: tuple[int | None, float] = (None, 0.0)
+        self.rendered: tuple[int | None, float] = (None, 0.0)
         """(generation, monotonic time) of the last render of the objects (OBJECTS_EVERY_SECONDS)."""
         self.objects = kubeapi.AppliedObjects(max_age=OBJECTS_MAX_AGE, spread=0.5)
         """What ensure_objects sent, for the OWNED watches' drift check and to send only changes."""
@@ -149,7 +149,7 @@ class DatabasePass:
         kube = kubeapi.shared()
         generation = meta.get("generation")
         now = time.monotonic()
-        render = (self.applied[0] != generation or now - self.applied[1] > OBJECTS_EVERY_SECONDS
+        render = (self.rendered[0] != generation or now - self.rendered[1] > OBJECTS_EVERY_SECONDS
                   or self.objects.drifts_pending())
         secret_due = self.secret_read[0] != generation or now - self.secret_read[1] > SECRET_EVERY_SECONDS
         applied = False
@@ -162,7 +162,7 @@ class DatabasePass:
                 return loop.Outcome(status=status.not_ready(body.get("status"), generation, problem), next_in=interval,
                                     events=[] if told == str(error) else [
                                         loop.Event.of(DatabaseEvent.RESTORE_FAILED, str(error))])
-            self.applied = (generation, now)
+            self.rendered = (generation, now)
         if secret_due or self.credentials is None:
             # the Secret is read every SECRET_EVERY_SECONDS, not every probeInterval: the passwords live in the
             # datadirs too, so a changed Secret is no news a second matters for
