@@ -12,8 +12,9 @@ moved back and collected (gc.unfreeze, gc.collect), one full pause an hour inste
 seconds, and what a deleted object's loop left in cycles is freed then. The technique is
 gc.freeze's (Python documentation, "gc — Garbage Collector interface"), as Instagram's servers use it.
 
-After each, glibc is asked to give the free memory at the top of its heaps back to the system
-(malloc_trim(0), glibc's malloc.h): the memory Python frees stays in malloc's heaps otherwise, and
+After each, glibc is asked to give its heaps' free pages back to the system (glibc.trim:
+malloc_trim(0), which since glibc 2.8 releases every whole free page of every arena, not only the
+top of the heap; malloc_trim(3)): the memory Python frees stays in malloc's heaps otherwise, and
 counts in the operator's RSS.
 """
 

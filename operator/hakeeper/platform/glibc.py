@@ -41,7 +41,8 @@ def limit_arenas(arenas: int = MALLOC_ARENAS) -> bool:
 
 
 def trim() -> bool:
-    """malloc_trim(0): the free memory in malloc's heaps given back to the system, so what Python
-    freed leaves the RSS; False where there was none to give back, or no malloc_trim."""
+    """malloc_trim(0): every whole free page in malloc's arenas given back to the system (glibc
+    2.8 and later), so what Python freed leaves the RSS; False where there was none to give back,
+    or no malloc_trim."""
     malloc_trim = _function("malloc_trim")
     return malloc_trim is not None and bool(malloc_trim(0))
